@@ -1,0 +1,108 @@
+/*
+ * bench_gemm.c - single-thread GFLOP/s of vt_gemm_f32 per kernel table on
+ * ViT-B / ViT-L shapes. Not a test and not built by CMake.
+ *
+ * Build after `cmake -B build && cmake --build build` (uses the static lib):
+ *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc bench/bench_gemm.c build/libvtok.a -lcjson -lm -lpthread -o bench_gemm
+ * Run: ./bench_gemm [min_seconds_per_case (default 0.3)] [ref]
+ * The reference table is slow (~1-2 GFLOP/s) and is skipped unless "ref" is given.
+ *
+ * Shapes (M = tokens: 197 = ViT-B/16 at 224, 257 = ViT-L/14 at 224,
+ * 577 = ViT-L/14 at 336 / ViT-B/16 at 384):
+ *   qkv / proj / fc1 / fc2 of ViT-B (D=768) and ViT-L (D=1024): b_nk=1 (Linear)
+ *   attention scores Q K^T: M=N=tokens, K=64, b_nk=1
+ *   attention output P V:   M=tokens, N=64, K=tokens, b_nk=0
+ */
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    const char *what;
+    int64_t M, N, K;
+    int b_nk;
+} shape;
+
+static const shape shapes[] = {
+    {"vitb qkv", 197, 2304, 768, 1},   {"vitb proj", 197, 768, 768, 1},
+    {"vitb fc1", 197, 3072, 768, 1},   {"vitb fc2", 197, 768, 3072, 1},
+    {"vitb QK^T", 197, 197, 64, 1},    {"vitb PV", 197, 64, 197, 0},
+    {"vitl qkv", 257, 3072, 1024, 1},  {"vitl fc1", 257, 4096, 1024, 1},
+    {"vitl fc2", 257, 1024, 4096, 1},  {"vitl QK^T", 257, 257, 64, 1},
+    {"vitl PV", 257, 64, 257, 0},      {"vitl336 fc1", 577, 4096, 1024, 1},
+    {"vitl336 fc2", 577, 1024, 4096, 1}, {"vitl336 QK^T", 577, 577, 64, 1},
+    {"vitl336 PV", 577, 64, 577, 0},   {"square kn", 512, 1024, 1024, 0},
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static float *alloc_rand(size_t n)
+{
+    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (!p)
+        exit(1);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    double min_s = argc > 1 ? atof(argv[1]) : 0.3;
+    int with_ref = argc > 2 && strcmp(argv[2], "ref") == 0;
+    const vt_kernels *tabs[3] = {with_ref ? vt_kernels_ref() : NULL, vt_kernels_avx2(),
+                                 vt_kernels_avx512()};
+    float *scratch = aligned_alloc(64, VT_GEMM_SCRATCH_FLOATS * sizeof(float));
+    if (!scratch)
+        return 1;
+    printf("%-14s %5s %5s %5s %4s", "shape", "M", "N", "K", "b_nk");
+    for (int t = 0; t < 3; t++)
+        if (tabs[t])
+            printf(" %9s", tabs[t]->name);
+    printf("   (GFLOP/s, 1 thread)\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const shape *sh = &shapes[s];
+        int64_t lda = sh->K + (getenv("LDA_PAD") ? atoi(getenv("LDA_PAD")) : 0);
+        float *A = alloc_rand((size_t)(sh->M * lda));
+        float *B = alloc_rand((size_t)(sh->N * sh->K));
+        float *bias = alloc_rand((size_t)sh->N);
+        float *C = alloc_rand((size_t)(sh->M * sh->N));
+        int64_t ldb = sh->b_nk ? sh->K : sh->N;
+        printf("%-14s %5lld %5lld %5lld %4d", sh->what, (long long)sh->M, (long long)sh->N,
+               (long long)sh->K, sh->b_nk);
+        for (int t = 0; t < 3; t++) {
+            if (!tabs[t])
+                continue;
+            double flop = 2.0 * (double)sh->M * (double)sh->N * (double)sh->K;
+            tabs[t]->gemm_f32(sh->M, sh->N, sh->K, A, lda, B, ldb, sh->b_nk, bias, C, sh->N,
+                              0, scratch); /* warm-up */
+            int reps = 0;
+            double best = 1e30, t_end = now() + min_s;
+            do {
+                double t0 = now();
+                tabs[t]->gemm_f32(sh->M, sh->N, sh->K, A, lda, B, ldb, sh->b_nk, bias, C,
+                                  sh->N, 0, scratch);
+                double dt = now() - t0;
+                best = dt < best ? dt : best;
+                reps++;
+            } while (now() < t_end || reps < 3);
+            printf(" %9.1f", flop / best * 1e-9);
+            fflush(stdout);
+        }
+        printf("\n");
+        free(A);
+        free(B);
+        free(bias);
+        free(C);
+    }
+    free(scratch);
+    return 0;
+}

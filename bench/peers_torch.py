@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Time the PyTorch reference CLIP vision tower (tests/ref/hf_vision.py),
+the "peer" that vtok's CPU numbers are compared with.
+
+    bench/peers_torch.py [--model b16|l14|all] [--threads 1,2] [--iters 5] [--warmup 1] [--json]
+
+Models (random weights, float32, batch 1, eager attention, torch.no_grad):
+    b16  CLIP ViT-B/16 @ 224: hidden 768, 12 layers, 12 heads, MLP 3072, patch 16 (197 tokens)
+    l14  CLIP ViT-L/14 @ 336: hidden 1024, 24 layers, 16 heads, MLP 4096, patch 14 (577 tokens)
+For each model and thread count (torch.set_num_threads(T), interop threads 1)
+prints the median (and min) milliseconds per image over --iters timed runs
+after --warmup untimed runs. --json prints one JSON object per line instead.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "ref"))
+import hf_vision as hv  # noqa: E402
+
+MODELS = {
+    "b16": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                patch_size=16, image_size=224, name="CLIP ViT-B/16-224"),
+    "l14": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                patch_size=14, image_size=336, name="CLIP ViT-L/14-336"),
+}
+
+
+@torch.no_grad()
+def build(key):
+    spec = dict(MODELS[key])
+    name = spec.pop("name")
+    cfg = dict(spec, architectures=["CLIPVisionModel"], model_type="clip_vision_model")
+    model = hv.build_model(cfg)
+    g = torch.Generator().manual_seed(0)
+    for p in model.parameters():
+        p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    for m in model.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+    return name, model.eval()
+
+
+@torch.no_grad()
+def time_model(model, size, threads, iters, warmup):
+    torch.set_num_threads(threads)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        model(x)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return times
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="all", help="b16, l14 or all")
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="one JSON object per line")
+    a = ap.parse_args()
+    keys = list(MODELS) if a.model == "all" else a.model.split(",")
+    for k in keys:
+        if k not in MODELS:
+            ap.error("unknown model %r (b16, l14, all)" % k)
+    threads = [int(t) for t in a.threads.split(",")]
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    if not a.json:
+        print("torch %s, %s, %d logical CPUs" % (torch.__version__, platform.processor() or platform.machine(),
+                                                  os.cpu_count()))
+        print("%-20s %7s %12s %12s" % ("model", "threads", "median ms", "min ms"))
+    for k in keys:
+        name, model = build(k)
+        for t in threads:
+            times = time_model(model, MODELS[k]["image_size"], t, a.iters, a.warmup)
+            med = statistics.median(times)
+            if a.json:
+                print(json.dumps({"peer": "torch-ref", "model": k, "name": name, "threads": t, "batch": 1,
+                                  "iters": a.iters, "median_ms": round(med, 3), "min_ms": round(min(times), 3),
+                                  "torch": torch.__version__}), flush=True)
+            else:
+                print("%-20s %7d %12.1f %12.1f" % (name, t, med, min(times)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+/*
+ * vtok.h - the one public header of vtok, a C11 engine for visual tokenizers.
+ *
+ * vtok runs the vision encoders that multimodal LLMs use (CLIP, DINOv2,
+ * SigLIP, ViT/DeiT/MAE, BLIP-2/EVA ViT-g) from Hugging Face model folders and
+ * returns the same features PyTorch/transformers would.
+ *
+ * Usage:
+ *
+ *     vtok_status st = {0};
+ *     vtok_model_params mp = vtok_model_default_params();
+ *     vtok_model *m = vtok_model_load("clip-vit-base-patch32", &mp, &st);
+ *     if (!m) { fprintf(stderr, "%s\n", st.msg); return 1; }
+ *
+ *     vtok_ctx_params cp = vtok_ctx_default_params();
+ *     cp.n_threads = 2;
+ *     vtok_ctx *ctx = vtok_ctx_new(m, &cp, &st);
+ *
+ *     vtok_encode_params ep = vtok_encode_default_params();
+ *     ep.all_layers = 1;                       // keep every hidden state
+ *     if (vtok_encode(ctx, pixels, 1, 3, 224, 224, &ep) != 0)
+ *         fprintf(stderr, "%s\n", vtok_ctx_errmsg(ctx));
+ *
+ *     vtok_view v;
+ *     vtok_get_output(ctx, VTOK_OUT_LAST_HIDDEN, 0, &v);   // [1, 50, 768]
+ *
+ *     vtok_ctx_free(ctx);
+ *     vtok_model_free(m);
+ *
+ * Thread safety: a vtok_model is read-only after load and may be shared by any
+ * number of threads. A vtok_ctx belongs to one thread at a time; use one
+ * context per thread or request. Functions that take no model or context are
+ * thread-safe.
+ *
+ * Errors: every fallible call returns 0 on success or a negative VTOK_E* code;
+ * vtok_strerror() names the code, vtok_ctx_errmsg() / vtok_status.msg say what
+ * went wrong in one line. The library never exits or aborts on bad input.
+ */
+#ifndef VTOK_H
+#define VTOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VTOK_VERSION_MAJOR 0
+#define VTOK_VERSION_MINOR 1
+#define VTOK_VERSION_PATCH 0
+
+/* Error codes: always negative. */
+enum {
+    VTOK_OK           = 0,
+    VTOK_EINVAL       = -1, /* bad argument (NULL, out of range)            */
+    VTOK_ENOMEM       = -2, /* allocation failed                            */
+    VTOK_EIO          = -3, /* open/read/mmap/write failed                  */
+    VTOK_EFORMAT      = -4, /* malformed file (JSON, safetensors, npy)      */
+    VTOK_EUNSUPPORTED = -5, /* architecture, dtype or option not supported  */
+    VTOK_EMISSING     = -6, /* a required tensor or config key is missing   */
+    VTOK_ESHAPE       = -7, /* a tensor or input has the wrong shape        */
+    VTOK_ELIMIT       = -8, /* input exceeds a configured limit             */
+};
+
+/* Static name of an error code ("invalid argument", ...). Never NULL. */
+const char *vtok_strerror(int code);
+
+/* A code and a one-line message, filled by calls that have no context yet. */
+typedef struct vtok_status {
+    int  code;
+    char msg[512];
+} vtok_status;
+
+/* Library version string, static. */
+const char *vtok_version(void);
+
+/* ---------------------------------------------------------------- model -- */
+
+typedef struct vtok_model vtok_model;
+
+typedef struct vtok_model_params {
+    int use_mmap;       /* map weight files instead of reading them (default 1) */
+} vtok_model_params;
+
+vtok_model_params vtok_model_default_params(void);
+
+/*
+ * Load a Hugging Face model folder: config.json plus model.safetensors or
+ * shards listed in model.safetensors.index.json. `path` may also name a
+ * config.json directly. Returns NULL on error and fills *st (st may be NULL).
+ * The returned model is owned by the caller; free it with vtok_model_free
+ * after every context made from it is freed.
+ */
+vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_status *st);
+void        vtok_model_free(vtok_model *m); /* NULL is a no-op */
+
+typedef struct vtok_model_info {
+    const char *arch;          /* family: "clip", "siglip", "dinov2", "vit", "vit_mae", "blip2" */
+    const char *model_type;    /* config.json model_type as read                               */
+    const char *weight_dtype;  /* dtype of the stored weights: "F32", "F16", "BF16"            */
+    int64_t hidden_size;
+    int64_t intermediate_size;
+    int64_t n_layers;
+    int64_t n_heads;
+    int64_t patch_size;
+    int64_t image_size;        /* native input side in pixels                                 */
+    int64_t n_channels;
+    int64_t n_prefix_tokens;   /* CLS + register tokens in front of the patch tokens          */
+    int64_t projection_dim;    /* 0 if the model has no image projection                      */
+    int     has_pooler;        /* produces pooler_output                                      */
+    int     any_size;          /* accepts input sizes other than image_size (pos interpolation) */
+    const char *hidden_act;
+    double  layer_norm_eps;
+    int64_t n_params;          /* parameters used by the vision path                           */
+} vtok_model_info;
+
+/* Strings in *info point into the model and live as long as it does. */
+int vtok_model_get_info(const vtok_model *m, vtok_model_info *info);
+
+/* -------------------------------------------------------------- context -- */
+
+typedef struct vtok_ctx vtok_ctx;
+
+typedef struct vtok_ctx_params {
+    int n_threads;      /* worker threads including the caller; <= 0 means all cores */
+} vtok_ctx_params;
+
+vtok_ctx_params vtok_ctx_default_params(void);
+
+/* Returns NULL on error (fills *st). The model must outlive the context. */
+vtok_ctx *vtok_ctx_new(vtok_model *m, const vtok_ctx_params *p, vtok_status *st);
+void      vtok_ctx_free(vtok_ctx *ctx); /* NULL is a no-op */
+
+/* Message of the last failed call on ctx; "" if none. Valid until the next call on ctx. */
+const char *vtok_ctx_errmsg(const vtok_ctx *ctx);
+
+/* --------------------------------------------------------------- encode -- */
+
+typedef struct vtok_encode_params {
+    int        all_layers;  /* keep every hidden state 0..n_layers                     */
+    const int *layers;      /* else keep these hidden-state indices (HF indexing;      */
+    int        n_layers;    /*   negative counts from the end, -1 = last layer)         */
+} vtok_encode_params;
+
+vtok_encode_params vtok_encode_default_params(void);
+
+/*
+ * Run the vision encoder on `pixels`, float32 [n, c, h, w] (NCHW, as an HF
+ * image processor's pixel_values). Results stay in ctx until the next
+ * vtok_encode on it. Returns 0 or a negative code (see vtok_ctx_errmsg).
+ */
+int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_t h, int64_t w,
+                const vtok_encode_params *p);
+
+typedef enum vtok_output {
+    VTOK_OUT_LAST_HIDDEN  = 0, /* [n, tokens, hidden] as HF last_hidden_state          */
+    VTOK_OUT_POOLER       = 1, /* [n, hidden]         as HF pooler_output              */
+    VTOK_OUT_IMAGE_EMBEDS = 2, /* [n, projection_dim] as HF image_embeds               */
+    VTOK_OUT_HIDDEN_STATE = 3, /* [n, tokens, hidden] as HF hidden_states[layer]       */
+} vtok_output;
+
+/* A read-only float32 array owned by the context, row-major, batch first. */
+typedef struct vtok_view {
+    const float *data;
+    int          n_dims;
+    int64_t      ne[4];        /* sizes, outermost first */
+} vtok_view;
+
+/*
+ * Look up an output of the last vtok_encode. `layer` is used only for
+ * VTOK_OUT_HIDDEN_STATE (0 = embeddings, as HF). Returns VTOK_EMISSING if the
+ * model has no such output or the layer was not kept. The view is valid until
+ * the next vtok_encode or vtok_ctx_free on ctx.
+ */
+int vtok_get_output(vtok_ctx *ctx, vtok_output which, int layer, vtok_view *out);
+
+/* ------------------------------------------------------------------ npy -- */
+
+/* Read a NumPy .npy file of float32 (or float64/float16, converted) in C
+ * order. *data is allocated by vtok; free it with vtok_free. shape has room
+ * for 8 dims. Returns 0 or a negative code (st says why; st may be NULL). */
+int vtok_npy_load(const char *path, float **data, int *n_dims, int64_t shape[8], vtok_status *st);
+
+/* Write float32 data as a .npy file ('<f4', C order). */
+int vtok_npy_save(const char *path, const float *data, int n_dims, const int64_t *shape,
+                  vtok_status *st);
+
+/* Free memory vtok allocated for the caller. NULL is a no-op. */
+void vtok_free(void *p);
+
+/* ------------------------------------------------------------- platform -- */
+
+/* Force the plain-C reference kernels (1) or allow ISA-specific ones (0).
+ * Process-wide; call before creating contexts. The environment variable
+ * VTOK_FORCE_REF=1 has the same effect. */
+void vtok_force_reference_kernels(int on);
+
+/* Name of the kernel set in use: "ref", "avx2", "avx512". Static string. */
+const char *vtok_kernel_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VTOK_H */

@@ -1,0 +1,196 @@
+/*
+ * ops.c - threaded ops: split into chunks, run kernels on the context pool.
+ *
+ * Chunk sizes are chosen so that a 2-16 thread pool has several chunks per
+ * thread (the atomic counter balances them) while each chunk is big enough
+ * to amortise B-panel packing in the GEMM.
+ */
+#include "ops.h"
+
+#include <string.h>
+
+static float *thread_scratch(const vt_exec *e, int tid)
+{
+    return e->scratch + (int64_t)tid * e->scratch_stride;
+}
+
+static int64_t round16(int64_t n)
+{
+    return (n + 15) / 16 * 16;
+}
+
+int64_t vt_exec_scratch_floats(int64_t tokens)
+{
+    return round16(tokens * tokens) + round16(VT_GEMM_SCRATCH_FLOATS);
+}
+
+/* ---- linear ---- */
+
+typedef struct {
+    const vt_exec   *e;
+    const vt_linear *l;
+    const float     *x;
+    float           *y;
+    int64_t          M, ldx, ldy, mb, nb, n_mblk;
+} linear_job;
+
+static void linear_task(void *arg, int64_t i, int tid)
+{
+    const linear_job *j = arg;
+    int64_t m0 = (i % j->n_mblk) * j->mb, n0 = (i / j->n_mblk) * j->nb;
+    int64_t m = j->M - m0 < j->mb ? j->M - m0 : j->mb;
+    int64_t n = j->l->n_out - n0 < j->nb ? j->l->n_out - n0 : j->nb;
+    const float *b = j->l->b ? j->l->b + n0 : NULL;
+    j->e->k->gemm_f32(m, n, j->l->n_in, j->x + m0 * j->ldx, j->ldx, j->l->w + n0 * j->l->n_in,
+                      j->l->n_in, 1, b, j->y + m0 * j->ldy + n0, j->ldy, 0,
+                      thread_scratch(j->e, tid));
+}
+
+void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, const vt_linear *l,
+                  float *y, int64_t ldy)
+{
+    if (M <= 0 || l->n_out <= 0)
+        return;
+    linear_job j = {.e = e, .l = l, .x = x, .y = y, .M = M,
+                    .ldx = ldx ? ldx : l->n_in, .ldy = ldy ? ldy : l->n_out};
+    int nt = vt_pool_size(e->pool);
+    j.mb = M <= 512 ? M : 256;
+    j.n_mblk = (M + j.mb - 1) / j.mb;
+    j.nb = 128;
+    while (j.nb > 32 && j.n_mblk * ((l->n_out + j.nb - 1) / j.nb) < 4 * nt)
+        j.nb /= 2;
+    int64_t n_nblk = (l->n_out + j.nb - 1) / j.nb;
+    vt_pool_run(e->pool, linear_task, &j, j.n_mblk * n_nblk);
+}
+
+/* ---- layernorm ---- */
+
+typedef struct {
+    const vt_exec *e;
+    const vt_norm *nm;
+    const float   *x;
+    float         *y;
+    int64_t        M, n;
+} norm_job;
+
+#define NORM_ROWS 16
+
+static void norm_task(void *arg, int64_t i, int tid)
+{
+    const norm_job *j = arg;
+    int64_t r1 = (i + 1) * NORM_ROWS < j->M ? (i + 1) * NORM_ROWS : j->M;
+    for (int64_t r = i * NORM_ROWS; r < r1; r++)
+        j->e->k->layernorm_f32(j->n, j->x + r * j->n, j->nm->w, j->nm->b, j->nm->eps,
+                               j->y + r * j->n);
+}
+
+void vt_op_layernorm(const vt_exec *e, int64_t M, int64_t n, const float *x, const vt_norm *nm,
+                     float *y)
+{
+    norm_job j = {.e = e, .nm = nm, .x = x, .y = y, .M = M, .n = n};
+    vt_pool_run(e->pool, norm_task, &j, (M + NORM_ROWS - 1) / NORM_ROWS);
+}
+
+/* ---- activations ---- */
+
+typedef struct {
+    vt_act_f32_fn fn;
+    float        *x;
+    int64_t       n;
+} act_job;
+
+#define ACT_CHUNK 16384
+
+static void act_task(void *arg, int64_t i, int tid)
+{
+    const act_job *j = arg;
+    int64_t n = j->n - i * ACT_CHUNK < ACT_CHUNK ? j->n - i * ACT_CHUNK : ACT_CHUNK;
+    j->fn(n, j->x + i * ACT_CHUNK);
+}
+
+static void relu_f32(int64_t n, float *x)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x)
+{
+    act_job j = {.x = x, .n = n};
+    switch (act) {
+    case VT_ACT_GELU_ERF:   j.fn = e->k->gelu_erf_f32; break;
+    case VT_ACT_GELU_TANH:  j.fn = e->k->gelu_tanh_f32; break;
+    case VT_ACT_QUICK_GELU: j.fn = e->k->quick_gelu_f32; break;
+    case VT_ACT_SILU:       j.fn = e->k->silu_f32; break;
+    case VT_ACT_TANH:       j.fn = e->k->tanh_f32; break;
+    case VT_ACT_RELU:       j.fn = relu_f32; break;
+    case VT_ACT_NONE:       return;
+    }
+    vt_pool_run(e->pool, act_task, &j, (n + ACT_CHUNK - 1) / ACT_CHUNK);
+}
+
+/* ---- attention ---- */
+
+typedef struct {
+    const vt_exec *e;
+    const float   *q, *k, *v;
+    float         *out;
+    int64_t        T, heads, dh, ld;
+    float          scale;
+} attn_job;
+
+static void attn_task(void *arg, int64_t i, int tid)
+{
+    const attn_job *j = arg;
+    int64_t b = i / j->heads, h = i % j->heads, T = j->T;
+    const vt_kernels *k = j->e->k;
+    float *s = thread_scratch(j->e, tid);
+    float *gs = s + round16(T * T);
+    int64_t off = b * T * j->ld + h * j->dh;
+    /* scores = q k^T: k rows are exactly a [N=T, K=dh] "weight" matrix. */
+    k->gemm_f32(T, T, j->dh, j->q + off, j->ld, j->k + off, j->ld, 1, NULL, s, T, 0, gs);
+    for (int64_t r = 0; r < T; r++) {
+        float *row = s + r * T;
+        for (int64_t c = 0; c < T; c++)
+            row[c] *= j->scale;
+        k->softmax_f32(T, row);
+    }
+    int64_t d = j->heads * j->dh;
+    k->gemm_f32(T, j->dh, T, s, T, j->v + off, j->ld, 0, NULL, j->out + b * T * d + h * j->dh, d,
+                0, gs);
+}
+
+void vt_op_attention(const vt_exec *e, int64_t batch, int64_t T, int64_t heads, int64_t dh,
+                     const float *q, const float *k, const float *v, int64_t ld, float scale,
+                     float *out)
+{
+    attn_job j = {.e = e, .q = q, .k = k, .v = v, .out = out, .T = T, .heads = heads, .dh = dh,
+                  .ld = ld, .scale = scale};
+    vt_pool_run(e->pool, attn_task, &j, batch * heads);
+}
+
+/* ---- names ---- */
+
+static const struct { const char *name; vt_act act; } act_names[] = {
+    {"gelu", VT_ACT_GELU_ERF},           {"gelu_python", VT_ACT_GELU_ERF},
+    {"gelu_pytorch_tanh", VT_ACT_GELU_TANH}, {"gelu_new", VT_ACT_GELU_TANH},
+    {"gelu_fast", VT_ACT_GELU_TANH},     {"quick_gelu", VT_ACT_QUICK_GELU},
+    {"silu", VT_ACT_SILU},               {"swish", VT_ACT_SILU},
+    {"relu", VT_ACT_RELU},               {"tanh", VT_ACT_TANH},
+};
+
+int vt_act_from_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof act_names / sizeof act_names[0]; i++)
+        if (strcmp(name, act_names[i].name) == 0)
+            return (int)act_names[i].act;
+    return -1;
+}
+
+const char *vt_act_name(vt_act a)
+{
+    for (size_t i = 0; i < sizeof act_names / sizeof act_names[0]; i++)
+        if (act_names[i].act == a)
+            return act_names[i].name;
+    return "none";
+}

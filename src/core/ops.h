@@ -1,0 +1,73 @@
+/*
+ * ops.h - multi-threaded tensor ops over the kernel table.
+ *
+ * Each op splits its work into independent chunks (row blocks, column
+ * panels, attention heads) and runs them on the context's pool; the kernels
+ * themselves are single-threaded. Ops never allocate: per-thread scratch
+ * comes from the vt_exec given by the caller, sized by vt_exec_scratch_floats.
+ */
+#ifndef VT_OPS_H
+#define VT_OPS_H
+
+#include "../kernels/kernels.h"
+#include "pool.h"
+
+typedef enum vt_act {
+    VT_ACT_NONE = 0,
+    VT_ACT_GELU_ERF,     /* "gelu" in transformers: exact erf form          */
+    VT_ACT_GELU_TANH,    /* "gelu_pytorch_tanh", "gelu_new", "gelu_fast"    */
+    VT_ACT_QUICK_GELU,   /* "quick_gelu": x * sigmoid(1.702 x)              */
+    VT_ACT_SILU,
+    VT_ACT_RELU,
+    VT_ACT_TANH,
+} vt_act;
+
+/* Linear layer weights as stored by PyTorch: w [n_out, n_in], b [n_out] or NULL. */
+typedef struct vt_linear {
+    const float *w;
+    const float *b;
+    int64_t      n_out, n_in;
+} vt_linear;
+
+typedef struct vt_norm {
+    const float *w, *b;
+    float        eps;
+} vt_norm;
+
+/* What an op needs to run: the pool, the kernels and per-thread scratch. */
+typedef struct vt_exec {
+    vt_pool          *pool;
+    const vt_kernels *k;
+    float            *scratch;        /* n_threads * scratch_stride floats */
+    int64_t           scratch_stride; /* floats per thread                 */
+} vt_exec;
+
+/* Floats of per-thread scratch the ops need for attention over `tokens` tokens. */
+int64_t vt_exec_scratch_floats(int64_t tokens);
+
+/* y[M, n_out] = x[M, n_in] W^T + b. ldx/ldy are row strides (0 = dense). */
+void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, const vt_linear *l,
+                  float *y, int64_t ldy);
+
+/* Row-wise LayerNorm of x[M, n] into y (may alias). */
+void vt_op_layernorm(const vt_exec *e, int64_t M, int64_t n, const float *x, const vt_norm *nm,
+                     float *y);
+
+/* In-place activation over n elements. */
+void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x);
+
+/*
+ * Multi-head self-attention core for `batch` sequences of T tokens:
+ * q, k, v rows have stride ld (so fused qkv buffers work), head h uses
+ * columns [h*dh, (h+1)*dh). out[b*T + t, h*dh + j] (stride d = heads*dh)
+ * = softmax(scale * q k^T) v, per batch item and head.
+ */
+void vt_op_attention(const vt_exec *e, int64_t batch, int64_t T, int64_t heads, int64_t dh,
+                     const float *q, const float *k, const float *v, int64_t ld, float scale,
+                     float *out);
+
+/* Name -> activation ("gelu", "quick_gelu", ...); -1 if unknown. */
+int vt_act_from_name(const char *name);
+const char *vt_act_name(vt_act a);
+
+#endif /* VT_OPS_H */

@@ -1,0 +1,127 @@
+/*
+ * util.c - status messages, aligned allocation, dtype facts, half floats.
+ */
+#include "vt.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vt_fail(vtok_status *st, int code, const char *fmt, ...)
+{
+    if (st) {
+        va_list ap;
+        va_start(ap, fmt);
+        st->code = code;
+        vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+const char *vtok_strerror(int code)
+{
+    switch (code) {
+    case VTOK_OK:           return "success";
+    case VTOK_EINVAL:       return "invalid argument";
+    case VTOK_ENOMEM:       return "out of memory";
+    case VTOK_EIO:          return "I/O error";
+    case VTOK_EFORMAT:      return "malformed file";
+    case VTOK_EUNSUPPORTED: return "unsupported";
+    case VTOK_EMISSING:     return "missing tensor or key";
+    case VTOK_ESHAPE:       return "wrong shape";
+    case VTOK_ELIMIT:       return "limit exceeded";
+    default:                return "unknown error";
+    }
+}
+
+const char *vtok_version(void)
+{
+    return "0.1.0";
+}
+
+static const struct { const char *name; size_t size; } dtypes[VT_DTYPE_COUNT] = {
+    [VT_F32] = {"F32", 4},   [VT_F16] = {"F16", 2},   [VT_BF16] = {"BF16", 2},
+    [VT_F64] = {"F64", 8},   [VT_I64] = {"I64", 8},   [VT_I32] = {"I32", 4},
+    [VT_I16] = {"I16", 2},   [VT_I8] = {"I8", 1},     [VT_U8] = {"U8", 1},
+    [VT_BOOL] = {"BOOL", 1}, [VT_F8_E4M3] = {"F8_E4M3", 1}, [VT_F8_E5M2] = {"F8_E5M2", 1},
+};
+
+const char *vt_dtype_name(vt_dtype t)
+{
+    return (unsigned)t < VT_DTYPE_COUNT ? dtypes[t].name : "?";
+}
+
+size_t vt_dtype_size(vt_dtype t)
+{
+    return (unsigned)t < VT_DTYPE_COUNT ? dtypes[t].size : 0;
+}
+
+void *vt_alloc(size_t size)
+{
+    if (size == 0)
+        size = VT_ALIGN;
+    if (size > SIZE_MAX - VT_ALIGN)
+        return NULL;
+    size = (size + VT_ALIGN - 1) / VT_ALIGN * VT_ALIGN;
+    return aligned_alloc(VT_ALIGN, size);
+}
+
+void *vt_calloc(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p = vt_alloc(n * size);
+    if (p)
+        memset(p, 0, n * size);
+    return p;
+}
+
+void vt_free(void *p)
+{
+    free(p);
+}
+
+float vt_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: value = man * 2^-24, exact in float32 */
+            float v = (float)man * 0x1p-24f;
+            memcpy(&bits, &v, 4);
+            bits |= sign;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13) | (man ? 0x00400000u : 0);
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+float vt_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+int vt_mul_ok(int64_t a, int64_t b, int64_t *out)
+{
+    if (a < 0 || b < 0)
+        return 0;
+    if (a != 0 && b > INT64_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}

@@ -1,0 +1,48 @@
+/*
+ * vt.h - private core of vtok: status helpers, dtypes, small utilities.
+ *
+ * Everything under src/ includes this; nothing outside src/ may. Errors are
+ * carried in a vtok_status (code + one-line message) so that loaders deep in
+ * the stack can say exactly which tensor or key is wrong.
+ */
+#ifndef VT_H
+#define VT_H
+
+#include "vtok.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VT_ALIGN 64
+
+/* Set st (may be NULL) to code + printf-style message; returns code. */
+int vt_fail(vtok_status *st, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Element types that appear in weight files. */
+typedef enum vt_dtype {
+    VT_F32 = 0, VT_F16, VT_BF16, VT_F64,
+    VT_I64, VT_I32, VT_I16, VT_I8, VT_U8, VT_BOOL,
+    VT_F8_E4M3, VT_F8_E5M2,
+    VT_DTYPE_COUNT
+} vt_dtype;
+
+const char *vt_dtype_name(vt_dtype t);   /* "F32", "BF16", ... as safetensors spells them */
+size_t      vt_dtype_size(vt_dtype t);   /* bytes per element */
+
+/* 64-byte aligned allocation; free with vt_free. Returns NULL on failure or size overflow. */
+void *vt_alloc(size_t size);
+void *vt_calloc(size_t n, size_t size);
+void  vt_free(void *p);
+
+/* Half-precision conversions (exact; NaN payloads preserved as quiet NaN). */
+float vt_f16_to_f32(uint16_t h);
+float vt_bf16_to_f32(uint16_t h);
+
+/* a*b into *out; returns 0 on overflow (or negative operand), 1 otherwise. */
+int vt_mul_ok(int64_t a, int64_t b, int64_t *out);
+
+#endif /* VT_H */

@@ -1,0 +1,85 @@
+/*
+ * io.h - file formats: safetensors (single or sharded, mmapped) and .npy.
+ *
+ * Every parser here treats its input as untrusted: sizes are checked for
+ * overflow, offsets for range and overlap, and every failure is a vtok_status
+ * naming the file and the problem. Nothing here aborts or exits.
+ */
+#ifndef VT_IO_H
+#define VT_IO_H
+
+#include "../core/vt.h"
+
+#define VT_MAX_DIMS 8
+
+/* One tensor of a safetensors file; data points into the mapping (or the read buffer). */
+typedef struct vt_st_tensor {
+    const char *name;
+    vt_dtype    dtype;
+    int         n_dims;
+    int64_t     shape[VT_MAX_DIMS];
+    int64_t     numel;
+    const void *data;
+    size_t      nbytes;
+    int         file;          /* index of the shard that holds it */
+} vt_st_tensor;
+
+typedef struct vt_weights vt_weights;
+
+/*
+ * Open weights at `path`:
+ *   - a directory: model.safetensors.index.json (sharded) if present, else
+ *     model.safetensors, else the only *.safetensors file in it;
+ *   - a .safetensors file;
+ *   - a model.safetensors.index.json file.
+ * use_mmap=0 reads files into memory instead. Returns 0 or a negative code.
+ */
+int  vt_weights_open(const char *path, int use_mmap, vt_weights **out, vtok_status *st);
+void vt_weights_close(vt_weights *w);                  /* NULL is a no-op */
+
+int64_t             vt_weights_count(const vt_weights *w);
+const vt_st_tensor *vt_weights_at(const vt_weights *w, int64_t i);
+const vt_st_tensor *vt_weights_find(const vt_weights *w, const char *name); /* NULL if absent */
+
+/*
+ * Float32 data of tensor `name`, which must have exactly n_dims dims equal to
+ * shape[] (a shape entry of -1 matches any size; the actual sizes are then
+ * written back into shape[]). F32 data 4-byte aligned is returned in place;
+ * F16/BF16/F64 (or unaligned F32) is converted once into memory owned by w.
+ * Errors: VTOK_EMISSING "missing tensor 'name'", VTOK_ESHAPE "tensor 'name'
+ * has shape [..], expected [..]", VTOK_EUNSUPPORTED for other dtypes.
+ * Not thread-safe (it fills w's conversion cache): call it while loading a
+ * model, from one thread. count/at/find are read-only and safe to share.
+ * vt_weights_at enumerates tensors sorted by name (then shard).
+ */
+int vt_weights_f32(vt_weights *w, const char *name, int n_dims, int64_t *shape,
+                   const float **out, vtok_status *st);
+
+/*
+ * Added for fuzzing and embedded use: open one safetensors image that is
+ * already in memory. `buf` is borrowed, not copied; it must stay valid and
+ * unchanged until vt_weights_close. `name` only labels messages.
+ */
+int vt_weights_open_mem(const void *buf, size_t size, const char *name, vt_weights **out,
+                        vtok_status *st);
+
+/* ---- .npy (NumPy format 1.0/2.0/3.0, C order) ---- */
+
+/* Read a .npy of dtype <f4, <f8 or <f2 (converted to float32) into a
+ * vt_alloc'ed buffer (*data, caller frees with vt_free). */
+int vt_npy_read_f32(const char *path, float **data, int *n_dims, int64_t shape[VT_MAX_DIMS],
+                    vtok_status *st);
+
+/* Added for fuzzing: as vt_npy_read_f32, from a .npy image in memory.
+ * `name` only labels messages. */
+int vt_npy_read_f32_mem(const void *buf, size_t size, const char *name, float **data,
+                        int *n_dims, int64_t shape[VT_MAX_DIMS], vtok_status *st);
+
+/* Write float32 C-order data as .npy version 1.0 ('<f4'). */
+int vt_npy_write_f32(const char *path, const float *data, int n_dims, const int64_t *shape,
+                     vtok_status *st);
+
+/* Whole-file read into a malloc'ed NUL-terminated buffer; size limit in bytes. */
+int vt_read_file(const char *path, size_t max_size, char **out, size_t *size, vtok_status *st);
+
+#endif /* VT_IO_H */

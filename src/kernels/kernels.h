@@ -1,0 +1,87 @@
+/*
+ * kernels.h - compute kernels and their run-time dispatch.
+ *
+ * Every op has a plain-C reference in ref/ that is the specification; ISA
+ * variants (x86/NAME_avx2.c, x86/NAME_avx512.c) are compiled with their own flags
+ * and installed into the table at init when the CPU (and OS) support them,
+ * in ISA order, so a newer set overrides only what it implements.
+ * vt_kernels_init(1) (or VTOK_FORCE_REF=1) keeps the reference table.
+ *
+ * Kernels are single-threaded: the caller (src/core/ops.c) splits work into
+ * chunks across the context's thread pool. Kernels never allocate.
+ */
+#ifndef VT_KERNELS_H
+#define VT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * GEMM: C[M,N] (row stride ldc) = A[M,K] (row stride lda) x op(B) (+ bias[N])
+ *   b_nk = 1: B is [N,K] row-major, stride ldb (a PyTorch Linear weight; C = A B^T)
+ *   b_nk = 0: B is [K,N] row-major, stride ldb (C = A B)
+ *   accumulate = 1: C += result (bias, if given, is still added once)
+ *   bias may be NULL.
+ * scratch: at least VT_GEMM_SCRATCH_FLOATS floats, 64-byte aligned, owned by
+ * the calling thread (used to pack B). M, N, K >= 0; any of them may be 0.
+ * Sums are float32 with FMA; results differ from the reference only by
+ * rounding order.
+ */
+#define VT_GEMM_SCRATCH_FLOATS (512 * 256 + 64)
+
+typedef void (*vt_gemm_f32_fn)(int64_t M, int64_t N, int64_t K,
+                               const float *A, int64_t lda,
+                               const float *B, int64_t ldb, int b_nk,
+                               const float *bias, float *C, int64_t ldc,
+                               int accumulate, float *scratch);
+
+/* y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i] over one row of n
+ * (biased variance, as torch.nn.LayerNorm; mean/var accumulated in float32
+ * two-pass). w, b may be NULL (identity). y may alias x. */
+typedef void (*vt_layernorm_f32_fn)(int64_t n, const float *x, const float *w, const float *b,
+                                    float eps, float *y);
+
+/* In-place softmax over one row of n: exp(x - max) / sum. */
+typedef void (*vt_softmax_f32_fn)(int64_t n, float *x);
+
+/* Activations, in place over n elements. */
+typedef void (*vt_act_f32_fn)(int64_t n, float *x);
+
+typedef struct vt_kernels {
+    const char          *name;        /* "ref", "avx2", "avx512" */
+    vt_gemm_f32_fn       gemm_f32;
+    vt_layernorm_f32_fn  layernorm_f32;
+    vt_softmax_f32_fn    softmax_f32;
+    vt_act_f32_fn        gelu_erf_f32;     /* 0.5 x (1 + erf(x / sqrt 2))            */
+    vt_act_f32_fn        gelu_tanh_f32;    /* 0.5 x (1 + tanh(sqrt(2/pi)(x+0.044715x^3))) */
+    vt_act_f32_fn        quick_gelu_f32;   /* x * sigmoid(1.702 x)                    */
+    vt_act_f32_fn        silu_f32;         /* x * sigmoid(x)                          */
+    vt_act_f32_fn        tanh_f32;
+} vt_kernels;
+
+/* Build the table once (thread-safe, idempotent unless force_ref changes). */
+void vt_kernels_init(int force_ref);
+
+/* The active table; calls vt_kernels_init(env VTOK_FORCE_REF) on first use. */
+const vt_kernels *vt_kernels_get(void);
+
+/* Tables for tests: the reference, and each ISA table if the CPU supports it
+ * (NULL otherwise). An ISA table is complete: ops it does not implement point
+ * at the reference. */
+const vt_kernels *vt_kernels_ref(void);
+const vt_kernels *vt_kernels_avx2(void);
+const vt_kernels *vt_kernels_avx512(void);
+
+/* CPU features found at run time. */
+typedef struct vt_cpu {
+    int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512bf16, avx512vnni, amx_tile, amx_bf16, amx_int8;
+    /* Added with the x86 kernels: AVX512DQ (the *_avx512.c files are built
+     * with it), and whether the OS saves YMM / ZMM state (XCR0). Every AVX
+     * flag above is already 0 when the OS does not enable its state; the AMX
+     * flags need XTILECFG/XTILEDATA in XCR0, and Linux additionally requires
+     * arch_prctl(ARCH_REQ_XCOMP_PERM) before the first tile instruction. */
+    int avx512dq, os_avx, os_avx512;
+} vt_cpu;
+const vt_cpu *vt_cpu_get(void);
+
+#endif /* VT_KERNELS_H */

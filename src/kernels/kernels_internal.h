@@ -1,0 +1,54 @@
+/*
+ * kernels_internal.h - names shared between the kernel files and dispatch.c.
+ *
+ * Only src/kernels/ and tests/kernels/ include this. The reference functions
+ * (ref/) are the specification of every op; ISA variants (x86/) must agree
+ * with them up to floating-point rounding order, which tests/kernels checks.
+ * The ISA functions are declared for every build but must only be called
+ * through a table that dispatch.c filled after checking the CPU and OS.
+ */
+#ifndef VT_KERNELS_INTERNAL_H
+#define VT_KERNELS_INTERNAL_H
+
+#include "kernels/kernels.h"
+
+/* ref/ref_gemm.c */
+void vt_ref_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
+                     int64_t ldc, int accumulate, float *scratch);
+
+/* ref/ref_norm.c */
+void vt_ref_layernorm_f32(int64_t n, const float *x, const float *w, const float *b, float eps,
+                          float *y);
+void vt_ref_softmax_f32(int64_t n, float *x);
+
+/* ref/ref_act.c */
+void vt_ref_gelu_erf_f32(int64_t n, float *x);
+void vt_ref_gelu_tanh_f32(int64_t n, float *x);
+void vt_ref_quick_gelu_f32(int64_t n, float *x);
+void vt_ref_silu_f32(int64_t n, float *x);
+void vt_ref_tanh_f32(int64_t n, float *x);
+
+/* x86/gemm_avx2.c */
+void vt_gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
+                      int64_t ldc, int accumulate, float *scratch);
+
+/* x86/gemm_avx512.c */
+void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
+                        int64_t ldc, int accumulate, float *scratch);
+
+/* x86/norm_avx512.c */
+void vt_layernorm_f32_avx512(int64_t n, const float *x, const float *w, const float *b,
+                             float eps, float *y);
+void vt_softmax_f32_avx512(int64_t n, float *x);
+
+/* x86/act_avx512.c */
+void vt_gelu_erf_f32_avx512(int64_t n, float *x);
+void vt_gelu_tanh_f32_avx512(int64_t n, float *x);
+void vt_quick_gelu_f32_avx512(int64_t n, float *x);
+void vt_silu_f32_avx512(int64_t n, float *x);
+void vt_tanh_f32_avx512(int64_t n, float *x);
+
+#endif /* VT_KERNELS_INTERNAL_H */

@@ -1,0 +1,332 @@
+/*
+ * gemm_avx512.c - float32 GEMM for AVX-512 (F/BW/VL/DQ + FMA).
+ *
+ * Goto/BLIS structure (Goto & van de Geijn, "Anatomy of high-performance
+ * matrix multiplication", TOMS 2008), sized for a 48 KiB L1 / 1 MiB L2 core:
+ *
+ *   for jc over N in blocks of <= NC columns
+ *     for pc over K in blocks of <= KC         (balanced: no 1-wide last block)
+ *       pack B[pc.., jc..] into scratch as 32-column panels, k-major inside a
+ *         panel, zero-padded to the panel width (16 for a last panel of <= 16)
+ *       for ic over M in steps of MR = 12 rows
+ *         for jr over the panels:  12 x 32 microkernel over kc
+ *
+ * The packed B block (KC x NC floats = 480 KiB) lives in L2; the 12 rows of
+ * A being used (12 x KC floats = 12 KiB) stay in L1 across the jr loop, so A
+ * needs no transposing pack: the microkernel broadcasts A from its rows.
+ * When N is wide, the 12 rows are first copied to a buffer with a padded
+ * stride (pack_a: plain vector copies, ~1% of the FMA time) so that a
+ * power-of-two lda cannot pile them into one L1 set. Thin shapes (attention
+ * P V, N = 64) read A in place; only B is ever copied there.
+ *
+ * Scratch: [packed B block: KC*NC][copied A rows: MR*APACK_LD(KC)], which
+ * fits VT_GEMM_SCRATCH_FLOATS (checked by _Static_assert below).
+ *
+ * Measured single-thread on this Zen 5 (2 FMA pipes, ~220-230 GFLOP/s peak
+ * with a pure FMA loop, noisy VM): ViT Linear shapes 160-200 GFLOP/s,
+ * attention shapes 200-230 (bench/bench_gemm.c). Tried and not kept (no gain
+ * beyond noise): a transposing A pack into [k][12], the jr-outer loop order
+ * with the B micro-panel held in L1, KC in {128, 192, 384, 512}.
+ *
+ * Microkernel: 24 zmm accumulators (12 rows x 2 vectors), 2 B loads and 12
+ * broadcasts per k for 24 FMAs, so the two FMA pipes, not loads, are the
+ * limit. Rows past M use the same kernel instantiated for fewer rows; columns
+ * past N are computed on the zero padding and never stored (masked stores).
+ *
+ * Results: the first K block writes C = [C +] (acc + bias); later blocks do
+ * C += acc. Every sum is float32 FMA in k order inside a block, so the result
+ * differs from the reference only by rounding (FMA, and blocks of KC).
+ */
+#include "kernels/kernels_internal.h"
+
+#include <immintrin.h>
+
+#define MR 12  /* rows per microkernel                    */
+#define NR 32  /* columns per packed panel (2 zmm)        */
+#define KC 256 /* max k per packed block                  */
+#define NC 480 /* max columns per packed block            */
+#define PACK_A_MIN_N 256 /* copy A rows when N has >= 8 panels */
+
+/* Row stride of the copied A rows: 64-byte aligned, and 16 floats more than
+ * needed so that consecutive rows fall in different L1 sets. */
+#define APACK_LD(kc) (((kc) + 15) / 16 * 16 + 16)
+
+_Static_assert(KC * NC + MR * APACK_LD(KC) <= VT_GEMM_SCRATCH_FLOATS, "packed B and A must fit the scratch");
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+static inline __mmask16 tail_mask(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
+
+/* ------------------------------------------------------------- packing -- */
+
+/* B is [K,N]: panel[k][0..w) = B[pc+k][j0..j0+w), zero past nr. */
+static void pack_kn(int64_t kc, int64_t nc, const float *B, int64_t ldb, float *dst)
+{
+    for (int64_t j = 0; j < nc; j += NR) {
+        const int64_t nr = nc - j < NR ? nc - j : NR;
+        const float *src = B + j;
+        float *p = dst + j * kc;
+        if (nr > 16) {
+            const __mmask16 m1 = tail_mask(nr - 16);
+            for (int64_t k = 0; k < kc; k++) {
+                _mm512_store_ps(p, _mm512_loadu_ps(src));
+                _mm512_store_ps(p + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+                src += ldb;
+                p += 32;
+            }
+        } else {
+            const __mmask16 m0 = tail_mask(nr);
+            for (int64_t k = 0; k < kc; k++) {
+                _mm512_store_ps(p, _mm512_maskz_loadu_ps(m0, src));
+                src += ldb;
+                p += 16;
+            }
+        }
+    }
+}
+
+/* In-register transpose of 16 rows of 16 floats. */
+ALWAYS_INLINE void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* r[4q + s] now holds, per 128-bit lane L, column 4L + s of rows 4q..4q+3. */
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], _MM_SHUFFLE(2, 0, 2, 0));
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], _MM_SHUFFLE(3, 1, 3, 1));
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], _MM_SHUFFLE(2, 0, 2, 0));
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], _MM_SHUFFLE(3, 1, 3, 1));
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], _MM_SHUFFLE(2, 0, 2, 0));
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], _MM_SHUFFLE(3, 1, 3, 1));
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], _MM_SHUFFLE(2, 0, 2, 0));
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/* 16 columns (rows of B) x kc into a panel of width w at column offset off. */
+static void pack_nk16(int64_t kc, int64_t nr, const float *B, int64_t ldb, float *p, int w)
+{
+    __m512 r[16];
+    int64_t k = 0;
+    for (; k < kc; k += 16) {
+        const __mmask16 mk = tail_mask(kc - k);
+        for (int i = 0; i < 16; i++)
+            r[i] = i < nr ? _mm512_maskz_loadu_ps(mk, B + i * ldb + k) : _mm512_setzero_ps();
+        transpose16(r);
+        const int64_t kn = kc - k < 16 ? kc - k : 16;
+        for (int64_t i = 0; i < kn; i++)
+            _mm512_store_ps(p + (k + i) * w, r[i]);
+    }
+}
+
+/* B is [N,K]: panel[k][n] = B[j0+n][pc+k] (a transpose), zero past nr. */
+static void pack_nk(int64_t kc, int64_t nc, const float *B, int64_t ldb, float *dst)
+{
+    for (int64_t j = 0; j < nc; j += NR) {
+        const int64_t nr = nc - j < NR ? nc - j : NR;
+        float *p = dst + j * kc;
+        const float *src = B + j * ldb;
+        if (nr > 16) {
+            pack_nk16(kc, 16, src, ldb, p, 32);
+            pack_nk16(kc, nr - 16, src + 16 * ldb, ldb, p + 16, 32);
+        } else {
+            pack_nk16(kc, nr, src, ldb, p, 16);
+        }
+    }
+}
+
+/*
+ * Copy A rows [0, mr) x [0, kc) to ap with row stride ldp (see APACK_LD).
+ * Not a transpose: the copy exists to give the 12 rows a stride that does not
+ * alias in L1. With lda a multiple of 1024 floats (K = 1024, 4096, or a
+ * fused-QKV view) all 12 rows of a k-chunk map to one 12-way L1 set, and the
+ * B stream keeps evicting them (measured: -20% on ViT-L shapes).
+ */
+static void pack_a(int mr, int64_t kc, const float *A, int64_t lda, float *ap, int64_t ldp)
+{
+    const __mmask16 mt = tail_mask(kc & 15);
+    for (int i = 0; i < mr; i++) {
+        const float *src = A + i * lda;
+        float *dst = ap + i * ldp;
+        int64_t k = 0;
+        for (; k + 16 <= kc; k += 16)
+            _mm512_store_ps(dst + k, _mm512_loadu_ps(src + k));
+        if (k < kc)
+            _mm512_store_ps(dst + k, _mm512_maskz_loadu_ps(mt, src + k));
+    }
+}
+
+/* --------------------------------------------------------- microkernel -- */
+
+typedef struct {
+    const float *bias; /* bias + j, or NULL (only in the first K block)     */
+    int load_c;        /* add the old C (accumulate, or not the first block) */
+    __mmask16 m0, m1;  /* store masks for the 1st / 2nd vector of the tile  */
+} tile_io;
+
+/*
+ * C[0..mr, 0..16*nv) (+)= A[0..mr, 0..kc) * panel. mr and nv are compile-time
+ * constants in every instantiation below, so the loops unroll and acc[][]
+ * lives in registers. A rows are addressed as base + {0,1,2} * lda from four
+ * bases three rows apart, which keeps the kernel within the 16 GPRs.
+ */
+ALWAYS_INLINE void ukernel(const int mr, const int nv, int64_t kc, const float *a, int64_t lda,
+                           const float *bp, float *c, int64_t ldc, const tile_io *io)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+            acc[r][0] = _mm512_setzero_ps();
+            acc[r][1] = _mm512_setzero_ps();
+        }
+    }
+    const size_t ldab = (size_t)lda * sizeof(float);
+    const char *p0 = (const char *)a;
+    const char *p1 = mr > 3 ? p0 + 3 * ldab : p0;
+    const char *p2 = mr > 6 ? p0 + 6 * ldab : p0;
+    const char *p3 = mr > 9 ? p0 + 9 * ldab : p0;
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(bp);
+        const __m512 b1 = nv > 1 ? _mm512_load_ps(bp + 16) : b0;
+        bp += 16 * nv;
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            if (r < mr) {
+                const char *base = r < 3 ? p0 : r < 6 ? p1 : r < 9 ? p2 : p3;
+                const __m512 av = _mm512_set1_ps(*(const float *)(base + (r % 3) * ldab));
+                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+                if (nv > 1)
+                    acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+            }
+        }
+        p0 += sizeof(float);
+        p1 += sizeof(float);
+        p2 += sizeof(float);
+        p3 += sizeof(float);
+    }
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (io->bias) {
+        bias0 = _mm512_maskz_loadu_ps(io->m0, io->bias);
+        if (nv > 1)
+            bias1 = _mm512_maskz_loadu_ps(io->m1, io->bias + 16);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+            float *cr = c + r * ldc;
+            __m512 v0 = acc[r][0], v1 = acc[r][1];
+            if (io->bias) {
+                v0 = _mm512_add_ps(v0, bias0);
+                v1 = _mm512_add_ps(v1, bias1);
+            }
+            if (io->load_c)
+                v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(io->m0, cr), v0);
+            _mm512_mask_storeu_ps(cr, io->m0, v0);
+            if (nv > 1) {
+                if (io->load_c)
+                    v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(io->m1, cr + 16), v1);
+                _mm512_mask_storeu_ps(cr + 16, io->m1, v1);
+            }
+        }
+    }
+}
+
+typedef void (*ukernel_fn)(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
+                           int64_t ldc, const tile_io *io);
+
+#define DEF_UK(mr, nv)                                                                      \
+    static void uk_##mr##_##nv(int64_t kc, const float *a, int64_t lda, const float *bp,    \
+                               float *c, int64_t ldc, const tile_io *io)                    \
+    {                                                                                       \
+        ukernel(mr, nv, kc, a, lda, bp, c, ldc, io);                                        \
+    }
+#define DEF_UK2(mr) DEF_UK(mr, 1) DEF_UK(mr, 2)
+DEF_UK2(1) DEF_UK2(2) DEF_UK2(3) DEF_UK2(4) DEF_UK2(5) DEF_UK2(6)
+DEF_UK2(7) DEF_UK2(8) DEF_UK2(9) DEF_UK2(10) DEF_UK2(11) DEF_UK2(12)
+
+/* ukernels[mr][nv - 1] */
+static const ukernel_fn ukernels[MR + 1][2] = {
+    {NULL, NULL},         {uk_1_1, uk_1_2},   {uk_2_1, uk_2_2},   {uk_3_1, uk_3_2},
+    {uk_4_1, uk_4_2},     {uk_5_1, uk_5_2},   {uk_6_1, uk_6_2},   {uk_7_1, uk_7_2},
+    {uk_8_1, uk_8_2},     {uk_9_1, uk_9_2},   {uk_10_1, uk_10_2}, {uk_11_1, uk_11_2},
+    {uk_12_1, uk_12_2},
+};
+
+/* ------------------------------------------------------------- driver -- */
+
+/* Split n into ceil(n / max) blocks of near-equal size, rounded up to `quantum`. */
+static int64_t balanced_block(int64_t n, int64_t max, int64_t quantum)
+{
+    int64_t nb = (n + max - 1) / max;
+    int64_t b = (n + nb - 1) / nb;
+    b = (b + quantum - 1) / quantum * quantum;
+    return b < max ? b : max;
+}
+
+void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
+                        int64_t ldc, int accumulate, float *scratch)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        /* Nothing to multiply: C = [C +] bias, exactly as the reference. */
+        vt_ref_gemm_f32(M, N, 0, A, lda, B, ldb, b_nk, bias, C, ldc, accumulate, scratch);
+        return;
+    }
+    const int64_t nc_max = balanced_block(N, NC, NR);
+    const int64_t kc_max = balanced_block(K, KC, 8);
+    float *apack = scratch + KC * NC;
+    /* The A copy is cheap (kc/16 vector moves per row) but only pays for
+     * itself when a row block meets many panels; attention's P V (N = 64)
+     * reads A straight. */
+    const int pack_a_rows = N >= PACK_A_MIN_N;
+    const int64_t ldp = APACK_LD(kc_max);
+    for (int64_t jc = 0; jc < N; jc += nc_max) {
+        const int64_t nc = N - jc < nc_max ? N - jc : nc_max;
+        for (int64_t pc = 0; pc < K; pc += kc_max) {
+            const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
+            if (b_nk)
+                pack_nk(kc, nc, B + jc * ldb + pc, ldb, scratch);
+            else
+                pack_kn(kc, nc, B + pc * ldb + jc, ldb, scratch);
+            const int first = pc == 0;
+            for (int64_t ic = 0; ic < M; ic += MR) {
+                const int mr = M - ic < MR ? (int)(M - ic) : MR;
+                const float *a = A + ic * lda + pc;
+                int64_t lda_k = lda;
+                if (pack_a_rows) {
+                    pack_a(mr, kc, a, lda, apack, ldp);
+                    a = apack;
+                    lda_k = ldp;
+                }
+                float *c = C + ic * ldc + jc;
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int64_t nr = nc - jr < NR ? nc - jr : NR;
+                    tile_io io = {
+                        .bias = first && bias ? bias + jc + jr : NULL,
+                        .load_c = accumulate || !first,
+                        .m0 = tail_mask(nr),
+                        .m1 = nr > 16 ? tail_mask(nr - 16) : 0,
+                    };
+                    ukernels[mr][nr > 16](kc, a, lda_k, scratch + jr * kc, c + jr, ldc, &io);
+                }
+            }
+        }
+    }
+}

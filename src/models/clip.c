@@ -1,0 +1,81 @@
+/*
+ * clip.c - CLIP vision towers (transformers modeling_clip.py):
+ * CLIPVisionModel, CLIPVisionModelWithProjection and the vision half of a
+ * full CLIPModel (also found inside LLaVA checkpoints).
+ *
+ * conv patch embedding without bias; [CLS] + patches + learned positions;
+ * `pre_layrnorm` before the encoder (hidden_states[0] is after it);
+ * quick_gelu by default, LayerNorm eps 1e-5. last_hidden_state is the raw
+ * encoder output; pooler_output = post_layernorm(last_hidden_state[:, 0]);
+ * image_embeds = visual_projection(pooler_output), no bias.
+ */
+#include "family.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const vt_vit_defaults clip_defaults = {
+    .d = 768, .d_ff = 3072, .layers = 12, .heads = 12, .image = 224, .patch = 32,
+    .channels = 3, .act = "quick_gelu", .eps = 1e-5,
+};
+
+static int clip_load(vt_loader *ld, const cJSON *cfg)
+{
+    vt_vit *v = ld->v;
+    int rc = vt_read_vit_config(cfg, &clip_defaults, v, ld->st);
+    if (rc || (rc = vt_vit_check(v, ld->st)))
+        return rc;
+    int64_t d = v->d, p = v->patch;
+
+    v->patch_w = vt_get(ld, "embeddings.patch_embedding.weight", 4, d, v->channels, p, p);
+    v->cls = vt_get(ld, "embeddings.class_embedding", 1, d, 0, 0, 0);
+    vt_get_pos_table(ld, "embeddings.position_embedding.weight", 0, 1);
+    vt_get_norm(ld, &v->pre_ln, "pre_layrnorm", d, v->eps);
+    if (vt_vit_alloc_layers(ld, v->n_layers))
+        return ld->err;
+    for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {
+        vt_vit_layer *L = &v->layers[i];
+        char b[128];
+#define N(s) (snprintf(b, sizeof b, "encoder.layers.%lld." s, (long long)i), b)
+        vt_get_norm(ld, &L->ln1, N("layer_norm1"), d, v->eps);
+        vt_get_linear(ld, &L->q, N("self_attn.q_proj"), d, d, 1);
+        vt_get_linear(ld, &L->k, N("self_attn.k_proj"), d, d, 1);
+        vt_get_linear(ld, &L->v, N("self_attn.v_proj"), d, d, 1);
+        vt_get_linear(ld, &L->o, N("self_attn.out_proj"), d, d, 1);
+        vt_get_norm(ld, &L->ln2, N("layer_norm2"), d, v->eps);
+        vt_get_linear(ld, &L->fc1, N("mlp.fc1"), v->d_ff, d, 1);
+        vt_get_linear(ld, &L->fc2, N("mlp.fc2"), d, v->d_ff, 1);
+#undef N
+    }
+    vt_get_norm(ld, &v->post_ln, "post_layernorm", d, v->eps);
+    v->pool = VT_POOL_CLS_LN;
+
+    /* visual_projection sits beside vision_model., not under it. */
+    char proj[512];
+    size_t pl = strlen(ld->prefix), tail = strlen("vision_model.");
+    if (pl >= tail && strcmp(ld->prefix + pl - tail, "vision_model.") == 0) {
+        snprintf(proj, sizeof proj, "%.*svisual_projection.weight", (int)(pl - tail), ld->prefix);
+        const vt_st_tensor *t = vt_weights_find(ld->w, proj);
+        if (t && !ld->err) {
+            const char *saved = ld->prefix;
+            ld->prefix = "";
+            int64_t pd = t->n_dims == 2 ? t->shape[0] : 0;
+            v->proj.w = vt_get(ld, proj, 2, pd, d, 0, 0);
+            v->proj.n_out = pd;
+            v->proj.n_in = d;
+            ld->prefix = saved;
+        }
+    }
+    return ld->err;
+}
+
+static const char *const clip_types[] = {"clip_vision_model", "clip", NULL};
+static const char *const clip_composite[] = {"clip", NULL};
+
+const vt_family vt_family_clip = {
+    .arch = "clip",
+    .anchor = "pre_layrnorm.weight",
+    .model_types = clip_types,
+    .composite_types = clip_composite,
+    .load = clip_load,
+};

@@ -1,0 +1,55 @@
+/*
+ * family.c - config and tensor reads shared by the vision families.
+ */
+#include "family.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+int vt_read_vit_config(const cJSON *cfg, const vt_vit_defaults *def, vt_vit *v, vtok_status *st)
+{
+    const char *act = NULL;
+    double eps = 0.0;
+    int rc;
+    if ((rc = vt_cfg_int(cfg, "hidden_size", def->d, &v->d, st)) ||
+        (rc = vt_cfg_int(cfg, "intermediate_size", def->d_ff, &v->d_ff, st)) ||
+        (rc = vt_cfg_int(cfg, "num_hidden_layers", def->layers, &v->n_layers, st)) ||
+        (rc = vt_cfg_int(cfg, "num_attention_heads", def->heads, &v->n_heads, st)) ||
+        (rc = vt_cfg_int(cfg, "num_channels", def->channels, &v->channels, st)) ||
+        (rc = vt_cfg_side(cfg, "image_size", def->image, &v->image_size, st)) ||
+        (rc = vt_cfg_side(cfg, "patch_size", def->patch, &v->patch, st)) ||
+        (rc = vt_cfg_str(cfg, "hidden_act", def->act, &act, st)) ||
+        (rc = vt_cfg_float(cfg, "layer_norm_eps", def->eps, &eps, st)))
+        return rc;
+    int a = vt_act_from_name(act);
+    if (a < 0)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "config.json: unsupported hidden_act '%s'", act);
+    v->act = (vt_act)a;
+    v->eps = (float)eps;
+    return 0;
+}
+
+int vt_get_pos_table(vt_loader *ld, const char *name, int leading_one, int64_t prefix_rows)
+{
+    vt_vit *v = ld->v;
+    const float *p = leading_one ? vt_get(ld, name, 3, 1, -1, v->d, 0)
+                                 : vt_get(ld, name, 2, -1, v->d, 0, 0);
+    if (!p)
+        return ld->err;
+    /* vt_get wrote nothing back; look the size up again from the file. */
+    char full[512];
+    snprintf(full, sizeof full, "%s%s", ld->prefix, name);
+    const vt_st_tensor *t = vt_weights_find(ld->w, full);
+    int64_t rows = t->shape[leading_one ? 1 : 0] - prefix_rows;
+    int64_t g = (int64_t)llround(sqrt((double)(rows > 0 ? rows : 0)));
+    if (rows <= 0 || g * g != rows)
+        return ld->err = vt_fail(ld->st, VTOK_ESHAPE,
+                                 "tensor '%s' has %lld position rows, not %lld + a square grid",
+                                 full, (long long)t->shape[leading_one ? 1 : 0],
+                                 (long long)prefix_rows);
+    v->pos = p;
+    v->grid_h = v->grid_w = g;
+    v->pos_prefix = prefix_rows;
+    return 0;
+}

@@ -1,0 +1,39 @@
+/*
+ * family.h - the small vtable each vision family implements.
+ *
+ * A family maps config.json model_types to a loader that fills a vt_vit from
+ * the checkpoint's own tensor names. Adding a family = one file + one line in
+ * the registry in model.c.
+ */
+#ifndef VT_FAMILY_H
+#define VT_FAMILY_H
+
+#include "vit.h"
+
+typedef struct vt_family {
+    const char        *arch;          /* short name reported by vtok info */
+    const char        *anchor;        /* a tensor-name suffix that locates the tower */
+    const char *const *model_types;   /* NULL-terminated                    */
+    /* model_types whose vision settings live under "vision_config" */
+    const char *const *composite_types;
+    int (*load)(vt_loader *ld, const cJSON *vcfg);
+} vt_family;
+
+extern const vt_family vt_family_clip, vt_family_siglip, vt_family_dinov2, vt_family_vit,
+    vt_family_blip2;
+
+/* Class defaults of the sizes every ViT config has. */
+typedef struct vt_vit_defaults {
+    int64_t     d, d_ff, layers, heads, image, patch, channels;
+    const char *act;
+    double      eps;
+} vt_vit_defaults;
+
+/* Read hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+ * num_channels, image_size, patch_size, hidden_act, layer_norm_eps. */
+int vt_read_vit_config(const cJSON *cfg, const vt_vit_defaults *def, vt_vit *v, vtok_status *st);
+
+/* Position table [1 or absent, P, d]: sets v->pos, grid_h/grid_w from P - prefix rows. */
+int vt_get_pos_table(vt_loader *ld, const char *name, int leading_one, int64_t prefix_rows);
+
+#endif /* VT_FAMILY_H */

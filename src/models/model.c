@@ -1,0 +1,413 @@
+/*
+ * model.c - the public model/context API: load a Hugging Face folder, pick
+ * the family by config.json's model_type, size a context's memory before a
+ * forward pass (so the pass itself never allocates), run it, hand out views.
+ */
+#include "family.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const vt_family *const families[] = {
+    &vt_family_clip, &vt_family_siglip, &vt_family_dinov2, &vt_family_vit, &vt_family_blip2,
+};
+
+#define MAX_CONFIG_BYTES (16u << 20)
+/* One encode may use at most this much activation + output memory. */
+#define MAX_CTX_BYTES ((int64_t)64 << 30)
+
+struct vtok_model {
+    vt_weights      *w;
+    cJSON           *config;
+    const vt_family *fam;
+    vt_vit           vit;
+    char             model_type[64];
+    char             prefix[256];
+    const char      *act_name;
+    vtok_model_info  info;
+};
+
+struct vtok_ctx {
+    vtok_model *m;
+    vt_pool    *pool;
+    vt_exec     exec;
+    float      *mem;          /* work + scratch + outputs, one block */
+    int64_t     mem_floats;
+    /* results of the last encode */
+    int64_t     n, T, pool_dim;
+    float      *last, *pooler, *embeds;
+    float     **hidden;       /* n_layers + 1 slots, NULL if not kept */
+    int         ok;           /* last encode succeeded */
+    vtok_status st;
+};
+
+vtok_model_params vtok_model_default_params(void)
+{
+    return (vtok_model_params){.use_mmap = 1};
+}
+
+vtok_ctx_params vtok_ctx_default_params(void)
+{
+    return (vtok_ctx_params){.n_threads = 0};
+}
+
+vtok_encode_params vtok_encode_default_params(void)
+{
+    return (vtok_encode_params){.all_layers = 0, .layers = NULL, .n_layers = 0};
+}
+
+static int has_type(const char *const *list, const char *t)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, t))
+            return 1;
+    return 0;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* config.json and the weights path for `path` (a folder or a config.json). */
+static int resolve_paths(const char *path, char *cfg, char *weights, size_t n, vtok_status *st)
+{
+    if (is_dir(path)) {
+        if (snprintf(cfg, n, "%s/config.json", path) >= (int)n)
+            return vt_fail(st, VTOK_EINVAL, "path too long: %s", path);
+        snprintf(weights, n, "%s", path);
+        return 0;
+    }
+    const char *slash = strrchr(path, '/');
+    if (!slash || strcmp(slash + 1, "config.json") != 0)
+        return vt_fail(st, VTOK_EIO, "%s: not a model folder", path);
+    snprintf(cfg, n, "%s", path);
+    snprintf(weights, n, "%.*s", (int)(slash - path), path);
+    return 0;
+}
+
+static void fill_info(vtok_model *m)
+{
+    const vt_vit *v = &m->vit;
+    vtok_model_info *i = &m->info;
+    i->arch = m->fam->arch;
+    i->model_type = m->model_type;
+    i->weight_dtype = "F32";
+    char name[512];
+    snprintf(name, sizeof name, "%s%s", m->prefix, m->fam->anchor);
+    const vt_st_tensor *t = vt_weights_find(m->w, name);
+    if (t)
+        i->weight_dtype = vt_dtype_name(t->dtype);
+    i->hidden_size = v->d;
+    i->intermediate_size = v->d_ff;
+    i->n_layers = v->n_layers;
+    i->n_heads = v->n_heads;
+    i->patch_size = v->patch;
+    i->image_size = v->image_size;
+    i->n_channels = v->channels;
+    i->n_prefix_tokens = (v->cls ? 1 : 0) + v->n_reg;
+    i->projection_dim = v->proj.w ? v->proj.n_out : 0;
+    i->has_pooler = v->pool != VT_POOL_NONE;
+    i->any_size = v->pos_interp;
+    i->hidden_act = v->swiglu ? "swiglu" : vt_act_name(v->act);
+    i->layer_norm_eps = v->eps;
+    /* Every stored tensor of the tower (plus its projection) counts. */
+    int64_t np = v->proj.w ? v->proj.n_out * v->proj.n_in : 0;
+    size_t pl = strlen(m->prefix);
+    for (int64_t k = 0; k < vt_weights_count(m->w); k++) {
+        const vt_st_tensor *x = vt_weights_at(m->w, k);
+        if (strncmp(x->name, m->prefix, pl) == 0 && x->dtype != VT_I64)
+            np += x->numel;
+    }
+    i->n_params = np;
+}
+
+vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_status *st)
+{
+    vtok_status local;
+    if (!st)
+        st = &local;
+    st->code = 0;
+    st->msg[0] = '\0';
+    vtok_model_params defp = vtok_model_default_params();
+    if (!p)
+        p = &defp;
+    if (!path || !*path) {
+        vt_fail(st, VTOK_EINVAL, "no model path given");
+        return NULL;
+    }
+    char cfg_path[4096], w_path[4096];
+    if (resolve_paths(path, cfg_path, w_path, sizeof cfg_path, st))
+        return NULL;
+
+    vtok_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        vt_fail(st, VTOK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (vt_read_file(cfg_path, MAX_CONFIG_BYTES, &text, &len, st))
+        goto fail;
+    m->config = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!m->config || !cJSON_IsObject(m->config)) {
+        vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", cfg_path);
+        goto fail;
+    }
+    const char *mt = NULL;
+    if (vt_cfg_str(m->config, "model_type", NULL, &mt, st))
+        goto fail;
+    if (!mt) {
+        vt_fail(st, VTOK_EFORMAT, "%s: no model_type", cfg_path);
+        goto fail;
+    }
+    snprintf(m->model_type, sizeof m->model_type, "%s", mt);
+    for (size_t i = 0; i < sizeof families / sizeof families[0] && !m->fam; i++)
+        if (has_type(families[i]->model_types, mt))
+            m->fam = families[i];
+    if (!m->fam) {
+        vt_fail(st, VTOK_EUNSUPPORTED, "unsupported architecture: model_type '%s'", mt);
+        goto fail;
+    }
+    const cJSON *vcfg = m->config;
+    cJSON *empty = NULL;
+    if (has_type(m->fam->composite_types, mt)) {
+        vcfg = cJSON_GetObjectItemCaseSensitive(m->config, "vision_config");
+        if (vcfg && !cJSON_IsObject(vcfg)) {
+            vt_fail(st, VTOK_EFORMAT, "%s: vision_config is not an object", cfg_path);
+            goto fail;
+        }
+        if (!vcfg) /* absent: every value is the class default */
+            vcfg = empty = cJSON_CreateObject();
+    }
+    if (vt_weights_open(w_path, p->use_mmap, &m->w, st))
+        goto fail_empty;
+    if (vt_find_prefix(m->w, m->fam->anchor, m->prefix, sizeof m->prefix, st))
+        goto fail_empty;
+    vt_loader ld = {.v = &m->vit, .w = m->w, .prefix = m->prefix, .st = st};
+    int rc = m->fam->load(&ld, vcfg);
+    if (rc || ld.err) {
+        if (!st->code)
+            vt_fail(st, rc ? rc : ld.err, "failed to load %s", path);
+        goto fail_empty;
+    }
+    cJSON_Delete(empty);
+    fill_info(m);
+    return m;
+
+fail_empty:
+    cJSON_Delete(empty);
+fail:
+    vtok_model_free(m);
+    return NULL;
+}
+
+void vtok_model_free(vtok_model *m)
+{
+    if (!m)
+        return;
+    vt_vit_free(&m->vit);
+    vt_weights_close(m->w);
+    cJSON_Delete(m->config);
+    free(m);
+}
+
+int vtok_model_get_info(const vtok_model *m, vtok_model_info *info)
+{
+    if (!m || !info)
+        return VTOK_EINVAL;
+    *info = m->info;
+    return 0;
+}
+
+/* ---- context ---- */
+
+vtok_ctx *vtok_ctx_new(vtok_model *m, const vtok_ctx_params *p, vtok_status *st)
+{
+    if (!m) {
+        vt_fail(st, VTOK_EINVAL, "no model");
+        return NULL;
+    }
+    vtok_ctx_params defp = vtok_ctx_default_params();
+    if (!p)
+        p = &defp;
+    int nt = p->n_threads > 0 ? p->n_threads : vt_cpu_count();
+    if (nt > 256)
+        nt = 256;
+    vtok_ctx *c = calloc(1, sizeof *c);
+    if (!c || !(c->hidden = calloc((size_t)m->vit.n_layers + 1, sizeof *c->hidden)) ||
+        !(c->pool = vt_pool_new(nt))) {
+        vtok_ctx_free(c);
+        vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
+        return NULL;
+    }
+    c->m = m;
+    c->exec.pool = c->pool;
+    c->exec.k = vt_kernels_get();
+    return c;
+}
+
+void vtok_ctx_free(vtok_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    vt_pool_free(ctx->pool);
+    vt_free(ctx->mem);
+    free(ctx->hidden);
+    free(ctx);
+}
+
+const char *vtok_ctx_errmsg(const vtok_ctx *ctx)
+{
+    return ctx ? ctx->st.msg : "no context";
+}
+
+static int64_t r16(int64_t n)
+{
+    return (n + 15) / 16 * 16;
+}
+
+int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_t h, int64_t w,
+                const vtok_encode_params *p)
+{
+    if (!ctx)
+        return VTOK_EINVAL;
+    ctx->ok = 0;
+    ctx->st.code = 0;
+    ctx->st.msg[0] = '\0';
+    vtok_encode_params defp = vtok_encode_default_params();
+    if (!p)
+        p = &defp;
+    const vt_vit *v = &ctx->m->vit;
+    if (!pixels || n < 1 || n > 1 << 20)
+        return vt_fail(&ctx->st, VTOK_EINVAL, "pixels must be a non-empty batch");
+    if (c != v->channels)
+        return vt_fail(&ctx->st, VTOK_ESHAPE, "pixels have %lld channels, the model takes %lld",
+                       (long long)c, (long long)v->channels);
+    int64_t T = vt_vit_tokens(v, h, w, &ctx->st);
+    if (T <= 0)
+        return ctx->st.code;
+
+    /* Which hidden states to keep. */
+    int64_t L = v->n_layers;
+    for (int64_t i = 0; i <= L; i++)
+        ctx->hidden[i] = NULL;
+    int64_t n_keep = 0;
+    char *keep = calloc((size_t)L + 1, 1);
+    if (!keep)
+        return vt_fail(&ctx->st, VTOK_ENOMEM, "out of memory");
+    if (p->all_layers) {
+        memset(keep, 1, (size_t)L + 1);
+    } else if (p->n_layers > 0 && !p->layers) {
+        free(keep);
+        return vt_fail(&ctx->st, VTOK_EINVAL, "layers is NULL");
+    } else {
+        for (int i = 0; i < p->n_layers; i++) {
+            int64_t li = p->layers[i] < 0 ? L + 1 + p->layers[i] : p->layers[i];
+            if (li < 0 || li > L) {
+                free(keep);
+                return vt_fail(&ctx->st, VTOK_EINVAL,
+                               "layer %d out of range: the model has hidden states 0..%lld",
+                               p->layers[i], (long long)L);
+            }
+            keep[li] = 1;
+        }
+    }
+    for (int64_t i = 0; i <= L; i++)
+        n_keep += keep[i];
+
+    /* Plan memory: work, per-thread scratch, outputs. */
+    int64_t nt = vt_pool_size(ctx->pool), d = v->d, ntd, total = 0, work = 0, scr = 0;
+    int64_t pool_dim = v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : d;
+    int ok = vt_mul_ok(n, T, &ntd) && vt_mul_ok(ntd, d, &ntd);
+    if (ok) {
+        work = r16(vt_vit_work_floats(v, n, T));
+        scr = r16(vt_exec_scratch_floats(T));
+        total = work + nt * scr + r16(ntd) * (1 + n_keep) + r16(n * pool_dim) +
+                r16(n * (v->proj.w ? v->proj.n_out : 0));
+    }
+    if (!ok || total <= 0 || total > MAX_CTX_BYTES / (int64_t)sizeof(float)) {
+        free(keep);
+        return vt_fail(&ctx->st, VTOK_ELIMIT,
+                       "a batch of %lld images of %lldx%lld needs more than %lld GiB",
+                       (long long)n, (long long)h, (long long)w,
+                       (long long)(MAX_CTX_BYTES >> 30));
+    }
+    if (total > ctx->mem_floats) {
+        vt_free(ctx->mem);
+        ctx->mem_floats = 0;
+        ctx->mem = vt_alloc((size_t)total * sizeof(float));
+        if (!ctx->mem) {
+            free(keep);
+            return vt_fail(&ctx->st, VTOK_ENOMEM, "out of memory (%lld MiB)",
+                           (long long)(total * 4 >> 20));
+        }
+        ctx->mem_floats = total;
+    }
+    float *q = ctx->mem;
+    float *workp = q;
+    q += work;
+    ctx->exec.scratch = q;
+    ctx->exec.scratch_stride = scr;
+    q += nt * scr;
+    ctx->last = q;
+    q += r16(ntd);
+    for (int64_t i = 0; i <= L; i++)
+        if (keep[i]) {
+            ctx->hidden[i] = q;
+            q += r16(ntd);
+        }
+    free(keep);
+    ctx->pooler = v->pool != VT_POOL_NONE ? q : NULL;
+    q += r16(n * pool_dim);
+    ctx->embeds = v->proj.w ? q : NULL;
+    ctx->exec.k = vt_kernels_get();
+
+    vt_vit_out out = {.last = ctx->last, .pooler = ctx->pooler, .embeds = ctx->embeds,
+                      .hidden = ctx->hidden};
+    vt_vit_forward(v, &ctx->exec, pixels, n, h, w, workp, &out);
+    ctx->n = n;
+    ctx->T = T;
+    ctx->pool_dim = pool_dim;
+    ctx->ok = 1;
+    return 0;
+}
+
+int vtok_get_output(vtok_ctx *ctx, vtok_output which, int layer, vtok_view *out)
+{
+    if (!ctx || !out)
+        return VTOK_EINVAL;
+    if (!ctx->ok)
+        return vt_fail(&ctx->st, VTOK_EINVAL, "no successful encode on this context");
+    const vt_vit *v = &ctx->m->vit;
+    memset(out, 0, sizeof *out);
+    switch (which) {
+    case VTOK_OUT_LAST_HIDDEN:
+    case VTOK_OUT_HIDDEN_STATE: {
+        const float *data = ctx->last;
+        if (which == VTOK_OUT_HIDDEN_STATE) {
+            int64_t li = layer < 0 ? v->n_layers + 1 + layer : layer;
+            if (li < 0 || li > v->n_layers || !ctx->hidden[li])
+                return vt_fail(&ctx->st, VTOK_EMISSING, "hidden state %d was not kept", layer);
+            data = ctx->hidden[li];
+        }
+        *out = (vtok_view){.data = data, .n_dims = 3, .ne = {ctx->n, ctx->T, v->d}};
+        return 0;
+    }
+    case VTOK_OUT_POOLER:
+        if (!ctx->pooler)
+            return vt_fail(&ctx->st, VTOK_EMISSING, "this model has no pooler_output");
+        *out = (vtok_view){.data = ctx->pooler, .n_dims = 2, .ne = {ctx->n, ctx->pool_dim}};
+        return 0;
+    case VTOK_OUT_IMAGE_EMBEDS:
+        if (!ctx->embeds)
+            return vt_fail(&ctx->st, VTOK_EMISSING, "this model has no image projection");
+        *out = (vtok_view){.data = ctx->embeds, .n_dims = 2, .ne = {ctx->n, v->proj.n_out}};
+        return 0;
+    }
+    return vt_fail(&ctx->st, VTOK_EINVAL, "unknown output %d", (int)which);
+}

@@ -1,0 +1,330 @@
+/*
+ * vit.c - one forward pass for every ViT family described by vt_vit.
+ *
+ * The batch is flattened to M = n*T rows so that every linear layer is one
+ * GEMM over all images (better weight reuse for short sequences such as
+ * ViT-B/32's 50 tokens); attention runs per image and head. All activation
+ * memory comes from `work`, sized by vt_vit_work_floats, so the forward pass
+ * never allocates.
+ *
+ * Numerics follow transformers: LayerNorm with the family's eps, attention
+ * softmax(q k^T / sqrt(dh)) v in float32, exact-erf / tanh / quick GELU as
+ * configured, bicubic (A = -0.75, align_corners=False, border clamp) position
+ * interpolation as torch.nn.functional.interpolate computes it.
+ */
+#include "vit.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    float *x, *hb, *qkv, *att, *mlp, *glu, *col, *pos, *head;
+} vit_buffers;
+
+static int64_t grid_of(const vt_vit *v, int64_t side)
+{
+    return side / v->patch;
+}
+
+int64_t vt_vit_tokens(const vt_vit *v, int64_t h, int64_t w, vtok_status *st)
+{
+    if (h < v->patch || w < v->patch) {
+        vt_fail(st, VTOK_ESHAPE, "input %lldx%lld is smaller than one %lldx%lld patch",
+                (long long)h, (long long)w, (long long)v->patch, (long long)v->patch);
+        return 0;
+    }
+    if (!v->pos_interp && (h != v->image_size || w != v->image_size)) {
+        vt_fail(st, VTOK_ESHAPE, "input is %lldx%lld but this model takes %lldx%lld pixels",
+                (long long)h, (long long)w, (long long)v->image_size, (long long)v->image_size);
+        return 0;
+    }
+    if (h > 65536 || w > 65536) {
+        vt_fail(st, VTOK_ELIMIT, "input %lldx%lld exceeds 65536 pixels per side", (long long)h,
+                (long long)w);
+        return 0;
+    }
+    return (v->cls ? 1 : 0) + v->n_reg + grid_of(v, h) * grid_of(v, w);
+}
+
+static int64_t mlp_width(const vt_vit *v)
+{
+    return v->layers[0].fc1.n_out;
+}
+
+static int64_t head_ff(const vt_vit *v)
+{
+    return v->head_fc1.n_out > v->d ? v->head_fc1.n_out : v->d;
+}
+
+/* Layout of the work buffer; with base == NULL it only measures. */
+static int64_t layout(const vt_vit *v, int64_t n, int64_t T, float *base, vit_buffers *b)
+{
+    int64_t M = n * T, d = v->d, off = 0;
+    int64_t kp = v->channels * v->patch * v->patch;
+    int64_t np = T; /* patches <= tokens */
+    int64_t sizes[9] = {
+        M * d, M * d, M * 3 * d, M * d, M * mlp_width(v), v->swiglu ? M * v->d_ff : 0,
+        n * np * kp, np * d, d + 3 * n * d + n * head_ff(v) + T,
+    };
+    float **dst[9] = {&b->x, &b->hb, &b->qkv, &b->att, &b->mlp, &b->glu, &b->col, &b->pos,
+                      &b->head};
+    for (int i = 0; i < 9; i++) {
+        if (base)
+            *dst[i] = base + off;
+        off += (sizes[i] + 15) / 16 * 16;
+    }
+    return off;
+}
+
+int64_t vt_vit_work_floats(const vt_vit *v, int64_t n, int64_t T)
+{
+    vit_buffers b;
+    return layout(v, n, T, NULL, &b);
+}
+
+/* ---- embeddings ---- */
+
+/* torch's cubic convolution weights, A = -0.75 (aten/src/ATen/native/UpSample.h). */
+static void cubic_coeffs(float t, float c[4])
+{
+    const float A = -0.75f;
+    float x1 = t + 1.0f, x2 = 1.0f - t, x3 = 2.0f - t;
+    c[0] = ((A * x1 - 5.0f * A) * x1 + 8.0f * A) * x1 - 4.0f * A;
+    c[1] = ((A + 2.0f) * t - (A + 3.0f)) * t * t + 1.0f;
+    c[2] = ((A + 2.0f) * x2 - (A + 3.0f)) * x2 * x2 + 1.0f;
+    c[3] = ((A * x3 - 5.0f * A) * x3 + 8.0f * A) * x3 - 4.0f * A;
+}
+
+static int64_t clampi(int64_t i, int64_t n)
+{
+    return i < 0 ? 0 : i >= n ? n - 1 : i;
+}
+
+/*
+ * Resize the [gh0*gw0, d] patch position table to [gh*gw, d] as
+ * F.interpolate(mode="bicubic", align_corners=False, size=(gh, gw)):
+ * source coordinate (o + 0.5) * in/out - 0.5, taps clamped at the border.
+ */
+static void interp_pos(const float *src, int64_t gh0, int64_t gw0, int64_t d, int64_t gh,
+                       int64_t gw, float *dst)
+{
+    float sy = (float)gh0 / (float)gh, sx = (float)gw0 / (float)gw;
+    for (int64_t oy = 0; oy < gh; oy++) {
+        float ry = sy * ((float)oy + 0.5f) - 0.5f;
+        int64_t iy = (int64_t)floorf(ry);
+        float cy[4];
+        cubic_coeffs(ry - (float)iy, cy);
+        for (int64_t ox = 0; ox < gw; ox++) {
+            float rx = sx * ((float)ox + 0.5f) - 0.5f;
+            int64_t ix = (int64_t)floorf(rx);
+            float cx[4];
+            cubic_coeffs(rx - (float)ix, cx);
+            float *o = dst + (oy * gw + ox) * d;
+            for (int64_t c = 0; c < d; c++) {
+                float acc = 0.0f;
+                for (int a = 0; a < 4; a++) {
+                    const float *row = src + clampi(iy - 1 + a, gh0) * gw0 * d;
+                    float r = 0.0f;
+                    for (int bb = 0; bb < 4; bb++)
+                        r += row[clampi(ix - 1 + bb, gw0) * d + c] * cx[bb];
+                    acc += r * cy[a];
+                }
+                o[c] = acc;
+            }
+        }
+    }
+}
+
+static void embed(const vt_vit *v, const vt_exec *e, const float *px, int64_t n, int64_t h,
+                  int64_t w, int64_t T, const vit_buffers *b)
+{
+    int64_t p = v->patch, C = v->channels, d = v->d;
+    int64_t gh = grid_of(v, h), gw = grid_of(v, w), np = gh * gw, kp = C * p * p;
+
+    /* im2col: rows are patches, columns (c, ky, kx) as the conv weight is laid out. */
+    for (int64_t im = 0; im < n; im++)
+        for (int64_t py = 0; py < gh; py++)
+            for (int64_t pxi = 0; pxi < gw; pxi++) {
+                float *row = b->col + ((im * np) + py * gw + pxi) * kp;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t ky = 0; ky < p; ky++)
+                        memcpy(row + (c * p + ky) * p,
+                               px + ((im * C + c) * h + py * p + ky) * w + pxi * p,
+                               (size_t)p * sizeof(float));
+            }
+    vt_linear conv = {.w = v->patch_w, .b = v->patch_b, .n_out = d, .n_in = kp};
+    vt_op_linear(e, n * np, b->col, 0, &conv, b->hb, 0);
+
+    const float *pos = v->pos + v->pos_prefix * d;
+    if (gh != v->grid_h || gw != v->grid_w) {
+        interp_pos(pos, v->grid_h, v->grid_w, d, gh, gw, b->pos);
+        pos = b->pos;
+    }
+    for (int64_t im = 0; im < n; im++) {
+        float *x = b->x + im * T * d;
+        int64_t row = 0; /* prefix tokens take position rows while the table has them */
+        if (v->cls) {
+            for (int64_t c = 0; c < d; c++)
+                x[c] = v->cls[c] + (row < v->pos_prefix ? v->pos[row * d + c] : 0.0f);
+            x += d;
+            row++;
+        }
+        for (int64_t r = 0; r < v->n_reg; r++, row++, x += d)
+            for (int64_t c = 0; c < d; c++)
+                x[c] = v->reg[r * d + c] + (row < v->pos_prefix ? v->pos[row * d + c] : 0.0f);
+        const float *pe = b->hb + im * np * d;
+        for (int64_t i = 0; i < np * d; i++)
+            x[i] = pe[i] + pos[i];
+    }
+}
+
+/* ---- encoder ---- */
+
+static void add_scaled(int64_t M, int64_t d, float *x, const float *y, const float *scale)
+{
+    if (scale) {
+        for (int64_t r = 0; r < M; r++)
+            for (int64_t c = 0; c < d; c++)
+                x[r * d + c] += y[r * d + c] * scale[c];
+    } else {
+        for (int64_t i = 0; i < M * d; i++)
+            x[i] += y[i];
+    }
+}
+
+static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec *e, int64_t n,
+                          int64_t T, const vit_buffers *b)
+{
+    int64_t M = n * T, d = v->d, dh = d / v->n_heads;
+
+    vt_op_layernorm(e, M, d, b->x, &L->ln1, b->hb);
+    if (L->qkv.w) {
+        vt_op_linear(e, M, b->hb, 0, &L->qkv, b->qkv, 3 * d);
+    } else {
+        vt_op_linear(e, M, b->hb, 0, &L->q, b->qkv, 3 * d);
+        vt_op_linear(e, M, b->hb, 0, &L->k, b->qkv + d, 3 * d);
+        vt_op_linear(e, M, b->hb, 0, &L->v, b->qkv + 2 * d, 3 * d);
+    }
+    vt_op_attention(e, n, T, v->n_heads, dh, b->qkv, b->qkv + d, b->qkv + 2 * d, 3 * d,
+                    1.0f / sqrtf((float)dh), b->att);
+    vt_op_linear(e, M, b->att, 0, &L->o, b->hb, 0);
+    add_scaled(M, d, b->x, b->hb, L->ls1);
+
+    vt_op_layernorm(e, M, d, b->x, &L->ln2, b->hb);
+    vt_op_linear(e, M, b->hb, 0, &L->fc1, b->mlp, 0);
+    const float *mid = b->mlp;
+    if (v->swiglu) {
+        /* Dinov2SwiGLUFFN: x1, x2 = fc1(x).chunk(2); silu(x1) * x2 */
+        int64_t hf = v->d_ff;
+        for (int64_t r = 0; r < M; r++) {
+            const float *a = b->mlp + r * 2 * hf;
+            float *g = b->glu + r * hf;
+            memcpy(g, a, (size_t)hf * sizeof(float));
+            e->k->silu_f32(hf, g);
+            for (int64_t c = 0; c < hf; c++)
+                g[c] *= a[hf + c];
+        }
+        mid = b->glu;
+    } else {
+        vt_op_act(e, v->act, M * v->d_ff, b->mlp);
+    }
+    vt_op_linear(e, M, mid, 0, &L->fc2, b->hb, 0);
+    add_scaled(M, d, b->x, b->hb, L->ls2);
+}
+
+/* SigLIP's MultiheadAttentionPoolingHead: one learned probe attends over the tokens. */
+static void map_head(const vt_vit *v, const vt_exec *e, int64_t n, int64_t T, const float *last,
+                     const vit_buffers *b, float *pooler)
+{
+    int64_t d = v->d, H = v->n_heads, dh = d / H;
+    float *q = b->head, *o = q + d, *r = o + n * d, *m = r + n * d, *s = m + n * head_ff(v);
+    float *kv = b->qkv; /* [M, 2d]: keys then values */
+    vt_linear wq = {.w = v->head_in.w, .b = v->head_in.b, .n_out = d, .n_in = d};
+    vt_linear wkv = {.w = v->head_in.w + d * d, .b = v->head_in.b + d, .n_out = 2 * d, .n_in = d};
+    vt_op_linear(e, 1, v->probe, 0, &wq, q, 0);
+    vt_op_linear(e, n * T, last, 0, &wkv, kv, 0);
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int64_t im = 0; im < n; im++)
+        for (int64_t h = 0; h < H; h++) {
+            const float *qh = q + h * dh;
+            for (int64_t t = 0; t < T; t++) {
+                const float *kt = kv + (im * T + t) * 2 * d + h * dh;
+                float acc = 0.0f;
+                for (int64_t j = 0; j < dh; j++)
+                    acc += qh[j] * kt[j];
+                s[t] = acc * scale;
+            }
+            e->k->softmax_f32(T, s);
+            float *oh = o + im * d + h * dh;
+            for (int64_t j = 0; j < dh; j++)
+                oh[j] = 0.0f;
+            for (int64_t t = 0; t < T; t++) {
+                const float *vt = kv + (im * T + t) * 2 * d + d + h * dh;
+                for (int64_t j = 0; j < dh; j++)
+                    oh[j] += s[t] * vt[j];
+            }
+        }
+    vt_op_linear(e, n, o, 0, &v->head_out, r, 0);            /* residual */
+    vt_op_layernorm(e, n, d, r, &v->head_ln, o);
+    vt_op_linear(e, n, o, 0, &v->head_fc1, m, 0);
+    vt_op_act(e, v->act, n * v->head_fc1.n_out, m);
+    vt_op_linear(e, n, m, 0, &v->head_fc2, pooler, 0);
+    for (int64_t i = 0; i < n * d; i++)
+        pooler[i] += r[i];
+}
+
+static void gather_cls(const float *x, int64_t n, int64_t T, int64_t d, float *dst)
+{
+    for (int64_t im = 0; im < n; im++)
+        memcpy(dst + im * d, x + im * T * d, (size_t)d * sizeof(float));
+}
+
+void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int64_t n, int64_t h,
+                    int64_t w, float *work, const vt_vit_out *out)
+{
+    int64_t T = vt_vit_tokens(v, h, w, NULL), d = v->d, M = n * T;
+    size_t row_bytes = (size_t)(M * d) * sizeof(float);
+    vit_buffers b;
+    layout(v, n, T, work, &b);
+
+    embed(v, e, pixels, n, h, w, T, &b);
+    if (v->pre_ln.w)
+        vt_op_layernorm(e, M, d, b.x, &v->pre_ln, b.x);
+    if (out->hidden && out->hidden[0])
+        memcpy(out->hidden[0], b.x, row_bytes);
+    for (int64_t l = 0; l < v->n_layers; l++) {
+        layer_forward(v, &v->layers[l], e, n, T, &b);
+        if (out->hidden && out->hidden[l + 1])
+            memcpy(out->hidden[l + 1], b.x, row_bytes);
+    }
+
+    float *cls = b.head; /* n*d scratch for gathered CLS rows */
+    switch (v->pool) {
+    case VT_POOL_CLS_LN:
+        memcpy(out->last, b.x, row_bytes);
+        gather_cls(b.x, n, T, d, cls);
+        vt_op_layernorm(e, n, d, cls, &v->post_ln, out->pooler);
+        break;
+    case VT_POOL_NONE:
+    case VT_POOL_CLS:
+    case VT_POOL_CLS_DENSE_TANH:
+    case VT_POOL_CLS_LN_TWICE:
+    case VT_POOL_MAP:
+        vt_op_layernorm(e, M, d, b.x, &v->post_ln, out->last);
+        if (v->pool == VT_POOL_CLS) {
+            gather_cls(out->last, n, T, d, out->pooler);
+        } else if (v->pool == VT_POOL_CLS_DENSE_TANH) {
+            gather_cls(out->last, n, T, d, cls);
+            vt_op_linear(e, n, cls, 0, &v->pool_dense, out->pooler, 0);
+            vt_op_act(e, VT_ACT_TANH, n * v->pool_dense.n_out, out->pooler);
+        } else if (v->pool == VT_POOL_CLS_LN_TWICE) {
+            gather_cls(out->last, n, T, d, cls);
+            vt_op_layernorm(e, n, d, cls, &v->post_ln, out->pooler);
+        } else if (v->pool == VT_POOL_MAP) {
+            map_head(v, e, n, T, out->last, &b, out->pooler);
+        }
+        break;
+    }
+    if (v->proj.w && out->embeds)
+        vt_op_linear(e, n, out->pooler, 0, &v->proj, out->embeds, 0);
+}

@@ -1,0 +1,146 @@
+/*
+ * vit.h - the shared ViT description every vision family loads into.
+ *
+ * CLIP, SigLIP, DINOv2, ViT/DeiT/MAE and BLIP-2's EVA tower are the same
+ * pre-norm transformer with small differences: whether the patch conv has a
+ * bias, CLS/register tokens, a LayerNorm before the encoder, layer scale,
+ * fused qkv, SwiGLU, and what the final norm and pooler do. A family file
+ * reads config.json and the checkpoint's tensor names into this struct; one
+ * forward (vit.c) runs them all.
+ */
+#ifndef VT_VIT_H
+#define VT_VIT_H
+
+#include "../core/ops.h"
+#include "../io/io.h"
+
+#include <cjson/cJSON.h>
+
+/* How last_hidden_state and pooler_output come out of the encoder. */
+typedef enum vt_pool_kind {
+    VT_POOL_NONE = 0,      /* no pooler (ViTMAE)                                        */
+    VT_POOL_CLS_LN,        /* CLIP: pooler = post_ln(h[:,0]); last_hidden = h           */
+    VT_POOL_CLS,           /* DINOv2: last = ln(h); pooler = last[:,0]                  */
+    VT_POOL_CLS_DENSE_TANH,/* ViT: last = ln(h); pooler = tanh(dense(last[:,0]))       */
+    VT_POOL_CLS_LN_TWICE,  /* BLIP-2: last = ln(h); pooler = ln(last[:,0])              */
+    VT_POOL_MAP,           /* SigLIP: last = ln(h); pooler = attention-probe head(last) */
+} vt_pool_kind;
+
+typedef struct vt_vit_layer {
+    vt_norm      ln1, ln2;
+    vt_linear    q, k, v;      /* separate projections, or ...                          */
+    vt_linear    qkv;          /* ... fused [3d, d] (qkv.w != NULL)                       */
+    vt_linear    o;
+    vt_linear    fc1, fc2;     /* MLP; with swiglu fc1 is weights_in [2h, d]              */
+    const float *ls1, *ls2;    /* layer scale (DINOv2) or NULL                           */
+} vt_vit_layer;
+
+typedef struct vt_vit {
+    /* sizes */
+    int64_t d, n_layers, n_heads, d_ff, patch, image_size, channels;
+    int64_t grid_h, grid_w;    /* native patch grid of the position table                */
+    vt_act  act;
+    int     swiglu;            /* MLP is SwiGLU: silu(x1) * x2, fc1 = [x1; x2]            */
+    float   eps;
+
+    /* embeddings */
+    const float *patch_w;      /* [d, channels, patch, patch]                            */
+    const float *patch_b;      /* [d] or NULL                                            */
+    const float *cls;          /* [d] or NULL                                            */
+    const float *reg;          /* [n_reg, d] or NULL: extra tokens after CLS (DINOv2       */
+    int64_t      n_reg;        /*   registers, DeiT's distillation token)                 */
+    const float *pos;          /* [pos_prefix + grid_h*grid_w, d]                        */
+    int64_t      pos_prefix;   /* rows for CLS (+ extra tokens) in front of the grid;     */
+                               /*   extra tokens without a row get no position (DINOv2)   */
+    int          pos_interp;   /* 1: bicubic-resize the patch rows to the input grid     */
+    vt_norm      pre_ln;       /* LayerNorm before the encoder (CLIP) if pre_ln.w        */
+
+    vt_vit_layer *layers;      /* n_layers, owned                                         */
+
+    /* outputs */
+    vt_pool_kind pool;
+    vt_norm      post_ln;
+    vt_linear    pool_dense;   /* ViT pooler                                              */
+    vt_linear    proj;         /* image projection (no bias) if proj.w                    */
+
+    /* SigLIP attention-probe head */
+    const float *probe;        /* [d] */
+    vt_linear    head_in;      /* in_proj [3d, d] */
+    vt_linear    head_out;
+    vt_norm      head_ln;
+    vt_linear    head_fc1, head_fc2;
+
+    /* buffers the loader derived from the checkpoint (e.g. BLIP-2's qkv bias) */
+    void       **owned;
+    int          n_owned, cap_owned;
+} vt_vit;
+
+void vt_vit_free(vt_vit *v);   /* frees layers and owned buffers, not the struct */
+
+/* ---- config.json helpers: typed reads that fall back to the class default ---- */
+
+/* Integer value of key (or def if absent/null); error if present but not an integer. */
+int vt_cfg_int(const cJSON *cfg, const char *key, int64_t def, int64_t *out, vtok_status *st);
+int vt_cfg_float(const cJSON *cfg, const char *key, double def, double *out, vtok_status *st);
+int vt_cfg_bool(const cJSON *cfg, const char *key, int def, int *out, vtok_status *st);
+/* String value; *out points into cfg (or is def). */
+int vt_cfg_str(const cJSON *cfg, const char *key, const char *def, const char **out,
+               vtok_status *st);
+/* image_size / patch_size may be an int or a [h, w] pair; both must be equal for now. */
+int vt_cfg_side(const cJSON *cfg, const char *key, int64_t def, int64_t *out, vtok_status *st);
+
+/* ---- loading helpers used by every family ---- */
+
+typedef struct vt_loader {
+    vt_vit      *v;            /* owner of allocations made while loading */
+    vt_weights  *w;
+    const char  *prefix;       /* tensor-name prefix of the vision tower, e.g. "vision_model." */
+    vtok_status *st;
+    int          err;          /* first error; later gets are skipped */
+} vt_loader;
+
+/* Tensor prefix + name, shape-checked (see vt_weights_f32). NULL + ld->err on error. */
+const float *vt_get(vt_loader *ld, const char *name, int n_dims, int64_t d0, int64_t d1,
+                    int64_t d2, int64_t d3);
+/* Same, but NULL without error if the tensor is absent. */
+const float *vt_get_opt(vt_loader *ld, const char *name, int n_dims, int64_t d0, int64_t d1,
+                        int64_t d2, int64_t d3);
+void vt_get_linear(vt_loader *ld, vt_linear *l, const char *name, int64_t n_out, int64_t n_in,
+                   int bias);
+void vt_get_norm(vt_loader *ld, vt_norm *n, const char *name, int64_t d, float eps);
+/* Zeroed floats owned by ld->v; NULL + ld->err on failure. */
+float *vt_loader_alloc(vt_loader *ld, int64_t n);
+/* Allocate v->layers (zeroed). */
+int vt_vit_alloc_layers(vt_loader *ld, int64_t n_layers);
+
+/*
+ * Find the prefix under which `anchor` (e.g. "embeddings.patch_embedding.weight")
+ * is stored: "" for a bare vision model, "vision_model." for CLIPModel, etc.
+ * Writes it to buf. VTOK_EMISSING if no tensor ends with anchor, VTOK_EFORMAT
+ * if several prefixes do (the message lists them).
+ */
+int vt_find_prefix(const vt_weights *w, const char *anchor, char *buf, size_t n, vtok_status *st);
+
+/* Validate common sizes (heads divide d, sizes positive) after a family filled them. */
+int vt_vit_check(const vt_vit *v, vtok_status *st);
+
+/* ---- forward ---- */
+
+/* Tokens the encoder sees for an h x w input (0 if the size is not accepted; st says why). */
+int64_t vt_vit_tokens(const vt_vit *v, int64_t h, int64_t w, vtok_status *st);
+
+/* Floats of activation memory vt_vit_forward needs for n images of T tokens. */
+int64_t vt_vit_work_floats(const vt_vit *v, int64_t n, int64_t T);
+
+typedef struct vt_vit_out {
+    float  *last;        /* [n, T, d] */
+    float  *pooler;      /* [n, d] or NULL */
+    float  *embeds;      /* [n, proj] or NULL */
+    float **hidden;      /* hidden[i] = [n, T, d] destination for hidden_states[i], or NULL */
+} vt_vit_out;
+
+/* pixels [n, c, h, w]; work has vt_vit_work_floats floats. */
+void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int64_t n, int64_t h,
+                    int64_t w, float *work, const vt_vit_out *out);
+
+#endif /* VT_VIT_H */

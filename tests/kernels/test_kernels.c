@@ -1,0 +1,502 @@
+/*
+ * test_kernels.c - every ISA kernel table against the reference table, op by
+ * op, on odd shapes and awkward values; plus the dispatch itself.
+ *
+ * Runs alone (ctest -L kernels, or ./test_kernels); exits non-zero on the
+ * first class of failure, after printing up to a few mismatches per op.
+ * Sizes are chosen to finish in a few seconds even under ASan+UBSan: the
+ * reference GEMM is the slow part, so GEMM shapes are all small-to-medium
+ * combinations of the edge sizes plus a handful that cross the blocking
+ * boundaries (K > 256, N > 480/512) with small M.
+ *
+ * Buffers are allocated to their exact size (sanitizers see overruns), C is
+ * pre-filled with NaN when not accumulating (the kernel must not read it) and
+ * the ldc padding with a sentinel (the kernel must not write it).
+ */
+#include "kernels/kernels.h"
+#include "vtok.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int g_fail;
+
+/* ---------------------------------------------------------------- utils -- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_u64(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+/* Uniform in [-1, 1). */
+static float rng_f(void)
+{
+    return (float)((double)(rng_u64() >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+static int rng_int(int n)
+{
+    return (int)(rng_u64() % (uint64_t)n);
+}
+
+static void *xalloc(size_t n_floats)
+{
+    size_t bytes = (n_floats * sizeof(float) + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* An exactly-sized (unaligned end) copy, so sanitizers catch overreads. */
+static float *xdup(const float *src, size_t n)
+{
+    float *p = malloc(n ? n * sizeof(float) : 1);
+    if (!p)
+        exit(2);
+    if (n)
+        memcpy(p, src, n * sizeof(float));
+    return p;
+}
+
+static int same_bits(float a, float b)
+{
+    uint32_t x, y;
+    memcpy(&x, &a, 4);
+    memcpy(&y, &b, 4);
+    return x == y;
+}
+
+/* ----------------------------------------------------------------- GEMM -- */
+
+typedef struct {
+    int64_t M, N, K, lda, ldb, ldc;
+    int b_nk, has_bias, accumulate;
+} gemm_case;
+
+static int64_t g_gemm_cases, g_gemm_flops;
+
+/*
+ * Tolerance: both sides sum the same float32 products; the deterministic
+ * bound on the difference is ~K * 2^-24 * sum_k |a_ik b_kj|, but with
+ * random-sign data the rounding errors are a random walk, ~sqrt(K) * 2^-24,
+ * i.e. <= 1.5e-6 of the absolute sum at K = 577. 1e-5 of the absolute sum
+ * (+ |bias| + |old C|, which are added with their own roundings) leaves a
+ * wide margin while any indexing, masking or blocking bug gives O(1) errors.
+ */
+static int check_gemm(const vt_kernels *t, const gemm_case *gc, float *scratch)
+{
+    const int64_t M = gc->M, N = gc->N, K = gc->K;
+    const int64_t brows = gc->b_nk ? N : K, bcols = gc->b_nk ? K : N;
+    const size_t na = M ? (size_t)((M - 1) * gc->lda + K) : 0;
+    const size_t nb = brows ? (size_t)((brows - 1) * gc->ldb + bcols) : 0;
+    const size_t nc = M ? (size_t)((M - 1) * gc->ldc + N) : 0;
+    float *a0 = xalloc(na), *b0 = xalloc(nb), *bias0 = xalloc((size_t)N), *c0 = xalloc(nc);
+    for (size_t i = 0; i < na; i++)
+        a0[i] = rng_f();
+    for (size_t i = 0; i < nb; i++)
+        b0[i] = rng_f();
+    for (int64_t i = 0; i < N; i++)
+        bias0[i] = rng_f();
+    for (size_t i = 0; i < nc; i++)
+        c0[i] = gc->accumulate ? rng_f() : NAN;
+    const float sentinel = -12345.678f;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = N; j < gc->ldc && (size_t)(i * gc->ldc + j) < nc; j++)
+            c0[i * gc->ldc + j] = sentinel;
+
+    float *A = xdup(a0, na), *B = xdup(b0, nb), *bias = gc->has_bias ? xdup(bias0, (size_t)N) : NULL;
+    float *Cref = xdup(c0, nc), *C = xdup(c0, nc);
+    vt_kernels_ref()->gemm_f32(M, N, K, A, gc->lda, B, gc->ldb, gc->b_nk, bias, Cref, gc->ldc,
+                               gc->accumulate, scratch);
+    t->gemm_f32(M, N, K, A, gc->lda, B, gc->ldb, gc->b_nk, bias, C, gc->ldc, gc->accumulate,
+                scratch);
+    g_gemm_cases++;
+    g_gemm_flops += 2 * M * N * K;
+
+    int bad = 0;
+    for (int64_t i = 0; i < M && bad < 3; i++) {
+        for (int64_t j = 0; j < gc->ldc && bad < 3; j++) {
+            size_t idx = (size_t)(i * gc->ldc + j);
+            if (idx >= nc)
+                break;
+            if (j >= N) {
+                if (!same_bits(C[idx], sentinel)) {
+                    printf("  FAIL %s gemm M=%lld N=%lld K=%lld: wrote padding C[%lld][%lld]\n",
+                           t->name, (long long)M, (long long)N, (long long)K, (long long)i,
+                           (long long)j);
+                    bad++;
+                }
+                continue;
+            }
+            double mag = 0;
+            for (int64_t k = 0; k < K; k++) {
+                float bv = gc->b_nk ? B[j * gc->ldb + k] : B[k * gc->ldb + j];
+                mag += fabs((double)A[i * gc->lda + k] * bv);
+            }
+            if (bias)
+                mag += fabs(bias[j]);
+            if (gc->accumulate)
+                mag += fabs(c0[idx]);
+            double d = fabs((double)C[idx] - (double)Cref[idx]);
+            if (!(d <= 1e-5 * mag + 1e-30)) {
+                printf("  FAIL %s gemm M=%lld N=%lld K=%lld lda=%lld ldb=%lld ldc=%lld b_nk=%d "
+                       "bias=%d acc=%d: C[%lld][%lld] = %.9g, ref %.9g (|sum| %.3g)\n",
+                       t->name, (long long)M, (long long)N, (long long)K, (long long)gc->lda,
+                       (long long)gc->ldb, (long long)gc->ldc, gc->b_nk, gc->has_bias,
+                       gc->accumulate, (long long)i, (long long)j, C[idx], Cref[idx], mag);
+                bad++;
+            }
+        }
+    }
+    free(A);
+    free(B);
+    free(bias);
+    free(Cref);
+    free(C);
+    free(a0);
+    free(b0);
+    free(bias0);
+    free(c0);
+    return bad;
+}
+
+static void run_gemm_case(const vt_kernels *t, int64_t M, int64_t N, int64_t K, int b_nk,
+                          int has_bias, int accumulate, int pad, float *scratch)
+{
+    gemm_case gc = {M, N, K, 0, 0, 0, b_nk, has_bias, accumulate};
+    /* pad: 0 tight strides, 1 odd extra, 2 power-of-two lda (L1 aliasing path) */
+    gc.lda = K + (pad == 1 ? 3 : 0);
+    if (pad == 2)
+        gc.lda = K <= 1024 ? 1024 : 2048;
+    gc.ldb = (b_nk ? K : N) + (pad ? 5 : 0);
+    gc.ldc = N + (pad ? 7 : 0);
+    if (check_gemm(t, &gc, scratch))
+        g_fail = 1;
+}
+
+static void test_gemm(const vt_kernels *t, float *scratch)
+{
+    static const int64_t sz[] = {0, 1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129, 200, 257, 577};
+    const int ns = (int)(sizeof sz / sizeof sz[0]);
+    g_gemm_cases = g_gemm_flops = 0;
+    int before = g_fail;
+    /* Every (M, N, K) combination up to ~1.5 M multiply-adds, with a
+     * pseudo-random choice of b_nk / bias / accumulate / stride padding; the
+     * all-edge combinations small enough get every variant. */
+    for (int im = 0; im < ns; im++)
+        for (int in = 0; in < ns; in++)
+            for (int ik = 0; ik < ns; ik++) {
+                int64_t M = sz[im], N = sz[in], K = sz[ik];
+                if (M * N * K > 1500000)
+                    continue;
+                if (M * N * K <= 4096) {
+                    for (int v = 0; v < 8; v++)
+                        run_gemm_case(t, M, N, K, v & 1, (v >> 1) & 1, (v >> 2) & 1, v % 3,
+                                      scratch);
+                } else if (rng_int(3) == 0) {
+                    int v = rng_int(8);
+                    run_gemm_case(t, M, N, K, v & 1, (v >> 1) & 1, (v >> 2) & 1, rng_int(3),
+                                  scratch);
+                }
+            }
+    /* Blocking boundaries (KC = 256, NC = 480 / 512) and model-like shapes. */
+    static const int64_t big[][3] = {
+        {5, 1000, 300}, {13, 481, 257}, {1, 961, 33}, {3, 513, 513}, {25, 300, 600},
+        {197, 64, 197}, {197, 197, 64}, {12, 768, 768}, {24, 64, 1100}, {37, 1030, 130},
+        {2, 2049, 70}, {11, 40, 2000},
+    };
+    for (size_t s = 0; s < sizeof big / sizeof big[0]; s++)
+        for (int v = 0; v < 4; v++)
+            run_gemm_case(t, big[s][0], big[s][1], big[s][2], v & 1, 1, (v >> 1) & 1, v % 3,
+                          scratch);
+    printf("  %-7s gemm_f32       %s (%lld cases, %.2f GFLOP)\n", t->name,
+           g_fail == before ? "ok" : "FAIL", (long long)g_gemm_cases, 1e-9 * (double)g_gemm_flops);
+}
+
+/* ------------------------------------------------------------ layernorm -- */
+
+static void test_layernorm(const vt_kernels *t)
+{
+    static const int64_t ns[] = {1, 2, 3, 15, 16, 17, 31, 33, 100, 768, 1024, 1025, 1280, 4096};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof ns / sizeof ns[0]; s++) {
+        const int64_t n = ns[s];
+        for (int v = 0; v < 8; v++) {
+            float *x = xalloc((size_t)n), *w = xalloc((size_t)n), *b = xalloc((size_t)n);
+            /* Offsets and outlier channels as in real ViT residual streams. */
+            const float off = (v & 1) ? 20.0f : 0.0f, scale = (v & 2) ? 0.01f : 3.0f;
+            for (int64_t i = 0; i < n; i++) {
+                x[i] = off + scale * rng_f();
+                if (rng_int(64) == 0)
+                    x[i] *= 50.0f;
+                w[i] = 1.0f + 0.5f * rng_f();
+                b[i] = 0.2f * rng_f();
+            }
+            const int use_wb = v < 6, alias = v >= 4;
+            const float eps = (v & 1) ? 1e-6f : 1e-5f;
+            float *xr = xdup(x, (size_t)n), *xt = xdup(x, (size_t)n);
+            float *yr = malloc((size_t)n * sizeof(float)), *yt = malloc((size_t)n * sizeof(float));
+            if (!yr || !yt)
+                exit(2);
+            vt_kernels_ref()->layernorm_f32(n, xr, use_wb ? w : NULL, use_wb ? b : NULL, eps,
+                                            alias ? xr : yr);
+            t->layernorm_f32(n, xt, use_wb ? w : NULL, use_wb ? b : NULL, eps, alias ? xt : yt);
+            const float *er = alias ? xr : yr, *et = alias ? xt : yt;
+            /* The normalized value is O(1); the ISA version may differ from the
+             * reference by a few float roundings of it (and of w, b). */
+            for (int64_t i = 0; i < n && bad < 5; i++) {
+                double lim = 1e-6 * (fabs(er[i]) + (use_wb ? fabs(w[i]) + fabs(b[i]) : 1.0));
+                if (!(fabs((double)et[i] - er[i]) <= lim)) {
+                    printf("  FAIL %s layernorm n=%lld v=%d i=%lld: %.9g ref %.9g\n", t->name,
+                           (long long)n, v, (long long)i, et[i], er[i]);
+                    bad++;
+                }
+            }
+            free(x);
+            free(w);
+            free(b);
+            free(xr);
+            free(xt);
+            free(yr);
+            free(yt);
+        }
+    }
+    if (bad)
+        g_fail = 1;
+    printf("  %-7s layernorm_f32  %s\n", t->name, bad ? "FAIL" : "ok");
+}
+
+/* -------------------------------------------------------------- softmax -- */
+
+static void test_softmax(const vt_kernels *t)
+{
+    static const int64_t ns[] = {1, 2, 3, 15, 16, 17, 31, 33, 64, 197, 257, 577, 1000, 1025};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof ns / sizeof ns[0]; s++) {
+        const int64_t n = ns[s];
+        for (int v = 0; v < 4; v++) {
+            float *x = xalloc((size_t)n);
+            const float scale = v == 0 ? 1.0f : v == 1 ? 10.0f : v == 2 ? 100.0f : 0.001f;
+            for (int64_t i = 0; i < n; i++) {
+                x[i] = scale * rng_f();
+                if (v == 1 && i > 0 && rng_int(4) == 0)
+                    x[i] = -INFINITY; /* masked positions */
+            }
+            float *xr = xdup(x, (size_t)n), *xt = xdup(x, (size_t)n);
+            vt_kernels_ref()->softmax_f32(n, xr);
+            t->softmax_f32(n, xt);
+            /* exp within ~2 ulp per term, the same summation order, and one
+             * rounding each for 1/sum and the product: <= ~5e-7 relative. */
+            for (int64_t i = 0; i < n && bad < 5; i++) {
+                if (!(fabs((double)xt[i] - xr[i]) <= 1e-6 * fabs(xr[i]) + 1e-37)) {
+                    printf("  FAIL %s softmax n=%lld v=%d i=%lld: %.9g ref %.9g\n", t->name,
+                           (long long)n, v, (long long)i, xt[i], xr[i]);
+                    bad++;
+                }
+            }
+            free(x);
+            free(xr);
+            free(xt);
+        }
+    }
+    if (bad)
+        g_fail = 1;
+    printf("  %-7s softmax_f32    %s\n", t->name, bad ? "FAIL" : "ok");
+}
+
+/* ---------------------------------------------------------- activations -- */
+
+typedef struct {
+    const char *name;
+    size_t off; /* offsetof the op in vt_kernels */
+    double rel; /* relative bound                */
+    double xabs; /* bound proportional to |x|    */
+} act_op;
+
+/*
+ * Bounds. quick_gelu, silu, tanh have no cancellation anywhere: the ISA
+ * version differs from libm-based reference by a few ulp of each
+ * intermediate, so 1e-6 relative (~8 ulp) of the result.
+ * gelu (erf and tanh forms) compute 0.5 x (1 + f(x)) with f -> -1 for
+ * x -> -inf: the reference's own float rounding of (1 + f) is absolute,
+ * 2^-24 per ulp of f's error, which is relative to x, not to the (tiny)
+ * result. PyTorch has the same cancellation, so the spec can only ask for
+ * |d| <= 1e-6 |ref| + (2 ulp of 1) * 0.5 |x| = ... + 1.2e-7 |x|.
+ */
+static const act_op act_ops[] = {
+    {"gelu_erf_f32", offsetof(vt_kernels, gelu_erf_f32), 1e-6, 1.2e-7},
+    {"gelu_tanh_f32", offsetof(vt_kernels, gelu_tanh_f32), 1e-6, 1.2e-7},
+    {"quick_gelu_f32", offsetof(vt_kernels, quick_gelu_f32), 1e-6, 0},
+    {"silu_f32", offsetof(vt_kernels, silu_f32), 1e-6, 0},
+    {"tanh_f32", offsetof(vt_kernels, tanh_f32), 1e-6, 0},
+};
+
+static vt_act_f32_fn act_fn(const vt_kernels *t, const act_op *op)
+{
+    vt_act_f32_fn f;
+    memcpy(&f, (const char *)t + op->off, sizeof f);
+    return f;
+}
+
+static void test_acts(const vt_kernels *t)
+{
+    /* Dense log-uniform magnitudes 1e-8..200 of both signs, a uniform band
+     * where the functions bend, and the special values. */
+    const int64_t n = 200003;
+    float *x = xalloc((size_t)n);
+    static const float special[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-38f, -1e-38f, 1e-20f,
+                                    -1e-20f, 0.5f, -0.5f, 1.0f, -1.0f, 3.0f, -3.0f, 9.0f,
+                                    -9.0f, 10.0f, -10.0f, 88.0f, -88.0f, 89.0f, -89.0f, 104.0f,
+                                    -104.0f, 1e10f, -1e10f, 3e38f, -3e38f, INFINITY, -INFINITY,
+                                    NAN};
+    const int nsp = (int)(sizeof special / sizeof special[0]);
+    for (int64_t i = 0; i < n; i++) {
+        if (i < nsp)
+            x[i] = special[i];
+        else if (i % 2)
+            x[i] = 12.0f * rng_f();
+        else
+            x[i] = (rng_u64() & 1 ? 1.0f : -1.0f) * expf(13.8f * (float)rng_f() - 13.8f) * 200.0f;
+    }
+    for (size_t o = 0; o < sizeof act_ops / sizeof act_ops[0]; o++) {
+        const act_op *op = &act_ops[o];
+        int bad = 0;
+        double worst = 0;
+        /* Several lengths so every tail width is exercised. */
+        static const int64_t lens[] = {0, 1, 5, 16, 17, 31, 200003};
+        for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+            const int64_t m = lens[l];
+            float *xr = xdup(x, (size_t)m), *xt = xdup(x, (size_t)m);
+            act_fn(vt_kernels_ref(), op)(m, xr);
+            act_fn(t, op)(m, xt);
+            for (int64_t i = 0; i < m && bad < 5; i++) {
+                if (isnan(xr[i]) || isnan(xt[i]) || isinf(xr[i]) || isinf(xt[i])) {
+                    if (!(isnan(xr[i]) && isnan(xt[i])) && xr[i] != xt[i]) {
+                        printf("  FAIL %s %s(%.9g) = %.9g, ref %.9g\n", t->name, op->name, x[i],
+                               xt[i], xr[i]);
+                        bad++;
+                    }
+                    continue;
+                }
+                double d = fabs((double)xt[i] - xr[i]);
+                double lim = op->rel * fabs(xr[i]) + 1e-44;
+                if (op->xabs > 0)
+                    lim += op->xabs * fabs(x[i]);
+                if (d > 0)
+                    worst = fmax(worst, d / lim);
+                if (!(d <= lim)) {
+                    printf("  FAIL %s %s(%.9g) = %.9g, ref %.9g\n", t->name, op->name, x[i],
+                           xt[i], xr[i]);
+                    bad++;
+                }
+            }
+            free(xr);
+            free(xt);
+        }
+        if (bad)
+            g_fail = 1;
+        printf("  %-7s %-14s %s (worst error %.2f of the bound)\n", t->name, op->name,
+               bad ? "FAIL" : "ok", worst);
+    }
+    free(x);
+}
+
+/* ------------------------------------------------------------- dispatch -- */
+
+static void expect_name(const char *what, const char *got, const char *want)
+{
+    if (strcmp(got, want) != 0) {
+        printf("  FAIL dispatch %s: got '%s', want '%s'\n", what, got, want);
+        g_fail = 1;
+    }
+}
+
+static void test_dispatch(void)
+{
+    /* First use honours VTOK_FORCE_REF; this must run before anything calls
+     * vt_kernels_get(). */
+    setenv("VTOK_FORCE_REF", "1", 1);
+    expect_name("VTOK_FORCE_REF=1 at first use", vt_kernels_get()->name, "ref");
+    expect_name("vtok_kernel_name", vtok_kernel_name(), "ref");
+    unsetenv("VTOK_FORCE_REF");
+
+    const vt_cpu *c = vt_cpu_get();
+    const char *best = "ref";
+    if (c->avx2 && c->fma && c->f16c)
+        best = "avx2";
+    if (!strcmp(best, "avx2") && c->avx512f && c->avx512bw && c->avx512vl && c->avx512dq)
+        best = "avx512";
+    printf("cpu: avx2=%d fma=%d f16c=%d avx512f=%d bw=%d vl=%d dq=%d bf16=%d vnni=%d "
+           "amx_tile=%d amx_bf16=%d amx_int8=%d os_avx=%d os_avx512=%d\n",
+           c->avx2, c->fma, c->f16c, c->avx512f, c->avx512bw, c->avx512vl, c->avx512dq,
+           c->avx512bf16, c->avx512vnni, c->amx_tile, c->amx_bf16, c->amx_int8, c->os_avx,
+           c->os_avx512);
+
+    vt_kernels_init(0);
+    expect_name("vt_kernels_init(0)", vt_kernels_get()->name, best);
+    vt_kernels_init(1);
+    expect_name("vt_kernels_init(1)", vt_kernels_get()->name, "ref");
+    vtok_force_reference_kernels(0);
+    expect_name("vtok_force_reference_kernels(0)", vtok_kernel_name(), best);
+    vtok_force_reference_kernels(1);
+    expect_name("vtok_force_reference_kernels(1)", vtok_kernel_name(), "ref");
+    vt_kernels_init(0);
+
+    if ((vt_kernels_avx2() != NULL) != (strcmp(best, "ref") != 0)) {
+        printf("  FAIL dispatch: avx2 table availability disagrees with the cpu flags\n");
+        g_fail = 1;
+    }
+    if ((vt_kernels_avx512() != NULL) != (strcmp(best, "avx512") == 0)) {
+        printf("  FAIL dispatch: avx512 table availability disagrees with the cpu flags\n");
+        g_fail = 1;
+    }
+    /* Tables are complete. */
+    const vt_kernels *tabs[3] = {vt_kernels_ref(), vt_kernels_avx2(), vt_kernels_avx512()};
+    for (int i = 0; i < 3; i++) {
+        const vt_kernels *t = tabs[i];
+        if (t && !(t->name && t->gemm_f32 && t->layernorm_f32 && t->softmax_f32 &&
+                   t->gelu_erf_f32 && t->gelu_tanh_f32 && t->quick_gelu_f32 && t->silu_f32 &&
+                   t->tanh_f32)) {
+            printf("  FAIL dispatch: table %d has a NULL entry\n", i);
+            g_fail = 1;
+        }
+    }
+    printf("dispatch: default '%s' %s\n", best, g_fail ? "FAIL" : "ok");
+}
+
+int main(void)
+{
+    test_dispatch();
+
+    float *scratch = xalloc(VT_GEMM_SCRATCH_FLOATS);
+    const vt_kernels *tabs[2] = {vt_kernels_avx2(), vt_kernels_avx512()};
+    int tested = 0;
+    for (int i = 0; i < 2; i++) {
+        const vt_kernels *t = tabs[i];
+        if (!t) {
+            printf("table %s: not supported on this cpu, skipped\n", i ? "avx512" : "avx2");
+            continue;
+        }
+        printf("table %s vs ref:\n", t->name);
+        tested++;
+        test_gemm(t, scratch);
+        test_layernorm(t);
+        test_softmax(t);
+        test_acts(t);
+    }
+    free(scratch);
+    printf("%d ISA table(s) tested against ref: %s\n", tested, g_fail ? "FAILED" : "all ok");
+    return g_fail ? 1 : 0;
+}

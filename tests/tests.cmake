@@ -1,0 +1,45 @@
+# Test layers (each runnable alone with `ctest -L <label>`):
+#   header  - include/vtok.h compiles alone as C11 and C++
+#   unit    - tests/unit/*.c, one executable each
+#   kernels - tests/kernels/*.c: every ISA variant vs the reference on odd shapes
+#   parity  - PyTorch references (tests/ref) vs `vtok encode`, through the CLI
+#   e2e     - the CLI on committed tiny models and bad inputs
+find_program(VTOK_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT VTOK_PYTHON)
+  find_program(VTOK_PYTHON python3)
+endif()
+
+file(GLOB VTOK_UNIT_TESTS CONFIGURE_DEPENDS tests/unit/*.c)
+file(GLOB VTOK_KERNEL_TESTS CONFIGURE_DEPENDS tests/kernels/*.c)
+foreach(src ${VTOK_UNIT_TESTS} ${VTOK_KERNEL_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  get_filename_component(dir ${src} DIRECTORY)
+  get_filename_component(label ${dir} NAME)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE src tests ${CJSON_INCLUDE_DIR})
+  target_link_libraries(${name} PRIVATE vtok_static)
+  add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(${name} PROPERTIES LABELS ${label})
+endforeach()
+
+# The public header alone, as C11 and as C++ (if a C++ compiler exists).
+add_test(NAME header_c11 COMMAND ${CMAKE_C_COMPILER} -std=c11 -Wall -Wextra -Werror -pedantic
+         -fsyntax-only -x c ${CMAKE_SOURCE_DIR}/include/vtok.h)
+set_tests_properties(header_c11 PROPERTIES LABELS header)
+find_program(VTOK_CXX NAMES g++ c++)
+if(VTOK_CXX)
+  add_test(NAME header_cxx COMMAND ${VTOK_CXX} -std=c++11 -Wall -Wextra -Werror -pedantic
+           -fsyntax-only -x c++ ${CMAKE_SOURCE_DIR}/include/vtok.h)
+  set_tests_properties(header_cxx PROPERTIES LABELS header)
+endif()
+
+if(VTOK_PYTHON)
+  add_test(NAME parity_encoders
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/parity/run_parity.py
+                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/parity)
+  set_tests_properties(parity_encoders PROPERTIES LABELS parity TIMEOUT 1800)
+  add_test(NAME e2e_cli
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
+                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/e2e)
+  set_tests_properties(e2e_cli PROPERTIES LABELS e2e TIMEOUT 900)
+endif()

@@ -1,0 +1,288 @@
+/*
+ * vtok - command-line front end. Uses only the public header.
+ *
+ *   vtok encode --model DIR --pixels X.npy [--layers all|I,J,...] [--threads N] --out DIR
+ *   vtok info   --model DIR
+ *   vtok version
+ *
+ * Exit status 0 on success; otherwise one line on stderr says what went wrong.
+ */
+#include "vtok.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define MAX_LAYER_ARGS 1024
+
+static int die(const char *fmt, const char *a)
+{
+    fprintf(stderr, "vtok: ");
+    fprintf(stderr, fmt, a);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vtok <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  encode --model DIR --pixels X.npy --out DIR [--layers all|I,J,...] [--threads N]\n"
+            "         run the vision encoder; writes last_hidden_state.npy, pooler_output.npy,\n"
+            "         image_embeds.npy and hidden_states_NN.npy (float32, batch first)\n"
+            "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
+            "  version                print the version\n"
+            "\n"
+            "DIR is a Hugging Face model folder (config.json + *.safetensors).\n"
+            "X.npy is float32 pixel_values [N, C, H, W] as an HF image processor makes them.\n"
+            "VTOK_FORCE_REF=1 forces the plain-C reference kernels.\n");
+}
+
+typedef struct {
+    const char *model, *pixels, *out, *layers, *dtype;
+    int         threads, n_images;
+} args;
+
+static int parse(int argc, char **argv, args *a)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(k, "--image")) {
+            return die("%s: not available yet (arrives with Pillow-exact preprocessing); "
+                       "pass --pixels X.npy", k);
+        }
+        if (!val)
+            return die("option %s needs a value", k);
+        if (!strcmp(k, "--model")) a->model = val;
+        else if (!strcmp(k, "--pixels")) a->pixels = val;
+        else if (!strcmp(k, "--out")) a->out = val;
+        else if (!strcmp(k, "--layers")) a->layers = val;
+        else if (!strcmp(k, "--dtype")) a->dtype = val;
+        else if (!strcmp(k, "--threads")) {
+            char *end;
+            long t = strtol(val, &end, 10);
+            if (*end || t < 1 || t > 256)
+                return die("--threads must be 1..256, got '%s'", val);
+            a->threads = (int)t;
+        } else
+            return die("unknown option %s (see vtok --help)", k);
+        i++;
+    }
+    return 0;
+}
+
+static vtok_model *load(const char *dir)
+{
+    vtok_status st = {0};
+    vtok_model_params mp = vtok_model_default_params();
+    vtok_model *m = vtok_model_load(dir, &mp, &st);
+    if (!m)
+        die("%s", st.msg[0] ? st.msg : vtok_strerror(st.code));
+    return m;
+}
+
+static int cmd_info(const args *a)
+{
+    if (!a->model)
+        return die("%s", "info needs --model DIR");
+    vtok_model *m = load(a->model);
+    if (!m)
+        return 1;
+    vtok_model_info i;
+    vtok_model_get_info(m, &i);
+    printf("arch            %s\n", i.arch);
+    printf("model_type      %s\n", i.model_type);
+    printf("weights         %s, %lld parameters\n", i.weight_dtype, (long long)i.n_params);
+    printf("hidden_size     %lld\n", (long long)i.hidden_size);
+    printf("intermediate    %lld (%s)\n", (long long)i.intermediate_size, i.hidden_act);
+    printf("layers          %lld\n", (long long)i.n_layers);
+    printf("heads           %lld\n", (long long)i.n_heads);
+    printf("image_size      %lld%s\n", (long long)i.image_size, i.any_size ? " (any size)" : "");
+    printf("patch_size      %lld\n", (long long)i.patch_size);
+    printf("channels        %lld\n", (long long)i.n_channels);
+    printf("tokens          %lld prefix + %lld patches\n", (long long)i.n_prefix_tokens,
+           (long long)((i.image_size / i.patch_size) * (i.image_size / i.patch_size)));
+    printf("layer_norm_eps  %g\n", i.layer_norm_eps);
+    printf("outputs         last_hidden_state hidden_states_00..%02lld%s%s\n",
+           (long long)i.n_layers, i.has_pooler ? " pooler_output" : "",
+           i.projection_dim ? " image_embeds" : "");
+    if (i.projection_dim)
+        printf("projection_dim  %lld\n", (long long)i.projection_dim);
+    printf("kernels         %s\n", vtok_kernel_name());
+    vtok_model_free(m);
+    return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static int save(const char *dir, const char *name, const vtok_view *v)
+{
+    char path[4096];
+    vtok_status st = {0};
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return die("output path too long: %s", dir);
+    if (vtok_npy_save(path, v->data, v->n_dims, v->ne, &st))
+        return die("%s", st.msg);
+    printf("%-22s [", name);
+    for (int i = 0; i < v->n_dims; i++)
+        printf("%s%lld", i ? ", " : "", (long long)v->ne[i]);
+    printf("]\n");
+    return 0;
+}
+
+/* "all" or a comma list of ints (negative = from the end). */
+static int parse_layers(const char *s, int *out, int *n, int *all)
+{
+    *n = 0;
+    *all = 0;
+    if (!s)
+        return 0;
+    if (!strcmp(s, "all")) {
+        *all = 1;
+        return 0;
+    }
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < -100000 || v > 100000 || (*end && *end != ',') ||
+            *n >= MAX_LAYER_ARGS)
+            return die("bad --layers '%s' (want all or I,J,...)", s);
+        out[(*n)++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+static int cmd_encode(const args *a)
+{
+    if (!a->model || !a->out)
+        return die("%s", "encode needs --model DIR and --out DIR");
+    if (!a->pixels)
+        return die("%s", "encode needs --pixels X.npy");
+    if (a->dtype && strcmp(a->dtype, "f32") != 0)
+        return die("--dtype %s: only f32 is available in this version", a->dtype);
+    static int layer_list[MAX_LAYER_ARGS];
+    int n_layers = 0, all = 0;
+    if (parse_layers(a->layers, layer_list, &n_layers, &all))
+        return 1;
+
+    vtok_status st = {0};
+    float *px = NULL;
+    int nd = 0;
+    int64_t shape[8];
+    if (vtok_npy_load(a->pixels, &px, &nd, shape, &st))
+        return die("%s", st.msg);
+    if (nd != 4) {
+        vtok_free(px);
+        return die("%s: pixel_values must be 4-D [N, C, H, W]", a->pixels);
+    }
+    vtok_model *m = load(a->model);
+    if (!m) {
+        vtok_free(px);
+        return 1;
+    }
+    vtok_ctx_params cp = vtok_ctx_default_params();
+    cp.n_threads = a->threads;
+    vtok_ctx *ctx = vtok_ctx_new(m, &cp, &st);
+    int rc = 1;
+    if (!ctx) {
+        die("%s", st.msg);
+        goto out;
+    }
+    vtok_encode_params ep = vtok_encode_default_params();
+    ep.all_layers = all;
+    ep.layers = layer_list;
+    ep.n_layers = n_layers;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (vtok_encode(ctx, px, shape[0], shape[1], shape[2], shape[3], &ep)) {
+        die("%s", vtok_ctx_errmsg(ctx));
+        goto out;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (mkdir_p(a->out)) {
+        die("cannot create output folder %s", a->out);
+        goto out;
+    }
+    vtok_model_info info;
+    vtok_model_get_info(m, &info);
+    vtok_view v;
+    if (vtok_get_output(ctx, VTOK_OUT_LAST_HIDDEN, 0, &v) == 0 &&
+        save(a->out, "last_hidden_state.npy", &v))
+        goto out;
+    if (vtok_get_output(ctx, VTOK_OUT_POOLER, 0, &v) == 0 && save(a->out, "pooler_output.npy", &v))
+        goto out;
+    if (vtok_get_output(ctx, VTOK_OUT_IMAGE_EMBEDS, 0, &v) == 0 &&
+        save(a->out, "image_embeds.npy", &v))
+        goto out;
+    for (int64_t l = 0; l <= info.n_layers; l++) {
+        if (vtok_get_output(ctx, VTOK_OUT_HIDDEN_STATE, (int)l, &v) != 0)
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "hidden_states_%02lld.npy", (long long)l);
+        if (save(a->out, name, &v))
+            goto out;
+    }
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    fprintf(stderr, "vtok: %s, %lld image(s) in %.1f ms (%s kernels)\n", info.arch,
+            (long long)shape[0], ms, vtok_kernel_name());
+    rc = 0;
+out:
+    vtok_ctx_free(ctx);
+    vtok_model_free(m);
+    vtok_free(px);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("vtok %s\n", vtok_version());
+        return 0;
+    }
+    args a = {0};
+    if (parse(argc, argv, &a))
+        return 1;
+    if (!strcmp(cmd, "encode"))
+        return cmd_encode(&a);
+    if (!strcmp(cmd, "info"))
+        return cmd_info(&a);
+    return die("unknown command '%s' (see vtok --help)", cmd);
+}
