@@ -4,8 +4,9 @@
  *
  * conv patch embedding with bias; [CLS] + patches + positions, where the
  * patch rows of the position table are resized bicubically (torch
- * F.interpolate, size = (h/p, w/p), align_corners=False) for any input size
- * other than the native square grid; register tokens (if any) are inserted
+ * F.interpolate, size = (h/p, w/p), align_corners=False; with antialias=True
+ * for the registers variant) for any input size other than the native square
+ * grid; register tokens (if any) are inserted
  * after [CLS] without positions. Layers: LayerScale on both residual
  * branches, exact GELU MLP (mlp_ratio * d) or SwiGLU (use_swiglu_ffn),
  * eps 1e-6. last_hidden_state = layernorm(encoder output), pooler_output =
@@ -19,20 +20,23 @@
 static int dinov2_load(vt_loader *ld, const cJSON *cfg)
 {
     vt_vit *v = ld->v;
+    const char *mt = NULL;
+    int rc = vt_cfg_str(cfg, "model_type", "dinov2", &mt, ld->st);
+    if (rc)
+        return rc;
+    int is_reg = !strcmp(mt, "dinov2_with_registers");
+    /* Dinov2WithRegistersConfig defaults patch_size to 16, Dinov2Config to 14. */
     const vt_vit_defaults def = {
-        .d = 768, .d_ff = 0, .layers = 12, .heads = 12, .image = 224, .patch = 14,
+        .d = 768, .d_ff = 0, .layers = 12, .heads = 12, .image = 224, .patch = is_reg ? 16 : 14,
         .channels = 3, .act = "gelu", .eps = 1e-6,
     };
     double mlp_ratio = 4.0;
-    int swiglu = 0, is_reg = 0;
+    int swiglu = 0;
     int64_t n_reg = 0;
-    const char *mt = NULL;
-    int rc = vt_read_vit_config(cfg, &def, v, ld->st);
-    if (rc || (rc = vt_cfg_float(cfg, "mlp_ratio", 4.0, &mlp_ratio, ld->st)) ||
-        (rc = vt_cfg_bool(cfg, "use_swiglu_ffn", 0, &swiglu, ld->st)) ||
-        (rc = vt_cfg_str(cfg, "model_type", "dinov2", &mt, ld->st)))
+    if ((rc = vt_read_vit_config(cfg, &def, v, ld->st)) ||
+        (rc = vt_cfg_float(cfg, "mlp_ratio", 4.0, &mlp_ratio, ld->st)) ||
+        (rc = vt_cfg_bool(cfg, "use_swiglu_ffn", 0, &swiglu, ld->st)))
         return rc;
-    is_reg = mt && !strcmp(mt, "dinov2_with_registers");
     if ((rc = vt_cfg_int(cfg, "num_register_tokens", is_reg ? 4 : 0, &n_reg, ld->st)))
         return rc;
     if (!(mlp_ratio > 0.0) || mlp_ratio > 64.0)
@@ -56,7 +60,8 @@ static int dinov2_load(vt_loader *ld, const cJSON *cfg)
         v->n_reg = n_reg;
     }
     vt_get_pos_table(ld, "embeddings.position_embeddings", 1, 1);
-    v->pos_interp = 1;
+    /* Dinov2WithRegistersEmbeddings resizes with antialias=True, Dinov2Embeddings without. */
+    v->pos_interp = is_reg ? VT_POS_BICUBIC_AA : VT_POS_BICUBIC;
     if (vt_vit_alloc_layers(ld, v->n_layers))
         return ld->err;
     for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {

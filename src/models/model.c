@@ -325,7 +325,7 @@ int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_
     int64_t pool_dim = v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : d;
     int ok = vt_mul_ok(n, T, &ntd) && vt_mul_ok(ntd, d, &ntd);
     if (ok) {
-        work = r16(vt_vit_work_floats(v, n, T));
+        work = r16(vt_vit_work_floats(v, n, h, w));
         scr = r16(vt_exec_scratch_floats(T));
         total = work + nt * scr + r16(ntd) * (1 + n_keep) + r16(n * pool_dim) +
                 r16(n * (v->proj.w ? v->proj.n_out : 0));

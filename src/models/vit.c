@@ -57,14 +57,17 @@ static int64_t head_ff(const vt_vit *v)
 }
 
 /* Layout of the work buffer; with base == NULL it only measures. */
-static int64_t layout(const vt_vit *v, int64_t n, int64_t T, float *base, vit_buffers *b)
+static int64_t layout(const vt_vit *v, int64_t n, int64_t h, int64_t w, float *base,
+                      vit_buffers *b)
 {
-    int64_t M = n * T, d = v->d, off = 0;
+    int64_t T = vt_vit_tokens(v, h, w, NULL), M = n * T, d = v->d, off = 0;
     int64_t kp = v->channels * v->patch * v->patch;
-    int64_t np = T; /* patches <= tokens */
+    int64_t np = grid_of(v, h) * grid_of(v, w);
+    /* position resize: the result plus the antialiased path's horizontal pass */
+    int64_t pos = np * d + v->grid_h * grid_of(v, w) * d;
     int64_t sizes[9] = {
         M * d, M * d, M * 3 * d, M * d, M * mlp_width(v), v->swiglu ? M * v->d_ff : 0,
-        n * np * kp, np * d, d + 3 * n * d + n * head_ff(v) + T,
+        n * np * kp, pos, d + 3 * n * d + n * head_ff(v) + T,
     };
     float **dst[9] = {&b->x, &b->hb, &b->qkv, &b->att, &b->mlp, &b->glu, &b->col, &b->pos,
                       &b->head};
@@ -76,10 +79,10 @@ static int64_t layout(const vt_vit *v, int64_t n, int64_t T, float *base, vit_bu
     return off;
 }
 
-int64_t vt_vit_work_floats(const vt_vit *v, int64_t n, int64_t T)
+int64_t vt_vit_work_floats(const vt_vit *v, int64_t n, int64_t h, int64_t w)
 {
     vit_buffers b;
-    return layout(v, n, T, NULL, &b);
+    return layout(v, n, h, w, NULL, &b);
 }
 
 /* ---- embeddings ---- */
@@ -135,6 +138,74 @@ static void interp_pos(const float *src, int64_t gh0, int64_t gw0, int64_t d, in
     }
 }
 
+/*
+ * Antialiased bicubic resize as torch computes it for F.interpolate(...,
+ * mode="bicubic", antialias=True) (aten UpSampleKernel.cpp, separable AA
+ * path): Pillow's cubic filter with a = -0.5, support 2 * max(scale, 1),
+ * weights normalised to sum 1, horizontal pass first, a pass skipped when
+ * that side keeps its size.
+ */
+static float aa_cubic(float x)
+{
+    const float a = -0.5f;
+    x = fabsf(x);
+    if (x < 1.0f)
+        return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
+    if (x < 2.0f)
+        return (((x - 5.0f) * x + 8.0f) * x - 4.0f) * a;
+    return 0.0f;
+}
+
+/* Resample n_in rows (stride_in apart, d floats each) to n_out rows, for `outer` blocks. */
+static void aa_pass(const float *src, int64_t n_in, int64_t n_out, int64_t stride_in,
+                    int64_t stride_out, int64_t outer, int64_t outer_in, int64_t outer_out,
+                    int64_t d, float *dst)
+{
+    float scale = (float)n_in / (float)n_out;
+    float support = scale >= 1.0f ? 2.0f * scale : 2.0f;
+    float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
+    for (int64_t i = 0; i < n_out; i++) {
+        float center = scale * ((float)i + 0.5f);
+        int64_t xmin = (int64_t)(center - support + 0.5f);
+        if (xmin < 0)
+            xmin = 0;
+        int64_t xmax = (int64_t)(center + support + 0.5f);
+        if (xmax > n_in)
+            xmax = n_in;
+        /* Weights are recomputed per use rather than stored: no buffer, any scale. */
+        float total = 0.0f;
+        for (int64_t j = xmin; j < xmax; j++)
+            total += aa_cubic(((float)j - center + 0.5f) * invscale);
+        float norm = total != 0.0f ? total : 1.0f;
+        for (int64_t o = 0; o < outer; o++) {
+            const float *s0 = src + o * outer_in;
+            float *t = dst + o * outer_out + i * stride_out;
+            for (int64_t c = 0; c < d; c++)
+                t[c] = 0.0f;
+            for (int64_t j = xmin; j < xmax; j++) {
+                float wj = aa_cubic(((float)j - center + 0.5f) * invscale) / norm;
+                const float *sj = s0 + j * stride_in;
+                for (int64_t c = 0; c < d; c++)
+                    t[c] += sj[c] * wj;
+            }
+        }
+    }
+}
+
+static void interp_pos_aa(const float *src, int64_t gh0, int64_t gw0, int64_t d, int64_t gh,
+                          int64_t gw, float *tmp, float *dst)
+{
+    const float *cur = src;
+    if (gw != gw0) { /* horizontal: [gh0, gw0, d] -> [gh0, gw, d] */
+        aa_pass(cur, gw0, gw, d, d, gh0, gw0 * d, gw * d, d, gh == gh0 ? dst : tmp);
+        cur = gh == gh0 ? dst : tmp;
+    }
+    if (gh != gh0) /* vertical: [gh0, gw, d] -> [gh, gw, d], rows of gw*d */
+        aa_pass(cur, gh0, gh, gw * d, gw * d, 1, 0, 0, gw * d, dst);
+    else if (gw == gw0)
+        memcpy(dst, src, (size_t)(gh * gw * d) * sizeof(float));
+}
+
 static void embed(const vt_vit *v, const vt_exec *e, const float *px, int64_t n, int64_t h,
                   int64_t w, int64_t T, const vit_buffers *b)
 {
@@ -157,7 +228,10 @@ static void embed(const vt_vit *v, const vt_exec *e, const float *px, int64_t n,
 
     const float *pos = v->pos + v->pos_prefix * d;
     if (gh != v->grid_h || gw != v->grid_w) {
-        interp_pos(pos, v->grid_h, v->grid_w, d, gh, gw, b->pos);
+        if (v->pos_interp == VT_POS_BICUBIC_AA)
+            interp_pos_aa(pos, v->grid_h, v->grid_w, d, gh, gw, b->pos + gh * gw * d, b->pos);
+        else
+            interp_pos(pos, v->grid_h, v->grid_w, d, gh, gw, b->pos);
         pos = b->pos;
     }
     for (int64_t im = 0; im < n; im++) {
@@ -285,7 +359,7 @@ void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int6
     int64_t T = vt_vit_tokens(v, h, w, NULL), d = v->d, M = n * T;
     size_t row_bytes = (size_t)(M * d) * sizeof(float);
     vit_buffers b;
-    layout(v, n, T, work, &b);
+    layout(v, n, h, w, work, &b);
 
     embed(v, e, pixels, n, h, w, T, &b);
     if (v->pre_ln.w)

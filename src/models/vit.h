@@ -26,6 +26,13 @@ typedef enum vt_pool_kind {
     VT_POOL_MAP,           /* SigLIP: last = ln(h); pooler = attention-probe head(last) */
 } vt_pool_kind;
 
+/* Position table vs input size. */
+typedef enum vt_pos_interp {
+    VT_POS_FIXED = 0,      /* input must be image_size x image_size                    */
+    VT_POS_BICUBIC,        /* F.interpolate bicubic, align_corners=False (DINOv2)       */
+    VT_POS_BICUBIC_AA,     /* the same with antialias=True (DINOv2 with registers)      */
+} vt_pos_interp;
+
 typedef struct vt_vit_layer {
     vt_norm      ln1, ln2;
     vt_linear    q, k, v;      /* separate projections, or ...                          */
@@ -52,7 +59,7 @@ typedef struct vt_vit {
     const float *pos;          /* [pos_prefix + grid_h*grid_w, d]                        */
     int64_t      pos_prefix;   /* rows for CLS (+ extra tokens) in front of the grid;     */
                                /*   extra tokens without a row get no position (DINOv2)   */
-    int          pos_interp;   /* 1: bicubic-resize the patch rows to the input grid     */
+    int          pos_interp;   /* vt_pos_interp: how the patch rows follow the input grid */
     vt_norm      pre_ln;       /* LayerNorm before the encoder (CLIP) if pre_ln.w        */
 
     vt_vit_layer *layers;      /* n_layers, owned                                         */
@@ -129,8 +136,8 @@ int vt_vit_check(const vt_vit *v, vtok_status *st);
 /* Tokens the encoder sees for an h x w input (0 if the size is not accepted; st says why). */
 int64_t vt_vit_tokens(const vt_vit *v, int64_t h, int64_t w, vtok_status *st);
 
-/* Floats of activation memory vt_vit_forward needs for n images of T tokens. */
-int64_t vt_vit_work_floats(const vt_vit *v, int64_t n, int64_t T);
+/* Floats of activation memory vt_vit_forward needs for n images of h x w. */
+int64_t vt_vit_work_floats(const vt_vit *v, int64_t n, int64_t h, int64_t w);
 
 typedef struct vt_vit_out {
     float  *last;        /* [n, T, d] */

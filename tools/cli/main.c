@@ -36,6 +36,8 @@ static void usage(FILE *f)
             "         run the vision encoder; writes last_hidden_state.npy, pooler_output.npy,\n"
             "         image_embeds.npy and hidden_states_NN.npy (float32, batch first)\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
+            "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
+            "         time the encoder on random pixels; prints median ms/image\n"
             "  version                print the version\n"
             "\n"
             "DIR is a Hugging Face model folder (config.json + *.safetensors).\n"
@@ -45,7 +47,7 @@ static void usage(FILE *f)
 
 typedef struct {
     const char *model, *pixels, *out, *layers, *dtype;
-    int         threads, n_images;
+    int         threads, batch, size, iters;
 } args;
 
 static int parse(int argc, char **argv, args *a)
@@ -68,12 +70,16 @@ static int parse(int argc, char **argv, args *a)
         else if (!strcmp(k, "--out")) a->out = val;
         else if (!strcmp(k, "--layers")) a->layers = val;
         else if (!strcmp(k, "--dtype")) a->dtype = val;
-        else if (!strcmp(k, "--threads")) {
+        else if (!strcmp(k, "--threads") || !strcmp(k, "--batch") || !strcmp(k, "--size") ||
+                 !strcmp(k, "--iters")) {
             char *end;
             long t = strtol(val, &end, 10);
-            if (*end || t < 1 || t > 256)
-                return die("--threads must be 1..256, got '%s'", val);
-            a->threads = (int)t;
+            if (*end || t < 1 || t > 65536)
+                return die("bad number '%s'", val);
+            if (!strcmp(k, "--threads")) a->threads = (int)t;
+            else if (!strcmp(k, "--batch")) a->batch = (int)t;
+            else if (!strcmp(k, "--size")) a->size = (int)t;
+            else a->iters = (int)t;
         } else
             return die("unknown option %s (see vtok --help)", k);
         i++;
@@ -262,6 +268,73 @@ out:
     return rc;
 }
 
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median wall time of vtok_encode on deterministic pseudo-random pixels. */
+static int cmd_bench(const args *a)
+{
+    if (!a->model)
+        return die("%s", "bench needs --model DIR");
+    vtok_model *m = load(a->model);
+    if (!m)
+        return 1;
+    vtok_model_info info;
+    vtok_model_get_info(m, &info);
+    int64_t n = a->batch ? a->batch : 1, s = a->size ? a->size : info.image_size;
+    int iters = a->iters ? a->iters : 10;
+    int64_t count = n * info.n_channels * s * s;
+    float *px = malloc((size_t)count * sizeof *px);
+    vtok_status st = {0};
+    vtok_ctx_params cp = vtok_ctx_default_params();
+    cp.n_threads = a->threads;
+    vtok_ctx *ctx = px ? vtok_ctx_new(m, &cp, &st) : NULL;
+    double *t = calloc((size_t)iters, sizeof *t);
+    int rc = 1;
+    if (!px || !ctx || !t) {
+        die("%s", st.msg[0] ? st.msg : "out of memory");
+        goto out;
+    }
+    uint32_t r = 12345;
+    for (int64_t i = 0; i < count; i++) {
+        r = r * 1664525u + 1013904223u;
+        px[i] = (float)(r >> 8) / 16777216.0f * 4.0f - 2.0f;
+    }
+    vtok_encode_params ep = vtok_encode_default_params();
+    for (int i = -1; i < iters; i++) { /* one warm-up run */
+        double t0 = now_ms();
+        if (vtok_encode(ctx, px, n, info.n_channels, s, s, &ep)) {
+            die("%s", vtok_ctx_errmsg(ctx));
+            goto out;
+        }
+        if (i >= 0)
+            t[i] = now_ms() - t0;
+    }
+    qsort(t, (size_t)iters, sizeof *t, cmp_double);
+    printf("{\"model\": \"%s\", \"arch\": \"%s\", \"batch\": %lld, \"size\": %lld, "
+           "\"threads\": %d, \"kernels\": \"%s\", \"iters\": %d, \"median_ms\": %.3f, "
+           "\"ms_per_image\": %.3f, \"min_ms\": %.3f}\n",
+           a->model, info.arch, (long long)n, (long long)s, a->threads, vtok_kernel_name(), iters,
+           t[iters / 2], t[iters / 2] / (double)n, t[0]);
+    rc = 0;
+out:
+    free(t);
+    free(px);
+    vtok_ctx_free(ctx);
+    vtok_model_free(m);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -284,5 +357,7 @@ int main(int argc, char **argv)
         return cmd_encode(&a);
     if (!strcmp(cmd, "info"))
         return cmd_info(&a);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(&a);
     return die("unknown command '%s' (see vtok --help)", cmd);
 }
