@@ -2,7 +2,8 @@
 """Time the PyTorch reference CLIP vision tower (tests/ref/hf_vision.py),
 the "peer" that vtok's CPU numbers are compared with.
 
-    bench/peers_torch.py [--model b16|l14|all] [--threads 1,2] [--iters 5] [--warmup 1] [--json]
+    bench/peers_torch.py [--model b16|l14|all] [--threads 1,2] [--iters 5] [--warmup 1]
+                         [--backend eager|mkldnn|all] [--json]
 
 Models (random weights, float32, batch 1, eager attention, torch.no_grad):
     b16  CLIP ViT-B/16 @ 224: hidden 768, 12 layers, 12 heads, MLP 3072, patch 16 (197 tokens)
@@ -10,6 +11,19 @@ Models (random weights, float32, batch 1, eager attention, torch.no_grad):
 For each model and thread count (torch.set_num_threads(T), interop threads 1)
 prints the median (and min) milliseconds per image over --iters timed runs
 after --warmup untimed runs. --json prints one JSON object per line instead.
+
+Backends:
+    eager   the reference exactly as written (nn.Linear -> aten::addmm -> the
+            BLAS torch was built with). NOTE: Debian's torch 1.13 is built
+            with BLAS_INFO=generic, i.e. the reference netlib BLAS, so this is
+            very slow (ViT-B/16 ~10 s/image, ViT-L/14-336 ~2 min/image on one
+            core of this machine) -- it is what "PyTorch as installed" does.
+    mkldnn  the same module after torch.utils.mkldnn.to_mkldnn(): Linear and
+            Conv2d run as oneDNN inner-product/convolution (JIT AVX2/AVX-512
+            GEMM), the fast CPU path this torch build has; attention matmuls
+            stay on aten::bmm.  Outputs agree with eager to ~1e-6 relative.
+The header line / JSON records torch's BLAS_INFO so numbers are not
+misread.
 """
 
 import argparse
@@ -50,6 +64,21 @@ def build(key):
     return name, model.eval()
 
 
+def blas_info():
+    cfg = torch.__config__.show()
+    for part in cfg.replace(",", "\n").splitlines():
+        if "BLAS_INFO=" in part:
+            return part.strip().split("=", 1)[1]
+    return "unknown"
+
+
+def for_backend(model, backend):
+    if backend == "eager":
+        return model
+    import torch.utils.mkldnn as mk
+    return mk.to_mkldnn(model)
+
+
 @torch.no_grad()
 def time_model(model, size, threads, iters, warmup):
     torch.set_num_threads(threads)
@@ -70,6 +99,7 @@ def main():
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--backend", default="eager", help="eager, mkldnn or all")
     ap.add_argument("--json", action="store_true", help="one JSON object per line")
     a = ap.parse_args()
     keys = list(MODELS) if a.model == "all" else a.model.split(",")
@@ -77,25 +107,32 @@ def main():
         if k not in MODELS:
             ap.error("unknown model %r (b16, l14, all)" % k)
     threads = [int(t) for t in a.threads.split(",")]
+    backends = ["eager", "mkldnn"] if a.backend == "all" else a.backend.split(",")
+    for b in backends:
+        if b not in ("eager", "mkldnn"):
+            ap.error("unknown backend %r (eager, mkldnn, all)" % b)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
     if not a.json:
-        print("torch %s, %s, %d logical CPUs" % (torch.__version__, platform.processor() or platform.machine(),
-                                                  os.cpu_count()))
-        print("%-20s %7s %12s %12s" % ("model", "threads", "median ms", "min ms"))
+        print("torch %s (BLAS_INFO=%s), %s, %d logical CPUs" % (
+            torch.__version__, blas_info(), platform.processor() or platform.machine(), os.cpu_count()))
+        print("%-20s %-7s %7s %12s %12s" % ("model", "backend", "threads", "median ms", "min ms"))
     for k in keys:
-        name, model = build(k)
-        for t in threads:
-            times = time_model(model, MODELS[k]["image_size"], t, a.iters, a.warmup)
-            med = statistics.median(times)
-            if a.json:
-                print(json.dumps({"peer": "torch-ref", "model": k, "name": name, "threads": t, "batch": 1,
-                                  "iters": a.iters, "median_ms": round(med, 3), "min_ms": round(min(times), 3),
-                                  "torch": torch.__version__}), flush=True)
-            else:
-                print("%-20s %7d %12.1f %12.1f" % (name, t, med, min(times)), flush=True)
+        name, base = build(k)
+        for b in backends:
+            model = for_backend(base, b)
+            for t in threads:
+                times = time_model(model, MODELS[k]["image_size"], t, a.iters, a.warmup)
+                med = statistics.median(times)
+                if a.json:
+                    print(json.dumps({"peer": "torch-ref", "backend": b, "model": k, "name": name, "threads": t,
+                                      "batch": 1, "iters": a.iters, "median_ms": round(med, 3),
+                                      "min_ms": round(min(times), 3), "torch": torch.__version__,
+                                      "blas": blas_info()}), flush=True)
+                else:
+                    print("%-20s %-7s %7d %12.1f %12.1f" % (name, b, t, med, min(times)), flush=True)
 
 
 if __name__ == "__main__":

@@ -175,6 +175,51 @@ typedef struct vtok_view {
  */
 int vtok_get_output(vtok_ctx *ctx, vtok_output which, int layer, vtok_view *out);
 
+/* --------------------------------------------------------------- images -- */
+
+/* An 8-bit RGB image, rows top to bottom, pixels interleaved R,G,B; row
+ * stride is width * 3 bytes. Owned by whoever filled it: vtok_image_free. */
+typedef struct vtok_image {
+    int64_t  width, height;
+    uint8_t *data;
+} vtok_image;
+
+typedef struct vtok_image_params {
+    int64_t max_width;        /* refuse wider images before decoding (default 65500)        */
+    int64_t max_height;       /* (default 65500)                                             */
+    int64_t max_pixels;       /* refuse more pixels than this before allocating; default     */
+                              /*   178956970, Pillow's decompression-bomb error threshold     */
+    int     exif_orientation; /* 1: apply the EXIF orientation tag (default 0, as HF)        */
+    int     jpeg_fast_scale;  /* 1: let libjpeg-turbo downscale in the DCT domain toward     */
+                              /*   jpeg_target (not bit-exact with Pillow; default 0)         */
+    int64_t jpeg_target;      /* shortest side wanted when jpeg_fast_scale is on             */
+} vtok_image_params;
+
+vtok_image_params vtok_image_default_params(void);
+
+/* Decode JPEG, PNG, WebP or GIF (first frame) from memory and convert to RGB
+ * exactly as Pillow's Image.open(...).convert("RGB") does. */
+int vtok_image_decode(const void *buf, size_t size, const vtok_image_params *p, vtok_image *out,
+                      vtok_status *st);
+int vtok_image_load(const char *path, const vtok_image_params *p, vtok_image *out,
+                    vtok_status *st);
+void vtok_image_free(vtok_image *img); /* frees data, zeroes the struct; NULL is a no-op */
+
+/* Resampling filters, numbered as Pillow's Image.Resampling (and HF's "resample"). */
+typedef enum vtok_resample {
+    VTOK_RESAMPLE_NEAREST  = 0,
+    VTOK_RESAMPLE_LANCZOS  = 1,
+    VTOK_RESAMPLE_BILINEAR = 2,
+    VTOK_RESAMPLE_BICUBIC  = 3,
+    VTOK_RESAMPLE_BOX      = 4,
+    VTOK_RESAMPLE_HAMMING  = 5,
+} vtok_resample;
+
+/* Resize to width x height, bit-exact with Pillow 9.4's Image.resize(size,
+ * filter) on an RGB image. dst is allocated (free with vtok_image_free). */
+int vtok_image_resize(const vtok_image *src, int64_t width, int64_t height, vtok_resample filter,
+                      vtok_image *dst, vtok_status *st);
+
 /* ------------------------------------------------------------------ npy -- */
 
 /* Read a NumPy .npy file of float32 (or float64/float16, converted) in C

@@ -38,6 +38,12 @@ if(VTOK_PYTHON)
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/parity/run_parity.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/parity)
   set_tests_properties(parity_encoders PROPERTIES LABELS parity TIMEOUT 1800)
+  # The same parity run on the plain-C reference kernels (the specification).
+  add_test(NAME parity_encoders_refkernels
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/parity/run_parity.py
+                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/parity-ref)
+  set_tests_properties(parity_encoders_refkernels PROPERTIES LABELS parity TIMEOUT 1800
+                       ENVIRONMENT VTOK_FORCE_REF=1)
   add_test(NAME e2e_cli
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/e2e)
