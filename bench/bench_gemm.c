@@ -15,6 +15,9 @@
  *   qkv / proj / fc1 / fc2 of ViT-B (D=768) and ViT-L (D=1024): b_nk=1 (Linear)
  *   attention scores Q K^T: M=N=tokens, K=64, b_nk=1
  *   attention output P V:   M=tokens, N=64, K=tokens, b_nk=0
+ *   "/128": the same Linear called per 128-column chunk, as src/core/ops.c
+ *           splits it across threads (each call packs only its B columns)
+ * LDA_PAD=n in the environment adds n floats to A's row stride.
  */
 #include "kernels/kernels.h"
 
@@ -27,18 +30,33 @@ typedef struct {
     const char *what;
     int64_t M, N, K;
     int b_nk;
+    int64_t nb; /* > 0: call per chunk of nb columns, as src/core/ops.c splits Linear */
 } shape;
 
 static const shape shapes[] = {
-    {"vitb qkv", 197, 2304, 768, 1},   {"vitb proj", 197, 768, 768, 1},
-    {"vitb fc1", 197, 3072, 768, 1},   {"vitb fc2", 197, 768, 3072, 1},
-    {"vitb QK^T", 197, 197, 64, 1},    {"vitb PV", 197, 64, 197, 0},
-    {"vitl qkv", 257, 3072, 1024, 1},  {"vitl fc1", 257, 4096, 1024, 1},
-    {"vitl fc2", 257, 1024, 4096, 1},  {"vitl QK^T", 257, 257, 64, 1},
-    {"vitl PV", 257, 64, 257, 0},      {"vitl336 fc1", 577, 4096, 1024, 1},
-    {"vitl336 fc2", 577, 1024, 4096, 1}, {"vitl336 QK^T", 577, 577, 64, 1},
-    {"vitl336 PV", 577, 64, 577, 0},   {"square kn", 512, 1024, 1024, 0},
+    {"vitb qkv", 197, 2304, 768, 1, 0},   {"vitb proj", 197, 768, 768, 1, 0},
+    {"vitb fc1", 197, 3072, 768, 1, 0},   {"vitb fc2", 197, 768, 3072, 1, 0},
+    {"vitb QK^T", 197, 197, 64, 1, 0},    {"vitb PV", 197, 64, 197, 0, 0},
+    {"vitl qkv", 257, 3072, 1024, 1, 0},  {"vitl fc1", 257, 4096, 1024, 1, 0},
+    {"vitl fc2", 257, 1024, 4096, 1, 0},  {"vitl QK^T", 257, 257, 64, 1, 0},
+    {"vitl PV", 257, 64, 257, 0, 0},      {"vitl336 fc1", 577, 4096, 1024, 1, 0},
+    {"vitl336 fc2", 577, 1024, 4096, 1, 0}, {"vitl336 QK^T", 577, 577, 64, 1, 0},
+    {"vitl336 PV", 577, 64, 577, 0, 0},   {"square kn", 512, 1024, 1024, 0, 0},
+    {"vitb fc1/128", 197, 3072, 768, 1, 128}, {"vitl fc1/128", 257, 4096, 1024, 1, 128},
+    {"vitl fc2/128", 257, 1024, 4096, 1, 128},
 };
+
+static void run(const vt_kernels *t, const shape *sh, const float *A, int64_t lda, const float *B,
+                int64_t ldb, const float *bias, float *C, float *scratch)
+{
+    const int64_t nb = sh->nb > 0 ? sh->nb : sh->N;
+    for (int64_t n0 = 0; n0 < sh->N; n0 += nb) {
+        const int64_t n = sh->N - n0 < nb ? sh->N - n0 : nb;
+        const float *b = sh->b_nk ? B + n0 * ldb : B + n0;
+        t->gemm_f32(sh->M, n, sh->K, A, lda, b, ldb, sh->b_nk, bias + n0, C + n0, sh->N, 0,
+                    scratch);
+    }
+}
 
 static double now(void)
 {
@@ -129,14 +147,12 @@ int main(int argc, char **argv)
             if (!tabs[t])
                 continue;
             double flop = 2.0 * (double)sh->M * (double)sh->N * (double)sh->K;
-            tabs[t]->gemm_f32(sh->M, sh->N, sh->K, A, lda, B, ldb, sh->b_nk, bias, C, sh->N,
-                              0, scratch); /* warm-up */
+            run(tabs[t], sh, A, lda, B, ldb, bias, C, scratch); /* warm-up */
             int reps = 0;
             double best = 1e30, t_end = now() + min_s;
             do {
                 double t0 = now();
-                tabs[t]->gemm_f32(sh->M, sh->N, sh->K, A, lda, B, ldb, sh->b_nk, bias, C,
-                                  sh->N, 0, scratch);
+                run(tabs[t], sh, A, lda, B, ldb, bias, C, scratch);
                 double dt = now() - t0;
                 best = dt < best ? dt : best;
                 reps++;

@@ -220,6 +220,35 @@ typedef enum vtok_resample {
 int vtok_image_resize(const vtok_image *src, int64_t width, int64_t height, vtok_resample filter,
                       vtok_image *dst, vtok_status *st);
 
+/* ------------------------------------------------------ image processor -- */
+
+/*
+ * An image processor as described by a Hugging Face preprocessor_config.json:
+ * CLIPImageProcessor, SiglipImageProcessor, BitImageProcessor (DINOv2),
+ * ViTImageProcessor, DeiTImageProcessor, BlipImageProcessor,
+ * LlavaImageProcessor (do_pad: LLaVA-1.5's expand2square with the mean
+ * color), and vtok's "TorchvisionImageProcessor" (Resize((h, w)) on a PIL
+ * image + ToTensor + Normalize, as GVT and SEED preprocess). Read-only after
+ * load; shareable across threads.
+ */
+typedef struct vtok_processor vtok_processor;
+
+/* `path` is a folder holding preprocessor_config.json, or the file itself. */
+vtok_processor *vtok_processor_load(const char *path, vtok_status *st);
+void            vtok_processor_free(vtok_processor *p); /* NULL is a no-op */
+
+/* Output size [3, *h, *w] for an input of width x height. */
+int vtok_processor_output_size(const vtok_processor *p, int64_t width, int64_t height,
+                               int64_t *h, int64_t *w, vtok_status *st);
+
+/* pixel_values of one image, float32 [3, h, w] written to out (room for
+ * out_floats floats), bit-exact with the HF processor on the Pillow image. */
+int vtok_preprocess(const vtok_processor *p, const vtok_image *img, float *out,
+                    int64_t out_floats, vtok_status *st);
+
+/* One line describing the processor (static storage inside p). */
+const char *vtok_processor_describe(const vtok_processor *p);
+
 /* ------------------------------------------------------------------ npy -- */
 
 /* Read a NumPy .npy file of float32 (or float64/float16, converted) in C

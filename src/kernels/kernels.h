@@ -23,7 +23,9 @@
  *   accumulate = 1: C += result (bias, if given, is still added once)
  *   bias may be NULL.
  * scratch: at least VT_GEMM_SCRATCH_FLOATS floats, 64-byte aligned, owned by
- * the calling thread (used to pack B). M, N, K >= 0; any of them may be 0.
+ * the calling thread (used to pack B: a 256 x 480 block in the x86 kernels,
+ * plus 12 rows of A when lda would alias in L1; the reference uses it as a
+ * row of accumulators for b_nk = 0). M, N, K >= 0; any of them may be 0.
  * Sums are float32 with FMA; results differ from the reference only by
  * rounding order.
  */

@@ -43,14 +43,19 @@ static int blip2_load(vt_loader *ld, const cJSON *cfg)
         vt_get_norm(ld, &L->ln1, N("layer_norm1"), d, v->eps);
         vt_get_linear(ld, &L->qkv, N("self_attn.qkv"), 3 * d, d, 0);
         if (qkv_bias) {
-            const float *qb = vt_get(ld, N("self_attn.q_bias"), 1, d, 0, 0, 0);
-            const float *vb = vt_get(ld, N("self_attn.v_bias"), 1, d, 0, 0, 0);
-            float *bias = vt_loader_alloc(ld, 3 * d);
-            if (bias && qb && vb) {
-                memcpy(bias, qb, (size_t)d * sizeof(float));
-                memcpy(bias + 2 * d, vb, (size_t)d * sizeof(float));
+            /* Released checkpoints store q_bias and v_bias (k has none); some conversions
+             * store the combined [3d] bias instead. */
+            L->qkv.b = vt_get_opt(ld, N("self_attn.qkv.bias"), 1, 3 * d, 0, 0, 0);
+            if (!L->qkv.b) {
+                const float *qb = vt_get(ld, N("self_attn.q_bias"), 1, d, 0, 0, 0);
+                const float *vb = vt_get(ld, N("self_attn.v_bias"), 1, d, 0, 0, 0);
+                float *bias = vt_loader_alloc(ld, 3 * d);
+                if (bias && qb && vb) {
+                    memcpy(bias, qb, (size_t)d * sizeof(float));
+                    memcpy(bias + 2 * d, vb, (size_t)d * sizeof(float));
+                }
+                L->qkv.b = bias;
             }
-            L->qkv.b = bias;
         }
         vt_get_linear(ld, &L->o, N("self_attn.projection"), d, d, 1);
         vt_get_norm(ld, &L->ln2, N("layer_norm2"), d, v->eps);

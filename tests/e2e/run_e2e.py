@@ -363,6 +363,7 @@ def main():
         for cmd in cmds:
             if os.path.isdir(outdir):
                 shutil.rmtree(outdir)
+            os.makedirs(outdir)
             if cmd == "encode":
                 args = ["encode", "--model", c["model"], "--pixels", c["pixels"], "--layers", "all", "--out", outdir]
             else:
@@ -387,6 +388,7 @@ def main():
     else:
         if os.path.isdir(outdir):
             shutil.rmtree(outdir)
+        os.makedirs(outdir)
         rc, out, err = run_cli(vtok, ["encode", "--model", demo, "--pixels", demo_pix, "--layers", "all",
                                       "--out", outdir], a.timeout)
         if rc != 0:

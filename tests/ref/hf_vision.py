@@ -19,6 +19,13 @@ Common output contract (``forward`` returns a dict):
                        final norm (HF: tie_last_hidden_states=False for all of
                        these vision models).
 
+Not executed against transformers itself (it cannot be installed here): the
+semantics below were re-derived from reading the transformers sources, and
+the float32 reference is checked against a float64 run of the same code.
+
+Attention softmax: HF's eager path computes softmax in float32 (BLIP-2 in the
+input dtype); all runs here are float32 or float64, so this is moot.
+
 Activations (transformers/activations.py, ACT2FN):
     "gelu"              exact erf GELU (nn.functional.gelu)
     "gelu_pytorch_tanh" nn.functional.gelu(approximate="tanh")
@@ -146,6 +153,9 @@ BLIP-2 vision (blip_2/modeling_blip_2.py; Blip2VisionConfig defaults:
       (Some transformers 4.4x versions register the concatenated vector as
       self_attn.qkv.bias instead; released checkpoints use q_bias/v_bias.)
     layer: x = x + attn(layer_norm1(x)); x = x + mlp(layer_norm2(x)).
+      (layer_norm1/2 use config.layer_norm_eps in current HF; early BLIP-2
+      code, transformers ~4.27, built them with nn.LayerNorm's default 1e-5
+      while post_layernorm used the config value.)
     last_hidden_state = post_layernorm(encoder output);
     pooler_output = post_layernorm(last_hidden_state[:, 0]) -- the same
       LayerNorm applied a SECOND time to the already-normalised CLS row.

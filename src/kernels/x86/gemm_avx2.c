@@ -3,7 +3,8 @@
  *
  * Same Goto/BLIS structure as gemm_avx512.c (see there for the reasoning):
  * B packed into scratch as 16-column panels (k-major, zero-padded; 8 wide for
- * a last panel of <= 8), A broadcast straight from its rows, and a 6 x 16
+ * a last panel of <= 8), A broadcast from its rows (copied to a padded
+ * stride first when lda would alias in L1), and a 6 x 16
  * microkernel: 12 ymm accumulators + 2 B vectors + 1 broadcast = 15 of the
  * 16 ymm registers, 2 loads + 6 broadcasts per 12 FMAs.
  * Columns past N are computed on the zero padding and never stored
@@ -16,9 +17,13 @@
 #define MR 6
 #define NR 16
 #define KC 256
-#define NC 512
+#define NC 480
 
-_Static_assert(KC * NC <= VT_GEMM_SCRATCH_FLOATS, "packed B block must fit the scratch");
+/* Row stride of the copied A rows: 32-byte aligned and padded (see avx512). */
+#define APACK_LD(kc) (((kc) + 7) / 8 * 8 + 16)
+
+_Static_assert(KC * NC + MR * APACK_LD(KC) <= VT_GEMM_SCRATCH_FLOATS,
+               "packed B and the A rows must fit the scratch");
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -86,6 +91,9 @@ static void pack_nk8(int64_t kc, int64_t nr, const float *B, int64_t ldb, float 
     int64_t k = 0;
     if (nr == 8) {
         for (; k + 8 <= kc; k += 8) {
+            /* Short strided streams: prefetch two lines ahead (see avx512). */
+            for (int i = 0; i < 8; i++)
+                _mm_prefetch((const char *)(B + i * ldb + k + 32), _MM_HINT_T0);
             for (int i = 0; i < 8; i++)
                 r[i] = _mm256_loadu_ps(B + i * ldb + k);
             transpose8(r);
@@ -112,6 +120,22 @@ static void pack_nk(int64_t kc, int64_t nc, const float *B, int64_t ldb, float *
         } else {
             pack_nk8(kc, nr, src, ldb, p, 8);
         }
+    }
+}
+
+/* Copy A rows [0, mr) x [0, kc) to ap with row stride ldp (see gemm_avx512.c:
+ * un-aliases a power-of-two lda in L1). */
+static void pack_a(int mr, int64_t kc, const float *A, int64_t lda, float *ap, int64_t ldp)
+{
+    const __m256i mt = tail_mask8(kc & 7);
+    for (int i = 0; i < mr; i++) {
+        const float *src = A + i * lda;
+        float *dst = ap + i * ldp;
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8)
+            _mm256_store_ps(dst + k, _mm256_loadu_ps(src + k));
+        if (k < kc)
+            _mm256_store_ps(dst + k, _mm256_maskload_ps(src + k, mt));
     }
 }
 
@@ -215,6 +239,18 @@ static const ukernel_fn ukernels[MR + 1][2] = {
 
 /* ------------------------------------------------------------- driver -- */
 
+/* Would the MR rows at stride lda share L1 sets (64 sets of 64-byte lines on
+ * every AVX2 core we target)? See gemm_avx512.c. */
+static int rows_share_l1_sets(int64_t lda)
+{
+    int count[64] = {0}, worst = 0;
+    for (int64_t r = 0; r < MR; r++) {
+        int set = (int)(((uint64_t)(r * lda) * sizeof(float) / 64) % 64);
+        worst = ++count[set] > worst ? count[set] : worst;
+    }
+    return worst > 2;
+}
+
 static int64_t balanced_block(int64_t n, int64_t max, int64_t quantum)
 {
     int64_t nb = (n + max - 1) / max;
@@ -235,6 +271,9 @@ void vt_gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
     }
     const int64_t nc_max = balanced_block(N, NC, NR);
     const int64_t kc_max = balanced_block(K, KC, 8);
+    float *apack = scratch + KC * NC;
+    const int pack_a_rows = N > NR && rows_share_l1_sets(lda);
+    const int64_t ldp = APACK_LD(kc_max);
     for (int64_t jc = 0; jc < N; jc += nc_max) {
         const int64_t nc = N - jc < nc_max ? N - jc : nc_max;
         for (int64_t pc = 0; pc < K; pc += kc_max) {
@@ -247,6 +286,12 @@ void vt_gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
             for (int64_t ic = 0; ic < M; ic += MR) {
                 const int mr = M - ic < MR ? (int)(M - ic) : MR;
                 const float *a = A + ic * lda + pc;
+                int64_t lda_k = lda;
+                if (pack_a_rows) {
+                    pack_a(mr, kc, a, lda, apack, ldp);
+                    a = apack;
+                    lda_k = ldp;
+                }
                 float *c = C + ic * ldc + jc;
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = nc - jr < NR ? nc - jr : NR;
@@ -257,7 +302,7 @@ void vt_gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
                         .m0 = tail_mask8(nr),
                         .m1 = tail_mask8(nr > 8 ? nr - 8 : 0),
                     };
-                    ukernels[mr][nr > 8](kc, a, lda, scratch + jr * kc, c + jr, ldc, &io);
+                    ukernels[mr][nr > 8](kc, a, lda_k, scratch + jr * kc, c + jr, ldc, &io);
                 }
             }
         }

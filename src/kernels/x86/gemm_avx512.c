@@ -14,19 +14,24 @@
  * The packed B block (KC x NC floats = 480 KiB) lives in L2; the 12 rows of
  * A being used (12 x KC floats = 12 KiB) stay in L1 across the jr loop, so A
  * needs no transposing pack: the microkernel broadcasts A from its rows.
- * When N is wide, the 12 rows are first copied to a buffer with a padded
- * stride (pack_a: plain vector copies, ~1% of the FMA time) so that a
- * power-of-two lda cannot pile them into one L1 set. Thin shapes (attention
- * P V, N = 64) read A in place; only B is ever copied there.
+ * When the stride would pile the 12 rows into a few L1 sets (lda a multiple
+ * of 1024 floats: K = 1024 or 4096, ViT-L's fused QKV), the rows are first
+ * copied to a buffer with a padded stride (pack_a: plain vector copies, ~1%
+ * of the FMA time); otherwise A is read in place and only B is ever copied.
  *
  * Scratch: [packed B block: KC*NC][copied A rows: MR*APACK_LD(KC)], which
  * fits VT_GEMM_SCRATCH_FLOATS (checked by _Static_assert below).
  *
- * Measured single-thread on this Zen 5 (2 FMA pipes, ~220-230 GFLOP/s peak
- * with a pure FMA loop, noisy VM): ViT Linear shapes 160-200 GFLOP/s,
- * attention shapes 200-230 (bench/bench_gemm.c). Tried and not kept (no gain
- * beyond noise): a transposing A pack into [k][12], the jr-outer loop order
- * with the B micro-panel held in L1, KC in {128, 192, 384, 512}.
+ * Measured single-thread on the dev machine (Zen 5, 2 x 512-bit FMA pipes,
+ * ~230 GFLOP/s with a pure FMA loop; a shared, noisy VM): ViT Linear shapes
+ * 160-180 GFLOP/s (70-78%), attention shapes 200-230 (85-98%); see
+ * bench/bench_gemm.c. On Linear shapes ~10% of the time is packing the weight
+ * from DRAM (~1.5 ms for 4096 x 1024; a plain 16 MiB read takes ~0.7 ms), so
+ * the microkernel itself runs at ~88%; packing weights once at load time
+ * would need an interface change. Tried and not kept (no gain beyond the
+ * noise): a transposing A pack into [k][12], the jr-outer order with the B
+ * micro-panel held in L1, KC in {128, 192, 384, 512}, software prefetch of B
+ * inside the microkernel, a second farther prefetch while packing B.
  *
  * Microkernel: 24 zmm accumulators (12 rows x 2 vectors), 2 B loads and 12
  * broadcasts per k for 24 FMAs, so the two FMA pipes, not loads, are the
@@ -45,13 +50,13 @@
 #define NR 32  /* columns per packed panel (2 zmm)        */
 #define KC 256 /* max k per packed block                  */
 #define NC 480 /* max columns per packed block            */
-#define PACK_A_MIN_N 256 /* copy A rows when N has >= 8 panels */
 
 /* Row stride of the copied A rows: 64-byte aligned, and 16 floats more than
  * needed so that consecutive rows fall in different L1 sets. */
 #define APACK_LD(kc) (((kc) + 15) / 16 * 16 + 16)
 
-_Static_assert(KC * NC + MR * APACK_LD(KC) <= VT_GEMM_SCRATCH_FLOATS, "packed B and A must fit the scratch");
+_Static_assert(KC * NC + MR * APACK_LD(KC) <= VT_GEMM_SCRATCH_FLOATS,
+               "packed B and the A rows must fit the scratch");
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -273,6 +278,22 @@ static const ukernel_fn ukernels[MR + 1][2] = {
 
 /* ------------------------------------------------------------- driver -- */
 
+/* Would MR rows at stride lda crowd the L1 (48 KiB, 12-way, 64 sets of
+ * 64-byte lines)? More than 3 of the 12 rows in one set, with the B stream
+ * passing through the same sets, evicts A lines before their 16 k's are used:
+ * ops.c's 128-column Linear chunks with K = 1024 ran at 135 GFLOP/s with A in
+ * place and 167 with the copy; with K = 768 (3 rows per set) the copy lost
+ * ~5%. */
+static int rows_share_l1_sets(int64_t lda)
+{
+    int count[64] = {0}, worst = 0;
+    for (int64_t r = 0; r < MR; r++) {
+        int set = (int)(((uint64_t)(r * lda) * sizeof(float) / 64) % 64);
+        worst = ++count[set] > worst ? count[set] : worst;
+    }
+    return worst > 3;
+}
+
 /* Split n into ceil(n / max) blocks of near-equal size, rounded up to `quantum`. */
 static int64_t balanced_block(int64_t n, int64_t max, int64_t quantum)
 {
@@ -296,10 +317,9 @@ void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t
     const int64_t nc_max = balanced_block(N, NC, NR);
     const int64_t kc_max = balanced_block(K, KC, 8);
     float *apack = scratch + KC * NC;
-    /* The A copy is cheap (kc/16 vector moves per row) but only pays for
-     * itself when a row block meets many panels; attention's P V (N = 64)
-     * reads A straight. */
-    const int pack_a_rows = N >= PACK_A_MIN_N;
+    /* The A copy is cheap (kc/16 vector moves per row) but measurably
+     * slower than reading A in place when the stride is harmless. */
+    const int pack_a_rows = N > NR && rows_share_l1_sets(lda);
     const int64_t ldp = APACK_LD(kc_max);
     for (int64_t jc = 0; jc < N; jc += nc_max) {
         const int64_t nc = N - jc < nc_max ? N - jc : nc_max;
