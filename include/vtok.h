@@ -46,6 +46,12 @@
 extern "C" {
 #endif
 
+/* Everything declared here is exported from the shared library (built with
+ * hidden visibility, so private symbols stay private). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define VTOK_VERSION_MAJOR 0
 #define VTOK_VERSION_MINOR 1
 #define VTOK_VERSION_PATCH 0
@@ -272,6 +278,10 @@ void vtok_force_reference_kernels(int on);
 
 /* Name of the kernel set in use: "ref", "avx2", "avx512". Static string. */
 const char *vtok_kernel_name(void);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -56,9 +56,11 @@ void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, cons
     int nt = vt_pool_size(e->pool);
     j.mb = M <= 512 ? M : 256;
     j.n_mblk = (M + j.mb - 1) / j.mb;
-    j.nb = 128;
-    while (j.nb > 32 && j.n_mblk * ((l->n_out + j.nb - 1) / j.nb) < 4 * nt)
-        j.nb /= 2;
+    /* Column chunks of ~256 (each packs its slice of W once), as many per thread. */
+    int64_t per = nt * j.n_mblk;
+    int64_t m = (l->n_out + 256 * per - 1) / (256 * per);
+    j.nb = (l->n_out + per * m - 1) / (per * m);
+    j.nb = (j.nb + 31) / 32 * 32;
     int64_t n_nblk = (l->n_out + j.nb - 1) / j.nb;
     vt_pool_run(e->pool, linear_task, &j, j.n_mblk * n_nblk);
 }

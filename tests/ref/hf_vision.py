@@ -128,6 +128,29 @@ ViT (vit/modeling_vit.py; ViTConfig defaults: hidden 768, layers 12,
       no pooler and a "vit." prefix).  Non-native sizes: as CLIP (needs
       interpolate_pos_encoding=True; bicubic size=, no antialias).
 
+DeiT (deit/modeling_deit.py; DeiTConfig defaults as ViT: hidden 768, layers 12,
+      heads 12, inter 3072, hidden_act "gelu", layer_norm_eps 1e-12,
+      image 224, patch 16, qkv_bias True, encoder_stride 16,
+      pooler_output_size = hidden, pooler_act "tanh")
+    embeddings: patch projection (Conv2d bias) -> prepend [cls_token,
+      distillation_token] (token order CLS, DIST, patches) -> +
+      position_embeddings [1, N+2, D] over ALL tokens (both prefix tokens
+      have a position row); hidden_states[0] = embeddings.
+      Non-native sizes: as ViT (interpolate_pos_encoding=True; the first
+      two rows are kept, the patch rows bicubic size=, no antialias).
+    layers, final layernorm and pooler exactly as ViT (DeiTLayer etc. are
+      "Copied from" ViT): pooler_output = tanh(pooler.dense(
+      last_hidden_state[:, 0])) when the model has a pooler.
+    Released checkpoints (facebook/deit-*-distilled-*) are
+      DeiTForImageClassificationWithTeacher: the model under "deit.",
+      heads cls_classifier / distillation_classifier (ignored here).  That
+      HF class itself builds DeiTModel(add_pooling_layer=False); we model
+      what DeiTModel.from_pretrained() of such a folder computes (prefix
+      stripped, pooler used when deit.pooler.* tensors are present), which
+      is what vtok runs.  Our DeiTForImageClassificationWithTeacher
+      therefore always has the pooler: its checkpoints must carry
+      deit.pooler.dense.* (the generated parity model does).
+
 ViT-MAE (vit_mae/modeling_vit_mae.py; ViTMAEConfig defaults as ViT plus
       mask_ratio 0.75)
     Released checkpoints are ViTMAEForPreTraining: encoder under "vit.",
@@ -792,6 +815,80 @@ class ViTModel(nn.Module):
         return out
 
 
+# -------------------------------------------------------------------- DeiT
+
+
+class DeiTEmbeddings(nn.Module):
+    """[CLS, distillation, patches] + position_embeddings [1, N+2, D] (all tokens)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.hidden_size))
+        self.distillation_token = nn.Parameter(torch.zeros(1, 1, c.hidden_size))
+        self.patch_embeddings = ViTPatchEmbeddings(c)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, self.patch_embeddings.num_patches + 2, c.hidden_size))
+        self.patch_size = c.patch_size
+        self.image_size = c.image_size
+
+    def interpolate_pos_encoding(self, embeddings, height, width):
+        num_patches = embeddings.shape[1] - 2
+        num_positions = self.position_embeddings.shape[1] - 2
+        if num_patches == num_positions and height == width:
+            return self.position_embeddings
+        prefix_pos, patch_pos = self.position_embeddings[:, :2], self.position_embeddings[:, 2:]
+        dim = embeddings.shape[-1]
+        s = int(num_positions ** 0.5)
+        patch_pos = patch_pos.reshape(1, s, s, dim).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(patch_pos, size=(height // self.patch_size, width // self.patch_size),
+                                  mode="bicubic", align_corners=False)
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, -1, dim)
+        return torch.cat((prefix_pos, patch_pos), dim=1)
+
+    def forward(self, pixel_values, interpolate_pos_encoding=False):
+        b, _, h, w = pixel_values.shape
+        if not interpolate_pos_encoding and (h != self.image_size or w != self.image_size):
+            raise ValueError("Input image size (%d*%d) doesn't match model (%d*%d)."
+                             % (h, w, self.image_size, self.image_size))
+        x = self.patch_embeddings(pixel_values)
+        x = torch.cat((self.cls_token.expand(b, -1, -1), self.distillation_token.expand(b, -1, -1), x), dim=1)
+        if interpolate_pos_encoding:
+            return x + self.interpolate_pos_encoding(x, h, w)
+        return x + self.position_embeddings
+
+
+class DeiTModel(nn.Module):
+    """DeiTModel: ViTModel with DeiTEmbeddings (layers/layernorm/pooler as ViT)."""
+
+    def __init__(self, c, add_pooling_layer=True):
+        super().__init__()
+        self.config = c
+        self.embeddings = DeiTEmbeddings(c)
+        self.encoder = ViTStyleEncoder(c, ViTLayer)
+        self.layernorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.pooler = ViTPooler(c) if add_pooling_layer else None
+
+    def forward(self, pixel_values, interpolate_pos_encoding=False):
+        x = self.embeddings(pixel_values, interpolate_pos_encoding)
+        last, hs = self.encoder(x)
+        seq = self.layernorm(last)
+        out = {"last_hidden_state": seq, "hidden_states": hs}
+        if self.pooler is not None:
+            out["pooler_output"] = self.pooler(seq)
+        return out
+
+
+class DeiTForImageClassificationWithTeacher(nn.Module):
+    """Released layout: model under "deit." (WITH the pooler, see the module
+    docstring); cls_classifier.* / distillation_classifier.* are ignored."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.deit = DeiTModel(c, add_pooling_layer=True)
+
+    def forward(self, pixel_values, interpolate_pos_encoding=False):
+        return self.deit(pixel_values, interpolate_pos_encoding)
+
+
 def get_2d_sincos_pos_embed(embed_dim, grid_size, add_cls_token=False):
     """Same construction as transformers' vit_mae get_2d_sincos_pos_embed."""
     grid_h = np.arange(grid_size, dtype=np.float32)
@@ -986,6 +1083,7 @@ DINOV2_REG_DEFAULTS = dict(DINOV2_DEFAULTS, patch_size=16, num_register_tokens=4
 VIT_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                     hidden_act="gelu", layer_norm_eps=1e-12, image_size=224, patch_size=16, num_channels=3,
                     qkv_bias=True, pooler_output_size=None, pooler_act="tanh")
+DEIT_DEFAULTS = dict(VIT_DEFAULTS, encoder_stride=16)
 VIT_MAE_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                         hidden_act="gelu", layer_norm_eps=1e-12, image_size=224, patch_size=16, num_channels=3,
                         qkv_bias=True, mask_ratio=0.75)
@@ -1004,6 +1102,9 @@ ARCHS = {
     "Dinov2Model": ("dinov2", Dinov2Model, DINOV2_DEFAULTS, False, ()),
     "Dinov2WithRegistersModel": ("dinov2", Dinov2WithRegistersModel, DINOV2_REG_DEFAULTS, False, ()),
     "ViTModel": ("vit", ViTModel, VIT_DEFAULTS, False, ()),
+    "DeiTModel": ("deit", DeiTModel, DEIT_DEFAULTS, False, ()),
+    "DeiTForImageClassificationWithTeacher": ("deit", DeiTForImageClassificationWithTeacher, DEIT_DEFAULTS, False,
+                                              ("cls_classifier.", "distillation_classifier.")),
     "ViTMAEModel": ("vit_mae", ViTMAEModel, VIT_MAE_DEFAULTS, False, ()),
     "ViTMAEForPreTraining": ("vit_mae", ViTMAEForPreTraining, VIT_MAE_DEFAULTS, False, ("decoder.",)),
     "Blip2VisionModel": ("blip2", Blip2VisionModel, BLIP2_VISION_DEFAULTS, False, ()),
@@ -1016,12 +1117,12 @@ MODEL_TYPE_TO_ARCH = {
     "clip_vision_model": "CLIPVisionModel", "clip": "CLIPModel",
     "siglip_vision_model": "SiglipVisionModel", "siglip": "SiglipModel",
     "dinov2": "Dinov2Model", "dinov2_with_registers": "Dinov2WithRegistersModel",
-    "vit": "ViTModel", "vit_mae": "ViTMAEModel",
+    "vit": "ViTModel", "deit": "DeiTModel", "vit_mae": "ViTMAEModel",
     "blip_2_vision_model": "Blip2VisionModel", "blip-2": "Blip2ForConditionalGeneration",
 }
 ARCH_MODEL_TYPES = {
     "clip": {"clip_vision_model", "clip"}, "siglip": {"siglip_vision_model", "siglip"},
-    "dinov2": {"dinov2", "dinov2_with_registers"}, "vit": {"vit"}, "vit_mae": {"vit_mae"},
+    "dinov2": {"dinov2", "dinov2_with_registers"}, "vit": {"vit"}, "deit": {"deit"}, "vit_mae": {"vit_mae"},
     "blip2": {"blip_2_vision_model", "blip-2"},
 }
 
@@ -1053,7 +1154,7 @@ def resolve_config(cfg):
     v.update({k: val for k, val in src.items() if not k.startswith("_")})
     if arch == "CLIPModel":
         v["projection_dim"] = cfg.get("projection_dim", 512)
-    if family == "vit" and not v.get("pooler_output_size"):
+    if family in ("vit", "deit") and not v.get("pooler_output_size"):
         v["pooler_output_size"] = v["hidden_size"]
     for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size"):
         val = v.get(k)
@@ -1086,6 +1187,8 @@ def num_prefix_tokens(model):
         return 0
     if model.vtok_arch == "Dinov2WithRegistersModel":
         return 1 + model.vtok_config.num_register_tokens
+    if fam == "deit":
+        return 2  # CLS + distillation token
     return 1
 
 

@@ -164,6 +164,16 @@ SPECS = [
                                  "ffn_dim": 32, "num_attention_heads": 2, "vocab_size": 50,
                                  "word_embed_proj_dim": 16}},
          inputs=[(24, 24)]),
+    # Released DeiT layout: DeiTForImageClassificationWithTeacher, model under
+    # "deit." with [CLS, distillation] tokens (both with a position row), the
+    # pooler present (deit.pooler.dense.*), dummy cls_/distillation_classifier
+    # heads; layer_norm_eps left to the class default 1e-12.
+    dict(name="deit", dtype="F32", shards=1, extra="deit_heads",
+         config={"architectures": ["DeiTForImageClassificationWithTeacher"], "model_type": "deit",
+                 "hidden_size": 32, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 2, "image_size": 16, "patch_size": 4, "num_channels": 3,
+                 "hidden_act": "gelu", "qkv_bias": True, "encoder_stride": 4},
+         inputs=[(16, 16)]),
 ]
 SPEC_BY_NAME = {s["name"]: s for s in SPECS}
 
@@ -253,8 +263,8 @@ def init_sensitive(model, seed):
             m.weight.copy_(_randn(g, m.weight.shape, 0.01))
     for pname, p in model.named_parameters():
         leaf = pname.rsplit(".", 1)[-1]
-        if leaf in ("class_embedding", "cls_token", "register_tokens", "mask_token", "position_embedding",
-                    "position_embeddings"):
+        if leaf in ("class_embedding", "cls_token", "distillation_token", "register_tokens", "mask_token",
+                    "position_embedding", "position_embeddings"):
             if fam == "vit_mae" and leaf == "position_embeddings":
                 n = p.shape[1] - 1
                 sc = hv.get_2d_sincos_pos_embed(d, int(round(n ** 0.5)), add_cls_token=True)
@@ -345,6 +355,11 @@ def extra_tensors(spec, vc, seed):
         out["decoder.decoder_norm.bias"] = _small(g, (dd,))
         out["decoder.decoder_pred.weight"] = _small(g, (vc.patch_size ** 2 * 3, dd))
         out["decoder.decoder_pred.bias"] = _small(g, (vc.patch_size ** 2 * 3,))
+    elif kind == "deit_heads":
+        nl = 5  # num_labels of the dummy classifier heads
+        for h in ("cls_classifier", "distillation_classifier"):
+            out[h + ".weight"] = _small(g, (nl, vc.hidden_size))
+            out[h + ".bias"] = _small(g, (nl,))
     elif kind == "blip2_rest":
         q = cfg["qformer_config"]["hidden_size"]
         tl = cfg["text_config"]["hidden_size"]
