@@ -55,61 +55,110 @@ static inline uint8_t clip8_scalar(uint32_t acc)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+/* Lanes 0..2 of an accumulator (even taps' R G B) plus lanes 3..5 (odd
+ * taps'), rounded and clipped: the three output bytes in the low 24 bits. */
+static inline uint32_t h_finish(__m256i a, __m256i half, __m256i odd)
+{
+    a = _mm256_add_epi32(a, _mm256_permutevar8x32_epi32(a, odd));
+    a = _mm256_srai_epi32(_mm256_add_epi32(a, half), PREC);
+    __m128i r = _mm256_castsi256_si128(a);
+    r = _mm_packus_epi16(_mm_packs_epi32(r, r), r);
+    return (uint32_t)_mm_cvtsi128_si32(r);
+}
+
+static inline void h_store(uint8_t *out, int xx, int out_w, uint32_t v)
+{
+    if (xx + 1 < out_w) {
+        memcpy(out + 3 * xx, &v, 4); /* byte 4 is rewritten by the next pixel */
+    } else {
+        out[3 * xx + 0] = (uint8_t)v;
+        out[3 * xx + 1] = (uint8_t)(v >> 8);
+        out[3 * xx + 2] = (uint8_t)(v >> 16);
+    }
+}
+
+static inline __m256i px2(const uint8_t *p)
+{
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+}
+
+static inline __m256i ktab(const int32_t *kt)
+{
+    return _mm256_loadu_si256((const __m256i *)kt);
+}
+
+/* One source row. */
+static void h_row1(const uint8_t *in, uint8_t *out, const vt_resample_coeffs *c,
+                   const int32_t *table, int stride)
+{
+    const __m256i half = _mm256_set1_epi32(1 << (PREC - 1));
+    const __m256i odd = _mm256_setr_epi32(3, 4, 5, 3, 4, 5, 3, 4);
+    for (int xx = 0; xx < c->out_size; xx++) {
+        const uint8_t *p = in + (size_t)c->bounds[2 * xx] * 3;
+        const int32_t *kt = table + (size_t)xx * stride;
+        int np = (c->bounds[2 * xx + 1] + 1) / 2;
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+        int j = 0;
+        for (; j + 1 < np; j += 2) {
+            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(px2(p + 6 * j), ktab(kt + 8 * j)));
+            a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(px2(p + 6 * j + 6), ktab(kt + 8 * j + 8)));
+        }
+        if (j < np)
+            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(px2(p + 6 * j), ktab(kt + 8 * j)));
+        h_store(out, xx, c->out_size, h_finish(_mm256_add_epi32(a0, a1), half, odd));
+    }
+}
+
+/* Four source rows at once: each weight vector is loaded once for four
+ * rows, and the per-pixel bookkeeping is shared. */
+static void h_row4(const uint8_t *in, size_t in_stride, uint8_t *out, size_t out_stride,
+                   const vt_resample_coeffs *c, const int32_t *table, int stride)
+{
+    const __m256i half = _mm256_set1_epi32(1 << (PREC - 1));
+    const __m256i odd = _mm256_setr_epi32(3, 4, 5, 3, 4, 5, 3, 4);
+    for (int xx = 0; xx < c->out_size; xx++) {
+        const uint8_t *p = in + (size_t)c->bounds[2 * xx] * 3;
+        const int32_t *kt = table + (size_t)xx * stride;
+        int np = (c->bounds[2 * xx + 1] + 1) / 2;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < np; j++, p += 6) {
+            __m256i k = ktab(kt + 8 * j);
+            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(px2(p), k));
+            a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(px2(p + in_stride), k));
+            a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(px2(p + 2 * in_stride), k));
+            a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(px2(p + 3 * in_stride), k));
+        }
+        h_store(out, xx, c->out_size, h_finish(a0, half, odd));
+        h_store(out + out_stride, xx, c->out_size, h_finish(a1, half, odd));
+        h_store(out + 2 * out_stride, xx, c->out_size, h_finish(a2, half, odd));
+        h_store(out + 3 * out_stride, xx, c->out_size, h_finish(a3, half, odd));
+    }
+}
+
 void vt_resample_h_avx2(const uint8_t *src, size_t src_stride, int rows, int in_w,
                         const uint8_t *src_end, uint8_t *pad, uint8_t *dst, size_t dst_stride,
                         const vt_resample_coeffs *c, const int32_t *table)
 {
     const size_t row_bytes = (size_t)in_w * 3;
     const int stride = table_stride(c);
-    const int out_w = c->out_size;
-    const __m256i half = _mm256_set1_epi32(1 << (PREC - 1));
-    const __m256i odd = _mm256_setr_epi32(3, 4, 5, 3, 4, 5, 3, 4);
-
-    for (int y = 0; y < rows; y++) {
+    /* The last pair load of a pixel run reads up to 5 bytes past the row.
+     * Rows with 8 readable bytes after them run in place; the few at the
+     * very end of the buffer (a suffix) go through pad. */
+    int safe = rows;
+    while (safe > 0 &&
+           (size_t)(src_end - (src + (size_t)(safe - 1) * src_stride)) < row_bytes + 8)
+        safe--;
+    int y = 0;
+    for (; y + 4 <= safe; y += 4)
+        h_row4(src + (size_t)y * src_stride, src_stride, dst + (size_t)y * dst_stride,
+               dst_stride, c, table, stride);
+    for (; y < rows; y++) {
         const uint8_t *in = src + (size_t)y * src_stride;
-        /* The last pair load of a pixel run reads up to 5 bytes past the row;
-         * only the image's last row(s) have nothing readable there. */
-        if ((size_t)(src_end - in) < row_bytes + 8) {
+        if (y >= safe) {
             memcpy(pad, in, row_bytes);
             in = pad;
         }
-        uint8_t *out = dst + (size_t)y * dst_stride;
-        for (int xx = 0; xx < out_w; xx++) {
-            const uint8_t *p = in + (size_t)c->bounds[2 * xx] * 3;
-            const int32_t *kt = table + (size_t)xx * stride;
-            int np = (c->bounds[2 * xx + 1] + 1) / 2;
-            __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
-            int j = 0;
-            for (; j + 1 < np; j += 2) {
-                __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 6 * j)));
-                __m256i v1 =
-                    _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 6 * j + 6)));
-                a0 = _mm256_add_epi32(
-                    a0, _mm256_mullo_epi32(v0, _mm256_loadu_si256((const __m256i *)(kt + 8 * j))));
-                a1 = _mm256_add_epi32(
-                    a1, _mm256_mullo_epi32(
-                            v1, _mm256_loadu_si256((const __m256i *)(kt + 8 * j + 8))));
-            }
-            if (j < np) {
-                __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 6 * j)));
-                a0 = _mm256_add_epi32(
-                    a0, _mm256_mullo_epi32(v0, _mm256_loadu_si256((const __m256i *)(kt + 8 * j))));
-            }
-            a0 = _mm256_add_epi32(a0, a1);
-            /* lanes 0..2: even taps' R G B; lanes 3..5: odd taps'. */
-            a0 = _mm256_add_epi32(a0, _mm256_permutevar8x32_epi32(a0, odd));
-            a0 = _mm256_srai_epi32(_mm256_add_epi32(a0, half), PREC);
-            __m128i r = _mm256_castsi256_si128(a0);
-            r = _mm_packus_epi16(_mm_packs_epi32(r, r), r);
-            uint32_t v = (uint32_t)_mm_cvtsi128_si32(r);
-            if (xx + 1 < out_w) {
-                memcpy(out + 3 * xx, &v, 4); /* byte 4 is rewritten by the next pixel */
-            } else {
-                out[3 * xx + 0] = (uint8_t)v;
-                out[3 * xx + 1] = (uint8_t)(v >> 8);
-                out[3 * xx + 2] = (uint8_t)(v >> 16);
-            }
-        }
+        h_row1(in, dst + (size_t)y * dst_stride, c, table, stride);
     }
 }
 
