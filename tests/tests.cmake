@@ -3,6 +3,7 @@
 #   unit    - tests/unit/*.c, one executable each
 #   kernels - tests/kernels/*.c: every ISA variant vs the reference on odd shapes
 #   parity  - PyTorch references (tests/ref) vs `vtok encode`, through the CLI
+#   image   - decoding, resampling and processors vs Pillow / HF, bit for bit
 #   e2e     - the CLI on committed tiny models and bad inputs
 find_program(VTOK_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
 if(NOT VTOK_PYTHON)
@@ -44,6 +45,11 @@ if(VTOK_PYTHON)
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/parity-ref)
   set_tests_properties(parity_encoders_refkernels PROPERTIES LABELS parity TIMEOUT 1800
                        ENVIRONMENT VTOK_FORCE_REF=1)
+  # Pillow-exact resampling: every filter, up/down, odd shapes, vs the installed Pillow.
+  add_test(NAME image_resample
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/image/check_resample.py
+                   --tool $<TARGET_FILE:test_resample> --work ${CMAKE_BINARY_DIR}/resample)
+  set_tests_properties(image_resample PROPERTIES LABELS image TIMEOUT 900)
   add_test(NAME e2e_cli
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/e2e)

@@ -50,8 +50,10 @@ typedef struct vt_resample_coeffs {
     int32_t *k;       /* [out_size][ksize], VT_RESAMPLE_PRECISION_BITS fraction */
 } vt_resample_coeffs;
 
-/* Code paths of vt_image_resize_isa(): 0 plain C (the specification),
- * 1 AVX2 (falls back to plain C when the CPU lacks AVX2), -1 best available. */
+/* vtok_image_resize with a chosen code path: 0 plain C (the specification),
+ * 1 AVX2 (plain C when the CPU lacks AVX2), -1 best available unless the
+ * reference kernels are forced (VTOK_FORCE_REF=1 or
+ * vtok_force_reference_kernels(1)) - what vtok_image_resize uses. */
 int vt_image_resize_isa(const vtok_image *src, int64_t width, int64_t height,
                         vtok_resample filter, int isa, vtok_image *dst, vtok_status *st);
 
@@ -70,5 +72,29 @@ void   vt_resample_h_avx2(const uint8_t *src, size_t src_stride, int rows, int i
                           const int32_t *table);
 void   vt_resample_v_avx2(const uint8_t *src, size_t src_stride, size_t row_bytes,
                           uint8_t *dst, size_t dst_stride, const vt_resample_coeffs *c);
+
+/* ---- decoder internals (src/image/decode*.c, exif.c) ---- */
+
+/* Allocate img->data for w x h RGB8 (after vt_image_check_limits). */
+int vt_image_alloc(vtok_image *img, int64_t w, int64_t h, vtok_status *st);
+
+/* Apply EXIF orientation o (2..8) as PIL.ImageOps.exif_transpose does; other
+ * values are no-ops. Re-checks the limits when width and height swap. */
+int vt_image_orient(vtok_image *img, int o, const vtok_image_params *p, vtok_status *st);
+
+/* Orientation tag (0x0112) of IFD0 of an Exif blob (a TIFF header, optionally
+ * preceded by "Exif\0\0"), read as Pillow's Exif class reads it. Returns -1
+ * if the blob has no such tag (or is not TIFF), 0 if the tag is present but
+ * not a usable integer, else its value. Never reads outside [data, data+size). */
+int vt_exif_orientation(const uint8_t *data, size_t size);
+
+/* Pillow's XMP fallback: the digit after the first 'tiff:Orientation="' or
+ * 'tiff:Orientation>' in an XMP packet, or -1. */
+int vt_xmp_orientation(const uint8_t *data, size_t size);
+
+/* ImageMagick's "Raw profile type exif" text (PNG): hex after the third
+ * newline. Decodes into a vt_alloc'ed buffer (*out, *out_size); returns 0 or
+ * -1 if the text is not valid hex. */
+int vt_exif_from_raw_profile(const uint8_t *text, size_t size, uint8_t **out, size_t *out_size);
 
 #endif /* VT_IMAGE_H */

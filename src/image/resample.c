@@ -43,8 +43,10 @@
 #include <string.h>
 
 /* Largest side accepted for source and result (the default decode limit in
- * vtok_image_params), and the most result pixels: Pillow's
- * decompression-bomb error threshold, 2 * Image.MAX_IMAGE_PIXELS. */
+ * vtok_image_params), and the most pixels in the result or in the
+ * intermediate image of the two-pass resize: Pillow's decompression-bomb
+ * error threshold, 2 * Image.MAX_IMAGE_PIXELS. Pillow itself has no such
+ * limit in resize; these only refuse requests that would need gigabytes. */
 #define VT_RESIZE_MAX_SIDE   65500
 #define VT_RESIZE_MAX_PIXELS 178956970LL
 
@@ -383,6 +385,17 @@ int vt_image_resize_isa(const vtok_image *src, int64_t width, int64_t height,
             /* Without a vertical pass the horizontal one writes the result. */
             uint8_t *hdst = out;
             if (need_v) {
+                /* Pillow allocates this out_w x (y1 - y0) image too. Widening
+                 * while shrinking the height a lot (2 x 65500 -> 65500 x 2)
+                 * makes it far larger than source and result: refuse rather
+                 * than touch gigabytes. */
+                if ((int64_t)out_w * (y1 - y0) > VT_RESIZE_MAX_PIXELS) {
+                    rc = vt_fail(st, VTOK_ELIMIT,
+                                 "resize: %d x %d -> %d x %d needs a %d x %d intermediate, "
+                                 "more than %lld pixels",
+                                 in_w, in_h, out_w, out_h, out_w, y1 - y0, VT_RESIZE_MAX_PIXELS);
+                    goto done;
+                }
                 tmp = vt_alloc(out_row * (size_t)(y1 - y0));
                 if (!tmp) {
                     rc = vt_fail(st, VTOK_ENOMEM, "resize: out of memory for %d x %d", out_w,

@@ -14,7 +14,8 @@
  * Horizontal pass: interleaved RGB makes one 8-lane vector hold two source
  * pixels (R G B R G B + 2 spare lanes); the coefficient table repeats each
  * tap's weight over its pixel's three lanes (k0 k0 k0 k1 k1 k1 0 0), built
- * once per call. Vertical pass: each output byte is a weighted sum of the
+ * once per call, and four source rows share each weight load (the pass is
+ * bound by instruction count, not by the multiplier). Vertical pass: each output byte is a weighted sum of the
  * same byte in n input rows, so it runs over 32 bytes of the row at a time.
  */
 #include "image.h"
@@ -120,13 +121,28 @@ static void h_row4(const uint8_t *in, size_t in_stride, uint8_t *out, size_t out
         const uint8_t *p = in + (size_t)c->bounds[2 * xx] * 3;
         const int32_t *kt = table + (size_t)xx * stride;
         int np = (c->bounds[2 * xx + 1] + 1) / 2;
+        const uint8_t *p1 = p + in_stride, *p2 = p + 2 * in_stride, *p3 = p + 3 * in_stride;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        for (int j = 0; j < np; j++, p += 6) {
+        int j = 0;
+        for (; j + 1 < np; j += 2) {
+            __m256i k = ktab(kt + 8 * j), l = ktab(kt + 8 * j + 8);
+            int o = 6 * j;
+            a0 = _mm256_add_epi32(a0, _mm256_add_epi32(_mm256_mullo_epi32(px2(p + o), k),
+                                                       _mm256_mullo_epi32(px2(p + o + 6), l)));
+            a1 = _mm256_add_epi32(a1, _mm256_add_epi32(_mm256_mullo_epi32(px2(p1 + o), k),
+                                                       _mm256_mullo_epi32(px2(p1 + o + 6), l)));
+            a2 = _mm256_add_epi32(a2, _mm256_add_epi32(_mm256_mullo_epi32(px2(p2 + o), k),
+                                                       _mm256_mullo_epi32(px2(p2 + o + 6), l)));
+            a3 = _mm256_add_epi32(a3, _mm256_add_epi32(_mm256_mullo_epi32(px2(p3 + o), k),
+                                                       _mm256_mullo_epi32(px2(p3 + o + 6), l)));
+        }
+        if (j < np) {
             __m256i k = ktab(kt + 8 * j);
-            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(px2(p), k));
-            a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(px2(p + in_stride), k));
-            a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(px2(p + 2 * in_stride), k));
-            a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(px2(p + 3 * in_stride), k));
+            int o = 6 * j;
+            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(px2(p + o), k));
+            a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(px2(p1 + o), k));
+            a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(px2(p2 + o), k));
+            a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(px2(p3 + o), k));
         }
         h_store(out, xx, c->out_size, h_finish(a0, half, odd));
         h_store(out + out_stride, xx, c->out_size, h_finish(a1, half, odd));

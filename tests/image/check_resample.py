@@ -108,9 +108,24 @@ def targets(w, h):
     return out
 
 
+# Extreme shapes at the side limit (65500): kernels hundreds of thousands of
+# taps wide, one-pixel windows, long thin results.
+EXTREME = [((65500, 2), [(1, 1), (7, 3)]), ((2, 65500), [(3, 1)]), ((1, 1), [(4000, 1)]),
+           ((5, 3), [(65500, 1)]), ((3, 5), [(2, 65500)])]
+
+
 def build_cases(work, quick):
     images, cases = [], []
     seed = 1000
+    for (w, h), tl in EXTREME:
+        seed += 1
+        a = make_image(w, h, "random", seed)
+        path = os.path.join(work, "in_%dx%d_extreme.raw" % (w, h))
+        write_raw(path, a)
+        images.append(a)
+        for (ow, oh) in tl:
+            for f in FILTERS:
+                cases.append((len(images) - 1, path, w, h, "random", ow, oh, f))
     for (w, h) in SIZES:
         if quick and w * h > 300 * 200:
             continue
@@ -129,6 +144,20 @@ def build_cases(work, quick):
             for (ow, oh) in tl:
                 for f in FILTERS:
                     cases.append((len(images) - 1, path, w, h, kind, ow, oh, f))
+    # A deterministic sweep of odd sizes and ratios (log-uniform sides 1..500).
+    rs = np.random.RandomState(4242)
+    for n in range(60 if quick else 240):
+        w, h, ow, oh = (int(v) for v in np.exp(rs.uniform(0, np.log(500), 4)))
+        if n % 5 == 1:
+            ow = w
+        elif n % 5 == 2:
+            oh = h
+        kind = ("random", "smooth", "edges")[n % 3]
+        a = make_image(w, h, kind, 5000 + n)
+        path = os.path.join(work, "in_sweep%d.raw" % n)
+        write_raw(path, a)
+        images.append(a)
+        cases.append((len(images) - 1, path, w, h, kind, ow, oh, int(rs.randint(0, 6))))
     return images, cases
 
 

@@ -173,6 +173,19 @@ static void test_validation(void)
     vtok_image big = {70000, 1, px};
     CHECK(vtok_image_resize(&big, 4, 4, VTOK_RESAMPLE_BOX, &dst, &st) == VTOK_ELIMIT, "src wide");
     CHECK(dst.data == NULL && dst.width == 0, "dst cleared on failure");
+    /* Widening while shrinking the height: the 65500 x 65500 intermediate
+     * Pillow's two passes need is refused. */
+    uint8_t *tall = calloc((size_t)65500 * 3, 2);
+    vtok_image thin = {2, 65500, tall};
+    CHECK(vtok_image_resize(&thin, 65500, 2, VTOK_RESAMPLE_BILINEAR, &dst, &st) == VTOK_ELIMIT,
+          "intermediate too big");
+    CHECK(strstr(st.msg, "intermediate") != NULL, "message: %s", st.msg);
+    CHECK(vtok_image_resize(&thin, 65500, 2, VTOK_RESAMPLE_NEAREST, &dst, &st) == 0,
+          "nearest has no intermediate");
+    vtok_free(dst.data);
+    CHECK(vtok_image_resize(&thin, 3, 1, VTOK_RESAMPLE_LANCZOS, &dst, &st) == 0, "2 x 65500 -> 3 x 1");
+    vtok_free(dst.data);
+    free(tall);
     CHECK(vtok_image_resize(&src, 4, 4, VTOK_RESAMPLE_BOX, &dst, NULL) == 0, "st may be NULL");
     vtok_free(dst.data);
 }
@@ -264,6 +277,7 @@ static void test_isa_agree(void)
         {1, 1, 5, 7},    {2, 3, 1, 1},     {17, 5, 224, 224}, {97, 61, 33, 90},
         {61, 97, 61, 40}, {61, 97, 19, 97}, {300, 11, 7, 50},  {5, 300, 49, 3},
         {64, 64, 31, 33}, {33, 31, 64, 64}, {250, 3, 1, 2},    {3, 250, 2, 1},
+        {1, 40, 3, 7},   {2, 9, 5, 9},     {640, 480, 224, 224},
     };
     int avx2 = 0;
     __builtin_cpu_init();
