@@ -83,6 +83,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--torch-backend", default="mkldnn",
+                    help="eager (Debian's generic BLAS: very slow) or mkldnn (oneDNN)")
     a = ap.parse_args()
 
     rows = []
@@ -98,14 +100,14 @@ def main():
                 if not a.no_torch:
                     r = run_json([sys.executable, os.path.join(HERE, "peers_torch.py"),
                                   "--model", name, "--threads", str(th), "--iters",
-                                  str(a.iters), "--json"])
+                                  str(a.iters), "--backend", a.torch_backend, "--json"])
                     theirs.append(r["median_ms"])
             mo = statistics.median(ours)
             mt = statistics.median(theirs) if theirs else float("nan")
             rows.append((name, th, mo, mt))
-            print(f"{name:4s} threads={th}  vtok {mo:9.1f} ms/img   torch {mt:9.1f} ms/img"
+            print(f"{name:4s} threads={th}  vtok {mo:9.1f} ms/img   torch-{a.torch_backend} {mt:9.1f} ms/img"
                   f"   torch/vtok {mt / mo:5.2f}x", flush=True)
-    print("\n| model | threads | vtok f32 ms/img | torch f32 ms/img | torch/vtok |")
+    print(f"\n| model | threads | vtok f32 ms/img | torch ({a.torch_backend}) f32 ms/img | torch/vtok |")
     print("|---|---|---|---|---|")
     for name, th, mo, mt in rows:
         print(f"| {name} | {th} | {mo:.1f} | {mt:.1f} | {mt / mo:.2f} |")

@@ -60,11 +60,10 @@ static int gif_lzw(const uint8_t *b, size_t n, size_t start, const gif_frame *f)
 {
     if (f->bits < 0 || f->bits > 12)
         return GIF_CONFIG;
-    static const uint8_t zero_data[GIF_TABLE];
     uint16_t link[GIF_TABLE];
     uint8_t  data[GIF_TABLE], buffer[GIF_TABLE];
     memset(link, 0, sizeof link);
-    memcpy(data, zero_data, sizeof data);
+    memset(data, 0, sizeof data);
 
     const int clear = 1 << f->bits, end = clear + 1;
     int state = 1, next = 0, codesize = 0, codemask = 0, lastcode = 0;

@@ -53,3 +53,26 @@ int vt_get_pos_table(vt_loader *ld, const char *name, int leading_one, int64_t p
     v->pos_prefix = prefix_rows;
     return 0;
 }
+
+int vt_load_clip_encoder(vt_loader *ld)
+{
+    vt_vit *v = ld->v;
+    int64_t d = v->d;
+    if (vt_vit_alloc_layers(ld, v->n_layers))
+        return ld->err;
+    for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {
+        vt_vit_layer *L = &v->layers[i];
+        char b[128];
+#define N(s) (snprintf(b, sizeof b, "encoder.layers.%lld." s, (long long)i), b)
+        vt_get_norm(ld, &L->ln1, N("layer_norm1"), d, v->eps);
+        vt_get_linear(ld, &L->q, N("self_attn.q_proj"), d, d, 1);
+        vt_get_linear(ld, &L->k, N("self_attn.k_proj"), d, d, 1);
+        vt_get_linear(ld, &L->v, N("self_attn.v_proj"), d, d, 1);
+        vt_get_linear(ld, &L->o, N("self_attn.out_proj"), d, d, 1);
+        vt_get_norm(ld, &L->ln2, N("layer_norm2"), d, v->eps);
+        vt_get_linear(ld, &L->fc1, N("mlp.fc1"), v->d_ff, d, 1);
+        vt_get_linear(ld, &L->fc2, N("mlp.fc2"), d, v->d_ff, 1);
+#undef N
+    }
+    return ld->err;
+}

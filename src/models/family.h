@@ -36,4 +36,8 @@ int vt_read_vit_config(const cJSON *cfg, const vt_vit_defaults *def, vt_vit *v, 
 /* Position table [1 or absent, P, d]: sets v->pos, grid_h/grid_w from P - prefix rows. */
 int vt_get_pos_table(vt_loader *ld, const char *name, int leading_one, int64_t prefix_rows);
 
+/* encoder.layers.N.{layer_norm1, self_attn.{q,k,v,out}_proj, layer_norm2, mlp.fc1, mlp.fc2}:
+ * the layer names CLIP and SigLIP share. */
+int vt_load_clip_encoder(vt_loader *ld);
+
 #endif /* VT_FAMILY_H */

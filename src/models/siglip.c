@@ -31,22 +31,7 @@ static int siglip_load(vt_loader *ld, const cJSON *cfg)
     v->patch_w = vt_get(ld, "embeddings.patch_embedding.weight", 4, d, v->channels, p, p);
     v->patch_b = vt_get(ld, "embeddings.patch_embedding.bias", 1, d, 0, 0, 0);
     vt_get_pos_table(ld, "embeddings.position_embedding.weight", 0, 0);
-    if (vt_vit_alloc_layers(ld, v->n_layers))
-        return ld->err;
-    for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {
-        vt_vit_layer *L = &v->layers[i];
-        char b[128];
-#define N(s) (snprintf(b, sizeof b, "encoder.layers.%lld." s, (long long)i), b)
-        vt_get_norm(ld, &L->ln1, N("layer_norm1"), d, v->eps);
-        vt_get_linear(ld, &L->q, N("self_attn.q_proj"), d, d, 1);
-        vt_get_linear(ld, &L->k, N("self_attn.k_proj"), d, d, 1);
-        vt_get_linear(ld, &L->v, N("self_attn.v_proj"), d, d, 1);
-        vt_get_linear(ld, &L->o, N("self_attn.out_proj"), d, d, 1);
-        vt_get_norm(ld, &L->ln2, N("layer_norm2"), d, v->eps);
-        vt_get_linear(ld, &L->fc1, N("mlp.fc1"), v->d_ff, d, 1);
-        vt_get_linear(ld, &L->fc2, N("mlp.fc2"), d, v->d_ff, 1);
-#undef N
-    }
+    vt_load_clip_encoder(ld);
     vt_get_norm(ld, &v->post_ln, "post_layernorm", d, v->eps);
     v->pool = VT_POOL_NONE;
     if (use_head) {
