@@ -20,7 +20,7 @@ asan:
 
 demo: build
 	$(BUILD)/vtok info --model models/tiny-clip
-	$(BUILD)/vtok encode --model models/tiny-clip --pixels models/sample_pixels.npy \
+	$(BUILD)/vtok encode --model models/tiny-clip --image models/sample.jpg \
 		--layers all --out out/demo
 
 test: test-release test-asan fuzz

@@ -10,6 +10,7 @@ models/tiny-clip/        a small random CLIPVisionModelWithProjection as a
                          preprocessor_config.json.
                          hidden 64, 4 layers, 4 heads, MLP 256, patch 8,
                          image 64 (64 patches + CLS = 65 tokens), projection 32.
+models/sample.jpg        the same picture as a 160x120 JPEG (for --image)
 models/sample_pixels.npy float32 [1, 3, 64, 64]: a synthetic RGB picture
                          (gradient sky, sun, hills, a house) drawn with
                          Pillow, scaled to [0, 1] and normalized with the CLIP
@@ -132,6 +133,9 @@ def main():
     arr = (arr - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
     pix = np.ascontiguousarray(arr.transpose(2, 0, 1)[None], dtype=np.float32)
     np.save(os.path.join(HERE, "sample_pixels.npy"), pix)
+    # The same scene as a 4:3 JPEG, for the demo's image path (decode, resize, crop).
+    sample_image().resize((160, 120), Image.BICUBIC).save(
+        os.path.join(HERE, "sample.jpg"), quality=90)
 
     m = hv.load_model_dir(out)
     ref = hv.run(m, pix)

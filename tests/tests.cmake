@@ -50,6 +50,11 @@ if(VTOK_PYTHON)
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/image/check_resample.py
                    --tool $<TARGET_FILE:test_resample> --work ${CMAKE_BINARY_DIR}/resample)
   set_tests_properties(image_resample PROPERTIES LABELS image TIMEOUT 900)
+  # HF image processors through `vtok preprocess`, and `encode --image` == `encode --pixels`.
+  add_test(NAME image_processors
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/image/check_processor.py
+                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/processors)
+  set_tests_properties(image_processors PROPERTIES LABELS image TIMEOUT 900)
   add_test(NAME e2e_cli
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/e2e)

@@ -195,6 +195,25 @@ def main():
             if r.returncode != 0 or not np.array_equal(np.load(out), exp):
                 print(f"FAIL {name} batch: {r.stderr.strip()}")
                 fails += 1
+    # encode --image runs the same preprocessing as preprocess + encode --pixels.
+    model = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "tiny-clip")
+    img = os.path.join(model, "..", "sample.jpg")
+    px = os.path.join(a.work, "sample_px.npy")
+    o1, o2 = os.path.join(a.work, "enc_img"), os.path.join(a.work, "enc_px")
+    runs = [[a.vtok, "preprocess", "--model", model, img, "--out", px],
+            [a.vtok, "encode", "--model", model, "--image", img, "--out", o1],
+            [a.vtok, "encode", "--model", model, "--pixels", px, "--out", o2]]
+    cases += 1
+    if any(subprocess.run(r, capture_output=True).returncode for r in runs) or not all(
+            np.array_equal(np.load(os.path.join(o1, f)), np.load(os.path.join(o2, f)))
+            for f in ("last_hidden_state.npy", "pooler_output.npy", "image_embeds.npy")):
+        print("FAIL encode --image differs from preprocess + encode --pixels")
+        fails += 1
+    exp = hf_reference(json.load(open(os.path.join(model, "preprocessor_config.json"))), img)
+    cases += 1
+    if not np.array_equal(np.load(px)[0], exp):
+        print("FAIL tiny-clip preprocessing of models/sample.jpg")
+        fails += 1
     print(f"{cases - fails}/{cases} preprocessing cases bit-exact")
     sys.exit(1 if fails else 0)
 

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #define MAX_LAYER_ARGS 1024
+#define MAX_IMAGES 4096
 
 static int die(const char *fmt, const char *a)
 {
@@ -32,22 +33,28 @@ static void usage(FILE *f)
             "usage: vtok <command> [options]\n"
             "\n"
             "commands:\n"
-            "  encode --model DIR --pixels X.npy --out DIR [--layers all|I,J,...] [--threads N]\n"
+            "  encode --model DIR (--pixels X.npy | --image FILE ...) --out DIR\n"
+            "         [--layers all|I,J,...] [--threads N]\n"
             "         run the vision encoder; writes last_hidden_state.npy, pooler_output.npy,\n"
             "         image_embeds.npy and hidden_states_NN.npy (float32, batch first)\n"
+            "  preprocess --model DIR IMAGE ... --out pixel_values.npy\n"
+            "         decode + preprocess as the folder's preprocessor_config.json says\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
             "         time the encoder on random pixels; prints median ms/image\n"
             "  version                print the version\n"
             "\n"
             "DIR is a Hugging Face model folder (config.json + *.safetensors).\n"
-            "X.npy is float32 pixel_values [N, C, H, W] as an HF image processor makes them.\n"
+            "X.npy is float32 pixel_values [N, C, H, W] as an HF image processor makes them;\n"
+            "images (JPEG, PNG, WebP, GIF) go through DIR/preprocessor_config.json.\n"
             "VTOK_FORCE_REF=1 forces the plain-C reference kernels.\n");
 }
 
 typedef struct {
     const char *model, *pixels, *out, *layers, *dtype;
     int         threads, batch, size, iters;
+    const char *images[MAX_IMAGES];
+    int         n_images;
 } args;
 
 static int parse(int argc, char **argv, args *a)
@@ -59,9 +66,15 @@ static int parse(int argc, char **argv, args *a)
             usage(stdout);
             exit(0);
         }
-        if (!strcmp(k, "--image")) {
-            return die("%s: not available yet (arrives with Pillow-exact preprocessing); "
-                       "pass --pixels X.npy", k);
+        if (k[0] != '-' || !strcmp(k, "--image")) { /* images: positional or --image FILE */
+            const char *img = k[0] != '-' ? k : val;
+            if (!img)
+                return die("option %s needs a value", k);
+            if (a->n_images >= MAX_IMAGES)
+                return die("too many images (max %s per call)", "4096");
+            a->images[a->n_images++] = img;
+            i += k[0] != '-' ? 0 : 1;
+            continue;
         }
         if (!val)
             return die("option %s needs a value", k);
@@ -187,12 +200,92 @@ static int parse_layers(const char *s, int *out, int *n, int *all)
     return 0;
 }
 
+/*
+ * pixel_values for the images, [N, 3, H, W], through the folder's
+ * preprocessor_config.json. Every image must come out the same size (as
+ * stacking in the HF processor requires).
+ */
+static int images_to_pixels(const char *proc_dir, const char *const *images, int n, float **px,
+                            int64_t shape[4])
+{
+    vtok_status st = {0};
+    vtok_processor *p = vtok_processor_load(proc_dir, &st);
+    if (!p)
+        return die("%s", st.msg);
+    vtok_image_params ip = vtok_image_default_params();
+    float *buf = NULL;
+    int64_t h0 = 0, w0 = 0, per = 0;
+    int rc = 1;
+    for (int i = 0; i < n; i++) {
+        vtok_image img = {0};
+        int64_t h, w;
+        if (vtok_image_load(images[i], &ip, &img, &st) ||
+            vtok_processor_output_size(p, img.width, img.height, &h, &w, &st)) {
+            die("%s", st.msg);
+            vtok_image_free(&img);
+            goto out;
+        }
+        if (i == 0) {
+            h0 = h;
+            w0 = w;
+            per = 3 * h * w;
+            buf = malloc((size_t)(per * n) * sizeof *buf);
+            if (!buf) {
+                vtok_image_free(&img);
+                die("%s", "out of memory");
+                goto out;
+            }
+        } else if (h != h0 || w != w0) {
+            fprintf(stderr, "vtok: %s preprocesses to %lldx%lld but %s to %lldx%lld; "
+                    "images of one batch must match\n", images[i], (long long)w, (long long)h,
+                    images[0], (long long)w0, (long long)h0);
+            vtok_image_free(&img);
+            goto out;
+        }
+        int e = vtok_preprocess(p, &img, buf + per * i, per, &st);
+        vtok_image_free(&img);
+        if (e) {
+            die("%s", st.msg);
+            goto out;
+        }
+    }
+    shape[0] = n;
+    shape[1] = 3;
+    shape[2] = h0;
+    shape[3] = w0;
+    *px = buf;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    vtok_processor_free(p);
+    return rc;
+}
+
+static int cmd_preprocess(const args *a)
+{
+    if (!a->model || !a->out || a->n_images == 0)
+        return die("%s", "preprocess needs --model DIR, images and --out pixel_values.npy");
+    float *px = NULL;
+    int64_t shape[4];
+    if (images_to_pixels(a->model, a->images, a->n_images, &px, shape))
+        return 1;
+    vtok_status st = {0};
+    int rc = vtok_npy_save(a->out, px, 4, shape, &st);
+    free(px);
+    if (rc)
+        return die("%s", st.msg);
+    printf("pixel_values [%lld, %lld, %lld, %lld] -> %s\n", (long long)shape[0],
+           (long long)shape[1], (long long)shape[2], (long long)shape[3], a->out);
+    return 0;
+}
+
 static int cmd_encode(const args *a)
 {
     if (!a->model || !a->out)
         return die("%s", "encode needs --model DIR and --out DIR");
-    if (!a->pixels)
-        return die("%s", "encode needs --pixels X.npy");
+    if (!a->pixels == !a->n_images)
+        return die("%s", "encode needs --pixels X.npy or images (--image FILE ...), not both");
     if (a->dtype && strcmp(a->dtype, "f32") != 0)
         return die("--dtype %s: only f32 is available in this version", a->dtype);
     static int layer_list[MAX_LAYER_ARGS];
@@ -202,17 +295,27 @@ static int cmd_encode(const args *a)
 
     vtok_status st = {0};
     float *px = NULL;
-    int nd = 0;
+    int nd = 4;
     int64_t shape[8];
-    if (vtok_npy_load(a->pixels, &px, &nd, shape, &st))
-        return die("%s", st.msg);
-    if (nd != 4) {
-        vtok_free(px);
-        return die("%s: pixel_values must be 4-D [N, C, H, W]", a->pixels);
+    if (a->n_images) {
+        float *tmp = NULL;
+        if (images_to_pixels(a->model, a->images, a->n_images, &tmp, shape))
+            return 1;
+        px = tmp;
+    } else {
+        if (vtok_npy_load(a->pixels, &px, &nd, shape, &st))
+            return die("%s", st.msg);
+        if (nd != 4) {
+            vtok_free(px);
+            return die("%s: pixel_values must be 4-D [N, C, H, W]", a->pixels);
+        }
     }
     vtok_model *m = load(a->model);
     if (!m) {
-        vtok_free(px);
+        if (a->n_images)
+            free(px);
+        else
+            vtok_free(px);
         return 1;
     }
     vtok_ctx_params cp = vtok_ctx_default_params();
@@ -264,7 +367,10 @@ static int cmd_encode(const args *a)
 out:
     vtok_ctx_free(ctx);
     vtok_model_free(m);
-    vtok_free(px);
+    if (a->n_images)
+        free(px);
+    else
+        vtok_free(px);
     return rc;
 }
 
@@ -359,5 +465,7 @@ int main(int argc, char **argv)
         return cmd_info(&a);
     if (!strcmp(cmd, "bench"))
         return cmd_bench(&a);
+    if (!strcmp(cmd, "preprocess"))
+        return cmd_preprocess(&a);
     return die("unknown command '%s' (see vtok --help)", cmd);
 }
