@@ -252,6 +252,11 @@ int vtok_processor_output_size(const vtok_processor *p, int64_t width, int64_t h
 int vtok_preprocess(const vtok_processor *p, const vtok_image *img, float *out,
                     int64_t out_floats, vtok_status *st);
 
+/* Shortest source side the processor needs before its resize (for
+ * vtok_image_params.jpeg_target in fast mode); 0 when the source size
+ * matters exactly (pad-to-square, no resize). */
+int64_t vtok_processor_min_side(const vtok_processor *p);
+
 /* One line describing the processor (static storage inside p). */
 const char *vtok_processor_describe(const vtok_processor *p);
 

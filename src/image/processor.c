@@ -325,6 +325,15 @@ void vtok_processor_free(vtok_processor *p)
     free(p);
 }
 
+int64_t vtok_processor_min_side(const vtok_processor *p)
+{
+    if (!p || p->pad_square || p->resize == RESIZE_NONE)
+        return 0;
+    if (p->resize == RESIZE_SHORTEST)
+        return p->shortest;
+    return p->rh > p->rw ? p->rh : p->rw; /* a squash needs both sides at least this big */
+}
+
 const char *vtok_processor_describe(const vtok_processor *p)
 {
     return p ? p->desc : "";
