@@ -271,6 +271,15 @@ int vtok_npy_load(const char *path, float **data, int *n_dims, int64_t shape[8],
 int vtok_npy_save(const char *path, const float *data, int n_dims, const int64_t *shape,
                   vtok_status *st);
 
+/* ------------------------------------------------------------- weights -- */
+
+/* Convert any weights file vtok can open (.safetensors, a sharded index, or a
+ * PyTorch checkpoint .pth/.pt/.bin/.ckpt, read without executing pickle code)
+ * to one safetensors file: same names, dtypes and shapes, tensors sorted by
+ * name, "__metadata__": {"format": "pt"}. Returns the number of tensors
+ * written (>= 0) or a negative code (st says why; st may be NULL). */
+int vtok_convert_to_safetensors(const char *in_path, const char *out_path, vtok_status *st);
+
 /* Free memory vtok allocated for the caller. NULL is a no-op. */
 void vtok_free(void *p);
 

@@ -55,6 +55,11 @@ if(VTOK_PYTHON)
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/image/check_processor.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/processors)
   set_tests_properties(image_processors PROPERTIES LABELS image TIMEOUT 900)
+  # PyTorch checkpoints (zip, legacy, deflate, zip64) through `vtok convert`; malicious pickles refused.
+  add_test(NAME io_torch
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/io/check_torch.py
+                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/torch)
+  set_tests_properties(io_torch PROPERTIES LABELS e2e TIMEOUT 600)
   add_test(NAME e2e_cli
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/e2e)

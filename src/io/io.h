@@ -82,4 +82,46 @@ int vt_npy_write_f32(const char *path, const float *data, int n_dims, const int6
 /* Whole-file read into a malloc'ed NUL-terminated buffer; size limit in bytes. */
 int vt_read_file(const char *path, size_t max_size, char **out, size_t *size, vtok_status *st);
 
+/* ---- PyTorch checkpoints (torch.c) ---- */
+
+/*
+ * One tensor of a PyTorch checkpoint, named by flattening nested dicts with
+ * '.' (lists and tuples by index). data points into the file image when the
+ * tensor is contiguous in a STORED zip entry or the legacy data area, else
+ * into a block of vt_pt_checkpoint.owned (inflated or materialised views).
+ */
+typedef struct vt_pt_tensor {
+    char       *name;                /* malloc'ed */
+    vt_dtype    dtype;
+    int         n_dims;
+    int64_t     shape[VT_MAX_DIMS];
+    int64_t     numel;
+    const void *data;
+    size_t      nbytes;
+} vt_pt_tensor;
+
+typedef struct vt_pt_checkpoint {
+    vt_pt_tensor *tensors;
+    int64_t       n_tensors;
+    void        **owned;             /* vt_alloc'ed blocks tensors may point into */
+    int64_t       n_owned;
+} vt_pt_checkpoint;
+
+/* 1 if the image looks like a torch.save file: a zip ("PK\3\4") or the
+ * legacy pickle magic, or (when path is not NULL) a name ending in .pth,
+ * .pt, .bin or .ckpt. */
+int vt_torch_detect(const char *path, const void *buf, size_t size);
+
+/*
+ * Parse a torch.save image (zip format, torch >= 1.6, STORED/DEFLATE/Zip64;
+ * or the legacy format) with a restricted unpickler that executes nothing:
+ * only the globals torch.save emits for state dicts are accepted, anything
+ * else fails with "refusing pickle global 'mod.name'". buf is borrowed and
+ * must outlive the tensors. On success *out owns names, table and blocks;
+ * release it with vt_torch_release (also safe on a zeroed struct).
+ */
+int  vt_torch_parse(const void *buf, size_t size, const char *name, vt_pt_checkpoint *out,
+                    vtok_status *st);
+void vt_torch_release(vt_pt_checkpoint *c);
+
 #endif /* VT_IO_H */

@@ -55,6 +55,8 @@ typedef struct st_file {
     size_t         size;
     int            kind;  /* ST_BORROWED, ST_MAPPED or ST_MALLOCED */
     char          *names; /* this file's tensor names, NUL-separated */
+    void         **owned; /* vt_alloc'ed blocks tensors point into (torch files) */
+    int64_t        n_owned;
 } st_file;
 
 struct vt_weights {
@@ -336,11 +338,58 @@ static int parse_entry(const st_file *f, const cJSON *e, const char *name, uint6
     return VTOK_OK;
 }
 
+/* A PyTorch checkpoint (torch.c) as file fi: its tensors join w's table and
+ * the blocks they may point into (inflated or materialised) become f's. */
+static int parse_torch(vt_weights *w, int fi, vtok_status *st)
+{
+    st_file *f = &w->files[fi];
+    vt_pt_checkpoint c;
+    int rc = vt_torch_parse(f->base, f->size, f->path, &c, st);
+    if (rc)
+        return rc;
+    size_t names_len = 1;
+    for (int64_t i = 0; i < c.n_tensors; i++)
+        names_len += strlen(c.tensors[i].name) + 1;
+    f->names = malloc(names_len);
+    vt_st_tensor *nt = realloc(w->tensors, (size_t)(w->n_tensors + c.n_tensors + 1) * sizeof *nt);
+    if (nt)
+        w->tensors = nt;
+    if (!f->names || !nt) {
+        vt_torch_release(&c);
+        return vt_fail(st, VTOK_ENOMEM, "%s: out of memory", f->path);
+    }
+    char *np = f->names;
+    for (int64_t i = 0; i < c.n_tensors; i++) {
+        const vt_pt_tensor *s = &c.tensors[i];
+        vt_st_tensor *t = &w->tensors[w->n_tensors++];
+        size_t len = strlen(s->name) + 1;
+        memcpy(np, s->name, len);
+        memset(t, 0, sizeof *t);
+        t->name = np;
+        t->dtype = s->dtype;
+        t->n_dims = s->n_dims;
+        memcpy(t->shape, s->shape, sizeof t->shape);
+        t->numel = s->numel;
+        t->data = s->data;
+        t->nbytes = s->nbytes;
+        t->file = fi;
+        np += len;
+    }
+    f->owned = c.owned;
+    f->n_owned = c.n_owned;
+    c.owned = NULL;
+    c.n_owned = 0;
+    vt_torch_release(&c);
+    return VTOK_OK;
+}
+
 /* Parse the header of file fi and append its tensors to w. */
 static int parse_file(vt_weights *w, int fi, vtok_status *st)
 {
     st_file *f = &w->files[fi];
     const char *fp = f->path;
+    if (!ends_with(fp, ".safetensors") && vt_torch_detect(fp, f->base, f->size))
+        return parse_torch(w, fi, st);
     if (f->size < 8)
         return vt_fail(st, VTOK_EFORMAT,
                        "%s: file is shorter than 8 bytes (%zu): not a safetensors file", fp,
@@ -799,6 +848,9 @@ void vt_weights_close(vt_weights *w)
             munmap((void *)f->base, f->size);
         else if (f->kind == ST_MALLOCED)
             free((void *)f->base);
+        for (int64_t j = 0; j < f->n_owned; j++)
+            vt_free(f->owned[j]);
+        free(f->owned);
         free(f->names);
         free(f->path);
     }

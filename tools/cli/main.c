@@ -44,6 +44,9 @@ static void usage(FILE *f)
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
             "         time the encoder on random pixels; prints median ms/image\n"
+            "  convert IN OUT.safetensors\n"
+            "         rewrite a weights file (a PyTorch .pth/.pt/.bin/.ckpt checkpoint, read\n"
+            "         without executing pickle code, or safetensors) as one safetensors file\n"
             "  version                print the version\n"
             "\n"
             "DIR is a Hugging Face model folder (config.json + *.safetensors).\n"
@@ -453,6 +456,20 @@ out:
     return rc;
 }
 
+/* vtok convert IN OUT.safetensors: any weights file vtok opens (a PyTorch
+ * checkpoint included) rewritten as one safetensors file. */
+static int cmd_convert(const args *a)
+{
+    if (a->n_images != 2)
+        return die("%s", "usage: vtok convert IN(.pth|.pt|.bin|.ckpt|.safetensors) OUT.safetensors");
+    vtok_status st = {0};
+    int n = vtok_convert_to_safetensors(a->images[0], a->images[1], &st);
+    if (n < 0)
+        return die("%s", st.msg[0] ? st.msg : vtok_strerror(st.code));
+    printf("converted %d tensors: %s -> %s\n", n, a->images[0], a->images[1]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -479,5 +496,7 @@ int main(int argc, char **argv)
         return cmd_bench(&a);
     if (!strcmp(cmd, "preprocess"))
         return cmd_preprocess(&a);
+    if (!strcmp(cmd, "convert"))
+        return cmd_convert(&a);
     return die("unknown command '%s' (see vtok --help)", cmd);
 }
