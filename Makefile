@@ -41,7 +41,7 @@ bench: build
 # Debian 12 packages for building, testing and benchmarking.
 deps:
 	$(shell [ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y --no-install-recommends \
-		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev python3-pil python3-numpy python3-torch clang-14 libclang-rt-14-dev
+		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev python3-pil python3-numpy python3-torch clang-14 libclang-rt-14-dev
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) out

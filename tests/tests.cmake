@@ -60,6 +60,12 @@ if(VTOK_PYTHON)
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/io/check_torch.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/torch)
   set_tests_properties(io_torch PROPERTIES LABELS e2e TIMEOUT 600)
+  # Decoders vs Pillow's Image.open(f).convert("RGB"): a generated corpus, every mode, corrupt files.
+  add_test(NAME image_decode
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/image/check_decode.py
+                   --dumper $<TARGET_FILE:test_decode> --work ${CMAKE_BINARY_DIR}/image-decode
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(image_decode PROPERTIES LABELS image TIMEOUT 600)
   add_test(NAME e2e_cli
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/e2e)

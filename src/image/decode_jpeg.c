@@ -23,7 +23,13 @@
  * jpeg_mem_src instead warns JWRN_JPEG_EOF and pads with a fake EOI, so that
  * warning before the last scanline is an error here. After the last scanline
  * Pillow tolerates a missing EOI (jpeg_finish_decompress may suspend), and so
- * does this file; errors raised by jpeg_finish_decompress fail both.
+ * does this file; errors raised by jpeg_finish_decompress fail both. (A file
+ * cut exactly at EOI still fails in both: the entropy decoder reads ahead
+ * while finishing the last MCU row.)
+ *
+ * Before libjpeg runs, jpeg_pillow_walk repeats the checks of Pillow's own
+ * marker parser (JpegImagePlugin._open), so files Pillow refuses to open
+ * fail here too.
  *
  * Not in Pillow: progressive files with more than VT_JPEG_MAX_SCANS scans are
  * refused (each scan re-walks the whole coefficient image; a few KB of
@@ -82,6 +88,152 @@ static void jpeg_on_progress(j_common_ptr c)
     }
 }
 
+/*
+ * Pillow opens a JPEG with its own marker parser (JpegImagePlugin._open)
+ * before libjpeg sees it, and refuses files that libjpeg would decode. This
+ * walk repeats the checks that parser makes up to SOS:
+ *   - markers outside Pillow's table (TEM 0xFF01, 0xFF02..0xFFBF) fail;
+ *     fill bytes 0xFF, escaped 0xFF00 and non-0xFF junk are skipped;
+ *   - every segment it reads must be complete (a declared length < 2 reads
+ *     nothing and parsing goes on right after the length);
+ *   - SOF (and DHP): at least 6 bytes, 8-bit samples, 1, 3 or 4 components,
+ *     3 bytes per component entry; DQT: whole tables; JFIF and Adobe
+ *     segments of at least 7 bytes; Photoshop resource blocks whose name
+ *     length byte is present; ICC_PROFILE chunks: the first in sort order
+ *     must have its sequence byte (checked when an SOF is seen);
+ *   - an Exif segment while no JFIF density gave the dpi: Pillow parses it
+ *     for dpi and fails on a TIFF header it recognizes but cannot read (fewer
+ *     than 8 bytes, or "II+\0" BigTIFF).
+ * Returns 0 or a message.
+ */
+static const char *jpeg_pillow_walk(const uint8_t *b, size_t n)
+{
+    size_t pos = 3; /* FF D8 FF read; the FF is the first byte looked at */
+    int c = 0xFF, dpi = 0, exif_seen = 0;
+    const uint8_t *icc_first = NULL; /* smallest ICC_PROFILE segment so far */
+    size_t icc_first_len = 0;
+    for (;;) {
+        if (c != 0xFF) {
+            if (pos >= n)
+                return "truncated JPEG header";
+            c = b[pos++];
+            continue;
+        }
+        if (pos >= n)
+            return "truncated JPEG header";
+        unsigned m = 0xFF00u | b[pos++];
+        int known = (m >= 0xFFC0 && m <= 0xFFFE);
+        if (m == 0xFFFF) {
+            c = 0xFF;
+            continue;
+        }
+        if (m == 0xFF00) {
+            if (pos >= n)
+                return "truncated JPEG header";
+            c = b[pos++];
+            continue;
+        }
+        if (!known)
+            return "invalid JPEG: unknown marker";
+        int has_segment = !((m >= 0xFFD0 && m <= 0xFFD9) || (m >= 0xFFF0 && m <= 0xFFFD) ||
+                            m == 0xFFC8);
+        if (has_segment) {
+            if (n - pos < 2)
+                return "truncated JPEG header";
+            long len = (long)(b[pos] << 8 | b[pos + 1]) - 2;
+            pos += 2;
+            const uint8_t *s = b + pos;
+            size_t sl = len > 0 ? (size_t)len : 0;
+            if (sl > n - pos)
+                return "truncated JPEG header";
+            pos += sl;
+            int is_sof = (m >= 0xFFC0 && m <= 0xFFCF && m != 0xFFC4 && m != 0xFFC8 &&
+                          m != 0xFFCC) || m == 0xFFDE;
+            if (is_sof) {
+                if (sl < 6 || s[0] != 8 || (s[5] != 1 && s[5] != 3 && s[5] != 4) ||
+                    (sl - 6) % 3 != 0)
+                    return "invalid JPEG: bad SOF segment";
+                if (icc_first && icc_first_len < 14)
+                    return "invalid JPEG: bad ICC_PROFILE segment";
+                icc_first = NULL;
+            } else if (m == 0xFFDB) {
+                size_t q = 0;
+                while (q < sl) {
+                    size_t tl = 1 + ((s[q] >> 4) == 0 ? 64 : 128);
+                    if (sl - q < tl)
+                        return "invalid JPEG: bad quantization table marker";
+                    q += tl;
+                }
+            } else if (m >= 0xFFE0 && m <= 0xFFEF) {
+                if (m == 0xFFE0 && sl >= 4 && memcmp(s, "JFIF", 4) == 0) {
+                    if (sl < 7)
+                        return "invalid JPEG: short JFIF segment";
+                    if (sl >= 12 && s[7] == 1)
+                        dpi = 1;
+                } else if (m == 0xFFE1 && sl >= 5 && memcmp(s, "Exif\0", 5) == 0) {
+                    if (!exif_seen) {
+                        exif_seen = 1;
+                        const uint8_t *t = s;
+                        size_t tl = sl;
+                        if (tl >= 6 && t[5] == 0) {
+                            t += 6;
+                            tl -= 6;
+                        }
+                        int pfx = tl >= 4 && (!memcmp(t, "MM\0*", 4) || !memcmp(t, "II*\0", 4) ||
+                                              !memcmp(t, "MM*\0", 4) || !memcmp(t, "II\0*", 4) ||
+                                              !memcmp(t, "MM\0+", 4) || !memcmp(t, "II+\0", 4));
+                        if (!dpi && pfx && (tl < 8 || !memcmp(t, "II+\0", 4)))
+                            return "invalid JPEG: unreadable Exif header";
+                    }
+                } else if (m == 0xFFE2 && sl >= 12 && memcmp(s, "ICC_PROFILE\0", 12) == 0) {
+                    if (!icc_first) {
+                        icc_first = s;
+                        icc_first_len = sl;
+                    } else {
+                        size_t k = sl < icc_first_len ? sl : icc_first_len;
+                        int cmp = memcmp(s, icc_first, k);
+                        if (cmp < 0 || (cmp == 0 && sl < icc_first_len)) {
+                            icc_first = s;
+                            icc_first_len = sl;
+                        }
+                    }
+                } else if (m == 0xFFED && sl >= 14 && memcmp(s, "Photoshop 3.0\0", 14) == 0) {
+                    size_t off = 14;
+                    while (sl - off >= 4 && memcmp(s + off, "8BIM", 4) == 0) {
+                        off += 4;
+                        if (sl - off < 2)
+                            break;
+                        int code = s[off] << 8 | s[off + 1];
+                        off += 2;
+                        if (off >= sl)
+                            return "invalid JPEG: bad Photoshop segment";
+                        off += 1 + (size_t)s[off];
+                        off += off & 1;
+                        if (off > sl || sl - off < 4)
+                            break;
+                        size_t sz = (size_t)s[off] << 24 | (size_t)s[off + 1] << 16 |
+                                    (size_t)s[off + 2] << 8 | s[off + 3];
+                        off += 4;
+                        if (code == 0x03ED && (off > sl || sl - off < 14 || sz < 14))
+                            break;
+                        off += sz;
+                        off += off & 1;
+                        if (off > sl)
+                            break;
+                    }
+                } else if (m == 0xFFEE && sl >= 5 && memcmp(s, "Adobe", 5) == 0 && sl < 7) {
+                    return "invalid JPEG: short Adobe segment";
+                }
+            }
+        }
+        if (m == 0xFFDA)
+            return NULL;
+        if (pos >= n)
+            return "truncated JPEG header";
+        c = b[pos++];
+    }
+}
+
 /* Orientation from the first APP1 that starts "Exif\0" (Pillow keeps only
  * the first one), or -1. */
 static int jpeg_orientation(j_decompress_ptr c)
@@ -131,6 +283,9 @@ int vt_decode_jpeg(const void *buf, size_t size, const vtok_image_params *p, vto
     volatile int stage = 0; /* 0 header, 1 data, 2 finishing */
 
     memset(out, 0, sizeof *out);
+    const char *bad = jpeg_pillow_walk(buf, size);
+    if (bad)
+        return vt_fail(st, VTOK_EFORMAT, "%s", bad);
     memset(&cinfo, 0, sizeof cinfo);
     memset(&prog, 0, sizeof prog);
     memset(&err, 0, sizeof err);

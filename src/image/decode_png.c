@@ -24,6 +24,14 @@
  *     a truncated zlib trailer or junk after the image data do not fail
  *     (Pillow stops reading at the last row); libpng errors raised while
  *     finishing the IDAT stream after the last row are therefore ignored.
+ *     A bad adler32 fails only when zlib meets it while producing the last
+ *     row, which depends on how the input is fed: libpng is set to read
+ *     IDAT data in the same pieces as Pillow (<= 64 KiB of one chunk). A file
+ *     that ends inside the image data decodes if the rows are all there;
+ *   - but a chunk after the image data that is cut short fails, as Pillow
+ *     reads each one up to IEND (png_postcheck), or for an animation up to
+ *     the next fcTL. An APNG shows its default image (IDAT), as Pillow's
+ *     frame 0.
  * Errors go through png_error -> our handler -> png_longjmp to the setjmp in
  * vt_decode_png; nothing is printed.
  *
@@ -92,30 +100,144 @@ static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
     return crc;
 }
 
-/* Pillow's pass over the chunks before IDAT: each must be complete and its
- * CRC must match. Returns 0 or a message. */
-static const char *png_precheck(const uint8_t *b, size_t n)
+/* Pillow's pass over the chunks before IDAT (PngImageFile._open): each must
+ * be complete and its CRC must match. APNG chunks are checked as Pillow's
+ * handlers check them: an fcTL before IDAT must be whole, numbered from 0
+ * and inside the image; one that does not cover the whole image would make
+ * Pillow decode IDAT into that rectangle, which is refused here. *animated
+ * is Pillow's is_animated (a valid acTL, counting IDAT as a frame when no
+ * fcTL precedes it). Returns 0 (*idat: offset of the first IDAT or IEND) or
+ * a message. */
+static const char *png_precheck(const uint8_t *b, size_t n, size_t *idat, int *animated)
 {
     size_t pos = 8;
+    uint32_t w = 0, h = 0;
+    int64_t actl = -1; /* frames from acTL, -1 none, -2 invalid */
+    int fctl = 0;
     for (;;) {
         if (n - pos < 8)
             return "truncated PNG (data ends before the image data)";
         uint32_t len = be32(b + pos);
-        const uint8_t *type = b + pos + 4;
+        const uint8_t *type = b + pos + 4, *d = b + pos + 8;
         for (int i = 0; i < 4; i++) {
             uint8_t c = type[i];
             if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
                 return "invalid PNG chunk type";
         }
-        if (memcmp(type, "IDAT", 4) == 0 || memcmp(type, "IEND", 4) == 0)
+        if (memcmp(type, "IDAT", 4) == 0 || memcmp(type, "IEND", 4) == 0) {
+            *idat = pos;
+            *animated = actl >= 1 && actl + (fctl ? 0 : 1) > 1;
             return NULL; /* libpng takes it from here */
+        }
         if (len > n - pos - 8 || n - pos - 8 - len < 4)
             return "truncated PNG (data ends before the image data)";
         uint32_t crc = crc32_update(0xffffffffu, type, 4 + (size_t)len) ^ 0xffffffffu;
         if (crc != be32(b + pos + 8 + len))
             return "broken PNG file (bad chunk checksum)";
+        if (memcmp(type, "IHDR", 4) == 0 && len >= 8) {
+            w = be32(d);
+            h = be32(d + 4);
+        } else if (memcmp(type, "acTL", 4) == 0) {
+            if (len < 8)
+                return "APNG contains truncated acTL chunk";
+            uint32_t nf = be32(d);
+            actl = actl != -1 ? -2 : (nf == 0 || nf > 0x80000000u) ? -2 : (int64_t)nf;
+        } else if (memcmp(type, "fcTL", 4) == 0) {
+            if (len < 26)
+                return "APNG contains truncated fcTL chunk";
+            if (be32(d) != (uint32_t)fctl)
+                return "APNG contains frame sequence errors";
+            uint64_t fw = be32(d + 4), fh = be32(d + 8), fx = be32(d + 12), fy = be32(d + 16);
+            if (fx + fw > w || fy + fh > h)
+                return "APNG contains invalid frames";
+            fctl++;
+            if (fx || fy || fw != w || fh != h)
+                return "APNG default image smaller than the image (not supported)";
+        }
         pos += 12 + (size_t)len;
     }
+}
+
+/* A file that ends inside the data of an IDAT chunk: Pillow decodes from the
+ * bytes that are there and succeeds if they hold every row (a download cut
+ * in the zlib trailer, say), while libpng refuses to read a short chunk. So
+ * libpng gets a copy whose last IDAT is cut to the bytes present and followed
+ * by IEND. Returns the copy (vt_free it) or NULL when no patch is needed. */
+static uint8_t *png_patch_truncated(const uint8_t *b, size_t n, size_t pos, size_t *out_n)
+{
+    while (n - pos >= 8 && memcmp(b + pos + 4, "IDAT", 4) == 0) {
+        uint32_t len = be32(b + pos);
+        if (len <= n - pos - 8) {
+            pos += 8 + (size_t)len;
+            if (n - pos < 4)
+                return NULL;
+            pos += 4;
+            continue;
+        }
+        size_t avail = n - pos - 8;
+        static const uint8_t tail[16] = {0, 0, 0, 0, /* IDAT CRC, not checked */
+                                         0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+        uint8_t *c = vt_alloc(n + sizeof tail);
+        if (!c)
+            return NULL;
+        memcpy(c, b, n);
+        c[pos] = (uint8_t)(avail >> 24);
+        c[pos + 1] = (uint8_t)(avail >> 16);
+        c[pos + 2] = (uint8_t)(avail >> 8);
+        c[pos + 3] = (uint8_t)avail;
+        memcpy(c + n, tail, sizeof tail);
+        *out_n = n + sizeof tail;
+        return c;
+    }
+    return NULL;
+}
+
+/* Pillow's load_end: after the image data it reads every chunk up to IEND,
+ * and fails if one of them is cut short (its CRC is not read; a partial
+ * chunk header or a non-letter chunk type just ends the walk). Returns 0 or
+ * a message. */
+static const char *png_postcheck(const uint8_t *b, size_t n, size_t pos, int animated)
+{
+    while (n - pos >= 8 && memcmp(b + pos + 4, "IDAT", 4) == 0) { /* the IDAT run */
+        uint32_t len = be32(b + pos);
+        if (len > n - pos - 8)
+            return NULL; /* ends inside the image data: nothing follows */
+        pos += 8 + (size_t)len;
+        pos += n - pos < 4 ? n - pos : 4;
+    }
+    while (n - pos >= 8) {
+        uint32_t len = be32(b + pos);
+        const uint8_t *type = b + pos + 4;
+        for (int i = 0; i < 4; i++)
+            if (!((type[i] >= 'A' && type[i] <= 'Z') || (type[i] >= 'a' && type[i] <= 'z')))
+                return NULL;
+        if (memcmp(type, "IEND", 4) == 0 || (animated && memcmp(type, "fcTL", 4) == 0))
+            return NULL; /* an animation's next frame starts: Pillow stops */
+        if (len > n - pos - 8)
+            return "truncated PNG (a chunk after the image data is cut short)";
+        pos += 8 + (size_t)len;
+        pos += n - pos < 4 ? n - pos : 4;
+    }
+    return NULL;
+}
+
+/* libpng allocates a chunk's declared length before reading it, so a tiny
+ * file that declares a 2 GB text chunk after the image data costs 2 GB. The
+ * chunks png_read_end would see must therefore fit in the data; when one
+ * does not, the metadata after IDAT is not read (Pillow fails on such a file
+ * anyway unless it is an animation that stops at fcTL). */
+static int png_tail_fits(const uint8_t *b, size_t n, size_t pos)
+{
+    while (n - pos >= 8) {
+        uint32_t len = be32(b + pos);
+        if (memcmp(b + pos + 4, "IEND", 4) == 0)
+            return 1;
+        if (len > n - pos - 8)
+            return 0;
+        pos += 8 + (size_t)len;
+        pos += n - pos < 4 ? n - pos : 4;
+    }
+    return 1;
 }
 
 /* Chunks that cannot change convert("RGB") output: skip them unread. */
@@ -206,16 +328,9 @@ static int png_orientation(png_structp png, png_infop info)
     return o;
 }
 
-int vt_decode_png(const void *buf, size_t size, const vtok_image_params *p, vtok_image *out,
-                  vtok_status *st)
+static int png_decode(const uint8_t *buf, size_t size, size_t idat, const vtok_image_params *p,
+                      vtok_image *out, vtok_status *st)
 {
-    memset(out, 0, sizeof *out);
-    if (size < 8 || memcmp(buf, "\x89PNG\r\n\x1a\n", 8) != 0)
-        return vt_fail(st, VTOK_EFORMAT, "not a PNG file");
-    const char *bad = png_precheck(buf, size);
-    if (bad)
-        return vt_fail(st, VTOK_EFORMAT, "%s", bad);
-
     vt_png_src src = {.p = buf, .n = size, .pos = 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
                                              png_on_warning);
@@ -267,9 +382,9 @@ int vt_decode_png(const void *buf, size_t size, const vtok_image_params *p, vtok
 
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
     png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
-#ifdef PNG_IGNORE_ADLER32
-    png_set_option(png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);
-#endif
+    /* Feed zlib at most 64 KiB of one IDAT chunk at a time, as Pillow's
+     * load_read does: whether the adler32 trailer is checked depends on it. */
+    png_set_compression_buffer_size(png, 65536);
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, png_skip_always,
                                 (int)(sizeof png_skip_always / 5));
     if (!p->exif_orientation)
@@ -357,9 +472,9 @@ int vt_decode_png(const void *buf, size_t size, const vtok_image_params *p, vtok
         next_row = h;
     }
     reading = 0;
-    if (p->exif_orientation) {
-        /* Metadata after IDAT; a broken tail is not an error (Pillow stops
-         * at the first chunk it cannot read). */
+    if (p->exif_orientation && png_tail_fits(buf, size, idat)) {
+        /* Metadata after IDAT; errors there are not the image's (the
+         * truncation rules are applied by png_postcheck). */
         if (!setjmp(png_jmpbuf(png)))
             png_read_end(png, info);
     }
@@ -376,4 +491,29 @@ done:;
         }
     }
     return VTOK_OK;
+}
+
+int vt_decode_png(const void *buf, size_t size, const vtok_image_params *p, vtok_image *out,
+                  vtok_status *st)
+{
+    memset(out, 0, sizeof *out);
+    if (size < 8 || memcmp(buf, "\x89PNG\r\n\x1a\n", 8) != 0)
+        return vt_fail(st, VTOK_EFORMAT, "not a PNG file");
+    size_t idat = 0;
+    int animated = 0;
+    const char *bad = png_precheck(buf, size, &idat, &animated);
+    if (bad)
+        return vt_fail(st, VTOK_EFORMAT, "%s", bad);
+    size_t pn = 0;
+    uint8_t *patched = png_patch_truncated(buf, size, idat, &pn);
+    int rc = patched ? png_decode(patched, pn, idat, p, out, st)
+                     : png_decode(buf, size, idat, p, out, st);
+    vt_free(patched);
+    if (patched && rc == VTOK_EFORMAT)
+        return vt_fail(st, VTOK_EFORMAT, "truncated PNG (data ends inside the image data)");
+    if (rc == VTOK_OK && (bad = png_postcheck(buf, size, idat, animated))) {
+        vtok_image_free(out);
+        return vt_fail(st, VTOK_EFORMAT, "%s", bad);
+    }
+    return rc;
 }

@@ -6,7 +6,8 @@
  * What that parser accepts decides which files get rotated, so this small,
  * bounds-checked IFD0 reader follows it rather than the EXIF spec:
  *   - the blob may start with "Exif\0\0", then a TIFF header with one of the
- *     byte-order prefixes Pillow accepts (BigTIFF is not supported there);
+ *     byte-order prefixes Pillow accepts ("II+\0" BigTIFF makes it raise;
+ *     "MM\0+" is read as plain big-endian TIFF);
  *   - entries of unknown type are skipped; an entry whose out-of-line data
  *     lies outside the blob ends the directory (Pillow raises "Truncated
  *     File Read" and keeps the tags read so far); count 0 entries are skipped;
@@ -124,7 +125,8 @@ int vt_exif_orientation(const uint8_t *d, size_t n)
     int le;
     if (memcmp(d, "II*\0", 4) == 0 || memcmp(d, "II\0*", 4) == 0)
         le = 1;
-    else if (memcmp(d, "MM\0*", 4) == 0 || memcmp(d, "MM*\0", 4) == 0)
+    else if (memcmp(d, "MM\0*", 4) == 0 || memcmp(d, "MM*\0", 4) == 0 ||
+             memcmp(d, "MM\0+", 4) == 0) /* Pillow: not BigTIFF, as byte 2 is 0 */
         le = 0;
     else
         return -1;
