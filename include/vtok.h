@@ -190,6 +190,7 @@ typedef struct vtok_image {
     uint8_t *data;
 } vtok_image;
 
+/* Limits <= 0 mean "use the default", so a zeroed struct is safe. */
 typedef struct vtok_image_params {
     int64_t max_width;        /* refuse wider images before decoding (default 65500)        */
     int64_t max_height;       /* (default 65500)                                             */
