@@ -32,18 +32,25 @@ typedef struct {
     const float     *x;
     float           *y;
     int64_t          M, ldx, ldy, mb, nb, n_mblk;
+    int              packed;  /* l->packed is in e->k's layout */
 } linear_job;
 
 static void linear_task(void *arg, int64_t i, int tid)
 {
     const linear_job *j = arg;
+    const vt_linear *l = j->l;
     int64_t m0 = (i % j->n_mblk) * j->mb, n0 = (i / j->n_mblk) * j->nb;
     int64_t m = j->M - m0 < j->mb ? j->M - m0 : j->mb;
-    int64_t n = j->l->n_out - n0 < j->nb ? j->l->n_out - n0 : j->nb;
-    const float *b = j->l->b ? j->l->b + n0 : NULL;
-    j->e->k->gemm_f32(m, n, j->l->n_in, j->x + m0 * j->ldx, j->ldx, j->l->w + n0 * j->l->n_in,
-                      j->l->n_in, 1, b, j->y + m0 * j->ldy + n0, j->ldy, 0,
-                      thread_scratch(j->e, tid));
+    int64_t n = l->n_out - n0 < j->nb ? l->n_out - n0 : j->nb;
+    const float *b = l->b ? l->b + n0 : NULL;
+    if (j->packed)
+        j->e->k->gemm_f32_packed(m, l->n_out, l->n_in, n0, n, j->x + m0 * j->ldx, j->ldx,
+                                 l->packed, b, j->y + m0 * j->ldy + n0, j->ldy, 0,
+                                 thread_scratch(j->e, tid));
+    else
+        j->e->k->gemm_f32(m, n, l->n_in, j->x + m0 * j->ldx, j->ldx, l->w + n0 * l->n_in,
+                          l->n_in, 1, b, j->y + m0 * j->ldy + n0, j->ldy, 0,
+                          thread_scratch(j->e, tid));
 }
 
 void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, const vt_linear *l,
@@ -52,15 +59,18 @@ void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, cons
     if (M <= 0 || l->n_out <= 0)
         return;
     linear_job j = {.e = e, .l = l, .x = x, .y = y, .M = M,
-                    .ldx = ldx ? ldx : l->n_in, .ldy = ldy ? ldy : l->n_out};
+                    .ldx = ldx ? ldx : l->n_in, .ldy = ldy ? ldy : l->n_out,
+                    .packed = l->packed && l->packed_by == e->k};
     int nt = vt_pool_size(e->pool);
     j.mb = M <= 512 ? M : 256;
     j.n_mblk = (M + j.mb - 1) / j.mb;
-    /* Column chunks of ~256 (each packs its slice of W once), as many per thread. */
+    /* Column chunks of ~256 (each packs its slice of W once, unless W was
+     * packed at load), as many per thread. Chunks start on multiples of
+     * VT_GEMM_PANEL_ALIGN, where prepacked panels start. */
     int64_t per = nt * j.n_mblk;
     int64_t m = (l->n_out + 256 * per - 1) / (256 * per);
     j.nb = (l->n_out + per * m - 1) / (per * m);
-    j.nb = (j.nb + 31) / 32 * 32;
+    j.nb = (j.nb + VT_GEMM_PANEL_ALIGN - 1) / VT_GEMM_PANEL_ALIGN * VT_GEMM_PANEL_ALIGN;
     int64_t n_nblk = (l->n_out + j.nb - 1) / j.nb;
     vt_pool_run(e->pool, linear_task, &j, j.n_mblk * n_nblk);
 }

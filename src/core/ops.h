@@ -22,11 +22,20 @@ typedef enum vt_act {
     VT_ACT_TANH,
 } vt_act;
 
-/* Linear layer weights as stored by PyTorch: w [n_out, n_in], b [n_out] or NULL. */
+/*
+ * Linear layer weights as stored by PyTorch: w [n_out, n_in], b [n_out] or NULL.
+ * packed: w in packed_by's GEMM panel layout (kernels.h, gemm_pack_nk), made
+ * once at model load (src/models/model.c), or NULL. vt_op_linear uses it only
+ * while packed_by is the active table and otherwise reads w, so w must stay
+ * valid either way. A vt_linear made from part of another (a slice of its
+ * rows) must leave packed NULL: the packed copy describes the whole weight.
+ */
 typedef struct vt_linear {
-    const float *w;
-    const float *b;
-    int64_t      n_out, n_in;
+    const float      *w;
+    const float      *b;
+    int64_t           n_out, n_in;
+    const float      *packed;
+    const vt_kernels *packed_by;
 } vt_linear;
 
 typedef struct vt_norm {

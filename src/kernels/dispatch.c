@@ -115,6 +115,9 @@ static void build_tables(void)
         g_avx2 = g_ref;
         g_avx2.name = "avx2";
         g_avx2.gemm_f32 = vt_gemm_f32_avx2;
+        g_avx2.gemm_packed_floats = vt_gemm_packed_floats_avx2;
+        g_avx2.gemm_pack_nk = vt_gemm_pack_nk_avx2;
+        g_avx2.gemm_f32_packed = vt_gemm_f32_packed_avx2;
     }
     /* NAME_avx512.c files are built with F, BW, VL, DQ on top of the avx2 flags. */
     g_have_avx512 = g_have_avx2 && g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl &&
@@ -123,6 +126,9 @@ static void build_tables(void)
         g_avx512 = g_avx2;
         g_avx512.name = "avx512";
         g_avx512.gemm_f32 = vt_gemm_f32_avx512;
+        g_avx512.gemm_packed_floats = vt_gemm_packed_floats_avx512;
+        g_avx512.gemm_pack_nk = vt_gemm_pack_nk_avx512;
+        g_avx512.gemm_f32_packed = vt_gemm_f32_packed_avx512;
         g_avx512.layernorm_f32 = vt_layernorm_f32_avx512;
         g_avx512.softmax_f32 = vt_softmax_f32_avx512;
         g_avx512.gelu_erf_f32 = vt_gelu_erf_f32_avx512;

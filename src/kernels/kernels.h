@@ -37,6 +37,50 @@ typedef void (*vt_gemm_f32_fn)(int64_t M, int64_t N, int64_t K,
                                const float *bias, float *C, int64_t ldc,
                                int accumulate, float *scratch);
 
+/*
+ * Prepacked GEMM for Linear layers (C = A W^T + bias with a fixed weight).
+ *
+ * gemm_f32 with b_nk = 1 copies W into the ISA's panel layout on every call
+ * (for ViT-B, ~18% of a forward pass at one thread). A model packs each
+ * weight once at load instead:
+ *
+ *   size_t n = t->gemm_packed_floats(N, K);    floats, 64-byte aligned buffer
+ *   t->gemm_pack_nk(N, K, W, packed);          W is [N,K] row-major, dense
+ *   t->gemm_f32_packed(M, N, K, n0, n, A, lda, packed, bias, C, ldc, acc, scratch);
+ *
+ * gemm_f32_packed computes columns [n0, n0 + n) of the full product:
+ *   C[M,n] (row stride ldc) = [C +] A[M,K] x W[n0 .. n0+n, :]^T (+ bias[0..n))
+ * i.e. exactly gemm_f32(M, n, K, A, lda, W + n0*K, K, 1, bias, C, ldc, acc,
+ * scratch) - bit for bit, since both run the same microkernel over the same
+ * K blocks - with A, bias and C relative to the chunk as in gemm_f32 and only
+ * `packed` describing the whole [N,K] weight. n0 must be a multiple of
+ * VT_GEMM_PANEL_ALIGN (chunks then start on a packed panel); n0 + n <= N.
+ * scratch as for gemm_f32 (only used to copy A rows whose stride aliases in L1).
+ *
+ * The packed layout is private to the table that packed it: call
+ * gemm_f32_packed only through the same table as gemm_pack_nk, and fall back
+ * to gemm_f32 on W when the active table has changed since (a model packed
+ * under avx512 and run after vtok_force_reference_kernels(1)). Tables without
+ * a packed form (the reference: its gemm_f32 reads W in place and packs
+ * nothing) have all three entries NULL.
+ *
+ * The layout (x86/gemm_*.c) is the one gemm_f32 packs into scratch, for all
+ * N columns at once: K in gemm_f32's balanced blocks, each block holding
+ * every NR-column panel (NR = 32 for avx512, 16 for avx2) k-major, so the
+ * B block of any (column block, K block) step is contiguous as in scratch.
+ * The size is about N * K floats (N rounded up to the panel width), the
+ * same as the f32 weight. Models pack at load (src/models/model.c,
+ * pack_linears) and vt_op_linear picks the packed path (src/core/ops.c).
+ */
+#define VT_GEMM_PANEL_ALIGN 32
+
+typedef size_t (*vt_gemm_packed_floats_fn)(int64_t N, int64_t K);
+typedef void (*vt_gemm_pack_nk_fn)(int64_t N, int64_t K, const float *W, float *packed);
+typedef void (*vt_gemm_f32_packed_fn)(int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n,
+                                      const float *A, int64_t lda, const float *packed,
+                                      const float *bias, float *C, int64_t ldc, int accumulate,
+                                      float *scratch);
+
 /* y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i] over one row of n
  * (biased variance, as torch.nn.LayerNorm; mean/var accumulated in float32
  * two-pass). w, b may be NULL (identity). y may alias x. */
@@ -52,6 +96,9 @@ typedef void (*vt_act_f32_fn)(int64_t n, float *x);
 typedef struct vt_kernels {
     const char          *name;        /* "ref", "avx2", "avx512" */
     vt_gemm_f32_fn       gemm_f32;
+    vt_gemm_packed_floats_fn gemm_packed_floats; /* NULL: no packed form */
+    vt_gemm_pack_nk_fn       gemm_pack_nk;
+    vt_gemm_f32_packed_fn    gemm_f32_packed;
     vt_layernorm_f32_fn  layernorm_f32;
     vt_softmax_f32_fn    softmax_f32;
     vt_act_f32_fn        gelu_erf_f32;     /* 0.5 x (1 + erf(x / sqrt 2))            */

@@ -16,6 +16,8 @@
 void vt_ref_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                      const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
                      int64_t ldc, int accumulate, float *scratch);
+void vt_ref_gemm_f32_k0(int64_t M, int64_t N, const float *bias, float *C, int64_t ldc,
+                        int accumulate);
 
 /* ref/ref_norm.c */
 void vt_ref_layernorm_f32(int64_t n, const float *x, const float *w, const float *b, float eps,
@@ -33,11 +35,23 @@ void vt_ref_tanh_f32(int64_t n, float *x);
 void vt_gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                       const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
                       int64_t ldc, int accumulate, float *scratch);
+size_t vt_gemm_packed_floats_avx2(int64_t N, int64_t K);
+void vt_gemm_pack_nk_avx2(int64_t N, int64_t K, const float *W, float *packed);
+void vt_gemm_f32_packed_avx2(int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n,
+                             const float *A, int64_t lda, const float *packed,
+                             const float *bias, float *C, int64_t ldc, int accumulate,
+                             float *scratch);
 
 /* x86/gemm_avx512.c */
 void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
                         int64_t ldc, int accumulate, float *scratch);
+size_t vt_gemm_packed_floats_avx512(int64_t N, int64_t K);
+void vt_gemm_pack_nk_avx512(int64_t N, int64_t K, const float *W, float *packed);
+void vt_gemm_f32_packed_avx512(int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n,
+                               const float *A, int64_t lda, const float *packed,
+                               const float *bias, float *C, int64_t ldc, int accumulate,
+                               float *scratch);
 
 /* x86/norm_avx512.c */
 void vt_layernorm_f32_avx512(int64_t n, const float *x, const float *w, const float *b,

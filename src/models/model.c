@@ -1,7 +1,8 @@
 /*
  * model.c - the public model/context API: load a Hugging Face folder, pick
- * the family by config.json's model_type, size a context's memory before a
- * forward pass (so the pass itself never allocates), run it, hand out views.
+ * the family by config.json's model_type, pack its Linear weights for the
+ * GEMM kernels, size a context's memory before a forward pass (so the pass
+ * itself never allocates), run it, hand out views.
  */
 #include "family.h"
 
@@ -27,6 +28,7 @@ struct vtok_model {
     char             prefix[256];
     const char      *act_name;
     vtok_model_info  info;
+    float           *packed;       /* every prepacked Linear weight, one block */
 };
 
 struct vtok_ctx {
@@ -125,6 +127,128 @@ static void fill_info(vtok_model *m)
     i->n_params = np;
 }
 
+/* ---- Linear weights packed at load ----
+ *
+ * The GEMM kernels copy a Linear weight into their panel layout on every
+ * call unless it was packed beforehand (kernels.h: gemm_pack_nk); at one
+ * thread that copy was ~18% of a ViT-B forward. So after the family has
+ * filled the vt_vit, every Linear it runs as a whole is packed once, for the
+ * table active now. vt_op_linear reads the packed copy only while that table
+ * is still the active one, else l->w: w is kept, so after
+ * vtok_force_reference_kernels(1) the model runs exactly as if never packed.
+ *
+ * Memory: the packed copies are f32 like w, so the model's resident size
+ * grows by the Linear weights' f32 size (ViT-L/14: 1.2 GB). For an F32
+ * checkpoint w is the mmap, whose pages are read once here and then left to
+ * the page cache (clean, reclaimable: the forward pass no longer touches
+ * them). For F16/BF16 w is the f32 conversion owned by the weights object,
+ * which has to stay for that fallback: such a model holds two f32 copies.
+ *
+ * Time: the pack itself is a fast transposing copy; most of the cost is the
+ * kernel faulting in and zeroing the new pages (perf: clear_page ~35%, the
+ * pack ~16%), so the copies are made by a temporary pool of one thread per
+ * CPU (at most 16): ViT-L/14 loads in ~0.5 s on 2 cores (0.14 s ViT-B/16),
+ * where it took ~0 s lazily mmapped before. Transparent huge pages
+ * (MADV_HUGEPAGE) did not change the forward pass; they halved the load when
+ * free huge pages were at hand but took up to 1.7 s when the kernel had to
+ * compact memory first, so the block is a plain vt_alloc. If anything fails
+ * the Linears stay unpacked: slower, never wrong.
+ */
+
+/* The vt_linear fields of v that vit.c runs as a whole, each once. Not
+ * head_in: vit.c runs slices of it (the query row, the key/value rows) as
+ * Linears of their own, which must not and do not carry a packed copy. */
+static int64_t list_linears(vt_vit *v, vt_linear **out)
+{
+    int64_t n = 0;
+#define ADD(x) \
+    do { \
+        if ((x).w && (x).n_out > 0 && (x).n_in > 0) { \
+            if (out) \
+                out[n] = &(x); \
+            n++; \
+        } \
+    } while (0)
+    for (int64_t i = 0; v->layers && i < v->n_layers; i++) {
+        vt_vit_layer *L = &v->layers[i];
+        ADD(L->q);
+        ADD(L->k);
+        ADD(L->v);
+        ADD(L->qkv);
+        ADD(L->o);
+        ADD(L->fc1);
+        ADD(L->fc2);
+    }
+    ADD(v->pool_dense);
+    ADD(v->proj);
+    ADD(v->head_out);
+    ADD(v->head_fc1);
+    ADD(v->head_fc2);
+#undef ADD
+    return n;
+}
+
+typedef struct {
+    const vt_kernels *k;
+    vt_linear *const *l;   /* the Linears to pack ... */
+    float *const     *dst; /* ... and where each goes */
+} pack_job;
+
+static void pack_task(void *arg, int64_t i, int tid)
+{
+    const pack_job *j = arg;
+    j->k->gemm_pack_nk(j->l[i]->n_out, j->l[i]->n_in, j->l[i]->w, j->dst[i]);
+}
+
+#define PACK_ALIGN 64 /* bytes: the kernels' aligned panel loads */
+
+static void pack_linears(vtok_model *m)
+{
+    const vt_kernels *k = vt_kernels_get();
+    if (!k->gemm_packed_floats)
+        return;
+    int64_t n = list_linears(&m->vit, NULL);
+    if (n == 0)
+        return;
+    vt_linear **l = malloc((size_t)n * sizeof *l);
+    float **dst = malloc((size_t)n * sizeof *dst);
+    size_t *off = malloc((size_t)n * sizeof *off);
+    size_t total = 0;
+    int ok = l && dst && off;
+    if (ok)
+        list_linears(&m->vit, l);
+    for (int64_t i = 0; ok && i < n; i++) {
+        size_t f = k->gemm_packed_floats(l[i]->n_out, l[i]->n_in);
+        ok = f <= (SIZE_MAX - total - PACK_ALIGN) / sizeof(float);
+        off[i] = total;
+        if (ok)
+            total += (f * sizeof(float) + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
+    }
+    char *block = ok && total > 0 ? vt_alloc(total) : NULL;
+    if (block) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = (float *)(block + off[i]);
+        pack_job j = {.k = k, .l = l, .dst = dst};
+        int nt = vt_cpu_count();
+        vt_pool *pool = vt_pool_new(nt < 16 ? nt : 16);
+        if (pool) {
+            vt_pool_run(pool, pack_task, &j, n);
+            vt_pool_free(pool);
+        } else {
+            for (int64_t i = 0; i < n; i++)
+                pack_task(&j, i, 0);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            l[i]->packed = dst[i];
+            l[i]->packed_by = k;
+        }
+        m->packed = (float *)block;
+    }
+    free(l);
+    free(dst);
+    free(off);
+}
+
 vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_status *st)
 {
     vtok_status local;
@@ -197,6 +321,7 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
     }
     cJSON_Delete(empty);
     fill_info(m);
+    pack_linears(m);
     return m;
 
 fail_empty:
@@ -211,6 +336,7 @@ void vtok_model_free(vtok_model *m)
     if (!m)
         return;
     vt_vit_free(&m->vit);
+    vt_free(m->packed);
     vt_weights_close(m->w);
     cJSON_Delete(m->config);
     free(m);

@@ -12,7 +12,13 @@
  * Buffers are allocated to their exact size (sanitizers see overruns), C is
  * pre-filled with NaN when not accumulating (the kernel must not read it) and
  * the ldc padding with a sentinel (the kernel must not write it).
+ *
+ * The prepacked GEMM (gemm_pack_nk + gemm_f32_packed) is checked per column
+ * chunk against the same table's gemm_f32, bit for bit, and against the
+ * reference; vt_op_linear is checked to use a packed weight only under the
+ * table that packed it.
  */
+#include "core/ops.h"
 #include "kernels/kernels.h"
 #include "vtok.h"
 
@@ -223,6 +229,251 @@ static void test_gemm(const vt_kernels *t, float *scratch)
                           scratch);
     printf("  %-7s gemm_f32       %s (%lld cases, %.2f GFLOP)\n", t->name,
            g_fail == before ? "ok" : "FAIL", (long long)g_gemm_cases, 1e-9 * (double)g_gemm_flops);
+}
+
+/* --------------------------------------------------------- packed GEMM -- */
+
+/*
+ * gemm_f32_packed over a weight packed once by the same table, called per
+ * column chunk [n0, n0 + n) as src/core/ops.c does. Its contract (kernels.h)
+ * is bit-for-bit gemm_f32 of that table on W + n0 * K, so each chunk is
+ * compared exactly against it (which also checks that nothing outside the
+ * chunks or past ldc is written: the untouched columns must keep their
+ * bits), and against the reference within check_gemm's tolerance.
+ */
+typedef struct {
+    int64_t n0, n;
+} col_chunk;
+
+static int64_t g_packed_cases;
+
+static int check_packed(const vt_kernels *t, int64_t M, int64_t N, int64_t K, int64_t lda,
+                        int64_t ldc, int has_bias, int accumulate, const col_chunk *ch, int nch,
+                        float *scratch)
+{
+    const size_t na = M ? (size_t)((M - 1) * lda + K) : 0, nw = (size_t)(N * K);
+    const size_t nc = M ? (size_t)((M - 1) * ldc + N) : 0;
+    float *a0 = xalloc(na), *w0 = xalloc(nw), *bias0 = xalloc((size_t)N), *c0 = xalloc(nc);
+    for (size_t i = 0; i < na; i++)
+        a0[i] = rng_f();
+    for (size_t i = 0; i < nw; i++)
+        w0[i] = rng_f();
+    for (int64_t i = 0; i < N; i++)
+        bias0[i] = rng_f();
+    const float sentinel = -12345.678f;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < ldc && (size_t)(i * ldc + j) < nc; j++)
+            c0[i * ldc + j] = j >= N ? sentinel : accumulate ? rng_f() : NAN;
+    float *A = xdup(a0, na), *W = xdup(w0, nw), *bias = has_bias ? xdup(bias0, (size_t)N) : NULL;
+    float *Cref = xdup(c0, nc), *Cun = xdup(c0, nc), *Cp = xdup(c0, nc);
+
+    /* Exactly the advertised size, 64-byte aligned; only the aligned_alloc
+     * rounding (< 16 floats) is slack the sanitizers cannot see. */
+    const size_t np = t->gemm_packed_floats(N, K);
+    float *packed = np ? xalloc(np) : NULL;
+    if (np)
+        t->gemm_pack_nk(N, K, W, packed);
+    for (int c = 0; c < nch; c++) {
+        const int64_t n0 = ch[c].n0, n = ch[c].n;
+        const float *b = bias ? bias + n0 : NULL;
+        vt_kernels_ref()->gemm_f32(M, n, K, A, lda, W + n0 * K, K, 1, b, Cref + n0, ldc,
+                                   accumulate, scratch);
+        t->gemm_f32(M, n, K, A, lda, W + n0 * K, K, 1, b, Cun + n0, ldc, accumulate, scratch);
+        t->gemm_f32_packed(M, N, K, n0, n, A, lda, packed, b, Cp + n0, ldc, accumulate,
+                           scratch);
+        g_gemm_flops += 2 * M * n * K;
+    }
+    g_packed_cases++;
+
+    int bad = 0;
+    for (int64_t i = 0; i < M && bad < 3; i++) {
+        for (int64_t j = 0; j < ldc && bad < 3; j++) {
+            const size_t idx = (size_t)(i * ldc + j);
+            if (idx >= nc)
+                break;
+            if (!same_bits(Cp[idx], Cun[idx])) {
+                printf("  FAIL %s gemm_f32_packed M=%lld N=%lld K=%lld lda=%lld ldc=%lld "
+                       "bias=%d acc=%d: C[%lld][%lld] = %.9g, gemm_f32 gives %.9g\n",
+                       t->name, (long long)M, (long long)N, (long long)K, (long long)lda,
+                       (long long)ldc, has_bias, accumulate, (long long)i, (long long)j,
+                       Cp[idx], Cun[idx]);
+                bad++;
+                continue;
+            }
+            if (j >= N || same_bits(Cref[idx], c0[idx]))
+                continue; /* padding, or a column no chunk covers */
+            double mag = 0;
+            for (int64_t k = 0; k < K; k++)
+                mag += fabs((double)A[i * lda + k] * W[j * K + k]);
+            if (bias)
+                mag += fabs(bias[j]);
+            if (accumulate)
+                mag += fabs(c0[idx]);
+            if (!(fabs((double)Cp[idx] - (double)Cref[idx]) <= 1e-5 * mag + 1e-30)) {
+                printf("  FAIL %s gemm_f32_packed M=%lld N=%lld K=%lld: C[%lld][%lld] = %.9g, "
+                       "ref %.9g\n", t->name, (long long)M, (long long)N, (long long)K,
+                       (long long)i, (long long)j, Cp[idx], Cref[idx]);
+                bad++;
+            }
+        }
+    }
+    free(packed);
+    free(A);
+    free(W);
+    free(bias);
+    free(Cref);
+    free(Cun);
+    free(Cp);
+    free(a0);
+    free(w0);
+    free(bias0);
+    free(c0);
+    return bad;
+}
+
+/* Chunkings of [0, N) that ops.c could produce, and a few it does not
+ * (chunks that end inside a panel, columns left out). */
+static int make_chunks(int64_t N, int how, col_chunk *ch, int max)
+{
+    const int64_t al = VT_GEMM_PANEL_ALIGN;
+    int n = 0;
+    if (how == 0 || N <= al) {
+        ch[n++] = (col_chunk){0, N};
+    } else if (how == 1) {
+        /* Whole panels of random widths, the last chunk whatever is left. */
+        for (int64_t n0 = 0; n0 < N && n < max;) {
+            int64_t w = al * (1 + rng_int(4));
+            w = w < N - n0 ? w : N - n0;
+            ch[n++] = (col_chunk){n0, w};
+            n0 += w;
+        }
+    } else {
+        /* Partial chunks: from a panel start to anywhere, some columns uncovered. */
+        for (int64_t n0 = 0; n0 < N && n < max; n0 += al * (1 + rng_int(3))) {
+            int64_t w = 1 + rng_int((int)(N - n0 < 3 * al ? N - n0 : 3 * al));
+            ch[n++] = (col_chunk){n0, w};
+        }
+    }
+    return n;
+}
+
+static void test_gemm_packed(const vt_kernels *t, float *scratch)
+{
+    if (!t->gemm_packed_floats) {
+        printf("  %-7s gemm_f32_packed: no packed form\n", t->name);
+        return;
+    }
+    static const int64_t ms[] = {1, 2, 5, 12, 13, 25, 37};
+    static const int64_t ns[] = {1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 63, 65,
+                                 100, 129, 481, 1000};
+    static const int64_t ks[] = {0, 1, 3, 8, 17, 64, 255, 256, 257, 300, 513, 1030};
+    const int nm = (int)(sizeof ms / sizeof ms[0]), nn = (int)(sizeof ns / sizeof ns[0]);
+    const int nk = (int)(sizeof ks / sizeof ks[0]);
+    g_packed_cases = g_gemm_flops = 0;
+    int before = g_fail;
+    col_chunk ch[64];
+    for (int in = 0; in < nn; in++)
+        for (int ik = 0; ik < nk; ik++)
+            for (int im = 0; im < nm; im++) {
+                const int64_t M = ms[im], N = ns[in], K = ks[ik];
+                const int small = M * N * K <= 20000;
+                if (M * N * K > 2000000 || (!small && rng_int(3) != 0))
+                    continue;
+                for (int v = 0; v < (small ? 6 : 1); v++) {
+                    const int var = small ? v : rng_int(6);
+                    /* lda: tight, odd, or a power of two (the A-row copy path) */
+                    const int pad = rng_int(3);
+                    const int64_t lda = pad == 0 ? K : pad == 1 ? K + 3 : K <= 1024 ? 1024 : 2048;
+                    const int64_t ldc = N + (rng_int(2) ? 7 : 0);
+                    const int nch = make_chunks(N, var % 3, ch, 64);
+                    if (check_packed(t, M, N, K, lda, ldc, rng_int(2), var >= 3, ch, nch,
+                                     scratch))
+                        g_fail = 1;
+                }
+            }
+    /* Model-like: a ViT-B MLP row block, chunked as ops.c does for 2 threads. */
+    int nch = make_chunks(3072, 1, ch, 64);
+    if (check_packed(t, 29, 3072, 768, 768, 3072, 1, 0, ch, nch, scratch) ||
+        check_packed(t, 13, 768, 3072, 3072, 768, 1, 1, ch, make_chunks(768, 1, ch, 64),
+                     scratch))
+        g_fail = 1;
+    printf("  %-7s gemm_f32_packed %s (%lld cases, %.2f GFLOP)\n", t->name,
+           g_fail == before ? "ok" : "FAIL", (long long)g_packed_cases,
+           1e-9 * (double)g_gemm_flops);
+}
+
+/*
+ * vt_op_linear (src/core/ops.c) with a prepacked weight: under the table that
+ * packed it, bit-identical to the same Linear unpacked (the chunks are the
+ * same, see kernels.h); under another table (here the reference, as after
+ * vtok_force_reference_kernels) it must ignore the packed copy and read w.
+ */
+static void test_op_linear_packed(const vt_kernels *t)
+{
+    if (!t->gemm_packed_floats)
+        return;
+    static const int64_t shapes[][3] = {{37, 1000, 300}, {600, 100, 40}, {197, 65, 17}, {1, 33, 5}};
+    vt_pool *pool = vt_pool_new(3);
+    if (!pool)
+        exit(2);
+    const int64_t stride = vt_exec_scratch_floats(1);
+    float *scr = xalloc((size_t)(3 * stride));
+    int bad = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        const int64_t ldx = K + 5, ldy = N + 3;
+        const size_t nx = (size_t)((M - 1) * ldx + K), ny = (size_t)((M - 1) * ldy + N);
+        float *x = xalloc(nx), *w = xalloc((size_t)(N * K)), *b = xalloc((size_t)N);
+        float *packed = xalloc(t->gemm_packed_floats(N, K));
+        for (size_t i = 0; i < nx; i++)
+            x[i] = rng_f();
+        for (int64_t i = 0; i < N * K; i++)
+            w[i] = rng_f();
+        for (int64_t i = 0; i < N; i++)
+            b[i] = rng_f();
+        t->gemm_pack_nk(N, K, w, packed);
+        const vt_linear plain = {.w = w, .b = b, .n_out = N, .n_in = K};
+        vt_linear pk = plain;
+        pk.packed = packed;
+        pk.packed_by = t;
+        /* Run under t, the reference, and the other ISA table (another
+         * packed layout): y[2r] unpacked, y[2r + 1] with the packed copy. */
+        const vt_kernels *run[3] = {t, vt_kernels_ref(),
+                                    t == vt_kernels_avx512() ? vt_kernels_avx2()
+                                                             : vt_kernels_avx512()};
+        float *y[6] = {NULL};
+        for (int r = 0; r < 6; r++) {
+            if (!run[r / 2])
+                continue;
+            y[r] = xalloc(ny);
+            for (size_t i = 0; i < ny; i++)
+                y[r][i] = -7.0f;
+            vt_exec e = {.pool = pool, .k = run[r / 2], .scratch = scr,
+                         .scratch_stride = stride};
+            vt_op_linear(&e, M, x, ldx, r % 2 ? &pk : &plain, y[r], ldy);
+        }
+        for (int r = 0; r < 6 && bad < 3; r += 2) {
+            for (size_t i = 0; y[r] && i < ny && bad < 3; i++) {
+                if (!same_bits(y[r][i], y[r + 1][i])) {
+                    printf("  FAIL %s-packed vt_op_linear under %s, M=%lld N=%lld K=%lld at "
+                           "%zu: %.9g, unpacked %.9g\n", t->name, run[r / 2]->name,
+                           (long long)M, (long long)N, (long long)K, i, y[r + 1][i], y[r][i]);
+                    bad++;
+                }
+            }
+        }
+        for (int r = 0; r < 6; r++)
+            free(y[r]);
+        free(x);
+        free(w);
+        free(b);
+        free(packed);
+    }
+    vt_pool_free(pool);
+    free(scr);
+    if (bad)
+        g_fail = 1;
+    printf("  %-7s vt_op_linear packed / fallback %s\n", t->name, bad ? "FAIL" : "ok");
 }
 
 /* ------------------------------------------------------------ layernorm -- */
@@ -472,6 +723,12 @@ static void test_dispatch(void)
             printf("  FAIL dispatch: table %d has a NULL entry\n", i);
             g_fail = 1;
         }
+        /* The packed GEMM is optional, but all or nothing. */
+        if (t && (!t->gemm_packed_floats != !t->gemm_pack_nk ||
+                  !t->gemm_packed_floats != !t->gemm_f32_packed)) {
+            printf("  FAIL dispatch: table %d has a partial packed GEMM\n", i);
+            g_fail = 1;
+        }
     }
     printf("dispatch: default '%s' %s\n", best, g_fail ? "FAIL" : "ok");
 }
@@ -492,6 +749,8 @@ int main(void)
         printf("table %s vs ref:\n", t->name);
         tested++;
         test_gemm(t, scratch);
+        test_gemm_packed(t, scratch);
+        test_op_linear_packed(t);
         test_layernorm(t);
         test_softmax(t);
         test_acts(t);

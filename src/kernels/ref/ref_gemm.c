@@ -63,3 +63,13 @@ void vt_ref_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t ld
         }
     }
 }
+
+/* K = 0: C = [C +] (0 + bias), the reference's own expression (0.0f + -0.0f
+ * is +0.0f), for ISA kernels that have no B pointer to pass. */
+void vt_ref_gemm_f32_k0(int64_t M, int64_t N, const float *bias, float *C, int64_t ldc,
+                        int accumulate)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++)
+            C[i * ldc + j] = ref_out(0.0f, bias, j, &C[i * ldc + j], accumulate);
+}

@@ -27,11 +27,14 @@
  * 160-180 GFLOP/s (70-78%), attention shapes 200-230 (85-98%); see
  * bench/bench_gemm.c. On Linear shapes ~10% of the time is packing the weight
  * from DRAM (~1.5 ms for 4096 x 1024; a plain 16 MiB read takes ~0.7 ms), so
- * the microkernel itself runs at ~88%; packing weights once at load time
- * would need an interface change. Tried and not kept (no gain beyond the
- * noise): a transposing A pack into [k][12], the jr-outer order with the B
- * micro-panel held in L1, KC in {128, 192, 384, 512}, software prefetch of B
- * inside the microkernel, a second farther prefetch while packing B.
+ * the microkernel itself runs at ~88%; models therefore pack their Linear
+ * weights once at load (vt_gemm_pack_nk_avx512: the same panels, for all of
+ * N) and run vt_gemm_f32_packed_avx512, which skips that step (bottom of this
+ * file). Tried and not kept (no gain beyond the noise): a transposing A pack
+ * into [k][12], the jr-outer order with the B micro-panel held in L1, KC in
+ * {128, 192, 384, 512}, software prefetch of B inside the microkernel, a
+ * second farther prefetch while packing B, and (prepacked) fetching the next
+ * B block into L2 while the current one runs.
  *
  * Microkernel: 24 zmm accumulators (12 rows x 2 vectors), 2 B loads and 12
  * broadcasts per k for 24 FMAs, so the two FMA pipes, not loads, are the
@@ -44,6 +47,7 @@
  */
 #include "kernels/kernels_internal.h"
 
+#include <assert.h>
 #include <immintrin.h>
 
 #define MR 12  /* rows per microkernel                    */
@@ -303,6 +307,41 @@ static int64_t balanced_block(int64_t n, int64_t max, int64_t quantum)
     return b < max ? b : max;
 }
 
+/*
+ * One packed block of B (kc x nc, panels at bp + jr * kc) against all M rows:
+ * C[0..M, 0..nc) (+)= A[0..M, 0..kc) x block. A panel is NR wide unless the
+ * packed matrix has <= 16 columns left from it (`packed_left` counts them
+ * from the block's first column), in which case it was packed 16 wide; this
+ * is the only thing the per-call and the prepacked paths do differently.
+ */
+static void run_block(int64_t M, int64_t kc, const float *A, int64_t lda, const float *bp,
+                      int64_t nc, int64_t packed_left, const float *bias, float *C, int64_t ldc,
+                      int load_c, int pack_a_rows, float *apack, int64_t ldp)
+{
+    for (int64_t ic = 0; ic < M; ic += MR) {
+        const int mr = M - ic < MR ? (int)(M - ic) : MR;
+        const float *a = A + ic * lda;
+        int64_t lda_k = lda;
+        if (pack_a_rows) {
+            pack_a(mr, kc, a, lda, apack, ldp);
+            a = apack;
+            lda_k = ldp;
+        }
+        float *c = C + ic * ldc;
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int64_t nr = nc - jr < NR ? nc - jr : NR;
+            const int wide = packed_left - jr > 16;
+            tile_io io = {
+                .bias = bias ? bias + jr : NULL,
+                .load_c = load_c,
+                .m0 = tail_mask(nr),
+                .m1 = nr > 16 ? tail_mask(nr - 16) : 0,
+            };
+            ukernels[mr][wide](kc, a, lda_k, bp + jr * kc, c + jr, ldc, &io);
+        }
+    }
+}
+
 void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
                         int64_t ldc, int accumulate, float *scratch)
@@ -316,11 +355,9 @@ void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t
     }
     const int64_t nc_max = balanced_block(N, NC, NR);
     const int64_t kc_max = balanced_block(K, KC, 8);
-    float *apack = scratch + KC * NC;
     /* The A copy is cheap (kc/16 vector moves per row) but measurably
      * slower than reading A in place when the stride is harmless. */
     const int pack_a_rows = N > NR && rows_share_l1_sets(lda);
-    const int64_t ldp = APACK_LD(kc_max);
     for (int64_t jc = 0; jc < N; jc += nc_max) {
         const int64_t nc = N - jc < nc_max ? N - jc : nc_max;
         for (int64_t pc = 0; pc < K; pc += kc_max) {
@@ -330,27 +367,73 @@ void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t
             else
                 pack_kn(kc, nc, B + pc * ldb + jc, ldb, scratch);
             const int first = pc == 0;
-            for (int64_t ic = 0; ic < M; ic += MR) {
-                const int mr = M - ic < MR ? (int)(M - ic) : MR;
-                const float *a = A + ic * lda + pc;
-                int64_t lda_k = lda;
-                if (pack_a_rows) {
-                    pack_a(mr, kc, a, lda, apack, ldp);
-                    a = apack;
-                    lda_k = ldp;
-                }
-                float *c = C + ic * ldc + jc;
-                for (int64_t jr = 0; jr < nc; jr += NR) {
-                    const int64_t nr = nc - jr < NR ? nc - jr : NR;
-                    tile_io io = {
-                        .bias = first && bias ? bias + jc + jr : NULL,
-                        .load_c = accumulate || !first,
-                        .m0 = tail_mask(nr),
-                        .m1 = nr > 16 ? tail_mask(nr - 16) : 0,
-                    };
-                    ukernels[mr][nr > 16](kc, a, lda_k, scratch + jr * kc, c + jr, ldc, &io);
-                }
-            }
+            run_block(M, kc, A + pc, lda, scratch, nc, nc, first && bias ? bias + jc : NULL,
+                      C + jc, ldc, accumulate || !first, pack_a_rows, scratch + KC * NC,
+                      APACK_LD(kc_max));
+        }
+    }
+}
+
+/* ------------------------------------------------------ packed weights -- */
+
+/*
+ * Prepacked layout (see kernels.h for the contract): the blocks gemm_f32
+ * would pack into scratch, for all N columns at once. K is cut into the same
+ * balanced blocks of <= KC; block pc holds every panel of N, each kc x 32
+ * (k-major; the last panel 16 wide if N has <= 16 columns left), so
+ *   block(pc) = packed + pc * packed_cols(N),  panel(j) = block + j * kc.
+ * Any run of whole panels inside a K block - the B block of one (jc, pc)
+ * step of a chunk - is then one contiguous stretch of memory, as it was in
+ * scratch, and offsets stay 64-byte aligned (packed_cols is a multiple of 16).
+ */
+static int64_t packed_cols(int64_t N)
+{
+    const int64_t nfull = N / NR * NR, rem = N - nfull;
+    return nfull + (rem == 0 ? 0 : rem > 16 ? NR : 16);
+}
+
+_Static_assert(VT_GEMM_PANEL_ALIGN % NR == 0, "chunks must start on a panel");
+
+size_t vt_gemm_packed_floats_avx512(int64_t N, int64_t K)
+{
+    return N > 0 && K > 0 ? (size_t)packed_cols(N) * (size_t)K : 0;
+}
+
+void vt_gemm_pack_nk_avx512(int64_t N, int64_t K, const float *W, float *packed)
+{
+    if (N <= 0 || K <= 0)
+        return;
+    const int64_t kc_max = balanced_block(K, KC, 8), np = packed_cols(N);
+    for (int64_t pc = 0; pc < K; pc += kc_max) {
+        const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
+        pack_nk(kc, N, W + pc, K, packed + pc * np);
+    }
+}
+
+void vt_gemm_f32_packed_avx512(int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n,
+                               const float *A, int64_t lda, const float *packed,
+                               const float *bias, float *C, int64_t ldc, int accumulate,
+                               float *scratch)
+{
+    assert(n0 >= 0 && n0 % NR == 0 && n0 + n <= N);
+    if (M <= 0 || n <= 0)
+        return;
+    if (K <= 0) {
+        vt_ref_gemm_f32_k0(M, n, bias, C, ldc, accumulate);
+        return;
+    }
+    /* The same blocking as gemm_f32 on this chunk, so the sums are identical. */
+    const int64_t nc_max = balanced_block(n, NC, NR);
+    const int64_t kc_max = balanced_block(K, KC, 8), np = packed_cols(N);
+    const int pack_a_rows = n > NR && rows_share_l1_sets(lda);
+    for (int64_t jc = 0; jc < n; jc += nc_max) {
+        const int64_t nc = n - jc < nc_max ? n - jc : nc_max;
+        for (int64_t pc = 0; pc < K; pc += kc_max) {
+            const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
+            const int first = pc == 0;
+            run_block(M, kc, A + pc, lda, packed + pc * np + (n0 + jc) * kc, nc,
+                      N - (n0 + jc), first && bias ? bias + jc : NULL, C + jc, ldc,
+                      accumulate || !first, pack_a_rows, scratch, APACK_LD(kc_max));
         }
     }
 }
