@@ -18,19 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_fail;
-static int n_check;
+#include "check.h"
 
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        n_check++;                                                                            \
-        if (!(cond)) {                                                                        \
-            n_fail++;                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fprintf(stderr, "\n");                                                            \
-        }                                                                                     \
-    } while (0)
 
 /* ------------------------------------------------------------- raw I/O -- */
 

@@ -19,20 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int n_fail;
-static int n_check;
-static char tmp[256];
+#include "check.h"
 
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        n_check++;                                                                            \
-        if (!(cond)) {                                                                        \
-            n_fail++;                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fprintf(stderr, "\n");                                                            \
-        }                                                                                     \
-    } while (0)
+static char tmp[256];
 
 /* ----------------------------------------------------------- helpers -- */
 
