@@ -116,13 +116,17 @@ int vt_image_orient(vtok_image *img, int o, const vtok_image_params *p, vtok_sta
     const int64_t dw = swap ? h : w, dh = swap ? w : h;
     if (swap) {
         int rc = vt_image_check_limits(dw, dh, p, st);
-        if (rc)
+        if (rc) {
+            vtok_image_free(img);
             return rc;
+        }
     }
     uint8_t *dst = vt_alloc((size_t)w * (size_t)h * 3);
-    if (!dst)
+    if (!dst) {
+        vtok_image_free(img);
         return vt_fail(st, VTOK_ENOMEM, "out of memory rotating a %lld x %lld image",
                        (long long)w, (long long)h);
+    }
     const uint8_t *src = img->data;
     for (int64_t y = 0; y < dh; y++) {
         uint8_t *d = dst + (size_t)(y * dw) * 3;

@@ -384,12 +384,5 @@ int vt_decode_jpeg(const void *buf, size_t size, const vtok_image_params *p, vto
     jpeg_destroy_decompress(&cinfo);
     vt_free(row);
     row = NULL;
-    if (orient > 1) {
-        rc = vt_image_orient(out, orient, p, st);
-        if (rc != VTOK_OK) {
-            vtok_image_free(out);
-            return rc;
-        }
-    }
-    return VTOK_OK;
+    return vt_image_orient(out, orient, p, st); /* frees out on failure */
 }

@@ -483,14 +483,7 @@ done:;
     int orient = p->exif_orientation ? png_orientation(png, info) : -1;
     png_destroy_read_struct(&png, &info, NULL);
     vt_free(raw);
-    if (orient > 1) {
-        rc = vt_image_orient(out, orient, p, st);
-        if (rc != VTOK_OK) {
-            vtok_image_free(out);
-            return rc;
-        }
-    }
-    return VTOK_OK;
+    return vt_image_orient(out, orient, p, st); /* frees out on failure */
 }
 
 int vt_decode_png(const void *buf, size_t size, const vtok_image_params *p, vtok_image *out,

@@ -301,12 +301,5 @@ int vt_decode_webp(const void *buf, size_t size, const vtok_image_params *p, vto
     rc = webp_decode_frame(&wi, out, st);
     if (rc != VTOK_OK)
         return rc;
-    if (orient > 1) {
-        rc = vt_image_orient(out, orient, p, st);
-        if (rc != VTOK_OK) {
-            vtok_image_free(out);
-            return rc;
-        }
-    }
-    return VTOK_OK;
+    return vt_image_orient(out, orient, p, st); /* frees out on failure */
 }

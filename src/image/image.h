@@ -79,7 +79,8 @@ void   vt_resample_v_avx2(const uint8_t *src, size_t src_stride, size_t row_byte
 int vt_image_alloc(vtok_image *img, int64_t w, int64_t h, vtok_status *st);
 
 /* Apply EXIF orientation o (2..8) as PIL.ImageOps.exif_transpose does; other
- * values are no-ops. Re-checks the limits when width and height swap. */
+ * values are no-ops. Re-checks the limits when width and height swap. On
+ * failure img is freed, so a decoder can end with `return vt_image_orient(...)`. */
 int vt_image_orient(vtok_image *img, int o, const vtok_image_params *p, vtok_status *st);
 
 /* Orientation tag (0x0112) of IFD0 of an Exif blob (a TIFF header, optionally
