@@ -144,41 +144,60 @@ void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x)
 /* ---- attention ---- */
 
 typedef struct {
-    const vt_exec *e;
-    const float   *q, *k, *v;
-    float         *out;
-    int64_t        T, heads, dh, ld;
-    float          scale;
+    const vt_exec      *e;
+    const vt_attn_args *a;
+    int64_t             bs_q, bs_k, bs_v, bs_o;
 } attn_job;
 
 static void attn_task(void *arg, int64_t i, int tid)
 {
     const attn_job *j = arg;
-    int64_t b = i / j->heads, h = i % j->heads, T = j->T;
+    const vt_attn_args *a = j->a;
+    int64_t b = i / a->heads, h = i % a->heads, tq = a->tq, tk = a->tk;
     const vt_kernels *k = j->e->k;
     float *s = thread_scratch(j->e, tid);
-    float *gs = s + round16(T * T);
-    int64_t off = b * T * j->ld + h * j->dh;
-    /* scores = q k^T: k rows are exactly a [N=T, K=dh] "weight" matrix. */
-    k->gemm_f32(T, T, j->dh, j->q + off, j->ld, j->k + off, j->ld, 1, NULL, s, T, 0, gs);
-    for (int64_t r = 0; r < T; r++) {
-        float *row = s + r * T;
-        for (int64_t c = 0; c < T; c++)
-            row[c] *= j->scale;
-        k->softmax_f32(T, row);
+    float *gs = s + round16(tq * tk);
+    const float *q = a->q + b * j->bs_q + h * a->dh;
+    const float *kk = a->k + b * j->bs_k + h * a->dh;
+    const float *v = a->v + b * j->bs_v + h * a->dh;
+    /* scores = q k^T: k rows are exactly a [N=tk, K=dh] "weight" matrix. */
+    k->gemm_f32(tq, tk, a->dh, q, a->ldq, kk, a->ldk, 1, NULL, s, tk, 0, gs);
+    for (int64_t r = 0; r < tq; r++) {
+        float *row = s + r * tk;
+        /* causal: keys past r + (tk - tq) get weight 0 */
+        int64_t n = a->causal ? r + (tk - tq) + 1 : tk;
+        n = n < 0 ? 0 : n > tk ? tk : n;
+        for (int64_t c = 0; c < n; c++)
+            row[c] *= a->scale;
+        if (n > 0)
+            k->softmax_f32(n, row);
+        for (int64_t c = n; c < tk; c++)
+            row[c] = 0.0f;
     }
-    int64_t d = j->heads * j->dh;
-    k->gemm_f32(T, j->dh, T, s, T, j->v + off, j->ld, 0, NULL, j->out + b * T * d + h * j->dh, d,
-                0, gs);
+    k->gemm_f32(tq, a->dh, tk, s, tk, v, a->ldv, 0, NULL, a->out + b * j->bs_o + h * a->dh,
+                a->ldo, 0, gs);
+}
+
+void vt_op_attention_ex(const vt_exec *e, const vt_attn_args *a)
+{
+    if (a->batch <= 0 || a->heads <= 0 || a->tq <= 0)
+        return;
+    attn_job j = {.e = e, .a = a,
+                  .bs_q = a->bs_q ? a->bs_q : a->tq * a->ldq,
+                  .bs_k = a->bs_k ? a->bs_k : a->tk * a->ldk,
+                  .bs_v = a->bs_v ? a->bs_v : a->tk * a->ldv,
+                  .bs_o = a->bs_o ? a->bs_o : a->tq * a->ldo};
+    vt_pool_run(e->pool, attn_task, &j, a->batch * a->heads);
 }
 
 void vt_op_attention(const vt_exec *e, int64_t batch, int64_t T, int64_t heads, int64_t dh,
                      const float *q, const float *k, const float *v, int64_t ld, float scale,
                      float *out)
 {
-    attn_job j = {.e = e, .q = q, .k = k, .v = v, .out = out, .T = T, .heads = heads, .dh = dh,
-                  .ld = ld, .scale = scale};
-    vt_pool_run(e->pool, attn_task, &j, batch * heads);
+    vt_attn_args a = {.batch = batch, .heads = heads, .tq = T, .tk = T, .dh = dh,
+                      .q = q, .k = k, .v = v, .ldq = ld, .ldk = ld, .ldv = ld,
+                      .out = out, .ldo = heads * dh, .scale = scale};
+    vt_op_attention_ex(e, &a);
 }
 
 /* ---- names ---- */

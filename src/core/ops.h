@@ -66,10 +66,35 @@ void vt_op_layernorm(const vt_exec *e, int64_t M, int64_t n, const float *x, con
 void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x);
 
 /*
+ * Multi-head attention, general form (self or cross, optionally causal):
+ * for each batch item b and head h,
+ *   out_b[i, h*dh .. +dh) = softmax_j(scale * q_b[i] . k_b[j]) v_b[j]
+ * over the head's columns [h*dh, (h+1)*dh) of q, k, v (value dim = dh).
+ * Rows have strides ldq/ldk/ldv/ldo (floats); batch item b starts at
+ * b * bs_x (0 = the dense default: tq*ldq for q and out, tk*ldk / tk*ldv).
+ * causal: query i sees keys j <= i + (tk - tq) only (the -10000 / -inf
+ * additive masks of BERT/SEED: exp underflows to exactly 0 in float32).
+ * Per-thread scratch must hold vt_exec_scratch_floats(max(tq, tk)).
+ */
+typedef struct vt_attn_args {
+    int64_t      batch, heads, tq, tk, dh;
+    const float *q, *k, *v;
+    int64_t      ldq, ldk, ldv;
+    int64_t      bs_q, bs_k, bs_v, bs_o;  /* batch strides, 0 = dense */
+    float       *out;
+    int64_t      ldo;
+    float        scale;
+    int          causal;
+} vt_attn_args;
+
+void vt_op_attention_ex(const vt_exec *e, const vt_attn_args *a);
+
+/*
  * Multi-head self-attention core for `batch` sequences of T tokens:
  * q, k, v rows have stride ld (so fused qkv buffers work), head h uses
  * columns [h*dh, (h+1)*dh). out[b*T + t, h*dh + j] (stride d = heads*dh)
- * = softmax(scale * q k^T) v, per batch item and head.
+ * = softmax(scale * q k^T) v, per batch item and head. (vt_op_attention_ex
+ * with ldq = ldk = ldv = ld, ldo = heads*dh.)
  */
 void vt_op_attention(const vt_exec *e, int64_t batch, int64_t T, int64_t heads, int64_t dh,
                      const float *q, const float *k, const float *v, int64_t ld, float scale,
