@@ -71,3 +71,18 @@ if(VTOK_PYTHON)
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/e2e)
   set_tests_properties(e2e_cli PROPERTIES LABELS e2e TIMEOUT 900)
 endif()
+
+# Block runners (tests/blocks/*.c): small tools that run one internal block
+# (an encoder, a connector) on .npy inputs for the PyTorch parity scripts.
+# Each area registers its own tests in tests/blocks/*.cmake.
+file(GLOB VTOK_BLOCK_TOOLS CONFIGURE_DEPENDS tests/blocks/*.c)
+foreach(src ${VTOK_BLOCK_TOOLS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE src tests ${CJSON_INCLUDE_DIR})
+  target_link_libraries(${name} PRIVATE vtok_static)
+endforeach()
+file(GLOB VTOK_BLOCK_TESTS CONFIGURE_DEPENDS tests/blocks/*.cmake)
+foreach(f ${VTOK_BLOCK_TESTS})
+  include(${f})
+endforeach()
