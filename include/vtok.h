@@ -85,8 +85,22 @@ const char *vtok_version(void);
 
 typedef struct vtok_model vtok_model;
 
+/* Compute precision of the Linear layers (weights and the activations they
+ * read; sums, norms, softmax and outputs stay float32). */
+typedef enum vtok_dtype {
+    VTOK_DTYPE_F32 = 0,  /* exact (the parity reference)                           */
+    VTOK_DTYPE_BF16,     /* bfloat16 weights and inputs, float32 sums              */
+    VTOK_DTYPE_INT8,     /* int8 weights (per output channel) and inputs (per row,
+                            dynamic), int32 sums                                   */
+} vtok_dtype;
+
+/* "f32", "bf16", "int8" -> dtype; -1 if unknown. And back. */
+int         vtok_dtype_from_name(const char *name);
+const char *vtok_dtype_name(int dtype);
+
 typedef struct vtok_model_params {
     int use_mmap;       /* map weight files instead of reading them (default 1) */
+    int dtype;          /* vtok_dtype (default VTOK_DTYPE_F32)                  */
 } vtok_model_params;
 
 vtok_model_params vtok_model_default_params(void);
@@ -105,6 +119,7 @@ typedef struct vtok_model_info {
     const char *arch;          /* family: "clip", "siglip", "dinov2", "vit", "vit_mae", "blip2" */
     const char *model_type;    /* config.json model_type as read                               */
     const char *weight_dtype;  /* dtype of the stored weights: "F32", "F16", "BF16"            */
+    const char *compute_dtype; /* what the Linear layers run in: "f32", "bf16", "int8"         */
     int64_t hidden_size;
     int64_t intermediate_size;
     int64_t n_layers;

@@ -53,11 +53,99 @@ static void linear_task(void *arg, int64_t i, int tid)
                           thread_scratch(j->e, tid));
 }
 
+/* ---- low-precision linear ----
+ *
+ * Two pool runs: convert x's rows once into lp_buf (bf16, or u8 + a scale
+ * per row), then the column/row chunks of the GEMM read the converted rows.
+ * Row stride of the converted A: the padded K plus 64 bytes, so 12
+ * consecutive rows never share an L1 set when K is a power of two. */
+
+static int64_t lp_lda(int64_t K)
+{
+    return vt_lp_kpad(K, 4) + 64 / 2; /* elements; bytes for int8 are fewer */
+}
+
+size_t vt_exec_lp_bytes(int64_t M, int64_t K)
+{
+    if (M <= 0 || K <= 0)
+        return 0;
+    /* bf16 rows (2 bytes each) bound the u8 rows + their float scales. */
+    return (size_t)M * (size_t)lp_lda(K) * 2 + (size_t)M * sizeof(float) + 64;
+}
+
+typedef struct {
+    const vt_exec   *e;
+    const vt_linear *l;
+    const float     *x;
+    float           *y;
+    int64_t          M, ldx, ldy, lda, mb, nb, n_mblk;
+    void            *a;       /* converted rows */
+    float           *a_scale; /* int8: per row */
+} lp_job;
+
+#define LP_ROWS 16
+
+static void lp_convert_task(void *arg, int64_t i, int tid)
+{
+    const lp_job *j = arg;
+    (void)tid;
+    int64_t r1 = (i + 1) * LP_ROWS < j->M ? (i + 1) * LP_ROWS : j->M;
+    for (int64_t r = i * LP_ROWS; r < r1; r++) {
+        const float *x = j->x + r * j->ldx;
+        if (j->l->lp == VT_LP_BF16)
+            j->e->k->bf16_row(j->l->n_in, x, (uint16_t *)j->a + r * j->lda);
+        else
+            j->a_scale[r] = j->e->k->u8_row(j->l->n_in, x, (uint8_t *)j->a + r * j->lda);
+    }
+}
+
+static void lp_gemm_task(void *arg, int64_t i, int tid)
+{
+    const lp_job *j = arg;
+    const vt_linear *l = j->l;
+    (void)tid;
+    int64_t m0 = (i % j->n_mblk) * j->mb, n0 = (i / j->n_mblk) * j->nb;
+    int64_t m = j->M - m0 < j->mb ? j->M - m0 : j->mb;
+    int64_t n = l->n_out - n0 < j->nb ? l->n_out - n0 : j->nb;
+    const float *b = l->b ? l->b + n0 : NULL;
+    float *y = j->y + m0 * j->ldy + n0;
+    if (l->lp == VT_LP_BF16)
+        j->e->k->gemm_bf16(m, l->n_in, n0, n, (const uint16_t *)j->a + m0 * j->lda, j->lda,
+                           l->lpw, b, y, j->ldy);
+    else
+        j->e->k->gemm_i8(m, l->n_in, n0, n, (const uint8_t *)j->a + m0 * j->lda, j->lda,
+                         j->a_scale + m0, l->lpw, l->lp_scale, l->lp_wsum, b, y, j->ldy);
+}
+
+static void linear_lp(const vt_exec *e, int64_t M, const float *x, int64_t ldx,
+                      const vt_linear *l, float *y, int64_t ldy)
+{
+    lp_job j = {.e = e, .l = l, .x = x, .y = y, .M = M, .ldx = ldx ? ldx : l->n_in,
+                .ldy = ldy ? ldy : l->n_out, .lda = lp_lda(l->n_in), .a = e->lp_buf};
+    /* lp_buf holds M bf16 rows (or u8 rows) then the row scales. */
+    j.a_scale = (float *)((char *)e->lp_buf +
+                          ((size_t)M * (size_t)j.lda * 2 + 63) / 64 * 64);
+    vt_pool_run(e->pool, lp_convert_task, &j, (M + LP_ROWS - 1) / LP_ROWS);
+    int nt = vt_pool_size(e->pool);
+    j.mb = M <= 512 ? M : 256;
+    j.n_mblk = (M + j.mb - 1) / j.mb;
+    int64_t per = nt * j.n_mblk;
+    int64_t m = (l->n_out + 256 * per - 1) / (256 * per);
+    j.nb = (l->n_out + per * m - 1) / (per * m);
+    j.nb = (j.nb + VT_LP_NR - 1) / VT_LP_NR * VT_LP_NR;
+    int64_t n_nblk = (l->n_out + j.nb - 1) / j.nb;
+    vt_pool_run(e->pool, lp_gemm_task, &j, j.n_mblk * n_nblk);
+}
+
 void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, const vt_linear *l,
                   float *y, int64_t ldy)
 {
     if (M <= 0 || l->n_out <= 0)
         return;
+    if (l->lp != VT_LP_NONE) {
+        linear_lp(e, M, x, ldx, l, y, ldy);
+        return;
+    }
     linear_job j = {.e = e, .l = l, .x = x, .y = y, .M = M,
                     .ldx = ldx ? ldx : l->n_in, .ldy = ldy ? ldy : l->n_out,
                     .packed = l->packed && l->packed_by == e->k};

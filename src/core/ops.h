@@ -30,12 +30,28 @@ typedef enum vt_act {
  * valid either way. A vt_linear made from part of another (a slice of its
  * rows) must leave packed NULL: the packed copy describes the whole weight.
  */
+typedef enum vt_lp {
+    VT_LP_NONE = 0, /* float32 */
+    VT_LP_BF16,     /* lpw: uint16_t bf16 pair panels (kernels.h)        */
+    VT_LP_INT8,     /* lpw: int8 quad panels + lp_scale, lp_wsum          */
+} vt_lp;
+
+/*
+ * Low precision: lp != VT_LP_NONE means lpw holds the weight in the
+ * portable layout of kernels.h (every table reads it) and vt_op_linear uses
+ * it instead of w, converting x per call into vt_exec.lp_buf. w may then be
+ * NULL (the loader released the float32 copy).
+ */
 typedef struct vt_linear {
     const float      *w;
     const float      *b;
     int64_t           n_out, n_in;
     const float      *packed;
     const vt_kernels *packed_by;
+    int               lp;       /* vt_lp */
+    const void       *lpw;
+    const float      *lp_scale; /* int8: per output column (padded to VT_LP_NR) */
+    const int32_t    *lp_wsum;  /* int8: 128 * column sums                       */
 } vt_linear;
 
 typedef struct vt_norm {
@@ -49,7 +65,15 @@ typedef struct vt_exec {
     const vt_kernels *k;
     float            *scratch;        /* n_threads * scratch_stride floats */
     int64_t           scratch_stride; /* floats per thread                 */
+    /* Shared buffer for low-precision Linears' converted input rows, at
+     * least vt_exec_lp_bytes(max rows, max n_in) bytes (NULL if no Linear
+     * is low precision). */
+    void             *lp_buf;
+    size_t            lp_bytes;
 } vt_exec;
+
+/* Bytes of vt_exec.lp_buf for Linears over up to M rows of up to K inputs. */
+size_t vt_exec_lp_bytes(int64_t M, int64_t K);
 
 /* Floats of per-thread scratch the ops need for attention over `tokens` tokens. */
 int64_t vt_exec_scratch_floats(int64_t tokens);

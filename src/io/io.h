@@ -56,6 +56,21 @@ int vt_weights_f32(vt_weights *w, const char *name, int n_dims, int64_t *shape,
                    const float **out, vtok_status *st);
 
 /*
+ * Memory behind a view from vt_weights_f32 that the caller will not read
+ * again (the model keeps a converted copy of the weight instead):
+ *   vt_weights_drop_pages: if `data` lies in a file mapping, the whole pages
+ *     inside the tensor leave the resident set (MADV_DONTNEED; they fault
+ *     back in from the file if read after all, so the view stays valid);
+ *     anything else is left alone.
+ *   vt_weights_release: the same, and a float32 copy made by vt_weights_f32
+ *     is freed: the view is then dangling and must be forgotten.
+ * Neither touches other tensors' bytes (partial pages are kept). Loader
+ * thread only, like vt_weights_f32.
+ */
+void vt_weights_drop_pages(vt_weights *w, const float *data);
+void vt_weights_release(vt_weights *w, const float *data);
+
+/*
  * Added for fuzzing and embedded use: open one safetensors image that is
  * already in memory. `buf` is borrowed, not copied; it must stay valid and
  * unchanged until vt_weights_close. `name` only labels messages.

@@ -954,3 +954,48 @@ int vt_weights_f32(vt_weights *w, const char *name, int n_dims, int64_t *shape,
     *out = dst;
     return VTOK_OK;
 }
+
+/* ------------------------------------------------------------ release -- */
+
+static void drop_mapped(vt_weights *w, const void *data, size_t bytes)
+{
+    const uint8_t *p = data;
+    for (int f = 0; f < w->n_files; f++) {
+        const st_file *sf = &w->files[f];
+        if (sf->kind != ST_MAPPED || p < sf->base || p + bytes > sf->base + sf->size)
+            continue;
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t b = ((uintptr_t)p + page - 1) / page * page;
+        uintptr_t e = ((uintptr_t)p + bytes) / page * page;
+        if (e > b)
+            madvise((void *)b, e - b, MADV_DONTNEED); /* advice: failure is harmless */
+        return;
+    }
+}
+
+void vt_weights_drop_pages(vt_weights *w, const float *data)
+{
+    if (!w || !data)
+        return;
+    for (int64_t i = 0; i < w->n_tensors; i++)
+        if (w->tensors[i].data == (const void *)data && w->tensors[i].dtype == VT_F32) {
+            drop_mapped(w, data, w->tensors[i].nbytes);
+            return;
+        }
+}
+
+void vt_weights_release(vt_weights *w, const float *data)
+{
+    if (!w || !data)
+        return;
+    for (int64_t i = 0; i < w->n_tensors; i++) {
+        if (w->cache[i] == data) {
+            vt_free(w->cache[i]);
+            w->cache[i] = NULL;
+            /* the source (F16/BF16 in the file) is no longer needed either */
+            drop_mapped(w, w->tensors[i].data, w->tensors[i].nbytes);
+            return;
+        }
+    }
+    vt_weights_drop_pages(w, data);
+}

@@ -106,6 +106,10 @@ static void build_tables(void)
         .quick_gelu_f32 = vt_ref_quick_gelu_f32,
         .silu_f32 = vt_ref_silu_f32,
         .tanh_f32 = vt_ref_tanh_f32,
+        .bf16_row = vt_ref_bf16_row,
+        .u8_row = vt_ref_u8_row,
+        .gemm_bf16 = vt_ref_gemm_bf16,
+        .gemm_i8 = vt_ref_gemm_i8,
     };
 
 #if VT_X86
@@ -136,6 +140,15 @@ static void build_tables(void)
         g_avx512.quick_gelu_f32 = vt_quick_gelu_f32_avx512;
         g_avx512.silu_f32 = vt_silu_f32_avx512;
         g_avx512.tanh_f32 = vt_tanh_f32_avx512;
+        /* NAME_avx512bf16.c / NAME_avx512vnni.c add -mavx512bf16 / -mavx512vnni. */
+        if (g_cpu.avx512bf16) {
+            g_avx512.bf16_row = vt_bf16_row_avx512bf16;
+            g_avx512.gemm_bf16 = vt_gemm_bf16_avx512bf16;
+        }
+        if (g_cpu.avx512vnni) {
+            g_avx512.u8_row = vt_u8_row_avx512vnni;
+            g_avx512.gemm_i8 = vt_gemm_i8_avx512vnni;
+        }
     }
 #endif
 }

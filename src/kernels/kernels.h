@@ -81,6 +81,61 @@ typedef void (*vt_gemm_f32_packed_fn)(int64_t M, int64_t N, int64_t K, int64_t n
                                       const float *bias, float *C, int64_t ldc, int accumulate,
                                       float *scratch);
 
+/*
+ * Low-precision Linear layers (--dtype bf16 | int8).
+ *
+ * The weight is converted once at load (src/kernels/lowp.c) into a layout
+ * that every table reads, so a model converted under one table runs under
+ * any other (unlike the f32 packed form above, which is per table):
+ *
+ *   bf16: panels of VT_LP_NR output columns (N rounded up with zero
+ *         columns); inside a panel, k pairs: panel[p][j][2] =
+ *         (W[j][2p], W[j][2p+1]), K rounded up to even with zeros.
+ *         Element type uint16_t (bfloat16 bits, round-to-nearest-even).
+ *   int8: the same with k quads: panel[q][j][4] = W[j][4q .. 4q+3] as int8,
+ *         W[j][k] ~= scale[j] * q[j][k], scale[j] = max_k |W[j][k]| / 127
+ *         (symmetric, per output channel), plus wsum[j] = 128 * sum_k q[j][k].
+ *
+ * Activations are converted per call by vt_op_linear, row by row, into a
+ * buffer the op owns:
+ *   bf16_row: y[0..vt_lp_kpad(K,2)) = bf16(x), zero padded (RNE; input
+ *             denormals flushed to zero, as VCVTNEPS2BF16 does).
+ *   u8_row:   per row s = max|x| / 127, q = rne(x * (127 / max|x|)) in
+ *             [-127, 127], y = q + 128 (so VPDPBUSD's unsigned operand);
+ *             padded with 128 to vt_lp_kpad(K,4). Returns s (0 for a zero row).
+ *
+ * GEMMs compute columns [n0, n0 + n) (n0 a multiple of VT_LP_NR) of
+ *   C[M, n] = A[M, K] W^T (+ bias)          (overwrites C; row stride ldc)
+ *   bf16: sums of bf16 x bf16 products in float32;
+ *   int8: C = (sum_k a8[m][k] q[j][k] - wsum[j]) * scale[j] * a_scale[m]
+ *         (+ bias), integer sums exact, then float32 in that order.
+ * A rows have stride lda elements (>= vt_lp_kpad). bias is relative to n0.
+ */
+#define VT_LP_NR 32
+
+static inline int64_t vt_lp_kpad(int64_t K, int64_t q)
+{
+    return (K + q - 1) / q * q;
+}
+
+typedef void (*vt_bf16_row_fn)(int64_t K, const float *x, uint16_t *y);
+typedef float (*vt_u8_row_fn)(int64_t K, const float *x, uint8_t *y);
+typedef void (*vt_gemm_bf16_fn)(int64_t M, int64_t K, int64_t n0, int64_t n,
+                                const uint16_t *A, int64_t lda, const uint16_t *W,
+                                const float *bias, float *C, int64_t ldc);
+typedef void (*vt_gemm_i8_fn)(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
+                              int64_t lda, const float *a_scale, const int8_t *W,
+                              const float *w_scale, const int32_t *wsum, const float *bias,
+                              float *C, int64_t ldc);
+
+/* Portable weight converters (lowp.c). Sizes in elements (bf16) / bytes (int8). */
+size_t vt_lp_bf16_size(int64_t N, int64_t K);
+void   vt_lp_pack_bf16(int64_t N, int64_t K, const float *W, uint16_t *packed);
+size_t vt_lp_i8_size(int64_t N, int64_t K);
+/* scale and wsum get vt_lp_kpad(N, VT_LP_NR) entries (zero past N). */
+void   vt_lp_pack_i8(int64_t N, int64_t K, const float *W, int8_t *packed, float *scale,
+                     int32_t *wsum);
+
 /* y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i] over one row of n
  * (biased variance, as torch.nn.LayerNorm; mean/var accumulated in float32
  * two-pass). w, b may be NULL (identity). y may alias x. */
@@ -106,6 +161,11 @@ typedef struct vt_kernels {
     vt_act_f32_fn        quick_gelu_f32;   /* x * sigmoid(1.702 x)                    */
     vt_act_f32_fn        silu_f32;         /* x * sigmoid(x)                          */
     vt_act_f32_fn        tanh_f32;
+    /* low precision (every table has them; see above) */
+    vt_bf16_row_fn       bf16_row;
+    vt_u8_row_fn         u8_row;
+    vt_gemm_bf16_fn      gemm_bf16;
+    vt_gemm_i8_fn        gemm_i8;
 } vt_kernels;
 
 /* Build the table once (thread-safe, idempotent unless force_ref changes). */

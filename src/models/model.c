@@ -28,7 +28,8 @@ struct vtok_model {
     char             prefix[256];
     const char      *act_name;
     vtok_model_info  info;
-    float           *packed;       /* every prepacked Linear weight, one block */
+    char            *packed;       /* every converted Linear weight, one block */
+    int64_t          lp_max_in;    /* widest low-precision Linear input (0: none) */
 };
 
 struct vtok_ctx {
@@ -111,13 +112,13 @@ static void fill_info(vtok_model *m)
     i->image_size = v->image_size;
     i->n_channels = v->channels;
     i->n_prefix_tokens = (v->cls ? 1 : 0) + v->n_reg;
-    i->projection_dim = v->proj.w ? v->proj.n_out : 0;
+    i->projection_dim = v->proj.n_out ? v->proj.n_out : 0;
     i->has_pooler = v->pool != VT_POOL_NONE;
     i->any_size = v->pos_interp;
     i->hidden_act = v->swiglu ? "swiglu" : vt_act_name(v->act);
     i->layer_norm_eps = v->eps;
     /* Every stored tensor of the tower (plus its projection) counts. */
-    int64_t np = v->proj.w ? v->proj.n_out * v->proj.n_in : 0;
+    int64_t np = v->proj.n_out ? v->proj.n_out * v->proj.n_in : 0;
     size_t pl = strlen(m->prefix);
     for (int64_t k = 0; k < vt_weights_count(m->w); k++) {
         const vt_st_tensor *x = vt_weights_at(m->w, k);
@@ -127,32 +128,34 @@ static void fill_info(vtok_model *m)
     i->n_params = np;
 }
 
-/* ---- Linear weights packed at load ----
+/* ---- Linear weights converted at load ----
  *
- * The GEMM kernels copy a Linear weight into their panel layout on every
- * call unless it was packed beforehand (kernels.h: gemm_pack_nk); at one
- * thread that copy was ~18% of a ViT-B forward. So after the family has
+ * float32: the GEMM kernels copy a Linear weight into their panel layout on
+ * every call unless it was packed beforehand (kernels.h: gemm_pack_nk); at
+ * one thread that copy was ~18% of a ViT-B forward. So after the family has
  * filled the vt_vit, every Linear it runs as a whole is packed once, for the
  * table active now. vt_op_linear reads the packed copy only while that table
  * is still the active one, else l->w: w is kept, so after
  * vtok_force_reference_kernels(1) the model runs exactly as if never packed.
+ * For an F32 checkpoint w is the mmap: its pages are dropped from the
+ * resident set as soon as the weight is packed (they fault back in from the
+ * file only on that fallback), so the model holds one f32 copy, not two.
+ * F16/BF16 checkpoints keep their converted f32 w for the fallback.
  *
- * Memory: the packed copies are f32 like w, so the model's resident size
- * grows by the Linear weights' f32 size (ViT-L/14: 1.2 GB). For an F32
- * checkpoint w is the mmap, whose pages are read once here and then left to
- * the page cache (clean, reclaimable: the forward pass no longer touches
- * them). For F16/BF16 w is the f32 conversion owned by the weights object,
- * which has to stay for that fallback: such a model holds two f32 copies.
+ * bf16 / int8 (vtok_model_params.dtype): every such Linear is converted to
+ * the portable low-precision layout of kernels.h, which all tables read, so
+ * w is not needed again: converted copies are freed and mapped pages
+ * dropped. Resident weights are then ~2 (bf16) or ~1 (int8) bytes per
+ * parameter.
  *
- * Time: the pack itself is a fast transposing copy; most of the cost is the
- * kernel faulting in and zeroing the new pages (perf: clear_page ~35%, the
- * pack ~16%), so the copies are made by a temporary pool of one thread per
- * CPU (at most 16): ViT-L/14 loads in ~0.5 s on 2 cores (0.14 s ViT-B/16),
- * where it took ~0 s lazily mmapped before. Transparent huge pages
- * (MADV_HUGEPAGE) did not change the forward pass; they halved the load when
- * free huge pages were at hand but took up to 1.7 s when the kernel had to
- * compact memory first, so the block is a plain vt_alloc. If anything fails
- * the Linears stay unpacked: slower, never wrong.
+ * Time: the conversion is a fast pass; most of the cost is the kernel
+ * faulting in the new pages (perf: clear_page ~35%), so it runs on a
+ * temporary pool of one thread per CPU (at most 16): ViT-L/14 f32 loads in
+ * ~0.5 s on 2 cores. Transparent huge pages (MADV_HUGEPAGE) did not change
+ * the forward pass and sometimes cost seconds of compaction at load, so the
+ * block is a plain vt_alloc. If the f32 packing fails the Linears stay
+ * unpacked (slower, never wrong); a failed low-precision conversion fails
+ * the load (the user asked for that dtype).
  */
 
 /* The vt_linear fields of v that vit.c runs as a whole, each once. Not
@@ -190,45 +193,74 @@ static int64_t list_linears(vt_vit *v, vt_linear **out)
 
 typedef struct {
     const vt_kernels *k;
-    vt_linear *const *l;   /* the Linears to pack ... */
-    float *const     *dst; /* ... and where each goes */
+    vt_weights       *w;
+    int               dtype;  /* vtok_dtype */
+    vt_linear *const *l;      /* the Linears to convert ... */
+    char *const      *dst;    /* ... and where each goes    */
 } pack_job;
 
+/* Bytes of the converted form of l (0: overflow). */
+static size_t packed_bytes(const vt_kernels *k, int dtype, const vt_linear *l)
+{
+    const size_t np = (size_t)vt_lp_kpad(l->n_out, VT_LP_NR);
+    switch (dtype) {
+    case VTOK_DTYPE_BF16:
+        return vt_lp_bf16_size(l->n_out, l->n_in) * sizeof(uint16_t);
+    case VTOK_DTYPE_INT8: /* weights, then scale[np] and wsum[np] */
+        return (vt_lp_i8_size(l->n_out, l->n_in) + 63) / 64 * 64 + 2 * np * sizeof(float);
+    default:
+        return k->gemm_packed_floats(l->n_out, l->n_in) * sizeof(float);
+    }
+}
+
+/* Runs on the pool: only reads the weights object (drop_pages is an madvise). */
 static void pack_task(void *arg, int64_t i, int tid)
 {
     const pack_job *j = arg;
-    j->k->gemm_pack_nk(j->l[i]->n_out, j->l[i]->n_in, j->l[i]->w, j->dst[i]);
+    const vt_linear *l = j->l[i];
+    char *d = j->dst[i];
+    (void)tid;
+    if (j->dtype == VTOK_DTYPE_BF16) {
+        vt_lp_pack_bf16(l->n_out, l->n_in, l->w, (uint16_t *)d);
+    } else if (j->dtype == VTOK_DTYPE_INT8) {
+        const size_t np = (size_t)vt_lp_kpad(l->n_out, VT_LP_NR);
+        float *scale = (float *)(d + (vt_lp_i8_size(l->n_out, l->n_in) + 63) / 64 * 64);
+        vt_lp_pack_i8(l->n_out, l->n_in, l->w, (int8_t *)d, scale, (int32_t *)(scale + np));
+    } else {
+        j->k->gemm_pack_nk(l->n_out, l->n_in, l->w, (float *)d);
+        vt_weights_drop_pages(j->w, l->w);
+    }
 }
 
 #define PACK_ALIGN 64 /* bytes: the kernels' aligned panel loads */
 
-static void pack_linears(vtok_model *m)
+static int pack_linears(vtok_model *m, int dtype, vtok_status *st)
 {
     const vt_kernels *k = vt_kernels_get();
-    if (!k->gemm_packed_floats)
-        return;
+    if (dtype == VTOK_DTYPE_F32 && !k->gemm_packed_floats)
+        return 0;
     int64_t n = list_linears(&m->vit, NULL);
     if (n == 0)
-        return;
+        return 0;
     vt_linear **l = malloc((size_t)n * sizeof *l);
-    float **dst = malloc((size_t)n * sizeof *dst);
+    char **dst = malloc((size_t)n * sizeof *dst);
     size_t *off = malloc((size_t)n * sizeof *off);
     size_t total = 0;
     int ok = l && dst && off;
     if (ok)
         list_linears(&m->vit, l);
     for (int64_t i = 0; ok && i < n; i++) {
-        size_t f = k->gemm_packed_floats(l[i]->n_out, l[i]->n_in);
-        ok = f <= (SIZE_MAX - total - PACK_ALIGN) / sizeof(float);
+        size_t b = packed_bytes(k, dtype, l[i]);
+        ok = b > 0 && b <= SIZE_MAX - total - PACK_ALIGN;
         off[i] = total;
         if (ok)
-            total += (f * sizeof(float) + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
+            total += (b + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
     }
     char *block = ok && total > 0 ? vt_alloc(total) : NULL;
     if (block) {
         for (int64_t i = 0; i < n; i++)
-            dst[i] = (float *)(block + off[i]);
-        pack_job j = {.k = k, .l = l, .dst = dst};
+            dst[i] = block + off[i];
+        pack_job j = {.k = k, .w = m->w, .dtype = dtype, .l = l, .dst = dst};
         int nt = vt_cpu_count();
         vt_pool *pool = vt_pool_new(nt < 16 ? nt : 16);
         if (pool) {
@@ -239,14 +271,56 @@ static void pack_linears(vtok_model *m)
                 pack_task(&j, i, 0);
         }
         for (int64_t i = 0; i < n; i++) {
-            l[i]->packed = dst[i];
-            l[i]->packed_by = k;
+            vt_linear *x = l[i];
+            if (dtype == VTOK_DTYPE_F32) {
+                x->packed = (const float *)dst[i];
+                x->packed_by = k;
+                continue;
+            }
+            x->lp = dtype == VTOK_DTYPE_BF16 ? VT_LP_BF16 : VT_LP_INT8;
+            x->lpw = dst[i];
+            if (dtype == VTOK_DTYPE_INT8) {
+                const size_t np = (size_t)vt_lp_kpad(x->n_out, VT_LP_NR);
+                x->lp_scale = (const float *)(dst[i] +
+                                              (vt_lp_i8_size(x->n_out, x->n_in) + 63) / 64 * 64);
+                x->lp_wsum = (const int32_t *)(x->lp_scale + np);
+            }
+            m->lp_max_in = x->n_in > m->lp_max_in ? x->n_in : m->lp_max_in;
+            vt_weights_release(m->w, x->w);
+            x->w = NULL;
         }
-        m->packed = (float *)block;
+        m->packed = block;
     }
     free(l);
     free(dst);
     free(off);
+    if (!block && dtype != VTOK_DTYPE_F32)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory converting the weights to %s (%zu MiB)",
+                       vtok_dtype_name(dtype), total >> 20);
+    return 0;
+}
+
+int vtok_dtype_from_name(const char *name)
+{
+    static const char *const names[] = {"f32", "bf16", "int8"};
+    for (int i = 0; name && i < 3; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    if (name && strcmp(name, "float32") == 0)
+        return VTOK_DTYPE_F32;
+    if (name && strcmp(name, "bfloat16") == 0)
+        return VTOK_DTYPE_BF16;
+    return -1;
+}
+
+const char *vtok_dtype_name(int dtype)
+{
+    switch (dtype) {
+    case VTOK_DTYPE_F32:  return "f32";
+    case VTOK_DTYPE_BF16: return "bf16";
+    case VTOK_DTYPE_INT8: return "int8";
+    }
+    return "unknown";
 }
 
 vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_status *st)
@@ -320,8 +394,14 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
         goto fail_empty;
     }
     cJSON_Delete(empty);
+    if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_INT8) {
+        vt_fail(st, VTOK_EINVAL, "unknown dtype %d", p->dtype);
+        goto fail;
+    }
     fill_info(m);
-    pack_linears(m);
+    m->info.compute_dtype = vtok_dtype_name(p->dtype);
+    if (pack_linears(m, p->dtype, st))
+        goto fail;
     return m;
 
 fail_empty:
@@ -447,14 +527,15 @@ int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_
         n_keep += keep[i];
 
     /* Plan memory: work, per-thread scratch, outputs. */
-    int64_t nt = vt_pool_size(ctx->pool), d = v->d, ntd, total = 0, work = 0, scr = 0;
+    int64_t nt = vt_pool_size(ctx->pool), d = v->d, ntd, total = 0, work = 0, scr = 0, lp = 0;
     int64_t pool_dim = v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : d;
     int ok = vt_mul_ok(n, T, &ntd) && vt_mul_ok(ntd, d, &ntd);
     if (ok) {
         work = r16(vt_vit_work_floats(v, n, h, w));
         scr = r16(vt_exec_scratch_floats(T));
-        total = work + nt * scr + r16(ntd) * (1 + n_keep) + r16(n * pool_dim) +
-                r16(n * (v->proj.w ? v->proj.n_out : 0));
+        lp = (int64_t)(vt_exec_lp_bytes(n * T, ctx->m->lp_max_in) + 3) / 4;
+        total = work + nt * scr + r16(lp) + r16(ntd) * (1 + n_keep) + r16(n * pool_dim) +
+                r16(n * (v->proj.n_out ? v->proj.n_out : 0));
     }
     if (!ok || total <= 0 || total > MAX_CTX_BYTES / (int64_t)sizeof(float)) {
         free(keep);
@@ -480,6 +561,9 @@ int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_
     ctx->exec.scratch = q;
     ctx->exec.scratch_stride = scr;
     q += nt * scr;
+    ctx->exec.lp_buf = lp ? q : NULL;
+    ctx->exec.lp_bytes = (size_t)lp * 4;
+    q += r16(lp);
     ctx->last = q;
     q += r16(ntd);
     for (int64_t i = 0; i <= L; i++)
@@ -490,7 +574,7 @@ int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_
     free(keep);
     ctx->pooler = v->pool != VT_POOL_NONE ? q : NULL;
     q += r16(n * pool_dim);
-    ctx->embeds = v->proj.w ? q : NULL;
+    ctx->embeds = v->proj.n_out ? q : NULL;
     ctx->exec.k = vt_kernels_get();
 
     vt_vit_out out = {.last = ctx->last, .pooler = ctx->pooler, .embeds = ctx->embeds,

@@ -272,7 +272,7 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
     int64_t M = n * T, d = v->d, dh = d / v->n_heads;
 
     vt_op_layernorm(e, M, d, b->x, &L->ln1, b->hb);
-    if (L->qkv.w) {
+    if (L->qkv.n_out) {
         vt_op_linear(e, M, b->hb, 0, &L->qkv, b->qkv, 3 * d);
     } else {
         vt_op_linear(e, M, b->hb, 0, &L->q, b->qkv, 3 * d);
@@ -399,6 +399,6 @@ void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int6
         }
         break;
     }
-    if (v->proj.w && out->embeds)
+    if (v->proj.n_out && out->embeds)
         vt_op_linear(e, n, out->pooler, 0, &v->proj, out->embeds, 0);
 }

@@ -110,14 +110,26 @@ static int parse(int argc, char **argv, args *a)
     return 0;
 }
 
-static vtok_model *load(const char *dir)
+static vtok_model *load_dtype(const char *dir, const char *dtype)
 {
     vtok_status st = {0};
     vtok_model_params mp = vtok_model_default_params();
+    if (dtype) {
+        mp.dtype = vtok_dtype_from_name(dtype);
+        if (mp.dtype < 0) {
+            die("--dtype %s: expected f32, bf16 or int8", dtype);
+            return NULL;
+        }
+    }
     vtok_model *m = vtok_model_load(dir, &mp, &st);
     if (!m)
         die("%s", st.msg[0] ? st.msg : vtok_strerror(st.code));
     return m;
+}
+
+static vtok_model *load(const char *dir)
+{
+    return load_dtype(dir, NULL);
 }
 
 static int cmd_info(const args *a)
@@ -132,6 +144,7 @@ static int cmd_info(const args *a)
     printf("arch            %s\n", i.arch);
     printf("model_type      %s\n", i.model_type);
     printf("weights         %s, %lld parameters\n", i.weight_dtype, (long long)i.n_params);
+    printf("compute         %s\n", i.compute_dtype);
     printf("hidden_size     %lld\n", (long long)i.hidden_size);
     printf("intermediate    %lld (%s)\n", (long long)i.intermediate_size, i.hidden_act);
     printf("layers          %lld\n", (long long)i.n_layers);
@@ -301,8 +314,6 @@ static int cmd_encode(const args *a)
         return die("%s", "encode needs --model DIR and --out DIR");
     if (!a->pixels == !a->n_images)
         return die("%s", "encode needs --pixels X.npy or images (--image FILE ...), not both");
-    if (a->dtype && strcmp(a->dtype, "f32") != 0)
-        return die("--dtype %s: only f32 is available in this version", a->dtype);
     static int layer_list[MAX_LAYER_ARGS];
     int n_layers = 0, all = 0;
     if (parse_layers(a->layers, layer_list, &n_layers, &all))
@@ -325,7 +336,7 @@ static int cmd_encode(const args *a)
             return die("%s: pixel_values must be 4-D [N, C, H, W]", a->pixels);
         }
     }
-    vtok_model *m = load(a->model);
+    vtok_model *m = load_dtype(a->model, a->dtype);
     if (!m) {
         if (a->n_images)
             free(px);
@@ -407,7 +418,7 @@ static int cmd_bench(const args *a)
 {
     if (!a->model)
         return die("%s", "bench needs --model DIR");
-    vtok_model *m = load(a->model);
+    vtok_model *m = load_dtype(a->model, a->dtype);
     if (!m)
         return 1;
     vtok_model_info info;
@@ -443,9 +454,10 @@ static int cmd_bench(const args *a)
     }
     qsort(t, (size_t)iters, sizeof *t, cmp_double);
     printf("{\"model\": \"%s\", \"arch\": \"%s\", \"batch\": %lld, \"size\": %lld, "
-           "\"threads\": %d, \"kernels\": \"%s\", \"iters\": %d, \"median_ms\": %.3f, "
+           "\"threads\": %d, \"kernels\": \"%s\", \"dtype\": \"%s\", \"iters\": %d, \"median_ms\": %.3f, "
            "\"ms_per_image\": %.3f, \"min_ms\": %.3f}\n",
-           a->model, info.arch, (long long)n, (long long)s, a->threads, vtok_kernel_name(), iters,
+           a->model, info.arch, (long long)n, (long long)s, a->threads, vtok_kernel_name(),
+           info.compute_dtype, iters,
            t[iters / 2], t[iters / 2] / (double)n, t[0]);
     rc = 0;
 out:

@@ -1,0 +1,169 @@
+/*
+ * lowp_avx512vnni.c - int8 Linear layers with AVX512-VNNI (VPDPBUSD).
+ *
+ * VPDPBUSD adds four u8 x s8 products into each of 16 int32 lanes: 128
+ * multiply-adds per instruction, 4x an f32 FMA's work; measured 930 GOP/s
+ * per core on the dev machine (Zen 5) vs 230 GFLOP/s f32. Activations are
+ * quantised per row (symmetric, scale max|x|/127) and shifted by +128 to be
+ * unsigned; the shift is undone with the weight's column sums (kernels.h).
+ *
+ * The microkernel runs the whole K at once (int32 sums stay exact, no
+ * partial results through memory): per k quad, 2 loads of B, 12 broadcasts
+ * of A, 24 VPDPBUSD. Column blocks are sized so the B block (NC x K bytes)
+ * stays in L2 while every 12-row block of A passes over it.
+ */
+#include "kernels/kernels_internal.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+#define MR 12
+#define NR VT_LP_NR
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+static inline __mmask16 tail_mask(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
+}
+
+float vt_u8_row_avx512vnni(int64_t K, const float *x, uint8_t *y)
+{
+    __m512 mx = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16)
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+    if (k < K)
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(K - k), x + k)));
+    const float m = _mm512_reduce_max_ps(mx);
+    const int live = m > 0.0f && isfinite(m);
+    const __m512 inv = _mm512_set1_ps(live ? 127.0f / m : 0.0f);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    const __m512i off = _mm512_set1_epi32(128);
+    const int64_t Kp = vt_lp_kpad(K, 4);
+    for (k = 0; k < Kp; k += 16) {
+        const __mmask16 m16 = tail_mask(K - k);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m16, x + k), inv);
+        v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        __m128i q = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), off));
+        _mm_mask_storeu_epi8(y + k, tail_mask(Kp - k), q);
+    }
+    return live ? m / 127.0f : 0.0f;
+}
+
+/* acc += dot4(a u8, b s8) per lane. As inline asm because GCC 12 copies
+ * and spills the accumulators around the VPDPBUSD builtin (24 of them here:
+ * 36 stack moves per k step, measured 3x slower). */
+ALWAYS_INLINE __m512i dpbusd(__m512i acc, __m512i a, __m512i b)
+{
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
+}
+
+typedef struct {
+    const float   *bias, *w_scale, *a_scale;
+    const int32_t *wsum;
+    __mmask16      m0, m1;
+} tile_io;
+
+ALWAYS_INLINE void ukernel(const int mr, int64_t kq, const uint8_t *a, int64_t lda,
+                           const int8_t *bp, float *c, int64_t ldc, const tile_io *io)
+{
+    __m512i acc[MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++)
+        if (r < mr) {
+            acc[r][0] = _mm512_setzero_si512();
+            acc[r][1] = _mm512_setzero_si512();
+        }
+    const char *p0 = (const char *)a;
+    const char *p1 = mr > 3 ? p0 + 3 * lda : p0;
+    const char *p2 = mr > 6 ? p0 + 6 * lda : p0;
+    const char *p3 = mr > 9 ? p0 + 9 * lda : p0;
+    for (int64_t q = 0; q < kq; q++) {
+        const __m512i b0 = _mm512_load_si512((const void *)bp);
+        const __m512i b1 = _mm512_load_si512((const void *)(bp + 64));
+        bp += 4 * NR;
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            if (r < mr) {
+                const char *base = r < 3 ? p0 : r < 6 ? p1 : r < 9 ? p2 : p3;
+                const __m512i av = _mm512_set1_epi32(*(const int32_t *)(base + (r % 3) * lda));
+                acc[r][0] = dpbusd(acc[r][0], av, b0);
+                acc[r][1] = dpbusd(acc[r][1], av, b1);
+            }
+        }
+        p0 += 4;
+        p1 += 4;
+        p2 += 4;
+        p3 += 4;
+    }
+    const __m512i s0 = _mm512_loadu_si512((const void *)io->wsum);
+    const __m512i s1 = _mm512_loadu_si512((const void *)(io->wsum + 16));
+    const __m512 w0 = _mm512_loadu_ps(io->w_scale), w1 = _mm512_loadu_ps(io->w_scale + 16);
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (io->bias) {
+        bias0 = _mm512_maskz_loadu_ps(io->m0, io->bias);
+        bias1 = _mm512_maskz_loadu_ps(io->m1, io->bias + 16);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+            const __m512 as = _mm512_set1_ps(io->a_scale[r]);
+            __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][0], s0)), w0);
+            __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][1], s1)), w1);
+            v0 = _mm512_mul_ps(v0, as);
+            v1 = _mm512_mul_ps(v1, as);
+            if (io->bias) {
+                v0 = _mm512_add_ps(v0, bias0);
+                v1 = _mm512_add_ps(v1, bias1);
+            }
+            _mm512_mask_storeu_ps(c + r * ldc, io->m0, v0);
+            _mm512_mask_storeu_ps(c + r * ldc + 16, io->m1, v1);
+        }
+    }
+}
+
+typedef void (*ukernel_fn)(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,
+                           float *c, int64_t ldc, const tile_io *io);
+#define DEF_UK(mr)                                                                          \
+    static void uk_##mr(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,        \
+                        float *c, int64_t ldc, const tile_io *io)                           \
+    {                                                                                       \
+        ukernel(mr, kq, a, lda, bp, c, ldc, io);                                            \
+    }
+DEF_UK(1) DEF_UK(2) DEF_UK(3) DEF_UK(4) DEF_UK(5) DEF_UK(6)
+DEF_UK(7) DEF_UK(8) DEF_UK(9) DEF_UK(10) DEF_UK(11) DEF_UK(12)
+static const ukernel_fn ukernels[MR + 1] = {NULL,  uk_1,  uk_2, uk_3, uk_4,  uk_5, uk_6,
+                                            uk_7,  uk_8,  uk_9, uk_10, uk_11, uk_12};
+
+void vt_gemm_i8_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
+                           int64_t lda, const float *a_scale, const int8_t *W,
+                           const float *w_scale, const int32_t *wsum, const float *bias,
+                           float *C, int64_t ldc)
+{
+    if (M <= 0 || n <= 0)
+        return;
+    const int64_t Kp = vt_lp_kpad(K, 4), panel = Kp * NR;
+    /* B block of about 384 KiB: in L2 across the row blocks. */
+    int64_t nc_max = (384 * 1024 / Kp) / NR * NR;
+    nc_max = nc_max < NR ? NR : nc_max;
+    for (int64_t jc = 0; jc < n; jc += nc_max) {
+        const int64_t nc = n - jc < nc_max ? n - jc : nc_max;
+        for (int64_t ic = 0; ic < M; ic += MR) {
+            const int mr = M - ic < MR ? (int)(M - ic) : MR;
+            for (int64_t jr = 0; jr < nc; jr += NR) {
+                const int64_t j = n0 + jc + jr, nr = nc - jr;
+                tile_io io = {.bias = bias ? bias + jc + jr : NULL,
+                              .w_scale = w_scale + j,
+                              .a_scale = a_scale + ic,
+                              .wsum = wsum + j,
+                              .m0 = tail_mask(nr),
+                              .m1 = tail_mask(nr - 16)};
+                ukernels[mr](Kp / 4, A + ic * lda, lda, W + (j / NR) * panel,
+                             C + ic * ldc + jc + jr, ldc, &io);
+            }
+        }
+    }
+}
