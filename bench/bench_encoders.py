@@ -9,6 +9,9 @@ ONNX (bench/export_onnx.py, same weights), then for every (model, batch,
 threads) runs interleaved rounds of the engines, each run in its own process:
 
     vtok        `vtok bench` (float32)
+    vtok-bf16   `vtok bench --dtype bf16` (bf16 Linear layers, f32 sums)
+    vtok-int8   `vtok bench --dtype int8` (int8 weights per channel, dynamic
+                per-row int8 activations, int32 sums)
     torch-f32   bench/peers_torch.py --backend mkldnn  (oneDNN Linear/Conv)
     torch-bf16  bench/peers_torch.py --backend bf16    (autocast bfloat16)
     ort-f32     bench/peers_ort.mjs (onnxruntime-node, CPU EP, float32)
@@ -47,7 +50,7 @@ MODELS = {
     "l14": (1024, 24, 16, 4096, 14, 336),
 }
 LABEL = {"b16": "ViT-B/16-224", "l14": "ViT-L/14-336"}
-ENGINES = ("vtok", "torch-f32", "torch-bf16", "ort-f32", "torch-eager")
+ENGINES = ("vtok", "vtok-bf16", "vtok-int8", "torch-f32", "torch-bf16", "ort-f32", "torch-eager")
 TORCH_BACKEND = {"torch-f32": "mkldnn", "torch-bf16": "bf16", "torch-eager": "eager"}
 T0 = time.time()
 
@@ -132,12 +135,13 @@ def torch_env():
 
 def engine_cmd(engine, a, model_dir, onnx, batch, threads, iters, pixels=None, out=None):
     """(argv, env) of one run of `engine`."""
-    if engine == "vtok":
+    if engine.startswith("vtok"):
+        dtype = ["--dtype", engine[5:] or "f32"]
         if pixels:
             return ([a.vtok, "encode", "--model", model_dir, "--pixels", pixels, "--out", out,
-                     "--threads", str(threads)], None)
+                     "--threads", str(threads)] + dtype, None)
         return ([a.vtok, "bench", "--model", model_dir, "--threads", str(threads), "--batch", str(batch),
-                 "--iters", str(iters)], None)
+                 "--iters", str(iters)] + dtype, None)
     if engine == "ort-f32":
         cmd = [a.node, os.path.join(HERE, "peers_ort.mjs"), "--onnx", onnx, "--threads", str(threads),
                "--batch", str(batch), "--iters", str(iters), "--warmup", "1", "--spin", str(a.ort_spin)]
@@ -169,8 +173,8 @@ def accuracy(a, name, model_dir, onnx, engines, work):
     np.save(px, x)
     outs = {}
     for eng in ["torch-f32"] + [e for e in engines if e not in ("torch-f32", "torch-eager")]:
-        if eng == "vtok":
-            d = os.path.join(work, name + "_vtok")
+        if eng.startswith("vtok"):
+            d = os.path.join(work, name + "_" + eng)
             os.makedirs(d, exist_ok=True)
             cmd, env = engine_cmd(eng, a, model_dir, onnx, a.acc_batch, 2, 0, px, d)
             run_measured(cmd, env)
@@ -228,7 +232,7 @@ def main():
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per (model, batch, threads)")
     ap.add_argument("--iters", type=int, default=2, help="timed runs per engine per round (after 1 warm-up)")
-    ap.add_argument("--engines", default="vtok,torch-f32,torch-bf16,ort-f32",
+    ap.add_argument("--engines", default="vtok,vtok-bf16,vtok-int8,torch-f32,torch-bf16,ort-f32",
                     help="subset of %s" % ",".join(ENGINES))
     ap.add_argument("--ort-spin", type=int, default=0, choices=(0, 1),
                     help="ORT intra-op thread spinning: 0 (default here) = allow_spinning 0, the analogue "
@@ -301,15 +305,18 @@ def main():
                             name, batch, th, r + 1, a.rounds,
                             ", ".join("%s %.1f" % (e, per[e][-1]) for e in eng_here)))
                     base = statistics.median(per["vtok"])
+                    peers = [statistics.median(per[e]) for e in eng_here if not e.startswith("vtok")]
+                    best = min(peers) if peers else None
                     for eng in eng_here:
                         ms = statistics.median(per[eng])
                         rows.append(dict(model=name, batch=batch, threads=th, engine=eng, ms=ms,
                                          lo=min(per[eng]), hi=max(per[eng]), gflops=gflop / (ms / 1000.0),
-                                         ratio=ms / base, rss=rss[eng], acc=acc.get(eng)))
+                                         ratio=ms / base, peer=ms / best if best else None,
+                                         rss=rss[eng], acc=acc.get(eng)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    head = ("engines: vtok %s (f32) | torch %s: f32 = oneDNN (to_mkldnn), bf16 = autocast | "
+    head = ("engines: vtok %s (f32, bf16, int8) | torch %s: f32 = oneDNN (to_mkldnn), bf16 = autocast | "
             "onnxruntime-node %s on node %s (ONNX opset %s, spinning %s) | %s, %d logical CPUs | "
             "%d rounds x %d iters, order rotated per round; elapsed %.0f s, 1-min load average "
             "%.1f at start, %.1f at end" % (
@@ -318,12 +325,13 @@ def main():
                 platform.machine(),
                 os.cpu_count(), a.rounds, a.iters, time.time() - T0, load0, os.getloadavg()[0]))
     lines = ["| model | batch | threads | engine | ms/image | rounds min-max | GFLOP/s | time / vtok "
-             "| peak RSS MiB | accuracy vs torch-f32 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| time / best peer | peak RSS MiB | accuracy vs torch-f32 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append("| %s | %d | %d | %s | %.1f | %.1f-%.1f | %.1f | %.2f | %.0f | %s |" % (
+        lines.append("| %s | %d | %d | %s | %.1f | %.1f-%.1f | %.1f | %.2f | %s | %.0f | %s |" % (
             LABEL[r["model"]], r["batch"], r["threads"], r["engine"], r["ms"], r["lo"], r["hi"],
-            r["gflops"], r["ratio"], r["rss"], fmt_acc(r["acc"])))
+            r["gflops"], r["ratio"], "%.2f" % r["peer"] if r["peer"] else "-", r["rss"],
+            fmt_acc(r["acc"])))
     table = "\n".join(lines)
     print(head)
     print()

@@ -31,6 +31,15 @@ void vt_ref_quick_gelu_f32(int64_t n, float *x);
 void vt_ref_silu_f32(int64_t n, float *x);
 void vt_ref_tanh_f32(int64_t n, float *x);
 
+/* Round to nearest even for |x| < 2^22 without a libm call (the baseline
+ * build has no SSE4.1 ROUNDSS): adding 1.5 * 2^23 pushes the fraction out
+ * under the default rounding mode. NaN stays NaN. */
+static inline float vt_rne_small(float x)
+{
+    const float big = 12582912.0f; /* not folded away: IEEE math, no -ffast-math */
+    return (x + big) - big;
+}
+
 /* ref/ref_lowp.c */
 uint16_t vt_ref_f32_to_bf16(float x);
 void  vt_ref_bf16_row(int64_t K, const float *x, uint16_t *y);

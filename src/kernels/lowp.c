@@ -59,7 +59,7 @@ void vt_lp_pack_i8(int64_t N, int64_t K, const float *W, int8_t *packed, float *
         int8_t *panel = packed + (j / VT_LP_NR) * VT_LP_NR * Kp;
         int32_t sum = 0;
         for (int64_t k = 0; k < K; k++) {
-            float r = nearbyintf(w[k] * inv);
+            float r = vt_rne_small(w[k] * inv);
             int q = r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r;
             panel[(k / 4) * 4 * VT_LP_NR + (j % VT_LP_NR) * 4 + (k & 3)] = (int8_t)q;
             sum += q;

@@ -228,8 +228,10 @@ static void pack_task(void *arg, int64_t i, int tid)
         vt_lp_pack_i8(l->n_out, l->n_in, l->w, (int8_t *)d, scale, (int32_t *)(scale + np));
     } else {
         j->k->gemm_pack_nk(l->n_out, l->n_in, l->w, (float *)d);
-        vt_weights_drop_pages(j->w, l->w);
     }
+    /* Drop the source pages now, not after the whole pass: the peak is then
+     * the converted block plus the weights in flight, not plus all of them. */
+    vt_weights_drop_pages(j->w, l->w);
 }
 
 #define PACK_ALIGN 64 /* bytes: the kernels' aligned panel loads */

@@ -45,7 +45,7 @@ float vt_ref_u8_row(int64_t K, const float *x, uint8_t *y)
     const float inv = live ? 127.0f / mx : 0.0f;
     int64_t k = 0;
     for (; k < K; k++) {
-        float r = nearbyintf(x[k] * inv);
+        float r = vt_rne_small(x[k] * inv);
         int q = r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r;
         y[k] = (uint8_t)(q + 128);
     }
