@@ -108,8 +108,8 @@ int main(int argc, char **argv)
         uint16_t *ab = aligned_alloc(64, (size_t)(M * lda) * 2 + 64);
         float *as = aligned_alloc(64, (size_t)M * 4 + 64);
         t->gemm_pack_nk(N, K, W, P);
-        vt_lp_pack_bf16(N, K, W, wb);
-        vt_lp_pack_i8(N, K, W, wq, ws, wsum);
+        vt_lp_pack_bf16(t, N, K, W, wb);
+        vt_lp_pack_i8(t, N, K, W, wq, ws, wsum);
         printf("%-12s %5lld %5lld %5lld", sh->what, (long long)M, (long long)N, (long long)K);
         for (int prec = 0; prec < 3; prec++) {
             if (pk[prec] == 0) {

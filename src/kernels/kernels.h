@@ -128,13 +128,17 @@ typedef void (*vt_gemm_i8_fn)(int64_t M, int64_t K, int64_t n0, int64_t n, const
                               const float *w_scale, const int32_t *wsum, const float *bias,
                               float *C, int64_t ldc);
 
-/* Portable weight converters (lowp.c). Sizes in elements (bf16) / bytes (int8). */
+/* Weight converters (lowp.c), through table k's row converters (all tables
+ * give the same bytes). Sizes in elements (bf16) / bytes (int8). The packs
+ * return 0, or -1 if a row buffer could not be allocated. */
+struct vt_kernels;
 size_t vt_lp_bf16_size(int64_t N, int64_t K);
-void   vt_lp_pack_bf16(int64_t N, int64_t K, const float *W, uint16_t *packed);
+int    vt_lp_pack_bf16(const struct vt_kernels *k, int64_t N, int64_t K, const float *W,
+                       uint16_t *packed);
 size_t vt_lp_i8_size(int64_t N, int64_t K);
 /* scale and wsum get vt_lp_kpad(N, VT_LP_NR) entries (zero past N). */
-void   vt_lp_pack_i8(int64_t N, int64_t K, const float *W, int8_t *packed, float *scale,
-                     int32_t *wsum);
+int    vt_lp_pack_i8(const struct vt_kernels *k, int64_t N, int64_t K, const float *W,
+                     int8_t *packed, float *scale, int32_t *wsum);
 
 /* y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i] over one row of n
  * (biased variance, as torch.nn.LayerNorm; mean/var accumulated in float32

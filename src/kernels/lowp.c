@@ -7,7 +7,7 @@
  */
 #include "kernels/kernels_internal.h"
 
-#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 size_t vt_lp_bf16_size(int64_t N, int64_t K)
@@ -17,19 +17,27 @@ size_t vt_lp_bf16_size(int64_t N, int64_t K)
     return (size_t)vt_lp_kpad(N, VT_LP_NR) * (size_t)vt_lp_kpad(K, 2);
 }
 
-void vt_lp_pack_bf16(int64_t N, int64_t K, const float *W, uint16_t *packed)
+int vt_lp_pack_bf16(const vt_kernels *k, int64_t N, int64_t K, const float *W, uint16_t *packed)
 {
     const int64_t Kp = vt_lp_kpad(K, 2), Np = vt_lp_kpad(N, VT_LP_NR);
-    for (int64_t j0 = 0; j0 < Np; j0 += VT_LP_NR) {
-        uint16_t *panel = packed + j0 * Kp;
-        for (int64_t j = 0; j < VT_LP_NR; j++) {
-            const float *w = j0 + j < N ? W + (j0 + j) * K : NULL;
-            for (int64_t k = 0; k < Kp; k++) {
-                float x = w && k < K ? w[k] : 0.0f;
-                panel[(k / 2) * 2 * VT_LP_NR + j * 2 + (k & 1)] = vt_ref_f32_to_bf16(x);
-            }
+    /* Rows go through the table's converter: bit-exact with the reference
+     * by contract, and vectorised (the scalar loop dominated loading). */
+    uint16_t *row = malloc((size_t)Kp * sizeof *row);
+    if (!row)
+        return -1;
+    for (int64_t j = 0; j < Np; j++) {
+        uint16_t *dst = packed + (j / VT_LP_NR) * VT_LP_NR * Kp + (j % VT_LP_NR) * 2;
+        if (j < N)
+            k->bf16_row(K, W + j * K, row);
+        else
+            memset(row, 0, (size_t)Kp * sizeof *row);
+        for (int64_t p = 0; p < Kp / 2; p++) {
+            dst[p * 2 * VT_LP_NR] = row[2 * p];
+            dst[p * 2 * VT_LP_NR + 1] = row[2 * p + 1];
         }
     }
+    free(row);
+    return 0;
 }
 
 size_t vt_lp_i8_size(int64_t N, int64_t K)
@@ -39,32 +47,33 @@ size_t vt_lp_i8_size(int64_t N, int64_t K)
     return (size_t)vt_lp_kpad(N, VT_LP_NR) * (size_t)vt_lp_kpad(K, 4);
 }
 
-void vt_lp_pack_i8(int64_t N, int64_t K, const float *W, int8_t *packed, float *scale,
-                   int32_t *wsum)
+int vt_lp_pack_i8(const vt_kernels *k, int64_t N, int64_t K, const float *W, int8_t *packed,
+                  float *scale, int32_t *wsum)
 {
     const int64_t Kp = vt_lp_kpad(K, 4), Np = vt_lp_kpad(N, VT_LP_NR);
-    memset(packed, 0, (size_t)Np * (size_t)Kp);
+    /* A weight row is quantised exactly as an activation row (symmetric,
+     * max|w| / 127, round to nearest even), so the table's u8_row does it;
+     * its +128 offset is removed here. */
+    uint8_t *row = malloc((size_t)Kp);
+    if (!row)
+        return -1;
     for (int64_t j = 0; j < Np; j++) {
-        scale[j] = 0.0f;
-        wsum[j] = 0;
-        if (j >= N)
-            continue;
-        const float *w = W + j * K;
-        float mx = 0.0f;
-        for (int64_t k = 0; k < K; k++)
-            mx = fabsf(w[k]) > mx ? fabsf(w[k]) : mx;
-        if (!(mx > 0.0f) || !isfinite(mx))
-            continue; /* an all-zero (or broken) row stays 0 */
-        const float inv = 127.0f / mx;
-        int8_t *panel = packed + (j / VT_LP_NR) * VT_LP_NR * Kp;
-        int32_t sum = 0;
-        for (int64_t k = 0; k < K; k++) {
-            float r = vt_rne_small(w[k] * inv);
-            int q = r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r;
-            panel[(k / 4) * 4 * VT_LP_NR + (j % VT_LP_NR) * 4 + (k & 3)] = (int8_t)q;
-            sum += q;
+        int8_t *dst = packed + (j / VT_LP_NR) * VT_LP_NR * Kp + (j % VT_LP_NR) * 4;
+        if (j < N) {
+            scale[j] = k->u8_row(K, W + j * K, row);
+        } else {
+            scale[j] = 0.0f;
+            memset(row, 128, (size_t)Kp);
         }
-        scale[j] = mx / 127.0f;
+        int32_t sum = 0;
+        for (int64_t q = 0; q < Kp / 4; q++)
+            for (int t = 0; t < 4; t++) {
+                const int v = (int)row[4 * q + t] - 128;
+                dst[q * 4 * VT_LP_NR + t] = (int8_t)v;
+                sum += v;
+            }
         wsum[j] = 128 * sum;
     }
+    free(row);
+    return 0;
 }

@@ -6,6 +6,7 @@
  */
 #include "family.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,7 @@ typedef struct {
     const vt_kernels *k;
     vt_weights       *w;
     int               dtype;  /* vtok_dtype */
+    _Atomic int       failed; /* a low-precision pack ran out of memory */
     vt_linear *const *l;      /* the Linears to convert ... */
     char *const      *dst;    /* ... and where each goes    */
 } pack_job;
@@ -216,16 +218,19 @@ static size_t packed_bytes(const vt_kernels *k, int dtype, const vt_linear *l)
 /* Runs on the pool: only reads the weights object (drop_pages is an madvise). */
 static void pack_task(void *arg, int64_t i, int tid)
 {
-    const pack_job *j = arg;
-    const vt_linear *l = j->l[i];
+    const vt_linear *l = ((const pack_job *)arg)->l[i];
+    pack_job *j = arg;
     char *d = j->dst[i];
     (void)tid;
     if (j->dtype == VTOK_DTYPE_BF16) {
-        vt_lp_pack_bf16(l->n_out, l->n_in, l->w, (uint16_t *)d);
+        if (vt_lp_pack_bf16(j->k, l->n_out, l->n_in, l->w, (uint16_t *)d))
+            j->failed = 1;
     } else if (j->dtype == VTOK_DTYPE_INT8) {
         const size_t np = (size_t)vt_lp_kpad(l->n_out, VT_LP_NR);
         float *scale = (float *)(d + (vt_lp_i8_size(l->n_out, l->n_in) + 63) / 64 * 64);
-        vt_lp_pack_i8(l->n_out, l->n_in, l->w, (int8_t *)d, scale, (int32_t *)(scale + np));
+        if (vt_lp_pack_i8(j->k, l->n_out, l->n_in, l->w, (int8_t *)d, scale,
+                          (int32_t *)(scale + np)))
+            j->failed = 1;
     } else {
         j->k->gemm_pack_nk(l->n_out, l->n_in, l->w, (float *)d);
     }
@@ -272,6 +277,11 @@ static int pack_linears(vtok_model *m, int dtype, vtok_status *st)
             for (int64_t i = 0; i < n; i++)
                 pack_task(&j, i, 0);
         }
+        if (j.failed) {
+            vt_free(block);
+            block = NULL;
+            goto done;
+        }
         for (int64_t i = 0; i < n; i++) {
             vt_linear *x = l[i];
             if (dtype == VTOK_DTYPE_F32) {
@@ -293,6 +303,7 @@ static int pack_linears(vtok_model *m, int dtype, vtok_status *st)
         }
         m->packed = block;
     }
+done:
     free(l);
     free(dst);
     free(off);

@@ -88,8 +88,8 @@ static void test_gemm(const vt_kernels *t, const vt_kernels *r, int64_t M, int64
     float *ws = xmalloc((size_t)Np * 4), *as = xmalloc((size_t)M * 4);
     int32_t *wsum = xmalloc((size_t)Np * 4);
     uint8_t *aq = xmalloc((size_t)(M * lda));
-    vt_lp_pack_bf16(N, K, W, wb);
-    vt_lp_pack_i8(N, K, W, wq, ws, wsum);
+    vt_lp_pack_bf16(vt_kernels_ref(), N, K, W, wb);
+    vt_lp_pack_i8(vt_kernels_ref(), N, K, W, wq, ws, wsum);
     for (int64_t i = 0; i < M; i++) {
         r->bf16_row(K, A + i * K, ab + i * lda);
         as[i] = r->u8_row(K, A + i * K, aq + i * lda);
