@@ -72,6 +72,9 @@ class Runner:
                             "--config", cpath, "--in", xin, "--out", out,
                             "--threads", str(threads)], capture_output=True, text=True)
         if expect_fail:
+            # error paths must be clean too (ASan/UBSan builds report on stderr)
+            check("Sanitizer" not in p.stderr and "runtime error" not in p.stderr,
+                  f"{mode}: error path without sanitizer reports")
             return p.returncode, p.stderr
         if p.returncode != 0:
             raise RuntimeError(f"seed_blocks {mode} failed: {p.stderr.strip()}")
@@ -242,6 +245,12 @@ def main():
                     np.zeros((1, 8), np.int64), expect_fail=True)
     check(rc == 1 and all(d in err for d in drop[3:]),
           f"detok missing tensors all named: {err.strip()}")
+    # a whole layer gone: the message lists what fits and counts the rest
+    layer3 = [k for k in m.state_dict() if k.startswith("Qformer.bert.encoder.layer.3.")]
+    seed_ref.save(m, bpath, drop=layer3)
+    rc, err = R.run("qformer", bpath, qcfg(8, num_hidden_layers=4), x, expect_fail=True)
+    check(rc == 1 and f"{len(layer3)} tensors missing" in err and " more" in err and
+          len(err) < 600, f"qformer many missing: {err.strip()}")
     rc, err = R.run("qformer", models["causal8+ln_vision"][1], qcfg(8, encoder_width=40), x,
                     expect_fail=True)
     check(rc == 1 and "shape" in err and "crossattention.self.key.weight" in err,
