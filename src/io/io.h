@@ -94,6 +94,13 @@ int vt_npy_read_f32_mem(const void *buf, size_t size, const char *name, float **
 int vt_npy_write_f32(const char *path, const float *data, int n_dims, const int64_t *shape,
                      vtok_status *st);
 
+/* Integer arrays (discrete token ids): read '<i8' or '<i4' (widened) into a
+ * vt_alloc'ed int64 buffer; write int64 as '<i8'. Same checks as above. */
+int vt_npy_read_i64(const char *path, int64_t **data, int *n_dims, int64_t shape[VT_MAX_DIMS],
+                    vtok_status *st);
+int vt_npy_write_i64(const char *path, const int64_t *data, int n_dims, const int64_t *shape,
+                     vtok_status *st);
+
 /* Whole-file read into a malloc'ed NUL-terminated buffer; size limit in bytes. */
 int vt_read_file(const char *path, size_t max_size, char **out, size_t *size, vtok_status *st);
 

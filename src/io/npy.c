@@ -1,5 +1,6 @@
 /*
- * npy.c - NumPy .npy arrays: read float16/32/64 as float32, write float32.
+ * npy.c - NumPy .npy arrays: read float16/32/64 as float32, write float32;
+ * read int32/64 as int64 and write int64 (discrete token ids).
  *
  * .npy is how the parity tests exchange pixels and reference features with
  * PyTorch. Layout: "\x93NUMPY", major, minor, header length (u16 for 1.0,
@@ -237,8 +238,9 @@ static int parse_dict(npy_lex *x, npy_hdr *h)
 
 /* --------------------------------------------------------------- read -- */
 
-static int npy_read(npy_src *s, float **data, int *n_dims, int64_t shape[VT_MAX_DIMS],
-                    vtok_status *st)
+/* as_i64 = 0: float dtypes into float32; 1: integer dtypes into int64. */
+static int npy_read(npy_src *s, int as_i64, void **data, int *n_dims,
+                    int64_t shape[VT_MAX_DIMS], vtok_status *st)
 {
     const char *nm = s->name;
     uint8_t pre[12];
@@ -294,22 +296,26 @@ static int npy_read(npy_src *s, float **data, int *n_dims, int64_t shape[VT_MAX_
     if (rc)
         return rc;
 
-    size_t isz;
-    if (strcmp(h.descr, "<f4") == 0)
+    size_t isz = 0;
+    if (!as_i64 && strcmp(h.descr, "<f4") == 0)
         isz = 4;
-    else if (strcmp(h.descr, "<f8") == 0)
+    else if (!as_i64 && strcmp(h.descr, "<f8") == 0)
         isz = 8;
-    else if (strcmp(h.descr, "<f2") == 0)
+    else if (!as_i64 && strcmp(h.descr, "<f2") == 0)
         isz = 2;
+    else if (as_i64 && strcmp(h.descr, "<i8") == 0)
+        isz = 8;
+    else if (as_i64 && strcmp(h.descr, "<i4") == 0)
+        isz = 4;
     else if (h.descr[0] == '>')
         return vt_fail(st, VTOK_EUNSUPPORTED, "%s: big-endian dtype '%s' is not supported", nm,
                        h.descr);
     else if (strchr(h.descr, 'O'))
         return vt_fail(st, VTOK_EUNSUPPORTED, "%s: object dtype '%s' is not supported", nm,
                        h.descr);
-    else
-        return vt_fail(st, VTOK_EUNSUPPORTED,
-                       "%s: dtype '%s' is not supported (need <f4, <f8 or <f2)", nm, h.descr);
+    if (!isz)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "%s: dtype '%s' is not supported (need %s)", nm,
+                       h.descr, as_i64 ? "<i8 or <i4" : "<f4, <f8 or <f2");
     if (h.fortran)
         return vt_fail(st, VTOK_EUNSUPPORTED,
                        "%s: fortran_order arrays are not supported (save C order)", nm);
@@ -318,7 +324,8 @@ static int npy_read(npy_src *s, float **data, int *n_dims, int64_t shape[VT_MAX_
     for (int i = 0; i < h.n_dims; i++)
         if (!vt_mul_ok(numel, h.shape[i], &numel))
             return vt_fail(st, VTOK_EFORMAT, "%s: .npy element count overflows", nm);
-    if (!vt_mul_ok(numel, (int64_t)isz, &in_bytes) || !vt_mul_ok(numel, 4, &out_bytes))
+    int64_t osz = as_i64 ? 8 : 4;
+    if (!vt_mul_ok(numel, (int64_t)isz, &in_bytes) || !vt_mul_ok(numel, osz, &out_bytes))
         return vt_fail(st, VTOK_EFORMAT, "%s: .npy byte size overflows", nm);
     if (out_bytes > NPY_MAX_BYTES || in_bytes > NPY_MAX_BYTES)
         return vt_fail(st, VTOK_ELIMIT, "%s: .npy array of %lld elements exceeds the 16 GiB limit",
@@ -333,11 +340,13 @@ static int npy_read(npy_src *s, float **data, int *n_dims, int64_t shape[VT_MAX_
                        "%s: .npy shape needs %lld bytes of data but the file has %zu", nm,
                        (long long)in_bytes, have);
 
-    float *out = vt_alloc((size_t)out_bytes);
+    void *out = vt_alloc((size_t)out_bytes);
     if (!out)
         return vt_fail(st, VTOK_ENOMEM, "%s: out of memory (%lld bytes)", nm,
                        (long long)out_bytes);
-    if (isz == 4) {
+    float *of = out;
+    int64_t *oi = out;
+    if ((int64_t)isz == osz) {
         rc = src_read(s, out, (size_t)in_bytes, st);
     } else {
         /* Convert in chunks so f64 input needs no second full-size buffer. */
@@ -348,14 +357,18 @@ static int npy_read(npy_src *s, float **data, int *n_dims, int64_t shape[VT_MAX_
             int64_t m = numel - k < NPY_CHUNK ? numel - k : NPY_CHUNK;
             rc = src_read(s, tmp, (size_t)m * isz, st);
             for (int64_t j = 0; !rc && j < m; j++) {
-                if (isz == 2) {
+                if (as_i64) {
+                    int32_t v;
+                    memcpy(&v, tmp + 4 * j, 4);
+                    oi[k + j] = v;
+                } else if (isz == 2) {
                     uint16_t v;
                     memcpy(&v, tmp + 2 * j, 2);
-                    out[k + j] = vt_f16_to_f32(v);
+                    of[k + j] = vt_f16_to_f32(v);
                 } else {
                     double v;
                     memcpy(&v, tmp + 8 * j, 8);
-                    out[k + j] = (float)v; /* IEEE: nearest, overflow to +-inf */
+                    of[k + j] = (float)v; /* IEEE: nearest, overflow to +-inf */
                 }
             }
         }
@@ -372,23 +385,24 @@ static int npy_read(npy_src *s, float **data, int *n_dims, int64_t shape[VT_MAX_
     return VTOK_OK;
 }
 
-static int check_out_args(float **data, int *n_dims, int64_t *shape, vtok_status *st)
+static int check_out_args(const char *fn, void *data, int *n_dims, int64_t *shape,
+                          vtok_status *st)
 {
     if (!data || !n_dims || !shape)
-        return vt_fail(st, VTOK_EINVAL, "vt_npy_read_f32: NULL output argument");
-    *data = NULL;
+        return vt_fail(st, VTOK_EINVAL, "%s: NULL output argument", fn);
+    *(void **)data = NULL;
     *n_dims = 0;
     return VTOK_OK;
 }
 
-int vt_npy_read_f32(const char *path, float **data, int *n_dims, int64_t shape[VT_MAX_DIMS],
-                    vtok_status *st)
+static int read_path(const char *fn, const char *path, int as_i64, void **data, int *n_dims,
+                     int64_t shape[VT_MAX_DIMS], vtok_status *st)
 {
-    int rc = check_out_args(data, n_dims, shape, st);
+    int rc = check_out_args(fn, data, n_dims, shape, st);
     if (rc)
         return rc;
     if (!path)
-        return vt_fail(st, VTOK_EINVAL, "vt_npy_read_f32: path is NULL");
+        return vt_fail(st, VTOK_EINVAL, "%s: path is NULL", fn);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return vt_fail(st, VTOK_EIO, "cannot open %s: %s", path, strerror(errno));
@@ -399,44 +413,69 @@ int vt_npy_read_f32(const char *path, float **data, int *n_dims, int64_t shape[V
         rc = vt_fail(st, VTOK_EIO, "cannot read %s: not a regular file", path);
     } else {
         npy_src s = {fd, NULL, (size_t)sb.st_size, 0, path};
-        rc = npy_read(&s, data, n_dims, shape, st);
+        rc = npy_read(&s, as_i64, data, n_dims, shape, st);
     }
     close(fd);
+    return rc;
+}
+
+int vt_npy_read_f32(const char *path, float **data, int *n_dims, int64_t shape[VT_MAX_DIMS],
+                    vtok_status *st)
+{
+    void *d = NULL;
+    int rc = read_path("vt_npy_read_f32", path, 0, data ? &d : NULL, n_dims, shape, st);
+    if (data)
+        *data = d;
+    return rc;
+}
+
+int vt_npy_read_i64(const char *path, int64_t **data, int *n_dims, int64_t shape[VT_MAX_DIMS],
+                    vtok_status *st)
+{
+    void *d = NULL;
+    int rc = read_path("vt_npy_read_i64", path, 1, data ? &d : NULL, n_dims, shape, st);
+    if (data)
+        *data = d;
     return rc;
 }
 
 int vt_npy_read_f32_mem(const void *buf, size_t size, const char *name, float **data,
                         int *n_dims, int64_t shape[VT_MAX_DIMS], vtok_status *st)
 {
-    int rc = check_out_args(data, n_dims, shape, st);
+    void *d = NULL;
+    int rc = check_out_args("vt_npy_read_f32_mem", data ? &d : NULL, n_dims, shape, st);
     if (rc)
         return rc;
+    *data = NULL;
     if (!buf && size)
         return vt_fail(st, VTOK_EINVAL, "vt_npy_read_f32_mem: buf is NULL");
     npy_src s = {-1, buf, size, 0, name ? name : "<memory>"};
-    return npy_read(&s, data, n_dims, shape, st);
+    rc = npy_read(&s, 0, &d, n_dims, shape, st);
+    *data = d;
+    return rc;
 }
 
 /* -------------------------------------------------------------- write -- */
 
-int vt_npy_write_f32(const char *path, const float *data, int n_dims, const int64_t *shape,
-                     vtok_status *st)
+static int npy_write(const char *fn, const char *path, const char *descr, size_t esz,
+                     const void *data, int n_dims, const int64_t *shape, vtok_status *st)
 {
     if (!path || n_dims < 0 || n_dims > VT_MAX_DIMS || (n_dims && !shape))
-        return vt_fail(st, VTOK_EINVAL, "vt_npy_write_f32: bad argument");
+        return vt_fail(st, VTOK_EINVAL, "%s: bad argument", fn);
     int64_t numel = 1, bytes;
     for (int i = 0; i < n_dims; i++)
         if (!vt_mul_ok(numel, shape[i], &numel))
-            return vt_fail(st, VTOK_EINVAL, "vt_npy_write_f32: bad shape for %s", path);
-    if (!vt_mul_ok(numel, 4, &bytes) || (uint64_t)bytes > SIZE_MAX)
-        return vt_fail(st, VTOK_EINVAL, "vt_npy_write_f32: %s: array too large", path);
+            return vt_fail(st, VTOK_EINVAL, "%s: bad shape for %s", fn, path);
+    if (!vt_mul_ok(numel, (int64_t)esz, &bytes) || (uint64_t)bytes > SIZE_MAX)
+        return vt_fail(st, VTOK_EINVAL, "%s: %s: array too large", fn, path);
     if (numel && !data)
-        return vt_fail(st, VTOK_EINVAL, "vt_npy_write_f32: data is NULL");
+        return vt_fail(st, VTOK_EINVAL, "%s: data is NULL", fn);
 
     /* The dict exactly as numpy writes it: sorted keys, repr(tuple) shape
      * ("()" for 0-D, "(5,)" for 1-D), a trailing ", ". */
     char hdr[512];
-    int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    int n = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (",
+                     descr);
     for (int i = 0; i < n_dims; i++)
         n += snprintf(hdr + n, sizeof hdr - (size_t)n, "%s%lld", i ? ", " : "",
                       (long long)shape[i]);
@@ -455,7 +494,7 @@ int vt_npy_write_f32(const char *path, const float *data, int n_dims, const int6
         return vt_fail(st, VTOK_EIO, "cannot create %s: %s", path, strerror(errno));
     int ok = fwrite(pre, 1, sizeof pre, f) == sizeof pre &&
              fwrite(hdr, 1, (size_t)n, f) == (size_t)n &&
-             (numel == 0 || fwrite(data, sizeof(float), (size_t)numel, f) == (size_t)numel);
+             (numel == 0 || fwrite(data, esz, (size_t)numel, f) == (size_t)numel);
     int e = errno;
     if (fclose(f) != 0 && ok) {
         ok = 0;
@@ -466,4 +505,16 @@ int vt_npy_write_f32(const char *path, const float *data, int n_dims, const int6
         return vt_fail(st, VTOK_EIO, "cannot write %s: %s", path, strerror(e));
     }
     return VTOK_OK;
+}
+
+int vt_npy_write_f32(const char *path, const float *data, int n_dims, const int64_t *shape,
+                     vtok_status *st)
+{
+    return npy_write("vt_npy_write_f32", path, "<f4", 4, data, n_dims, shape, st);
+}
+
+int vt_npy_write_i64(const char *path, const int64_t *data, int n_dims, const int64_t *shape,
+                     vtok_status *st)
+{
+    return npy_write("vt_npy_write_i64", path, "<i8", 8, data, n_dims, shape, st);
 }

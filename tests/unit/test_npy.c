@@ -361,6 +361,52 @@ static void test_bad(void)
     CHECK(rc == VTOK_EINVAL, "NULL out");
 }
 
+/* ---------------------------------------------------- int64 (token ids) -- */
+
+static void test_i64(void)
+{
+    vtok_status st = {0};
+    const int64_t ids[6] = {0, 8191, -1, (int64_t)1 << 40, 7, INT64_MIN};
+    const int64_t shape[2] = {2, 3};
+    CHECK(vt_npy_write_i64(tpath("i8.npy"), ids, 2, shape, &st) == 0, "write i8: %s", st.msg);
+    size_t n = 0;
+    uint8_t *img = slurp(tpath("i8.npy"), &n);
+    CHECK(img && n == 128 + 48 &&
+              memcmp(img + 10, "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 3), }",
+                     59) == 0,
+          "i8 header as numpy writes it");
+    free(img);
+    int64_t *d = NULL, sh[VT_MAX_DIMS];
+    int nd = 0;
+    int rc = vt_npy_read_i64(tpath("i8.npy"), &d, &nd, sh, &st);
+    CHECK(rc == 0 && nd == 2 && sh[0] == 2 && sh[1] == 3 && d && memcmp(d, ids, 48) == 0,
+          "i8 roundtrip: %s", st.msg);
+    vt_free(d);
+    /* '<i4' widens (numpy's default int on some platforms). */
+    const int32_t i4[3] = {5, -2, 2147483647};
+    write_npy("i4.npy", 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", i4, 12);
+    rc = vt_npy_read_i64(tpath("i4.npy"), &d, &nd, sh, &st);
+    CHECK(rc == 0 && nd == 1 && sh[0] == 3 && d[0] == 5 && d[1] == -2 && d[2] == 2147483647,
+          "i4 widened: %s", st.msg);
+    vt_free(d);
+    /* float files are not ids, and ids are not floats */
+    float f = 1.0f;
+    const int64_t one = 1;
+    CHECK(vt_npy_write_f32(tpath("f4.npy"), &f, 1, &one, &st) == 0, "write f4");
+    rc = vt_npy_read_i64(tpath("f4.npy"), &d, &nd, sh, &st);
+    CHECK(rc == VTOK_EUNSUPPORTED && d == NULL && strstr(st.msg, "'<f4' is not supported"),
+          "f4 as ids: %s", st.msg);
+    float *fd = NULL;
+    rc = vt_npy_read_f32(tpath("i8.npy"), &fd, &nd, sh, &st);
+    CHECK(rc == VTOK_EUNSUPPORTED && fd == NULL, "i8 as floats: %s", st.msg);
+    rc = vt_npy_read_i64(tpath("i8.npy"), NULL, &nd, sh, &st);
+    CHECK(rc == VTOK_EINVAL, "NULL out");
+    /* truncated data is caught as for floats */
+    write_npy("i8t.npy", 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", ids, 20);
+    rc = vt_npy_read_i64(tpath("i8t.npy"), &d, &nd, sh, &st);
+    CHECK(rc == VTOK_EFORMAT && d == NULL && strstr(st.msg, "truncated"), "trunc: %s", st.msg);
+}
+
 /* ------------------------------------------------------- vt_read_file -- */
 
 static void test_read_file(void)
@@ -407,7 +453,8 @@ static void cleanup(void)
                            "rep.npy", "unterm.npy", "unterm2.npy", "trail.npy", "negdim.npy",
                            "fbool.npy", "dims.npy", "ovf.npy", "ovf2.npy", "ovf3.npy",
                            "limit.npy", "trunc.npy", "long.npy", "more.npy", "hlen.npy",
-                           "hlen2.npy", "t.json", "empty"};
+                           "hlen2.npy", "t.json", "empty", "i8.npy", "i4.npy", "f4.npy",
+                           "i8t.npy"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unlink(tpath(names[i]));
     if (rmdir(tmp) != 0)
@@ -425,6 +472,7 @@ int main(void)
     test_versions();
     test_bad();
     test_read_file();
+    test_i64();
     cleanup();
     if (n_fail) {
         fprintf(stderr, "test_npy: %d of %d checks failed\n", n_fail, n_check);

@@ -1,0 +1,237 @@
+/*
+ * qformer.c - BLIP-2 / SEED Q-Former, query path only (see qformer.h).
+ *
+ * Memory: the hidden state lives in `out`; each sub-layer writes its
+ * projections into work, adds the residual into a temporary and LayerNorms
+ * it back into `out` (post-LN, BertSelfOutput/BertOutput: LN(dense(x) + h)).
+ * Cross-attention keys/values are recomputed per cross layer because every
+ * layer has its own key/value weights.
+ */
+#include "qformer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *WHAT = "qformer";
+
+vt_qformer_defaults vt_qformer_seed_defaults(void)
+{
+    /* bert-base-uncased config + SEED's init_Qformer(32, 1408) */
+    return (vt_qformer_defaults){.d = 768, .heads = 12, .d_ff = 3072, .enc_width = 1408,
+                                 .n_query = 32, .cross_freq = 2, .eps = 1e-12, .act = "gelu",
+                                 .module = "Qformer", .tokens = "query_tokens"};
+}
+
+void vt_add_inplace(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+void vt_qformer_free(vt_qformer *q)
+{
+    if (!q)
+        return;
+    free(q->layers);
+    memset(q, 0, sizeof *q);
+}
+
+static void load_attn(vt_cload *c, vt_bert_attn *a, const char *base, int64_t d, int64_t kv_in,
+                      float eps)
+{
+    char b[512];
+#define N(s) (snprintf(b, sizeof b, "%s.%s", base, s), b)
+    vt_cload_linear(c, &a->q, N("self.query"), d, d, 1);
+    vt_cload_linear(c, &a->k, N("self.key"), d, kv_in, 1);
+    vt_cload_linear(c, &a->v, N("self.value"), d, kv_in, 1);
+    vt_cload_linear(c, &a->o, N("output.dense"), d, d, 1);
+    vt_cload_norm(c, &a->ln, N("output.LayerNorm"), d, eps);
+#undef N
+}
+
+static int read_config(vt_qformer *q, const cJSON *cfg, const vt_qformer_defaults *def,
+                       double *eps, const char **module, const char **tokens,
+                       const char **in_norm, double *in_eps, vtok_status *st)
+{
+    const char *act = NULL;
+    int rc;
+    if ((rc = vt_ccfg_int(cfg, WHAT, "hidden_size", def->d, &q->d, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "num_attention_heads", def->heads, &q->n_heads, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "intermediate_size", def->d_ff, &q->d_ff, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "encoder_width", def->enc_width, &q->enc_width, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "cross_attention_freq", def->cross_freq, &q->cross_freq,
+                          st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "num_query_tokens", def->n_query, &q->n_query, st)) ||
+        /* init_Qformer: "if num_query_token != 32: num_hidden_layers = 4" */
+        (rc = vt_ccfg_int(cfg, WHAT, "num_hidden_layers", q->n_query == 32 ? 12 : 4,
+                          &q->n_layers, st)) ||
+        /* BertModel.forward: is_casual = query_embeds.shape[1] == 32 */
+        (rc = vt_ccfg_bool(cfg, WHAT, "causal", q->n_query == 32, &q->causal, st)) ||
+        (rc = vt_ccfg_float(cfg, WHAT, "layer_norm_eps", def->eps, eps, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "hidden_act", def->act, &act, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "module", def->module, module, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "query_tokens_name", def->tokens, tokens, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "input_norm", NULL, in_norm, st)) ||
+        (rc = vt_ccfg_float(cfg, WHAT, "input_norm_eps", 1e-5, in_eps, st)))
+        return rc;
+    int a = vt_act_from_name(act);
+    if (a < 0)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "%s config: unsupported hidden_act '%s'", WHAT,
+                       act);
+    q->act = (vt_act)a;
+    if (q->d <= 0 || q->n_heads <= 0 || q->d % q->n_heads || q->d_ff <= 0 ||
+        q->enc_width <= 0 || q->n_query <= 0 || q->n_layers <= 0 || q->cross_freq <= 0 ||
+        q->n_layers > 1024 || !(*eps > 0) || !(*in_eps > 0))
+        return vt_fail(st, VTOK_EINVAL,
+                       "%s config: bad sizes (hidden %lld, heads %lld, intermediate %lld, "
+                       "encoder_width %lld, queries %lld, layers %lld, cross freq %lld, "
+                       "eps %g)",
+                       WHAT, (long long)q->d, (long long)q->n_heads, (long long)q->d_ff,
+                       (long long)q->enc_width, (long long)q->n_query, (long long)q->n_layers,
+                       (long long)q->cross_freq, *eps);
+    return 0;
+}
+
+int vt_qformer_load_ex(vt_qformer *q, vt_weights *w, const char *prefix, const cJSON *cfg,
+                       const vt_qformer_defaults *def, vtok_status *st)
+{
+    memset(q, 0, sizeof *q);
+    if (!w || !def)
+        return vt_fail(st, VTOK_EINVAL, "%s: no weights", WHAT);
+    double eps, in_eps;
+    const char *module, *tokens, *in_norm;
+    int rc = read_config(q, cfg, def, &eps, &module, &tokens, &in_norm, &in_eps, st);
+    if (rc)
+        return rc;
+    q->layers = calloc((size_t)q->n_layers, sizeof *q->layers);
+    if (!q->layers)
+        return vt_fail(st, VTOK_ENOMEM, "%s: out of memory", WHAT);
+
+    vt_cload c;
+    vt_cload_init(&c, w, prefix, WHAT);
+    int64_t d = q->d;
+    float e = (float)eps;
+    q->query = vt_cload_get(&c, tokens, 3, 1, q->n_query, d, 0);
+    char b[512];
+    snprintf(b, sizeof b, "%s.bert.embeddings.LayerNorm", module);
+    vt_cload_norm(&c, &q->ln_emb, b, d, e);
+    if (in_norm)
+        vt_cload_norm(&c, &q->ln_in, in_norm, q->enc_width, (float)in_eps);
+    for (int64_t i = 0; i < q->n_layers; i++) {
+        vt_qformer_layer *L = &q->layers[i];
+        char base[256];
+        snprintf(base, sizeof base, "%s.bert.encoder.layer.%lld", module, (long long)i);
+#define N(s) (snprintf(b, sizeof b, "%s.%s", base, s), b)
+        load_attn(&c, &L->self_attn, N("attention"), d, d, e);
+        /* BertLayer: crossattention iff layer_num % cross_attention_freq == 0 */
+        L->has_cross = i % q->cross_freq == 0;
+        if (L->has_cross)
+            load_attn(&c, &L->cross, N("crossattention"), d, q->enc_width, e);
+        vt_cload_linear(&c, &L->fc1, N("intermediate_query.dense"), q->d_ff, d, 1);
+        vt_cload_linear(&c, &L->fc2, N("output_query.dense"), d, q->d_ff, 1);
+        vt_cload_norm(&c, &L->ln_ffn, N("output_query.LayerNorm"), d, e);
+#undef N
+    }
+    if ((rc = vt_cload_finish(&c, st)))
+        vt_qformer_free(q);
+    return rc;
+}
+
+int vt_qformer_load(vt_qformer *q, vt_weights *w, const char *prefix, const cJSON *cfg,
+                    vtok_status *st)
+{
+    vt_qformer_defaults def = vt_qformer_seed_defaults();
+    return vt_qformer_load_ex(q, w, prefix, cfg, &def, st);
+}
+
+/* ---- forward ---- */
+
+int64_t vt_qformer_max_tokens(const vt_qformer *q, int64_t t_in)
+{
+    return q->n_query > t_in ? q->n_query : t_in;
+}
+
+int64_t vt_qformer_work_floats(const vt_qformer *q, int64_t n, int64_t t_in)
+{
+    int64_t rows = n * q->n_query, kv_rows = n * vt_qformer_max_tokens(q, t_in);
+    int64_t f = 3 * rows * q->d          /* q, ctx, tmp          */
+                + 2 * kv_rows * q->d     /* k, v                 */
+                + rows * q->d_ff;        /* FFN hidden           */
+    if (q->ln_in.w)
+        f += n * t_in * q->enc_width;    /* normalised image embeds */
+    return f;
+}
+
+/* h = LN(h + o(attn(q(h), k(kv), v(kv)))) over n items; kv has t_kv rows each. */
+static void attn_block(const vt_qformer *q, const vt_exec *e, const vt_bert_attn *a, float *h,
+                       const float *kv, int64_t kv_w, int64_t n, int64_t t_kv, int causal,
+                       float *bq, float *bk, float *bv, float *ctx, float *tmp)
+{
+    int64_t d = q->d, rows = n * q->n_query, dh = d / q->n_heads;
+    vt_op_linear(e, rows, h, d, &a->q, bq, d);
+    vt_op_linear(e, n * t_kv, kv, kv_w, &a->k, bk, d);
+    vt_op_linear(e, n * t_kv, kv, kv_w, &a->v, bv, d);
+    vt_attn_args at = {.batch = n, .heads = q->n_heads, .tq = q->n_query, .tk = t_kv,
+                       .dh = dh, .q = bq, .k = bk, .v = bv, .ldq = d, .ldk = d, .ldv = d,
+                       .out = ctx, .ldo = d, .scale = (float)(1.0 / sqrt((double)dh)),
+                       .causal = causal};
+    vt_op_attention_ex(e, &at);
+    vt_op_linear(e, rows, ctx, d, &a->o, tmp, d);
+    vt_add_inplace(tmp, h, rows * d);
+    vt_op_layernorm(e, rows, d, tmp, &a->ln, h);
+}
+
+void vt_qformer_forward(const vt_qformer *q, const vt_exec *e, const float *x, int64_t n,
+                        int64_t t_in, float *out, float *work)
+{
+    int64_t d = q->d, rows = n * q->n_query, kv_rows = n * vt_qformer_max_tokens(q, t_in);
+    float *bq = work, *ctx = bq + rows * d, *tmp = ctx + rows * d;
+    float *bk = tmp + rows * d, *bv = bk + kv_rows * d, *ff = bv + kv_rows * d;
+    float *xin = ff + rows * q->d_ff;
+    const float *img = x;
+    if (q->ln_in.w) {
+        vt_op_layernorm(e, n * t_in, q->enc_width, x, &q->ln_in, xin);
+        img = xin;
+    }
+    /* embeddings: LayerNorm of the learned queries, same for every item */
+    for (int64_t b = 0; b < n; b++)
+        memcpy(out + b * q->n_query * d, q->query, (size_t)(q->n_query * d) * sizeof(float));
+    vt_op_layernorm(e, rows, d, out, &q->ln_emb, out);
+
+    for (int64_t i = 0; i < q->n_layers; i++) {
+        const vt_qformer_layer *L = &q->layers[i];
+        attn_block(q, e, &L->self_attn, out, out, d, n, q->n_query, q->causal, bq, bk, bv, ctx,
+                   tmp);
+        if (L->has_cross)
+            attn_block(q, e, &L->cross, out, img, q->enc_width, n, t_in, 0, bq, bk, bv, ctx,
+                       tmp);
+        vt_op_linear(e, rows, out, d, &L->fc1, ff, q->d_ff);
+        vt_op_act(e, q->act, rows * q->d_ff, ff);
+        vt_op_linear(e, rows, ff, q->d_ff, &L->fc2, tmp, d);
+        vt_add_inplace(tmp, out, rows * d);
+        vt_op_layernorm(e, rows, d, tmp, &L->ln_ffn, out);
+    }
+}
+
+int64_t vt_qformer_linears(vt_qformer *q, vt_linear **out, int64_t cap)
+{
+    int64_t k = 0;
+#define PUT(l) do { if (k < cap) out[k] = (l); k++; } while (0)
+    for (int64_t i = 0; i < q->n_layers; i++) {
+        vt_qformer_layer *L = &q->layers[i];
+        vt_bert_attn *as[2] = {&L->self_attn, L->has_cross ? &L->cross : NULL};
+        for (int j = 0; j < 2; j++)
+            if (as[j]) {
+                PUT(&as[j]->q);
+                PUT(&as[j]->k);
+                PUT(&as[j]->v);
+                PUT(&as[j]->o);
+            }
+        PUT(&L->fc1);
+        PUT(&L->fc2);
+    }
+#undef PUT
+    return k;
+}

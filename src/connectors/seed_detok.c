@@ -1,0 +1,214 @@
+/*
+ * seed_detok.c - SEED de-tokenizer (see seed_detok.h).
+ *
+ * The timm blocks are written out here rather than borrowed from the ViT
+ * forward (src/models/vit.c): that forward owns patch embedding, pooling and
+ * hidden-state outputs, none of which apply to 32 code tokens.
+ */
+#include "seed_detok.h"
+
+#include "vq.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *WHAT = "seed_detok";
+
+void vt_seed_detok_free(vt_seed_detok *s)
+{
+    if (!s)
+        return;
+    free(s->blocks);
+    vt_qformer_free(&s->rq);
+    memset(s, 0, sizeof *s);
+}
+
+int vt_seed_detok_load(vt_seed_detok *s, vt_weights *w, const char *prefix, const cJSON *cfg,
+                       vtok_status *st)
+{
+    memset(s, 0, sizeof *s);
+    if (!w)
+        return vt_fail(st, VTOK_EINVAL, "%s: no weights", WHAT);
+    const char *cb, *dec, *pos, *blk, *proj;
+    double ratio, eps;
+    int rc;
+    if ((rc = vt_ccfg_int(cfg, WHAT, "hidden_size", 768, &s->d, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "codebook_embed_dim", 32, &s->e_dim, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "n_embed", 8192, &s->n_embed, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "num_query_tokens", 32, &s->n_tok, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "blocks_depth", 4, &s->depth, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "blocks_num_heads", 12, &s->heads, st)) ||
+        (rc = vt_ccfg_float(cfg, WHAT, "blocks_mlp_ratio", 4.0, &ratio, st)) ||
+        (rc = vt_ccfg_float(cfg, WHAT, "blocks_eps", 1e-6, &eps, st)) ||
+        (rc = vt_ccfg_int(cfg, WHAT, "proj_dim", 768, &s->proj_dim, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "codebook", "quantize.embedding.weight", &cb, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "decode_layer", "decode_task_layer", &dec, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "pos_embed", "pos_embed_text", &pos, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "blocks", "blocks_text", &blk, st)) ||
+        (rc = vt_ccfg_str(cfg, WHAT, "proj", "distill_text_proj", &proj, st)))
+        return rc;
+    /* timm Block: mlp_hidden_dim = int(dim * mlp_ratio) */
+    s->d_mlp = (int64_t)((double)s->d * ratio);
+    if (s->d <= 0 || s->e_dim <= 0 || s->n_embed <= 0 || s->n_tok <= 0 || s->depth < 0 ||
+        s->depth > 1024 || s->heads <= 0 || s->d % s->heads || s->d_mlp <= 0 ||
+        s->proj_dim <= 0 || !(eps > 0))
+        return vt_fail(st, VTOK_EINVAL,
+                       "%s config: bad sizes (hidden %lld, code dim %lld, codes %lld, tokens "
+                       "%lld, depth %lld, heads %lld, mlp %lld, proj %lld)",
+                       WHAT, (long long)s->d, (long long)s->e_dim, (long long)s->n_embed,
+                       (long long)s->n_tok, (long long)s->depth, (long long)s->heads,
+                       (long long)s->d_mlp, (long long)s->proj_dim);
+
+    /* The reverse Q-Former first: its own config errors come before tensors. */
+    vt_qformer_defaults def = vt_qformer_seed_defaults();
+    def.d = s->d;
+    def.heads = s->heads;
+    def.d_ff = 4 * s->d;
+    def.enc_width = s->d;
+    def.n_query = 77;
+    def.module = "Reverse_Qformer";
+    def.tokens = "reverse_tokens";
+    const cJSON *rcfg = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "reverse_qformer") : NULL;
+    if (rcfg && !cJSON_IsObject(rcfg) && !cJSON_IsNull(rcfg))
+        return vt_fail(st, VTOK_EFORMAT, "%s config: 'reverse_qformer' must be an object", WHAT);
+    vtok_status rst = {0};
+    int rrc = vt_qformer_load_ex(&s->rq, w, prefix, cJSON_IsObject(rcfg) ? rcfg : NULL, &def,
+                                 &rst);
+    if (rrc && rrc != VTOK_EMISSING) {
+        vt_fail(st, rrc, "%s: reverse %.480s", WHAT, rst.msg);
+        return rrc;
+    }
+    if (!rrc && s->rq.enc_width != s->d) {
+        vt_qformer_free(&s->rq);
+        return vt_fail(st, VTOK_EINVAL,
+                       "%s config: reverse_qformer encoder_width %lld must equal hidden_size %lld",
+                       WHAT, (long long)s->rq.enc_width, (long long)s->d);
+    }
+
+    s->blocks = calloc((size_t)(s->depth ? s->depth : 1), sizeof *s->blocks);
+    if (!s->blocks) {
+        vt_qformer_free(&s->rq);
+        return vt_fail(st, VTOK_ENOMEM, "%s: out of memory", WHAT);
+    }
+    vt_cload c;
+    vt_cload_init(&c, w, prefix, WHAT);
+    int64_t d = s->d;
+    char b[512];
+    s->codebook = vt_cload_get(&c, cb, 2, s->n_embed, s->e_dim, 0, 0);
+    snprintf(b, sizeof b, "%s.0", dec);
+    vt_cload_linear(&c, &s->dec1, b, s->e_dim, s->e_dim, 1);
+    snprintf(b, sizeof b, "%s.2", dec);
+    vt_cload_linear(&c, &s->dec2, b, d, s->e_dim, 1);
+    s->pos = vt_cload_get(&c, pos, 3, 1, s->n_tok, d, 0);
+    for (int64_t i = 0; i < s->depth; i++) {
+        vt_tblock *B = &s->blocks[i];
+        char base[256];
+        snprintf(base, sizeof base, "%s.%lld", blk, (long long)i);
+#define N(x) (snprintf(b, sizeof b, "%s.%s", base, x), b)
+        vt_cload_norm(&c, &B->ln1, N("norm1"), d, (float)eps);
+        vt_cload_linear(&c, &B->qkv, N("attn.qkv"), 3 * d, d, 1);
+        vt_cload_linear(&c, &B->proj, N("attn.proj"), d, d, 1);
+        vt_cload_norm(&c, &B->ln2, N("norm2"), d, (float)eps);
+        vt_cload_linear(&c, &B->fc1, N("mlp.fc1"), s->d_mlp, d, 1);
+        vt_cload_linear(&c, &B->fc2, N("mlp.fc2"), d, s->d_mlp, 1);
+#undef N
+    }
+    /* distill_text_proj: Linear(Reverse Q-Former hidden, proj_dim) */
+    vt_cload_linear(&c, &s->proj, proj, s->proj_dim, rrc ? d : s->rq.d, 1);
+    rc = vt_cload_finish(&c, st);
+    if (rrc) {
+        /* the reverse Q-Former's missing tensors, then ours */
+        char mine[sizeof st->msg];
+        snprintf(mine, sizeof mine, "%s", rc ? st->msg : "");
+        vt_fail(st, VTOK_EMISSING, "%s: reverse %.300s%s%.200s", WHAT, rst.msg, rc ? "; " : "",
+                mine);
+        rc = rc && rc != VTOK_EMISSING ? rc : VTOK_EMISSING;
+    }
+    if (rc)
+        vt_seed_detok_free(s);
+    return rc;
+}
+
+/* ---- forward ---- */
+
+int64_t vt_seed_detok_max_tokens(const vt_seed_detok *s, int64_t t)
+{
+    int64_t m = vt_qformer_max_tokens(&s->rq, t);
+    return m > t ? m : t;
+}
+
+int64_t vt_seed_detok_work_floats(const vt_seed_detok *s, int64_t n, int64_t t)
+{
+    int64_t rows = n * t;
+    int64_t blocks = rows * (s->d /* ln */ + 3 * s->d /* qkv */ + s->d /* ctx */ +
+                             s->d_mlp /* mlp */);
+    int64_t rq = n * s->rq.n_query * s->rq.d + vt_qformer_work_floats(&s->rq, n, t);
+    int64_t codes = 2 * rows * s->e_dim;
+    return rows * s->d /* u */ + (blocks > rq ? blocks : rq) + codes;
+}
+
+/* timm Block: x += proj(attn(norm1 x)); x += fc2(gelu(fc1(norm2 x))) */
+static void tblock_forward(const vt_seed_detok *s, const vt_exec *e, const vt_tblock *B,
+                           float *x, int64_t n, int64_t t, float *work)
+{
+    int64_t d = s->d, rows = n * t, dh = d / s->heads;
+    float *ln = work, *qkv = ln + rows * d, *ctx = qkv + rows * 3 * d, *mlp = ctx + rows * d;
+    vt_op_layernorm(e, rows, d, x, &B->ln1, ln);
+    vt_op_linear(e, rows, ln, d, &B->qkv, qkv, 3 * d);
+    /* qkv.reshape(B, N, 3, H, dh): q, k, v are column blocks of 3d-wide rows */
+    vt_op_attention(e, n, t, s->heads, dh, qkv, qkv + d, qkv + 2 * d, 3 * d,
+                    (float)(1.0 / sqrt((double)dh)), ctx);
+    vt_op_linear(e, rows, ctx, d, &B->proj, ln, d);
+    vt_add_inplace(x, ln, rows * d);
+    vt_op_layernorm(e, rows, d, x, &B->ln2, ln);
+    vt_op_linear(e, rows, ln, d, &B->fc1, mlp, s->d_mlp);
+    vt_op_act(e, VT_ACT_GELU_ERF, rows * s->d_mlp, mlp);
+    vt_op_linear(e, rows, mlp, s->d_mlp, &B->fc2, ln, d);
+    vt_add_inplace(x, ln, rows * d);
+}
+
+int vt_seed_detok_forward(const vt_seed_detok *s, const vt_exec *e, const int64_t *ids,
+                          int64_t n, int64_t t, float *out, float *work, vtok_status *st)
+{
+    if (t != s->n_tok)
+        return vt_fail(st, VTOK_ESHAPE, "%s: %lld tokens per item, expected %lld", WHAT,
+                       (long long)t, (long long)s->n_tok);
+    int64_t rows = n * t, d = s->d;
+    float *u = work, *tmp = u + rows * d;
+    float *codes = work + vt_seed_detok_work_floats(s, n, t) - 2 * rows * s->e_dim;
+    float *h1 = codes + rows * s->e_dim;
+    int rc = vt_vq_lookup(s->codebook, s->n_embed, s->e_dim, ids, rows, codes, st);
+    if (rc)
+        return rc;
+    vt_op_linear(e, rows, codes, s->e_dim, &s->dec1, h1, s->e_dim);
+    vt_op_act(e, VT_ACT_TANH, rows * s->e_dim, h1);
+    vt_op_linear(e, rows, h1, s->e_dim, &s->dec2, u, d);
+    for (int64_t b = 0; b < n; b++)
+        vt_add_inplace(u + b * t * d, s->pos, t * d);
+    for (int64_t i = 0; i < s->depth; i++)
+        tblock_forward(s, e, &s->blocks[i], u, n, t, tmp);
+    int64_t rq_rows = n * s->rq.n_query;
+    float *r = tmp, *rw = r + rq_rows * s->rq.d;
+    vt_qformer_forward(&s->rq, e, u, n, t, r, rw);
+    vt_op_linear(e, rq_rows, r, s->rq.d, &s->proj, out, s->proj_dim);
+    return 0;
+}
+
+int64_t vt_seed_detok_linears(vt_seed_detok *s, vt_linear **out, int64_t cap)
+{
+    int64_t k = 0;
+#define PUT(l) do { if (k < cap) out[k] = (l); k++; } while (0)
+    PUT(&s->dec1);
+    PUT(&s->dec2);
+    PUT(&s->proj);
+    for (int64_t i = 0; i < s->depth; i++) {
+        PUT(&s->blocks[i].qkv);
+        PUT(&s->blocks[i].proj);
+        PUT(&s->blocks[i].fc1);
+        PUT(&s->blocks[i].fc2);
+    }
+#undef PUT
+    return k + vt_qformer_linears(&s->rq, k < cap ? out + k : NULL, k < cap ? cap - k : 0);
+}
