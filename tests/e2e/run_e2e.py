@@ -409,6 +409,37 @@ def main():
                 if not r <= 1e-5:
                     problems.append("%s: rel err %.2e vs the reference" % (k, r))
     report("encode demo model models/tiny-clip", problems, "")
+
+    # ---- precision modes: close to float32 (cosine), yet really a different path
+    if os.path.isdir(demo) and os.path.isfile(demo_pix):
+        model = hv.load_model_dir(demo)
+        ref = hv.run(model, np.load(demo_pix))["last_hidden_state"].astype(np.float64).ravel()
+        for dtype, min_cos in (("bf16", 0.9999), ("int8", 0.999)):
+            problems = []
+            if os.path.isdir(outdir):
+                shutil.rmtree(outdir)
+            os.makedirs(outdir)
+            rc, out, err = run_cli(vtok, ["encode", "--model", demo, "--pixels", demo_pix, "--dtype", dtype,
+                                          "--out", outdir], a.timeout)
+            msg = ""
+            if rc != 0:
+                problems.append("exit status %s: %s" % (rc, err.strip()[:200]))
+            else:
+                x = np.load(os.path.join(outdir, "last_hidden_state.npy")).astype(np.float64).ravel()
+                cos = float(x @ ref / (np.linalg.norm(x) * np.linalg.norm(ref)))
+                rel = float(np.max(np.abs(x - ref)) / np.max(np.abs(ref)))
+                msg = "cosine %.6f, max rel %.1e" % (cos, rel)
+                if not cos >= min_cos:
+                    problems.append("cosine %.6f < %g vs float32" % (cos, min_cos))
+                if not rel > 1e-5:
+                    problems.append("rel err %.1e: as exact as float32, so --dtype %s did not apply" % (rel, dtype))
+            report("encode --dtype %s" % dtype, problems, msg)
+        rc, out, err = run_cli(vtok, ["encode", "--model", demo, "--pixels", demo_pix, "--dtype", "fp7",
+                                      "--out", outdir], a.timeout)
+        problems = []
+        if rc == 0 or "fp7" not in err or len(err.strip().splitlines()) != 1:
+            problems.append("want exit 1 and one line naming fp7, got %s: %r" % (rc, err[:200]))
+        report("encode --dtype fp7 refused", problems, err.strip()[:80])
     print("%d of %d checks failed, %.1f s" % (fails, total, time.time() - t0))
     sys.exit(1 if fails else 0)
 
