@@ -376,6 +376,21 @@ def main():
     expect_error(vtok, "pixels wrong size", ["--recipe", "llava-1.5", "--model", L, "--pixels",
                                              os.path.join(work, "px_bad.npy"), "--out", work + "/e9"], ["20"])
 
+    # the committed demo model (models/tiny-llava, F16) on the committed JPEG
+    demo = os.path.join(REPO, "models", "tiny-llava")
+    dclip = hv.load_model_dir(os.path.join(demo, "clip-vit-large-patch14-336"))
+    dproj = ref.Projector("mlp2x_gelu", 64, 96, 96)
+    sd = torch.load(os.path.join(demo, "mm_projector.bin"))
+    dproj.seq.load_state_dict({k[len("model.mm_projector."):]: v.float() for k, v in sd.items()})
+    dcfg = dict(json.load(open(os.path.join(demo, "clip-vit-large-patch14-336", "preprocessor_config.json"))),
+                do_pad=True)
+    jpg = os.path.join(REPO, "models", "sample.jpg")
+    exp_d = ref.llava(dclip, hf_reference(dcfg, jpg)[None], dproj)
+    out = os.path.join(work, "out_demo")
+    if run_ok(vtok, "demo tiny-llava", ["--recipe", "llava-1.5", "--model", demo, "--image", jpg, "--out", out]):
+        e = rel(np.load(os.path.join(out, "embeddings.npy")), exp_d["projector"])
+        check(e <= TOL, "demo models/tiny-llava on models/sample.jpg: embeddings rel %.2e" % e)
+
     if failures:
         print("%d check(s) failed" % len(failures))
         return 1
