@@ -158,8 +158,8 @@ static int comm_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     int64_t *ld = lc + Lc + 1;
     if (!(rc = read_layers(cfg, "clip_layers", NULL, 0, Lc, lc, &nc, where, st)) &&
-        !(rc = read_layers(cfg, "dino_layers", dino_def, Ld >= 6 ? 6 : Ld, Ld, ld, &nd, where,
-                           st)) &&
+        !(rc = read_layers(cfg, "dino_layers", dino_def + (Ld >= 6 ? 0 : 6 - Ld),
+                           Ld >= 6 ? 6 : Ld, Ld, ld, &nd, where, st)) &&
         !(rc = vt_recipe_request(r, s->clip, lc, nc, where, st)))
         rc = vt_recipe_request(r, s->dino, ld, nd, where, st);
     free(lc);
