@@ -22,6 +22,8 @@ demo: build
 	$(BUILD)/vtok info --model models/tiny-clip
 	$(BUILD)/vtok encode --model models/tiny-clip --image models/sample.jpg \
 		--layers all --out out/demo
+	$(BUILD)/vtok run --recipe llava-1.5 --model models/tiny-llava --image models/sample.jpg \
+		--out out/demo-llava --dump out/demo-llava/stages
 
 test: test-release test-asan fuzz
 

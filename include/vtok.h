@@ -276,6 +276,88 @@ int64_t vtok_processor_min_side(const vtok_processor *p);
 /* One line describing the processor (static storage inside p). */
 const char *vtok_processor_describe(const vtok_processor *p);
 
+/* -------------------------------------------------------------- recipes -- */
+
+/*
+ * A recipe is the whole visual tokenizer of a multimodal LLM as data (JSON):
+ * its encoders (Hugging Face folders under a model directory), which hidden
+ * states it takes from each, the connector that turns them into tokens
+ * (projector, multi-layer merge, ...) with every hyperparameter, and where
+ * the tokens go in the prompt. docs/RECIPES.md describes the format.
+ *
+ *     vtok_recipe *r = vtok_recipe_load("llava-1.5", "models/llava", NULL, &st);
+ *     vtok_recipe_ctx *c = vtok_recipe_ctx_new(r, NULL, &st);
+ *     vtok_recipe_run_images(c, &img, 1);           // or vtok_recipe_run(c, pixels, ...)
+ *     vtok_view e;
+ *     vtok_recipe_get_output(c, &e);                // [1, 576, d_llm]
+ *
+ * Thread safety as for models: a recipe is read-only after load and may be
+ * shared; a recipe context belongs to one thread at a time.
+ */
+typedef struct vtok_recipe     vtok_recipe;
+typedef struct vtok_recipe_ctx vtok_recipe_ctx;
+
+typedef struct vtok_recipe_params {
+    int use_mmap;       /* map weight files instead of reading them (default 1) */
+} vtok_recipe_params;
+
+vtok_recipe_params vtok_recipe_default_params(void);
+
+/* Names of the recipes built into the library (NULL-terminated, static). */
+const char *const *vtok_recipe_names(void);
+
+/*
+ * Load a recipe: `recipe` is a shipped name (vtok_recipe_names) or a path to
+ * a recipe JSON file (any name containing '/' or ending in ".json").
+ * `model_dir` is the folder the recipe's encoder folders and weight files are
+ * relative to. Returns NULL on error and fills *st (st may be NULL): unknown
+ * recipe, a bad option, a missing folder or file, missing tensors (named).
+ * Owned by the caller: vtok_recipe_free after every context made from it.
+ */
+vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
+                              const vtok_recipe_params *p, vtok_status *st);
+void         vtok_recipe_free(vtok_recipe *r); /* NULL is a no-op */
+
+typedef struct vtok_recipe_info {
+    const char *name;
+    const char *description;
+    int64_t     n_encoders;
+    int64_t     tokens_per_image; /* at the encoders' native input size                  */
+    int64_t     d_out;            /* width of each token (the LLM's hidden size)          */
+    int64_t     max_images;       /* images one run accepts                               */
+    const char *placeholder;      /* prompt text each image's tokens replace ("<image>")  */
+    const char *before;           /* text put before / after the tokens ("" if none),    */
+    const char *after;            /*   e.g. "<im_start>" / "<im_end>"                     */
+} vtok_recipe_info;
+
+/* Strings point into the recipe and live as long as it does. */
+int vtok_recipe_get_info(const vtok_recipe *r, vtok_recipe_info *info);
+
+/* A context: thread pool, planned memory and the results of the last run.
+ * p may be NULL (defaults). The recipe must outlive the context. */
+vtok_recipe_ctx *vtok_recipe_ctx_new(vtok_recipe *r, const vtok_ctx_params *p, vtok_status *st);
+void             vtok_recipe_ctx_free(vtok_recipe_ctx *c); /* NULL is a no-op */
+const char      *vtok_recipe_ctx_errmsg(const vtok_recipe_ctx *c);
+
+/* Run on pixel_values float32 [n, ch, h, w]; every encoder gets these same
+ * pixels. Returns 0 or a negative code (vtok_recipe_ctx_errmsg says why). */
+int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t ch, int64_t h,
+                    int64_t w);
+
+/* Run on decoded images: each encoder's pixels come from its image processor
+ * as the recipe configures it (e.g. LLaVA-1.5's pad to square). */
+int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n);
+
+/* The tokens of the last run, [n, tokens, d_out]. Valid until the next run
+ * or vtok_recipe_ctx_free on c. */
+int vtok_recipe_get_output(vtok_recipe_ctx *c, vtok_view *out);
+
+/* Stage i of the last run (encoder hidden states, selections, connector
+ * steps; the last stage is the output), with its name ("vit", "select",
+ * "projector", ...). Returns VTOK_EINVAL past the last stage. Same lifetime
+ * as vtok_recipe_get_output; *name lives as long as c. */
+int vtok_recipe_get_stage(vtok_recipe_ctx *c, int i, const char **name, vtok_view *out);
+
 /* ------------------------------------------------------------------ npy -- */
 
 /* Read a NumPy .npy file of float32 (or float64/float16, converted) in C

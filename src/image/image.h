@@ -98,4 +98,11 @@ int vt_xmp_orientation(const uint8_t *data, size_t size);
  * -1 if the text is not valid hex. */
 int vt_exif_from_raw_profile(const uint8_t *text, size_t size, uint8_t **out, size_t *out_size);
 
+/* ---- processors (processor.c) ---- */
+
+struct cJSON;
+/* A processor from an already parsed preprocessor_config.json object (the
+ * recipes merge their overrides into it first). */
+vtok_processor *vt_processor_from_json(const struct cJSON *cfg, vtok_status *st);
+
 #endif /* VT_IMAGE_H */

@@ -260,9 +260,16 @@ static int parse(vtok_processor *p, const cJSON *cfg, vtok_status *st)
     p->rescale = do_rescale;
     p->normalize = do_norm;
     p->pad_square = do_pad;
-    /* LlavaImageProcessor.pad_to_square: background = tuple(int(x * 255) for x in image_mean) */
+    /* LlavaImageProcessor.pad_to_square: background = tuple(int(x * 255) for x in image_mean).
+     * "pad_color" [r, g, b] (0..255) is a vtok key, not HF's, for recipes
+     * whose code pads with another colour (Shikra/COMM: white). */
+    double pc3[3] = {-1, -1, -1};
+    if ((rc = get_triple(cfg, "pad_color", pc3, st)))
+        return rc;
     for (int c = 0; c < 3; c++) {
-        double b = p->mean[c] * 255.0;
+        double b = pc3[0] >= 0 ? pc3[c] : p->mean[c] * 255.0;
+        if (pc3[0] >= 0 && (b != floor(b) || b < 0 || b > 255))
+            return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: 'pad_color' must be 3 integers 0..255");
         p->pad_color[c] = (uint8_t)(b < 0 ? 0 : b > 255 ? 255 : (int)b);
     }
     build_lut(p);
@@ -301,19 +308,24 @@ vtok_processor *vtok_processor_load(const char *path, vtok_status *st)
         return NULL;
     cJSON *cfg = cJSON_ParseWithLength(text, len);
     free(text);
-    vtok_processor *p = calloc(1, sizeof *p);
-    if (!cfg || !cJSON_IsObject(cfg) || !p) {
-        if (p)
-            vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", file);
-        else
-            vt_fail(st, VTOK_ENOMEM, "out of memory");
+    if (!cfg || !cJSON_IsObject(cfg)) {
+        vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", file);
         cJSON_Delete(cfg);
-        free(p);
         return NULL;
     }
-    int rc = parse(p, cfg, st);
+    vtok_processor *p = vt_processor_from_json(cfg, st);
     cJSON_Delete(cfg);
-    if (rc) {
+    return p;
+}
+
+vtok_processor *vt_processor_from_json(const cJSON *cfg, vtok_status *st)
+{
+    vtok_processor *p = calloc(1, sizeof *p);
+    if (!p) {
+        vt_fail(st, VTOK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (parse(p, cfg, st)) {
         free(p);
         return NULL;
     }

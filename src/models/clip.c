@@ -54,8 +54,10 @@ static int clip_load(vt_loader *ld, const cJSON *cfg)
     return ld->err;
 }
 
-static const char *const clip_types[] = {"clip_vision_model", "clip", NULL};
-static const char *const clip_composite[] = {"clip", NULL};
+/* "llava": llava-hf folders (LlavaForConditionalGeneration), whose
+ * vision_config is a CLIP tower stored under vision_tower.vision_model. */
+static const char *const clip_types[] = {"clip_vision_model", "clip", "llava", NULL};
+static const char *const clip_composite[] = {"clip", "llava", NULL};
 
 const vt_family vt_family_clip = {
     .arch = "clip",

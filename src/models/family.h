@@ -40,4 +40,8 @@ int vt_get_pos_table(vt_loader *ld, const char *name, int leading_one, int64_t p
  * the layer names CLIP and SigLIP share. */
 int vt_load_clip_encoder(vt_loader *ld);
 
+/* The encoder of a loaded model (model.c), for callers that run it on memory
+ * they planned themselves (recipes: vt_vit_forward on a shallow copy). */
+const vt_vit *vt_model_vit(const vtok_model *m);
+
 #endif /* VT_FAMILY_H */

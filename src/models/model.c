@@ -435,6 +435,11 @@ void vtok_model_free(vtok_model *m)
     free(m);
 }
 
+const vt_vit *vt_model_vit(const vtok_model *m)
+{
+    return m ? &m->vit : NULL;
+}
+
 int vtok_model_get_info(const vtok_model *m, vtok_model_info *info)
 {
     if (!m || !info)

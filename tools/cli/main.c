@@ -2,6 +2,8 @@
  * vtok - command-line front end. Uses only the public header.
  *
  *   vtok encode --model DIR --pixels X.npy [--layers all|I,J,...] [--threads N] --out DIR
+ *   vtok run    --recipe NAME|FILE --model DIR (--image FILE... | --pixels X.npy) --out DIR
+ *               [--dump DIR] [--threads N]
  *   vtok info   --model DIR
  *   vtok version
  *
@@ -41,6 +43,12 @@ static void usage(FILE *f)
             "         decode + preprocess as the folder's preprocessor_config.json says;\n"
             "         --fast lets JPEG decoding downscale in the DCT domain (not Pillow-exact);\n"
             "         --exif applies the EXIF orientation (HF does not; off by default)\n"
+            "  run    --recipe NAME|FILE --model DIR (--image FILE ... | --pixels X.npy) --out DIR\n"
+            "         [--dump DIR] [--threads N]\n"
+            "         the LLM-ready tokens of a recipe (shipped: see `vtok recipes`; or a JSON\n"
+            "         file): writes embeddings.npy [N, T, d_llm] and layout.json; --dump writes\n"
+            "         every stage (vit.npy, select.npy, projector.npy, ...)\n"
+            "  recipes                list the shipped recipes\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
             "         time the encoder on random pixels; prints median ms/image\n"
@@ -56,7 +64,7 @@ static void usage(FILE *f)
 }
 
 typedef struct {
-    const char *model, *pixels, *out, *layers, *dtype;
+    const char *model, *pixels, *out, *layers, *dtype, *recipe, *dump;
     int         threads, batch, size, iters;
     const char *images[MAX_IMAGES];
     int         n_images;
@@ -93,6 +101,8 @@ static int parse(int argc, char **argv, args *a)
         else if (!strcmp(k, "--out")) a->out = val;
         else if (!strcmp(k, "--layers")) a->layers = val;
         else if (!strcmp(k, "--dtype")) a->dtype = val;
+        else if (!strcmp(k, "--recipe")) a->recipe = val;
+        else if (!strcmp(k, "--dump")) a->dump = val;
         else if (!strcmp(k, "--threads") || !strcmp(k, "--batch") || !strcmp(k, "--size") ||
                  !strcmp(k, "--iters")) {
             char *end;
@@ -482,6 +492,153 @@ static int cmd_convert(const args *a)
     return 0;
 }
 
+/* A JSON string literal of s (quotes and control characters escaped). */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+/* layout.json: how many tokens each image gives and where they go in the prompt. */
+static int write_layout(const char *dir, const vtok_recipe_info *ri, const vtok_view *e)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/layout.json", dir) >= (int)sizeof path)
+        return die("output path too long: %s", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return die("cannot write %s", path);
+    fprintf(f, "{\n  \"recipe\": ");
+    json_str(f, ri->name);
+    fprintf(f, ",\n  \"images\": %lld,\n  \"tokens_per_image\": %lld,\n  \"d_llm\": %lld,\n",
+            (long long)e->ne[0], (long long)e->ne[1], (long long)e->ne[2]);
+    fprintf(f, "  \"embeddings\": \"embeddings.npy\",\n  \"placeholder\": ");
+    json_str(f, ri->placeholder);
+    fprintf(f, ",\n  \"before\": ");
+    json_str(f, ri->before);
+    fprintf(f, ",\n  \"after\": ");
+    json_str(f, ri->after);
+    fprintf(f, ",\n  \"splice\": ");
+    char how[512];
+    snprintf(how, sizeof how,
+             "the i-th %s in the prompt becomes %s%s%lld embedding rows embeddings[i]%s%s",
+             ri->placeholder[0] ? ri->placeholder : "image", ri->before,
+             ri->before[0] ? " + " : "", (long long)e->ne[1], ri->after[0] ? " + " : "",
+             ri->after);
+    json_str(f, how);
+    fprintf(f, "\n}\n");
+    if (fclose(f) != 0)
+        return die("cannot write %s", path);
+    return 0;
+}
+
+static void free_images(vtok_image *imgs, int n)
+{
+    for (int i = 0; imgs && i < n; i++)
+        vtok_image_free(&imgs[i]);
+    free(imgs);
+}
+
+static int cmd_run(const args *a)
+{
+    if (!a->recipe || !a->model || !a->out)
+        return die("%s", "run needs --recipe NAME|FILE, --model DIR and --out DIR");
+    if (!a->pixels == !a->n_images)
+        return die("%s", "run needs --pixels X.npy or images (--image FILE ...), not both");
+    vtok_status st = {0};
+    float *px = NULL;
+    int nd = 0;
+    int64_t shape[8];
+    vtok_image *imgs = NULL;
+    if (a->pixels) {
+        if (vtok_npy_load(a->pixels, &px, &nd, shape, &st))
+            return die("%s", st.msg);
+        if (nd != 4) {
+            vtok_free(px);
+            return die("%s: pixel_values must be 4-D [N, C, H, W]", a->pixels);
+        }
+    } else {
+        imgs = calloc((size_t)a->n_images, sizeof *imgs);
+        if (!imgs)
+            return die("%s", "out of memory");
+        vtok_image_params ip = vtok_image_default_params();
+        ip.exif_orientation = a->exif;
+        for (int i = 0; i < a->n_images; i++)
+            if (vtok_image_load(a->images[i], &ip, &imgs[i], &st)) {
+                free_images(imgs, a->n_images);
+                return die("%s", st.msg);
+            }
+    }
+    int rc = 1;
+    vtok_recipe_ctx *c = NULL;
+    vtok_recipe *r = vtok_recipe_load(a->recipe, a->model, NULL, &st);
+    if (!r) {
+        die("%s", st.msg[0] ? st.msg : vtok_strerror(st.code));
+        goto out;
+    }
+    vtok_ctx_params cp = vtok_ctx_default_params();
+    cp.n_threads = a->threads;
+    if (!(c = vtok_recipe_ctx_new(r, &cp, &st))) {
+        die("%s", st.msg);
+        goto out;
+    }
+    double t0 = now_ms();
+    int e = px ? vtok_recipe_run(c, px, shape[0], shape[1], shape[2], shape[3])
+               : vtok_recipe_run_images(c, imgs, a->n_images);
+    double ms = now_ms() - t0;
+    if (e) {
+        die("%s", vtok_recipe_ctx_errmsg(c));
+        goto out;
+    }
+    if (mkdir_p(a->out)) {
+        die("cannot create output folder %s", a->out);
+        goto out;
+    }
+    if (a->dump && mkdir_p(a->dump)) {
+        die("cannot create dump folder %s", a->dump);
+        goto out;
+    }
+    vtok_recipe_info ri;
+    vtok_recipe_get_info(r, &ri);
+    vtok_view v;
+    if (vtok_recipe_get_output(c, &v) || save(a->out, "embeddings.npy", &v) ||
+        write_layout(a->out, &ri, &v))
+        goto out;
+    int64_t n_out = v.ne[0], t_out = v.ne[1];
+    const char *name;
+    for (int i = 0; a->dump && vtok_recipe_get_stage(c, i, &name, &v) == 0; i++) {
+        char file[64];
+        snprintf(file, sizeof file, "%s.npy", name);
+        if (save(a->dump, file, &v))
+            goto out;
+    }
+    fprintf(stderr, "vtok: recipe %s, %lld image(s) -> %lld tokens each in %.1f ms (%s kernels)\n",
+            ri.name, (long long)n_out, (long long)t_out, ms, vtok_kernel_name());
+    rc = 0;
+out:
+    vtok_recipe_ctx_free(c);
+    vtok_recipe_free(r);
+    vtok_free(px);
+    free_images(imgs, a->n_images);
+    return rc;
+}
+
+static int cmd_recipes(void)
+{
+    for (const char *const *n = vtok_recipe_names(); *n; n++)
+        printf("%s\n", *n);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -510,5 +667,9 @@ int main(int argc, char **argv)
         return cmd_preprocess(&a);
     if (!strcmp(cmd, "convert"))
         return cmd_convert(&a);
+    if (!strcmp(cmd, "run"))
+        return cmd_run(&a);
+    if (!strcmp(cmd, "recipes"))
+        return cmd_recipes();
     return die("unknown command '%s' (see vtok --help)", cmd);
 }

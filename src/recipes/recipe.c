@@ -1,0 +1,559 @@
+/*
+ * recipe.c - loading recipes: find the JSON (a shipped name or a file),
+ * load each encoder folder as a vtok_model, build its image processor with
+ * the recipe's overrides, let the connector kind read its options and
+ * weights, then plan one image at the native size to report tokens and
+ * width (and to catch incompatible sizes at load, not at the first run).
+ */
+#include "recipe_internal.h"
+
+#include "../image/image.h"
+#include "../models/family.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_RECIPE_BYTES (1u << 20)
+
+static const vt_connector_kind *const kinds[] = {&vt_connector_llava, &vt_connector_comm};
+
+vtok_recipe_params vtok_recipe_default_params(void)
+{
+    return (vtok_recipe_params){.use_mmap = 1};
+}
+
+const char *const *vtok_recipe_names(void)
+{
+    return vt_builtin_recipe_names();
+}
+
+const char *vt_recipe_name(const vt_recipe *r)
+{
+    return r->name;
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static char *join(const char *dir, const char *rel)
+{
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *p = malloc(n);
+    if (p) {
+        if (!strcmp(rel, "."))
+            snprintf(p, n, "%s", dir);
+        else
+            snprintf(p, n, "%s/%s", dir, rel);
+    }
+    return p;
+}
+
+void vt_stage_set(vt_stage *s, const char *name, int n_dims, int64_t a, int64_t b, int64_t c,
+                  int64_t d)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->n_dims = n_dims;
+    s->ne[0] = a;
+    s->ne[1] = b;
+    s->ne[2] = c;
+    s->ne[3] = d;
+}
+
+void vt_select_rows(const float *x, int64_t B, int64_t T, int64_t d, int64_t skip, float *y)
+{
+    for (int64_t i = 0; i < B; i++)
+        memcpy(y + i * (T - skip) * d, x + (i * T + skip) * d,
+               (size_t)((T - skip) * d) * sizeof(float));
+}
+
+int vt_recipe_encoder(vt_recipe *r, const char *name, const char *where, vtok_status *st)
+{
+    for (int i = 0; i < r->n_enc; i++)
+        if (name && !strcmp(r->enc[i].name, name))
+            return i;
+    return vt_fail(st, VTOK_EFORMAT, "%s: no encoder named '%s' in the recipe", where,
+                   name ? name : "(none)");
+}
+
+int64_t vt_recipe_encoder_layers(const vt_recipe *r, int enc)
+{
+    return r->enc[enc].vit->n_layers;
+}
+
+int vt_recipe_request(vt_recipe *r, int enc, const int64_t *layers, int64_t n_layers,
+                      const char *where, vtok_status *st)
+{
+    vt_recipe_enc *e = &r->enc[enc];
+    int64_t L = e->vit->n_layers;
+    if (e->layers)
+        return vt_fail(st, VTOK_EINVAL, "%s: encoder '%s' requested twice", where, e->name);
+    if (n_layers < 1 || n_layers > L + 1)
+        return vt_fail(st, VTOK_EINVAL, "%s: needs 1..%lld hidden states of '%s', got %lld",
+                       where, (long long)(L + 1), e->name, (long long)n_layers);
+    e->layers = malloc((size_t)n_layers * sizeof *e->layers);
+    if (!e->layers)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    e->n_req = n_layers;
+    e->run_layers = 0;
+    for (int64_t i = 0; i < n_layers; i++) {
+        int64_t li = layers[i] < 0 ? L + 1 + layers[i] : layers[i];
+        if (li < 0 || li > L)
+            return vt_fail(st, VTOK_EINVAL,
+                           "%s: layer %lld out of range: encoder '%s' has hidden states 0..%lld",
+                           where, (long long)layers[i], e->name, (long long)L);
+        for (int64_t j = 0; j < i; j++)
+            if (e->layers[j] == li)
+                return vt_fail(st, VTOK_EINVAL, "%s: hidden state %lld of '%s' requested twice",
+                               where, (long long)li, e->name);
+        e->layers[i] = li;
+        if (li > e->run_layers)
+            e->run_layers = li;
+    }
+    return 0;
+}
+
+int vt_recipe_weights(vt_recipe *r, const cJSON *file, vt_weights **w, const char **name,
+                      const char *where, vtok_status *st)
+{
+    int n = cJSON_IsArray(file) ? cJSON_GetArraySize(file) : 1;
+    if (!file || (!cJSON_IsString(file) && !cJSON_IsArray(file)) || n < 1)
+        return vt_fail(st, VTOK_EFORMAT, "%s: 'file' must be a file name or a list of them", where);
+    const char *first = NULL;
+    for (int i = 0; i < n; i++) {
+        const cJSON *f = cJSON_IsArray(file) ? cJSON_GetArrayItem(file, i) : file;
+        if (!cJSON_IsString(f))
+            return vt_fail(st, VTOK_EFORMAT, "%s: 'file' entries must be strings", where);
+        if (!first)
+            first = f->valuestring;
+        char *path = join(r->model_dir, f->valuestring);
+        if (!path)
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        /* "." means the folder's own safetensors: it counts only if one is there. */
+        int ok = strcmp(f->valuestring, ".") ? exists(path) : 0;
+        if (!strcmp(f->valuestring, ".")) {
+            char probe[4200];
+            snprintf(probe, sizeof probe, "%s/model.safetensors", path);
+            ok = exists(probe);
+            snprintf(probe, sizeof probe, "%s/model.safetensors.index.json", path);
+            ok = ok || exists(probe);
+        }
+        if (!ok) {
+            free(path);
+            continue;
+        }
+        for (int k = 0; k < r->n_files; k++) /* already open (several blocks, one file) */
+            if (!strcmp(r->file_names[k], path)) {
+                free(path);
+                *w = r->files[k];
+                *name = r->file_names[k];
+                return 0;
+            }
+        if (r->n_files >= VT_RECIPE_MAX_FILES) {
+            free(path);
+            return vt_fail(st, VTOK_ELIMIT, "%s: too many weight files", where);
+        }
+        int rc = vt_weights_open(path, r->use_mmap, w, st);
+        if (rc) {
+            free(path);
+            return rc;
+        }
+        r->files[r->n_files] = *w;
+        r->file_names[r->n_files++] = path;
+        *name = path;
+        return 0;
+    }
+    return vt_fail(st, VTOK_EIO, "missing weight file: %s/%s%s", r->model_dir, first,
+                   n > 1 ? " (or its alternatives in the recipe)" : "");
+}
+
+const char *vt_recipe_pick_prefix(const vt_weights *w, const cJSON *prefix)
+{
+    if (cJSON_IsString(prefix))
+        return prefix->valuestring;
+    if (!cJSON_IsArray(prefix) || cJSON_GetArraySize(prefix) < 1)
+        return "";
+    const char *first = NULL;
+    for (const cJSON *p = prefix->child; p; p = p->next) {
+        if (!cJSON_IsString(p))
+            continue;
+        if (!first)
+            first = p->valuestring;
+        size_t n = strlen(p->valuestring);
+        for (int64_t i = 0; i < vt_weights_count(w); i++)
+            if (!strncmp(vt_weights_at(w, i)->name, p->valuestring, n))
+                return p->valuestring;
+    }
+    return first ? first : "";
+}
+
+/* ---- loading ---- */
+
+static int is_path(const char *s)
+{
+    size_t n = strlen(s);
+    return strchr(s, '/') || (n > 5 && !strcmp(s + n - 5, ".json"));
+}
+
+static cJSON *read_recipe(const char *recipe, vtok_status *st)
+{
+    char *text = NULL;
+    size_t len = 0;
+    const char *label = recipe;
+    cJSON *j;
+    if (is_path(recipe)) {
+        if (vt_read_file(recipe, MAX_RECIPE_BYTES, &text, &len, st))
+            return NULL;
+        j = cJSON_ParseWithLength(text, len);
+        free(text);
+    } else {
+        const char *emb = vt_builtin_recipe(recipe, &len);
+        if (!emb) {
+            char names[256] = "";
+            for (const char *const *n = vt_builtin_recipe_names(); *n; n++) {
+                size_t u = strlen(names);
+                snprintf(names + u, sizeof names - u, "%s%s", u ? ", " : "", *n);
+            }
+            vt_fail(st, VTOK_EINVAL, "unknown recipe '%s' (shipped: %s; or give a .json path)",
+                    recipe, names);
+            return NULL;
+        }
+        j = cJSON_ParseWithLength(emb, len);
+    }
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        vt_fail(st, VTOK_EFORMAT, "recipe %s: not a valid JSON object", label);
+        return NULL;
+    }
+    return j;
+}
+
+static int copy_str(const cJSON *o, const char *key, char *dst, size_t n, const char *where,
+                    vtok_status *st)
+{
+    const char *s;
+    int rc = vt_opt_str(o, key, "", &s, where, st);
+    if (rc)
+        return rc;
+    if (strlen(s) >= n)
+        return vt_fail(st, VTOK_EFORMAT, "%s: '%s' is too long", where, key);
+    snprintf(dst, n, "%s", s);
+    return 0;
+}
+
+/* preprocessor_config.json of the encoder folder with the recipe's keys merged over it. */
+static int load_processor(vt_recipe *r, vt_recipe_enc *e, const cJSON *over, const char *where,
+                          vtok_status *st)
+{
+    char file[4200];
+    snprintf(file, sizeof file, "%s/preprocessor_config.json", e->path);
+    if (!exists(file)) {
+        if (over && cJSON_GetArraySize(over) > 0)
+            return vt_fail(st, VTOK_EIO, "%s: missing %s (the recipe overrides its keys)", where,
+                           file);
+        return 0; /* pixels only */
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (vt_read_file(file, 4u << 20, &text, &len, st))
+        return st->code;
+    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cfg || !cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", file);
+    }
+    for (const cJSON *it = over ? over->child : NULL; it; it = it->next) {
+        cJSON *dup = cJSON_Duplicate(it, 1);
+        if (!dup || !cJSON_ReplaceItemInObjectCaseSensitive(cfg, it->string, dup)) {
+            if (dup && cJSON_AddItemToObject(cfg, it->string, dup))
+                continue;
+            cJSON_Delete(dup);
+            cJSON_Delete(cfg);
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        }
+    }
+    e->proc = vt_processor_from_json(cfg, st);
+    cJSON_Delete(cfg);
+    if (!e->proc) {
+        vt_msg_prefix(st, where);
+        return st->code ? st->code : VTOK_EFORMAT;
+    }
+    return 0;
+}
+
+static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
+{
+    static const char *const keys[] = {"name", "path", "processor", NULL};
+    char where[128];
+    snprintf(where, sizeof where, "recipe %s: encoders[%d]", r->name, idx);
+    vt_recipe_enc *e = &r->enc[idx];
+    int rc = vt_opt_check_keys(ej, keys, where, st);
+    if (rc || (rc = copy_str(ej, "name", e->name, sizeof e->name, where, st)))
+        return rc;
+    if (!e->name[0])
+        return vt_fail(st, VTOK_EFORMAT, "%s: needs a 'name'", where);
+    for (int i = 0; i < idx; i++)
+        if (!strcmp(r->enc[i].name, e->name))
+            return vt_fail(st, VTOK_EFORMAT, "%s: two encoders named '%s'", where, e->name);
+    snprintf(where, sizeof where, "recipe %s: encoder %s", r->name, e->name);
+
+    /* path: a folder name or candidates; the first holding a config.json wins. */
+    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(ej, "path");
+    int n = cJSON_IsArray(pj) ? cJSON_GetArraySize(pj) : 1;
+    if (!pj || (!cJSON_IsString(pj) && !cJSON_IsArray(pj)) || n < 1)
+        return vt_fail(st, VTOK_EFORMAT, "%s: 'path' must be a folder name or a list of them",
+                       where);
+    const char *first = NULL;
+    for (int i = 0; i < n && !e->path; i++) {
+        const cJSON *f = cJSON_IsArray(pj) ? cJSON_GetArrayItem(pj, i) : pj;
+        if (!cJSON_IsString(f))
+            return vt_fail(st, VTOK_EFORMAT, "%s: 'path' entries must be strings", where);
+        first = first ? first : f->valuestring;
+        char *path = join(r->model_dir, f->valuestring), cfg[4200];
+        if (!path)
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        snprintf(cfg, sizeof cfg, "%s/config.json", path);
+        if (exists(cfg))
+            e->path = path;
+        else
+            free(path);
+    }
+    if (!e->path)
+        return vt_fail(st, VTOK_EIO, "%s: missing model folder %s/%s (no config.json)%s", where,
+                       r->model_dir, first, n > 1 ? " or its alternatives" : "");
+    vtok_model_params mp = vtok_model_default_params();
+    mp.use_mmap = r->use_mmap;
+    e->model = vtok_model_load(e->path, &mp, st);
+    if (!e->model)
+        return st->code ? st->code : VTOK_EFORMAT;
+    e->vit = vt_model_vit(e->model);
+    e->pixels_from = idx;
+    e->in_h = e->in_w = e->vit->image_size;
+
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(ej, "processor");
+    if (pr && !cJSON_IsObject(pr))
+        return vt_fail(st, VTOK_EFORMAT, "%s: 'processor' must be an object", where);
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(pr, "from");
+    if (from) {
+        if (!cJSON_IsString(from) || cJSON_GetArraySize(pr) != 1)
+            return vt_fail(st, VTOK_EFORMAT,
+                           "%s: processor 'from' takes an encoder name and no other keys", where);
+        int src = -1;
+        for (int i = 0; i < idx; i++)
+            if (!strcmp(r->enc[i].name, from->valuestring))
+                src = i;
+        if (src < 0)
+            return vt_fail(st, VTOK_EFORMAT, "%s: processor 'from': no earlier encoder '%s'",
+                           where, from->valuestring);
+        e->pixels_from = r->enc[src].pixels_from;
+        e->in_h = r->enc[src].in_h;
+        e->in_w = r->enc[src].in_w;
+        return 0;
+    }
+    if ((rc = load_processor(r, e, pr, where, st)))
+        return rc;
+    if (e->proc) { /* native input: what the processor makes of a square image */
+        int64_t s = e->vit->image_size, h, w;
+        if (vtok_processor_output_size(e->proc, s, s, &h, &w, st) == 0) {
+            e->in_h = h;
+            e->in_w = w;
+        }
+    }
+    return 0;
+}
+
+int vt_recipe_plan(const vt_recipe *r, int64_t n, const int64_t *h, const int64_t *w,
+                   vt_enc_feats *feats, vt_plan *p, int *enc_stage, vtok_status *st)
+{
+    memset(p, 0, sizeof *p);
+    for (int i = 0; i < r->n_enc; i++) {
+        const vt_recipe_enc *e = &r->enc[i];
+        vt_enc_feats *f = &feats[i];
+        memset(f, 0, sizeof *f);
+        f->vit = e->vit;
+        enc_stage[i] = -1;
+        if (!e->n_req)
+            continue;
+        f->T = vt_vit_tokens(e->vit, h[i], w[i], st);
+        if (f->T <= 0) {
+            char pre[64];
+            snprintf(pre, sizeof pre, "encoder %s", e->name);
+            vt_msg_prefix(st, pre);
+            return st->code ? st->code : VTOK_ESHAPE;
+        }
+        f->K = e->n_req;
+        f->d = e->vit->d;
+        f->prefix = (e->vit->cls ? 1 : 0) + e->vit->n_reg;
+        enc_stage[i] = p->n_stages;
+        vt_stage *s = &p->stages[p->n_stages++];
+        if (f->K == 1)
+            vt_stage_set(s, e->name, 3, n, f->T, f->d, 0);
+        else
+            vt_stage_set(s, e->name, 4, f->K, n, f->T, f->d);
+    }
+    int first = p->first = p->n_stages;
+    int rc = r->kind->plan(r->conn, feats, n, p, st);
+    if (rc)
+        return rc;
+    if (p->n_stages <= first)
+        return vt_fail(st, VTOK_EINVAL, "recipe %s: the connector produced no output", r->name);
+    return 0;
+}
+
+static int finish_load(vt_recipe *r, vtok_status *st)
+{
+    vt_enc_feats feats[VT_RECIPE_MAX_ENC];
+    int64_t h[VT_RECIPE_MAX_ENC], w[VT_RECIPE_MAX_ENC];
+    int es[VT_RECIPE_MAX_ENC];
+    for (int i = 0; i < r->n_enc; i++) {
+        h[i] = r->enc[i].in_h;
+        w[i] = r->enc[i].in_w;
+    }
+    vt_plan *p = malloc(sizeof *p);
+    if (!p)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    int rc = vt_recipe_plan(r, 1, h, w, feats, p, es, st);
+    if (!rc) {
+        const vt_stage *o = &p->stages[p->n_stages - 1];
+        r->tokens = o->ne[1];
+        r->d_out = o->ne[2];
+    }
+    free(p);
+    return rc;
+}
+
+vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
+                              const vtok_recipe_params *p, vtok_status *st)
+{
+    vtok_status local;
+    if (!st)
+        st = &local;
+    st->code = 0;
+    st->msg[0] = '\0';
+    vtok_recipe_params defp = vtok_recipe_default_params();
+    if (!p)
+        p = &defp;
+    if (!recipe || !*recipe || !model_dir || !*model_dir) {
+        vt_fail(st, VTOK_EINVAL, "a recipe needs a name (or .json path) and a model folder");
+        return NULL;
+    }
+    struct stat sb;
+    if (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        vt_fail(st, VTOK_EIO, "%s: not a model folder", model_dir);
+        return NULL;
+    }
+    cJSON *j = read_recipe(recipe, st);
+    if (!j)
+        return NULL;
+    vt_recipe *r = calloc(1, sizeof *r);
+    if (!r) {
+        cJSON_Delete(j);
+        vt_fail(st, VTOK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    r->json = j;
+    r->use_mmap = p->use_mmap;
+    r->model_dir = join(model_dir, ".");
+    static const char *const keys[] = {"name", "description", "max_images", "encoders",
+                                       "connector", "layout", NULL};
+    static const char *const lkeys[] = {"placeholder", "before", "after", NULL};
+    char where[128];
+    snprintf(where, sizeof where, "recipe %s", recipe);
+    const cJSON *layout = cJSON_GetObjectItemCaseSensitive(j, "layout");
+    const char *desc = NULL;
+    int rc = r->model_dir ? 0 : vt_fail(st, VTOK_ENOMEM, "out of memory");
+    if (rc || (rc = vt_opt_check_keys(j, keys, where, st)) ||
+        (rc = copy_str(j, "name", r->name, sizeof r->name, where, st)) ||
+        (rc = vt_opt_str(j, "description", "", &desc, where, st)) ||
+        (rc = vt_opt_int(j, "max_images", 64, &r->max_images, where, st)) ||
+        (rc = vt_opt_check_keys(layout, lkeys, where, st)))
+        goto fail;
+    if (!r->name[0])
+        snprintf(r->name, sizeof r->name, "%s", recipe);
+    snprintf(where, sizeof where, "recipe %s", r->name);
+    if ((rc = copy_str(layout, "placeholder", r->placeholder, sizeof r->placeholder, where, st)) ||
+        (rc = copy_str(layout, "before", r->before, sizeof r->before, where, st)) ||
+        (rc = copy_str(layout, "after", r->after, sizeof r->after, where, st)))
+        goto fail;
+    r->description = strdup(desc);
+    if (r->max_images < 1 || r->max_images > 65536) {
+        rc = vt_fail(st, VTOK_EFORMAT, "%s: max_images must be 1..65536", where);
+        goto fail;
+    }
+    const cJSON *encs = cJSON_GetObjectItemCaseSensitive(j, "encoders");
+    int ne = cJSON_IsArray(encs) ? cJSON_GetArraySize(encs) : 0;
+    if (ne < 1 || ne > VT_RECIPE_MAX_ENC) {
+        rc = vt_fail(st, VTOK_EFORMAT, "%s: 'encoders' must list 1..%d encoders", where,
+                     VT_RECIPE_MAX_ENC);
+        goto fail;
+    }
+    for (int i = 0; i < ne; i++) {
+        r->n_enc = i + 1;
+        if ((rc = load_encoder(r, cJSON_GetArrayItem(encs, i), i, st)))
+            goto fail;
+    }
+    const cJSON *conn = cJSON_GetObjectItemCaseSensitive(j, "connector");
+    const char *type = NULL;
+    if (!cJSON_IsObject(conn) || (rc = vt_opt_str(conn, "type", NULL, &type, where, st)) ||
+        !type) {
+        rc = rc ? rc : vt_fail(st, VTOK_EFORMAT, "%s: needs a 'connector' with a 'type'", where);
+        goto fail;
+    }
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(kinds[i]->name, type))
+            r->kind = kinds[i];
+    if (!r->kind) {
+        rc = vt_fail(st, VTOK_EUNSUPPORTED, "%s: unknown connector type '%s' (llava, comm)",
+                     where, type);
+        goto fail;
+    }
+    if ((rc = r->kind->load(r, conn, &r->conn, st)) || (rc = finish_load(r, st)))
+        goto fail;
+    return r;
+fail:
+    if (!st->code)
+        vt_fail(st, rc ? rc : VTOK_EFORMAT, "%s: failed to load", where);
+    vtok_recipe_free(r);
+    return NULL;
+}
+
+void vtok_recipe_free(vtok_recipe *r)
+{
+    if (!r)
+        return;
+    if (r->kind && r->conn)
+        r->kind->free(r->conn);
+    for (int i = 0; i < r->n_enc; i++) {
+        vtok_model_free(r->enc[i].model);
+        vtok_processor_free(r->enc[i].proc);
+        free(r->enc[i].layers);
+        free(r->enc[i].path);
+    }
+    for (int i = 0; i < r->n_files; i++) {
+        vt_weights_close(r->files[i]);
+        free(r->file_names[i]);
+    }
+    cJSON_Delete(r->json);
+    free(r->description);
+    free(r->model_dir);
+    free(r);
+}
+
+int vtok_recipe_get_info(const vtok_recipe *r, vtok_recipe_info *info)
+{
+    if (!r || !info)
+        return VTOK_EINVAL;
+    *info = (vtok_recipe_info){
+        .name = r->name, .description = r->description ? r->description : "",
+        .n_encoders = r->n_enc, .tokens_per_image = r->tokens, .d_out = r->d_out,
+        .max_images = r->max_images, .placeholder = r->placeholder, .before = r->before,
+        .after = r->after,
+    };
+    return 0;
+}

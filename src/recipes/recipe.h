@@ -1,0 +1,105 @@
+/*
+ * recipe.h - the recipe runtime: a recipe (JSON) names its encoders (Hugging
+ * Face folders under a model directory), the hidden states it needs from
+ * each, and one connector that turns them into LLM-ready tokens.
+ *
+ * A connector kind is a small vtable (llava.c, comm.c; later gvt, seed, ...):
+ *   load     read the "connector" object of the recipe, open its weights
+ *            (vt_recipe_weights), ask encoders for hidden states
+ *            (vt_recipe_request); returns its private state.
+ *   plan     for n images and the encoders' token counts: its stages (named
+ *            outputs, shapes), the work floats, the max tokens it attends over.
+ *   forward  run on the planned buffers (it gets its own stages, in the
+ *            order it planned them); the last stage is the output
+ *            embeddings [n, tokens, d_llm]. Never allocates.
+ *   free     release the state.
+ * The runtime (run.c) plans one memory block per context: encoder work and
+ * scratch, every stage (so --dump can hand out each of them), connector work.
+ */
+#ifndef VT_RECIPE_H
+#define VT_RECIPE_H
+
+#include "../connectors/block.h"
+#include "../models/vit.h"
+
+#define VT_RECIPE_MAX_ENC    8
+#define VT_RECIPE_MAX_STAGES 24
+#define VT_RECIPE_MAX_FILES  8
+
+typedef struct vtok_recipe vt_recipe;  /* the public vtok_recipe */
+
+/* One named output of a pipeline step, [ne0, ne1, ...] row-major. */
+typedef struct vt_stage {
+    char    name[32];
+    int     n_dims;
+    int64_t ne[4];
+    float  *data;        /* set by the runtime before forward */
+} vt_stage;
+
+/* The hidden states an encoder delivers to the connector. */
+typedef struct vt_enc_feats {
+    const vt_vit *vit;
+    const float  *hidden;   /* [K, n, T, d]: requested hidden states, in request order */
+    int64_t       K, T, d;
+    int64_t       prefix;   /* CLS + register tokens in front of the patches */
+} vt_enc_feats;
+
+typedef struct vt_plan {
+    vt_stage stages[VT_RECIPE_MAX_STAGES];
+    int      n_stages;
+    int      first;         /* the connector's stages start here (encoder stages before) */
+    int64_t  work_floats;
+    int64_t  max_tokens;    /* attention length the connector needs scratch for (0: none) */
+} vt_plan;
+
+typedef struct vt_connector_kind {
+    const char *name;
+    int  (*load)(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *st);
+    int  (*plan)(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
+                 vtok_status *st);
+    void (*forward)(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
+                    vt_stage *stages, float *work);
+    void (*free)(void *state);
+} vt_connector_kind;
+
+extern const vt_connector_kind vt_connector_llava, vt_connector_comm;
+
+/* Index of the encoder named `name` in the recipe, or a failure naming it. */
+int vt_recipe_encoder(vt_recipe *r, const char *name, const char *where, vtok_status *st);
+
+/* Ask encoder `enc` for hidden states (HF indexing: 0 = embeddings, i = after
+ * layer i, negative from the end). Call once per encoder; the connector then
+ * gets them stacked in this order. */
+int vt_recipe_request(vt_recipe *r, int enc, const int64_t *layers, int64_t n_layers,
+                      const char *where, vtok_status *st);
+
+/* Layer count of encoder `enc` (for option defaults such as "all layers"). */
+int64_t vt_recipe_encoder_layers(const vt_recipe *r, int enc);
+
+/* Open the weights named by `file` (a string or an array of candidates,
+ * relative to the model directory; "." = the folder's own safetensors);
+ * the first candidate that exists is used. *name is the path opened (for
+ * messages; owned by r). The weights stay open until the recipe is freed. */
+int vt_recipe_weights(vt_recipe *r, const cJSON *file, vt_weights **w, const char **name,
+                      const char *where, vtok_status *st);
+
+/* First prefix in `prefix` (a string or array) under which w has a tensor,
+ * else the first one; "" when absent. Points into the JSON. */
+const char *vt_recipe_pick_prefix(const vt_weights *w, const cJSON *prefix);
+
+/* Name of the recipe (for messages). */
+const char *vt_recipe_name(const vt_recipe *r);
+
+/* Copy the patch rows of x [B, T, d] (skipping `skip` prefix rows) to y [B, T - skip, d]. */
+void vt_select_rows(const float *x, int64_t B, int64_t T, int64_t d, int64_t skip, float *y);
+
+/* Fill a stage entry. */
+void vt_stage_set(vt_stage *s, const char *name, int n_dims, int64_t a, int64_t b, int64_t c,
+                  int64_t d);
+
+/* The JSON of a shipped recipe (recipes/NAME.json, embedded at build time), or NULL. */
+const char *vt_builtin_recipe(const char *name, size_t *len);
+/* NULL-terminated names of the shipped recipes. */
+const char *const *vt_builtin_recipe_names(void);
+
+#endif /* VT_RECIPE_H */

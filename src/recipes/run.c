@@ -1,0 +1,313 @@
+/*
+ * run.c - recipe contexts: plan memory for a batch, run the encoders on it,
+ * then the connector, and hand out the output and every stage as views.
+ *
+ * One block per context holds: encoder work (the largest encoder's; they
+ * run one after the other), per-thread scratch, every stage, connector
+ * work. It grows when a larger batch or input comes, and the forward pass
+ * itself allocates nothing. Encoders run only as deep as the deepest hidden
+ * state the connector asked for (a shallow copy of the vt_vit with fewer
+ * layers: LLaVA's hidden_states[-2] skips the last block).
+ */
+#include "recipe_internal.h"
+
+#include "../image/image.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CTX_BYTES ((int64_t)64 << 30)
+
+struct vtok_recipe_ctx {
+    vt_recipe   *r;
+    vt_pool     *pool;
+    vt_exec      exec;
+    float       *mem;
+    int64_t      mem_floats;
+    float      **hidden;      /* max layers + 1 slots                    */
+    float       *pix[VT_RECIPE_MAX_ENC]; /* preprocessed images, per encoder with its own processor */
+    int64_t      pix_floats[VT_RECIPE_MAX_ENC];
+    vt_plan      plan;
+    int          ok;
+    vtok_status  st;
+};
+
+static int64_t r16(int64_t n)
+{
+    return (n + 15) / 16 * 16;
+}
+
+vtok_recipe_ctx *vtok_recipe_ctx_new(vtok_recipe *r, const vtok_ctx_params *p, vtok_status *st)
+{
+    if (!r) {
+        vt_fail(st, VTOK_EINVAL, "no recipe");
+        return NULL;
+    }
+    vtok_ctx_params defp = vtok_ctx_default_params();
+    if (!p)
+        p = &defp;
+    int nt = p->n_threads > 0 ? p->n_threads : vt_cpu_count();
+    if (nt > 256)
+        nt = 256;
+    int64_t maxl = 0;
+    for (int i = 0; i < r->n_enc; i++)
+        maxl = r->enc[i].vit->n_layers > maxl ? r->enc[i].vit->n_layers : maxl;
+    vtok_recipe_ctx *c = calloc(1, sizeof *c);
+    if (!c || !(c->hidden = calloc((size_t)maxl + 1, sizeof *c->hidden)) ||
+        !(c->pool = vt_pool_new(nt))) {
+        vtok_recipe_ctx_free(c);
+        vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
+        return NULL;
+    }
+    c->r = r;
+    c->exec.pool = c->pool;
+    c->exec.k = vt_kernels_get();
+    return c;
+}
+
+void vtok_recipe_ctx_free(vtok_recipe_ctx *c)
+{
+    if (!c)
+        return;
+    vt_pool_free(c->pool);
+    vt_free(c->mem);
+    free(c->hidden);
+    for (int i = 0; i < VT_RECIPE_MAX_ENC; i++)
+        vt_free(c->pix[i]);
+    free(c);
+}
+
+const char *vtok_recipe_ctx_errmsg(const vtok_recipe_ctx *c)
+{
+    return c ? c->st.msg : "no context";
+}
+
+/* A truncated view of an encoder: only the blocks up to its deepest request. */
+static vt_vit run_copy(const vt_recipe_enc *e)
+{
+    vt_vit v = *e->vit;
+    v.n_layers = e->run_layers;
+    return v;
+}
+
+static int64_t pool_width(const vt_vit *v)
+{
+    return v->pool == VT_POOL_CLS_DENSE_TANH && v->pool_dense.n_out > v->d ? v->pool_dense.n_out
+                                                                           : v->d;
+}
+
+/* pixels[e] [n, ch, h[e], w[e]] for each encoder. */
+static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, const int64_t *ch,
+                   const int64_t *h, const int64_t *w)
+{
+    vt_recipe *r = c->r;
+    vtok_status *st = &c->st;
+    if (n < 1 || n > r->max_images)
+        return vt_fail(st, VTOK_EINVAL, "recipe %s takes 1 to %lld images per run, got %lld",
+                       r->name, (long long)r->max_images, (long long)n);
+    for (int i = 0; i < r->n_enc; i++)
+        if (r->enc[i].n_req && ch[i] != r->enc[i].vit->channels)
+            return vt_fail(st, VTOK_ESHAPE, "pixels have %lld channels, encoder %s takes %lld",
+                           (long long)ch[i], r->enc[i].name, (long long)r->enc[i].vit->channels);
+    vt_enc_feats feats[VT_RECIPE_MAX_ENC];
+    int es[VT_RECIPE_MAX_ENC];
+    int rc = vt_recipe_plan(r, n, h, w, feats, &c->plan, es, st);
+    if (rc)
+        return rc;
+
+    /* Memory: encoder work, scratch, stages, connector work. */
+    int64_t enc_work = 0, max_t = c->plan.max_tokens, total = 0;
+    int ok = 1;
+    for (int i = 0; i < r->n_enc && ok; i++) {
+        if (!r->enc[i].n_req)
+            continue;
+        vt_vit v = run_copy(&r->enc[i]);
+        int64_t T = feats[i].T, x;
+        ok = vt_mul_ok(n * T, v.d, &x);
+        x = r16(vt_vit_work_floats(&v, n, h[i], w[i])) + r16(x) + r16(n * pool_width(&v));
+        enc_work = x > enc_work ? x : enc_work;
+        max_t = T > max_t ? T : max_t;
+    }
+    int64_t scr = r16(vt_exec_scratch_floats(max_t));
+    int64_t nt = vt_pool_size(c->pool);
+    total = enc_work + nt * scr + r16(c->plan.work_floats);
+    for (int s = 0; s < c->plan.n_stages && ok; s++) {
+        int64_t f = 1;
+        for (int d = 0; d < c->plan.stages[s].n_dims && ok; d++)
+            ok = vt_mul_ok(f, c->plan.stages[s].ne[d], &f);
+        total += r16(f);
+        ok = ok && total > 0 && total <= MAX_CTX_BYTES / (int64_t)sizeof(float);
+    }
+    if (!ok || total > MAX_CTX_BYTES / (int64_t)sizeof(float))
+        return vt_fail(st, VTOK_ELIMIT, "a run of %lld images needs more than %lld GiB",
+                       (long long)n, (long long)(MAX_CTX_BYTES >> 30));
+    if (total > c->mem_floats) {
+        vt_free(c->mem);
+        c->mem_floats = 0;
+        c->mem = vt_alloc((size_t)total * sizeof(float));
+        if (!c->mem)
+            return vt_fail(st, VTOK_ENOMEM, "out of memory (%lld MiB)",
+                           (long long)(total * 4 >> 20));
+        c->mem_floats = total;
+    }
+    float *q = c->mem, *encw = q;
+    q += enc_work;
+    c->exec.scratch = q;
+    c->exec.scratch_stride = scr;
+    q += nt * scr;
+    float *connw = q;
+    q += r16(c->plan.work_floats);
+    for (int s = 0; s < c->plan.n_stages; s++) {
+        int64_t f = 1;
+        for (int d = 0; d < c->plan.stages[s].n_dims; d++)
+            f *= c->plan.stages[s].ne[d];
+        c->plan.stages[s].data = q;
+        q += r16(f);
+    }
+    c->exec.k = vt_kernels_get();
+
+    /* Encoders, one after the other, hidden states straight into their stage. */
+    for (int i = 0; i < r->n_enc; i++) {
+        const vt_recipe_enc *e = &r->enc[i];
+        if (!e->n_req)
+            continue;
+        vt_vit v = run_copy(e);
+        int64_t T = feats[i].T, rows = n * T * v.d;
+        float *stage = c->plan.stages[es[i]].data;
+        for (int64_t l = 0; l <= v.n_layers; l++)
+            c->hidden[l] = NULL;
+        for (int64_t k = 0; k < e->n_req; k++)
+            c->hidden[e->layers[k]] = stage + k * rows;
+        float *work = encw, *last = work + r16(vt_vit_work_floats(&v, n, h[i], w[i]));
+        vt_vit_out out = {.last = last, .pooler = last + r16(rows), .embeds = NULL,
+                          .hidden = c->hidden};
+        vt_vit_forward(&v, &c->exec, pixels[i], n, h[i], w[i], work, &out);
+        feats[i].hidden = stage;
+    }
+    r->kind->forward(r->conn, &c->exec, feats, n, c->plan.stages + c->plan.first, connw);
+    c->ok = 1;
+    return 0;
+}
+
+int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t ch, int64_t h,
+                    int64_t w)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    c->ok = 0;
+    c->st.code = 0;
+    c->st.msg[0] = '\0';
+    if (!pixels)
+        return vt_fail(&c->st, VTOK_EINVAL, "no pixels");
+    const float *px[VT_RECIPE_MAX_ENC];
+    int64_t chs[VT_RECIPE_MAX_ENC], hs[VT_RECIPE_MAX_ENC], ws[VT_RECIPE_MAX_ENC];
+    for (int i = 0; i < c->r->n_enc; i++) {
+        px[i] = pixels;
+        chs[i] = ch;
+        hs[i] = h;
+        ws[i] = w;
+    }
+    return run_all(c, px, n, chs, hs, ws);
+}
+
+int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    vt_recipe *r = c->r;
+    vtok_status *st = &c->st;
+    c->ok = 0;
+    st->code = 0;
+    st->msg[0] = '\0';
+    if (!images || n < 1 || n > r->max_images)
+        return vt_fail(st, VTOK_EINVAL, "recipe %s takes 1 to %lld images per run, got %lld",
+                       r->name, (long long)r->max_images, (long long)(images ? n : 0));
+    const float *px[VT_RECIPE_MAX_ENC];
+    int64_t chs[VT_RECIPE_MAX_ENC], hs[VT_RECIPE_MAX_ENC], ws[VT_RECIPE_MAX_ENC];
+    for (int i = 0; i < r->n_enc; i++) {
+        const vt_recipe_enc *e = &r->enc[i];
+        if (e->pixels_from != i) { /* shares an earlier encoder's pixels */
+            int s = e->pixels_from;
+            px[i] = px[s];
+            chs[i] = chs[s];
+            hs[i] = hs[s];
+            ws[i] = ws[s];
+            continue;
+        }
+        if (!e->proc)
+            return vt_fail(st, VTOK_EMISSING,
+                           "encoder %s: no preprocessor_config.json in %s; give pixels instead",
+                           e->name, e->path);
+        int64_t h0 = 0, w0 = 0;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t hh, ww;
+            int rc = vtok_processor_output_size(e->proc, images[k].width, images[k].height, &hh,
+                                                &ww, st);
+            if (rc)
+                return rc;
+            if (k == 0) {
+                h0 = hh;
+                w0 = ww;
+            } else if (hh != h0 || ww != w0) {
+                return vt_fail(st, VTOK_ESHAPE,
+                               "image %lld preprocesses to %lldx%lld but image 0 to %lldx%lld; "
+                               "images of one run must match", (long long)k, (long long)ww,
+                               (long long)hh, (long long)w0, (long long)h0);
+            }
+        }
+        int64_t per = 3 * h0 * w0, need;
+        if (!vt_mul_ok(per, n, &need) || need > MAX_CTX_BYTES / 4)
+            return vt_fail(st, VTOK_ELIMIT, "images too large");
+        if (need > c->pix_floats[i]) {
+            vt_free(c->pix[i]);
+            c->pix_floats[i] = 0;
+            if (!(c->pix[i] = vt_alloc((size_t)need * sizeof(float))))
+                return vt_fail(st, VTOK_ENOMEM, "out of memory");
+            c->pix_floats[i] = need;
+        }
+        for (int64_t k = 0; k < n; k++) {
+            int rc = vtok_preprocess(e->proc, &images[k], c->pix[i] + k * per, per, st);
+            if (rc)
+                return rc;
+        }
+        px[i] = c->pix[i];
+        chs[i] = 3;
+        hs[i] = h0;
+        ws[i] = w0;
+    }
+    return run_all(c, px, n, chs, hs, ws);
+}
+
+static void to_view(const vt_stage *s, vtok_view *out)
+{
+    memset(out, 0, sizeof *out);
+    out->data = s->data;
+    out->n_dims = s->n_dims;
+    for (int d = 0; d < s->n_dims; d++)
+        out->ne[d] = s->ne[d];
+}
+
+int vtok_recipe_get_output(vtok_recipe_ctx *c, vtok_view *out)
+{
+    if (!c || !out)
+        return VTOK_EINVAL;
+    if (!c->ok)
+        return vt_fail(&c->st, VTOK_EINVAL, "no successful run on this context");
+    to_view(&c->plan.stages[c->plan.n_stages - 1], out);
+    return 0;
+}
+
+int vtok_recipe_get_stage(vtok_recipe_ctx *c, int i, const char **name, vtok_view *out)
+{
+    if (!c || !out)
+        return VTOK_EINVAL;
+    if (!c->ok)
+        return vt_fail(&c->st, VTOK_EINVAL, "no successful run on this context");
+    if (i < 0 || i >= c->plan.n_stages)
+        return VTOK_EINVAL;
+    to_view(&c->plan.stages[i], out);
+    if (name)
+        *name = c->plan.stages[i].name;
+    return 0;
+}
