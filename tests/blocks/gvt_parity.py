@@ -207,6 +207,22 @@ def main():
     print(f"  perceiver missing tensors -> {p.stderr.strip()}")
     run.check("perceiver names every missing tensor", float(p.returncode), ok)
 
+    # ---- EVA load errors: a missing q/v bias, a RoPE grid that cannot match, a bad variant
+    sd = {k: v for k, v in g.state_dict().items() if k != "blocks.1.attn.v_bias"}
+    bad = run.path("vit_g_missing.pth")
+    torch.save(sd, bad)
+    cfg = {"variant": "eva_vit_g", "image_size": 56, "width": 72, "layers": 3, "heads": 4}
+    for name, path, prefix, c, want in (
+            ("vit_g missing v_bias", bad, "", cfg, "blocks.1.attn.v_bias"),
+            ("eva02 rope grid 16 vs 5 without intp_freq", gvt_path, "visual_encoder.",
+             {"image_size": 70, "width": 64, "layers": 3, "heads": 4, "mlp_ratio": 2.6667,
+              "intp_freq": False}, "RoPE table is 16x16"),
+            ("unknown variant", gvt_path, "visual_encoder.", {"variant": "eva03"}, "eva03")):
+        p = run.c("eva", path, prefix, c, px if "vit_g" in name else torch.zeros(1, 3, 70, 70),
+                  "eva_bad", expect_fail=True)
+        print(f"  {name} -> {p.stderr.strip()}")
+        run.check(f"refused: {name}", float(p.returncode), p.returncode == 1 and want in p.stderr)
+
     if run.failed:
         print("FAILED:", ", ".join(run.failed))
         return 1
