@@ -4,13 +4,15 @@
  *
  *   gvt_blocks eva|perceiver --weights F --prefix P --config C.json
  *              --in X.npy --out Y.npy [--layers all|I,J,...] [--threads N] [--pack]
+ *              [--time]
  *
  * eva:       X = pixels [n, 3, H, W]; Y = the last hidden state [n, T, d], or
  *            with --layers the chosen hidden states stacked [k, n, T, d]
  *            (0 = embeddings, i = output of block i).
  * perceiver: X = [n, t_in, dim]; Y = [n, num_latents, dim].
  * --pack packs every Linear for the active GEMM table first, as model
- * loading does, so the packed path is what runs.
+ * loading does, so the packed path is what runs. --time prints the forward
+ * pass's wall time (loading excluded) to stderr.
  * Exit 0 on success; 1 with one line on stderr otherwise.
  */
 #include "connectors/perceiver.h"
@@ -19,16 +21,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct args {
     const char *kind, *weights, *prefix, *config, *in, *out, *layers;
-    int         threads, pack;
+    int         threads, pack, time;
 } args;
 
 static int usage(void)
 {
     fprintf(stderr, "usage: gvt_blocks eva|perceiver --weights F --prefix P --config C.json "
-                    "--in X.npy --out Y.npy [--layers all|I,J] [--threads N] [--pack]\n");
+                    "--in X.npy --out Y.npy [--layers all|I,J] [--threads N] [--pack] [--time]\n");
     return 1;
 }
 
@@ -42,8 +45,8 @@ static int parse(int argc, char **argv, args *a)
     a->kind = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--pack")) {
-            a->pack = 1;
+        if (!strcmp(k, "--pack") || !strcmp(k, "--time")) {
+            *(k[2] == 'p' ? &a->pack : &a->time) = 1;
             continue;
         }
         if (!v)
@@ -77,6 +80,19 @@ static float **pack_all(vt_linear **l, int64_t n)
         l[i]->packed_by = k;
     }
     return blocks;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void report_time(const args *a, double t0)
+{
+    if (a->time)
+        fprintf(stderr, "gvt_blocks: %s forward %.1f ms\n", a->kind, 1e3 * (now_s() - t0));
 }
 
 static int64_t vit_linears(vt_vit *v, vt_linear **out)
@@ -191,7 +207,9 @@ static int run_eva(const args *a, run_state *r, const int64_t *shape, int nd, vt
     vt_exec e = {.pool = r->pool, .k = vt_kernels_get(), .scratch = r->mem + work,
                  .scratch_stride = scr};
     vt_vit_out o = {.last = last, .hidden = hidden};
+    double t0 = now_s();
     vt_vit_forward(&v, &e, r->x, n, h, wd, r->mem, &o);
+    report_time(a, t0);
     int64_t os[4] = {k, n, T, d};
     rc = a->layers ? vt_npy_write_f32(a->out, outs, 4, os, st)
                    : vt_npy_write_f32(a->out, last, 3, os + 1, st);
@@ -231,7 +249,9 @@ static int run_perceiver(const args *a, run_state *r, const int64_t *shape, int 
     vt_exec e = {.pool = r->pool, .k = vt_kernels_get(), .scratch = r->mem + work,
                  .scratch_stride = scr};
     float *out = r->mem + work + scr * a->threads;
+    double t0 = now_s();
     vt_perceiver_forward(&p, &e, r->x, n, t, out, r->mem);
+    report_time(a, t0);
     int64_t os[3] = {n, p.n_latents, p.dim};
     rc = vt_npy_write_f32(a->out, out, 3, os, st);
     vt_perceiver_free(&p);
