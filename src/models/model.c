@@ -181,6 +181,7 @@ static int64_t list_linears(vt_vit *v, vt_linear **out)
         ADD(L->qkv);
         ADD(L->o);
         ADD(L->fc1);
+        ADD(L->fc1_up);
         ADD(L->fc2);
     }
     ADD(v->pool_dense);

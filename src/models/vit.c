@@ -10,7 +10,11 @@
  * Numerics follow transformers: LayerNorm with the family's eps, attention
  * softmax(q k^T / sqrt(dh)) v in float32, exact-erf / tanh / quick GELU as
  * configured, bicubic (A = -0.75, align_corners=False, border clamp) position
- * interpolation as torch.nn.functional.interpolate computes it.
+ * interpolation as torch.nn.functional.interpolate computes it. EVA-02's
+ * 2-D RoPE and sub-LNs follow EVA-CLIP's eva_vit_model.py (as copied in
+ * TencentARC/GVT visual_modules/eva.py): RoPE on q and k after the bias, CLS
+ * untouched; inner_attn_ln on the concatenated heads before the output
+ * projection; ffn_ln on the (gated) hidden before the last MLP Linear.
  */
 #include "vit.h"
 
@@ -38,6 +42,11 @@ int64_t vt_vit_tokens(const vt_vit *v, int64_t h, int64_t w, vtok_status *st)
                 (long long)h, (long long)w, (long long)v->image_size, (long long)v->image_size);
         return 0;
     }
+    if (v->rope_cos && (grid_of(v, h) != v->grid_h || grid_of(v, w) != v->grid_w)) {
+        vt_fail(st, VTOK_ESHAPE, "the rotary table is for a %lldx%lld patch grid",
+                (long long)v->grid_h, (long long)v->grid_w);
+        return 0;
+    }
     if (h > 65536 || w > 65536) {
         vt_fail(st, VTOK_ELIMIT, "input %lldx%lld exceeds 65536 pixels per side", (long long)h,
                 (long long)w);
@@ -48,7 +57,7 @@ int64_t vt_vit_tokens(const vt_vit *v, int64_t h, int64_t w, vtok_status *st)
 
 static int64_t mlp_width(const vt_vit *v)
 {
-    return v->layers[0].fc1.n_out;
+    return v->layers[0].fc1.n_out + v->layers[0].fc1_up.n_out;
 }
 
 static int64_t head_ff(const vt_vit *v)
@@ -266,6 +275,31 @@ static void add_scaled(int64_t M, int64_t d, float *x, const float *y, const flo
     }
 }
 
+/*
+ * EVA-02 RoPE on q and k of the patch rows (the first T - grid rows of each
+ * image, CLS, are left alone as eva.py's q[:, :, 1:]). rotate_half maps the
+ * pair (t[2i], t[2i+1]) to (-t[2i+1], t[2i]), so
+ * t'[2i] = t[2i] cos[2i] - t[2i+1] sin[2i], t'[2i+1] = t[2i+1] cos + t[2i] sin.
+ */
+static void apply_rope(const vt_vit *v, int64_t n, int64_t T, float *qkv)
+{
+    int64_t d = v->d, dh = d / v->n_heads, np = v->grid_h * v->grid_w, pre = T - np;
+    for (int64_t im = 0; im < n; im++)
+        for (int64_t p = 0; p < np; p++) {
+            const float *c = v->rope_cos + p * dh, *s = v->rope_sin + p * dh;
+            float *row = qkv + (im * T + pre + p) * 3 * d;
+            for (int64_t part = 0; part < 2; part++) /* q, then k */
+                for (int64_t h = 0; h < v->n_heads; h++) {
+                    float *x = row + part * d + h * dh;
+                    for (int64_t i = 0; i + 1 < dh; i += 2) {
+                        float x0 = x[i], x1 = x[i + 1];
+                        x[i] = x0 * c[i] - x1 * s[i];
+                        x[i + 1] = x1 * c[i + 1] + x0 * s[i + 1];
+                    }
+                }
+        }
+}
+
 static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec *e, int64_t n,
                           int64_t T, const vit_buffers *b)
 {
@@ -279,14 +313,24 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
         vt_op_linear(e, M, b->hb, 0, &L->k, b->qkv + d, 3 * d);
         vt_op_linear(e, M, b->hb, 0, &L->v, b->qkv + 2 * d, 3 * d);
     }
+    if (v->rope_cos)
+        apply_rope(v, n, T, b->qkv);
     vt_op_attention(e, n, T, v->n_heads, dh, b->qkv, b->qkv + d, b->qkv + 2 * d, 3 * d,
                     1.0f / sqrtf((float)dh), b->att);
+    if (L->attn_ln.w)
+        vt_op_layernorm(e, M, d, b->att, &L->attn_ln, b->att);
     vt_op_linear(e, M, b->att, 0, &L->o, b->hb, 0);
     add_scaled(M, d, b->x, b->hb, L->ls1);
 
     vt_op_layernorm(e, M, d, b->x, &L->ln2, b->hb);
-    vt_op_linear(e, M, b->hb, 0, &L->fc1, b->mlp, 0);
-    const float *mid = b->mlp;
+    if (L->fc1_up.w) { /* two Linears write the two halves of each mlp row */
+        int64_t w = mlp_width(v);
+        vt_op_linear(e, M, b->hb, 0, &L->fc1, b->mlp, w);
+        vt_op_linear(e, M, b->hb, 0, &L->fc1_up, b->mlp + L->fc1.n_out, w);
+    } else {
+        vt_op_linear(e, M, b->hb, 0, &L->fc1, b->mlp, 0);
+    }
+    float *mid = b->mlp;
     if (v->swiglu) {
         /* Dinov2SwiGLUFFN: x1, x2 = fc1(x).chunk(2); silu(x1) * x2 */
         int64_t hf = v->d_ff;
@@ -302,6 +346,8 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
     } else {
         vt_op_act(e, v->act, M * v->d_ff, b->mlp);
     }
+    if (L->ffn_ln.w)
+        vt_op_layernorm(e, M, v->d_ff, mid, &L->ffn_ln, mid);
     vt_op_linear(e, M, mid, 0, &L->fc2, b->hb, 0);
     add_scaled(M, d, b->x, b->hb, L->ls2);
 }
@@ -380,6 +426,11 @@ void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int6
         vt_op_layernorm(e, n, d, cls, &v->post_ln, out->pooler);
         break;
     case VT_POOL_NONE:
+        if (!v->post_ln.w) { /* EVA-CLIP towers: all tokens, no final norm */
+            memcpy(out->last, b.x, row_bytes);
+            break;
+        }
+        /* fall through */
     case VT_POOL_CLS:
     case VT_POOL_CLS_DENSE_TANH:
     case VT_POOL_CLS_LN_TWICE:

@@ -1,10 +1,12 @@
 /*
  * vit.h - the shared ViT description every vision family loads into.
  *
- * CLIP, SigLIP, DINOv2, ViT/DeiT/MAE and BLIP-2's EVA tower are the same
- * pre-norm transformer with small differences: whether the patch conv has a
- * bias, CLS/register tokens, a LayerNorm before the encoder, layer scale,
- * fused qkv, SwiGLU, and what the final norm and pooler do. A family file
+ * CLIP, SigLIP, DINOv2, ViT/DeiT/MAE, BLIP-2's EVA tower and the EVA-CLIP
+ * towers (EVA ViT-g, EVA-02) are the same pre-norm transformer with small
+ * differences: whether the patch conv has a bias, CLS/register tokens, a
+ * LayerNorm before the encoder, layer scale, fused qkv, SwiGLU, sub-LN
+ * (EVA-02's extra LayerNorms inside attention and MLP), 2-D RoPE, and what
+ * the final norm and pooler do. A family file
  * reads config.json and the checkpoint's tensor names into this struct; one
  * forward (vit.c) runs them all.
  */
@@ -18,7 +20,8 @@
 
 /* How last_hidden_state and pooler_output come out of the encoder. */
 typedef enum vt_pool_kind {
-    VT_POOL_NONE = 0,      /* no pooler (ViTMAE)                                        */
+    VT_POOL_NONE = 0,      /* no pooler: last = ln(h) (ViTMAE), or h if post_ln.w is NULL
+                              (EVA-CLIP forward_features(return_all_features=True))     */
     VT_POOL_CLS_LN,        /* CLIP: pooler = post_ln(h[:,0]); last_hidden = h           */
     VT_POOL_CLS,           /* DINOv2: last = ln(h); pooler = last[:,0]                  */
     VT_POOL_CLS_DENSE_TANH,/* ViT: last = ln(h); pooler = tanh(dense(last[:,0]))       */
@@ -38,7 +41,12 @@ typedef struct vt_vit_layer {
     vt_linear    q, k, v;      /* separate projections, or ...                          */
     vt_linear    qkv;          /* ... fused [3d, d] (qkv.w != NULL)                       */
     vt_linear    o;
-    vt_linear    fc1, fc2;     /* MLP; with swiglu fc1 is weights_in [2h, d]              */
+    vt_linear    fc1, fc2;     /* MLP; with swiglu fc1 is weights_in [2h, d], or ...      */
+    vt_linear    fc1_up;       /* ... the gate [h, d] with this the up half [h, d] (EVA-02
+                                  w1, w2: silu(w1 x) * (w2 x)); fc1_up.w NULL otherwise   */
+    vt_norm      attn_ln;      /* sub-LN on the attention output before o (EVA-02
+                                  inner_attn_ln) if attn_ln.w                            */
+    vt_norm      ffn_ln;       /* sub-LN on the MLP hidden before fc2 (EVA-02 ffn_ln)     */
     const float *ls1, *ls2;    /* layer scale (DINOv2) or NULL                           */
 } vt_vit_layer;
 
@@ -61,6 +69,12 @@ typedef struct vt_vit {
                                /*   extra tokens without a row get no position (DINOv2)   */
     int          pos_interp;   /* vt_pos_interp: how the patch rows follow the input grid */
     vt_norm      pre_ln;       /* LayerNorm before the encoder (CLIP) if pre_ln.w        */
+
+    /* 2-D rotary embedding (EVA-02) applied to q and k of the patch tokens (all
+     * tokens after the prefix), one [dh] row per patch shared by the heads:
+     * t' = t cos + rotate_half(t) sin, pairs (2i, 2i+1) interleaved. Only with
+     * pos_interp == VT_POS_FIXED (the table is for the native grid). */
+    const float *rope_cos, *rope_sin;   /* [grid_h*grid_w, dh] or NULL */
 
     vt_vit_layer *layers;      /* n_layers, owned                                         */
 
