@@ -7,6 +7,7 @@
  */
 #include "ops.h"
 
+#include <assert.h>
 #include <string.h>
 
 static float *thread_scratch(const vt_exec *e, int tid)
@@ -24,7 +25,20 @@ int64_t vt_exec_scratch_floats(int64_t tokens)
     return round16(tokens * tokens) + round16(VT_GEMM_SCRATCH_FLOATS);
 }
 
-/* ---- linear ---- */
+/* ---- linear ----
+ *
+ * Tasks are (row block, column chunk) pairs. Column chunks of ~256 (each
+ * packs its slice of W once, unless W was converted at load), as many per
+ * thread, starting on multiples of VT_GEMM_PANEL_ALIGN (= VT_LP_NR), where
+ * prepacked and low-precision panels start.
+ *
+ * Low-precision Linears (l->lp) first convert x's rows once into lp_buf
+ * (bf16, or u8 + a scale per row: one more pool run), then every chunk
+ * reads the converted rows. Their row stride is the padded K plus 64 bytes,
+ * so 12 consecutive rows never share an L1 set when K is a power of two.
+ */
+
+_Static_assert(VT_GEMM_PANEL_ALIGN % VT_LP_NR == 0, "chunks must start on a panel");
 
 typedef struct {
     const vt_exec   *e;
@@ -33,32 +47,10 @@ typedef struct {
     float           *y;
     int64_t          M, ldx, ldy, mb, nb, n_mblk;
     int              packed;  /* l->packed is in e->k's layout */
+    void            *a;       /* low precision: converted rows ... */
+    int64_t          lda;     /* ... their stride (elements) ... */
+    float           *a_scale; /* ... and int8 row scales */
 } linear_job;
-
-static void linear_task(void *arg, int64_t i, int tid)
-{
-    const linear_job *j = arg;
-    const vt_linear *l = j->l;
-    int64_t m0 = (i % j->n_mblk) * j->mb, n0 = (i / j->n_mblk) * j->nb;
-    int64_t m = j->M - m0 < j->mb ? j->M - m0 : j->mb;
-    int64_t n = l->n_out - n0 < j->nb ? l->n_out - n0 : j->nb;
-    const float *b = l->b ? l->b + n0 : NULL;
-    if (j->packed)
-        j->e->k->gemm_f32_packed(m, l->n_out, l->n_in, n0, n, j->x + m0 * j->ldx, j->ldx,
-                                 l->packed, b, j->y + m0 * j->ldy + n0, j->ldy, 0,
-                                 thread_scratch(j->e, tid));
-    else
-        j->e->k->gemm_f32(m, n, l->n_in, j->x + m0 * j->ldx, j->ldx, l->w + n0 * l->n_in,
-                          l->n_in, 1, b, j->y + m0 * j->ldy + n0, j->ldy, 0,
-                          thread_scratch(j->e, tid));
-}
-
-/* ---- low-precision linear ----
- *
- * Two pool runs: convert x's rows once into lp_buf (bf16, or u8 + a scale
- * per row), then the column/row chunks of the GEMM read the converted rows.
- * Row stride of the converted A: the padded K plus 64 bytes, so 12
- * consecutive rows never share an L1 set when K is a power of two. */
 
 static int64_t lp_lda(int64_t K)
 {
@@ -73,21 +65,11 @@ size_t vt_exec_lp_bytes(int64_t M, int64_t K)
     return (size_t)M * (size_t)lp_lda(K) * 2 + (size_t)M * sizeof(float) + 64;
 }
 
-typedef struct {
-    const vt_exec   *e;
-    const vt_linear *l;
-    const float     *x;
-    float           *y;
-    int64_t          M, ldx, ldy, lda, mb, nb, n_mblk;
-    void            *a;       /* converted rows */
-    float           *a_scale; /* int8: per row */
-} lp_job;
-
 #define LP_ROWS 16
 
 static void lp_convert_task(void *arg, int64_t i, int tid)
 {
-    const lp_job *j = arg;
+    const linear_job *j = arg;
     (void)tid;
     int64_t r1 = (i + 1) * LP_ROWS < j->M ? (i + 1) * LP_ROWS : j->M;
     for (int64_t r = i * LP_ROWS; r < r1; r++) {
@@ -99,42 +81,28 @@ static void lp_convert_task(void *arg, int64_t i, int tid)
     }
 }
 
-static void lp_gemm_task(void *arg, int64_t i, int tid)
+static void linear_task(void *arg, int64_t i, int tid)
 {
-    const lp_job *j = arg;
+    const linear_job *j = arg;
     const vt_linear *l = j->l;
-    (void)tid;
+    const vt_kernels *k = j->e->k;
     int64_t m0 = (i % j->n_mblk) * j->mb, n0 = (i / j->n_mblk) * j->nb;
     int64_t m = j->M - m0 < j->mb ? j->M - m0 : j->mb;
     int64_t n = l->n_out - n0 < j->nb ? l->n_out - n0 : j->nb;
     const float *b = l->b ? l->b + n0 : NULL;
     float *y = j->y + m0 * j->ldy + n0;
     if (l->lp == VT_LP_BF16)
-        j->e->k->gemm_bf16(m, l->n_in, n0, n, (const uint16_t *)j->a + m0 * j->lda, j->lda,
-                           l->lpw, b, y, j->ldy);
+        k->gemm_bf16(m, l->n_in, n0, n, (const uint16_t *)j->a + m0 * j->lda, j->lda, l->lpw, b,
+                     y, j->ldy);
+    else if (l->lp == VT_LP_INT8)
+        k->gemm_i8(m, l->n_in, n0, n, (const uint8_t *)j->a + m0 * j->lda, j->lda,
+                   j->a_scale + m0, l->lpw, l->lp_scale, l->lp_wsum, b, y, j->ldy);
+    else if (j->packed)
+        k->gemm_f32_packed(m, l->n_out, l->n_in, n0, n, j->x + m0 * j->ldx, j->ldx, l->packed, b,
+                           y, j->ldy, 0, thread_scratch(j->e, tid));
     else
-        j->e->k->gemm_i8(m, l->n_in, n0, n, (const uint8_t *)j->a + m0 * j->lda, j->lda,
-                         j->a_scale + m0, l->lpw, l->lp_scale, l->lp_wsum, b, y, j->ldy);
-}
-
-static void linear_lp(const vt_exec *e, int64_t M, const float *x, int64_t ldx,
-                      const vt_linear *l, float *y, int64_t ldy)
-{
-    lp_job j = {.e = e, .l = l, .x = x, .y = y, .M = M, .ldx = ldx ? ldx : l->n_in,
-                .ldy = ldy ? ldy : l->n_out, .lda = lp_lda(l->n_in), .a = e->lp_buf};
-    /* lp_buf holds M bf16 rows (or u8 rows) then the row scales. */
-    j.a_scale = (float *)((char *)e->lp_buf +
-                          ((size_t)M * (size_t)j.lda * 2 + 63) / 64 * 64);
-    vt_pool_run(e->pool, lp_convert_task, &j, (M + LP_ROWS - 1) / LP_ROWS);
-    int nt = vt_pool_size(e->pool);
-    j.mb = M <= 512 ? M : 256;
-    j.n_mblk = (M + j.mb - 1) / j.mb;
-    int64_t per = nt * j.n_mblk;
-    int64_t m = (l->n_out + 256 * per - 1) / (256 * per);
-    j.nb = (l->n_out + per * m - 1) / (per * m);
-    j.nb = (j.nb + VT_LP_NR - 1) / VT_LP_NR * VT_LP_NR;
-    int64_t n_nblk = (l->n_out + j.nb - 1) / j.nb;
-    vt_pool_run(e->pool, lp_gemm_task, &j, j.n_mblk * n_nblk);
+        k->gemm_f32(m, n, l->n_in, j->x + m0 * j->ldx, j->ldx, l->w + n0 * l->n_in, l->n_in, 1, b,
+                    y, j->ldy, 0, thread_scratch(j->e, tid));
 }
 
 void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, const vt_linear *l,
@@ -142,19 +110,20 @@ void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, cons
 {
     if (M <= 0 || l->n_out <= 0)
         return;
-    if (l->lp != VT_LP_NONE) {
-        linear_lp(e, M, x, ldx, l, y, ldy);
-        return;
-    }
     linear_job j = {.e = e, .l = l, .x = x, .y = y, .M = M,
                     .ldx = ldx ? ldx : l->n_in, .ldy = ldy ? ldy : l->n_out,
                     .packed = l->packed && l->packed_by == e->k};
+    if (l->lp != VT_LP_NONE) {
+        assert(e->lp_buf && e->lp_bytes >= vt_exec_lp_bytes(M, l->n_in));
+        /* lp_buf: M converted rows, then the row scales */
+        j.a = e->lp_buf;
+        j.lda = lp_lda(l->n_in);
+        j.a_scale = (float *)((char *)e->lp_buf + ((size_t)M * (size_t)j.lda * 2 + 63) / 64 * 64);
+        vt_pool_run(e->pool, lp_convert_task, &j, (M + LP_ROWS - 1) / LP_ROWS);
+    }
     int nt = vt_pool_size(e->pool);
     j.mb = M <= 512 ? M : 256;
     j.n_mblk = (M + j.mb - 1) / j.mb;
-    /* Column chunks of ~256 (each packs its slice of W once, unless W was
-     * packed at load), as many per thread. Chunks start on multiples of
-     * VT_GEMM_PANEL_ALIGN, where prepacked panels start. */
     int64_t per = nt * j.n_mblk;
     int64_t m = (l->n_out + 256 * per - 1) / (256 * per);
     j.nb = (l->n_out + per * m - 1) / (per * m);

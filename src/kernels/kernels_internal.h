@@ -31,6 +31,17 @@ void vt_ref_quick_gelu_f32(int64_t n, float *x);
 void vt_ref_silu_f32(int64_t n, float *x);
 void vt_ref_tanh_f32(int64_t n, float *x);
 
+/* Split n into ceil(n / max) blocks of near-equal size, rounded up to
+ * `quantum` and capped at max (the GEMM drivers' K and N blocking: no
+ * 1-wide last block). */
+static inline int64_t vt_balanced_block(int64_t n, int64_t max, int64_t quantum)
+{
+    int64_t nb = (n + max - 1) / max;
+    int64_t b = (n + nb - 1) / nb;
+    b = (b + quantum - 1) / quantum * quantum;
+    return b < max ? b : max;
+}
+
 /* Round to nearest even for |x| < 2^22 without a libm call (the baseline
  * build has no SSE4.1 ROUNDSS): adding 1.5 * 2^23 pushes the fraction out
  * under the default rounding mode. NaN stays NaN. */

@@ -11,16 +11,11 @@
 #include <immintrin.h>
 #include <math.h>
 
-static inline __mmask16 tail_mask(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-}
-
 /* Apply f to n floats in place, 16 at a time, the tail masked. */
 #define VT_MAP_INPLACE(n, x, f)                                                              \
     do {                                                                                     \
         for (int64_t i_ = 0; i_ < (n); i_ += 16) {                                           \
-            const __mmask16 m_ = tail_mask((n) - i_);                                        \
+            const __mmask16 m_ = vt_tail_mask16((n) - i_);                                        \
             _mm512_mask_storeu_ps((x) + i_, m_, f(_mm512_maskz_loadu_ps(m_, (x) + i_)));      \
         }                                                                                    \
     } while (0)

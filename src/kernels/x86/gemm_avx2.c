@@ -254,14 +254,6 @@ static int rows_share_l1_sets(int64_t lda)
     return worst > 2;
 }
 
-static int64_t balanced_block(int64_t n, int64_t max, int64_t quantum)
-{
-    int64_t nb = (n + max - 1) / max;
-    int64_t b = (n + nb - 1) / nb;
-    b = (b + quantum - 1) / quantum * quantum;
-    return b < max ? b : max;
-}
-
 /*
  * One packed block of B (kc x nc, panels at bp + jr * kc) against all M rows.
  * A panel is NR wide unless the packed matrix has <= 8 columns left from it
@@ -307,8 +299,8 @@ void vt_gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
         vt_ref_gemm_f32(M, N, 0, A, lda, B, ldb, b_nk, bias, C, ldc, accumulate, scratch);
         return;
     }
-    const int64_t nc_max = balanced_block(N, NC, NR);
-    const int64_t kc_max = balanced_block(K, KC, 8);
+    const int64_t nc_max = vt_balanced_block(N, NC, NR);
+    const int64_t kc_max = vt_balanced_block(K, KC, 8);
     const int pack_a_rows = N > NR && rows_share_l1_sets(lda);
     for (int64_t jc = 0; jc < N; jc += nc_max) {
         const int64_t nc = N - jc < nc_max ? N - jc : nc_max;
@@ -351,7 +343,7 @@ void vt_gemm_pack_nk_avx2(int64_t N, int64_t K, const float *W, float *packed)
 {
     if (N <= 0 || K <= 0)
         return;
-    const int64_t kc_max = balanced_block(K, KC, 8), np = packed_cols(N);
+    const int64_t kc_max = vt_balanced_block(K, KC, 8), np = packed_cols(N);
     for (int64_t pc = 0; pc < K; pc += kc_max) {
         const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
         pack_nk(kc, N, W + pc, K, packed + pc * np);
@@ -371,8 +363,8 @@ void vt_gemm_f32_packed_avx2(int64_t M, int64_t N, int64_t K, int64_t n0, int64_
         return;
     }
     /* The same blocking as gemm_f32 on this chunk, so the sums are identical. */
-    const int64_t nc_max = balanced_block(n, NC, NR);
-    const int64_t kc_max = balanced_block(K, KC, 8), np = packed_cols(N);
+    const int64_t nc_max = vt_balanced_block(n, NC, NR);
+    const int64_t kc_max = vt_balanced_block(K, KC, 8), np = packed_cols(N);
     const int pack_a_rows = n > NR && rows_share_l1_sets(lda);
     for (int64_t jc = 0; jc < n; jc += nc_max) {
         const int64_t nc = n - jc < nc_max ? n - jc : nc_max;

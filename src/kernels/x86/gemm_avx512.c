@@ -46,6 +46,7 @@
  * differs from the reference only by rounding (FMA, and blocks of KC).
  */
 #include "kernels/kernels_internal.h"
+#include "kernels/x86/vmath_avx512.h"
 
 #include <assert.h>
 #include <immintrin.h>
@@ -64,11 +65,6 @@ _Static_assert(KC * NC + MR * APACK_LD(KC) <= VT_GEMM_SCRATCH_FLOATS,
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-static inline __mmask16 tail_mask(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-}
-
 /* ------------------------------------------------------------- packing -- */
 
 /* B is [K,N]: panel[k][0..w) = B[pc+k][j0..j0+w), zero past nr. Row by row,
@@ -76,7 +72,7 @@ static inline __mmask16 tail_mask(int64_t n)
 static void pack_kn(int64_t kc, int64_t nc, const float *B, int64_t ldb, float *dst)
 {
     const int64_t nfull = nc / NR * NR, rem = nc - nfull;
-    const __mmask16 m0 = tail_mask(rem), m1 = rem > 16 ? tail_mask(rem - 16) : 0;
+    const __mmask16 m0 = vt_tail_mask16(rem), m1 = rem > 16 ? vt_tail_mask16(rem - 16) : 0;
     float *tail = dst + nfull * kc;
     const int tw = rem > 16 ? 32 : 16;
     for (int64_t k = 0; k < kc; k++) {
@@ -130,7 +126,7 @@ static void pack_nk16(int64_t kc, int64_t nr, const float *B, int64_t ldb, float
     __m512 r[16];
     int64_t k = 0;
     for (; k < kc; k += 16) {
-        const __mmask16 mk = tail_mask(kc - k);
+        const __mmask16 mk = vt_tail_mask16(kc - k);
         /* The 16 rows are 16 short streams (kc floats each, often in 16
          * different pages), too short for the hardware prefetcher: fetching
          * two lines ahead halved the packing time of a 4096 x 1024 weight. */
@@ -171,7 +167,7 @@ static void pack_nk(int64_t kc, int64_t nc, const float *B, int64_t ldb, float *
  */
 static void pack_a(int mr, int64_t kc, const float *A, int64_t lda, float *ap, int64_t ldp)
 {
-    const __mmask16 mt = tail_mask(kc & 15);
+    const __mmask16 mt = vt_tail_mask16(kc & 15);
     for (int i = 0; i < mr; i++) {
         const float *src = A + i * lda;
         float *dst = ap + i * ldp;
@@ -298,15 +294,6 @@ static int rows_share_l1_sets(int64_t lda)
     return worst > 3;
 }
 
-/* Split n into ceil(n / max) blocks of near-equal size, rounded up to `quantum`. */
-static int64_t balanced_block(int64_t n, int64_t max, int64_t quantum)
-{
-    int64_t nb = (n + max - 1) / max;
-    int64_t b = (n + nb - 1) / nb;
-    b = (b + quantum - 1) / quantum * quantum;
-    return b < max ? b : max;
-}
-
 /*
  * One packed block of B (kc x nc, panels at bp + jr * kc) against all M rows:
  * C[0..M, 0..nc) (+)= A[0..M, 0..kc) x block. A panel is NR wide unless the
@@ -334,8 +321,8 @@ static void run_block(int64_t M, int64_t kc, const float *A, int64_t lda, const 
             tile_io io = {
                 .bias = bias ? bias + jr : NULL,
                 .load_c = load_c,
-                .m0 = tail_mask(nr),
-                .m1 = nr > 16 ? tail_mask(nr - 16) : 0,
+                .m0 = vt_tail_mask16(nr),
+                .m1 = nr > 16 ? vt_tail_mask16(nr - 16) : 0,
             };
             ukernels[mr][wide](kc, a, lda_k, bp + jr * kc, c + jr, ldc, &io);
         }
@@ -353,8 +340,8 @@ void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t
         vt_ref_gemm_f32(M, N, 0, A, lda, B, ldb, b_nk, bias, C, ldc, accumulate, scratch);
         return;
     }
-    const int64_t nc_max = balanced_block(N, NC, NR);
-    const int64_t kc_max = balanced_block(K, KC, 8);
+    const int64_t nc_max = vt_balanced_block(N, NC, NR);
+    const int64_t kc_max = vt_balanced_block(K, KC, 8);
     /* The A copy is cheap (kc/16 vector moves per row) but measurably
      * slower than reading A in place when the stride is harmless. */
     const int pack_a_rows = N > NR && rows_share_l1_sets(lda);
@@ -403,7 +390,7 @@ void vt_gemm_pack_nk_avx512(int64_t N, int64_t K, const float *W, float *packed)
 {
     if (N <= 0 || K <= 0)
         return;
-    const int64_t kc_max = balanced_block(K, KC, 8), np = packed_cols(N);
+    const int64_t kc_max = vt_balanced_block(K, KC, 8), np = packed_cols(N);
     for (int64_t pc = 0; pc < K; pc += kc_max) {
         const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
         pack_nk(kc, N, W + pc, K, packed + pc * np);
@@ -423,8 +410,8 @@ void vt_gemm_f32_packed_avx512(int64_t M, int64_t N, int64_t K, int64_t n0, int6
         return;
     }
     /* The same blocking as gemm_f32 on this chunk, so the sums are identical. */
-    const int64_t nc_max = balanced_block(n, NC, NR);
-    const int64_t kc_max = balanced_block(K, KC, 8), np = packed_cols(N);
+    const int64_t nc_max = vt_balanced_block(n, NC, NR);
+    const int64_t kc_max = vt_balanced_block(K, KC, 8), np = packed_cols(N);
     const int pack_a_rows = n > NR && rows_share_l1_sets(lda);
     for (int64_t jc = 0; jc < n; jc += nc_max) {
         const int64_t nc = n - jc < nc_max ? n - jc : nc_max;

@@ -20,6 +20,7 @@
  * the reference loop only by rounding order.
  */
 #include "kernels/kernels_internal.h"
+#include "kernels/x86/vmath_avx512.h"
 
 #include <immintrin.h>
 
@@ -122,19 +123,6 @@ DEF_UK(7) DEF_UK(8) DEF_UK(9) DEF_UK(10) DEF_UK(11) DEF_UK(12)
 static const ukernel_fn ukernels[MR + 1] = {NULL,  uk_1,  uk_2, uk_3, uk_4,  uk_5, uk_6,
                                             uk_7,  uk_8,  uk_9, uk_10, uk_11, uk_12};
 
-static inline __mmask16 tail_mask(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
-}
-
-static int64_t balanced_block(int64_t n, int64_t max, int64_t quantum)
-{
-    int64_t nb = (n + max - 1) / max;
-    int64_t b = (n + nb - 1) / nb;
-    b = (b + quantum - 1) / quantum * quantum;
-    return b < max ? b : max;
-}
-
 void vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const uint16_t *A,
                              int64_t lda, const uint16_t *W, const float *bias, float *C,
                              int64_t ldc)
@@ -143,7 +131,7 @@ void vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const 
         return;
     const int64_t pairs = vt_lp_kpad(K, 2) / 2;
     const int64_t panel = pairs * 2 * NR; /* bf16 elements per panel */
-    const int64_t nc_max = balanced_block(n, NC, NR), kp_max = balanced_block(pairs, KCP, 4);
+    const int64_t nc_max = vt_balanced_block(n, NC, NR), kp_max = vt_balanced_block(pairs, KCP, 4);
     for (int64_t jc = 0; jc < n; jc += nc_max) {
         const int64_t nc = n - jc < nc_max ? n - jc : nc_max;
         for (int64_t pc = 0; pc < pairs; pc += kp_max) {
@@ -155,8 +143,8 @@ void vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const 
                     const int64_t nr = nc - jr;
                     tile_io io = {.bias = first && bias ? bias + jc + jr : NULL,
                                   .load_c = !first,
-                                  .m0 = tail_mask(nr),
-                                  .m1 = tail_mask(nr - 16)};
+                                  .m0 = vt_tail_mask16(nr),
+                                  .m1 = vt_tail_mask16(nr - 16)};
                     const uint16_t *bp = W + ((n0 + jc + jr) / NR) * panel + pc * 2 * NR;
                     ukernels[mr](kp, A + ic * lda + 2 * pc, lda, bp, C + ic * ldc + jc + jr,
                                  ldc, &io);

@@ -13,6 +13,7 @@
  * stays in L2 while every 12-row block of A passes over it.
  */
 #include "kernels/kernels_internal.h"
+#include "kernels/x86/vmath_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -22,11 +23,6 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-static inline __mmask16 tail_mask(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
-}
-
 float vt_u8_row_avx512vnni(int64_t K, const float *x, uint8_t *y)
 {
     __m512 mx = _mm512_setzero_ps();
@@ -34,7 +30,7 @@ float vt_u8_row_avx512vnni(int64_t K, const float *x, uint8_t *y)
     for (; k + 16 <= K; k += 16)
         mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
     if (k < K)
-        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(K - k), x + k)));
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(vt_tail_mask16(K - k), x + k)));
     const float m = _mm512_reduce_max_ps(mx);
     const int live = m > 0.0f && isfinite(m);
     const __m512 inv = _mm512_set1_ps(live ? 127.0f / m : 0.0f);
@@ -42,12 +38,12 @@ float vt_u8_row_avx512vnni(int64_t K, const float *x, uint8_t *y)
     const __m512i off = _mm512_set1_epi32(128);
     const int64_t Kp = vt_lp_kpad(K, 4);
     for (k = 0; k < Kp; k += 16) {
-        const __mmask16 m16 = tail_mask(K - k);
+        const __mmask16 m16 = vt_tail_mask16(K - k);
         __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m16, x + k), inv);
         v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
         __m128i q = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), off));
-        _mm_mask_storeu_epi8(y + k, tail_mask(Kp - k), q);
+        _mm_mask_storeu_epi8(y + k, vt_tail_mask16(Kp - k), q);
     }
     return live ? m / 127.0f : 0.0f;
 }
@@ -159,8 +155,8 @@ void vt_gemm_i8_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const ui
                               .w_scale = w_scale + j,
                               .a_scale = a_scale + ic,
                               .wsum = wsum + j,
-                              .m0 = tail_mask(nr),
-                              .m1 = tail_mask(nr - 16)};
+                              .m0 = vt_tail_mask16(nr),
+                              .m1 = vt_tail_mask16(nr - 16)};
                 ukernels[mr](Kp / 4, A + ic * lda, lda, W + (j / NR) * panel,
                              C + ic * ldc + jc + jr, ldc, &io);
             }

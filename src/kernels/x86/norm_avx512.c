@@ -15,11 +15,6 @@
 #include <immintrin.h>
 #include <math.h>
 
-static inline __mmask16 tail_mask(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-}
-
 /* The reference's pairwise tree over 16 partial sums. */
 static inline float hsum16(__m512 v)
 {
@@ -37,13 +32,13 @@ void vt_layernorm_f32_avx512(int64_t n, const float *x, const float *w, const fl
         return;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16)
-        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
+        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(vt_tail_mask16(n - i), x + i));
     const float mean = hsum16(acc) / (float)n;
 
     const __m512 vm = _mm512_set1_ps(mean);
     acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
+        const __mmask16 m = vt_tail_mask16(n - i);
         const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm);
         acc = _mm512_add_ps(acc, _mm512_maskz_mul_ps(m, d, d));
     }
@@ -51,7 +46,7 @@ void vt_layernorm_f32_avx512(int64_t n, const float *x, const float *w, const fl
     const __m512 vr = _mm512_set1_ps(1.0f / sqrtf(var + eps));
 
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
+        const __mmask16 m = vt_tail_mask16(n - i);
         __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), vr);
         if (w)
             v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i));
@@ -67,19 +62,19 @@ void vt_softmax_f32_avx512(int64_t n, float *x)
         return;
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t i = 0; i < n; i += 16)
-        mx = _mm512_mask_max_ps(mx, tail_mask(n - i), mx, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
+        mx = _mm512_mask_max_ps(mx, vt_tail_mask16(n - i), mx, _mm512_maskz_loadu_ps(vt_tail_mask16(n - i), x + i));
     const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
 
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
+        const __mmask16 m = vt_tail_mask16(n - i);
         const __m512 e = vt_exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmax));
         _mm512_mask_storeu_ps(x + i, m, e);
         acc = _mm512_mask_add_ps(acc, m, acc, e);
     }
     const __m512 inv = _mm512_set1_ps(1.0f / hsum16(acc));
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
+        const __mmask16 m = vt_tail_mask16(n - i);
         _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
     }
 }

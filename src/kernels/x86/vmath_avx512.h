@@ -31,8 +31,15 @@
 #define VT_VMATH_AVX512_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 #define VT_VM_INLINE static inline __attribute__((always_inline))
+
+/* Lanes [0, n) of 16 (n <= 0: none, n >= 16: all): masked loads/stores of tails. */
+VT_VM_INLINE __mmask16 vt_tail_mask16(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
 
 VT_VM_INLINE __m512 vt_exp_ps(__m512 x)
 {
