@@ -125,12 +125,12 @@ int main(int argc, char **argv)
                 } else if (prec == 1) {
                     for (int64_t i = 0; i < M; i++)
                         t->bf16_row(K, A + i * K, ab + i * lda);
-                    t->gemm_bf16(M, K, 0, N, ab, lda, wb, bias, C, N);
+                    t->gemm_bf16(M, K, 0, N, ab, lda, wb, bias, C, N, 0);
                 } else {
                     uint8_t *aq = (uint8_t *)ab;
                     for (int64_t i = 0; i < M; i++)
                         as[i] = t->u8_row(K, A + i * K, aq + i * lda);
-                    t->gemm_i8(M, K, 0, N, aq, lda, as, wq, ws, wsum, bias, C, N);
+                    t->gemm_i8(M, K, 0, N, aq, lda, as, wq, ws, wsum, bias, C, N, 0);
                 }
                 double dt = now() - t0;
                 best = dt < best ? dt : best;

@@ -47,6 +47,9 @@ typedef struct {
     float           *y;
     int64_t          M, ldx, ldy, mb, nb, n_mblk;
     int              packed;  /* l->packed is in e->k's layout */
+    int              accumulate;
+    const vt_linear_opts *o;  /* pre-ops fused into the conversion, or NULL */
+    vt_act_f32_fn    act;
     void            *a;       /* low precision: converted rows ... */
     int64_t          lda;     /* ... their stride (elements) ... */
     float           *a_scale; /* ... and int8 row scales */
@@ -74,6 +77,13 @@ static void lp_convert_task(void *arg, int64_t i, int tid)
     int64_t r1 = (i + 1) * LP_ROWS < j->M ? (i + 1) * LP_ROWS : j->M;
     for (int64_t r = i * LP_ROWS; r < r1; r++) {
         const float *x = j->x + r * j->ldx;
+        if (j->o && j->o->ln) {
+            const vt_norm *nm = j->o->ln;
+            j->e->k->layernorm_f32(j->l->n_in, j->o->ln_src + r * j->l->n_in, nm->w, nm->b,
+                                   nm->eps, (float *)x);
+        }
+        if (j->act)
+            j->act(j->l->n_in, (float *)x);
         if (j->l->lp == VT_LP_BF16)
             j->e->k->bf16_row(j->l->n_in, x, (uint16_t *)j->a + r * j->lda);
         else
@@ -93,26 +103,40 @@ static void linear_task(void *arg, int64_t i, int tid)
     float *y = j->y + m0 * j->ldy + n0;
     if (l->lp == VT_LP_BF16)
         k->gemm_bf16(m, l->n_in, n0, n, (const uint16_t *)j->a + m0 * j->lda, j->lda, l->lpw, b,
-                     y, j->ldy);
+                     y, j->ldy, j->accumulate);
     else if (l->lp == VT_LP_INT8)
         k->gemm_i8(m, l->n_in, n0, n, (const uint8_t *)j->a + m0 * j->lda, j->lda,
-                   j->a_scale + m0, l->lpw, l->lp_scale, l->lp_wsum, b, y, j->ldy);
+                   j->a_scale + m0, l->lpw, l->lp_scale, l->lp_wsum, b, y, j->ldy, j->accumulate);
     else if (j->packed)
         k->gemm_f32_packed(m, l->n_out, l->n_in, n0, n, j->x + m0 * j->ldx, j->ldx, l->packed, b,
-                           y, j->ldy, 0, thread_scratch(j->e, tid));
+                           y, j->ldy, j->accumulate, thread_scratch(j->e, tid));
     else
         k->gemm_f32(m, n, l->n_in, j->x + m0 * j->ldx, j->ldx, l->w + n0 * l->n_in, l->n_in, 1, b,
-                    y, j->ldy, 0, thread_scratch(j->e, tid));
+                    y, j->ldy, j->accumulate, thread_scratch(j->e, tid));
 }
 
-void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, const vt_linear *l,
-                  float *y, int64_t ldy)
+static vt_act_f32_fn act_kernel(const vt_kernels *k, vt_act act);
+
+void vt_op_linear_ex(const vt_exec *e, int64_t M, float *x, int64_t ldx, const vt_linear *l,
+                     float *y, int64_t ldy, const vt_linear_opts *o)
 {
     if (M <= 0 || l->n_out <= 0)
         return;
     linear_job j = {.e = e, .l = l, .x = x, .y = y, .M = M,
                     .ldx = ldx ? ldx : l->n_in, .ldy = ldy ? ldy : l->n_out,
-                    .packed = l->packed && l->packed_by == e->k};
+                    .packed = l->packed && l->packed_by == e->k,
+                    .accumulate = o && o->accumulate};
+    if (o && (o->ln || o->act != VT_ACT_NONE)) {
+        assert(j.ldx == l->n_in);
+        if (l->lp != VT_LP_NONE) { /* done row by row in the conversion */
+            j.o = o;
+            j.act = act_kernel(e->k, o->act);
+        } else {
+            if (o->ln)
+                vt_op_layernorm(e, M, l->n_in, o->ln_src, o->ln, x);
+            vt_op_act(e, o->act, M * l->n_in, x);
+        }
+    }
     if (l->lp != VT_LP_NONE) {
         assert(e->lp_buf && e->lp_bytes >= vt_exec_lp_bytes(M, l->n_in));
         /* lp_buf: M converted rows, then the row scales */
@@ -130,6 +154,13 @@ void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, cons
     j.nb = (j.nb + VT_GEMM_PANEL_ALIGN - 1) / VT_GEMM_PANEL_ALIGN * VT_GEMM_PANEL_ALIGN;
     int64_t n_nblk = (l->n_out + j.nb - 1) / j.nb;
     vt_pool_run(e->pool, linear_task, &j, j.n_mblk * n_nblk);
+}
+
+void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, const vt_linear *l,
+                  float *y, int64_t ldy)
+{
+    /* no options: x is only read */
+    vt_op_linear_ex(e, M, (float *)x, ldx, l, y, ldy, NULL);
 }
 
 /* ---- layernorm ---- */
@@ -183,18 +214,25 @@ static void relu_f32(int64_t n, float *x)
         x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+static vt_act_f32_fn act_kernel(const vt_kernels *k, vt_act act)
+{
+    switch (act) {
+    case VT_ACT_GELU_ERF:   return k->gelu_erf_f32;
+    case VT_ACT_GELU_TANH:  return k->gelu_tanh_f32;
+    case VT_ACT_QUICK_GELU: return k->quick_gelu_f32;
+    case VT_ACT_SILU:       return k->silu_f32;
+    case VT_ACT_TANH:       return k->tanh_f32;
+    case VT_ACT_RELU:       return relu_f32;
+    case VT_ACT_NONE:       break;
+    }
+    return NULL;
+}
+
 void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x)
 {
-    act_job j = {.x = x, .n = n};
-    switch (act) {
-    case VT_ACT_GELU_ERF:   j.fn = e->k->gelu_erf_f32; break;
-    case VT_ACT_GELU_TANH:  j.fn = e->k->gelu_tanh_f32; break;
-    case VT_ACT_QUICK_GELU: j.fn = e->k->quick_gelu_f32; break;
-    case VT_ACT_SILU:       j.fn = e->k->silu_f32; break;
-    case VT_ACT_TANH:       j.fn = e->k->tanh_f32; break;
-    case VT_ACT_RELU:       j.fn = relu_f32; break;
-    case VT_ACT_NONE:       return;
-    }
+    act_job j = {.x = x, .n = n, .fn = act_kernel(e->k, act)};
+    if (!j.fn)
+        return;
     vt_pool_run(e->pool, act_task, &j, (n + ACT_CHUNK - 1) / ACT_CHUNK);
 }
 

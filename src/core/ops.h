@@ -82,6 +82,29 @@ int64_t vt_exec_scratch_floats(int64_t tokens);
 void vt_op_linear(const vt_exec *e, int64_t M, const float *x, int64_t ldx, const vt_linear *l,
                   float *y, int64_t ldy);
 
+/*
+ * vt_op_linear with the neighbouring passes fused in:
+ *   ln:         x[r] = LayerNorm(ln_src[r]) first (rows of n_in, ln_src
+ *               dense), as vt_op_layernorm(ln_src -> x) would;
+ *   act:        then x[r] = act(x[r]) in place, as vt_op_act would;
+ *   accumulate: y += x W^T + b (a residual add) instead of y = ...
+ * x ends up holding exactly what the separate ops would leave there (x is
+ * written, so it is not const). The gain is in the low-precision paths,
+ * which transform and convert each input row while it is in L1 instead of
+ * in two more passes over memory; accumulate saves the pass that adds the
+ * Linear's output to the residual stream. Only with dense x (ldx = 0 or
+ * n_in) when ln or act is set.
+ */
+typedef struct vt_linear_opts {
+    const float   *ln_src;
+    const vt_norm *ln;        /* NULL: no LayerNorm */
+    vt_act         act;       /* VT_ACT_NONE: none  */
+    int            accumulate;
+} vt_linear_opts;
+
+void vt_op_linear_ex(const vt_exec *e, int64_t M, float *x, int64_t ldx, const vt_linear *l,
+                     float *y, int64_t ldy, const vt_linear_opts *o);
+
 /* Row-wise LayerNorm of x[M, n] into y (may alias). */
 void vt_op_layernorm(const vt_exec *e, int64_t M, int64_t n, const float *x, const vt_norm *nm,
                      float *y);

@@ -105,7 +105,8 @@ typedef void (*vt_gemm_f32_packed_fn)(int64_t M, int64_t N, int64_t K, int64_t n
  *             padded with 128 to vt_lp_kpad(K,4). Returns s (0 for a zero row).
  *
  * GEMMs compute columns [n0, n0 + n) (n0 a multiple of VT_LP_NR) of
- *   C[M, n] = A[M, K] W^T (+ bias)          (overwrites C; row stride ldc)
+ *   C[M, n] = [C +] A[M, K] W^T (+ bias)    (row stride ldc; accumulate = 1
+ *                                            adds the result to C)
  *   bf16: sums of bf16 x bf16 products in float32;
  *   int8: C = (sum_k a8[m][k] q[j][k] - wsum[j]) * scale[j] * a_scale[m]
  *         (+ bias), integer sums exact, then float32 in that order.
@@ -122,11 +123,11 @@ typedef void (*vt_bf16_row_fn)(int64_t K, const float *x, uint16_t *y);
 typedef float (*vt_u8_row_fn)(int64_t K, const float *x, uint8_t *y);
 typedef void (*vt_gemm_bf16_fn)(int64_t M, int64_t K, int64_t n0, int64_t n,
                                 const uint16_t *A, int64_t lda, const uint16_t *W,
-                                const float *bias, float *C, int64_t ldc);
+                                const float *bias, float *C, int64_t ldc, int accumulate);
 typedef void (*vt_gemm_i8_fn)(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
                               int64_t lda, const float *a_scale, const int8_t *W,
                               const float *w_scale, const int32_t *wsum, const float *bias,
-                              float *C, int64_t ldc);
+                              float *C, int64_t ldc, int accumulate);
 
 /* Weight converters (lowp.c), through table k's row converters (all tables
  * give the same bytes). Sizes in elements (bf16) / bytes (int8). The packs

@@ -56,21 +56,23 @@ uint16_t vt_ref_f32_to_bf16(float x);
 void  vt_ref_bf16_row(int64_t K, const float *x, uint16_t *y);
 float vt_ref_u8_row(int64_t K, const float *x, uint8_t *y);
 void  vt_ref_gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const uint16_t *A,
-                       int64_t lda, const uint16_t *W, const float *bias, float *C, int64_t ldc);
+                       int64_t lda, const uint16_t *W, const float *bias, float *C, int64_t ldc,
+                       int accumulate);
 void  vt_ref_gemm_i8(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A, int64_t lda,
                      const float *a_scale, const int8_t *W, const float *w_scale,
-                     const int32_t *wsum, const float *bias, float *C, int64_t ldc);
+                     const int32_t *wsum, const float *bias, float *C, int64_t ldc,
+                     int accumulate);
 
 /* x86/lowp_avx512bf16.c (-mavx512bf16) and x86/lowp_avx512vnni.c (-mavx512vnni) */
 void  vt_bf16_row_avx512bf16(int64_t K, const float *x, uint16_t *y);
 void  vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const uint16_t *A,
                               int64_t lda, const uint16_t *W, const float *bias, float *C,
-                              int64_t ldc);
+                              int64_t ldc, int accumulate);
 float vt_u8_row_avx512vnni(int64_t K, const float *x, uint8_t *y);
 void  vt_gemm_i8_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
                             int64_t lda, const float *a_scale, const int8_t *W,
                             const float *w_scale, const int32_t *wsum, const float *bias,
-                            float *C, int64_t ldc);
+                            float *C, int64_t ldc, int accumulate);
 
 /* x86/gemm_avx2.c */
 void vt_gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,

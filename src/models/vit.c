@@ -305,11 +305,13 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
 {
     int64_t M = n * T, d = v->d, dh = d / v->n_heads;
 
-    vt_op_layernorm(e, M, d, b->x, &L->ln1, b->hb);
+    /* LayerNorms, the activation and residual adds are fused into the
+     * Linears next to them (vt_op_linear_ex): same results, fewer passes. */
+    const vt_linear_opts pre_ln1 = {.ln_src = b->x, .ln = &L->ln1};
     if (L->qkv.n_out) {
-        vt_op_linear(e, M, b->hb, 0, &L->qkv, b->qkv, 3 * d);
+        vt_op_linear_ex(e, M, b->hb, 0, &L->qkv, b->qkv, 3 * d, &pre_ln1);
     } else {
-        vt_op_linear(e, M, b->hb, 0, &L->q, b->qkv, 3 * d);
+        vt_op_linear_ex(e, M, b->hb, 0, &L->q, b->qkv, 3 * d, &pre_ln1);
         vt_op_linear(e, M, b->hb, 0, &L->k, b->qkv + d, 3 * d);
         vt_op_linear(e, M, b->hb, 0, &L->v, b->qkv + 2 * d, 3 * d);
     }
@@ -319,18 +321,24 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
                     1.0f / sqrtf((float)dh), b->att);
     if (L->attn_ln.w)
         vt_op_layernorm(e, M, d, b->att, &L->attn_ln, b->att);
-    vt_op_linear(e, M, b->att, 0, &L->o, b->hb, 0);
-    add_scaled(M, d, b->x, b->hb, L->ls1);
+    const vt_linear_opts residual = {.accumulate = 1};
+    if (L->ls1) {
+        vt_op_linear(e, M, b->att, 0, &L->o, b->hb, 0);
+        add_scaled(M, d, b->x, b->hb, L->ls1);
+    } else {
+        vt_op_linear_ex(e, M, b->att, 0, &L->o, b->x, 0, &residual);
+    }
 
-    vt_op_layernorm(e, M, d, b->x, &L->ln2, b->hb);
+    const vt_linear_opts pre_ln2 = {.ln_src = b->x, .ln = &L->ln2};
     if (L->fc1_up.w) { /* two Linears write the two halves of each mlp row */
         int64_t w = mlp_width(v);
-        vt_op_linear(e, M, b->hb, 0, &L->fc1, b->mlp, w);
+        vt_op_linear_ex(e, M, b->hb, 0, &L->fc1, b->mlp, w, &pre_ln2);
         vt_op_linear(e, M, b->hb, 0, &L->fc1_up, b->mlp + L->fc1.n_out, w);
     } else {
-        vt_op_linear(e, M, b->hb, 0, &L->fc1, b->mlp, 0);
+        vt_op_linear_ex(e, M, b->hb, 0, &L->fc1, b->mlp, 0, &pre_ln2);
     }
     float *mid = b->mlp;
+    vt_linear_opts fc2 = {.accumulate = !L->ls2};
     if (v->swiglu) {
         /* Dinov2SwiGLUFFN: x1, x2 = fc1(x).chunk(2); silu(x1) * x2 */
         int64_t hf = v->d_ff;
@@ -343,13 +351,19 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
                 g[c] *= a[hf + c];
         }
         mid = b->glu;
-    } else {
+    } else if (L->ffn_ln.w) {
         vt_op_act(e, v->act, M * v->d_ff, b->mlp);
+    } else {
+        fc2.act = v->act;
     }
     if (L->ffn_ln.w)
         vt_op_layernorm(e, M, v->d_ff, mid, &L->ffn_ln, mid);
-    vt_op_linear(e, M, mid, 0, &L->fc2, b->hb, 0);
-    add_scaled(M, d, b->x, b->hb, L->ls2);
+    if (fc2.accumulate) {
+        vt_op_linear_ex(e, M, mid, 0, &L->fc2, b->x, 0, &fc2);
+    } else {
+        vt_op_linear_ex(e, M, mid, 0, &L->fc2, b->hb, 0, &fc2);
+        add_scaled(M, d, b->x, b->hb, L->ls2);
+    }
 }
 
 /* SigLIP's MultiheadAttentionPoolingHead: one learned probe attends over the tokens. */

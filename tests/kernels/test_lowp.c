@@ -106,11 +106,11 @@ static void test_gemm(const vt_kernels *t, const vt_kernels *r, int64_t M, int64
             const int64_t n = N - n0 < step ? N - n0 : step;
             const float *bb = bias ? bv + n0 : NULL;
             if (pass == 0) {
-                t->gemm_bf16(M, K, n0, n, ab, lda, wb, bb, c1 + n0, ldc);
-                r->gemm_bf16(M, K, n0, n, ab, lda, wb, bb, c2 + n0, ldc);
+                t->gemm_bf16(M, K, n0, n, ab, lda, wb, bb, c1 + n0, ldc, 0);
+                r->gemm_bf16(M, K, n0, n, ab, lda, wb, bb, c2 + n0, ldc, 0);
             } else {
-                t->gemm_i8(M, K, n0, n, aq, lda, as, wq, ws, wsum, bb, c1 + n0, ldc);
-                r->gemm_i8(M, K, n0, n, aq, lda, as, wq, ws, wsum, bb, c2 + n0, ldc);
+                t->gemm_i8(M, K, n0, n, aq, lda, as, wq, ws, wsum, bb, c1 + n0, ldc, 0);
+                r->gemm_i8(M, K, n0, n, aq, lda, as, wq, ws, wsum, bb, c2 + n0, ldc, 0);
             }
         }
         for (int64_t i = 0; i < M; i++)
@@ -136,6 +136,26 @@ static void test_gemm(const vt_kernels *t, const vt_kernels *r, int64_t M, int64
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = N; j < ldc; j++)
                 CHECK(isnan(c1[i * ldc + j]), "%s wrote past N", t->name);
+        /* accumulate = 1 adds exactly the same result once more */
+        float *c3 = xmalloc((size_t)(M * ldc) * 4);
+        memcpy(c3, c1, (size_t)(M * ldc) * 4);
+        for (int64_t n0 = 0; n0 < N; n0 += step) {
+            const int64_t n = N - n0 < step ? N - n0 : step;
+            const float *bb = bias ? bv + n0 : NULL;
+            if (pass == 0)
+                t->gemm_bf16(M, K, n0, n, ab, lda, wb, bb, c3 + n0, ldc, 1);
+            else
+                t->gemm_i8(M, K, n0, n, aq, lda, as, wq, ws, wsum, bb, c3 + n0, ldc, 1);
+        }
+        double worst_acc = 0;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                const double c = c1[i * ldc + j], want = 2.0 * c;
+                worst_acc = fmax(worst_acc, fabs(c3[i * ldc + j] - want) / (fabs(want) + 1e-3));
+                CHECK(isfinite(c3[i * ldc + j]), "%s accumulate: C not finite", t->name);
+            }
+        CHECK(worst_acc <= 1e-5, "%s pass %d accumulate: %.3g", t->name, pass, worst_acc);
+        free(c3);
     }
     CHECK(worst_b <= 1e-5, "%s gemm_bf16 %lldx%lldx%lld vs ref: %.3g", t->name, (long long)M,
           (long long)N, (long long)K, worst_b);

@@ -55,7 +55,8 @@ float vt_ref_u8_row(int64_t K, const float *x, uint8_t *y)
 }
 
 void vt_ref_gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const uint16_t *A,
-                      int64_t lda, const uint16_t *W, const float *bias, float *C, int64_t ldc)
+                      int64_t lda, const uint16_t *W, const float *bias, float *C, int64_t ldc,
+                      int accumulate)
 {
     const int64_t Kp = vt_lp_kpad(K, 2);
     for (int64_t i = 0; i < M; i++)
@@ -69,13 +70,15 @@ void vt_ref_gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const uint16_
                 acc += bf16_to_f32(A[i * lda + 2 * p]) * bf16_to_f32(w[0]);
                 acc += bf16_to_f32(A[i * lda + 2 * p + 1]) * bf16_to_f32(w[1]);
             }
-            C[i * ldc + jj] = acc + (bias ? bias[jj] : 0.0f);
+            const float v = acc + (bias ? bias[jj] : 0.0f);
+            C[i * ldc + jj] = accumulate ? C[i * ldc + jj] + v : v;
         }
 }
 
 void vt_ref_gemm_i8(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A, int64_t lda,
                     const float *a_scale, const int8_t *W, const float *w_scale,
-                    const int32_t *wsum, const float *bias, float *C, int64_t ldc)
+                    const int32_t *wsum, const float *bias, float *C, int64_t ldc,
+                    int accumulate)
 {
     const int64_t Kp = vt_lp_kpad(K, 4);
     for (int64_t i = 0; i < M; i++)
@@ -90,6 +93,7 @@ void vt_ref_gemm_i8(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *
                            (int32_t)panel[q * 4 * VT_LP_NR + c * 4 + t];
             float v = (float)(acc - wsum[j]) * w_scale[j];
             v = v * a_scale[i];
-            C[i * ldc + jj] = bias ? v + bias[jj] : v;
+            v = bias ? v + bias[jj] : v;
+            C[i * ldc + jj] = accumulate ? C[i * ldc + jj] + v : v;
         }
 }

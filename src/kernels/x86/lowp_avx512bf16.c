@@ -125,7 +125,7 @@ static const ukernel_fn ukernels[MR + 1] = {NULL,  uk_1,  uk_2, uk_3, uk_4,  uk_
 
 void vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const uint16_t *A,
                              int64_t lda, const uint16_t *W, const float *bias, float *C,
-                             int64_t ldc)
+                             int64_t ldc, int accumulate)
 {
     if (M <= 0 || n <= 0)
         return;
@@ -142,7 +142,7 @@ void vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const 
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = nc - jr;
                     tile_io io = {.bias = first && bias ? bias + jc + jr : NULL,
-                                  .load_c = !first,
+                                  .load_c = accumulate || !first,
                                   .m0 = vt_tail_mask16(nr),
                                   .m1 = vt_tail_mask16(nr - 16)};
                     const uint16_t *bp = W + ((n0 + jc + jr) / NR) * panel + pc * 2 * NR;

@@ -60,6 +60,7 @@ ALWAYS_INLINE __m512i dpbusd(__m512i acc, __m512i a, __m512i b)
 typedef struct {
     const float   *bias, *w_scale, *a_scale;
     const int32_t *wsum;
+    int            load_c;
     __mmask16      m0, m1;
 } tile_io;
 
@@ -115,6 +116,10 @@ ALWAYS_INLINE void ukernel(const int mr, int64_t kq, const uint8_t *a, int64_t l
                 v0 = _mm512_add_ps(v0, bias0);
                 v1 = _mm512_add_ps(v1, bias1);
             }
+            if (io->load_c) {
+                v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(io->m0, c + r * ldc), v0);
+                v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(io->m1, c + r * ldc + 16), v1);
+            }
             _mm512_mask_storeu_ps(c + r * ldc, io->m0, v0);
             _mm512_mask_storeu_ps(c + r * ldc + 16, io->m1, v1);
         }
@@ -137,7 +142,7 @@ static const ukernel_fn ukernels[MR + 1] = {NULL,  uk_1,  uk_2, uk_3, uk_4,  uk_
 void vt_gemm_i8_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
                            int64_t lda, const float *a_scale, const int8_t *W,
                            const float *w_scale, const int32_t *wsum, const float *bias,
-                           float *C, int64_t ldc)
+                           float *C, int64_t ldc, int accumulate)
 {
     if (M <= 0 || n <= 0)
         return;
@@ -155,6 +160,7 @@ void vt_gemm_i8_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const ui
                               .w_scale = w_scale + j,
                               .a_scale = a_scale + ic,
                               .wsum = wsum + j,
+                              .load_c = accumulate,
                               .m0 = vt_tail_mask16(nr),
                               .m1 = vt_tail_mask16(nr - 16)};
                 ukernels[mr](Kp / 4, A + ic * lda, lda, W + (j / NR) * panel,
