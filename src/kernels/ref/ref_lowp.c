@@ -46,7 +46,7 @@ float vt_ref_u8_row(int64_t K, const float *x, uint8_t *y)
     int64_t k = 0;
     for (; k < K; k++) {
         float r = vt_rne_small(x[k] * inv);
-        int q = r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r;
+        int q = r != r ? 0 : r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r; /* NaN -> 0 */
         y[k] = (uint8_t)(q + 128);
     }
     for (; k < vt_lp_kpad(K, 4); k++)

@@ -25,25 +25,35 @@
 
 float vt_u8_row_avx512vnni(int64_t K, const float *x, uint8_t *y)
 {
-    __m512 mx = _mm512_setzero_ps();
+    __m512 m0 = _mm512_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
     int64_t k = 0;
-    for (; k + 16 <= K; k += 16)
-        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
-    if (k < K)
-        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(vt_tail_mask16(K - k), x + k)));
-    const float m = _mm512_reduce_max_ps(mx);
+    for (; k + 64 <= K; k += 64) { /* four chains: vmaxps latency, not throughput */
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k)), m0);
+        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k + 16)), m1);
+        m2 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k + 32)), m2);
+        m3 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k + 48)), m3);
+    }
+    for (; k < K; k += 16)
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(vt_tail_mask16(K - k), x + k)), m0);
+    /* vmaxps returns its second operand (the running max) when the first
+     * is NaN: NaNs never win, as in the reference's fabsf(x) > mx. */
+    const float m = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
     const int live = m > 0.0f && isfinite(m);
     const __m512 inv = _mm512_set1_ps(live ? 127.0f / m : 0.0f);
-    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
     const __m512i off = _mm512_set1_epi32(128);
     const int64_t Kp = vt_lp_kpad(K, 4);
-    for (k = 0; k < Kp; k += 16) {
+    /* |x| <= m, so |x * (127 / m)| < 127.5 rounds into [-127, 127]: no clamp.
+     * VCVTPS2DQ rounds to nearest even (MXCSR default); NaN gives INT_MIN,
+     * whose low byte + 128 is 128, the reference's 0. */
+    for (k = 0; k + 16 <= K; k += 16) {
+        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + k), inv));
+        _mm_storeu_si128((__m128i *)(y + k), _mm512_cvtepi32_epi8(_mm512_add_epi32(q, off)));
+    }
+    for (; k < Kp; k += 16) {
         const __mmask16 m16 = vt_tail_mask16(K - k);
-        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m16, x + k), inv);
-        v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        __m128i q = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), off));
-        _mm_mask_storeu_epi8(y + k, vt_tail_mask16(Kp - k), q);
+        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m16, x + k), inv));
+        _mm_mask_storeu_epi8(y + k, vt_tail_mask16(Kp - k),
+                             _mm512_cvtepi32_epi8(_mm512_add_epi32(q, off)));
     }
     return live ? m / 127.0f : 0.0f;
 }
