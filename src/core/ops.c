@@ -236,6 +236,36 @@ void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x)
     vt_pool_run(e->pool, act_task, &j, (n + ACT_CHUNK - 1) / ACT_CHUNK);
 }
 
+/* ---- swiglu ---- */
+
+typedef struct {
+    const vt_exec *e;
+    const float   *in;
+    float         *out;
+    int64_t        M, hf;
+} swiglu_job;
+
+static void swiglu_task(void *arg, int64_t i, int tid)
+{
+    const swiglu_job *j = arg;
+    (void)tid;
+    int64_t r1 = (i + 1) * NORM_ROWS < j->M ? (i + 1) * NORM_ROWS : j->M;
+    for (int64_t r = i * NORM_ROWS; r < r1; r++) {
+        const float *a = j->in + r * 2 * j->hf;
+        float *g = j->out + r * j->hf;
+        memcpy(g, a, (size_t)j->hf * sizeof(float));
+        j->e->k->silu_f32(j->hf, g);
+        for (int64_t c = 0; c < j->hf; c++)
+            g[c] *= a[j->hf + c];
+    }
+}
+
+void vt_op_swiglu(const vt_exec *e, int64_t M, int64_t hf, const float *in, float *out)
+{
+    swiglu_job j = {.e = e, .in = in, .out = out, .M = M, .hf = hf};
+    vt_pool_run(e->pool, swiglu_task, &j, (M + NORM_ROWS - 1) / NORM_ROWS);
+}
+
 /* ---- attention ---- */
 
 typedef struct {

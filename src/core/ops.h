@@ -109,6 +109,10 @@ void vt_op_linear_ex(const vt_exec *e, int64_t M, float *x, int64_t ldx, const v
 void vt_op_layernorm(const vt_exec *e, int64_t M, int64_t n, const float *x, const vt_norm *nm,
                      float *y);
 
+/* SwiGLU rows: out[r, c] = silu(in[r, c]) * in[r, hf + c], in rows of 2*hf,
+ * out rows of hf (Dinov2SwiGLUFFN / EVA-02 with a fused fc1). */
+void vt_op_swiglu(const vt_exec *e, int64_t M, int64_t hf, const float *in, float *out);
+
 /* In-place activation over n elements. */
 void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x);
 

@@ -341,15 +341,7 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
     vt_linear_opts fc2 = {.accumulate = !L->ls2};
     if (v->swiglu) {
         /* Dinov2SwiGLUFFN: x1, x2 = fc1(x).chunk(2); silu(x1) * x2 */
-        int64_t hf = v->d_ff;
-        for (int64_t r = 0; r < M; r++) {
-            const float *a = b->mlp + r * 2 * hf;
-            float *g = b->glu + r * hf;
-            memcpy(g, a, (size_t)hf * sizeof(float));
-            e->k->silu_f32(hf, g);
-            for (int64_t c = 0; c < hf; c++)
-                g[c] *= a[hf + c];
-        }
+        vt_op_swiglu(e, M, v->d_ff, b->mlp, b->glu);
         mid = b->glu;
     } else if (L->ffn_ln.w) {
         vt_op_act(e, v->act, M * v->d_ff, b->mlp);
