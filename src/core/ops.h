@@ -74,6 +74,8 @@ void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x);
  * b * bs_x (0 = the dense default: tq*ldq for q and out, tk*ldk / tk*ldv).
  * causal: query i sees keys j <= i + (tk - tq) only (the -10000 / -inf
  * additive masks of BERT/SEED: exp underflows to exactly 0 in float32).
+ * out must not overlap q, k or v. Runs the table's fused kernel (attn_f32,
+ * no tq x tk buffer), one task per (item, head, block of queries).
  * Per-thread scratch must hold vt_exec_scratch_floats(max(tq, tk)).
  */
 typedef struct vt_attn_args {

@@ -101,6 +101,7 @@ static void build_tables(void)
         .gemm_f32 = vt_ref_gemm_f32,
         .layernorm_f32 = vt_ref_layernorm_f32,
         .softmax_f32 = vt_ref_softmax_f32,
+        .attn_f32 = vt_ref_attn_f32,
         .gelu_erf_f32 = vt_ref_gelu_erf_f32,
         .gelu_tanh_f32 = vt_ref_gelu_tanh_f32,
         .quick_gelu_f32 = vt_ref_quick_gelu_f32,
@@ -131,6 +132,7 @@ static void build_tables(void)
         g_avx512.gemm_f32_packed = vt_gemm_f32_packed_avx512;
         g_avx512.layernorm_f32 = vt_layernorm_f32_avx512;
         g_avx512.softmax_f32 = vt_softmax_f32_avx512;
+        g_avx512.attn_f32 = vt_attn_f32_avx512;
         g_avx512.gelu_erf_f32 = vt_gelu_erf_f32_avx512;
         g_avx512.gelu_tanh_f32 = vt_gelu_tanh_f32_avx512;
         g_avx512.quick_gelu_f32 = vt_quick_gelu_f32_avx512;
