@@ -9,8 +9,8 @@
  * causal and not, row strides larger than dh (fused-qkv style), q/k/v in
  * exactly-sized buffers (sanitizers see overreads), out pre-filled with NaN
  * (must not be read) and its row padding with a sentinel (must not be
- * written). The largest pairs run only a few dh to stay within seconds
- * under ASan. Data variants: moderate scores, very peaked scores (the max
+ * written). The largest pairs run only dh 64 (and 88 when causal) to stay
+ * within seconds under ASan. Data variants: moderate scores, very peaked scores (the max
  * moves between key blocks by ~20), scores growing with the key index
  * (the running max changes in every block), and v with a large offset
  * (errors in the normalisation show up).
@@ -176,7 +176,15 @@ static int compare(const char *what, const attn_case *c, const float *got, const
     if (!mag)
         exit(2);
     for (int64_t i = 0; i < c->tq && bad < 3; i++) {
-        magnitudes(c, i, mag, magA);
+        /* The bound costs as much as the reference; compute it only for rows
+         * with an error over 1e-6 |ref|, which is below it (|ref| <= mag). */
+        int need = 0;
+        for (int64_t d = 0; d < c->dh; d++) {
+            const float g = got[i * c->ldo + d], r = ref[i * c->ldo + d];
+            need |= !(fabs((double)g - r) <= 1e-6 * fabs((double)r));
+        }
+        if (need)
+            magnitudes(c, i, mag, magA);
         for (int64_t d = 0; d < c->ldo && bad < 3; d++) {
             const size_t idx = (size_t)(i * c->ldo + d);
             if (idx >= out_floats(c))
@@ -190,8 +198,10 @@ static int compare(const char *what, const attn_case *c, const float *got, const
                 }
                 continue;
             }
-            const double lim = 2e-5 * mag[d] + 1e-6 * magA[d] + 1e-30;
             const double err = fabs((double)got[idx] - (double)ref[idx]);
+            if (!need)
+                continue;
+            const double lim = 2e-5 * mag[d] + 1e-6 * magA[d] + 1e-30;
             if (err > 0 && err / lim > *worst)
                 *worst = err / lim;
             if (!(err <= lim)) {
@@ -229,8 +239,8 @@ static void test_kernel(const vt_kernels *t)
             for (int di = 0; di < nd; di++)
                 for (int causal = 0; causal < 2; causal++) {
                     const int64_t tq = ts[a], tk = ts[b], dh = dhs[di];
-                    /* the big pairs: dh 64 (ViT) and 88 (odd tail) only */
-                    if (tq * tk > 100000 && dh != 64 && dh != 88)
+                    /* the big pairs: dh 64 (ViT) and 88 (odd tail, causal) only */
+                    if (tq * tk > 50000 && dh != (causal ? 88 : 64))
                         continue;
                     attn_case c;
                     make_case(&c, tq, tk, dh, causal, variant++ % 4);
@@ -260,7 +270,7 @@ static void test_kernel(const vt_kernels *t)
 static void test_op(const vt_kernels *t, vt_pool *pool)
 {
     static const int64_t shapes[][3] = {{197, 197, 64}, {7, 577, 32}, {257, 7, 88},
-                                        {577, 257, 96}, {1, 1, 16}, {50, 20, 1100}};
+                                        {300, 97, 96}, {1, 1, 16}, {50, 20, 1100}};
     const int64_t B = 2, H = 3;
     const int64_t stride = vt_exec_scratch_floats(577);
     float *scr = xalloc((size_t)(3 * stride));
@@ -349,9 +359,12 @@ int main(void)
             continue;
         }
         printf("table %s:\n", t->name);
+        if (t != vt_kernels_ref() && t->attn_f32 == vt_kernels_ref()->attn_f32)
+            printf("  %-7s attn_f32 is the reference kernel\n", t->name);
         if (t != vt_kernels_ref() && t->attn_f32 != vt_kernels_ref()->attn_f32)
             test_kernel(t);
-        test_op(t, pool);
+        if (t == vt_kernels_ref() || t->attn_f32 != vt_kernels_ref()->attn_f32)
+            test_op(t, pool);
     }
     vt_pool_free(pool);
     printf("attention: %s\n", g_fail ? "FAILED" : "all ok");
