@@ -24,7 +24,8 @@ static int64_t round16(int64_t n)
  * dh <= VT_ATTN_MAX_DH (larger dh runs the scratch-free reference), and an op
  * never runs a GEMM and attention at once on a thread. `tokens` stays in the
  * signature for ops that may need per-token scratch again. */
-_Static_assert(VT_ATTN_SCRATCH_FLOATS(VT_ATTN_MAX_DH) <= VT_GEMM_SCRATCH_FLOATS,
+_Static_assert(VT_ATTN_SCRATCH_FLOATS(64) <= VT_GEMM_SCRATCH_FLOATS &&
+                   VT_ATTN_SCRATCH_FLOATS(VT_ATTN_MAX_DH) <= VT_GEMM_SCRATCH_FLOATS,
                "attention scratch must fit the GEMM scratch");
 
 int64_t vt_exec_scratch_floats(int64_t tokens)

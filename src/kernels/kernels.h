@@ -97,8 +97,8 @@ typedef void (*vt_softmax_f32_fn)(int64_t n, float *x);
  * causal: query i sees keys j <= i + (tk - tq) only; a query that sees no key
  * (or tk = 0) gets a zero row. out must not overlap q, k or v.
  * scratch: VT_ATTN_SCRATCH_FLOATS(dh) floats, 64-byte aligned, owned by the
- * calling thread - blocks of VT_ATTN_BQ queries x VT_ATTN_BK keys, never a
- * tq x tk score matrix. The reference (ref/ref_attn.c) needs none and runs any
+ * calling thread - VT_ATTN_GROUP(dh) blocks of VT_ATTN_BQ queries against
+ * blocks of VT_ATTN_BK keys, never a tq x tk score matrix. The reference (ref/ref_attn.c) needs none and runs any
  * dh; ISA versions need the scratch, so callers keep dh <= VT_ATTN_MAX_DH for
  * them (src/core/ops.c falls back to the reference above it).
  * Softmax and sums are float32; ISA versions differ from the reference only
@@ -106,8 +106,17 @@ typedef void (*vt_softmax_f32_fn)(int64_t n, float *x);
  */
 #define VT_ATTN_BQ 48
 #define VT_ATTN_BK 64
-#define VT_ATTN_MAX_DH 1024
-#define VT_ATTN_SCRATCH_FLOATS(dh) ((2 * ((int64_t)(dh) + 16) + 2 * VT_ATTN_BK) * VT_ATTN_BQ)
+#define VT_ATTN_MAX_DH 512
+/* Query blocks that share one pass over K and V: as many as keep the
+ * scratch under ~124000 floats (the GEMM's scratch, which ops.c shares),
+ * at most 8 (dh 64..96: 8, 128: 7, 256: 3, 512: 1). */
+#define VT_ATTN_GROUP_FIT(dh)                                                          \
+    ((124000 - 2 * VT_ATTN_BK * ((int64_t)(dh) + 16)) / (2 * VT_ATTN_BQ * ((int64_t)(dh) + 16)))
+#define VT_ATTN_GROUP(dh)                                                              \
+    (VT_ATTN_GROUP_FIT(dh) > 8 ? 8 : VT_ATTN_GROUP_FIT(dh) < 1 ? 1 : VT_ATTN_GROUP_FIT(dh))
+#define VT_ATTN_SCRATCH_FLOATS(dh)                                                     \
+    ((2 * VT_ATTN_GROUP(dh) * VT_ATTN_BQ + 2 * VT_ATTN_BK) * ((int64_t)(dh) + 16) +      \
+     2 * VT_ATTN_BK * VT_ATTN_BQ)
 
 typedef void (*vt_attn_f32_fn)(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
                                const float *k, int64_t ldk, const float *v, int64_t ldv,

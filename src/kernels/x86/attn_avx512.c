@@ -6,26 +6,41 @@
  * core: queries in blocks of BQ = 48, keys in blocks of BK = 64, and an
  * online softmax that keeps per query a running max m and sum l and
  * rescales the partial output by exp(m_old - m_new) when the max grows.
- * The tq x tk score matrix never exists; the scratch holds one block:
+ * The tq x tk score matrix never exists. Per query block the scratch holds
  *
- *   qt [dh][BQ]  the query block transposed, times scale
+ *   qt [dh][BQ]  the block's queries transposed, times scale
  *   ot [dh][BQ]  its unnormalised output, transposed
- *   st [BK][BQ]  scores of one key block, then their exp
  *
- * (VT_ATTN_SCRATCH_FLOATS(dh) in kernels.h; ~36 KiB at dh = 64, so all three
- * stay in the 48 KiB L1 while K and V stream through.)
+ * and, shared by a group of up to VT_ATTN_GROUP(dh) query blocks (8 at
+ * dh <= 96) that walk the keys together,
+ *
+ *   kp, vp [BK][dh]  the key block's K and V rows at a dense stride
+ *   st [BK][BQ]      one query block's scores for the key block, then exp
+ *
+ * (VT_ATTN_SCRATCH_FLOATS(dh) in kernels.h; ~300 KiB at dh = 64, in L2).
  *
  * Why transposed: with queries along the 16 lanes, both products are the
- * GEMM microkernel shape with K and V read in place, never packed:
+ * GEMM microkernel shape with no transposed copy of K:
  *   S^T[j][i]  += k[j][d] (broadcast from K's row) * qt[d][i..i+16]
  *   O^T[d][i]  += v[j][d] (broadcast from V's row) * P^T[j][i..i+16]
  * and every softmax step (max over keys, exp, sum over keys, rescale) is a
  * lane-wise vector operation - no horizontal reductions. Only the query
- * block is transposed (once, amortised over all tk keys), and the output
- * once at the end. Both microkernels hold 8 x 3 zmm accumulators (8 keys or
- * 8 head dims x 48 queries): 24 FMAs per 3 loads + 8 broadcasts, like the
- * GEMM's 12 x 2. Blocks of fewer than 48 queries use 1 or 2 vectors (197
- * tokens = 4 x 48 + 5 computes 208 lanes, not 240).
+ * block is transposed (16 x 16 in registers, once, amortised over all tk
+ * keys), and the output once at the end. Both microkernels hold 8 x 3 zmm
+ * accumulators (8 keys or 8 head dims x 48 queries): 24 FMAs per 3 loads +
+ * 8 broadcasts, like the GEMM's 12 x 2. Blocks of fewer than 48 queries use
+ * 1 or 2 vectors (197 tokens = 4 x 48 + 5 computes 208 lanes, not 240).
+ *
+ * Why copy K and V rows: at a fused-qkv row stride (ViT-L: 3 * 1024 floats)
+ * every row maps to the same few L1 and L2 sets, so read in place they came
+ * from L3 on each use; the copies (plus a software prefetch of the next key
+ * block) are read once per group. Grouping query blocks makes that one pass
+ * over K and V for 197 or 257 tokens and two for 577.
+ *
+ * Measured (bench/bench_attn.c, 1 thread, Zen 5 VM, noisy): ViT-B/16 layer
+ * attention 0.75 ms (~160 GFLOP/s) vs 1.0 ms for GEMM + softmax + GEMM;
+ * ViT-L/14-336 ~10 ms (~135 GFLOP/s) vs 11-14 ms. The microkernels run near
+ * the FMA peak; the rest is exp (~9%), the copies and transposes.
  *
  * Causal masking: a key block no query of the block sees is never visited
  * (kend below); a block only partly visible sets the hidden scores to -inf
@@ -51,6 +66,9 @@
 #define DR 8          /* head dims per O microkernel call */
 
 _Static_assert(BQ == 48 && BK % KR == 0, "the microkernels assume 3 query vectors");
+/* Scratch use: st BK * BQ, kp and vp BK * round16(dh), qt and ot dh * BQ per
+ * query block of a group - within VT_ATTN_SCRATCH_FLOATS(dh) =
+ * (2 G BQ + 2 BK)(dh + 16) + 2 BK BQ for every dh. */
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -119,10 +137,12 @@ ALWAYS_INLINE void s_tile(const int nr, const int nv, int64_t dh, const float *q
 
 /*
  * O^T[0..nr)[0..16*nv) = alpha * O^T + sum_{j < n} v[j][0..nr) * P^T[j]:
- * nr head dims of the output, over the n keys of the block.
+ * nr head dims of the output, over the n keys of the block. first: the
+ * query block's first key block, O^T = 0 (not read).
  */
 ALWAYS_INLINE void o_tile(const int nr, const int nv, int64_t n, const float *pt,
-                          const float *v, int64_t ldv, float *ot, const __m512 *alpha)
+                          const float *v, int64_t ldv, float *ot, const __m512 *alpha,
+                          int first)
 {
     __m512 acc[DR][QV];
 #pragma GCC unroll 8
@@ -130,7 +150,8 @@ ALWAYS_INLINE void o_tile(const int nr, const int nv, int64_t n, const float *pt
 #pragma GCC unroll 3
         for (int c = 0; c < QV; c++)
             if (r < nr && c < nv)
-                acc[r][c] = _mm512_mul_ps(_mm512_load_ps(ot + r * BQ + c * 16), alpha[c]);
+                acc[r][c] = first ? _mm512_setzero_ps()
+                                  : _mm512_mul_ps(_mm512_load_ps(ot + r * BQ + c * 16), alpha[c]);
     for (int64_t j = 0; j < n; j++) {
         const __m512 p0 = _mm512_load_ps(pt);
         const __m512 p1 = nv > 1 ? _mm512_load_ps(pt + 16) : p0;
@@ -160,7 +181,7 @@ ALWAYS_INLINE void o_tile(const int nr, const int nv, int64_t n, const float *pt
 typedef void (*s_tile_fn)(int64_t dh, const float *qt, const float *k, int64_t ldk, float *st,
                           __m512 *bmax, int mask, const __m512i *qidx, int64_t jlim);
 typedef void (*o_tile_fn)(int64_t n, const float *pt, const float *v, int64_t ldv, float *ot,
-                          const __m512 *alpha);
+                          const __m512 *alpha, int first);
 
 #define DEF_TILES(nr, nv)                                                                     \
     static void s_##nr##_##nv(int64_t dh, const float *qt, const float *k, int64_t ldk,       \
@@ -170,9 +191,9 @@ typedef void (*o_tile_fn)(int64_t n, const float *pt, const float *v, int64_t ld
         s_tile(nr, nv, dh, qt, k, ldk, st, bmax, mask, qidx, jlim);                           \
     }                                                                                         \
     static void o_##nr##_##nv(int64_t n, const float *pt, const float *v, int64_t ldv,        \
-                              float *ot, const __m512 *alpha)                                 \
+                              float *ot, const __m512 *alpha, int first)                      \
     {                                                                                         \
-        o_tile(nr, nv, n, pt, v, ldv, ot, alpha);                                             \
+        o_tile(nr, nv, n, pt, v, ldv, ot, alpha, first);                                      \
     }
 #define DEF_TILES3(nr) DEF_TILES(nr, 1) DEF_TILES(nr, 2) DEF_TILES(nr, 3)
 DEF_TILES3(1) DEF_TILES3(2) DEF_TILES3(3) DEF_TILES3(4)
@@ -191,6 +212,92 @@ static const o_tile_fn o_tiles[DR + 1][QV] = {
 };
 
 /* ---------------------------------------------------------------- driver -- */
+
+static inline __mmask16 tail_mask(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
+
+static inline __m512 unpacklo_pd(__m512 a, __m512 b)
+{
+    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+
+static inline __m512 unpackhi_pd(__m512 a, __m512 b)
+{
+    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+
+/* In-register 16 x 16 transpose (r[i][j] -> r[j][i]): pairs of rows
+ * interleaved (ps), then pairs of pairs (pd), which leaves 128-bit lane L of
+ * t[4k + m] holding column 4L + m of rows 4k..4k+3; two rounds of 128-bit
+ * shuffles gather those lanes. 64 shuffles per 256 elements, against one
+ * strided scalar load and store per element. */
+ALWAYS_INLINE void transpose16(__m512 *r)
+{
+    __m512 t[16], u[16];
+    for (int k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) {
+        u[4 * k + 0] = unpacklo_pd(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 1] = unpackhi_pd(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 2] = unpacklo_pd(t[4 * k + 1], t[4 * k + 3]);
+        u[4 * k + 3] = unpackhi_pd(t[4 * k + 1], t[4 * k + 3]);
+    }
+    for (int m = 0; m < 4; m++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
+        const __m512 v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
+        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+        r[m] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + m] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[8 + m] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + m] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+/* n rows of K or V copied to the dense stride ldp: at a fused-qkv stride
+ * (3 * 1024 floats = 12 KiB for ViT-L) all rows fall into the same few L1
+ * and L2 sets, so in place they came from L3 on every o_tile sweep and for
+ * every query block (ViT-L/14-336 attention ran at ~120 GFLOP/s). */
+static void copy_rows(int64_t n, int64_t dh, const float *x, int64_t ldx, float *xp, int64_t ldp)
+{
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t d = 0; d < dh; d += 16)
+            _mm512_store_ps(xp + j * ldp + d,
+                            _mm512_maskz_loadu_ps(tail_mask(dh - d), x + j * ldx + d));
+}
+
+static void prefetch_rows(int64_t n, int64_t dh, const float *x, int64_t ldx)
+{
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t d = 0; d < dh; d += 16)
+            _mm_prefetch((const char *)(x + j * ldx + d), _MM_HINT_T1);
+}
+
+/* qt[d][i] = scale * q[i][d] for the nq queries of the block, lanes up to
+ * 16 * nv zero, by 16 x 16 tiles (q is read row by row, once). */
+static void pack_qt(int64_t nq, int nv, int64_t dh, const float *q, int64_t ldq, float scale,
+                    float *qt)
+{
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int c = 0; c < nv; c++) {
+        const int64_t ni = nq - 16 * c < 16 ? nq - 16 * c : 16;
+        for (int64_t d0 = 0; d0 < dh; d0 += 16) {
+            const int64_t nd = dh - d0 < 16 ? dh - d0 : 16;
+            __m512 x[16];
+            for (int r = 0; r < 16; r++)
+                x[r] = r < ni ? _mm512_mul_ps(
+                                    _mm512_maskz_loadu_ps(tail_mask(nd), q + (16 * c + r) * ldq + d0), sc)
+                              : _mm512_setzero_ps();
+            transpose16(x);
+            for (int64_t r = 0; r < nd; r++)
+                _mm512_store_ps(qt + (d0 + r) * BQ + 16 * c, x[r]);
+        }
+    }
+}
 
 /* st[0..n)[lanes] = exp(st - m_new) (m_new = -inf counts as 0); l = l * alpha
  * + the column sums; m = m_new. alpha = exp(m_old - m_new) for o_tile. */
@@ -214,72 +321,119 @@ static void softmax_block(int nv, int64_t n, float *st, const __m512 *bmax, __m5
     }
 }
 
+/* One query block's state across the key loop. */
+typedef struct {
+    int64_t i0, nq, kend; /* first query, count, keys its last query sees */
+    int     nv;           /* query vectors                                 */
+    float  *qt, *ot;
+    __m512  m[QV], l[QV];
+    __m512i qidx[QV];
+} qblock;
+
+/* out rows of the block = O / l, transposed back; l = 0 (no key seen) or a
+ * block that saw no key at all gives 0. */
+static void store_block(const qblock *b, int64_t dh, float *out, int64_t ldo)
+{
+    for (int c = 0; c < b->nv; c++) {
+        const __mmask16 seen = _mm512_cmp_ps_mask(b->l[c], _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        const __m512 inv = b->kend > 0 ? _mm512_maskz_div_ps(seen, _mm512_set1_ps(1.0f), b->l[c])
+                                       : _mm512_setzero_ps();
+        const int64_t ni = b->nq - 16 * c < 16 ? b->nq - 16 * c : 16;
+        for (int64_t d0 = 0; d0 < dh; d0 += 16) {
+            const int64_t nd = dh - d0 < 16 ? dh - d0 : 16;
+            __m512 x[16];
+            for (int r = 0; r < 16; r++)
+                x[r] = r < nd && b->kend > 0
+                           ? _mm512_mul_ps(_mm512_load_ps(b->ot + (d0 + r) * BQ + 16 * c), inv)
+                           : _mm512_setzero_ps();
+            transpose16(x);
+            for (int64_t r = 0; r < ni; r++)
+                _mm512_mask_storeu_ps(out + (b->i0 + 16 * c + r) * ldo + d0, tail_mask(nd),
+                                      x[r]);
+        }
+    }
+}
+
+/* The n keys [j0, j0 + n) (dense copies kp, vp) against one query block. */
+static void run_block(qblock *b, int64_t j0, int64_t n, int64_t dh, const float *kp,
+                      const float *vp, int64_t ldp, int causal, int64_t off, float *st)
+{
+    /* Partly hidden: the block's first query misses its last key. */
+    const int mask = causal && j0 + n - 1 > b->i0 + off;
+    __m512 bmax[QV], alpha[QV];
+    for (int c = 0; c < QV; c++)
+        bmax[c] = _mm512_set1_ps(-INFINITY);
+    for (int64_t jj = 0; jj < n; jj += KR) {
+        const int nr = n - jj < KR ? (int)(n - jj) : KR;
+        s_tiles[nr][b->nv - 1](dh, b->qt, kp + jj * ldp, ldp, st + jj * BQ, bmax, mask, b->qidx,
+                               j0 + jj - off);
+    }
+    softmax_block(b->nv, n, st, bmax, b->m, b->l, alpha);
+    for (int64_t d0 = 0; d0 < dh; d0 += DR) {
+        const int nr = dh - d0 < DR ? (int)(dh - d0) : DR;
+        o_tiles[nr][b->nv - 1](n, st, vp + d0, ldp, b->ot + d0 * BQ, alpha, j0 == 0);
+    }
+}
+
 void vt_attn_f32_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
                         const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
                         int causal, float *out, int64_t ldo, float *scratch)
 {
-    float *qt = scratch, *ot = qt + dh * BQ, *st = ot + dh * BQ;
+    /* Groups of at most VT_ATTN_GROUP(dh) blocks, balanced (197 queries:
+     * one group of 5 blocks; 577: 7 + 6, not 8 + 5). */
+    const int64_t nblk = (tq + BQ - 1) / BQ, gmax = VT_ATTN_GROUP(dh);
+    const int G = (int)((nblk + (nblk + gmax - 1) / gmax - 1) / ((nblk + gmax - 1) / gmax));
+    const int64_t ldp = (dh + 15) / 16 * 16;
+    float *st = scratch, *kp = st + BK * BQ, *vp = kp + BK * ldp, *qo = vp + BK * ldp;
     const int64_t off = tk - tq; /* causal: query i sees keys j <= i + off */
-    for (int64_t i0 = 0; i0 < tq; i0 += BQ) {
-        const int64_t nq = tq - i0 < BQ ? tq - i0 : BQ;
-        const int nv = (int)((nq + 15) / 16);
-        /* Keys the block's last query sees (causal), or all of them. */
-        int64_t kend = tk;
-        if (causal && i0 + nq + off < kend)
-            kend = i0 + nq + off;
-        if (kend <= 0) {
-            for (int64_t i = 0; i < nq; i++)
-                for (int64_t d = 0; d < dh; d++)
-                    out[(i0 + i) * ldo + d] = 0.0f;
-            continue;
+    qblock blk[8];
+    for (int64_t g0 = 0; g0 < tq; g0 += (int64_t)G * BQ) {
+        /* A group of up to G query blocks shares each K/V block copy. */
+        int nb = 0;
+        int64_t kend = 0;
+        for (int64_t i0 = g0; i0 < tq && nb < G; i0 += BQ, nb++) {
+            qblock *b = &blk[nb];
+            b->i0 = i0;
+            b->nq = tq - i0 < BQ ? tq - i0 : BQ;
+            b->nv = (int)((b->nq + 15) / 16);
+            b->kend = causal && i0 + b->nq + off < tk ? i0 + b->nq + off : tk;
+            b->qt = qo + 2 * nb * dh * BQ;
+            b->ot = b->qt + dh * BQ;
+            kend = b->kend > kend ? b->kend : kend;
+            if (b->kend <= 0)
+                continue;
+            pack_qt(b->nq, b->nv, dh, q + i0 * ldq, ldq, scale, b->qt);
+            for (int c = 0; c < QV; c++) {
+                b->m[c] = _mm512_set1_ps(-INFINITY);
+                b->l[c] = _mm512_setzero_ps();
+                b->qidx[c] = _mm512_add_epi32(
+                    _mm512_set1_epi32((int)(i0 + 16 * c)),
+                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+            }
         }
-
-        for (int64_t d = 0; d < dh; d++) {
-            float *row = qt + d * BQ;
-            for (int64_t i = 0; i < nv * 16; i++)
-                row[i] = i < nq ? q[(i0 + i) * ldq + d] * scale : 0.0f;
-            for (int c = 0; c < nv; c++)
-                _mm512_store_ps(ot + d * BQ + c * 16, _mm512_setzero_ps());
-        }
-        __m512 m[QV], l[QV], alpha[QV], bmax[QV];
-        __m512i qidx[QV];
-        for (int c = 0; c < QV; c++) {
-            m[c] = _mm512_set1_ps(-INFINITY);
-            l[c] = _mm512_setzero_ps();
-            qidx[c] = _mm512_add_epi32(
-                _mm512_set1_epi32((int)(i0 + 16 * c)),
-                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-        }
-
         for (int64_t j0 = 0; j0 < kend; j0 += BK) {
             const int64_t n = kend - j0 < BK ? kend - j0 : BK;
-            /* Partly hidden: the block's first query misses its last key. */
-            const int mask = causal && j0 + n - 1 > i0 + off;
-            for (int c = 0; c < QV; c++)
-                bmax[c] = _mm512_set1_ps(-INFINITY);
-            for (int64_t jj = 0; jj < n; jj += KR) {
-                const int nr = n - jj < KR ? (int)(n - jj) : KR;
-                s_tiles[nr][nv - 1](dh, qt, k + (j0 + jj) * ldk, ldk, st + jj * BQ, bmax, mask,
-                                    qidx, j0 + jj - off);
+            copy_rows(n, dh, k + j0 * ldk, ldk, kp, ldp);
+            copy_rows(n, dh, v + j0 * ldv, ldv, vp, ldp);
+            /* Fetch the next K/V block (or the next group's q rows) into L2
+             * while this one computes: the rows are strided, out of reach of
+             * the hardware prefetcher, and each copy otherwise waits on L3. */
+            if (j0 + BK < kend) {
+                const int64_t n2 = kend - j0 - BK < BK ? kend - j0 - BK : BK;
+                prefetch_rows(n2, dh, k + (j0 + BK) * ldk, ldk);
+                prefetch_rows(n2, dh, v + (j0 + BK) * ldv, ldv);
+            } else if (g0 + (int64_t)G * BQ < tq) {
+                const int64_t g1 = g0 + (int64_t)G * BQ;
+                prefetch_rows(tq - g1 < G * BQ ? tq - g1 : G * BQ, dh, q + g1 * ldq, ldq);
             }
-            softmax_block(nv, n, st, bmax, m, l, alpha);
-            for (int64_t d0 = 0; d0 < dh; d0 += DR) {
-                const int nr = dh - d0 < DR ? (int)(dh - d0) : DR;
-                o_tiles[nr][nv - 1](n, st, v + j0 * ldv + d0, ldv, ot + d0 * BQ, alpha);
+            for (int i = 0; i < nb; i++) {
+                qblock *b = &blk[i];
+                if (b->kend > j0)
+                    run_block(b, j0, b->kend - j0 < n ? b->kend - j0 : n, dh, kp, vp, ldp,
+                              causal, off, st);
             }
         }
-
-        /* out = O / l, transposed back; l = 0 (no key seen) gives 0. */
-        float inv[BQ];
-        for (int c = 0; c < nv; c++) {
-            const __mmask16 seen = _mm512_cmp_ps_mask(l[c], _mm512_setzero_ps(), _CMP_NEQ_UQ);
-            _mm512_storeu_ps(inv + 16 * c,
-                             _mm512_maskz_div_ps(seen, _mm512_set1_ps(1.0f), l[c]));
-        }
-        for (int64_t i = 0; i < nq; i++) {
-            float *o = out + (i0 + i) * ldo;
-            for (int64_t d = 0; d < dh; d++)
-                o[d] = ot[d * BQ + i] * inv[i];
-        }
+        for (int i = 0; i < nb; i++)
+            store_block(&blk[i], dh, out, ldo);
     }
 }
