@@ -119,6 +119,7 @@ static void build_tables(void)
         g_avx2.gemm_packed_floats = vt_gemm_packed_floats_avx2;
         g_avx2.gemm_pack_nk = vt_gemm_pack_nk_avx2;
         g_avx2.gemm_f32_packed = vt_gemm_f32_packed_avx2;
+        g_avx2.attn_f32 = vt_attn_f32_avx2;
     }
     /* NAME_avx512.c files are built with F, BW, VL, DQ on top of the avx2 flags. */
     g_have_avx512 = g_have_avx2 && g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl &&

@@ -47,6 +47,11 @@ void vt_gemm_f32_packed_avx2(int64_t M, int64_t N, int64_t K, int64_t n0, int64_
                              const float *bias, float *C, int64_t ldc, int accumulate,
                              float *scratch);
 
+/* x86/attn_avx2.c */
+void vt_attn_f32_avx2(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
+                      const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
+                      int causal, float *out, int64_t ldo, float *scratch);
+
 /* x86/gemm_avx512.c */
 void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, int b_nk, const float *bias, float *C,

@@ -399,10 +399,6 @@ void vt_attn_f32_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int6
             b->kend = causal && i0 + b->nq + off < tk ? i0 + b->nq + off : tk;
             b->qt = qo + 2 * nb * dh * BQ;
             b->ot = b->qt + dh * BQ;
-            kend = b->kend > kend ? b->kend : kend;
-            if (b->kend <= 0)
-                continue;
-            pack_qt(b->nq, b->nv, dh, q + i0 * ldq, ldq, scale, b->qt);
             for (int c = 0; c < QV; c++) {
                 b->m[c] = _mm512_set1_ps(-INFINITY);
                 b->l[c] = _mm512_setzero_ps();
@@ -410,6 +406,10 @@ void vt_attn_f32_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int6
                     _mm512_set1_epi32((int)(i0 + 16 * c)),
                     _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
             }
+            kend = b->kend > kend ? b->kend : kend;
+            if (b->kend <= 0)
+                continue;
+            pack_qt(b->nq, b->nv, dh, q + i0 * ldq, ldq, scale, b->qt);
         }
         for (int64_t j0 = 0; j0 < kend; j0 += BK) {
             const int64_t n = kend - j0 < BK ? kend - j0 : BK;
