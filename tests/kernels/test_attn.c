@@ -227,16 +227,17 @@ static void run_kernel(vt_attn_f32_fn fn, const attn_case *c, float *out)
 
 /* --------------------------------------------------------- the kernels -- */
 
-static void test_kernel(const vt_kernels *t)
+/* Every ISA table's attn_f32 against the reference, sharing the reference
+ * run (the slow part) per case. */
+static void test_kernels(const vt_kernels *const *tabs, int nt)
 {
     static const int64_t ts[] = {1, 7, 197, 257, 577};
     static const int64_t dhs[] = {32, 64, 80, 88, 96, 128};
-    const int nt = 5, nd = 6;
-    int bad = 0, cases = 0, variant = 0;
-    double worst = 0;
-    for (int a = 0; a < nt; a++)
-        for (int b = 0; b < nt; b++)
-            for (int di = 0; di < nd; di++)
+    int bad[4] = {0}, cases = 0, variant = 0;
+    double worst[4] = {0};
+    for (int a = 0; a < 5; a++)
+        for (int b = 0; b < 5; b++)
+            for (int di = 0; di < 6; di++)
                 for (int causal = 0; causal < 2; causal++) {
                     const int64_t tq = ts[a], tk = ts[b], dh = dhs[di];
                     /* the big pairs: dh 64 (ViT) and 88 (odd tail, causal) only */
@@ -244,19 +245,24 @@ static void test_kernel(const vt_kernels *t)
                         continue;
                     attn_case c;
                     make_case(&c, tq, tk, dh, causal, variant++ % 4);
-                    float *ref = new_out(&c), *got = new_out(&c);
+                    float *ref = new_out(&c);
                     run_kernel(vt_kernels_ref()->attn_f32, &c, ref);
-                    run_kernel(t->attn_f32, &c, got);
-                    bad += compare(t->name, &c, got, ref, 1, &worst);
+                    for (int i = 0; i < nt; i++) {
+                        float *got = new_out(&c);
+                        run_kernel(tabs[i]->attn_f32, &c, got);
+                        bad[i] += compare(tabs[i]->name, &c, got, ref, 1, &worst[i]);
+                        free(got);
+                    }
                     cases++;
                     free(ref);
-                    free(got);
                     free_case(&c);
                 }
-    if (bad)
-        g_fail = 1;
-    printf("  %-7s attn_f32 %s (%d cases, worst error %.3f of the bound)\n", t->name,
-           bad ? "FAIL" : "ok", cases, worst);
+    for (int i = 0; i < nt; i++) {
+        if (bad[i])
+            g_fail = 1;
+        printf("  %-7s attn_f32 %s (%d cases, worst error %.3f of the bound)\n", tabs[i]->name,
+               bad[i] ? "FAIL" : "ok", cases, worst[i]);
+    }
 }
 
 /* ------------------------------------------------------------- the op -- */
@@ -344,6 +350,8 @@ static void test_op(const vt_kernels *t, vt_pool *pool)
 int main(void)
 {
     const vt_kernels *tabs[3] = {vt_kernels_ref(), vt_kernels_avx2(), vt_kernels_avx512()};
+    const vt_kernels *isa[2];
+    int nisa = 0;
     vt_pool *pool = vt_pool_new(3);
     if (!pool)
         return 2;
@@ -351,21 +359,21 @@ int main(void)
         const vt_kernels *t = tabs[i];
         if (!t) {
             printf("table %s: not supported on this cpu, skipped\n", i == 1 ? "avx2" : "avx512");
-            continue;
-        }
-        if (!t->attn_f32) {
+        } else if (!t->attn_f32) {
             printf("  FAIL table %s has no attn_f32\n", t->name);
             g_fail = 1;
-            continue;
+        } else if (t != vt_kernels_ref() && t->attn_f32 == vt_kernels_ref()->attn_f32) {
+            printf("table %s: attn_f32 is the reference kernel\n", t->name);
+        } else if (t != vt_kernels_ref()) {
+            isa[nisa++] = t;
         }
-        printf("table %s:\n", t->name);
-        if (t != vt_kernels_ref() && t->attn_f32 == vt_kernels_ref()->attn_f32)
-            printf("  %-7s attn_f32 is the reference kernel\n", t->name);
-        if (t != vt_kernels_ref() && t->attn_f32 != vt_kernels_ref()->attn_f32)
-            test_kernel(t);
-        if (t == vt_kernels_ref() || t->attn_f32 != vt_kernels_ref()->attn_f32)
-            test_op(t, pool);
     }
+    printf("kernels vs ref:\n");
+    test_kernels(isa, nisa);
+    printf("vt_op_attention_ex:\n");
+    test_op(vt_kernels_ref(), pool);
+    for (int i = 0; i < nisa; i++)
+        test_op(isa[i], pool);
     vt_pool_free(pool);
     printf("attention: %s\n", g_fail ? "FAILED" : "all ok");
     return g_fail ? 1 : 0;
