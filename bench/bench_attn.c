@@ -7,6 +7,7 @@
  * Build after `make` (uses the static lib):
  *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc bench/bench_attn.c build/libvtok.a -lcjson -lm -lpthread -o bench_attn
  * Run: ./bench_attn [repetitions (default 15)] [ref]
+ * The bf16 variant (attn_bf16, AVX512-BF16 only) gets its own row.
  * Prints the median and best time of one whole layer's attention (all
  * heads, batch 1) and GFLOP/s counted as 4 T^2 dh per head (the two
  * products; softmax not counted). Layouts as in a ViT forward pass: q, k, v
@@ -73,7 +74,7 @@ typedef struct {
     double med, best;
 } timing;
 
-/* mode 0: old path, 1: fused attn_f32 */
+/* mode 0: old path, 1: fused attn_f32, 2: fused attn_bf16 */
 static timing run(const vt_kernels *k, int mode, const shape *sh, const float *qkv, float *out,
                   float *scratch, int reps)
 {
@@ -91,8 +92,9 @@ static timing run(const vt_kernels *k, int mode, const shape *sh, const float *q
                 old_head(k, sh->T, sh->dh, q, kk, v, ld, scale, out + h * sh->dh, D, scratch,
                          scratch + (sh->T * sh->T + 15) / 16 * 16);
             else
-                k->attn_f32(sh->T, sh->T, sh->dh, q, ld, kk, ld, v, ld, scale, 0,
-                            out + h * sh->dh, D, scratch);
+                (mode == 1 ? k->attn_f32 : k->attn_bf16)(sh->T, sh->T, sh->dh, q, ld, kk, ld, v,
+                                                         ld, scale, 0, out + h * sh->dh, D,
+                                                         scratch);
         }
         if (r >= 0)
             t[r] = now() - t0;
@@ -139,6 +141,15 @@ int main(int argc, char **argv)
             printf("%-13s %-7s %-10s %10.3f %10.3f %9.1f %7.2fx  (max|new-old|/max|old| %.1e)\n",
                    sh->what, k->name, "fused", 1e3 * neu.med, 1e3 * neu.best,
                    1e-9 * flop / neu.med, old.med / neu.med, err / mx);
+            if (k->attn_bf16) {
+                const timing bf = run(k, 2, sh, qkv, out, scratch, r);
+                double e2 = 0;
+                for (int64_t i = 0; i < sh->T * D; i++)
+                    e2 = fmax(e2, fabs((double)out[i] - out_old[i]));
+                printf("%-13s %-7s %-10s %10.3f %10.3f %9.1f %7.2fx  (max|bf16-old|/max|old| "
+                       "%.1e)\n", sh->what, k->name, "fused bf16", 1e3 * bf.med, 1e3 * bf.best,
+                       1e-9 * flop / bf.med, old.med / bf.med, e2 / mx);
+            }
         }
         free(qkv);
         free(out);

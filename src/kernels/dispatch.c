@@ -134,6 +134,8 @@ static void build_tables(void)
         g_avx512.layernorm_f32 = vt_layernorm_f32_avx512;
         g_avx512.softmax_f32 = vt_softmax_f32_avx512;
         g_avx512.attn_f32 = vt_attn_f32_avx512;
+        if (g_cpu.avx512bf16)
+            g_avx512.attn_bf16 = vt_attn_bf16_avx512;
         g_avx512.gelu_erf_f32 = vt_gelu_erf_f32_avx512;
         g_avx512.gelu_tanh_f32 = vt_gelu_tanh_f32_avx512;
         g_avx512.quick_gelu_f32 = vt_quick_gelu_f32_avx512;

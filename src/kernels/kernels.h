@@ -134,6 +134,8 @@ typedef struct vt_kernels {
     vt_layernorm_f32_fn  layernorm_f32;
     vt_softmax_f32_fn    softmax_f32;
     vt_attn_f32_fn       attn_f32;         /* fused attention, one (item, head)      */
+    vt_attn_f32_fn       attn_bf16;        /* the same with bf16 products (AVX512-BF16),
+                                              f32 softmax; NULL if absent; not default */
     vt_act_f32_fn        gelu_erf_f32;     /* 0.5 x (1 + erf(x / sqrt 2))            */
     vt_act_f32_fn        gelu_tanh_f32;    /* 0.5 x (1 + tanh(sqrt(2/pi)(x+0.044715x^3))) */
     vt_act_f32_fn        quick_gelu_f32;   /* x * sigmoid(1.702 x)                    */

@@ -73,6 +73,11 @@ void vt_attn_f32_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int6
                         const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
                         int causal, float *out, int64_t ldo, float *scratch);
 
+/* x86/attn_bf16_avx512.c (needs AVX512-BF16 on top of the avx512 table's set) */
+void vt_attn_bf16_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
+                         const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
+                         int causal, float *out, int64_t ldo, float *scratch);
+
 /* x86/act_avx512.c */
 void vt_gelu_erf_f32_avx512(int64_t n, float *x);
 void vt_gelu_tanh_f32_avx512(int64_t n, float *x);
