@@ -51,7 +51,9 @@ typedef struct vt_exec {
     int64_t           scratch_stride; /* floats per thread                 */
 } vt_exec;
 
-/* Floats of per-thread scratch the ops need for attention over `tokens` tokens. */
+/* Floats of per-thread scratch the ops need for sequences of up to `tokens`
+ * tokens. Since attention is fused (no tokens x tokens scores) this is the
+ * GEMM's scratch for any `tokens`; the parameter stays for future ops. */
 int64_t vt_exec_scratch_floats(int64_t tokens);
 
 /* y[M, n_out] = x[M, n_in] W^T + b. ldx/ldy are row strides (0 = dense). */
