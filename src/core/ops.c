@@ -20,8 +20,9 @@ static int64_t round16(int64_t n)
 }
 
 /* Attention no longer keeps a tokens x tokens score matrix: its kernels use
- * VT_ATTN_SCRATCH_FLOATS(dh), which fits the GEMM's scratch for every
- * dh <= VT_ATTN_MAX_DH (larger dh runs the scratch-free reference), and an op
+ * VT_ATTN_SCRATCH_FLOATS(dh), which VT_ATTN_GROUP keeps under the GEMM's
+ * scratch for every dh <= VT_ATTN_MAX_DH (larger dh runs the scratch-free
+ * reference; vt_op_attention_ex checks the stride too), and an op
  * never runs a GEMM and attention at once on a thread. `tokens` stays in the
  * signature for ops that may need per-token scratch again. */
 _Static_assert(VT_ATTN_SCRATCH_FLOATS(64) <= VT_GEMM_SCRATCH_FLOATS &&

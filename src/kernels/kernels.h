@@ -98,9 +98,11 @@ typedef void (*vt_softmax_f32_fn)(int64_t n, float *x);
  * (or tk = 0) gets a zero row. out must not overlap q, k or v.
  * scratch: VT_ATTN_SCRATCH_FLOATS(dh) floats, 64-byte aligned, owned by the
  * calling thread - VT_ATTN_GROUP(dh) blocks of VT_ATTN_BQ queries against
- * blocks of VT_ATTN_BK keys, never a tq x tk score matrix. The reference (ref/ref_attn.c) needs none and runs any
- * dh; ISA versions need the scratch, so callers keep dh <= VT_ATTN_MAX_DH for
- * them (src/core/ops.c falls back to the reference above it).
+ * blocks of VT_ATTN_BK keys, never a tq x tk score matrix. The reference
+ * (ref/ref_attn.c) needs none and runs any dh; ISA versions need the scratch,
+ * so callers keep dh <= VT_ATTN_MAX_DH for them (src/core/ops.c falls back to
+ * the reference above it). attn_bf16 (same contract) rounds q, k, v and the
+ * probabilities to bfloat16 and is not bit-close to attn_f32.
  * Softmax and sums are float32; ISA versions differ from the reference only
  * by rounding (online softmax: the running max is folded in per key block).
  */
