@@ -336,7 +336,8 @@ static void test_bf16(const vt_kernels *t)
 static void test_op(const vt_kernels *t, vt_pool *pool)
 {
     static const int64_t shapes[][3] = {{197, 197, 64}, {7, 577, 32}, {257, 7, 88},
-                                        {300, 97, 96}, {1, 1, 16}, {50, 20, 1100}};
+                                        {300, 97, 96}, {1, 1, 16}, {100, 60, 256},
+                                        {49, 30, 512}, {50, 20, 1100}};
     const int64_t B = 2, H = 3;
     const int64_t stride = vt_exec_scratch_floats(577);
     float *scr = xalloc((size_t)(3 * stride));
