@@ -20,9 +20,20 @@ static int64_t round16(int64_t n)
     return (n + 15) / 16 * 16;
 }
 
+/* Attention no longer keeps a tokens x tokens score matrix: its kernels use
+ * VT_ATTN_SCRATCH_FLOATS(dh), which VT_ATTN_GROUP keeps under the GEMM's
+ * scratch for every dh <= VT_ATTN_MAX_DH (larger dh runs the scratch-free
+ * reference; vt_op_attention_ex checks the stride too), and an op
+ * never runs a GEMM and attention at once on a thread. `tokens` stays in the
+ * signature for ops that may need per-token scratch again. */
+_Static_assert(VT_ATTN_SCRATCH_FLOATS(64) <= VT_GEMM_SCRATCH_FLOATS &&
+                   VT_ATTN_SCRATCH_FLOATS(VT_ATTN_MAX_DH) <= VT_GEMM_SCRATCH_FLOATS,
+               "attention scratch must fit the GEMM scratch");
+
 int64_t vt_exec_scratch_floats(int64_t tokens)
 {
-    return round16(tokens * tokens) + round16(VT_GEMM_SCRATCH_FLOATS);
+    (void)tokens;
+    return round16(VT_GEMM_SCRATCH_FLOATS);
 }
 
 /* ---- linear ----
@@ -268,51 +279,59 @@ void vt_op_swiglu(const vt_exec *e, int64_t M, int64_t hf, const float *in, floa
 
 /* ---- attention ---- */
 
+/*
+ * One task per (item, head, query block). The kernel (kernels.h, attn_f32)
+ * runs one (item, head) on a query range; when batch * heads alone would
+ * leave threads idle (batch 1 of a 12-head ViT on 16 threads), the queries
+ * are split into blocks of a multiple of VT_ATTN_BQ rows. A query block
+ * [q0, q0 + nq) of a causal call is itself causal over the first
+ * q0 + nq + (tk - tq) keys: query q0 + i sees key j iff
+ * j <= i + (q0 + nq + tk - tq) - nq, the kernel's rule for that key count.
+ */
 typedef struct {
     const vt_exec      *e;
     const vt_attn_args *a;
-    int64_t             bs_q, bs_k, bs_v, bs_o;
+    vt_attn_f32_fn      fn;
+    int64_t             bs_q, bs_k, bs_v, bs_o, qb, n_qblk;
 } attn_job;
 
 static void attn_task(void *arg, int64_t i, int tid)
 {
     const attn_job *j = arg;
     const vt_attn_args *a = j->a;
-    int64_t b = i / a->heads, h = i % a->heads, tq = a->tq, tk = a->tk;
-    const vt_kernels *k = j->e->k;
-    float *s = thread_scratch(j->e, tid);
-    float *gs = s + round16(tq * tk);
-    const float *q = a->q + b * j->bs_q + h * a->dh;
-    const float *kk = a->k + b * j->bs_k + h * a->dh;
-    const float *v = a->v + b * j->bs_v + h * a->dh;
-    /* scores = q k^T: k rows are exactly a [N=tk, K=dh] "weight" matrix. */
-    k->gemm_f32(tq, tk, a->dh, q, a->ldq, kk, a->ldk, 1, NULL, s, tk, 0, gs);
-    for (int64_t r = 0; r < tq; r++) {
-        float *row = s + r * tk;
-        /* causal: keys past r + (tk - tq) get weight 0 */
-        int64_t n = a->causal ? r + (tk - tq) + 1 : tk;
-        n = n < 0 ? 0 : n > tk ? tk : n;
-        for (int64_t c = 0; c < n; c++)
-            row[c] *= a->scale;
-        if (n > 0)
-            k->softmax_f32(n, row);
-        for (int64_t c = n; c < tk; c++)
-            row[c] = 0.0f;
+    const int64_t bh = i / j->n_qblk, q0 = (i % j->n_qblk) * j->qb;
+    const int64_t b = bh / a->heads, h = bh % a->heads;
+    const int64_t nq = a->tq - q0 < j->qb ? a->tq - q0 : j->qb;
+    int64_t tk = a->tk;
+    if (a->causal) {
+        tk = q0 + nq + (a->tk - a->tq);
+        tk = tk < 0 ? 0 : tk > a->tk ? a->tk : tk;
     }
-    k->gemm_f32(tq, a->dh, tk, s, tk, v, a->ldv, 0, NULL, a->out + b * j->bs_o + h * a->dh,
-                a->ldo, 0, gs);
+    j->fn(nq, tk, a->dh, a->q + b * j->bs_q + q0 * a->ldq + h * a->dh, a->ldq,
+          a->k + b * j->bs_k + h * a->dh, a->ldk, a->v + b * j->bs_v + h * a->dh, a->ldv,
+          a->scale, a->causal, a->out + b * j->bs_o + q0 * a->ldo + h * a->dh, a->ldo,
+          thread_scratch(j->e, tid));
 }
 
 void vt_op_attention_ex(const vt_exec *e, const vt_attn_args *a)
 {
     if (a->batch <= 0 || a->heads <= 0 || a->tq <= 0)
         return;
-    attn_job j = {.e = e, .a = a,
+    attn_job j = {.e = e, .a = a, .fn = e->k->attn_f32,
                   .bs_q = a->bs_q ? a->bs_q : a->tq * a->ldq,
                   .bs_k = a->bs_k ? a->bs_k : a->tk * a->ldk,
                   .bs_v = a->bs_v ? a->bs_v : a->tk * a->ldv,
                   .bs_o = a->bs_o ? a->bs_o : a->tq * a->ldo};
-    vt_pool_run(e->pool, attn_task, &j, a->batch * a->heads);
+    /* The ISA kernels' scratch grows with dh (the reference needs none). */
+    if (a->dh > VT_ATTN_MAX_DH || VT_ATTN_SCRATCH_FLOATS(a->dh) > e->scratch_stride)
+        j.fn = vt_kernels_ref()->attn_f32;
+    /* Aim at >= 4 tasks per thread so uneven (causal) blocks balance. */
+    const int64_t bh = a->batch * a->heads, want = 4 * (int64_t)vt_pool_size(e->pool);
+    int64_t split = bh >= want ? 1 : (want + bh - 1) / bh;
+    j.qb = (a->tq + split - 1) / split;
+    j.qb = (j.qb + VT_ATTN_BQ - 1) / VT_ATTN_BQ * VT_ATTN_BQ;
+    j.n_qblk = (a->tq + j.qb - 1) / j.qb;
+    vt_pool_run(e->pool, attn_task, &j, bh * j.n_qblk);
 }
 
 void vt_op_attention(const vt_exec *e, int64_t batch, int64_t T, int64_t heads, int64_t dh,

@@ -75,7 +75,9 @@ typedef struct vt_exec {
 /* Bytes of vt_exec.lp_buf for Linears over up to M rows of up to K inputs. */
 size_t vt_exec_lp_bytes(int64_t M, int64_t K);
 
-/* Floats of per-thread scratch the ops need for attention over `tokens` tokens. */
+/* Floats of per-thread scratch the ops need for sequences of up to `tokens`
+ * tokens. Since attention is fused (no tokens x tokens scores) this is the
+ * GEMM's scratch for any `tokens`; the parameter stays for future ops. */
 int64_t vt_exec_scratch_floats(int64_t tokens);
 
 /* y[M, n_out] = x[M, n_in] W^T + b. ldx/ldy are row strides (0 = dense). */
@@ -125,6 +127,8 @@ void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x);
  * b * bs_x (0 = the dense default: tq*ldq for q and out, tk*ldk / tk*ldv).
  * causal: query i sees keys j <= i + (tk - tq) only (the -10000 / -inf
  * additive masks of BERT/SEED: exp underflows to exactly 0 in float32).
+ * out must not overlap q, k or v. Runs the table's fused kernel (attn_f32,
+ * no tq x tk buffer), one task per (item, head, block of queries).
  * Per-thread scratch must hold vt_exec_scratch_floats(max(tq, tk)).
  */
 typedef struct vt_attn_args {

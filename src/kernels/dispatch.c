@@ -101,6 +101,7 @@ static void build_tables(void)
         .gemm_f32 = vt_ref_gemm_f32,
         .layernorm_f32 = vt_ref_layernorm_f32,
         .softmax_f32 = vt_ref_softmax_f32,
+        .attn_f32 = vt_ref_attn_f32,
         .gelu_erf_f32 = vt_ref_gelu_erf_f32,
         .gelu_tanh_f32 = vt_ref_gelu_tanh_f32,
         .quick_gelu_f32 = vt_ref_quick_gelu_f32,
@@ -122,6 +123,7 @@ static void build_tables(void)
         g_avx2.gemm_packed_floats = vt_gemm_packed_floats_avx2;
         g_avx2.gemm_pack_nk = vt_gemm_pack_nk_avx2;
         g_avx2.gemm_f32_packed = vt_gemm_f32_packed_avx2;
+        g_avx2.attn_f32 = vt_attn_f32_avx2;
     }
     /* NAME_avx512.c files are built with F, BW, VL, DQ on top of the avx2 flags. */
     g_have_avx512 = g_have_avx2 && g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl &&
@@ -135,6 +137,9 @@ static void build_tables(void)
         g_avx512.gemm_f32_packed = vt_gemm_f32_packed_avx512;
         g_avx512.layernorm_f32 = vt_layernorm_f32_avx512;
         g_avx512.softmax_f32 = vt_softmax_f32_avx512;
+        g_avx512.attn_f32 = vt_attn_f32_avx512;
+        if (g_cpu.avx512bf16)
+            g_avx512.attn_bf16 = vt_attn_bf16_avx512;
         g_avx512.gelu_erf_f32 = vt_gelu_erf_f32_avx512;
         g_avx512.gelu_tanh_f32 = vt_gelu_tanh_f32_avx512;
         g_avx512.quick_gelu_f32 = vt_quick_gelu_f32_avx512;

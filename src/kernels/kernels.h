@@ -150,6 +150,40 @@ typedef void (*vt_layernorm_f32_fn)(int64_t n, const float *x, const float *w, c
 /* In-place softmax over one row of n: exp(x - max) / sum. */
 typedef void (*vt_softmax_f32_fn)(int64_t n, float *x);
 
+/*
+ * Fused attention for one (batch item, head), flash-attention style:
+ *   out[i, 0..dh) = sum_j softmax_j(scale * q[i] . k[j]) v[j]
+ * for i < tq, j < tk; q, k, v, out rows have strides ldq, ldk, ldv, ldo.
+ * causal: query i sees keys j <= i + (tk - tq) only; a query that sees no key
+ * (or tk = 0) gets a zero row. out must not overlap q, k or v.
+ * scratch: VT_ATTN_SCRATCH_FLOATS(dh) floats, 64-byte aligned, owned by the
+ * calling thread - VT_ATTN_GROUP(dh) blocks of VT_ATTN_BQ queries against
+ * blocks of VT_ATTN_BK keys, never a tq x tk score matrix. The reference
+ * (ref/ref_attn.c) needs none and runs any dh; ISA versions need the scratch,
+ * so callers keep dh <= VT_ATTN_MAX_DH for them (src/core/ops.c falls back to
+ * the reference above it). attn_bf16 (same contract) rounds q, k, v and the
+ * probabilities to bfloat16 and is not bit-close to attn_f32.
+ * Softmax and sums are float32; ISA versions differ from the reference only
+ * by rounding (online softmax: the running max is folded in per key block).
+ */
+#define VT_ATTN_BQ 48
+#define VT_ATTN_BK 64
+#define VT_ATTN_MAX_DH 512
+/* Query blocks that share one pass over K and V: as many as keep the
+ * scratch under ~124000 floats (the GEMM's scratch, which ops.c shares),
+ * at most 8 (dh 64..96: 8, 128: 7, 256: 3, 512: 1). */
+#define VT_ATTN_GROUP_FIT(dh)                                                          \
+    ((124000 - 2 * VT_ATTN_BK * ((int64_t)(dh) + 16)) / (2 * VT_ATTN_BQ * ((int64_t)(dh) + 16)))
+#define VT_ATTN_GROUP(dh)                                                              \
+    (VT_ATTN_GROUP_FIT(dh) > 8 ? 8 : VT_ATTN_GROUP_FIT(dh) < 1 ? 1 : VT_ATTN_GROUP_FIT(dh))
+#define VT_ATTN_SCRATCH_FLOATS(dh)                                                     \
+    ((2 * VT_ATTN_GROUP(dh) * VT_ATTN_BQ + 2 * VT_ATTN_BK) * ((int64_t)(dh) + 16) +      \
+     2 * VT_ATTN_BK * VT_ATTN_BQ)
+
+typedef void (*vt_attn_f32_fn)(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
+                               const float *k, int64_t ldk, const float *v, int64_t ldv,
+                               float scale, int causal, float *out, int64_t ldo, float *scratch);
+
 /* Activations, in place over n elements. */
 typedef void (*vt_act_f32_fn)(int64_t n, float *x);
 
@@ -161,6 +195,9 @@ typedef struct vt_kernels {
     vt_gemm_f32_packed_fn    gemm_f32_packed;
     vt_layernorm_f32_fn  layernorm_f32;
     vt_softmax_f32_fn    softmax_f32;
+    vt_attn_f32_fn       attn_f32;         /* fused attention, one (item, head)      */
+    vt_attn_f32_fn       attn_bf16;        /* the same with bf16 products (AVX512-BF16),
+                                              f32 softmax; NULL if absent; not default */
     vt_act_f32_fn        gelu_erf_f32;     /* 0.5 x (1 + erf(x / sqrt 2))            */
     vt_act_f32_fn        gelu_tanh_f32;    /* 0.5 x (1 + tanh(sqrt(2/pi)(x+0.044715x^3))) */
     vt_act_f32_fn        quick_gelu_f32;   /* x * sigmoid(1.702 x)                    */

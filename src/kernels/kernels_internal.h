@@ -24,6 +24,11 @@ void vt_ref_layernorm_f32(int64_t n, const float *x, const float *w, const float
                           float *y);
 void vt_ref_softmax_f32(int64_t n, float *x);
 
+/* ref/ref_attn.c */
+void vt_ref_attn_f32(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
+                     const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
+                     int causal, float *out, int64_t ldo, float *scratch);
+
 /* ref/ref_act.c */
 void vt_ref_gelu_erf_f32(int64_t n, float *x);
 void vt_ref_gelu_tanh_f32(int64_t n, float *x);
@@ -85,6 +90,11 @@ void vt_gemm_f32_packed_avx2(int64_t M, int64_t N, int64_t K, int64_t n0, int64_
                              const float *bias, float *C, int64_t ldc, int accumulate,
                              float *scratch);
 
+/* x86/attn_avx2.c */
+void vt_attn_f32_avx2(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
+                      const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
+                      int causal, float *out, int64_t ldo, float *scratch);
+
 /* x86/gemm_avx512.c */
 void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
@@ -100,6 +110,16 @@ void vt_gemm_f32_packed_avx512(int64_t M, int64_t N, int64_t K, int64_t n0, int6
 void vt_layernorm_f32_avx512(int64_t n, const float *x, const float *w, const float *b,
                              float eps, float *y);
 void vt_softmax_f32_avx512(int64_t n, float *x);
+
+/* x86/attn_avx512.c */
+void vt_attn_f32_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
+                        const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
+                        int causal, float *out, int64_t ldo, float *scratch);
+
+/* x86/attn_bf16_avx512.c (needs AVX512-BF16 on top of the avx512 table's set) */
+void vt_attn_bf16_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
+                         const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
+                         int causal, float *out, int64_t ldo, float *scratch);
 
 /* x86/act_avx512.c */
 void vt_gelu_erf_f32_avx512(int64_t n, float *x);

@@ -16,7 +16,8 @@
  * The prepacked GEMM (gemm_pack_nk + gemm_f32_packed) is checked per column
  * chunk against the same table's gemm_f32, bit for bit, and against the
  * reference; vt_op_linear is checked to use a packed weight only under the
- * table that packed it.
+ * table that packed it. The fused attention kernels have their own file,
+ * test_attn.c.
  */
 #include "core/ops.h"
 #include "kernels/kernels.h"
@@ -717,7 +718,7 @@ static void test_dispatch(void)
     const vt_kernels *tabs[3] = {vt_kernels_ref(), vt_kernels_avx2(), vt_kernels_avx512()};
     for (int i = 0; i < 3; i++) {
         const vt_kernels *t = tabs[i];
-        if (t && !(t->name && t->gemm_f32 && t->layernorm_f32 && t->softmax_f32 &&
+        if (t && !(t->name && t->gemm_f32 && t->layernorm_f32 && t->softmax_f32 && t->attn_f32 &&
                    t->gelu_erf_f32 && t->gelu_tanh_f32 && t->quick_gelu_f32 && t->silu_f32 &&
                    t->tanh_f32)) {
             printf("  FAIL dispatch: table %d has a NULL entry\n", i);
