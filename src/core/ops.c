@@ -325,6 +325,8 @@ void vt_op_attention_ex(const vt_exec *e, const vt_attn_args *a)
     /* The ISA kernels' scratch grows with dh (the reference needs none). */
     if (a->dh > VT_ATTN_MAX_DH || VT_ATTN_SCRATCH_FLOATS(a->dh) > e->scratch_stride)
         j.fn = vt_kernels_ref()->attn_f32;
+    else if (a->lowp && e->k->attn_bf16)
+        j.fn = e->k->attn_bf16;
     /* Aim at >= 4 tasks per thread so uneven (causal) blocks balance. */
     const int64_t bh = a->batch * a->heads, want = 4 * (int64_t)vt_pool_size(e->pool);
     int64_t split = bh >= want ? 1 : (want + bh - 1) / bh;

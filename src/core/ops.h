@@ -140,6 +140,8 @@ typedef struct vt_attn_args {
     int64_t      ldo;
     float        scale;
     int          causal;
+    int          lowp;    /* bf16 products (kernels.h attn_bf16) where the table has them:
+                             the --dtype bf16 / int8 models; f32 otherwise */
 } vt_attn_args;
 
 void vt_op_attention_ex(const vt_exec *e, const vt_attn_args *a);

@@ -282,6 +282,7 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
     m->info.compute_dtype = vtok_dtype_name(p->dtype);
     if (pack_linears(m, p->dtype, st))
         goto fail;
+    m->vit.attn_lowp = p->dtype != VTOK_DTYPE_F32;
     return m;
 
 fail_empty:

@@ -317,8 +317,11 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
     }
     if (v->rope_cos)
         apply_rope(v, n, T, b->qkv);
-    vt_op_attention(e, n, T, v->n_heads, dh, b->qkv, b->qkv + d, b->qkv + 2 * d, 3 * d,
-                    1.0f / sqrtf((float)dh), b->att);
+    const vt_attn_args at = {.batch = n, .heads = v->n_heads, .tq = T, .tk = T, .dh = dh,
+                             .q = b->qkv, .k = b->qkv + d, .v = b->qkv + 2 * d,
+                             .ldq = 3 * d, .ldk = 3 * d, .ldv = 3 * d, .out = b->att, .ldo = d,
+                             .scale = 1.0f / sqrtf((float)dh), .lowp = v->attn_lowp};
+    vt_op_attention_ex(e, &at);
     if (L->attn_ln.w)
         vt_op_layernorm(e, M, d, b->att, &L->attn_ln, b->att);
     const vt_linear_opts residual = {.accumulate = 1};

@@ -56,6 +56,7 @@ typedef struct vt_vit {
     int64_t grid_h, grid_w;    /* native patch grid of the position table                */
     vt_act  act;
     int     swiglu;            /* MLP is SwiGLU: silu(x1) * x2, fc1 = [x1; x2]            */
+    int     attn_lowp;         /* attention with bf16 products (--dtype bf16 / int8)       */
     float   eps;
 
     /* embeddings */
