@@ -136,7 +136,7 @@ static int seed_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *
         add_error(msg, sizeof msg, &rc, brc, &b);
     }
     if (rc) {
-        vt_fail(st, rc, "%s: %s: %s", where, file, msg);
+        vt_fail(st, rc, "%s: %s", where, msg); /* the blocks name the prefix */
         return rc;
     }
     if (s->qf.enc_width != d_img)
