@@ -280,7 +280,8 @@ const char *vtok_processor_describe(const vtok_processor *p);
 
 /*
  * A recipe is the whole visual tokenizer of a multimodal LLM as data (JSON):
- * its encoders (Hugging Face folders under a model directory), which hidden
+ * its encoders (Hugging Face folders or towers inside a PyTorch checkpoint,
+ * under a model directory), which hidden
  * states it takes from each, the connector that turns them into tokens
  * (projector, multi-layer merge, ...) with every hyperparameter, and where
  * the tokens go in the prompt. docs/RECIPES.md describes the format.
