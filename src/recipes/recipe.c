@@ -526,6 +526,11 @@ static int finish_load(vt_recipe *r, vtok_status *st)
         r->d_out = o->ne[2];
         r->ids_per_image = p->ids_per_image;
         r->vocab = p->vocab;
+        /* the inverse exists if it plans for what the forward gives */
+        vtok_status ignore = {0};
+        memset(p, 0, sizeof *p);
+        r->can_detok = r->kind->detok_plan &&
+                       r->kind->detok_plan(r->conn, 1, r->ids_per_image, p, &ignore) == 0;
     }
     free(p);
     return rc;
@@ -668,7 +673,7 @@ int vtok_recipe_get_info(const vtok_recipe *r, vtok_recipe_info *info)
         .n_encoders = r->n_enc, .tokens_per_image = r->tokens, .d_out = r->d_out,
         .max_images = r->max_images, .placeholder = r->placeholder, .before = r->before,
         .after = r->after, .ids_per_image = r->ids_per_image, .vocab = r->vocab,
-        .can_detokenize = r->kind && r->kind->detok != NULL,
+        .can_detokenize = r->can_detok,
     };
     return 0;
 }

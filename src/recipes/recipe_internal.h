@@ -44,6 +44,7 @@ struct vtok_recipe {
     int64_t                  max_images;
     int64_t                  tokens, d_out;   /* per image at the native size */
     int64_t                  ids_per_image, vocab;  /* discrete ids (0: none)    */
+    int                      can_detok;       /* the connector maps ids back           */
 };
 
 /* Plan the stages for n images with per-encoder input sizes h[e] x w[e]:
