@@ -16,7 +16,8 @@ PyTorch references of tests/ref and streamed to safetensors one at a time.
 Then for each recipe and dtype: one `vtok run|tokenize|detokenize --iters N`
 process (1 warm-up call, N timed calls, median) on one random image at the
 recipe's native size (336 for llava-1.5 / comm, 224 for gvt / seed) or 32
-random ids. Prints a markdown table (the load time is not counted).
+random ids, in --rounds interleaved rounds. Prints a markdown table of the
+best round's median (the load time is not counted).
 """
 import argparse
 import json
@@ -184,6 +185,9 @@ def main():
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--dtypes", default="f32,bf16")
     ap.add_argument("--only", default="llava-1.5,gvt,comm,seed")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds; the table shows the best round's median "
+                         "(the dev VM is shared: other load only ever adds time)")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
@@ -208,16 +212,18 @@ def main():
     if "seed" in only:
         d = make_seed(a.cache)
         cases += [("seed", "tokenize", d, px[224]), ("seed", "detokenize", d, ids)]
-    rows = []
-    for name, cmd, model, inp in cases:
-        row = [name, cmd]
-        for dt in a.dtypes.split(","):
-            log("%s %s --dtype %s" % (cmd, name, dt))
-            r = run(a.vtok, cmd, name, model, inp, dt, a.threads, a.iters, work)
-            log("  %.1f ms/image (process %.1f s)" % (r["ms_per_image"], r["wall_s"]))
-            row.append("%.1f" % r["ms_per_image"])
-        rows.append(row)
     dts = a.dtypes.split(",")
+    best = {}
+    for rnd_i in range(a.rounds):
+        for name, cmd, model, inp in cases:
+            for dt in dts:
+                log("round %d: %s %s --dtype %s" % (rnd_i + 1, cmd, name, dt))
+                r = run(a.vtok, cmd, name, model, inp, dt, a.threads, a.iters, work)
+                log("  %.1f ms/image (process %.1f s)" % (r["ms_per_image"], r["wall_s"]))
+                k = (name, cmd, dt)
+                best[k] = min(best.get(k, float("inf")), r["ms_per_image"])
+    rows = [[name, cmd] + ["%.1f" % best[(name, cmd, dt)] for dt in dts]
+            for name, cmd, _, _ in cases]
     print("| recipe | command | " + " | ".join("%s ms/img" % d for d in dts) + " |")
     print("|---|---|" + "---|" * len(dts))
     for r in rows:
