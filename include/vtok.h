@@ -280,7 +280,8 @@ const char *vtok_processor_describe(const vtok_processor *p);
 
 /*
  * A recipe is the whole visual tokenizer of a multimodal LLM as data (JSON):
- * its encoders (Hugging Face folders under a model directory), which hidden
+ * its encoders (Hugging Face folders or towers inside a PyTorch checkpoint,
+ * under a model directory), which hidden
  * states it takes from each, the connector that turns them into tokens
  * (projector, multi-layer merge, ...) with every hyperparameter, and where
  * the tokens go in the prompt. docs/RECIPES.md describes the format.
@@ -299,6 +300,8 @@ typedef struct vtok_recipe_ctx vtok_recipe_ctx;
 
 typedef struct vtok_recipe_params {
     int use_mmap;       /* map weight files instead of reading them (default 1) */
+    int dtype;          /* vtok_dtype of every encoder and connector Linear
+                           (default VTOK_DTYPE_F32)                              */
 } vtok_recipe_params;
 
 vtok_recipe_params vtok_recipe_default_params(void);
@@ -328,6 +331,9 @@ typedef struct vtok_recipe_info {
     const char *placeholder;      /* prompt text each image's tokens replace ("<image>")  */
     const char *before;           /* text put before / after the tokens ("" if none),    */
     const char *after;            /*   e.g. "<im_start>" / "<im_end>"                     */
+    int64_t     ids_per_image;    /* discrete ids per image (a quantising connector), or 0 */
+    int64_t     vocab;            /* ids are in [0, vocab) (0: no ids)                     */
+    int         can_detokenize;   /* 1: vtok_recipe_detokenize maps ids back               */
 } vtok_recipe_info;
 
 /* Strings point into the recipe and live as long as it does. */
@@ -352,6 +358,19 @@ int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t
  * or vtok_recipe_ctx_free on c. */
 int vtok_recipe_get_output(vtok_recipe_ctx *c, vtok_view *out);
 
+/* The discrete ids of the last run, [n, ids_per_image] int64 in [0, vocab),
+ * for recipes whose connector quantises (vtok_recipe_info.ids_per_image > 0;
+ * VTOK_EUNSUPPORTED otherwise). *ids is valid as vtok_recipe_get_output. */
+int vtok_recipe_get_ids(vtok_recipe_ctx *c, const int64_t **ids, int64_t *n, int64_t *per_image);
+
+/* The inverse of a quantising recipe (vtok_recipe_info.can_detokenize):
+ * ids [n, per_image] -> the connector's decoder output, read with
+ * vtok_recipe_get_output / vtok_recipe_get_stage as after a run (e.g.
+ * generation embeddings [n, 77, 768] for an image generator). Ids outside
+ * [0, vocab) or a wrong per_image are refused (VTOK_EINVAL / VTOK_ESHAPE,
+ * one line in vtok_recipe_ctx_errmsg) before anything runs. */
+int vtok_recipe_detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, int64_t per_image);
+
 /* Stage i of the last run (encoder hidden states, selections, connector
  * steps; the last stage is the output), with its name ("vit", "select",
  * "projector", ...). Returns VTOK_EINVAL past the last stage. Same lifetime
@@ -368,6 +387,13 @@ int vtok_npy_load(const char *path, float **data, int *n_dims, int64_t shape[8],
 /* Write float32 data as a .npy file ('<f4', C order). */
 int vtok_npy_save(const char *path, const float *data, int n_dims, const int64_t *shape,
                   vtok_status *st);
+
+/* Integer arrays (discrete ids): read '<i8' or '<i4' (widened) into int64
+ * (free *data with vtok_free), write int64 as '<i8'. */
+int vtok_npy_load_i64(const char *path, int64_t **data, int *n_dims, int64_t shape[8],
+                      vtok_status *st);
+int vtok_npy_save_i64(const char *path, const int64_t *data, int n_dims, const int64_t *shape,
+                      vtok_status *st);
 
 /* ------------------------------------------------------------- weights -- */
 

@@ -112,16 +112,24 @@ void vt_lln_forward(const vt_lln *x, const vt_exec *e, const float *in, int64_t 
     for (int64_t k = 0; k < x->K; k++) {
         const float *xk = in + k * M * di;
         if (x->linear_first) {
-            vt_op_linear(e, M, xk, 0, &x->lin[k], y, 0);
+            vt_op_linear(e, M, xk, 0, &x->lin[x->shared ? 0 : k], y, 0);
             vt_op_layernorm(e, M, d, y, &x->ln[k], y);
         } else {
             vt_op_layernorm(e, M, di, xk, &x->ln[k], a);
-            vt_op_linear(e, M, a, 0, &x->lin[k], y, 0);
+            vt_op_linear(e, M, a, 0, &x->lin[x->shared ? 0 : k], y, 0);
         }
         float s = x->scale[k];
         for (int64_t i = 0; i < M * d; i++)
             out[i] += s * y[i];
     }
+}
+
+int64_t vt_lln_linears(vt_lln *x, vt_linear **out)
+{
+    int64_t n = x->shared ? 1 : x->K; /* shared: lin[k] are copies of lin[0], run as lin[0] */
+    for (int64_t k = 0; out && k < n; k++)
+        out[k] = &x->lin[k];
+    return n;
 }
 
 void vt_lln_free(vt_lln *x)

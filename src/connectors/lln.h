@@ -34,6 +34,8 @@ typedef struct vt_lln {
 int     vt_lln_load(vt_lln *x, vt_weights *w, const char *prefix, const cJSON *cfg, int64_t K,
                     int64_t d_in, const char *file, const char *where, vtok_status *st);
 int64_t vt_lln_work_floats(const vt_lln *x, int64_t n, int64_t t_in);
+/* The distinct Linears (K, or 1 when shared), for vt_pack_linears; out may be NULL. */
+int64_t vt_lln_linears(vt_lln *x, vt_linear **out);
 int64_t vt_lln_max_tokens(const vt_lln *x, int64_t t_in);
 /* in: K stacked inputs [K, n, t_in, d_in]; out [n, t_in, d_out]. */
 void    vt_lln_forward(const vt_lln *x, const vt_exec *e, const float *in, int64_t n,

@@ -120,6 +120,13 @@ void vt_mlp_forward(const vt_mlp *x, const vt_exec *e, const float *in, int64_t 
     }
 }
 
+int64_t vt_mlp_linears(vt_mlp *x, vt_linear **out)
+{
+    for (int i = 0; out && i < x->depth; i++)
+        out[i] = &x->fc[i];
+    return x->depth;
+}
+
 void vt_mlp_free(vt_mlp *x)
 {
     if (x)

@@ -37,6 +37,8 @@ int64_t vt_mlp_max_tokens(const vt_mlp *x, int64_t t_in);
 void    vt_mlp_forward(const vt_mlp *x, const vt_exec *e, const float *in, int64_t n,
                        int64_t t_in, float *out, float *work);
 void    vt_mlp_free(vt_mlp *x);
+/* Its Linears (depth of them), for vt_pack_linears; out may be NULL. */
+int64_t vt_mlp_linears(vt_mlp *x, vt_linear **out);
 
 /* Depth of a projector type name ("linear" 1, "mlp2x_gelu" 2, "identity" 0); -1 if unknown. */
 int vt_mlp_depth(const char *type);

@@ -223,6 +223,19 @@ static void add_into(int64_t n, float *x, const float *y)
         x[i] += y[i];
 }
 
+int64_t vt_perceiver_linears(vt_perceiver *p, vt_linear **out)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < p->depth; i++) {
+        vt_perceiver_layer *L = &p->layers[i];
+        vt_linear *l[5] = {&L->to_q, &L->to_kv, &L->to_out, &L->ff1, &L->ff2};
+        for (int k = 0; k < 5; k++, n++)
+            if (out)
+                out[n] = l[k];
+    }
+    return n;
+}
+
 void vt_perceiver_forward(const vt_perceiver *p, const vt_exec *e, const float *x, int64_t n,
                           int64_t t_in, float *out, float *work)
 {

@@ -51,6 +51,9 @@ int64_t vt_perceiver_max_tokens(const vt_perceiver *p, int64_t t_in);
 void vt_perceiver_forward(const vt_perceiver *p, const vt_exec *e, const float *x, int64_t n,
                           int64_t t_in, float *out, float *work);
 
+/* Its Linears (5 per layer), for vt_pack_linears; out may be NULL. */
+int64_t vt_perceiver_linears(vt_perceiver *p, vt_linear **out);
+
 void vt_perceiver_free(vt_perceiver *p);   /* frees layers, not the struct; NULL is a no-op */
 
 #endif /* VT_PERCEIVER_H */

@@ -44,4 +44,11 @@ int vt_load_clip_encoder(vt_loader *ld);
  * they planned themselves (recipes: vt_vit_forward on a shallow copy). */
 const vt_vit *vt_model_vit(const vtok_model *m);
 
+/* Widest input of the model's low-precision Linears (0: none), for vt_exec_lp_bytes. */
+int64_t vt_model_lp_max_in(const vtok_model *m);
+
+/* The Linears of v that vt_pack_linears may convert, each once (out may be
+ * NULL to count them): for towers loaded outside vtok_model_load (vt_eva_load). */
+int64_t vt_vit_linears(vt_vit *v, vt_linear **out);
+
 #endif /* VT_FAMILY_H */

@@ -308,6 +308,16 @@ const vt_vit *vt_model_vit(const vtok_model *m)
     return m ? &m->vit : NULL;
 }
 
+int64_t vt_model_lp_max_in(const vtok_model *m)
+{
+    return m ? m->lp_max_in : 0;
+}
+
+int64_t vt_vit_linears(vt_vit *v, vt_linear **out)
+{
+    return list_linears(v, out);
+}
+
 int vtok_model_get_info(const vtok_model *m, vtok_model_info *info)
 {
     if (!m || !info)

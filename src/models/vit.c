@@ -333,7 +333,8 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
     }
 
     const vt_linear_opts pre_ln2 = {.ln_src = b->x, .ln = &L->ln2};
-    if (L->fc1_up.w) { /* two Linears write the two halves of each mlp row */
+    if (L->fc1_up.n_out) { /* two Linears write the two halves of each mlp row (w is NULL
+                            * once converted to bf16 / int8: test the size) */
         int64_t w = mlp_width(v);
         vt_op_linear_ex(e, M, b->hb, 0, &L->fc1, b->mlp, w, &pre_ln2);
         vt_op_linear(e, M, b->hb, 0, &L->fc1_up, b->mlp + L->fc1.n_out, w);

@@ -178,7 +178,21 @@ static int comm_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *
         return rc;
     int64_t dcat = s->token_concat ? s->clip_merge.d_out
                                    : s->clip_merge.d_out + s->dino_mlp.d_out;
-    return load_mlp(r, &s->proj, w, file, cfg, "projector", "linear", dcat, st);
+    if ((rc = load_mlp(r, &s->proj, w, file, cfg, "projector", "linear", dcat, st)))
+        return rc;
+    /* Every connector Linear converted for the recipe's dtype, each once. */
+    int64_t n = vt_lln_linears(&s->clip_merge, NULL) + vt_lln_linears(&s->dino_merge, NULL) +
+                2 * VT_MLP_MAX_DEPTH, k = 0;
+    vt_linear **l = malloc((size_t)n * sizeof *l);
+    if (!l)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    k += vt_lln_linears(&s->clip_merge, l + k);
+    k += vt_lln_linears(&s->dino_merge, l + k);
+    k += vt_mlp_linears(&s->dino_mlp, l + k);
+    k += vt_mlp_linears(&s->proj, l + k);
+    rc = vt_recipe_pack(r, l, k, w, st);
+    free(l);
+    return rc;
 }
 
 static int comm_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
@@ -223,12 +237,15 @@ static int comm_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_pl
                     vt_mlp_work_floats(&s->proj, n, t_out)};
     for (int i = 0; i < 4; i++)
         p->work_floats = w[i] > p->work_floats ? w[i] : p->work_floats;
+    int64_t rows = pc > pd ? pc : pd;
+    p->lp_rows = n * (rows > t_out ? rows : t_out);
     return 0;
 }
 
 static void comm_forward(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
-                         vt_stage *S, float *work)
+                         vt_stage *S, int64_t *ids, float *work)
 {
+    (void)ids;
     const comm_state *s = state;
     const vt_enc_feats *c = &in[s->clip], *d = &in[s->dino];
     vt_stage *csel = &S[0], *dsel = &S[1], *cm = &S[2], *dm = &S[3], *mlp = &S[4], *cat = &S[5],

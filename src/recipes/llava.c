@@ -69,7 +69,10 @@ static int llava_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status 
                                 where, st)))
         return rc;
     const char *prefix = vt_recipe_pick_prefix(w, cJSON_GetObjectItemCaseSensitive(pj, "prefix"));
-    return vt_mlp_load(&s->proj, w, prefix, pj, 0, file, where, st);
+    if ((rc = vt_mlp_load(&s->proj, w, prefix, pj, 0, file, where, st)))
+        return rc;
+    vt_linear *l[VT_MLP_MAX_DEPTH];
+    return vt_recipe_pack(r, l, vt_mlp_linears(&s->proj, l), w, st);
 }
 
 static int llava_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
@@ -85,15 +88,17 @@ static int llava_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_p
     vt_stage_set(&p->stages[p->n_stages++], "projector", 3, n, t,
                  s->proj.depth ? s->proj.d_out : f->d, 0);
     p->work_floats = vt_mlp_work_floats(&s->proj, n, t);
+    p->lp_rows = n * t;
     return 0;
 }
 
 static void llava_forward(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
-                          vt_stage *stages, float *work)
+                          vt_stage *stages, int64_t *ids, float *work)
 {
     const llava_state *s = state;
     const vt_enc_feats *f = &in[s->enc];
     vt_stage *sel = &stages[0], *out = &stages[1];
+    (void)ids;
     vt_select_rows(f->hidden, n, f->T, f->d, s->keep_cls ? 0 : f->prefix, sel->data);
     vt_mlp_forward(&s->proj, e, sel->data, n, sel->ne[1], out->data, work);
 }

@@ -8,7 +8,9 @@
 #include "recipe_internal.h"
 
 #include "../image/image.h"
+#include "../models/eva.h"
 #include "../models/family.h"
+#include "../models/pack.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +19,25 @@
 
 #define MAX_RECIPE_BYTES (1u << 20)
 
-static const vt_connector_kind *const kinds[] = {&vt_connector_llava, &vt_connector_comm};
+static const vt_connector_kind *const kinds[] = {&vt_connector_llava, &vt_connector_comm,
+                                                  &vt_connector_gvt, &vt_connector_seed};
 
 vtok_recipe_params vtok_recipe_default_params(void)
 {
-    return (vtok_recipe_params){.use_mmap = 1};
+    return (vtok_recipe_params){.use_mmap = 1, .dtype = VTOK_DTYPE_F32};
+}
+
+int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, vt_weights *w, vtok_status *st)
+{
+    if (n <= 0)
+        return 0;
+    if (r->n_packs >= VT_RECIPE_MAX_PACKS)
+        return vt_fail(st, VTOK_ELIMIT, "recipe %s: too many converted weight groups", r->name);
+    void *block = NULL;
+    int rc = vt_pack_linears(l, n, r->dtype, w, &block, &r->lp_max_in, st);
+    if (block)
+        r->packs[r->n_packs++] = block;
+    return rc;
 }
 
 const char *const *vtok_recipe_names(void)
@@ -84,6 +100,11 @@ int vt_recipe_encoder(vt_recipe *r, const char *name, const char *where, vtok_st
 int64_t vt_recipe_encoder_layers(const vt_recipe *r, int enc)
 {
     return r->enc[enc].vit->n_layers;
+}
+
+int64_t vt_recipe_encoder_width(const vt_recipe *r, int enc)
+{
+    return r->enc[enc].vit->d;
 }
 
 int vt_recipe_request(vt_recipe *r, int enc, const int64_t *layers, int64_t n_layers,
@@ -246,11 +267,24 @@ static int copy_str(const cJSON *o, const char *key, char *dst, size_t n, const 
     return 0;
 }
 
-/* preprocessor_config.json of the encoder folder with the recipe's keys merged over it. */
+/* The processor: preprocessor_config.json of the encoder folder (HF), or
+ * for a tower read from a checkpoint the torchvision pipeline its code uses
+ * (TorchvisionImageProcessor: Resize((224, 224), BICUBIC) on PIL, ToTensor,
+ * Normalize with CLIP's mean/std), with the recipe's keys merged over it. */
 static int load_processor(vt_recipe *r, vt_recipe_enc *e, const cJSON *over, const char *where,
                           vtok_status *st)
 {
     char file[4200];
+    cJSON *cfg;
+    (void)r;
+    if (!e->model) {
+        if (!(cfg = cJSON_CreateObject()) ||
+            !cJSON_AddStringToObject(cfg, "image_processor_type", "TorchvisionImageProcessor")) {
+            cJSON_Delete(cfg);
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        }
+        goto merge;
+    }
     snprintf(file, sizeof file, "%s/preprocessor_config.json", e->path);
     if (!exists(file)) {
         if (over && cJSON_GetArraySize(over) > 0)
@@ -262,12 +296,13 @@ static int load_processor(vt_recipe *r, vt_recipe_enc *e, const cJSON *over, con
     size_t len = 0;
     if (vt_read_file(file, 4u << 20, &text, &len, st))
         return st->code;
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    cfg = cJSON_ParseWithLength(text, len);
     free(text);
     if (!cfg || !cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
         return vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", file);
     }
+merge:
     for (const cJSON *it = over ? over->child : NULL; it; it = it->next) {
         cJSON *dup = cJSON_Duplicate(it, 1);
         if (!dup || !cJSON_ReplaceItemInObjectCaseSensitive(cfg, it->string, dup)) {
@@ -287,23 +322,61 @@ static int load_processor(vt_recipe *r, vt_recipe_enc *e, const cJSON *over, con
     return 0;
 }
 
-static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
+/* An EVA tower inside a PyTorch checkpoint (GVT's .pth, SEED's tokenizer
+ * file): "file" (candidates), "prefix" (candidates: the first with tensors
+ * in the file), "variant" and "config" for vt_eva_load. Its Linears are
+ * converted for the recipe's dtype here, as vtok_model_load does for HF
+ * folders. The file stays open in the recipe, shared with the connector. */
+static int load_eva(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *where,
+                    vtok_status *st)
 {
-    static const char *const keys[] = {"name", "path", "processor", NULL};
-    char where[128];
-    snprintf(where, sizeof where, "recipe %s: encoders[%d]", r->name, idx);
-    vt_recipe_enc *e = &r->enc[idx];
-    int rc = vt_opt_check_keys(ej, keys, where, st);
-    if (rc || (rc = copy_str(ej, "name", e->name, sizeof e->name, where, st)))
+    vt_weights *w;
+    const char *file;
+    int rc = vt_recipe_weights(r, cJSON_GetObjectItemCaseSensitive(ej, "file"), &w, &file, where,
+                               st);
+    if (rc)
         return rc;
-    if (!e->name[0])
-        return vt_fail(st, VTOK_EFORMAT, "%s: needs a 'name'", where);
-    for (int i = 0; i < idx; i++)
-        if (!strcmp(r->enc[i].name, e->name))
-            return vt_fail(st, VTOK_EFORMAT, "%s: two encoders named '%s'", where, e->name);
-    snprintf(where, sizeof where, "recipe %s: encoder %s", r->name, e->name);
+    if (!(e->path = strdup(file)))
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    const char *prefix = vt_recipe_pick_prefix(w, cJSON_GetObjectItemCaseSensitive(ej, "prefix"));
+    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(ej, "config");
+    const cJSON *vj = cJSON_GetObjectItemCaseSensitive(ej, "variant");
+    if ((cj && !cJSON_IsObject(cj)) || (vj && !cJSON_IsString(vj)))
+        return vt_fail(st, VTOK_EFORMAT, "%s: 'config' must be an object, 'variant' a string",
+                       where);
+    cJSON *cfg = cj ? cJSON_Duplicate(cj, 1) : cJSON_CreateObject();
+    if (cfg && vj) {
+        cJSON_DeleteItemFromObjectCaseSensitive(cfg, "variant");
+        if (!cJSON_AddStringToObject(cfg, "variant", vj->valuestring)) {
+            cJSON_Delete(cfg);
+            cfg = NULL;
+        }
+    }
+    if (!cfg)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    rc = vt_eva_load(&e->own, w, prefix, cfg, st);
+    cJSON_Delete(cfg);
+    if (rc) {
+        char pre[300];
+        snprintf(pre, sizeof pre, "%s (%s, prefix '%s')", where, file, prefix);
+        vt_msg_prefix(st, pre);
+        return rc;
+    }
+    e->vit = &e->own;
+    int64_t n = vt_vit_linears(&e->own, NULL);
+    vt_linear **l = malloc((size_t)(n > 0 ? n : 1) * sizeof *l);
+    if (!l)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    vt_vit_linears(&e->own, l);
+    rc = vt_recipe_pack(r, l, n, w, st);
+    free(l);
+    return rc;
+}
 
-    /* path: a folder name or candidates; the first holding a config.json wins. */
+/* An HF folder: path is a folder name or candidates; the first holding a config.json wins. */
+static int load_hf(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *where,
+                   vtok_status *st)
+{
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(ej, "path");
     int n = cJSON_IsArray(pj) ? cJSON_GetArraySize(pj) : 1;
     if (!pj || (!cJSON_IsString(pj) && !cJSON_IsArray(pj)) || n < 1)
@@ -329,10 +402,38 @@ static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
                        r->model_dir, first, n > 1 ? " or its alternatives" : "");
     vtok_model_params mp = vtok_model_default_params();
     mp.use_mmap = r->use_mmap;
+    mp.dtype = r->dtype;
     e->model = vtok_model_load(e->path, &mp, st);
     if (!e->model)
         return st->code ? st->code : VTOK_EFORMAT;
     e->vit = vt_model_vit(e->model);
+    int64_t lp = vt_model_lp_max_in(e->model);
+    r->lp_max_in = lp > r->lp_max_in ? lp : r->lp_max_in;
+    return 0;
+}
+
+static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
+{
+    static const char *const hf_keys[] = {"name", "kind", "path", "processor", NULL};
+    static const char *const eva_keys[] = {"name", "kind", "file", "prefix", "variant", "config",
+                                           "processor", NULL};
+    static const char *const enc_kinds[] = {"hf", "eva", NULL};
+    char where[128];
+    snprintf(where, sizeof where, "recipe %s: encoders[%d]", r->name, idx);
+    vt_recipe_enc *e = &r->enc[idx];
+    int kind = 0;
+    int rc = vt_opt_enum(ej, "kind", enc_kinds, 0, &kind, where, st);
+    if (rc || (rc = vt_opt_check_keys(ej, kind ? eva_keys : hf_keys, where, st)) ||
+        (rc = copy_str(ej, "name", e->name, sizeof e->name, where, st)))
+        return rc;
+    if (!e->name[0])
+        return vt_fail(st, VTOK_EFORMAT, "%s: needs a 'name'", where);
+    for (int i = 0; i < idx; i++)
+        if (!strcmp(r->enc[i].name, e->name))
+            return vt_fail(st, VTOK_EFORMAT, "%s: two encoders named '%s'", where, e->name);
+    snprintf(where, sizeof where, "recipe %s: encoder %s", r->name, e->name);
+    if ((rc = kind ? load_eva(r, e, ej, where, st) : load_hf(r, e, ej, where, st)))
+        return rc;
     e->pixels_from = idx;
     e->in_h = e->in_w = e->vit->image_size;
 
@@ -423,6 +524,13 @@ static int finish_load(vt_recipe *r, vtok_status *st)
         const vt_stage *o = &p->stages[p->n_stages - 1];
         r->tokens = o->ne[1];
         r->d_out = o->ne[2];
+        r->ids_per_image = p->ids_per_image;
+        r->vocab = p->vocab;
+        /* the inverse exists if it plans for what the forward gives */
+        vtok_status ignore = {0};
+        memset(p, 0, sizeof *p);
+        r->can_detok = r->kind->detok_plan &&
+                       r->kind->detok_plan(r->conn, 1, r->ids_per_image, p, &ignore) == 0;
     }
     free(p);
     return rc;
@@ -459,6 +567,12 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
     }
     r->json = j;
     r->use_mmap = p->use_mmap;
+    r->dtype = p->dtype;
+    if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_INT8) {
+        vtok_recipe_free(r);
+        vt_fail(st, VTOK_EINVAL, "unknown dtype %d", p->dtype);
+        return NULL;
+    }
     r->model_dir = join(model_dir, ".");
     static const char *const keys[] = {"name", "description", "max_images", "encoders",
                                        "connector", "layout", NULL};
@@ -509,7 +623,8 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
         if (!strcmp(kinds[i]->name, type))
             r->kind = kinds[i];
     if (!r->kind) {
-        rc = vt_fail(st, VTOK_EUNSUPPORTED, "%s: unknown connector type '%s' (llava, comm)",
+        rc = vt_fail(st, VTOK_EUNSUPPORTED,
+                     "%s: unknown connector type '%s' (llava, comm, gvt, seed)",
                      where, type);
         goto fail;
     }
@@ -531,10 +646,14 @@ void vtok_recipe_free(vtok_recipe *r)
         r->kind->free(r->conn);
     for (int i = 0; i < r->n_enc; i++) {
         vtok_model_free(r->enc[i].model);
+        if (r->enc[i].vit == &r->enc[i].own)
+            vt_vit_free(&r->enc[i].own);
         vtok_processor_free(r->enc[i].proc);
         free(r->enc[i].layers);
         free(r->enc[i].path);
     }
+    for (int i = 0; i < r->n_packs; i++)
+        vt_free(r->packs[i]);
     for (int i = 0; i < r->n_files; i++) {
         vt_weights_close(r->files[i]);
         free(r->file_names[i]);
@@ -553,7 +672,8 @@ int vtok_recipe_get_info(const vtok_recipe *r, vtok_recipe_info *info)
         .name = r->name, .description = r->description ? r->description : "",
         .n_encoders = r->n_enc, .tokens_per_image = r->tokens, .d_out = r->d_out,
         .max_images = r->max_images, .placeholder = r->placeholder, .before = r->before,
-        .after = r->after,
+        .after = r->after, .ids_per_image = r->ids_per_image, .vocab = r->vocab,
+        .can_detokenize = r->can_detok,
     };
     return 0;
 }

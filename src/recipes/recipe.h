@@ -3,7 +3,7 @@
  * Face folders under a model directory), the hidden states it needs from
  * each, and one connector that turns them into LLM-ready tokens.
  *
- * A connector kind is a small vtable (llava.c, comm.c; later gvt, seed, ...):
+ * A connector kind is a small vtable (llava.c, comm.c, gvt.c, seed.c):
  *   load     read the "connector" object of the recipe, open its weights
  *            (vt_recipe_weights), ask encoders for hidden states
  *            (vt_recipe_request); returns its private state.
@@ -11,8 +11,13 @@
  *            outputs, shapes), the work floats, the max tokens it attends over.
  *   forward  run on the planned buffers (it gets its own stages, in the
  *            order it planned them); the last stage is the output
- *            embeddings [n, tokens, d_llm]. Never allocates.
+ *            embeddings [n, tokens, d_llm]. A quantising connector (SEED)
+ *            also writes ids [n, ids_per_image] when its plan asks for them.
+ *            Never allocates.
  *   free     release the state.
+ *   detok_plan, detok  (optional) the inverse: discrete ids -> embeddings
+ *            (SEED's de-tokenizer); plan and run as above, from ids instead
+ *            of encoder features. detok checks the ids and may fail.
  * The runtime (run.c) plans one memory block per context: encoder work and
  * scratch, every stage (so --dump can hand out each of them), connector work.
  */
@@ -50,6 +55,9 @@ typedef struct vt_plan {
     int      first;         /* the connector's stages start here (encoder stages before) */
     int64_t  work_floats;
     int64_t  max_tokens;    /* attention length the connector needs scratch for (0: none) */
+    int64_t  lp_rows;       /* most rows one connector Linear sees (low-precision buffer) */
+    int64_t  ids_per_image; /* discrete ids the forward writes per image (0: none)       */
+    int64_t  vocab;         /* ids are in [0, vocab)                                      */
 } vt_plan;
 
 typedef struct vt_connector_kind {
@@ -58,11 +66,15 @@ typedef struct vt_connector_kind {
     int  (*plan)(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
                  vtok_status *st);
     void (*forward)(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
-                    vt_stage *stages, float *work);
+                    vt_stage *stages, int64_t *ids, float *work);
     void (*free)(void *state);
+    int  (*detok_plan)(const void *state, int64_t n, int64_t t, vt_plan *p, vtok_status *st);
+    int  (*detok)(const void *state, const vt_exec *e, const int64_t *ids, int64_t n, int64_t t,
+                  vt_stage *stages, float *work, vtok_status *st);
 } vt_connector_kind;
 
-extern const vt_connector_kind vt_connector_llava, vt_connector_comm;
+extern const vt_connector_kind vt_connector_llava, vt_connector_comm, vt_connector_gvt,
+    vt_connector_seed;
 
 /* Index of the encoder named `name` in the recipe, or a failure naming it. */
 int vt_recipe_encoder(vt_recipe *r, const char *name, const char *where, vtok_status *st);
@@ -75,6 +87,8 @@ int vt_recipe_request(vt_recipe *r, int enc, const int64_t *layers, int64_t n_la
 
 /* Layer count of encoder `enc` (for option defaults such as "all layers"). */
 int64_t vt_recipe_encoder_layers(const vt_recipe *r, int enc);
+/* Hidden width of encoder `enc`. */
+int64_t vt_recipe_encoder_width(const vt_recipe *r, int enc);
 
 /* Open the weights named by `file` (a string or an array of candidates,
  * relative to the model directory; "." = the folder's own safetensors);
@@ -86,6 +100,13 @@ int vt_recipe_weights(vt_recipe *r, const cJSON *file, vt_weights **w, const cha
 /* First prefix in `prefix` (a string or array) under which w has a tensor,
  * else the first one; "" when absent. Points into the JSON. */
 const char *vt_recipe_pick_prefix(const vt_weights *w, const cJSON *prefix);
+
+/* Convert n connector Linears (each listed once) for the recipe's dtype with
+ * vt_pack_linears: f32 panels, or bf16 / int8 with the float weights
+ * released (never read a listed Linear's w afterwards; keep tensors read as
+ * plain floats, such as a VQ codebook, out of the list). w is the file they
+ * came from. The converted block lives as long as the recipe. */
+int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, vt_weights *w, vtok_status *st);
 
 /* Name of the recipe (for messages). */
 const char *vt_recipe_name(const vt_recipe *r);

@@ -7,10 +7,13 @@
 
 #include "recipe.h"
 
+#define VT_RECIPE_MAX_PACKS 16
+
 typedef struct vt_recipe_enc {
     char            name[32];
     char           *path;          /* folder loaded (malloc'ed)                         */
-    vtok_model     *model;
+    vtok_model     *model;         /* an HF folder (kind "hf"), or NULL ...             */
+    vt_vit          own;           /* ... a tower read from a checkpoint (kind "eva")    */
     const vt_vit   *vit;
     vtok_processor *proc;          /* NULL: no preprocessor_config.json (pixels only)  */
     int             pixels_from;   /* encoder whose pixels this one takes (itself: own) */
@@ -30,12 +33,18 @@ struct vtok_recipe {
     int                      n_enc;
     const vt_connector_kind *kind;
     void                    *conn;
+    int                      dtype;           /* vtok_dtype of every converted Linear  */
+    int64_t                  lp_max_in;       /* widest low-precision Linear input     */
+    void                    *packs[VT_RECIPE_MAX_PACKS];  /* vt_pack_linears blocks   */
+    int                      n_packs;
     vt_weights              *files[VT_RECIPE_MAX_FILES];
     char                    *file_names[VT_RECIPE_MAX_FILES];
     int                      n_files;
     char                     placeholder[64], before[64], after[64];
     int64_t                  max_images;
     int64_t                  tokens, d_out;   /* per image at the native size */
+    int64_t                  ids_per_image, vocab;  /* discrete ids (0: none)    */
+    int                      can_detok;       /* the connector maps ids back           */
 };
 
 /* Plan the stages for n images with per-encoder input sizes h[e] x w[e]:

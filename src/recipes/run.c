@@ -5,7 +5,12 @@
  * One block per context holds: encoder work (the largest encoder's; they
  * run one after the other), per-thread scratch, every stage, connector
  * work. It grows when a larger batch or input comes, and the forward pass
- * itself allocates nothing. Encoders run only as deep as the deepest hidden
+ * itself allocates nothing. With a low-precision dtype it also holds the
+ * buffer vt_op_linear converts Linear inputs into (vt_exec.lp_buf), sized
+ * for the most rows any encoder or connector Linear sees; a quantising
+ * connector's ids get an int64 block of their own in it. The de-tokenizer
+ * (vtok_recipe_detokenize) plans the same block from ids instead of
+ * pixels. Encoders run only as deep as the deepest hidden
  * state the connector asked for (a shallow copy of the vt_vit with fewer
  * layers: LLaVA's hidden_states[-2] skips the last block).
  */
@@ -29,6 +34,9 @@ struct vtok_recipe_ctx {
     float       *pix[VT_RECIPE_MAX_ENC]; /* preprocessed images, per encoder with its own processor */
     int64_t      pix_floats[VT_RECIPE_MAX_ENC];
     vt_plan      plan;
+    float       *connw;       /* connector work, in mem                   */
+    int64_t     *ids;         /* ids of the last run (plan.ids_per_image) */
+    int64_t      n_run;
     int          ok;
     vtok_status  st;
 };
@@ -97,6 +105,61 @@ static int64_t pool_width(const vt_vit *v)
                                                                            : v->d;
 }
 
+/* Lay out c->mem for c->plan: enc_work floats first (the caller's), then
+ * per-thread scratch for max_t tokens, the low-precision input buffer for
+ * lp_rows rows, connector work, every stage, n * ids_per_image ids. */
+static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int64_t lp_rows,
+                       int64_t n)
+{
+    const vt_recipe *r = c->r;
+    vtok_status *st = &c->st;
+    int64_t scr = r16(vt_exec_scratch_floats(max_t));
+    int64_t nt = vt_pool_size(c->pool);
+    int64_t lp = r->lp_max_in > 0 ? r16((int64_t)(vt_exec_lp_bytes(lp_rows, r->lp_max_in) + 3) / 4)
+                                  : 0;
+    int64_t ids = r16(2 * n * c->plan.ids_per_image); /* int64 = 2 floats */
+    int64_t total = enc_work + nt * scr + lp + r16(c->plan.work_floats) + ids;
+    int ok = 1;
+    for (int s = 0; s < c->plan.n_stages && ok; s++) {
+        int64_t f = 1;
+        for (int d = 0; d < c->plan.stages[s].n_dims && ok; d++)
+            ok = vt_mul_ok(f, c->plan.stages[s].ne[d], &f);
+        total += r16(f);
+        ok = ok && total > 0 && total <= MAX_CTX_BYTES / (int64_t)sizeof(float);
+    }
+    if (!ok || total > MAX_CTX_BYTES / (int64_t)sizeof(float))
+        return vt_fail(st, VTOK_ELIMIT, "a run of %lld images needs more than %lld GiB",
+                       (long long)n, (long long)(MAX_CTX_BYTES >> 30));
+    if (total > c->mem_floats) {
+        vt_free(c->mem);
+        c->mem_floats = 0;
+        c->mem = vt_alloc((size_t)total * sizeof(float));
+        if (!c->mem)
+            return vt_fail(st, VTOK_ENOMEM, "out of memory (%lld MiB)",
+                           (long long)(total * 4 >> 20));
+        c->mem_floats = total;
+    }
+    float *q = c->mem + enc_work;
+    c->exec.scratch = q;
+    c->exec.scratch_stride = scr;
+    q += nt * scr;
+    c->exec.lp_buf = lp ? q : NULL;
+    c->exec.lp_bytes = (size_t)lp * sizeof(float);
+    q += lp;
+    c->connw = q;
+    q += r16(c->plan.work_floats);
+    for (int s = 0; s < c->plan.n_stages; s++) {
+        int64_t f = 1;
+        for (int d = 0; d < c->plan.stages[s].n_dims; d++)
+            f *= c->plan.stages[s].ne[d];
+        c->plan.stages[s].data = q;
+        q += r16(f);
+    }
+    c->ids = ids ? (int64_t *)q : NULL; /* q is 64-byte aligned: r16 floats per step */
+    c->exec.k = vt_kernels_get();
+    return 0;
+}
+
 /* pixels[e] [n, ch, h[e], w[e]] for each encoder. */
 static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, const int64_t *ch,
                    const int64_t *h, const int64_t *w)
@@ -117,55 +180,22 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         return rc;
 
     /* Memory: encoder work, scratch, stages, connector work. */
-    int64_t enc_work = 0, max_t = c->plan.max_tokens, total = 0;
-    int ok = 1;
-    for (int i = 0; i < r->n_enc && ok; i++) {
+    int64_t enc_work = 0, max_t = c->plan.max_tokens, lp_rows = c->plan.lp_rows;
+    for (int i = 0; i < r->n_enc; i++) {
         if (!r->enc[i].n_req)
             continue;
         vt_vit v = run_copy(&r->enc[i]);
         int64_t T = feats[i].T, x;
-        ok = vt_mul_ok(n * T, v.d, &x);
+        if (!vt_mul_ok(n * T, v.d, &x))
+            return vt_fail(st, VTOK_ELIMIT, "a run of %lld images is too large", (long long)n);
         x = r16(vt_vit_work_floats(&v, n, h[i], w[i])) + r16(x) + r16(n * pool_width(&v));
         enc_work = x > enc_work ? x : enc_work;
         max_t = T > max_t ? T : max_t;
+        lp_rows = n * T > lp_rows ? n * T : lp_rows;
     }
-    int64_t scr = r16(vt_exec_scratch_floats(max_t));
-    int64_t nt = vt_pool_size(c->pool);
-    total = enc_work + nt * scr + r16(c->plan.work_floats);
-    for (int s = 0; s < c->plan.n_stages && ok; s++) {
-        int64_t f = 1;
-        for (int d = 0; d < c->plan.stages[s].n_dims && ok; d++)
-            ok = vt_mul_ok(f, c->plan.stages[s].ne[d], &f);
-        total += r16(f);
-        ok = ok && total > 0 && total <= MAX_CTX_BYTES / (int64_t)sizeof(float);
-    }
-    if (!ok || total > MAX_CTX_BYTES / (int64_t)sizeof(float))
-        return vt_fail(st, VTOK_ELIMIT, "a run of %lld images needs more than %lld GiB",
-                       (long long)n, (long long)(MAX_CTX_BYTES >> 30));
-    if (total > c->mem_floats) {
-        vt_free(c->mem);
-        c->mem_floats = 0;
-        c->mem = vt_alloc((size_t)total * sizeof(float));
-        if (!c->mem)
-            return vt_fail(st, VTOK_ENOMEM, "out of memory (%lld MiB)",
-                           (long long)(total * 4 >> 20));
-        c->mem_floats = total;
-    }
-    float *q = c->mem, *encw = q;
-    q += enc_work;
-    c->exec.scratch = q;
-    c->exec.scratch_stride = scr;
-    q += nt * scr;
-    float *connw = q;
-    q += r16(c->plan.work_floats);
-    for (int s = 0; s < c->plan.n_stages; s++) {
-        int64_t f = 1;
-        for (int d = 0; d < c->plan.stages[s].n_dims; d++)
-            f *= c->plan.stages[s].ne[d];
-        c->plan.stages[s].data = q;
-        q += r16(f);
-    }
-    c->exec.k = vt_kernels_get();
+    if ((rc = plan_memory(c, enc_work, max_t, lp_rows, n)))
+        return rc;
+    float *encw = c->mem;
 
     /* Encoders, one after the other, hidden states straight into their stage. */
     for (int i = 0; i < r->n_enc; i++) {
@@ -185,7 +215,9 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         vt_vit_forward(&v, &c->exec, pixels[i], n, h[i], w[i], work, &out);
         feats[i].hidden = stage;
     }
-    r->kind->forward(r->conn, &c->exec, feats, n, c->plan.stages + c->plan.first, connw);
+    r->kind->forward(r->conn, &c->exec, feats, n, c->plan.stages + c->plan.first, c->ids,
+                     c->connw);
+    c->n_run = n;
     c->ok = 1;
     return 0;
 }
@@ -295,6 +327,51 @@ int vtok_recipe_get_output(vtok_recipe_ctx *c, vtok_view *out)
     if (!c->ok)
         return vt_fail(&c->st, VTOK_EINVAL, "no successful run on this context");
     to_view(&c->plan.stages[c->plan.n_stages - 1], out);
+    return 0;
+}
+
+int vtok_recipe_get_ids(vtok_recipe_ctx *c, const int64_t **ids, int64_t *n, int64_t *per_image)
+{
+    if (!c || !ids || !n || !per_image)
+        return VTOK_EINVAL;
+    if (!c->ok)
+        return vt_fail(&c->st, VTOK_EINVAL, "no successful run on this context");
+    if (!c->ids)
+        return vt_fail(&c->st, VTOK_EUNSUPPORTED,
+                       "recipe %s gives embeddings, not discrete ids", c->r->name);
+    *ids = c->ids;
+    *n = c->n_run;
+    *per_image = c->plan.ids_per_image;
+    return 0;
+}
+
+int vtok_recipe_detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, int64_t per_image)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    vt_recipe *r = c->r;
+    vtok_status *st = &c->st;
+    c->ok = 0;
+    st->code = 0;
+    st->msg[0] = '\0';
+    if (!r->kind->detok)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "recipe %s has no de-tokenizer", r->name);
+    if (!ids || n < 1 || n > r->max_images)
+        return vt_fail(st, VTOK_EINVAL, "recipe %s takes 1 to %lld id rows per call, got %lld",
+                       r->name, (long long)r->max_images, (long long)(ids ? n : 0));
+    memset(&c->plan, 0, sizeof c->plan);
+    int rc = r->kind->detok_plan(r->conn, n, per_image, &c->plan, st);
+    if (rc)
+        return rc;
+    if (c->plan.n_stages < 1)
+        return vt_fail(st, VTOK_EINVAL, "recipe %s: the de-tokenizer produced no output", r->name);
+    c->plan.ids_per_image = 0;
+    if ((rc = plan_memory(c, 0, c->plan.max_tokens, c->plan.lp_rows, n)))
+        return rc;
+    if ((rc = r->kind->detok(r->conn, &c->exec, ids, n, per_image, c->plan.stages, c->connw, st)))
+        return rc;
+    c->n_run = n;
+    c->ok = 1;
     return 0;
 }
 

@@ -150,6 +150,22 @@ def expect_error(vtok, name, args, keywords):
     check(ok, "error %-22s exit %s: %s" % (name, rc, " | ".join(lines)[:300]))
 
 
+def lowp(vtok, name, args, f32):
+    """--dtype bf16 / int8 on the same run: close to f32 (cosine >= 0.999 /
+    0.99 on these tiny models) and really different (rel > 1e-6)."""
+    for dt, min_cos in (("bf16", 0.999), ("int8", 0.99)):
+        o = args[args.index("--out") + 1] + "_" + dt
+        a = [x if x != args[args.index("--out") + 1] else o for x in args] + ["--dtype", dt]
+        if not run_ok(vtok, "%s --dtype %s" % (name, dt), a):
+            continue
+        got = np.load(os.path.join(o, "embeddings.npy")).astype(np.float64).ravel()
+        ref_ = f32.astype(np.float64).ravel()
+        cos = float(got @ ref_ / (np.linalg.norm(got) * np.linalg.norm(ref_)))
+        d = rel(got, ref_)
+        check(cos >= min_cos and d > 1e-6, "%s --dtype %s: cosine %.6f (>= %g), rel diff %.2e"
+              % (name, dt, cos, min_cos, d))
+
+
 def pixels(seed, n, h, w):
     return np.random.default_rng(seed).standard_normal((n, 3, h, w)).astype(np.float32)
 
@@ -204,6 +220,9 @@ def main():
                                   os.path.join(work, "px_llava.npy"), "--out", out, "--dump", dump,
                                   "--threads", "2"]):
         compare_dump("llava-1.5", out, dump, exp, ["vit", "select", "projector"])
+        lowp(vtok, "llava-1.5", ["--recipe", "llava-1.5", "--model", L, "--pixels",
+                                 os.path.join(work, "px_llava.npy"), "--out", out + "_lp"],
+             np.load(os.path.join(out, "embeddings.npy")))
         lay = json.load(open(os.path.join(out, "layout.json")))
         check(lay["tokens_per_image"] == 16 and lay["placeholder"] == "<image>" and lay["images"] == 2
               and lay["d_llm"] == 48, "llava-1.5: layout.json %s" % json.dumps(lay)[:160])
@@ -310,6 +329,9 @@ def main():
     if run_ok(vtok, "comm", ["--recipe", "comm", "--model", C, "--pixels", os.path.join(work, "px_comm.npy"),
                              "--out", out, "--dump", dump, "--threads", "2"]):
         compare_dump("comm", out, dump, exp, stages)
+        lowp(vtok, "comm", ["--recipe", "comm", "--model", C, "--pixels",
+                            os.path.join(work, "px_comm.npy"), "--out", out + "_lp"],
+             np.load(os.path.join(out, "embeddings.npy")))
         lay = json.load(open(os.path.join(out, "layout.json")))
         check(lay["before"] == "<im_start>" and lay["after"] == "<im_end>" and lay["tokens_per_image"] == 16,
               "comm: layout.json %s" % json.dumps(lay)[:160])

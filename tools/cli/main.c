@@ -3,7 +3,9 @@
  *
  *   vtok encode --model DIR --pixels X.npy [--layers all|I,J,...] [--threads N] --out DIR
  *   vtok run    --recipe NAME|FILE --model DIR (--image FILE... | --pixels X.npy) --out DIR
- *               [--dump DIR] [--threads N]
+ *               [--dump DIR] [--threads N] [--dtype f32|bf16|int8] [--iters N]
+ *   vtok tokenize   (as run; a quantising recipe: writes ids.npy and prints the ids)
+ *   vtok detokenize --recipe NAME|FILE --model DIR --ids ids.npy --out DIR
  *   vtok info   --model DIR
  *   vtok version
  *
@@ -47,7 +49,16 @@ static void usage(FILE *f)
             "         [--dump DIR] [--threads N]\n"
             "         the LLM-ready tokens of a recipe (shipped: see `vtok recipes`; or a JSON\n"
             "         file): writes embeddings.npy [N, T, d_llm] and layout.json; --dump writes\n"
-            "         every stage (vit.npy, select.npy, projector.npy, ...)\n"
+            "         every stage (vit.npy, select.npy, projector.npy, ...); --dtype f32|bf16|int8\n"
+            "         converts every Linear (encoders and connector); --iters N times N runs\n"
+            "         after a warm-up and prints the median ms per image\n"
+            "  tokenize --recipe NAME|FILE --model DIR (--image FILE ... | --pixels X.npy) --out DIR\n"
+            "         [--dump DIR] [--dtype D] [--threads N] [--iters N]\n"
+            "         discrete ids of a quantising recipe (seed): writes ids.npy int64 [N, T]\n"
+            "         and prints them, one line per image\n"
+            "  detokenize --recipe NAME|FILE --model DIR --ids ids.npy --out DIR\n"
+            "         [--dump DIR] [--dtype D] [--threads N] [--iters N]\n"
+            "         ids back to embeddings (seed: generation_embeddings.npy [N, 77, 768])\n"
             "  recipes                list the shipped recipes\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
@@ -64,7 +75,7 @@ static void usage(FILE *f)
 }
 
 typedef struct {
-    const char *model, *pixels, *out, *layers, *dtype, *recipe, *dump;
+    const char *model, *pixels, *out, *layers, *dtype, *recipe, *dump, *ids;
     int         threads, batch, size, iters;
     const char *images[MAX_IMAGES];
     int         n_images;
@@ -103,6 +114,7 @@ static int parse(int argc, char **argv, args *a)
         else if (!strcmp(k, "--dtype")) a->dtype = val;
         else if (!strcmp(k, "--recipe")) a->recipe = val;
         else if (!strcmp(k, "--dump")) a->dump = val;
+        else if (!strcmp(k, "--ids")) a->ids = val;
         else if (!strcmp(k, "--threads") || !strcmp(k, "--batch") || !strcmp(k, "--size") ||
                  !strcmp(k, "--iters")) {
             char *end;
@@ -548,18 +560,72 @@ static void free_images(vtok_image *imgs, int n)
     free(imgs);
 }
 
-static int cmd_run(const args *a)
+/* The shape as "[a, b, c]" on stdout after a saved file's name. */
+static int save_ids(const char *dir, const int64_t *ids, int64_t n, int64_t t)
 {
-    if (!a->recipe || !a->model || !a->out)
-        return die("%s", "run needs --recipe NAME|FILE, --model DIR and --out DIR");
-    if (!a->pixels == !a->n_images)
-        return die("%s", "run needs --pixels X.npy or images (--image FILE ...), not both");
+    char path[4096];
+    vtok_status st = {0};
+    int64_t shape[2] = {n, t};
+    if (snprintf(path, sizeof path, "%s/ids.npy", dir) >= (int)sizeof path)
+        return die("output path too long: %s", dir);
+    if (vtok_npy_save_i64(path, ids, 2, shape, &st))
+        return die("%s", st.msg);
+    printf("%-22s [%lld, %lld] int64\n", "ids.npy", (long long)n, (long long)t);
+    for (int64_t i = 0; i < n; i++) {
+        printf("image %lld:", (long long)i);
+        for (int64_t j = 0; j < t; j++)
+            printf(" %lld", (long long)ids[i * t + j]);
+        printf("\n");
+    }
+    return 0;
+}
+
+typedef enum { MODE_RUN, MODE_TOKENIZE, MODE_DETOKENIZE } run_mode;
+
+/* One call of the recipe on the inputs of a (pixels, images or ids). */
+static int run_once(vtok_recipe_ctx *c, run_mode mode, const float *px, const int64_t *shape,
+                    const vtok_image *imgs, int n_images, const int64_t *ids,
+                    const int64_t *ids_shape)
+{
+    if (mode == MODE_DETOKENIZE)
+        return vtok_recipe_detokenize(c, ids, ids_shape[0], ids_shape[1]);
+    return px ? vtok_recipe_run(c, px, shape[0], shape[1], shape[2], shape[3])
+              : vtok_recipe_run_images(c, imgs, n_images);
+}
+
+static int cmd_run(const args *a, run_mode mode)
+{
+    static const char *const names[] = {"run", "tokenize", "detokenize"};
+    const char *cmd = names[mode];
+    char msg[160];
+    if (!a->recipe || !a->model || !a->out) {
+        snprintf(msg, sizeof msg, "%s needs --recipe NAME|FILE, --model DIR and --out DIR", cmd);
+        return die("%s", msg);
+    }
+    if (mode == MODE_DETOKENIZE ? (!a->ids || a->pixels || a->n_images)
+                                : (a->ids || !a->pixels == !a->n_images)) {
+        snprintf(msg, sizeof msg, "%s needs %s", cmd,
+                 mode == MODE_DETOKENIZE ? "--ids ids.npy (and no pixels or images)"
+                                         : "--pixels X.npy or images (--image FILE ...), not both");
+        return die("%s", msg);
+    }
+    vtok_recipe_params rp = vtok_recipe_default_params();
+    if (a->dtype && (rp.dtype = vtok_dtype_from_name(a->dtype)) < 0)
+        return die("--dtype %s: expected f32, bf16 or int8", a->dtype);
     vtok_status st = {0};
     float *px = NULL;
+    int64_t *ids = NULL;
     int nd = 0;
     int64_t shape[8];
     vtok_image *imgs = NULL;
-    if (a->pixels) {
+    if (a->ids) {
+        if (vtok_npy_load_i64(a->ids, &ids, &nd, shape, &st))
+            return die("%s", st.msg);
+        if (nd != 2) {
+            vtok_free(ids);
+            return die("%s: ids must be 2-D [N, ids per image] (int64 or int32)", a->ids);
+        }
+    } else if (a->pixels) {
         if (vtok_npy_load(a->pixels, &px, &nd, shape, &st))
             return die("%s", st.msg);
         if (nd != 4) {
@@ -580,9 +646,19 @@ static int cmd_run(const args *a)
     }
     int rc = 1;
     vtok_recipe_ctx *c = NULL;
-    vtok_recipe *r = vtok_recipe_load(a->recipe, a->model, NULL, &st);
+    vtok_recipe *r = vtok_recipe_load(a->recipe, a->model, &rp, &st);
     if (!r) {
         die("%s", st.msg[0] ? st.msg : vtok_strerror(st.code));
+        goto out;
+    }
+    vtok_recipe_info ri;
+    vtok_recipe_get_info(r, &ri);
+    if (mode == MODE_TOKENIZE && ri.ids_per_image == 0) {
+        die("recipe %s gives embeddings, not discrete ids: use vtok run", ri.name);
+        goto out;
+    }
+    if (mode == MODE_DETOKENIZE && !ri.can_detokenize) {
+        die("recipe %s has no de-tokenizer", ri.name);
         goto out;
     }
     vtok_ctx_params cp = vtok_ctx_default_params();
@@ -591,10 +667,22 @@ static int cmd_run(const args *a)
         die("%s", st.msg);
         goto out;
     }
-    double t0 = now_ms();
-    int e = px ? vtok_recipe_run(c, px, shape[0], shape[1], shape[2], shape[3])
-               : vtok_recipe_run_images(c, imgs, a->n_images);
-    double ms = now_ms() - t0;
+    /* --iters N: one warm-up call, then N timed ones (median). */
+    int iters = a->iters > 0 ? a->iters : 1;
+    double *ms = calloc((size_t)iters, sizeof *ms);
+    if (!ms) {
+        die("%s", "out of memory");
+        goto out;
+    }
+    int e = a->iters > 0 ? run_once(c, mode, px, shape, imgs, a->n_images, ids, shape) : 0;
+    for (int it = 0; it < iters && !e; it++) {
+        double t0 = now_ms();
+        e = run_once(c, mode, px, shape, imgs, a->n_images, ids, shape);
+        ms[it] = now_ms() - t0;
+    }
+    qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
+    double med = ms[iters / 2];
+    free(ms);
     if (e) {
         die("%s", vtok_recipe_ctx_errmsg(c));
         goto out;
@@ -607,27 +695,57 @@ static int cmd_run(const args *a)
         die("cannot create dump folder %s", a->dump);
         goto out;
     }
-    vtok_recipe_info ri;
-    vtok_recipe_get_info(r, &ri);
     vtok_view v;
-    if (vtok_recipe_get_output(c, &v) || save(a->out, "embeddings.npy", &v) ||
-        write_layout(a->out, &ri, &v))
-        goto out;
-    int64_t n_out = v.ne[0], t_out = v.ne[1];
     const char *name;
-    for (int i = 0; a->dump && vtok_recipe_get_stage(c, i, &name, &v) == 0; i++) {
+    int n_stages = 0;
+    while (vtok_recipe_get_stage(c, n_stages, &name, &v) == 0)
+        n_stages++;
+    const int64_t *out_ids = NULL;
+    int64_t n_out = 0, t_out = 0;
+    if (mode == MODE_TOKENIZE) {
+        if (vtok_recipe_get_ids(c, &out_ids, &n_out, &t_out) ||
+            save_ids(a->out, out_ids, n_out, t_out))
+            goto out;
+    } else if (mode == MODE_DETOKENIZE) {
         char file[64];
+        vtok_recipe_get_stage(c, n_stages - 1, &name, &v);
+        snprintf(file, sizeof file, "%s.npy", name);
+        if (save(a->out, file, &v))
+            goto out;
+        n_out = v.ne[0];
+        t_out = v.ne[1];
+    } else {
+        if (vtok_recipe_get_output(c, &v) || save(a->out, "embeddings.npy", &v) ||
+            write_layout(a->out, &ri, &v))
+            goto out;
+        n_out = v.ne[0];
+        t_out = v.ne[1];
+        if (ri.ids_per_image && (vtok_recipe_get_ids(c, &out_ids, &n_out, &t_out) ||
+                                 save_ids(a->out, out_ids, n_out, t_out)))
+            goto out;
+    }
+    for (int i = 0; a->dump && i < n_stages; i++) {
+        char file[64];
+        vtok_recipe_get_stage(c, i, &name, &v);
         snprintf(file, sizeof file, "%s.npy", name);
         if (save(a->dump, file, &v))
             goto out;
     }
-    fprintf(stderr, "vtok: recipe %s, %lld image(s) -> %lld tokens each in %.1f ms (%s kernels)\n",
-            ri.name, (long long)n_out, (long long)t_out, ms, vtok_kernel_name());
+    fprintf(stderr, "vtok: %s %s (%s), %lld %s -> %lld %s each in %.1f ms (%s kernels)\n", cmd,
+            ri.name, a->dtype ? a->dtype : "f32", (long long)n_out,
+            mode == MODE_DETOKENIZE ? "id row(s)" : "image(s)", (long long)t_out,
+            mode == MODE_TOKENIZE ? "ids" : "tokens", med, vtok_kernel_name());
+    if (a->iters > 0)
+        printf("{\"command\": \"%s\", \"recipe\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, "
+               "\"batch\": %lld, \"iters\": %d, \"median_ms\": %.3f, \"ms_per_image\": %.3f}\n",
+               cmd, ri.name, a->dtype ? a->dtype : "f32", a->threads, (long long)n_out, iters,
+               med, med / (double)n_out);
     rc = 0;
 out:
     vtok_recipe_ctx_free(c);
     vtok_recipe_free(r);
     vtok_free(px);
+    vtok_free(ids);
     free_images(imgs, a->n_images);
     return rc;
 }
@@ -668,7 +786,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "convert"))
         return cmd_convert(&a);
     if (!strcmp(cmd, "run"))
-        return cmd_run(&a);
+        return cmd_run(&a, MODE_RUN);
+    if (!strcmp(cmd, "tokenize"))
+        return cmd_run(&a, MODE_TOKENIZE);
+    if (!strcmp(cmd, "detokenize"))
+        return cmd_run(&a, MODE_DETOKENIZE);
     if (!strcmp(cmd, "recipes"))
         return cmd_recipes();
     return die("unknown command '%s' (see vtok --help)", cmd);
