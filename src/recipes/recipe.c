@@ -370,6 +370,7 @@ static int load_eva(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char 
     vt_vit_linears(&e->own, l);
     rc = vt_recipe_pack(r, l, n, w, st);
     free(l);
+    e->own.attn_lowp = r->dtype != VTOK_DTYPE_F32; /* as vtok_model_load does */
     return rc;
 }
 
