@@ -334,23 +334,28 @@ vtok_ctx *vtok_ctx_new(vtok_model *m, const vtok_ctx_params *p, vtok_status *st)
         vt_fail(st, VTOK_EINVAL, "no model");
         return NULL;
     }
+    vtok_ctx *c = calloc(1, sizeof *c);
+    if (!c || !(c->hidden = calloc((size_t)m->vit.n_layers + 1, sizeof *c->hidden)) ||
+        !(c->pool = vt_ctx_pool(p, &c->exec))) {
+        vtok_ctx_free(c);
+        vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
+        return NULL;
+    }
+    c->m = m;
+    return c;
+}
+
+vt_pool *vt_ctx_pool(const vtok_ctx_params *p, vt_exec *e)
+{
     vtok_ctx_params defp = vtok_ctx_default_params();
     if (!p)
         p = &defp;
     int nt = p->n_threads > 0 ? p->n_threads : vt_cpu_count();
     if (nt > 256)
         nt = 256;
-    vtok_ctx *c = calloc(1, sizeof *c);
-    if (!c || !(c->hidden = calloc((size_t)m->vit.n_layers + 1, sizeof *c->hidden)) ||
-        !(c->pool = vt_pool_new(nt))) {
-        vtok_ctx_free(c);
-        vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
-        return NULL;
-    }
-    c->m = m;
-    c->exec.pool = c->pool;
-    c->exec.k = vt_kernels_get();
-    return c;
+    e->pool = vt_pool_new(nt);
+    e->k = vt_kernels_get();
+    return e->pool;
 }
 
 void vtok_ctx_free(vtok_ctx *ctx)

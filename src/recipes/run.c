@@ -16,6 +16,8 @@
  */
 #include "recipe_internal.h"
 
+#include "../models/family.h"
+
 #include "../image/image.h"
 
 #include <stdio.h>
@@ -52,25 +54,17 @@ vtok_recipe_ctx *vtok_recipe_ctx_new(vtok_recipe *r, const vtok_ctx_params *p, v
         vt_fail(st, VTOK_EINVAL, "no recipe");
         return NULL;
     }
-    vtok_ctx_params defp = vtok_ctx_default_params();
-    if (!p)
-        p = &defp;
-    int nt = p->n_threads > 0 ? p->n_threads : vt_cpu_count();
-    if (nt > 256)
-        nt = 256;
     int64_t maxl = 0;
     for (int i = 0; i < r->n_enc; i++)
         maxl = r->enc[i].vit->n_layers > maxl ? r->enc[i].vit->n_layers : maxl;
     vtok_recipe_ctx *c = calloc(1, sizeof *c);
     if (!c || !(c->hidden = calloc((size_t)maxl + 1, sizeof *c->hidden)) ||
-        !(c->pool = vt_pool_new(nt))) {
+        !(c->pool = vt_ctx_pool(p, &c->exec))) {
         vtok_recipe_ctx_free(c);
         vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
         return NULL;
     }
     c->r = r;
-    c->exec.pool = c->pool;
-    c->exec.k = vt_kernels_get();
     return c;
 }
 
