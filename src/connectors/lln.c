@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int vt_lln_load(vt_lln *x, vt_weights *w, const char *prefix, const cJSON *cfg, int64_t K,
-                int64_t d_in, const char *file, const char *where, vtok_status *st)
+int vt_lln_load(vt_lln *x, vt_loader *ld, const char *base, const cJSON *cfg, int64_t K,
+                int64_t d_in, const char *where)
 {
+    vtok_status *st = ld->st;
     static const char *const keys[] = {"order", "shared", "scale_norm", "eps", "bias", "prefix",
                                        NULL};
     static const char *const orders[] = {"ln_linear", "linear_ln", NULL};
@@ -37,12 +38,10 @@ int vt_lln_load(vt_lln *x, vt_weights *w, const char *prefix, const cJSON *cfg, 
     x->ln = calloc((size_t)K, sizeof *x->ln);
     x->lin = calloc((size_t)K, sizeof *x->lin);
     x->scale = calloc((size_t)K, sizeof *x->scale);
-    if (!x->ln || !x->lin || !x->scale) {
-        vt_lln_free(x);
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    }
+    if (!x->ln || !x->lin || !x->scale)
+        return vt_loader_fail(ld, VTOK_ENOMEM, "out of memory");
 
-    vt_bload b = {.w = w, .prefix = prefix, .st = st, .file = file};
+    const char *saved = vt_loader_base(ld, base);
     int64_t n_mod = shared ? 1 : K;
     for (int64_t k = 0; k < n_mod; k++) {
         char lin[64], nw[64], nb[64];
@@ -55,20 +54,19 @@ int vt_lln_load(vt_lln *x, vt_weights *w, const char *prefix, const cJSON *cfg, 
             snprintf(nw, sizeof nw, "layers.%lld.norm.weight", (long long)k);
             snprintf(nb, sizeof nb, "layers.%lld.norm.bias", (long long)k);
         }
-        vt_bget_linear(&b, &x->lin[k], lin, k ? x->lin[0].n_out : -1, d_in > 0 ? d_in : -1, bias);
+        vt_get_linear(ld, &x->lin[k], lin, k ? x->lin[0].n_out : -1, d_in > 0 ? d_in : -1, bias);
         /* LN over the input (ln_linear) or over the Linear's output (linear_ln) */
         int64_t dl = x->linear_first ? x->lin[k].n_out : x->lin[k].n_in;
         int64_t s1[1] = {dl > 0 ? dl : -1}, s2[1] = {dl > 0 ? dl : -1};
-        x->ln[k].w = vt_bget(&b, nw, 1, s1);
-        x->ln[k].b = vt_bget(&b, nb, 1, s2);
+        x->ln[k].w = vt_get_shape(ld, nw, 1, s1);
+        x->ln[k].b = vt_get_shape(ld, nb, 1, s2);
         x->ln[k].eps = (float)eps;
     }
     int64_t ss[1] = {K};
-    const float *alpha = vt_bget(&b, "scales", 1, ss);
-    if ((rc = vt_bload_finish(&b))) {
-        vt_lln_free(x);
-        return rc;
-    }
+    const float *alpha = vt_get_shape(ld, "scales", 1, ss);
+    vt_loader_base(ld, saved);
+    if (!alpha || !x->lin[0].w || ld->err) /* missing ones are listed by the loader */
+        return ld->err;
     for (int64_t k = n_mod; k < K; k++) {
         x->lin[k] = x->lin[0];
         x->ln[k] = x->ln[0];
@@ -82,10 +80,9 @@ int vt_lln_load(vt_lln *x, vt_weights *w, const char *prefix, const cJSON *cfg, 
         mx = alpha[k] > mx ? alpha[k] : mx;
     for (int64_t k = 0; k < K; k++)
         sum += scale_norm == 1 ? exp((double)alpha[k] - mx) : (double)alpha[k];
-    if (scale_norm == 2 && sum == 0) {
-        vt_lln_free(x);
-        return vt_fail(st, VTOK_EFORMAT, "%s: scale_norm 'sum' but the scales sum to 0", where);
-    }
+    if (scale_norm == 2 && sum == 0)
+        return vt_loader_fail(ld, VTOK_EFORMAT, "%s: scale_norm 'sum' but the scales sum to 0",
+                              where);
     for (int64_t k = 0; k < K; k++) {
         double a = alpha[k];
         x->scale[k] = (float)(scale_norm == 0 ? a : scale_norm == 1 ? exp(a - mx) / sum : a / sum);

@@ -31,8 +31,8 @@ typedef struct vt_lln {
 } vt_lln;
 
 /* K inputs of width d_in (d_in > 0 is checked against the weights). */
-int     vt_lln_load(vt_lln *x, vt_weights *w, const char *prefix, const cJSON *cfg, int64_t K,
-                    int64_t d_in, const char *file, const char *where, vtok_status *st);
+int     vt_lln_load(vt_lln *x, vt_loader *ld, const char *base, const cJSON *cfg, int64_t K,
+                    int64_t d_in, const char *where);
 int64_t vt_lln_work_floats(const vt_lln *x, int64_t n, int64_t t_in);
 /* The distinct Linears (K, or 1 when shared), for vt_pack_linears; out may be NULL. */
 int64_t vt_lln_linears(vt_lln *x, vt_linear **out);

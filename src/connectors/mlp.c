@@ -24,9 +24,10 @@ int vt_mlp_depth(const char *type)
     return -1;
 }
 
-int vt_mlp_load(vt_mlp *x, vt_weights *w, const char *prefix, const cJSON *cfg, int64_t d_in,
-                const char *file, const char *where, vtok_status *st)
+int vt_mlp_load(vt_mlp *x, vt_loader *ld, const char *base, const cJSON *cfg, int64_t d_in,
+                const char *where)
 {
+    vtok_status *st = ld->st;
     static const char *const keys[] = {"type", "bias", "act", "prefix", "file", NULL};
     memset(x, 0, sizeof *x);
     const char *type, *act;
@@ -48,12 +49,12 @@ int vt_mlp_load(vt_mlp *x, vt_weights *w, const char *prefix, const cJSON *cfg, 
     if (x->depth == 0)
         return 0;
 
-    vt_bload b = {.w = w, .prefix = prefix, .st = st, .file = file};
+    const char *saved = vt_loader_base(ld, base);
     int style = 0; /* 0: Sequential "2i", 1: llava-hf "linear_{i+1}", 2: bare Linear */
-    if (!vt_bhas(&b, "0.weight")) {
-        if (vt_bhas(&b, "linear_1.weight"))
+    if (!vt_find(ld, "0.weight")) {
+        if (vt_find(ld, "linear_1.weight"))
             style = 1;
-        else if (x->depth == 1 && vt_bhas(&b, "weight"))
+        else if (x->depth == 1 && vt_find(ld, "weight"))
             style = 2;
     }
     int64_t prev = d_in > 0 ? d_in : -1;
@@ -65,23 +66,25 @@ int vt_mlp_load(vt_mlp *x, vt_weights *w, const char *prefix, const cJSON *cfg, 
             snprintf(name, sizeof name, "linear_%d", i + 1);
         if (style == 2) { /* bare Linear: prefix + "weight" */
             int64_t ws[2] = {-1, prev}, bs[1] = {-1};
-            x->fc[0].w = vt_bget(&b, "weight", 2, ws);
+            x->fc[0].w = vt_get_shape(ld, "weight", 2, ws);
             x->fc[0].n_out = ws[0];
             x->fc[0].n_in = ws[1];
             if (bias && x->fc[0].w) {
                 bs[0] = ws[0];
-                x->fc[0].b = vt_bget(&b, "bias", 1, bs);
+                x->fc[0].b = vt_get_shape(ld, "bias", 1, bs);
             }
         } else {
-            vt_bget_linear(&b, &x->fc[i], name, -1, prev, bias);
+            vt_get_linear(ld, &x->fc[i], name, -1, prev, bias);
         }
         if (!x->fc[i].w)
             prev = -1;
         else
             prev = x->fc[i].n_out;
     }
-    if ((rc = vt_bload_finish(&b)))
-        return rc;
+    vt_loader_base(ld, saved);
+    for (int i = 0; i < x->depth; i++)
+        if (!x->fc[i].w) /* missing: listed by the loader; sizes stay unknown */
+            return ld->err;
     x->d_in = x->fc[0].n_in;
     x->d_out = x->fc[x->depth - 1].n_out;
     for (int i = 0; i + 1 < x->depth; i++)

@@ -28,9 +28,10 @@ typedef struct vt_mlp {
 } vt_mlp;
 
 /* d_in > 0 requires the first Linear to take d_in inputs (identity: d_out = d_in). */
-/* file and where label messages ("FILE: missing tensors ...", "recipe X: projector: ..."). */
-int     vt_mlp_load(vt_mlp *x, vt_weights *w, const char *prefix, const cJSON *cfg, int64_t d_in,
-                    const char *file, const char *where, vtok_status *st);
+/* Tensors base + "0.weight"... through ld (block.h); where labels option errors
+ * ("recipe X: projector"). */
+int     vt_mlp_load(vt_mlp *x, vt_loader *ld, const char *base, const cJSON *cfg, int64_t d_in,
+                    const char *where);
 int64_t vt_mlp_work_floats(const vt_mlp *x, int64_t n, int64_t t_in);
 int64_t vt_mlp_max_tokens(const vt_mlp *x, int64_t t_in);
 /* in [n, t_in, d_in] -> out [n, t_in, d_out]; out must not alias in. */

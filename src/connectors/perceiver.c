@@ -20,7 +20,6 @@
  */
 #include "perceiver.h"
 
-#include "../models/vit.h" /* vt_cfg_* readers */
 
 #include <math.h>
 #include <stdio.h>
@@ -29,81 +28,18 @@
 
 /* ---- loading ---- */
 
-/* Collects every missing tensor instead of stopping at the first. */
-typedef struct pv_loader {
-    vt_weights  *w;
-    const char  *prefix;
-    vtok_status *st;
-    int          err;         /* first error other than a missing tensor */
-    int          n_missing, n_listed;
-    char         missing[384];
-    size_t       len;
-} pv_loader;
-
-static const float *pv_get(pv_loader *l, const char *name, int n_dims, int64_t d0, int64_t d1,
-                           int64_t d2)
-{
-    char full[512];
-    if (snprintf(full, sizeof full, "%s%s", l->prefix, name) >= (int)sizeof full) {
-        if (!l->err)
-            l->err = vt_fail(l->st, VTOK_EINVAL, "tensor name too long: %s%s", l->prefix, name);
-        return NULL;
-    }
-    if (!vt_weights_find(l->w, full)) {
-        size_t n = strlen(full);
-        if (l->len + n + 3 < sizeof l->missing) {
-            memcpy(l->missing + l->len, l->len ? ", " : "", l->len ? 2 : 0);
-            l->len += l->len ? 2 : 0;
-            memcpy(l->missing + l->len, full, n + 1);
-            l->len += n;
-            l->n_listed++;
-        }
-        l->n_missing++;
-        return NULL;
-    }
-    if (l->err)
-        return NULL;
-    int64_t shape[3] = {d0, d1, d2};
-    const float *p = NULL;
-    int rc = vt_weights_f32(l->w, full, n_dims, shape, &p, l->st);
-    if (rc)
-        l->err = rc;
-    return p;
-}
-
-static void pv_norm(pv_loader *l, vt_norm *nm, const char *name, int64_t d, float eps)
-{
-    char b[256];
-    snprintf(b, sizeof b, "%s.weight", name);
-    nm->w = pv_get(l, b, 1, d, 0, 0);
-    snprintf(b, sizeof b, "%s.bias", name);
-    nm->b = pv_get(l, b, 1, d, 0, 0);
-    nm->eps = eps;
-}
-
-static void pv_linear(pv_loader *l, vt_linear *lin, const char *name, int64_t n_out,
-                      int64_t n_in)
-{
-    char b[256];
-    snprintf(b, sizeof b, "%s.weight", name);
-    lin->w = pv_get(l, b, 2, n_out, n_in, 0);
-    lin->b = NULL;
-    lin->n_out = n_out;
-    lin->n_in = n_in;
-}
-
 static int read_cfg(vt_perceiver *p, const cJSON *cfg, double *eps, vtok_status *st)
 {
     double ff_mult = 4.0;
     int rc;
-    if ((rc = vt_cfg_int(cfg, "dim", 1024, &p->dim, st)) ||
-        (rc = vt_cfg_int(cfg, "depth", 6, &p->depth, st)) ||
-        (rc = vt_cfg_int(cfg, "heads", 16, &p->heads, st)) ||
-        (rc = vt_cfg_int(cfg, "dim_head", 96, &p->dim_head, st)) ||
-        (rc = vt_cfg_int(cfg, "num_latents", 32, &p->n_latents, st)) ||
-        (rc = vt_cfg_int(cfg, "num_media_embeds", 1, &p->n_media, st)) ||
-        (rc = vt_cfg_float(cfg, "ff_mult", 4.0, &ff_mult, st)) ||
-        (rc = vt_cfg_float(cfg, "eps", 1e-5, eps, st)))
+    if ((rc = vt_opt_int(cfg, "dim", 1024, &p->dim, "perceiver", st)) ||
+        (rc = vt_opt_int(cfg, "depth", 6, &p->depth, "perceiver", st)) ||
+        (rc = vt_opt_int(cfg, "heads", 16, &p->heads, "perceiver", st)) ||
+        (rc = vt_opt_int(cfg, "dim_head", 96, &p->dim_head, "perceiver", st)) ||
+        (rc = vt_opt_int(cfg, "num_latents", 32, &p->n_latents, "perceiver", st)) ||
+        (rc = vt_opt_int(cfg, "num_media_embeds", 1, &p->n_media, "perceiver", st)) ||
+        (rc = vt_opt_float(cfg, "ff_mult", 4.0, &ff_mult, "perceiver", st)) ||
+        (rc = vt_opt_float(cfg, "eps", 1e-5, eps, "perceiver", st)))
         return rc;
     if (p->dim <= 0 || p->dim > 65536 || p->depth < 0 || p->depth > 1024 || p->heads <= 0 ||
         p->heads > 1024 || p->dim_head <= 0 || p->dim_head > 4096 || p->n_latents <= 0 ||
@@ -122,59 +58,39 @@ static const char *lname(char *b, size_t n, int64_t i, const char *rest)
     return b;
 }
 
-int vt_perceiver_load(vt_perceiver *p, vt_weights *w, const char *prefix, const cJSON *cfg,
-                      vtok_status *st)
+int vt_perceiver_load(vt_perceiver *p, vt_loader *ld, const char *base, const cJSON *cfg)
 {
     memset(p, 0, sizeof *p);
     double eps = 0.0;
-    int rc = read_cfg(p, cfg, &eps, st);
+    int rc = read_cfg(p, cfg, &eps, ld->st);
     if (rc) {
         memset(p, 0, sizeof *p);
         return rc;
     }
     int64_t d = p->dim, inner = p->heads * p->dim_head;
     float e = (float)eps;
-    pv_loader l = {.w = w, .prefix = prefix ? prefix : "", .st = st};
-
-    p->latents = pv_get(&l, "latents", 2, p->n_latents, d, 0);
-    p->media_pos = pv_get(&l, "media_pos_emb", 3, p->n_media, 1, d);
     p->layers = calloc((size_t)(p->depth ? p->depth : 1), sizeof *p->layers);
-    if (!p->layers) {
-        rc = vt_fail(st, VTOK_ENOMEM, "out of memory loading the perceiver");
-        vt_perceiver_free(p);
-        return rc;
-    }
+    if (!p->layers)
+        return vt_loader_fail(ld, VTOK_ENOMEM, "out of memory loading the perceiver");
+    const char *saved = vt_loader_base(ld, base);
+    p->latents = vt_get(ld, "latents", 2, p->n_latents, d, 0, 0);
+    p->media_pos = vt_get(ld, "media_pos_emb", 3, p->n_media, 1, d, 0);
     for (int64_t i = 0; i < p->depth; i++) {
         vt_perceiver_layer *L = &p->layers[i];
         char b[128];
-        pv_norm(&l, &L->norm_media, lname(b, sizeof b, i, "0.norm_media"), d, e);
-        pv_norm(&l, &L->norm_latents, lname(b, sizeof b, i, "0.norm_latents"), d, e);
-        pv_linear(&l, &L->to_q, lname(b, sizeof b, i, "0.to_q"), inner, d);
-        pv_linear(&l, &L->to_kv, lname(b, sizeof b, i, "0.to_kv"), 2 * inner, d);
-        pv_linear(&l, &L->to_out, lname(b, sizeof b, i, "0.to_out"), d, inner);
+        vt_get_norm(ld, &L->norm_media, lname(b, sizeof b, i, "0.norm_media"), d, e);
+        vt_get_norm(ld, &L->norm_latents, lname(b, sizeof b, i, "0.norm_latents"), d, e);
+        vt_get_linear(ld, &L->to_q, lname(b, sizeof b, i, "0.to_q"), inner, d, 0);
+        vt_get_linear(ld, &L->to_kv, lname(b, sizeof b, i, "0.to_kv"), 2 * inner, d, 0);
+        vt_get_linear(ld, &L->to_out, lname(b, sizeof b, i, "0.to_out"), d, inner, 0);
         /* FeedForward = nn.Sequential(LayerNorm, Linear, GELU, Linear): indices 0, 1, 3 */
-        pv_norm(&l, &L->ff_ln, lname(b, sizeof b, i, "1.0"), d, e);
-        pv_linear(&l, &L->ff1, lname(b, sizeof b, i, "1.1"), p->ff_dim, d);
-        pv_linear(&l, &L->ff2, lname(b, sizeof b, i, "1.3"), d, p->ff_dim);
+        vt_get_norm(ld, &L->ff_ln, lname(b, sizeof b, i, "1.0"), d, e);
+        vt_get_linear(ld, &L->ff1, lname(b, sizeof b, i, "1.1"), p->ff_dim, d, 0);
+        vt_get_linear(ld, &L->ff2, lname(b, sizeof b, i, "1.3"), d, p->ff_dim, 0);
     }
-    pv_norm(&l, &p->norm, "norm", d, e);
-
-    if (l.err) {
-        rc = l.err;
-    } else if (l.n_missing) {
-        /* names that do not fit in the message are counted, not listed */
-        if (l.n_listed == l.n_missing)
-            rc = vt_fail(st, VTOK_EMISSING, "perceiver: %d missing tensor%s: %s", l.n_missing,
-                         l.n_missing > 1 ? "s" : "", l.missing);
-        else
-            rc = vt_fail(st, VTOK_EMISSING, "perceiver: %d missing tensors: %s, ... (%d more)",
-                         l.n_missing, l.missing, l.n_missing - l.n_listed);
-    }
-    if (rc) {
-        vt_perceiver_free(p);
-        return rc;
-    }
-    return 0;
+    vt_get_norm(ld, &p->norm, "norm", d, e);
+    vt_loader_base(ld, saved);
+    return ld->err;
 }
 
 void vt_perceiver_free(vt_perceiver *p)

@@ -7,10 +7,7 @@
 #ifndef VT_PERCEIVER_H
 #define VT_PERCEIVER_H
 
-#include "../core/ops.h"
-#include "../io/io.h"
-
-#include <cjson/cJSON.h>
+#include "block.h"
 
 typedef struct vt_perceiver_layer {
     vt_norm   norm_media, norm_latents;   /* layers.N.0.norm_{media,latents}     */
@@ -28,16 +25,14 @@ typedef struct vt_perceiver {
 } vt_perceiver;
 
 /*
- * Fill p from tensors `prefix` + latents, media_pos_emb, layers.N.*, norm.
+ * Fill p from tensors base + latents, media_pos_emb, layers.N.*, norm (through
+ * ld, block.h).
  * cfg (may be NULL) keys, GVT's values as defaults: dim 1024, depth 6,
  * heads 16, dim_head 96, num_latents 32, num_media_embeds 1, ff_mult 4,
- * eps 1e-5 (nn.LayerNorm default). Every missing tensor is named in st (the
- * original loads with strict=False, so an absent one would silently stay at
- * its random init there). p borrows w's tensors; release with
- * vt_perceiver_free. On error p is left empty.
+ * eps 1e-5 (nn.LayerNorm default). p borrows the loader's tensors; release
+ * with vt_perceiver_free.
  */
-int vt_perceiver_load(vt_perceiver *p, vt_weights *w, const char *prefix, const cJSON *cfg,
-                      vtok_status *st);
+int vt_perceiver_load(vt_perceiver *p, vt_loader *ld, const char *base, const cJSON *cfg);
 
 /* Floats of work memory vt_perceiver_forward needs for n inputs of t_in tokens. */
 int64_t vt_perceiver_work_floats(const vt_perceiver *p, int64_t n, int64_t t_in);

@@ -38,16 +38,16 @@ void vt_qformer_free(vt_qformer *q)
     memset(q, 0, sizeof *q);
 }
 
-static void load_attn(vt_cload *c, vt_bert_attn *a, const char *base, int64_t d, int64_t kv_in,
+static void load_attn(vt_loader *ld, vt_bert_attn *a, const char *base, int64_t d, int64_t kv_in,
                       float eps)
 {
     char b[512];
 #define N(s) (snprintf(b, sizeof b, "%s.%s", base, s), b)
-    vt_cload_linear(c, &a->q, N("self.query"), d, d, 1);
-    vt_cload_linear(c, &a->k, N("self.key"), d, kv_in, 1);
-    vt_cload_linear(c, &a->v, N("self.value"), d, kv_in, 1);
-    vt_cload_linear(c, &a->o, N("output.dense"), d, d, 1);
-    vt_cload_norm(c, &a->ln, N("output.LayerNorm"), d, eps);
+    vt_get_linear(ld, &a->q, N("self.query"), d, d, 1);
+    vt_get_linear(ld, &a->k, N("self.key"), d, kv_in, 1);
+    vt_get_linear(ld, &a->v, N("self.value"), d, kv_in, 1);
+    vt_get_linear(ld, &a->o, N("output.dense"), d, d, 1);
+    vt_get_norm(ld, &a->ln, N("output.LayerNorm"), d, eps);
 #undef N
 }
 
@@ -57,24 +57,24 @@ static int read_config(vt_qformer *q, const cJSON *cfg, const vt_qformer_default
 {
     const char *act = NULL;
     int rc;
-    if ((rc = vt_ccfg_int(cfg, WHAT, "hidden_size", def->d, &q->d, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "num_attention_heads", def->heads, &q->n_heads, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "intermediate_size", def->d_ff, &q->d_ff, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "encoder_width", def->enc_width, &q->enc_width, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "cross_attention_freq", def->cross_freq, &q->cross_freq,
+    if ((rc = vt_opt_int(cfg, "hidden_size", def->d, &q->d, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "num_attention_heads", def->heads, &q->n_heads, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "intermediate_size", def->d_ff, &q->d_ff, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "encoder_width", def->enc_width, &q->enc_width, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "cross_attention_freq", def->cross_freq, &q->cross_freq, WHAT,
                           st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "num_query_tokens", def->n_query, &q->n_query, st)) ||
+        (rc = vt_opt_int(cfg, "num_query_tokens", def->n_query, &q->n_query, WHAT, st)) ||
         /* init_Qformer: "if num_query_token != 32: num_hidden_layers = 4" */
-        (rc = vt_ccfg_int(cfg, WHAT, "num_hidden_layers", q->n_query == 32 ? 12 : 4,
-                          &q->n_layers, st)) ||
+        (rc = vt_opt_int(cfg, "num_hidden_layers", q->n_query == 32 ? 12 : 4,
+                          &q->n_layers, WHAT, st)) ||
         /* BertModel.forward: is_casual = query_embeds.shape[1] == 32 */
-        (rc = vt_ccfg_bool(cfg, WHAT, "causal", q->n_query == 32, &q->causal, st)) ||
-        (rc = vt_ccfg_float(cfg, WHAT, "layer_norm_eps", def->eps, eps, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "hidden_act", def->act, &act, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "module", def->module, module, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "query_tokens_name", def->tokens, tokens, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "input_norm", NULL, in_norm, st)) ||
-        (rc = vt_ccfg_float(cfg, WHAT, "input_norm_eps", 1e-5, in_eps, st)))
+        (rc = vt_opt_bool(cfg, "causal", q->n_query == 32, &q->causal, WHAT, st)) ||
+        (rc = vt_opt_float(cfg, "layer_norm_eps", def->eps, eps, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "hidden_act", def->act, &act, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "module", def->module, module, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "query_tokens_name", def->tokens, tokens, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "input_norm", NULL, in_norm, WHAT, st)) ||
+        (rc = vt_opt_float(cfg, "input_norm_eps", 1e-5, in_eps, WHAT, st)))
         return rc;
     int a = vt_act_from_name(act);
     if (a < 0)
@@ -94,56 +94,49 @@ static int read_config(vt_qformer *q, const cJSON *cfg, const vt_qformer_default
     return 0;
 }
 
-int vt_qformer_load_ex(vt_qformer *q, vt_weights *w, const char *prefix, const cJSON *cfg,
-                       const vt_qformer_defaults *def, vtok_status *st)
+int vt_qformer_load_ex(vt_qformer *q, vt_loader *ld, const cJSON *cfg,
+                       const vt_qformer_defaults *def)
 {
     memset(q, 0, sizeof *q);
-    if (!w || !def)
-        return vt_fail(st, VTOK_EINVAL, "%s: no weights", WHAT);
     double eps, in_eps;
     const char *module, *tokens, *in_norm;
-    int rc = read_config(q, cfg, def, &eps, &module, &tokens, &in_norm, &in_eps, st);
+    int rc = read_config(q, cfg, def, &eps, &module, &tokens, &in_norm, &in_eps, ld->st);
     if (rc)
         return rc;
     q->layers = calloc((size_t)q->n_layers, sizeof *q->layers);
     if (!q->layers)
-        return vt_fail(st, VTOK_ENOMEM, "%s: out of memory", WHAT);
+        return vt_loader_fail(ld, VTOK_ENOMEM, "%s: out of memory", WHAT);
 
-    vt_cload c;
-    vt_cload_init(&c, w, prefix, WHAT);
     int64_t d = q->d;
     float e = (float)eps;
-    q->query = vt_cload_get(&c, tokens, 3, 1, q->n_query, d, 0);
+    q->query = vt_get(ld, tokens, 3, 1, q->n_query, d, 0);
     char b[512];
     snprintf(b, sizeof b, "%s.bert.embeddings.LayerNorm", module);
-    vt_cload_norm(&c, &q->ln_emb, b, d, e);
+    vt_get_norm(ld, &q->ln_emb, b, d, e);
     if (in_norm)
-        vt_cload_norm(&c, &q->ln_in, in_norm, q->enc_width, (float)in_eps);
+        vt_get_norm(ld, &q->ln_in, in_norm, q->enc_width, (float)in_eps);
     for (int64_t i = 0; i < q->n_layers; i++) {
         vt_qformer_layer *L = &q->layers[i];
         char base[256];
         snprintf(base, sizeof base, "%s.bert.encoder.layer.%lld", module, (long long)i);
 #define N(s) (snprintf(b, sizeof b, "%s.%s", base, s), b)
-        load_attn(&c, &L->self_attn, N("attention"), d, d, e);
+        load_attn(ld, &L->self_attn, N("attention"), d, d, e);
         /* BertLayer: crossattention iff layer_num % cross_attention_freq == 0 */
         L->has_cross = i % q->cross_freq == 0;
         if (L->has_cross)
-            load_attn(&c, &L->cross, N("crossattention"), d, q->enc_width, e);
-        vt_cload_linear(&c, &L->fc1, N("intermediate_query.dense"), q->d_ff, d, 1);
-        vt_cload_linear(&c, &L->fc2, N("output_query.dense"), d, q->d_ff, 1);
-        vt_cload_norm(&c, &L->ln_ffn, N("output_query.LayerNorm"), d, e);
+            load_attn(ld, &L->cross, N("crossattention"), d, q->enc_width, e);
+        vt_get_linear(ld, &L->fc1, N("intermediate_query.dense"), q->d_ff, d, 1);
+        vt_get_linear(ld, &L->fc2, N("output_query.dense"), d, q->d_ff, 1);
+        vt_get_norm(ld, &L->ln_ffn, N("output_query.LayerNorm"), d, e);
 #undef N
     }
-    if ((rc = vt_cload_finish(&c, st)))
-        vt_qformer_free(q);
-    return rc;
+    return ld->err;
 }
 
-int vt_qformer_load(vt_qformer *q, vt_weights *w, const char *prefix, const cJSON *cfg,
-                    vtok_status *st)
+int vt_qformer_load(vt_qformer *q, vt_loader *ld, const cJSON *cfg)
 {
     vt_qformer_defaults def = vt_qformer_seed_defaults();
-    return vt_qformer_load_ex(q, w, prefix, cfg, &def, st);
+    return vt_qformer_load_ex(q, ld, cfg, &def);
 }
 
 /* ---- forward ---- */

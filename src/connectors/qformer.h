@@ -31,7 +31,7 @@
 #ifndef VT_QFORMER_H
 #define VT_QFORMER_H
 
-#include "cload.h"
+#include "block.h"
 
 typedef struct vt_bert_attn {
     vt_linear q, k, v, o;     /* self.{query,key,value}, output.dense */
@@ -66,12 +66,11 @@ typedef struct vt_qformer_defaults {
 
 vt_qformer_defaults vt_qformer_seed_defaults(void);
 
-/* Load from w: tensors "<prefix><module>.bert..." and "<prefix><query_tokens_name>".
- * cfg may be NULL. On error q is left freed and st names every missing tensor. */
-int vt_qformer_load(vt_qformer *q, vt_weights *w, const char *prefix, const cJSON *cfg,
-                    vtok_status *st);
-int vt_qformer_load_ex(vt_qformer *q, vt_weights *w, const char *prefix, const cJSON *cfg,
-                       const vt_qformer_defaults *def, vtok_status *st);
+/* Load through ld: tensors "<module>.bert..." and "<query_tokens_name>" (block
+ * convention, block.h). cfg may be NULL. */
+int vt_qformer_load(vt_qformer *q, vt_loader *ld, const cJSON *cfg);
+int vt_qformer_load_ex(vt_qformer *q, vt_loader *ld, const cJSON *cfg,
+                       const vt_qformer_defaults *def);
 
 /* Work floats for a batch of n, t_in image tokens. */
 int64_t vt_qformer_work_floats(const vt_qformer *q, int64_t n, int64_t t_in);

@@ -25,29 +25,27 @@ void vt_seed_detok_free(vt_seed_detok *s)
     memset(s, 0, sizeof *s);
 }
 
-int vt_seed_detok_load(vt_seed_detok *s, vt_weights *w, const char *prefix, const cJSON *cfg,
-                       vtok_status *st)
+int vt_seed_detok_load(vt_seed_detok *s, vt_loader *ld, const cJSON *cfg)
 {
     memset(s, 0, sizeof *s);
-    if (!w)
-        return vt_fail(st, VTOK_EINVAL, "%s: no weights", WHAT);
+    vtok_status *st = ld->st;
     const char *cb, *dec, *pos, *blk, *proj;
     double ratio, eps;
     int rc;
-    if ((rc = vt_ccfg_int(cfg, WHAT, "hidden_size", 768, &s->d, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "codebook_embed_dim", 32, &s->e_dim, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "n_embed", 8192, &s->n_embed, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "num_query_tokens", 32, &s->n_tok, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "blocks_depth", 4, &s->depth, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "blocks_num_heads", 12, &s->heads, st)) ||
-        (rc = vt_ccfg_float(cfg, WHAT, "blocks_mlp_ratio", 4.0, &ratio, st)) ||
-        (rc = vt_ccfg_float(cfg, WHAT, "blocks_eps", 1e-6, &eps, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "proj_dim", 768, &s->proj_dim, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "codebook", "quantize.embedding.weight", &cb, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "decode_layer", "decode_task_layer", &dec, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "pos_embed", "pos_embed_text", &pos, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "blocks", "blocks_text", &blk, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "proj", "distill_text_proj", &proj, st)))
+    if ((rc = vt_opt_int(cfg, "hidden_size", 768, &s->d, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "codebook_embed_dim", 32, &s->e_dim, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "n_embed", 8192, &s->n_embed, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "num_query_tokens", 32, &s->n_tok, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "blocks_depth", 4, &s->depth, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "blocks_num_heads", 12, &s->heads, WHAT, st)) ||
+        (rc = vt_opt_float(cfg, "blocks_mlp_ratio", 4.0, &ratio, WHAT, st)) ||
+        (rc = vt_opt_float(cfg, "blocks_eps", 1e-6, &eps, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "proj_dim", 768, &s->proj_dim, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "codebook", "quantize.embedding.weight", &cb, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "decode_layer", "decode_task_layer", &dec, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "pos_embed", "pos_embed_text", &pos, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "blocks", "blocks_text", &blk, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "proj", "distill_text_proj", &proj, WHAT, st)))
         return rc;
     /* timm Block: mlp_hidden_dim = int(dim * mlp_ratio) */
     s->d_mlp = (int64_t)((double)s->d * ratio);
@@ -73,62 +71,40 @@ int vt_seed_detok_load(vt_seed_detok *s, vt_weights *w, const char *prefix, cons
     const cJSON *rcfg = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "reverse_qformer") : NULL;
     if (rcfg && !cJSON_IsObject(rcfg) && !cJSON_IsNull(rcfg))
         return vt_fail(st, VTOK_EFORMAT, "%s config: 'reverse_qformer' must be an object", WHAT);
-    vtok_status rst = {0};
-    int rrc = vt_qformer_load_ex(&s->rq, w, prefix, cJSON_IsObject(rcfg) ? rcfg : NULL, &def,
-                                 &rst);
-    if (rrc && rrc != VTOK_EMISSING) {
-        vt_fail(st, rrc, "%s: reverse %.480s", WHAT, rst.msg);
-        return rrc;
-    }
-    if (!rrc && s->rq.enc_width != s->d) {
-        vt_qformer_free(&s->rq);
+    if ((rc = vt_qformer_load_ex(&s->rq, ld, cJSON_IsObject(rcfg) ? rcfg : NULL, &def)))
+        return rc;
+    if (s->rq.enc_width != s->d)
         return vt_fail(st, VTOK_EINVAL,
                        "%s config: reverse_qformer encoder_width %lld must equal hidden_size %lld",
                        WHAT, (long long)s->rq.enc_width, (long long)s->d);
-    }
 
     s->blocks = calloc((size_t)(s->depth ? s->depth : 1), sizeof *s->blocks);
-    if (!s->blocks) {
-        vt_qformer_free(&s->rq);
-        return vt_fail(st, VTOK_ENOMEM, "%s: out of memory", WHAT);
-    }
-    vt_cload c;
-    vt_cload_init(&c, w, prefix, WHAT);
+    if (!s->blocks)
+        return vt_loader_fail(ld, VTOK_ENOMEM, "%s: out of memory", WHAT);
     int64_t d = s->d;
     char b[512];
-    s->codebook = vt_cload_get(&c, cb, 2, s->n_embed, s->e_dim, 0, 0);
+    s->codebook = vt_get(ld, cb, 2, s->n_embed, s->e_dim, 0, 0);
     snprintf(b, sizeof b, "%s.0", dec);
-    vt_cload_linear(&c, &s->dec1, b, s->e_dim, s->e_dim, 1);
+    vt_get_linear(ld, &s->dec1, b, s->e_dim, s->e_dim, 1);
     snprintf(b, sizeof b, "%s.2", dec);
-    vt_cload_linear(&c, &s->dec2, b, d, s->e_dim, 1);
-    s->pos = vt_cload_get(&c, pos, 3, 1, s->n_tok, d, 0);
+    vt_get_linear(ld, &s->dec2, b, d, s->e_dim, 1);
+    s->pos = vt_get(ld, pos, 3, 1, s->n_tok, d, 0);
     for (int64_t i = 0; i < s->depth; i++) {
         vt_tblock *B = &s->blocks[i];
         char base[256];
         snprintf(base, sizeof base, "%s.%lld", blk, (long long)i);
 #define N(x) (snprintf(b, sizeof b, "%s.%s", base, x), b)
-        vt_cload_norm(&c, &B->ln1, N("norm1"), d, (float)eps);
-        vt_cload_linear(&c, &B->qkv, N("attn.qkv"), 3 * d, d, 1);
-        vt_cload_linear(&c, &B->proj, N("attn.proj"), d, d, 1);
-        vt_cload_norm(&c, &B->ln2, N("norm2"), d, (float)eps);
-        vt_cload_linear(&c, &B->fc1, N("mlp.fc1"), s->d_mlp, d, 1);
-        vt_cload_linear(&c, &B->fc2, N("mlp.fc2"), d, s->d_mlp, 1);
+        vt_get_norm(ld, &B->ln1, N("norm1"), d, (float)eps);
+        vt_get_linear(ld, &B->qkv, N("attn.qkv"), 3 * d, d, 1);
+        vt_get_linear(ld, &B->proj, N("attn.proj"), d, d, 1);
+        vt_get_norm(ld, &B->ln2, N("norm2"), d, (float)eps);
+        vt_get_linear(ld, &B->fc1, N("mlp.fc1"), s->d_mlp, d, 1);
+        vt_get_linear(ld, &B->fc2, N("mlp.fc2"), d, s->d_mlp, 1);
 #undef N
     }
     /* distill_text_proj: Linear(Reverse Q-Former hidden, proj_dim) */
-    vt_cload_linear(&c, &s->proj, proj, s->proj_dim, rrc ? d : s->rq.d, 1);
-    rc = vt_cload_finish(&c, st);
-    if (rrc) {
-        /* the reverse Q-Former's missing tensors, then ours */
-        char mine[sizeof st->msg];
-        snprintf(mine, sizeof mine, "%s", rc ? st->msg : "");
-        vt_fail(st, VTOK_EMISSING, "%s: reverse %.300s%s%.200s", WHAT, rst.msg, rc ? "; " : "",
-                mine);
-        rc = rc && rc != VTOK_EMISSING ? rc : VTOK_EMISSING;
-    }
-    if (rc)
-        vt_seed_detok_free(s);
-    return rc;
+    vt_get_linear(ld, &s->proj, proj, s->proj_dim, s->rq.d, 1);
+    return ld->err;
 }
 
 /* ---- forward ---- */

@@ -44,8 +44,7 @@ typedef struct vt_seed_detok {
     vt_qformer   rq;            /* reverse Q-Former */
 } vt_seed_detok;
 
-int  vt_seed_detok_load(vt_seed_detok *s, vt_weights *w, const char *prefix, const cJSON *cfg,
-                        vtok_status *st);
+int  vt_seed_detok_load(vt_seed_detok *s, vt_loader *ld, const cJSON *cfg);
 void vt_seed_detok_free(vt_seed_detok *s);   /* NULL is a no-op */
 
 /* t = tokens per item, must equal n_tok (the position table's rows). */

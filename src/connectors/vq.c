@@ -42,36 +42,33 @@ static float dot_fixed(const float *a, const float *b, int64_t n)
     return s;
 }
 
-int vt_vq_load(vt_vq *q, vt_weights *w, const char *prefix, const cJSON *cfg, vtok_status *st)
+int vt_vq_load(vt_vq *q, vt_loader *ld, const cJSON *cfg)
 {
     memset(q, 0, sizeof *q);
-    if (!w)
-        return vt_fail(st, VTOK_EINVAL, "%s: no weights", WHAT);
+    vtok_status *st = ld->st;
     const char *enc, *cb;
     int rc;
-    if ((rc = vt_ccfg_int(cfg, WHAT, "hidden_size", 768, &q->d, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "codebook_embed_dim", 32, &q->e_dim, st)) ||
-        (rc = vt_ccfg_int(cfg, WHAT, "n_embed", 8192, &q->n_embed, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "encode_layer", "encode_task_layer", &enc, st)) ||
-        (rc = vt_ccfg_str(cfg, WHAT, "codebook", "quantize.embedding.weight", &cb, st)))
+    if ((rc = vt_opt_int(cfg, "hidden_size", 768, &q->d, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "codebook_embed_dim", 32, &q->e_dim, WHAT, st)) ||
+        (rc = vt_opt_int(cfg, "n_embed", 8192, &q->n_embed, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "encode_layer", "encode_task_layer", &enc, WHAT, st)) ||
+        (rc = vt_opt_str(cfg, "codebook", "quantize.embedding.weight", &cb, WHAT, st)))
         return rc;
     if (q->d <= 0 || q->e_dim <= 0 || q->n_embed <= 0)
         return vt_fail(st, VTOK_EINVAL, "%s config: bad sizes (hidden %lld, dim %lld, codes %lld)",
                        WHAT, (long long)q->d, (long long)q->e_dim, (long long)q->n_embed);
-    vt_cload c;
-    vt_cload_init(&c, w, prefix, WHAT);
     char b[512];
     /* nn.Sequential(Linear, Tanh, Linear): modules 0 and 2 */
     snprintf(b, sizeof b, "%s.0", enc);
-    vt_cload_linear(&c, &q->enc1, b, q->d, q->d, 1);
+    vt_get_linear(ld, &q->enc1, b, q->d, q->d, 1);
     snprintf(b, sizeof b, "%s.2", enc);
-    vt_cload_linear(&c, &q->enc2, b, q->e_dim, q->d, 1);
-    q->codebook = vt_cload_get(&c, cb, 2, q->n_embed, q->e_dim, 0, 0);
-    if ((rc = vt_cload_finish(&c, st)))
-        return rc;
+    vt_get_linear(ld, &q->enc2, b, q->e_dim, q->d, 1);
+    q->codebook = vt_get(ld, cb, 2, q->n_embed, q->e_dim, 0, 0);
+    if (!q->codebook) /* missing (reported by the loader) or a hard error */
+        return ld->err;
     q->code_sq = vt_alloc((size_t)q->n_embed * sizeof(float));
     if (!q->code_sq)
-        return vt_fail(st, VTOK_ENOMEM, "%s: out of memory", WHAT);
+        return vt_loader_fail(ld, VTOK_ENOMEM, "%s: out of memory", WHAT);
     for (int64_t k = 0; k < q->n_embed; k++) {
         const float *r = q->codebook + k * q->e_dim;
         q->code_sq[k] = dot_fixed(r, r, q->e_dim);

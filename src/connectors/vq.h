@@ -18,7 +18,7 @@
 #ifndef VT_VQ_H
 #define VT_VQ_H
 
-#include "cload.h"
+#include "block.h"
 
 typedef struct vt_vq {
     int64_t      d, e_dim, n_embed;
@@ -27,8 +27,7 @@ typedef struct vt_vq {
     float       *code_sq;    /* [n_embed] |c_k|^2, owned */
 } vt_vq;
 
-int  vt_vq_load(vt_vq *q, vt_weights *w, const char *prefix, const cJSON *cfg,
-                vtok_status *st);
+int  vt_vq_load(vt_vq *q, vt_loader *ld, const cJSON *cfg);
 void vt_vq_free(vt_vq *q);   /* NULL is a no-op */
 
 int64_t vt_vq_work_floats(const vt_vq *q, int64_t n, int64_t t);

@@ -20,12 +20,11 @@ static const vt_vit_defaults blip2_defaults = {
     .channels = 3, .act = "gelu", .eps = 1e-6,
 };
 
-static int blip2_load(vt_loader *ld, const cJSON *cfg)
+static int blip2_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
 {
-    vt_vit *v = ld->v;
     int qkv_bias = 1;
     int rc = vt_read_vit_config(cfg, &blip2_defaults, v, ld->st);
-    if (rc || (rc = vt_cfg_bool(cfg, "qkv_bias", 1, &qkv_bias, ld->st)) ||
+    if (rc || (rc = vt_opt_bool(cfg, "qkv_bias", 1, &qkv_bias, "config.json", ld->st)) ||
         (rc = vt_vit_check(v, ld->st)))
         return rc;
     int64_t d = v->d, p = v->patch;
@@ -33,8 +32,8 @@ static int blip2_load(vt_loader *ld, const cJSON *cfg)
     v->patch_w = vt_get(ld, "embeddings.patch_embedding.weight", 4, d, v->channels, p, p);
     v->patch_b = vt_get(ld, "embeddings.patch_embedding.bias", 1, d, 0, 0, 0);
     v->cls = vt_get(ld, "embeddings.class_embedding", 3, 1, 1, d, 0);
-    vt_get_pos_table(ld, "embeddings.position_embedding", 1, 1);
-    if (vt_vit_alloc_layers(ld, v->n_layers))
+    vt_get_pos_table(v, ld, "embeddings.position_embedding", 1, 1);
+    if (vt_vit_alloc_layers(v, ld, v->n_layers))
         return ld->err;
     for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {
         vt_vit_layer *L = &v->layers[i];

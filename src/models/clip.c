@@ -19,9 +19,8 @@ static const vt_vit_defaults clip_defaults = {
     .channels = 3, .act = "quick_gelu", .eps = 1e-5,
 };
 
-static int clip_load(vt_loader *ld, const cJSON *cfg)
+static int clip_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
 {
-    vt_vit *v = ld->v;
     int rc = vt_read_vit_config(cfg, &clip_defaults, v, ld->st);
     if (rc || (rc = vt_vit_check(v, ld->st)))
         return rc;
@@ -29,26 +28,28 @@ static int clip_load(vt_loader *ld, const cJSON *cfg)
 
     v->patch_w = vt_get(ld, "embeddings.patch_embedding.weight", 4, d, v->channels, p, p);
     v->cls = vt_get(ld, "embeddings.class_embedding", 1, d, 0, 0, 0);
-    vt_get_pos_table(ld, "embeddings.position_embedding.weight", 0, 1);
+    vt_get_pos_table(v, ld, "embeddings.position_embedding.weight", 0, 1);
     vt_get_norm(ld, &v->pre_ln, "pre_layrnorm", d, v->eps);
-    vt_load_clip_encoder(ld);
+    vt_load_clip_encoder(v, ld);
     vt_get_norm(ld, &v->post_ln, "post_layernorm", d, v->eps);
     v->pool = VT_POOL_CLS_LN;
 
     /* visual_projection sits beside vision_model., not under it. */
     char proj[512];
-    size_t pl = strlen(ld->prefix), tail = strlen("vision_model.");
-    if (pl >= tail && strcmp(ld->prefix + pl - tail, "vision_model.") == 0) {
-        snprintf(proj, sizeof proj, "%.*svisual_projection.weight", (int)(pl - tail), ld->prefix);
-        const vt_st_tensor *t = vt_weights_find(ld->w, proj);
+    const char *pre = ld->src.prefix;
+    size_t pl = strlen(pre), tail = strlen("vision_model.");
+    if (pl >= tail && strcmp(pre + pl - tail, "vision_model.") == 0) {
+        snprintf(proj, sizeof proj, "%.*svisual_projection.weight", (int)(pl - tail), pre);
+        vt_wsrc top = ld->src;
+        top.prefix = "";
+        const vt_st_tensor *t = vt_wsrc_find(&top, proj, NULL);
         if (t && !ld->err) {
-            const char *saved = ld->prefix;
-            ld->prefix = "";
+            ld->src.prefix = "";
             int64_t pd = t->n_dims == 2 ? t->shape[0] : 0;
             v->proj.w = vt_get(ld, proj, 2, pd, d, 0, 0);
             v->proj.n_out = pd;
             v->proj.n_in = d;
-            ld->prefix = saved;
+            ld->src.prefix = pre;
         }
     }
     return ld->err;

@@ -17,11 +17,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static int dinov2_load(vt_loader *ld, const cJSON *cfg)
+static int dinov2_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
 {
-    vt_vit *v = ld->v;
     const char *mt = NULL;
-    int rc = vt_cfg_str(cfg, "model_type", "dinov2", &mt, ld->st);
+    int rc = vt_opt_str(cfg, "model_type", "dinov2", &mt, "config.json", ld->st);
     if (rc)
         return rc;
     int is_reg = !strcmp(mt, "dinov2_with_registers");
@@ -34,10 +33,10 @@ static int dinov2_load(vt_loader *ld, const cJSON *cfg)
     int swiglu = 0;
     int64_t n_reg = 0;
     if ((rc = vt_read_vit_config(cfg, &def, v, ld->st)) ||
-        (rc = vt_cfg_float(cfg, "mlp_ratio", 4.0, &mlp_ratio, ld->st)) ||
-        (rc = vt_cfg_bool(cfg, "use_swiglu_ffn", 0, &swiglu, ld->st)))
+        (rc = vt_opt_float(cfg, "mlp_ratio", 4.0, &mlp_ratio, "config.json", ld->st)) ||
+        (rc = vt_opt_bool(cfg, "use_swiglu_ffn", 0, &swiglu, "config.json", ld->st)))
         return rc;
-    if ((rc = vt_cfg_int(cfg, "num_register_tokens", is_reg ? 4 : 0, &n_reg, ld->st)))
+    if ((rc = vt_opt_int(cfg, "num_register_tokens", is_reg ? 4 : 0, &n_reg, "config.json", ld->st)))
         return rc;
     if (!(mlp_ratio > 0.0) || mlp_ratio > 64.0)
         return vt_fail(ld->st, VTOK_EFORMAT, "config.json: bad mlp_ratio %g", mlp_ratio);
@@ -59,10 +58,10 @@ static int dinov2_load(vt_loader *ld, const cJSON *cfg)
         v->reg = vt_get(ld, "embeddings.register_tokens", 3, 1, n_reg, d, 0);
         v->n_reg = n_reg;
     }
-    vt_get_pos_table(ld, "embeddings.position_embeddings", 1, 1);
+    vt_get_pos_table(v, ld, "embeddings.position_embeddings", 1, 1);
     /* Dinov2WithRegistersEmbeddings resizes with antialias=True, Dinov2Embeddings without. */
     v->pos_interp = is_reg ? VT_POS_BICUBIC_AA : VT_POS_BICUBIC;
-    if (vt_vit_alloc_layers(ld, v->n_layers))
+    if (vt_vit_alloc_layers(v, ld, v->n_layers))
         return ld->err;
     for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {
         vt_vit_layer *L = &v->layers[i];

@@ -46,7 +46,7 @@ static int read_cfg(const cJSON *cfg, vt_vit *v, eva_cfg *c, vtok_status *st)
 {
     const char *variant = NULL, *act = NULL;
     double mlp_ratio = 0.0, eps = 0.0;
-    int rc = vt_cfg_str(cfg, "variant", "eva02", &variant, st);
+    int rc = vt_opt_str(cfg, "variant", "eva02", &variant, "config.json", st);
     if (rc)
         return rc;
     const eva_defaults *d = !strcmp(variant, "eva02")     ? &eva02_def
@@ -55,22 +55,22 @@ static int read_cfg(const cJSON *cfg, vt_vit *v, eva_cfg *c, vtok_status *st)
     if (!d)
         return vt_fail(st, VTOK_EUNSUPPORTED,
                        "EVA variant '%s' is not 'eva02' or 'eva_vit_g'", variant);
-    if ((rc = vt_cfg_side(cfg, "image_size", 224, &v->image_size, st)) ||
-        (rc = vt_cfg_side(cfg, "patch_size", 14, &v->patch, st)) ||
-        (rc = vt_cfg_int(cfg, "width", d->width, &v->d, st)) ||
-        (rc = vt_cfg_int(cfg, "layers", d->layers, &v->n_layers, st)) ||
-        (rc = vt_cfg_int(cfg, "heads", d->heads, &v->n_heads, st)) ||
-        (rc = vt_cfg_int(cfg, "channels", 3, &v->channels, st)) ||
-        (rc = vt_cfg_float(cfg, "mlp_ratio", d->mlp_ratio, &mlp_ratio, st)) ||
-        (rc = vt_cfg_float(cfg, "eps", 1e-6, &eps, st)) ||
-        (rc = vt_cfg_str(cfg, "act", "gelu", &act, st)) ||
-        (rc = vt_cfg_bool(cfg, "qkv_bias", 1, &c->qkv_bias, st)) ||
-        (rc = vt_cfg_bool(cfg, "subln", d->subln, &c->subln, st)) ||
-        (rc = vt_cfg_bool(cfg, "swiglu", d->swiglu, &c->swiglu, st)) ||
-        (rc = vt_cfg_bool(cfg, "rope", d->rope, &c->rope, st)) ||
-        (rc = vt_cfg_bool(cfg, "intp_freq", 1, &c->intp_freq, st)) ||
-        (rc = vt_cfg_int(cfg, "pt_hw_seq_len", 16, &c->pt_seq, st)) ||
-        (rc = vt_cfg_float(cfg, "rope_theta", 10000.0, &c->theta, st)))
+    if ((rc = vt_opt_side(cfg, "image_size", 224, &v->image_size, "config.json", st)) ||
+        (rc = vt_opt_side(cfg, "patch_size", 14, &v->patch, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "width", d->width, &v->d, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "layers", d->layers, &v->n_layers, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "heads", d->heads, &v->n_heads, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "channels", 3, &v->channels, "config.json", st)) ||
+        (rc = vt_opt_float(cfg, "mlp_ratio", d->mlp_ratio, &mlp_ratio, "config.json", st)) ||
+        (rc = vt_opt_float(cfg, "eps", 1e-6, &eps, "config.json", st)) ||
+        (rc = vt_opt_str(cfg, "act", "gelu", &act, "config.json", st)) ||
+        (rc = vt_opt_bool(cfg, "qkv_bias", 1, &c->qkv_bias, "config.json", st)) ||
+        (rc = vt_opt_bool(cfg, "subln", d->subln, &c->subln, "config.json", st)) ||
+        (rc = vt_opt_bool(cfg, "swiglu", d->swiglu, &c->swiglu, "config.json", st)) ||
+        (rc = vt_opt_bool(cfg, "rope", d->rope, &c->rope, "config.json", st)) ||
+        (rc = vt_opt_bool(cfg, "intp_freq", 1, &c->intp_freq, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "pt_hw_seq_len", 16, &c->pt_seq, "config.json", st)) ||
+        (rc = vt_opt_float(cfg, "rope_theta", 10000.0, &c->theta, "config.json", st)))
         return rc;
     int a = vt_act_from_name(act);
     if (a < 0)
@@ -105,14 +105,13 @@ static int read_cfg(const cJSON *cfg, vt_vit *v, eva_cfg *c, vtok_status *st)
 }
 
 /* The [ft*ft, dh] cos/sin tables of VisionRotaryEmbeddingFast (see the top of the file). */
-static int build_rope(vt_loader *ld, const eva_cfg *c)
+static int build_rope(vt_vit *v, vt_loader *ld, const eva_cfg *c)
 {
-    vt_vit *v = ld->v;
     int64_t dh = v->d / v->n_heads, half = dh / 2, nf = half / 2;
     int64_t ft = c->intp_freq ? v->image_size / v->patch : c->pt_seq;
     float f[1024], t[4096];
     if (nf > 1024 || ft > 4096)
-        return ld->err = vt_fail(ld->st, VTOK_EUNSUPPORTED, "EVA: RoPE table too large");
+        return vt_loader_fail(ld, VTOK_EUNSUPPORTED, "EVA: RoPE table too large");
     float *cs = vt_loader_alloc(ld, 2 * ft * ft * dh);
     if (!cs)
         return ld->err;
@@ -141,9 +140,8 @@ static int build_rope(vt_loader *ld, const eva_cfg *c)
     return 0;
 }
 
-static void load_block(vt_loader *ld, const eva_cfg *c, int64_t i)
+static void load_block(vt_vit *v, vt_loader *ld, const eva_cfg *c, int64_t i)
 {
-    vt_vit *v = ld->v;
     vt_vit_layer *L = &v->layers[i];
     int64_t d = v->d, h = v->d_ff;
     char b[160];
@@ -189,46 +187,39 @@ static void load_block(vt_loader *ld, const eva_cfg *c, int64_t i)
 #undef N
 }
 
-int vt_eva_load(vt_vit *v, vt_weights *w, const char *prefix, const cJSON *cfg,
-                vtok_status *st)
+int vt_eva_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
 {
     memset(v, 0, sizeof *v);
     eva_cfg c;
     memset(&c, 0, sizeof c);
-    vt_loader ld = {.v = v, .w = w, .prefix = prefix ? prefix : "", .st = st};
-    int rc = read_cfg(cfg, v, &c, st);
+    ld->own = &v->own;
+    int rc = read_cfg(cfg, v, &c, ld->st);
     if (rc)
         return rc;
     int64_t d = v->d, p = v->patch, grid = v->image_size / p;
 
-    v->patch_w = vt_get(&ld, "patch_embed.proj.weight", 4, d, v->channels, p, p);
-    v->patch_b = vt_get(&ld, "patch_embed.proj.bias", 1, d, 0, 0, 0);
-    v->cls = vt_get(&ld, "cls_token", 3, 1, 1, d, 0);
-    if (!ld.err)
-        vt_get_pos_table(&ld, "pos_embed", 1, 1);
-    if (!ld.err && (v->grid_h != grid || v->grid_w != grid)) {
+    v->patch_w = vt_get(ld, "patch_embed.proj.weight", 4, d, v->channels, p, p);
+    v->patch_b = vt_get(ld, "patch_embed.proj.bias", 1, d, 0, 0, 0);
+    v->cls = vt_get(ld, "cls_token", 3, 1, 1, d, 0);
+    vt_get_pos_table(v, ld, "pos_embed", 1, 1);
+    if (v->pos && (v->grid_h != grid || v->grid_w != grid)) {
         /* LAVIS interpolate_pos_embed resizes a table trained at another size once at load
          * (F.interpolate bicubic, align_corners=False); vit.c does the same resize from
          * the stored table. EVA-02's RoPE table has no such path in eva.py. */
         if (c.rope)
-            ld.err = vt_fail(st, VTOK_ESHAPE,
-                             "EVA: pos_embed is for %lldx%lld patches, the image has %lldx%lld",
-                             (long long)v->grid_h, (long long)v->grid_w, (long long)grid,
-                             (long long)grid);
+            vt_loader_fail(ld, VTOK_ESHAPE,
+                           "EVA: pos_embed is for %lldx%lld patches, the image has %lldx%lld",
+                           (long long)v->grid_h, (long long)v->grid_w, (long long)grid,
+                           (long long)grid);
         else
             v->pos_interp = VT_POS_BICUBIC;
     }
-    if (!ld.err && c.rope)
-        build_rope(&ld, &c);
-    if (!ld.err)
-        vt_vit_alloc_layers(&ld, v->n_layers);
-    for (int64_t i = 0; i < v->n_layers && !ld.err; i++)
-        load_block(&ld, &c, i);
+    if (!ld->err && c.rope)
+        build_rope(v, ld, &c);
+    if (!ld->err)
+        vt_vit_alloc_layers(v, ld, v->n_layers);
+    for (int64_t i = 0; i < v->n_layers && !ld->err; i++)
+        load_block(v, ld, &c, i);
     v->pool = VT_POOL_NONE; /* post_ln stays empty: no final norm */
-    if (ld.err) {
-        rc = ld.err;
-        vt_vit_free(v);
-        return rc;
-    }
-    return 0;
+    return ld->err;
 }

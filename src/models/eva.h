@@ -26,10 +26,11 @@
  * The output is every token after the last block without a final norm
  * (forward_features(return_all_features=True) / LAVIS forward); hidden
  * state i is the output of block i (0 = embeddings). v borrows the tensors of
- * w (keep w open while v is used) and owns derived buffers; release with
- * vt_vit_free. On error v is left empty and st names the problem.
+ * the loader's files (keep them open while v is used) and owns derived
+ * buffers; release with vt_vit_free. Returns a config error (in ld->st), or
+ * 0 with tensor problems left in ld for vt_loader_finish (missing names are
+ * collected, not fatal here). On any failure the caller frees v.
  */
-int vt_eva_load(vt_vit *v, vt_weights *w, const char *prefix, const cJSON *cfg,
-                vtok_status *st);
+int vt_eva_load(vt_vit *v, vt_loader *ld, const cJSON *cfg);
 
 #endif /* VT_EVA_H */

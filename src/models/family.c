@@ -12,15 +12,15 @@ int vt_read_vit_config(const cJSON *cfg, const vt_vit_defaults *def, vt_vit *v, 
     const char *act = NULL;
     double eps = 0.0;
     int rc;
-    if ((rc = vt_cfg_int(cfg, "hidden_size", def->d, &v->d, st)) ||
-        (rc = vt_cfg_int(cfg, "intermediate_size", def->d_ff, &v->d_ff, st)) ||
-        (rc = vt_cfg_int(cfg, "num_hidden_layers", def->layers, &v->n_layers, st)) ||
-        (rc = vt_cfg_int(cfg, "num_attention_heads", def->heads, &v->n_heads, st)) ||
-        (rc = vt_cfg_int(cfg, "num_channels", def->channels, &v->channels, st)) ||
-        (rc = vt_cfg_side(cfg, "image_size", def->image, &v->image_size, st)) ||
-        (rc = vt_cfg_side(cfg, "patch_size", def->patch, &v->patch, st)) ||
-        (rc = vt_cfg_str(cfg, "hidden_act", def->act, &act, st)) ||
-        (rc = vt_cfg_float(cfg, "layer_norm_eps", def->eps, &eps, st)))
+    if ((rc = vt_opt_int(cfg, "hidden_size", def->d, &v->d, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "intermediate_size", def->d_ff, &v->d_ff, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "num_hidden_layers", def->layers, &v->n_layers, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "num_attention_heads", def->heads, &v->n_heads, "config.json", st)) ||
+        (rc = vt_opt_int(cfg, "num_channels", def->channels, &v->channels, "config.json", st)) ||
+        (rc = vt_opt_side(cfg, "image_size", def->image, &v->image_size, "config.json", st)) ||
+        (rc = vt_opt_side(cfg, "patch_size", def->patch, &v->patch, "config.json", st)) ||
+        (rc = vt_opt_str(cfg, "hidden_act", def->act, &act, "config.json", st)) ||
+        (rc = vt_opt_float(cfg, "layer_norm_eps", def->eps, &eps, "config.json", st)))
         return rc;
     int a = vt_act_from_name(act);
     if (a < 0)
@@ -30,23 +30,20 @@ int vt_read_vit_config(const cJSON *cfg, const vt_vit_defaults *def, vt_vit *v, 
     return 0;
 }
 
-int vt_get_pos_table(vt_loader *ld, const char *name, int leading_one, int64_t prefix_rows)
+int vt_get_pos_table(vt_vit *v, vt_loader *ld, const char *name, int leading_one, int64_t prefix_rows)
 {
-    vt_vit *v = ld->v;
     const float *p = leading_one ? vt_get(ld, name, 3, 1, -1, v->d, 0)
                                  : vt_get(ld, name, 2, -1, v->d, 0, 0);
     if (!p)
         return ld->err;
     /* vt_get wrote nothing back; look the size up again from the file. */
-    char full[512];
-    snprintf(full, sizeof full, "%s%s", ld->prefix, name);
-    const vt_st_tensor *t = vt_weights_find(ld->w, full);
+    const vt_st_tensor *t = vt_find(ld, name);
     int64_t rows = t->shape[leading_one ? 1 : 0] - prefix_rows;
     int64_t g = (int64_t)llround(sqrt((double)(rows > 0 ? rows : 0)));
     if (rows <= 0 || g * g != rows)
         return ld->err = vt_fail(ld->st, VTOK_ESHAPE,
                                  "tensor '%s' has %lld position rows, not %lld + a square grid",
-                                 full, (long long)t->shape[leading_one ? 1 : 0],
+                                 t->name, (long long)t->shape[leading_one ? 1 : 0],
                                  (long long)prefix_rows);
     v->pos = p;
     v->grid_h = v->grid_w = g;
@@ -54,11 +51,10 @@ int vt_get_pos_table(vt_loader *ld, const char *name, int leading_one, int64_t p
     return 0;
 }
 
-int vt_load_clip_encoder(vt_loader *ld)
+int vt_load_clip_encoder(vt_vit *v, vt_loader *ld)
 {
-    vt_vit *v = ld->v;
     int64_t d = v->d;
-    if (vt_vit_alloc_layers(ld, v->n_layers))
+    if (vt_vit_alloc_layers(v, ld, v->n_layers))
         return ld->err;
     for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {
         vt_vit_layer *L = &v->layers[i];

@@ -16,7 +16,7 @@ typedef struct vt_family {
     const char *const *model_types;   /* NULL-terminated                    */
     /* model_types whose vision settings live under "vision_config" */
     const char *const *composite_types;
-    int (*load)(vt_loader *ld, const cJSON *vcfg);
+    int (*load)(vt_vit *v, vt_loader *ld, const cJSON *vcfg); /* tensors through ld */
 } vt_family;
 
 extern const vt_family vt_family_clip, vt_family_siglip, vt_family_dinov2, vt_family_vit,
@@ -34,11 +34,11 @@ typedef struct vt_vit_defaults {
 int vt_read_vit_config(const cJSON *cfg, const vt_vit_defaults *def, vt_vit *v, vtok_status *st);
 
 /* Position table [1 or absent, P, d]: sets v->pos, grid_h/grid_w from P - prefix rows. */
-int vt_get_pos_table(vt_loader *ld, const char *name, int leading_one, int64_t prefix_rows);
+int vt_get_pos_table(vt_vit *v, vt_loader *ld, const char *name, int leading_one, int64_t prefix_rows);
 
 /* encoder.layers.N.{layer_norm1, self_attn.{q,k,v,out}_proj, layer_norm2, mlp.fc1, mlp.fc2}:
  * the layer names CLIP and SigLIP share. */
-int vt_load_clip_encoder(vt_loader *ld);
+int vt_load_clip_encoder(vt_vit *v, vt_loader *ld);
 
 /* The encoder of a loaded model (model.c), for callers that run it on memory
  * they planned themselves (recipes: vt_vit_forward on a shallow copy). */

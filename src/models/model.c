@@ -175,7 +175,8 @@ static int pack_linears(vtok_model *m, int dtype, vtok_status *st)
     if (!l)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     list_linears(&m->vit, l);
-    int rc = vt_pack_linears(l, n, dtype, m->w, &m->packed, &m->lp_max_in, st);
+    vt_wsrc src = vt_wsrc_one(m->w, NULL, NULL);
+    int rc = vt_pack_linears(l, n, dtype, &src, &m->packed, &m->lp_max_in, st);
     free(l);
     return rc;
 }
@@ -237,7 +238,7 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
         goto fail;
     }
     const char *mt = NULL;
-    if (vt_cfg_str(m->config, "model_type", NULL, &mt, st))
+    if (vt_opt_str(m->config, "model_type", NULL, &mt, "config.json", st))
         goto fail;
     if (!mt) {
         vt_fail(st, VTOK_EFORMAT, "%s: no model_type", cfg_path);
@@ -266,11 +267,15 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
         goto fail_empty;
     if (vt_find_prefix(m->w, m->fam->anchor, m->prefix, sizeof m->prefix, st))
         goto fail_empty;
-    vt_loader ld = {.v = &m->vit, .w = m->w, .prefix = m->prefix, .st = st};
-    int rc = m->fam->load(&ld, vcfg);
-    if (rc || ld.err) {
+    vt_wsrc src = vt_wsrc_one(m->w, w_path, m->prefix);
+    vt_loader ld;
+    vt_loader_init(&ld, &src, NULL, &m->vit.own, st);
+    int rc = m->fam->load(&m->vit, &ld, vcfg);
+    if (!rc)
+        rc = vt_loader_finish(&ld);
+    if (rc) {
         if (!st->code)
-            vt_fail(st, rc ? rc : ld.err, "failed to load %s", path);
+            vt_fail(st, rc, "failed to load %s", path);
         goto fail_empty;
     }
     cJSON_Delete(empty);

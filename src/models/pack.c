@@ -36,7 +36,7 @@
 
 typedef struct {
     const vt_kernels *k;
-    vt_weights       *w;
+    const vt_wsrc    *w;
     int               dtype;  /* vtok_dtype */
     _Atomic int       failed; /* a low-precision pack ran out of memory */
     vt_linear *const *l;      /* the Linears to convert ... */
@@ -78,12 +78,12 @@ static void pack_task(void *arg, int64_t i, int tid)
     }
     /* Drop the source pages now, not after the whole pass: the peak is then
      * the converted block plus the weights in flight, not plus all of them. */
-    vt_weights_drop_pages(j->w, l->w);
+    vt_wsrc_drop_pages(j->w, l->w);
 }
 
 #define PACK_ALIGN 64 /* bytes: the kernels' aligned panel loads */
 
-int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, vt_weights *w, void **block_out,
+int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, const vt_wsrc *w, void **block_out,
                     int64_t *lp_max_in, vtok_status *st)
 {
     const vt_kernels *k = vt_kernels_get();
@@ -139,7 +139,7 @@ int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, vt_weights *w, vo
             }
             if (lp_max_in)
                 *lp_max_in = x->n_in > *lp_max_in ? x->n_in : *lp_max_in;
-            vt_weights_release(w, x->w);
+            vt_wsrc_release(w, x->w);
             x->w = NULL;
         }
         *block_out = block;

@@ -5,6 +5,7 @@
 #define VT_PACK_H
 
 #include "../core/ops.h"
+#include "../io/loader.h"
 #include "../io/io.h"
 
 /*
@@ -16,7 +17,7 @@
  *                    the table has no packed form; an allocation failure
  *                    leaves the Linears unpacked and returns 0.
  *   VTOK_DTYPE_BF16  l->lp / lpw (/ lp_scale, lp_wsum for INT8); the float32
- *   VTOK_DTYPE_INT8  weight is released through w (vt_weights_release) and
+ *   VTOK_DTYPE_INT8  weight is released through w (vt_wsrc_release) and
  *                    l->w set to NULL, so no other code may read a listed
  *                    Linear's weight tensor afterwards.
  * *block receives the one allocation holding every converted weight (free
@@ -24,7 +25,7 @@
  * raised to the widest low-precision input, for vt_exec_lp_bytes.
  * Returns 0, or VTOK_ENOMEM for a low-precision dtype that could not be met.
  */
-int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, vt_weights *w, void **block,
+int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, const vt_wsrc *w, void **block,
                     int64_t *lp_max_in, vtok_status *st);
 
 #endif /* VT_PACK_H */

@@ -18,20 +18,19 @@ static const vt_vit_defaults siglip_defaults = {
     .channels = 3, .act = "gelu_pytorch_tanh", .eps = 1e-6,
 };
 
-static int siglip_load(vt_loader *ld, const cJSON *cfg)
+static int siglip_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
 {
-    vt_vit *v = ld->v;
     int use_head = 1;
     int rc = vt_read_vit_config(cfg, &siglip_defaults, v, ld->st);
-    if (rc || (rc = vt_cfg_bool(cfg, "vision_use_head", 1, &use_head, ld->st)) ||
+    if (rc || (rc = vt_opt_bool(cfg, "vision_use_head", 1, &use_head, "config.json", ld->st)) ||
         (rc = vt_vit_check(v, ld->st)))
         return rc;
     int64_t d = v->d, p = v->patch;
 
     v->patch_w = vt_get(ld, "embeddings.patch_embedding.weight", 4, d, v->channels, p, p);
     v->patch_b = vt_get(ld, "embeddings.patch_embedding.bias", 1, d, 0, 0, 0);
-    vt_get_pos_table(ld, "embeddings.position_embedding.weight", 0, 0);
-    vt_load_clip_encoder(ld);
+    vt_get_pos_table(v, ld, "embeddings.position_embedding.weight", 0, 0);
+    vt_load_clip_encoder(v, ld);
     vt_get_norm(ld, &v->post_ln, "post_layernorm", d, v->eps);
     v->pool = VT_POOL_NONE;
     if (use_head) {

@@ -15,6 +15,8 @@
 
 #include "../core/ops.h"
 #include "../io/io.h"
+#include "../io/loader.h"
+#include "../io/opt.h"
 
 #include <cjson/cJSON.h>
 
@@ -93,47 +95,15 @@ typedef struct vt_vit {
     vt_linear    head_fc1, head_fc2;
 
     /* buffers the loader derived from the checkpoint (e.g. BLIP-2's qkv bias) */
-    void       **owned;
-    int          n_owned, cap_owned;
+    vt_owned     own;
 } vt_vit;
 
 void vt_vit_free(vt_vit *v);   /* frees layers and owned buffers, not the struct */
 
-/* ---- config.json helpers: typed reads that fall back to the class default ---- */
+/* ---- loading (tensors go through loader.h) ---- */
 
-/* Integer value of key (or def if absent/null); error if present but not an integer. */
-int vt_cfg_int(const cJSON *cfg, const char *key, int64_t def, int64_t *out, vtok_status *st);
-int vt_cfg_float(const cJSON *cfg, const char *key, double def, double *out, vtok_status *st);
-int vt_cfg_bool(const cJSON *cfg, const char *key, int def, int *out, vtok_status *st);
-/* String value; *out points into cfg (or is def). */
-int vt_cfg_str(const cJSON *cfg, const char *key, const char *def, const char **out,
-               vtok_status *st);
-/* image_size / patch_size may be an int or a [h, w] pair; both must be equal for now. */
-int vt_cfg_side(const cJSON *cfg, const char *key, int64_t def, int64_t *out, vtok_status *st);
-
-/* ---- loading helpers used by every family ---- */
-
-typedef struct vt_loader {
-    vt_vit      *v;            /* owner of allocations made while loading */
-    vt_weights  *w;
-    const char  *prefix;       /* tensor-name prefix of the vision tower, e.g. "vision_model." */
-    vtok_status *st;
-    int          err;          /* first error; later gets are skipped */
-} vt_loader;
-
-/* Tensor prefix + name, shape-checked (see vt_weights_f32). NULL + ld->err on error. */
-const float *vt_get(vt_loader *ld, const char *name, int n_dims, int64_t d0, int64_t d1,
-                    int64_t d2, int64_t d3);
-/* Same, but NULL without error if the tensor is absent. */
-const float *vt_get_opt(vt_loader *ld, const char *name, int n_dims, int64_t d0, int64_t d1,
-                        int64_t d2, int64_t d3);
-void vt_get_linear(vt_loader *ld, vt_linear *l, const char *name, int64_t n_out, int64_t n_in,
-                   int bias);
-void vt_get_norm(vt_loader *ld, vt_norm *n, const char *name, int64_t d, float eps);
-/* Zeroed floats owned by ld->v; NULL + ld->err on failure. */
-float *vt_loader_alloc(vt_loader *ld, int64_t n);
-/* Allocate v->layers (zeroed). */
-int vt_vit_alloc_layers(vt_loader *ld, int64_t n_layers);
+/* Allocate v->layers (zeroed); a bad count is a hard error of ld. */
+int vt_vit_alloc_layers(vt_vit *v, vt_loader *ld, int64_t n_layers);
 
 /*
  * Find the prefix under which `anchor` (e.g. "embeddings.patch_embedding.weight")

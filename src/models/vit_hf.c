@@ -23,14 +23,13 @@ static const vt_vit_defaults vit_defaults = {
     .channels = 3, .act = "gelu", .eps = 1e-12,
 };
 
-static int vit_load(vt_loader *ld, const cJSON *cfg)
+static int vit_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
 {
-    vt_vit *v = ld->v;
     int qkv_bias = 1;
     const char *mt = "vit";
     int rc = vt_read_vit_config(cfg, &vit_defaults, v, ld->st);
-    if (rc || (rc = vt_cfg_bool(cfg, "qkv_bias", 1, &qkv_bias, ld->st)) ||
-        (rc = vt_cfg_str(cfg, "model_type", "vit", &mt, ld->st)) ||
+    if (rc || (rc = vt_opt_bool(cfg, "qkv_bias", 1, &qkv_bias, "config.json", ld->st)) ||
+        (rc = vt_opt_str(cfg, "model_type", "vit", &mt, "config.json", ld->st)) ||
         (rc = vt_vit_check(v, ld->st)))
         return rc;
     int64_t d = v->d, p = v->patch;
@@ -42,8 +41,8 @@ static int vit_load(vt_loader *ld, const cJSON *cfg)
     /* DeiT's distillation token sits after [CLS] and, unlike registers, has a position. */
     v->reg = vt_get_opt(ld, "embeddings.distillation_token", 3, 1, 1, d, 0);
     v->n_reg = v->reg ? 1 : 0;
-    vt_get_pos_table(ld, "embeddings.position_embeddings", 1, 1 + v->n_reg);
-    if (vt_vit_alloc_layers(ld, v->n_layers))
+    vt_get_pos_table(v, ld, "embeddings.position_embeddings", 1, 1 + v->n_reg);
+    if (vt_vit_alloc_layers(v, ld, v->n_layers))
         return ld->err;
     for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {
         vt_vit_layer *L = &v->layers[i];
@@ -62,9 +61,7 @@ static int vit_load(vt_loader *ld, const cJSON *cfg)
     vt_get_norm(ld, &v->post_ln, "layernorm", d, v->eps);
     v->pool = VT_POOL_NONE;
     if (!is_mae && !ld->err) {
-        char full[512];
-        snprintf(full, sizeof full, "%spooler.dense.weight", ld->prefix);
-        const vt_st_tensor *t = vt_weights_find(ld->w, full);
+        const vt_st_tensor *t = vt_find(ld, "pooler.dense.weight");
         if (t) {
             int64_t po = t->n_dims == 2 ? t->shape[0] : 0;
             vt_get_linear(ld, &v->pool_dense, "pooler.dense", po, d, 1);

@@ -29,20 +29,18 @@ typedef struct {
     int     keep_cls;              /* select_feature "cls_patch" */
     int     dino_norm;             /* dino_final_norm: DINOv2's final LayerNorm on each layer */
     int     token_concat;          /* concat "token" (else "channel") */
+    int64_t nc, nd;                /* hidden states requested of each */
     vt_lln  clip_merge, dino_merge;
     vt_mlp  dino_mlp, proj;
 } comm_state;
 
-static void comm_free(void *state)
+static void comm_unload(void *state)
 {
     comm_state *s = state;
-    if (!s)
-        return;
     vt_lln_free(&s->clip_merge);
     vt_lln_free(&s->dino_merge);
     vt_mlp_free(&s->dino_mlp);
     vt_mlp_free(&s->proj);
-    free(s);
 }
 
 /* "all" (1..L), or a list of hidden-state indices (negative from the end). */
@@ -81,10 +79,11 @@ static int read_layers(const cJSON *cfg, const char *key, const int64_t *def, in
     return 0;
 }
 
-static int load_mlp(vt_recipe *r, vt_mlp *m, vt_weights *w, const char *file, const cJSON *cfg,
-                    const char *key, const char *def_type, int64_t d_in, vtok_status *st)
+static int load_mlp(vt_recipe *r, vt_mlp *m, vt_loader *ld, const cJSON *cfg,
+                    const char *key, const char *def_type, int64_t d_in)
 {
     char where[160], prefix[64];
+    vtok_status *st = ld->st;
     snprintf(where, sizeof where, "recipe %s: %s", vt_recipe_name(r), key);
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (o && !cJSON_IsObject(o))
@@ -103,25 +102,26 @@ static int load_mlp(vt_recipe *r, vt_mlp *m, vt_weights *w, const char *file, co
         vt_fail(st, VTOK_EFORMAT, "%s: 'file' belongs to the connector (one file for all parts)",
                 where);
     else
-        rc = vt_mlp_load(m, w, pj ? pj->valuestring : prefix, tmp, d_in, file, where, st);
+        rc = vt_mlp_load(m, ld, pj ? pj->valuestring : prefix, tmp, d_in, where);
     cJSON_Delete(tmp);
     return rc;
 }
 
-static int load_lln(vt_recipe *r, vt_lln *x, vt_weights *w, const char *file, const cJSON *cfg,
-                    const char *key, int64_t K, int64_t d_in, vtok_status *st)
+static int load_lln(vt_recipe *r, vt_lln *x, vt_loader *ld, const cJSON *cfg, const char *key,
+                    int64_t K, int64_t d_in)
 {
     char where[160], prefix[64];
     snprintf(where, sizeof where, "recipe %s: %s", vt_recipe_name(r), key);
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(cfg, key);
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(o, "prefix");
     if (pj && !cJSON_IsString(pj))
-        return vt_fail(st, VTOK_EFORMAT, "%s: 'prefix' must be a string", where);
+        return vt_fail(ld->st, VTOK_EFORMAT, "%s: 'prefix' must be a string", where);
     snprintf(prefix, sizeof prefix, "%s.", key);
-    return vt_lln_load(x, w, pj ? pj->valuestring : prefix, o, K, d_in, file, where, st);
+    return vt_lln_load(x, ld, pj ? pj->valuestring : prefix, o, K, d_in, where);
 }
 
-static int comm_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *st)
+static int comm_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON **weights,
+                      vtok_status *st)
 {
     static const char *const keys[] = {"type", "clip", "dino", "file", "clip_layers",
                                        "dino_layers", "select_feature", "dino_final_norm",
@@ -130,14 +130,12 @@ static int comm_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *
     static const char *const feats[] = {"patch", "cls_patch", NULL};
     static const char *const concat[] = {"channel", "token", NULL};
     static const int64_t dino_def[] = {-6, -5, -4, -3, -2, -1}; /* HF hidden_states 19..24 of 24 */
+    comm_state *s = state;
     char where[128];
     snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
-    comm_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    *state = s;
     const char *clip, *dino;
     int rc;
+    (void)weights;
     if ((rc = vt_opt_check_keys(cfg, keys, where, st)) ||
         (rc = vt_opt_str(cfg, "clip", "clip", &clip, where, st)) ||
         (rc = vt_opt_str(cfg, "dino", "dino", &dino, where, st)) ||
@@ -153,46 +151,42 @@ static int comm_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *
         return vt_fail(st, VTOK_EFORMAT, "%s: 'clip' and 'dino' name the same encoder", where);
 
     int64_t Lc = vt_recipe_encoder_layers(r, s->clip), Ld = vt_recipe_encoder_layers(r, s->dino);
-    int64_t *lc = calloc((size_t)(Lc + Ld + 2) + 6, sizeof *lc), nc = 0, nd = 0;
+    int64_t *lc = calloc((size_t)(Lc + Ld + 2) + 6, sizeof *lc);
     if (!lc)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     int64_t *ld = lc + Lc + 1;
-    if (!(rc = read_layers(cfg, "clip_layers", NULL, 0, Lc, lc, &nc, where, st)) &&
+    if (!(rc = read_layers(cfg, "clip_layers", NULL, 0, Lc, lc, &s->nc, where, st)) &&
         !(rc = read_layers(cfg, "dino_layers", dino_def + (Ld >= 6 ? 0 : 6 - Ld),
-                           Ld >= 6 ? 6 : Ld, Ld, ld, &nd, where, st)) &&
-        !(rc = vt_recipe_request(r, s->clip, lc, nc, where, st)))
-        rc = vt_recipe_request(r, s->dino, ld, nd, where, st);
+                           Ld >= 6 ? 6 : Ld, Ld, ld, &s->nd, where, st)) &&
+        !(rc = vt_recipe_request(r, s->clip, lc, s->nc, where, st)))
+        rc = vt_recipe_request(r, s->dino, ld, s->nd, where, st);
     free(lc);
-    if (rc)
-        return rc;
+    return rc;
+}
 
-    vt_weights *w;
-    const char *file;
-    if ((rc = vt_recipe_weights(r, cJSON_GetObjectItemCaseSensitive(cfg, "file"), &w, &file,
-                                where, st)))
-        return rc;
-    if ((rc = load_lln(r, &s->clip_merge, w, file, cfg, "clip_merge", nc, -1, st)) ||
-        (rc = load_lln(r, &s->dino_merge, w, file, cfg, "dino_merge", nd, -1, st)) ||
-        (rc = load_mlp(r, &s->dino_mlp, w, file, cfg, "dino_mlp", "mlp2x_gelu",
-                       s->dino_merge.d_out, st)))
+static int comm_load(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld)
+{
+    comm_state *s = state;
+    int rc;
+    if ((rc = load_lln(r, &s->clip_merge, ld, cfg, "clip_merge", s->nc, -1)) ||
+        (rc = load_lln(r, &s->dino_merge, ld, cfg, "dino_merge", s->nd, -1)) ||
+        (rc = load_mlp(r, &s->dino_mlp, ld, cfg, "dino_mlp", "mlp2x_gelu",
+                       s->dino_merge.d_out)))
         return rc;
     int64_t dcat = s->token_concat ? s->clip_merge.d_out
                                    : s->clip_merge.d_out + s->dino_mlp.d_out;
-    if ((rc = load_mlp(r, &s->proj, w, file, cfg, "projector", "linear", dcat, st)))
-        return rc;
-    /* Every connector Linear converted for the recipe's dtype, each once. */
-    int64_t n = vt_lln_linears(&s->clip_merge, NULL) + vt_lln_linears(&s->dino_merge, NULL) +
-                2 * VT_MLP_MAX_DEPTH, k = 0;
-    vt_linear **l = malloc((size_t)n * sizeof *l);
-    if (!l)
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    k += vt_lln_linears(&s->clip_merge, l + k);
-    k += vt_lln_linears(&s->dino_merge, l + k);
-    k += vt_mlp_linears(&s->dino_mlp, l + k);
-    k += vt_mlp_linears(&s->proj, l + k);
-    rc = vt_recipe_pack(r, l, k, w, st);
-    free(l);
-    return rc;
+    return load_mlp(r, &s->proj, ld, cfg, "projector", "linear", dcat);
+}
+
+/* Every connector Linear, each once. */
+static int64_t comm_linears(void *state, vt_linear **l)
+{
+    comm_state *s = state;
+    int64_t k = vt_lln_linears(&s->clip_merge, l);
+    k += vt_lln_linears(&s->dino_merge, l ? l + k : NULL);
+    k += vt_mlp_linears(&s->dino_mlp, l ? l + k : NULL);
+    k += vt_mlp_linears(&s->proj, l ? l + k : NULL);
+    return k;
 }
 
 static int comm_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
@@ -278,8 +272,11 @@ static void comm_forward(const void *state, const vt_exec *e, const vt_enc_feats
 
 const vt_connector_kind vt_connector_comm = {
     .name = "comm",
+    .state_size = sizeof(comm_state),
+    .setup = comm_setup,
     .load = comm_load,
+    .unload = comm_unload,
+    .linears = comm_linears,
     .plan = comm_plan,
     .forward = comm_forward,
-    .free = comm_free,
 };

@@ -29,106 +29,80 @@
 typedef struct {
     int          enc;
     int          keep_cls;
+    int          bias;
+    double       eps;
+    const char  *ln_name, *proj_name, *per_prefix;   /* point into the recipe JSON */
     vt_norm      ln;
     vt_perceiver per;
     vt_linear    proj;
 } gvt_state;
 
-static void gvt_free(void *state)
+static void gvt_unload(void *state)
 {
     gvt_state *s = state;
-    if (s)
-        vt_perceiver_free(&s->per);
-    free(s);
+    vt_perceiver_free(&s->per);
+    memset(&s->ln, 0, sizeof s->ln);
+    memset(&s->proj, 0, sizeof s->proj);
 }
 
-/* "a" or "a; b" into st (both blocks report their missing tensors). */
-static int join_errors(vtok_status *st, int rc1, const vtok_status *s1, int rc2,
-                       const vtok_status *s2)
-{
-    if (rc1 && rc2)
-        return vt_fail(st, rc1, "%s; %s", s1->msg, s2->msg);
-    if (rc1)
-        return vt_fail(st, rc1, "%s", s1->msg);
-    return vt_fail(st, rc2, "%s", s2->msg);
-}
-
-static int gvt_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *st)
+static int gvt_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON **weights,
+                     vtok_status *st)
 {
     static const char *const keys[] = {"type", "encoder", "file", "prefix", "select_feature",
                                        "ln_vision", "perceiver", "llm_proj", NULL};
     static const char *const lkeys[] = {"name", "eps", NULL};
     static const char *const pkeys[] = {"name", "bias", NULL};
     static const char *const feats[] = {"patch", "cls_patch", NULL};
+    gvt_state *s = state;
     char where[128];
     snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
-    gvt_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    *state = s;
     const cJSON *lj = cJSON_GetObjectItemCaseSensitive(cfg, "ln_vision");
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(cfg, "perceiver");
     const cJSON *oj = cJSON_GetObjectItemCaseSensitive(cfg, "llm_proj");
-    const char *enc, *ln_name, *proj_name, *per_prefix;
-    double eps;
-    int bias, rc;
+    const char *enc;
+    int rc;
     int64_t last = -1;
+    (void)weights;
     if ((rc = vt_opt_check_keys(cfg, keys, where, st)) ||
         (rc = vt_opt_check_keys(lj, lkeys, where, st)) ||
         (rc = vt_opt_check_keys(oj, pkeys, where, st)) ||
         (rc = vt_opt_str(cfg, "encoder", "vit", &enc, where, st)) ||
         (rc = vt_opt_enum(cfg, "select_feature", feats, 1, &s->keep_cls, where, st)) ||
-        (rc = vt_opt_str(lj, "name", "ln_vision", &ln_name, where, st)) ||
-        (rc = vt_opt_float(lj, "eps", 1e-5, &eps, where, st)) ||
-        (rc = vt_opt_str(pj, "prefix", "perceiver.", &per_prefix, where, st)) ||
-        (rc = vt_opt_str(oj, "name", "llm_proj", &proj_name, where, st)) ||
-        (rc = vt_opt_bool(oj, "bias", 1, &bias, where, st)))
+        (rc = vt_opt_str(lj, "name", "ln_vision", &s->ln_name, where, st)) ||
+        (rc = vt_opt_float(lj, "eps", 1e-5, &s->eps, where, st)) ||
+        (rc = vt_opt_str(pj, "prefix", "perceiver.", &s->per_prefix, where, st)) ||
+        (rc = vt_opt_str(oj, "name", "llm_proj", &s->proj_name, where, st)) ||
+        (rc = vt_opt_bool(oj, "bias", 1, &s->bias, where, st)))
         return rc;
     if (pj && !cJSON_IsObject(pj))
         return vt_fail(st, VTOK_EFORMAT, "%s: 'perceiver' must be an object", where);
     if ((s->enc = vt_recipe_encoder(r, enc, where, st)) < 0)
         return s->enc;
-    if ((rc = vt_recipe_request(r, s->enc, &last, 1, where, st)))
-        return rc;
+    return vt_recipe_request(r, s->enc, &last, 1, where, st);
+}
 
-    vt_weights *w;
-    const char *file;
-    if ((rc = vt_recipe_weights(r, cJSON_GetObjectItemCaseSensitive(cfg, "file"), &w, &file,
-                                where, st)))
+/* Perceiver and the two plain tensors through one loader: one message. */
+static int gvt_load(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld)
+{
+    gvt_state *s = state;
+    (void)r;
+    int rc = vt_perceiver_load(&s->per, ld, s->per_prefix,
+                               cJSON_GetObjectItemCaseSensitive(cfg, "perceiver"));
+    if (rc)
         return rc;
-    const char *root = vt_recipe_pick_prefix(w, cJSON_GetObjectItemCaseSensitive(cfg, "prefix"));
-    char pp[256];
-    if (snprintf(pp, sizeof pp, "%s%s", root, per_prefix) >= (int)sizeof pp)
-        return vt_fail(st, VTOK_EFORMAT, "%s: prefix too long", where);
+    vt_get_norm(ld, &s->ln, s->ln_name, s->per.dim, (float)s->eps);
+    vt_get_linear(ld, &s->proj, s->proj_name, -1, s->per.dim, s->bias);
+    return ld->err;
+}
 
-    /* Perceiver and the two plain tensors: both report, one message. */
-    vtok_status s1 = {0}, s2 = {0};
-    int rc1 = vt_perceiver_load(&s->per, w, pp, pj, &s1);
-    char b1[160], b2[160];
-    vt_bload b = {.w = w, .prefix = root, .st = &s2, .file = file};
-    int64_t d = s->per.dim > 0 ? s->per.dim : -1, sh[1] = {d}, sb[1] = {d};
-    snprintf(b1, sizeof b1, "%s.weight", ln_name);
-    snprintf(b2, sizeof b2, "%s.bias", ln_name);
-    s->ln.w = vt_bget(&b, b1, 1, sh);
-    s->ln.b = vt_bget(&b, b2, 1, sb);
-    s->ln.eps = (float)eps;
-    vt_bget_linear(&b, &s->proj, proj_name, -1, d, bias);
-    int rc2 = vt_bload_finish(&b);
-    if (rc1 || rc2) {
-        join_errors(st, rc1, &s1, rc2, &s2);
-        vt_msg_prefix(st, where);
-        return st->code;
-    }
-    /* Perceiver and llm_proj Linears for the recipe's dtype (ln_vision stays float). */
-    int64_t n = vt_perceiver_linears(&s->per, NULL);
-    vt_linear **l = malloc((size_t)(n + 1) * sizeof *l);
-    if (!l)
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    vt_perceiver_linears(&s->per, l);
-    l[n] = &s->proj;
-    rc = vt_recipe_pack(r, l, n + 1, w, st);
-    free(l);
-    return rc;
+/* Perceiver and llm_proj Linears for the recipe's dtype (ln_vision stays float). */
+static int64_t gvt_linears(void *state, vt_linear **l)
+{
+    gvt_state *s = state;
+    int64_t n = vt_perceiver_linears(&s->per, l);
+    if (l)
+        l[n] = &s->proj;
+    return n + 1;
 }
 
 static int gvt_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
@@ -165,8 +139,11 @@ static void gvt_forward(const void *state, const vt_exec *e, const vt_enc_feats 
 
 const vt_connector_kind vt_connector_gvt = {
     .name = "gvt",
+    .state_size = sizeof(gvt_state),
+    .setup = gvt_setup,
     .load = gvt_load,
+    .unload = gvt_unload,
+    .linears = gvt_linears,
     .plan = gvt_plan,
     .forward = gvt_forward,
-    .free = gvt_free,
 };

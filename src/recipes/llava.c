@@ -27,25 +27,20 @@ typedef struct {
     vt_mlp  proj;
 } llava_state;
 
-static void llava_free(void *state)
+static void llava_unload(void *state)
 {
-    llava_state *s = state;
-    if (s)
-        vt_mlp_free(&s->proj);
-    free(s);
+    vt_mlp_free(&((llava_state *)state)->proj);
 }
 
-static int llava_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *st)
+static int llava_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON **weights,
+                       vtok_status *st)
 {
     static const char *const keys[] = {"type", "encoder", "select_layer", "select_feature",
                                        "projector", NULL};
     static const char *const feats[] = {"patch", "cls_patch", NULL};
+    llava_state *s = state;
     char where[128];
     snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
-    llava_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    *state = s;
     const char *enc;
     int64_t layer;
     int rc;
@@ -58,21 +53,25 @@ static int llava_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status 
         return s->enc;
     if ((rc = vt_recipe_request(r, s->enc, &layer, 1, where, st)))
         return rc;
-
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(cfg, "projector");
     if (!cJSON_IsObject(pj))
         return vt_fail(st, VTOK_EFORMAT, "%s: needs a 'projector' object", where);
+    *weights = pj; /* "file" and "prefix" live in the projector object */
+    return 0;
+}
+
+static int llava_load(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld)
+{
+    llava_state *s = state;
+    char where[128];
     snprintf(where, sizeof where, "recipe %s: projector", vt_recipe_name(r));
-    vt_weights *w;
-    const char *file;
-    if ((rc = vt_recipe_weights(r, cJSON_GetObjectItemCaseSensitive(pj, "file"), &w, &file,
-                                where, st)))
-        return rc;
-    const char *prefix = vt_recipe_pick_prefix(w, cJSON_GetObjectItemCaseSensitive(pj, "prefix"));
-    if ((rc = vt_mlp_load(&s->proj, w, prefix, pj, 0, file, where, st)))
-        return rc;
-    vt_linear *l[VT_MLP_MAX_DEPTH];
-    return vt_recipe_pack(r, l, vt_mlp_linears(&s->proj, l), w, st);
+    return vt_mlp_load(&s->proj, ld, "", cJSON_GetObjectItemCaseSensitive(cfg, "projector"), 0,
+                       where);
+}
+
+static int64_t llava_linears(void *state, vt_linear **l)
+{
+    return vt_mlp_linears(&((llava_state *)state)->proj, l);
 }
 
 static int llava_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
@@ -105,8 +104,11 @@ static void llava_forward(const void *state, const vt_exec *e, const vt_enc_feat
 
 const vt_connector_kind vt_connector_llava = {
     .name = "llava",
+    .state_size = sizeof(llava_state),
+    .setup = llava_setup,
     .load = llava_load,
+    .unload = llava_unload,
+    .linears = llava_linears,
     .plan = llava_plan,
     .forward = llava_forward,
-    .free = llava_free,
 };

@@ -27,7 +27,8 @@ vtok_recipe_params vtok_recipe_default_params(void)
     return (vtok_recipe_params){.use_mmap = 1, .dtype = VTOK_DTYPE_F32};
 }
 
-int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, vt_weights *w, vtok_status *st)
+int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, const vt_wsrc *w,
+                   vtok_status *st)
 {
     if (n <= 0)
         return 0;
@@ -139,78 +140,195 @@ int vt_recipe_request(vt_recipe *r, int enc, const int64_t *layers, int64_t n_la
     return 0;
 }
 
-int vt_recipe_weights(vt_recipe *r, const cJSON *file, vt_weights **w, const char **name,
-                      const char *where, vtok_status *st)
+/* torch.hub.get_dir(): $TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch. */
+static char *torch_home_path(const char *rest)
 {
-    int n = cJSON_IsArray(file) ? cJSON_GetArraySize(file) : 1;
-    if (!file || (!cJSON_IsString(file) && !cJSON_IsArray(file)) || n < 1)
-        return vt_fail(st, VTOK_EFORMAT, "%s: 'file' must be a file name or a list of them", where);
-    const char *first = NULL;
-    for (int i = 0; i < n; i++) {
-        const cJSON *f = cJSON_IsArray(file) ? cJSON_GetArrayItem(file, i) : file;
-        if (!cJSON_IsString(f))
-            return vt_fail(st, VTOK_EFORMAT, "%s: 'file' entries must be strings", where);
-        if (!first)
-            first = f->valuestring;
-        char *path = join(r->model_dir, f->valuestring);
-        if (!path)
-            return vt_fail(st, VTOK_ENOMEM, "out of memory");
-        /* "." means the folder's own safetensors: it counts only if one is there. */
-        int ok = strcmp(f->valuestring, ".") ? exists(path) : 0;
-        if (!strcmp(f->valuestring, ".")) {
-            char probe[4200];
-            snprintf(probe, sizeof probe, "%s/model.safetensors", path);
-            ok = exists(probe);
-            snprintf(probe, sizeof probe, "%s/model.safetensors.index.json", path);
-            ok = ok || exists(probe);
-        }
-        if (!ok) {
-            free(path);
-            continue;
-        }
-        for (int k = 0; k < r->n_files; k++) /* already open (several blocks, one file) */
-            if (!strcmp(r->file_names[k], path)) {
-                free(path);
-                *w = r->files[k];
-                *name = r->file_names[k];
-                return 0;
-            }
-        if (r->n_files >= VT_RECIPE_MAX_FILES) {
-            free(path);
-            return vt_fail(st, VTOK_ELIMIT, "%s: too many weight files", where);
-        }
-        int rc = vt_weights_open(path, r->use_mmap, w, st);
-        if (rc) {
-            free(path);
-            return rc;
-        }
-        r->files[r->n_files] = *w;
-        r->file_names[r->n_files++] = path;
-        *name = path;
-        return 0;
-    }
-    return vt_fail(st, VTOK_EIO, "missing weight file: %s/%s%s", r->model_dir, first,
-                   n > 1 ? " (or its alternatives in the recipe)" : "");
+    const char *th = getenv("TORCH_HOME"), *xdg = getenv("XDG_CACHE_HOME"),
+               *home = getenv("HOME");
+    char buf[4200];
+    if (th && *th)
+        snprintf(buf, sizeof buf, "%s/%s", th, rest);
+    else if (xdg && *xdg)
+        snprintf(buf, sizeof buf, "%s/torch/%s", xdg, rest);
+    else if (home && *home)
+        snprintf(buf, sizeof buf, "%s/.cache/torch/%s", home, rest);
+    else
+        return NULL;
+    return strdup(buf);
 }
 
-const char *vt_recipe_pick_prefix(const vt_weights *w, const cJSON *prefix)
+/* The path a recipe file name stands for (malloc'ed), or NULL if it does not
+ * exist. "." counts only if the folder has its own safetensors. */
+static char *resolve(const vt_recipe *r, const char *name)
 {
-    if (cJSON_IsString(prefix))
-        return prefix->valuestring;
-    if (!cJSON_IsArray(prefix) || cJSON_GetArraySize(prefix) < 1)
-        return "";
-    const char *first = NULL;
-    for (const cJSON *p = prefix->child; p; p = p->next) {
-        if (!cJSON_IsString(p))
-            continue;
-        if (!first)
-            first = p->valuestring;
-        size_t n = strlen(p->valuestring);
-        for (int64_t i = 0; i < vt_weights_count(w); i++)
-            if (!strncmp(vt_weights_at(w, i)->name, p->valuestring, n))
-                return p->valuestring;
+    char *path;
+    if (!strncmp(name, "$TORCH_HOME/", 12))
+        path = torch_home_path(name + 12);
+    else if (name[0] == '/')
+        path = strdup(name);
+    else
+        path = join(r->model_dir, name);
+    if (!path)
+        return NULL;
+    int ok;
+    if (!strcmp(name, ".")) {
+        char probe[4200];
+        snprintf(probe, sizeof probe, "%s/model.safetensors", path);
+        ok = exists(probe);
+        snprintf(probe, sizeof probe, "%s/model.safetensors.index.json", path);
+        ok = ok || exists(probe);
+    } else {
+        ok = exists(path);
     }
-    return first ? first : "";
+    if (!ok) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+/* Open path once per recipe (several parts may read one file); takes path. */
+static int open_file(vt_recipe *r, char *path, vt_weights **w, const char **name,
+                     const char *where, vtok_status *st)
+{
+    for (int k = 0; k < r->n_files; k++)
+        if (!strcmp(r->file_names[k], path)) {
+            free(path);
+            *w = r->files[k];
+            *name = r->file_names[k];
+            return 0;
+        }
+    if (r->n_files >= VT_RECIPE_MAX_FILES) {
+        free(path);
+        return vt_fail(st, VTOK_ELIMIT, "%s: too many weight files", where);
+    }
+    int rc = vt_weights_open(path, r->use_mmap, w, st);
+    if (rc) {
+        free(path);
+        return rc;
+    }
+    r->files[r->n_files] = *w;
+    r->file_names[r->n_files++] = path;
+    *name = path;
+    return 0;
+}
+
+/* Opens the files of one candidate into g; 1 if they all exist, 0 if one is
+ * absent, negative on an error (a file that exists but cannot be read). */
+static int open_candidate(vt_recipe *r, const cJSON *c, vt_wsrc *g, const char *where,
+                          vtok_status *st)
+{
+    int n = cJSON_IsArray(c) ? cJSON_GetArraySize(c) : 1;
+    memset(g, 0, sizeof *g);
+    if (n > VT_SRC_MAX_FILES)
+        return vt_fail(st, VTOK_EFORMAT, "%s: a 'file' candidate has over %d files", where,
+                       VT_SRC_MAX_FILES);
+    for (int i = 0; i < n; i++) { /* all exist, or the candidate is skipped */
+        const cJSON *f = cJSON_IsArray(c) ? cJSON_GetArrayItem(c, i) : c;
+        char *path = resolve(r, f->valuestring);
+        if (!path)
+            return 0;
+        free(path);
+    }
+    for (int i = 0; i < n; i++) {
+        const cJSON *f = cJSON_IsArray(c) ? cJSON_GetArrayItem(c, i) : c;
+        int rc = open_file(r, resolve(r, f->valuestring), &g->w[i], &g->name[i], where, st);
+        if (rc)
+            return rc;
+        g->n = i + 1;
+    }
+    return 1;
+}
+
+static int check_names(const cJSON *file, const cJSON *prefix, const char *where,
+                       vtok_status *st)
+{
+    int ok = cJSON_IsString(file) || (cJSON_IsArray(file) && cJSON_GetArraySize(file) > 0);
+    for (const cJSON *c = cJSON_IsArray(file) ? file->child : NULL; ok && c; c = c->next) {
+        ok = cJSON_IsString(c) || (cJSON_IsArray(c) && cJSON_GetArraySize(c) > 0);
+        for (const cJSON *f = cJSON_IsArray(c) ? c->child : NULL; ok && f; f = f->next)
+            ok = cJSON_IsString(f);
+    }
+    if (!ok)
+        return vt_fail(st, VTOK_EFORMAT, "%s: 'file' must be a file name or a list of "
+                       "candidates (a name, or a list of names read as one)", where);
+    ok = !prefix || cJSON_IsString(prefix) || cJSON_IsArray(prefix);
+    for (const cJSON *p = cJSON_IsArray(prefix) ? prefix->child : NULL; ok && p; p = p->next)
+        ok = cJSON_IsString(p);
+    if (!ok)
+        return vt_fail(st, VTOK_EFORMAT, "%s: 'prefix' must be a string or a list of them", where);
+    return 0;
+}
+
+int vt_recipe_load_part(vt_recipe *r, const cJSON *file, const cJSON *prefix, const char *where,
+                        vt_part_load load, vt_part_unload unload, void *arg, vt_wsrc *src,
+                        vtok_status *st)
+{
+    int rc = check_names(file, prefix, where, st);
+    if (rc)
+        return rc;
+    int nc = cJSON_IsArray(file) ? cJSON_GetArraySize(file) : 1;
+    int np = cJSON_IsArray(prefix) ? cJSON_GetArraySize(prefix) : 1;
+    int tried = 0, found_file = 0, best_rc = 0;
+    int64_t best_found = -1;
+    vtok_status best = {0};
+    for (int ci = 0; ci < nc; ci++) {
+        const cJSON *c = cJSON_IsArray(file) ? cJSON_GetArrayItem(file, ci) : file;
+        vt_wsrc g;
+        rc = open_candidate(r, c, &g, where, st);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            continue;
+        found_file = 1;
+        for (int pi = 0; pi < np; pi++) {
+            const cJSON *p = cJSON_IsArray(prefix) ? cJSON_GetArrayItem(prefix, pi) : prefix;
+            g.prefix = cJSON_IsString(p) ? p->valuestring : "";
+            if (*g.prefix && !vt_wsrc_has_prefix(&g))
+                continue; /* nothing under this prefix in these files */
+            vtok_status s = {0};
+            vt_loader ld;
+            vt_loader_init(&ld, &g, where, NULL, &s);
+            rc = load(arg, &ld);
+            if (!rc)
+                rc = vt_loader_finish(&ld);
+            if (!rc) {
+                *src = g;
+                return 0;
+            }
+            unload(arg);
+            if (!ld.n_found && !ld.n_missing) { /* an option error: no candidate helps */
+                *st = s;
+                return rc;
+            }
+            if (ld.n_found > best_found) { /* the message of the closest candidate */
+                best = s;
+                best_rc = rc;
+                best_found = ld.n_found;
+            }
+            tried++;
+        }
+    }
+    if (!found_file) {
+        const cJSON *c = cJSON_IsArray(file) ? cJSON_GetArrayItem(file, 0) : file;
+        const char *first = cJSON_IsArray(c) ? cJSON_GetArrayItem(c, 0)->valuestring
+                                             : c->valuestring;
+        return vt_fail(st, VTOK_EIO, "%s: missing weight file: %s/%s%s", where, r->model_dir,
+                       first, nc > 1 || cJSON_IsArray(c) ? " (or its alternatives in the recipe)"
+                                                         : "");
+    }
+    if (!tried)
+        return vt_fail(st, VTOK_EMISSING, "%s: no tensors under the recipe's prefixes in its "
+                       "weight files", where);
+    *st = best;
+    if (tried > 1) {
+        char tail[64];
+        snprintf(tail, sizeof tail, " (best of %d file/prefix candidates)", tried);
+        size_t u = strlen(st->msg), t = strlen(tail);
+        if (u + t < sizeof st->msg)
+            memcpy(st->msg + u, tail, t + 1);
+    }
+    return best_rc;
 }
 
 /* ---- loading ---- */
@@ -322,23 +440,30 @@ merge:
     return 0;
 }
 
-/* An EVA tower inside a PyTorch checkpoint (GVT's .pth, SEED's tokenizer
- * file): "file" (candidates), "prefix" (candidates: the first with tensors
- * in the file), "variant" and "config" for vt_eva_load. Its Linears are
- * converted for the recipe's dtype here, as vtok_model_load does for HF
- * folders. The file stays open in the recipe, shared with the connector. */
+/* An EVA tower inside a PyTorch checkpoint (GVT's .pth, LAVIS eva_vit_g.pth
+ * for SEED): "file" and "prefix" candidates (vt_recipe_load_part), "variant"
+ * and "config" for vt_eva_load. Its Linears are converted for the recipe's
+ * dtype here, as vtok_model_load does for HF folders. The files stay open in
+ * the recipe, shared with the connector. */
+typedef struct {
+    vt_vit      *v;
+    const cJSON *cfg;
+} eva_part;
+
+static int eva_try(void *arg, vt_loader *ld)
+{
+    eva_part *p = arg;
+    return vt_eva_load(p->v, ld, p->cfg);
+}
+
+static void eva_undo(void *arg)
+{
+    vt_vit_free(((eva_part *)arg)->v);
+}
+
 static int load_eva(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *where,
                     vtok_status *st)
 {
-    vt_weights *w;
-    const char *file;
-    int rc = vt_recipe_weights(r, cJSON_GetObjectItemCaseSensitive(ej, "file"), &w, &file, where,
-                               st);
-    if (rc)
-        return rc;
-    if (!(e->path = strdup(file)))
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    const char *prefix = vt_recipe_pick_prefix(w, cJSON_GetObjectItemCaseSensitive(ej, "prefix"));
     const cJSON *cj = cJSON_GetObjectItemCaseSensitive(ej, "config");
     const cJSON *vj = cJSON_GetObjectItemCaseSensitive(ej, "variant");
     if ((cj && !cJSON_IsObject(cj)) || (vj && !cJSON_IsString(vj)))
@@ -354,23 +479,71 @@ static int load_eva(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char 
     }
     if (!cfg)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    rc = vt_eva_load(&e->own, w, prefix, cfg, st);
+    eva_part part = {.v = &e->own, .cfg = cfg};
+    vt_wsrc src;
+    int rc = vt_recipe_load_part(r, cJSON_GetObjectItemCaseSensitive(ej, "file"),
+                                 cJSON_GetObjectItemCaseSensitive(ej, "prefix"), where, eva_try,
+                                 eva_undo, &part, &src, st);
     cJSON_Delete(cfg);
-    if (rc) {
-        char pre[300];
-        snprintf(pre, sizeof pre, "%s (%s, prefix '%s')", where, file, prefix);
-        vt_msg_prefix(st, pre);
+    if (rc)
         return rc;
-    }
+    char files[400];
+    if (!(e->path = strdup(vt_wsrc_files(&src, files, sizeof files))))
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
     e->vit = &e->own;
     int64_t n = vt_vit_linears(&e->own, NULL);
     vt_linear **l = malloc((size_t)(n > 0 ? n : 1) * sizeof *l);
     if (!l)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     vt_vit_linears(&e->own, l);
-    rc = vt_recipe_pack(r, l, n, w, st);
+    rc = vt_recipe_pack(r, l, n, &src, st);
     free(l);
     e->own.attn_lowp = r->dtype != VTOK_DTYPE_F32; /* as vtok_model_load does */
+    return rc;
+}
+
+/* The connector: the kind's own options once, then its blocks from the first
+ * weight source that has them all, then its Linears for the recipe dtype. */
+typedef struct {
+    vt_recipe   *r;
+    const cJSON *cfg;
+} conn_part;
+
+static int conn_try(void *arg, vt_loader *ld)
+{
+    conn_part *p = arg;
+    return p->r->kind->load(p->r, p->cfg, p->r->conn, ld);
+}
+
+static void conn_undo(void *arg)
+{
+    conn_part *p = arg;
+    p->r->kind->unload(p->r->conn);
+}
+
+static int load_connector(vt_recipe *r, const cJSON *cfg, const char *where, vtok_status *st)
+{
+    if (!(r->conn = calloc(1, r->kind->state_size)))
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    const cJSON *wj = cfg;
+    int rc = r->kind->setup(r, cfg, r->conn, &wj, st);
+    if (rc)
+        return rc;
+    char w2[160];
+    snprintf(w2, sizeof w2, "%s: connector", where);
+    conn_part part = {.r = r, .cfg = cfg};
+    vt_wsrc src;
+    if ((rc = vt_recipe_load_part(r, cJSON_GetObjectItemCaseSensitive(wj, "file"),
+                                  cJSON_GetObjectItemCaseSensitive(wj, "prefix"), w2, conn_try,
+                                  conn_undo, &part, &src, st)))
+        return rc;
+    int64_t n = r->kind->linears(r->conn, NULL);
+    vt_linear **l = malloc((size_t)(n > 0 ? n : 1) * sizeof *l);
+    if (!l)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    n = r->kind->linears(r->conn, l);
+    rc = vt_recipe_pack(r, l, n, &src, st);
+    free(l);
     return rc;
 }
 
@@ -629,7 +802,7 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
                      where, type);
         goto fail;
     }
-    if ((rc = r->kind->load(r, conn, &r->conn, st)) || (rc = finish_load(r, st)))
+    if ((rc = load_connector(r, conn, where, st)) || (rc = finish_load(r, st)))
         goto fail;
     return r;
 fail:
@@ -644,7 +817,8 @@ void vtok_recipe_free(vtok_recipe *r)
     if (!r)
         return;
     if (r->kind && r->conn)
-        r->kind->free(r->conn);
+        r->kind->unload(r->conn);
+    free(r->conn);
     for (int i = 0; i < r->n_enc; i++) {
         vtok_model_free(r->enc[i].model);
         if (r->enc[i].vit == &r->enc[i].own)

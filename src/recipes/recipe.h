@@ -4,9 +4,11 @@
  * each, and one connector that turns them into LLM-ready tokens.
  *
  * A connector kind is a small vtable (llava.c, comm.c, gvt.c, seed.c):
- *   load     read the "connector" object of the recipe, open its weights
- *            (vt_recipe_weights), ask encoders for hidden states
- *            (vt_recipe_request); returns its private state.
+ *   setup    read the "connector" object's own options and ask encoders for
+ *            hidden states (vt_recipe_request), once.
+ *   load     load its blocks (block.h) through a loader; the runtime picks
+ *            the weight source (vt_recipe_load_part), then converts the
+ *            Linears the kind lists (linears) for the recipe's dtype.
  *   plan     for n images and the encoders' token counts: its stages (named
  *            outputs, shapes), the work floats, the max tokens it attends over.
  *   forward  run on the planned buffers (it gets its own stages, in the
@@ -29,7 +31,7 @@
 
 #define VT_RECIPE_MAX_ENC    8
 #define VT_RECIPE_MAX_STAGES 24
-#define VT_RECIPE_MAX_FILES  8
+#define VT_RECIPE_MAX_FILES  16
 
 typedef struct vtok_recipe vt_recipe;  /* the public vtok_recipe */
 
@@ -62,12 +64,22 @@ typedef struct vt_plan {
 
 typedef struct vt_connector_kind {
     const char *name;
-    int  (*load)(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *st);
+    size_t      state_size;
+    /* Options of the connector itself and the encoder requests; runs once.
+     * *weights = the JSON object holding "file" and "prefix" (cfg itself,
+     * or a sub-object such as LLaVA's "projector"). */
+    int  (*setup)(vt_recipe *r, const cJSON *cfg, void *state, const cJSON **weights,
+                  vtok_status *st);
+    /* The blocks: their options and tensors through ld (block.h). May run
+     * once per candidate source; unload undoes it (zeroed, ready to retry). */
+    int  (*load)(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld);
+    void (*unload)(void *state);
+    /* Linears to convert for the recipe's dtype, each once (out NULL: count). */
+    int64_t (*linears)(void *state, vt_linear **out);
     int  (*plan)(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
                  vtok_status *st);
     void (*forward)(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
                     vt_stage *stages, int64_t *ids, float *work);
-    void (*free)(void *state);
     int  (*detok_plan)(const void *state, int64_t n, int64_t t, vt_plan *p, vtok_status *st);
     int  (*detok)(const void *state, const vt_exec *e, const int64_t *ids, int64_t n, int64_t t,
                   vt_stage *stages, float *work, vtok_status *st);
@@ -90,23 +102,37 @@ int64_t vt_recipe_encoder_layers(const vt_recipe *r, int enc);
 /* Hidden width of encoder `enc`. */
 int64_t vt_recipe_encoder_width(const vt_recipe *r, int enc);
 
-/* Open the weights named by `file` (a string or an array of candidates,
- * relative to the model directory; "." = the folder's own safetensors);
- * the first candidate that exists is used. *name is the path opened (for
- * messages; owned by r). The weights stay open until the recipe is freed. */
-int vt_recipe_weights(vt_recipe *r, const cJSON *file, vt_weights **w, const char **name,
-                      const char *where, vtok_status *st);
+/*
+ * Load one part (an encoder tower read from a checkpoint, a connector) from
+ * the first candidate source that has every tensor it needs:
+ *   file    a name, or a list of candidates; a candidate is a name or a list
+ *           of names read as one (later files override earlier ones, like
+ *           successive load_state_dict(strict=False)); a candidate counts
+ *           only if all its files exist. Names are relative to the model
+ *           folder, absolute, or "$TORCH_HOME/..." (torch.hub's cache:
+ *           $TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch);
+ *           "." is the folder's own safetensors.
+ *   prefix  a name prefix or a list of them ("" when absent).
+ * For each existing candidate in order, each prefix in order: load(arg, ld)
+ * then vt_loader_finish; the first success wins (*src = that source). A
+ * failure caused by options (nothing read) stops at once; otherwise unload
+ * and try the next. If none has everything, the error is the one of the
+ * candidate that had the most tensors, naming its files, prefix and every
+ * missing or misshaped tensor.
+ */
+typedef int (*vt_part_load)(void *arg, vt_loader *ld);
+typedef void (*vt_part_unload)(void *arg);
+int vt_recipe_load_part(vt_recipe *r, const cJSON *file, const cJSON *prefix, const char *where,
+                        vt_part_load load, vt_part_unload unload, void *arg, vt_wsrc *src,
+                        vtok_status *st);
 
-/* First prefix in `prefix` (a string or array) under which w has a tensor,
- * else the first one; "" when absent. Points into the JSON. */
-const char *vt_recipe_pick_prefix(const vt_weights *w, const cJSON *prefix);
-
-/* Convert n connector Linears (each listed once) for the recipe's dtype with
+/* Convert n Linears (each listed once) for the recipe's dtype with
  * vt_pack_linears: f32 panels, or bf16 / int8 with the float weights
  * released (never read a listed Linear's w afterwards; keep tensors read as
- * plain floats, such as a VQ codebook, out of the list). w is the file they
+ * plain floats, such as a VQ codebook, out of the list). src is where they
  * came from. The converted block lives as long as the recipe. */
-int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, vt_weights *w, vtok_status *st);
+int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, const vt_wsrc *src,
+                   vtok_status *st);
 
 /* Name of the recipe (for messages). */
 const char *vt_recipe_name(const vt_recipe *r);

@@ -17,7 +17,11 @@
  * ln_vision {name, eps}, qformer / vq / detok (the block configs of
  * qformer.h, vq.h, seed_detok.h; detok false = no de-tokenizer). Every
  * missing tensor of every block is named in one message (SEED loads with
- * strict=False).
+ * strict=False). As released, the connector's tensors are the union of
+ * pretrained/causal_qformer.pth (ln_vision, query_tokens, Qformer) and
+ * pretrained/seed_tokenizer.pth (codebook, encode/decode layers, blocks_text,
+ * Reverse_Qformer, distill_text_proj), both {"model": state_dict}: the
+ * shipped recipe lists that pair as one candidate (recipes/seed.json).
  * Stages: ln_vision [n, T, 1408], qformer [n, 32, 768], z [n, 32, e],
  * quant [n, 32, e]; de-tokenizer: generation_embeddings [n, 77, 768].
  */
@@ -33,65 +37,46 @@
 
 typedef struct {
     int           enc;
+    const char   *ln_name;   /* points into the recipe JSON */
+    double        ln_eps;
+    int           has_detok;
     vt_norm       ln;
     vt_qformer    qf;
     vt_vq         vq;
     vt_seed_detok dt;
-    int           has_detok;
 } seed_state;
 
-static void seed_free(void *state)
+static void seed_unload(void *state)
 {
     seed_state *s = state;
-    if (s) {
-        vt_qformer_free(&s->qf);
-        vt_vq_free(&s->vq);
-        vt_seed_detok_free(&s->dt);
-    }
-    free(s);
+    vt_qformer_free(&s->qf);
+    vt_vq_free(&s->vq);
+    vt_seed_detok_free(&s->dt);
+    memset(&s->ln, 0, sizeof s->ln);
 }
 
-/* Append one block's failure to msg ("; " between blocks). */
-static void add_error(char *msg, size_t cap, int *rc, int brc, const vtok_status *b)
-{
-    if (!brc)
-        return;
-    size_t u = strlen(msg), m = strlen(b->msg);
-    if (u && u + 3 < cap) {
-        memcpy(msg + u, "; ", 2);
-        u += 2;
-    }
-    m = m < cap - 1 - u ? m : cap - 1 - u; /* keep what fits */
-    memcpy(msg + u, b->msg, m);
-    msg[u + m] = '\0';
-    if (!*rc || *rc == VTOK_EMISSING)
-        *rc = brc;
-}
-
-static int seed_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *st)
+static int seed_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON **weights,
+                      vtok_status *st)
 {
     static const char *const keys[] = {"type", "encoder", "file", "prefix", "ln_vision",
                                        "qformer", "vq", "detok", NULL};
     static const char *const lkeys[] = {"name", "eps", NULL};
+    seed_state *s = state;
     char where[128];
     snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
-    seed_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    *state = s;
     const cJSON *lj = cJSON_GetObjectItemCaseSensitive(cfg, "ln_vision");
     const cJSON *qj = cJSON_GetObjectItemCaseSensitive(cfg, "qformer");
     const cJSON *vj = cJSON_GetObjectItemCaseSensitive(cfg, "vq");
     const cJSON *dj = cJSON_GetObjectItemCaseSensitive(cfg, "detok");
-    const char *enc, *ln_name;
-    double eps;
+    const char *enc;
     int rc;
     int64_t last = -1;
+    (void)weights; /* "file" and "prefix" are the connector's own keys */
     if ((rc = vt_opt_check_keys(cfg, keys, where, st)) ||
         (rc = vt_opt_check_keys(lj, lkeys, where, st)) ||
         (rc = vt_opt_str(cfg, "encoder", "vit", &enc, where, st)) ||
-        (rc = vt_opt_str(lj, "name", "ln_vision", &ln_name, where, st)) ||
-        (rc = vt_opt_float(lj, "eps", 1e-5, &eps, where, st)))
+        (rc = vt_opt_str(lj, "name", "ln_vision", &s->ln_name, where, st)) ||
+        (rc = vt_opt_float(lj, "eps", 1e-5, &s->ln_eps, where, st)))
         return rc;
     if ((qj && !cJSON_IsObject(qj)) || (vj && !cJSON_IsObject(vj)) ||
         (dj && !cJSON_IsObject(dj) && !cJSON_IsFalse(dj)))
@@ -102,64 +87,43 @@ static int seed_load(vt_recipe *r, const cJSON *cfg, void **state, vtok_status *
     s->has_detok = !cJSON_IsFalse(dj);
     if ((s->enc = vt_recipe_encoder(r, enc, where, st)) < 0)
         return s->enc;
-    if ((rc = vt_recipe_request(r, s->enc, &last, 1, where, st)))
-        return rc;
+    return vt_recipe_request(r, s->enc, &last, 1, where, st);
+}
 
-    vt_weights *w;
-    const char *file;
-    if ((rc = vt_recipe_weights(r, cJSON_GetObjectItemCaseSensitive(cfg, "file"), &w, &file,
-                                where, st)))
-        return rc;
-    const char *root = vt_recipe_pick_prefix(w, cJSON_GetObjectItemCaseSensitive(cfg, "prefix"));
-
-    /* Every block loads and reports; one message lists them all. */
-    char msg[sizeof st->msg] = "";
-    vtok_status b = {0};
-    int brc;
-    vt_cload cl;
-    char nw[160], nb[160];
-    vt_cload_init(&cl, w, root, "ln_vision");
-    snprintf(nw, sizeof nw, "%s.weight", ln_name);
-    snprintf(nb, sizeof nb, "%s.bias", ln_name);
+/* Every block reads through the one loader, so one message names every
+ * missing tensor of every block (SEED loads with strict=False). */
+static int seed_load(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld)
+{
+    seed_state *s = state;
     int64_t d_img = vt_recipe_encoder_width(r, s->enc);
-    s->ln.w = vt_cload_get(&cl, nw, 1, d_img, 0, 0, 0);
-    s->ln.b = vt_cload_get(&cl, nb, 1, d_img, 0, 0, 0);
-    s->ln.eps = (float)eps;
-    rc = 0;
-    add_error(msg, sizeof msg, &rc, vt_cload_finish(&cl, &b), &b);
-    brc = vt_qformer_load(&s->qf, w, root, qj, &b);
-    add_error(msg, sizeof msg, &rc, brc, &b);
-    brc = vt_vq_load(&s->vq, w, root, vj, &b);
-    add_error(msg, sizeof msg, &rc, brc, &b);
-    if (s->has_detok) {
-        brc = vt_seed_detok_load(&s->dt, w, root, dj, &b);
-        add_error(msg, sizeof msg, &rc, brc, &b);
-    }
-    if (rc) {
-        vt_fail(st, rc, "%s: %s", where, msg); /* the blocks name the prefix */
+    vt_get_norm(ld, &s->ln, s->ln_name, d_img, (float)s->ln_eps);
+    int rc;
+    if ((rc = vt_qformer_load(&s->qf, ld, cJSON_GetObjectItemCaseSensitive(cfg, "qformer"))) ||
+        (rc = vt_vq_load(&s->vq, ld, cJSON_GetObjectItemCaseSensitive(cfg, "vq"))))
         return rc;
-    }
+    if (s->has_detok &&
+        (rc = vt_seed_detok_load(&s->dt, ld, cJSON_GetObjectItemCaseSensitive(cfg, "detok"))))
+        return rc;
     if (s->qf.enc_width != d_img)
-        return vt_fail(st, VTOK_ESHAPE, "%s: the Q-Former reads %lld features, the encoder gives "
-                       "%lld", where, (long long)s->qf.enc_width, (long long)d_img);
+        return vt_loader_fail(ld, VTOK_ESHAPE, "the Q-Former reads %lld features, the encoder "
+                              "gives %lld", (long long)s->qf.enc_width, (long long)d_img);
     if (s->vq.d != s->qf.d)
-        return vt_fail(st, VTOK_ESHAPE, "%s: the encode layer takes %lld features, the Q-Former "
-                       "gives %lld", where, (long long)s->vq.d, (long long)s->qf.d);
+        return vt_loader_fail(ld, VTOK_ESHAPE, "the encode layer takes %lld features, the "
+                              "Q-Former gives %lld", (long long)s->vq.d, (long long)s->qf.d);
+    return ld->err;
+}
 
-    /* Linears for the recipe's dtype, each once; the codebook (read as plain
-     * floats by the quantiser and the de-tokenizer) is not a Linear. */
-    int64_t nq = vt_qformer_linears(&s->qf, NULL, 0), nv = vt_vq_linears(&s->vq, NULL, 0);
-    int64_t nd = s->has_detok ? vt_seed_detok_linears(&s->dt, NULL, 0) : 0, k = 0;
-    vt_linear **l = malloc((size_t)(nq + nv + nd) * sizeof *l);
-    if (!l)
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    k += vt_qformer_linears(&s->qf, l + k, nq);
-    k += vt_vq_linears(&s->vq, l + k, nv);
+/* Linears for the recipe's dtype, each once; the codebook (read as plain
+ * floats by the quantiser and the de-tokenizer) is not a Linear. */
+static int64_t seed_linears(void *state, vt_linear **l)
+{
+    seed_state *s = state;
+    int64_t cap = l ? INT64_MAX : 0; /* the runtime sized l from the count */
+    int64_t k = vt_qformer_linears(&s->qf, l, cap);
+    k += vt_vq_linears(&s->vq, l ? l + k : NULL, cap);
     if (s->has_detok)
-        k += vt_seed_detok_linears(&s->dt, l + k, nd);
-    rc = vt_recipe_pack(r, l, k, w, st);
-    free(l);
-    return rc;
+        k += vt_seed_detok_linears(&s->dt, l ? l + k : NULL, cap);
+    return k;
 }
 
 static int seed_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
@@ -223,10 +187,13 @@ static int seed_detok(const void *state, const vt_exec *e, const int64_t *ids, i
 
 const vt_connector_kind vt_connector_seed = {
     .name = "seed",
+    .state_size = sizeof(seed_state),
+    .setup = seed_setup,
     .load = seed_load,
+    .unload = seed_unload,
+    .linears = seed_linears,
     .plan = seed_plan,
     .forward = seed_forward,
-    .free = seed_free,
     .detok_plan = seed_detok_plan,
     .detok = seed_detok,
 };

@@ -162,9 +162,14 @@ typedef struct run_state {
 static int run_eva(const args *a, run_state *r, const int64_t *shape, int nd, vtok_status *st)
 {
     vt_vit v;
-    int rc = vt_eva_load(&v, r->w, a->prefix, r->cfg, st);
-    if (rc)
+    vt_wsrc src = vt_wsrc_one(r->w, a->weights, a->prefix);
+    vt_loader ld;
+    vt_loader_init(&ld, &src, NULL, NULL, st);
+    int rc = vt_eva_load(&v, &ld, r->cfg);
+    if (rc || (rc = vt_loader_finish(&ld))) {
+        vt_vit_free(&v);
         return rc;
+    }
     if (nd != 4 || shape[1] != v.channels) {
         vt_vit_free(&v);
         return vt_fail(st, VTOK_ESHAPE, "--in must be [n, %lld, H, W]", (long long)v.channels);
@@ -223,9 +228,14 @@ static int run_perceiver(const args *a, run_state *r, const int64_t *shape, int 
                          vtok_status *st)
 {
     vt_perceiver p;
-    int rc = vt_perceiver_load(&p, r->w, a->prefix, r->cfg, st);
-    if (rc)
+    vt_wsrc src = vt_wsrc_one(r->w, a->weights, a->prefix);
+    vt_loader ld;
+    vt_loader_init(&ld, &src, NULL, NULL, st);
+    int rc = vt_perceiver_load(&p, &ld, "", r->cfg);
+    if (rc || (rc = vt_loader_finish(&ld))) {
+        vt_perceiver_free(&p);
         return rc;
+    }
     if (nd != 3 || shape[2] != p.dim) {
         vt_perceiver_free(&p);
         return vt_fail(st, VTOK_ESHAPE, "--in must be [n, t, %lld]", (long long)p.dim);

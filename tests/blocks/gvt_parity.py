@@ -202,7 +202,7 @@ def main():
     bad = run.path("perceiver_missing.pth")
     torch.save(sd, bad)
     p = run.c("perceiver", bad, "perceiver.", cfg, x, "perceiver_missing", expect_fail=True)
-    ok = (p.returncode == 1 and "2 missing" in p.stderr and
+    ok = (p.returncode == 1 and "2 tensors missing" in p.stderr and
           "perceiver.layers.1.0.to_kv.weight" in p.stderr and "perceiver.norm.bias" in p.stderr)
     print(f"  perceiver missing tensors -> {p.stderr.strip()}")
     run.check("perceiver names every missing tensor", float(p.returncode), ok)

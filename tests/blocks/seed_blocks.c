@@ -97,10 +97,14 @@ int main(int argc, char **argv)
         }
     }
     vt_weights *w = NULL;
+    vt_loader ld;
+    vt_wsrc src;
     if (vt_weights_open(wpath, 1, &w, &st)) {
         cJSON_Delete(cfg);
         return die(st.msg);
     }
+    src = vt_wsrc_one(w, wpath, prefix);
+    vt_loader_init(&ld, &src, NULL, NULL, &st);
 
     int rc = 0;
     run r = {0};
@@ -110,7 +114,7 @@ int main(int argc, char **argv)
     int64_t *xi = NULL;
     if (!strcmp(mode, "qformer")) {
         vt_qformer q;
-        if ((rc = vt_qformer_load(&q, w, prefix, cfg, &st)) ||
+        if ((rc = vt_qformer_load(&q, &ld, cfg)) || (rc = vt_loader_finish(&ld)) ||
             (rc = vt_npy_read_f32(in, &x, &nd, sh, &st)))
             goto done_q;
         if (nd != 3 || sh[2] != q.enc_width) {
@@ -132,7 +136,7 @@ int main(int argc, char **argv)
     } else if (!strcmp(mode, "vq") || !strcmp(mode, "argmin")) {
         int full = !strcmp(mode, "vq");
         vt_vq q;
-        if ((rc = vt_vq_load(&q, w, prefix, cfg, &st)) ||
+        if ((rc = vt_vq_load(&q, &ld, cfg)) || (rc = vt_loader_finish(&ld)) ||
             (rc = vt_npy_read_f32(in, &x, &nd, sh, &st)))
             goto done_v;
         int64_t width = full ? q.d : q.e_dim;
@@ -157,7 +161,7 @@ int main(int argc, char **argv)
         vt_vq_free(&q);
     } else if (!strcmp(mode, "detok")) {
         vt_seed_detok s;
-        if ((rc = vt_seed_detok_load(&s, w, prefix, cfg, &st)) ||
+        if ((rc = vt_seed_detok_load(&s, &ld, cfg)) || (rc = vt_loader_finish(&ld)) ||
             (rc = vt_npy_read_i64(in, &xi, &nd, sh, &st)))
             goto done_d;
         if (nd != 2) {

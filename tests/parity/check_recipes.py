@@ -379,7 +379,7 @@ def main():
     torch.save(st, os.path.join(Lm, "mm_projector.bin"))
     expect_error(vtok, "missing tensors", ["--recipe", "llava-1.5", "--model", Lm, "--pixels", pxl,
                                            "--out", work + "/e3"],
-                 ["missing tensors", "model.mm_projector.2.weight", "model.mm_projector.2.bias"])
+                 ["2 tensors missing", "model.mm_projector.2.weight", "model.mm_projector.2.bias", "mm_projector.bin"])
     one = write_recipe(os.path.join(work, "llava_one.json"), llava_recipe, top_max_images=1)
     expect_error(vtok, "wrong image count", ["--recipe", one, "--model", L, "--image", img_path,
                                              "--image", img2, "--out", work + "/e4"], ["1 to 1 images", "got 2"])

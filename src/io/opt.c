@@ -1,86 +1,17 @@
 /*
- * block.c - shared helpers of the connector blocks (block.h): tensor reads
- * that list every missing tensor in one message, and recipe option readers
- * whose messages say which recipe and block the bad option belongs to.
+ * opt.c - the one reader of JSON options: config.json of HF folders, recipe
+ * objects, block configs (opt.h).
+ *
+ * transformers writes config.json as a diff against the config class
+ * defaults, so an absent (or null) key means "the default", which the caller
+ * passes. A key that is present with the wrong type is an error, never
+ * silently replaced.
  */
-#include "block.h"
+#include "opt.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static int full_name(const vt_bload *b, const char *name, char *buf, size_t n)
-{
-    return snprintf(buf, n, "%s%s", b->prefix ? b->prefix : "", name) < (int)n;
-}
-
-int vt_bhas(const vt_bload *b, const char *name)
-{
-    char full[512];
-    return full_name(b, name, full, sizeof full) && vt_weights_find(b->w, full) != NULL;
-}
-
-const float *vt_bget(vt_bload *b, const char *name, int n_dims, int64_t *shape)
-{
-    if (b->err)
-        return NULL;
-    char full[512];
-    if (!full_name(b, name, full, sizeof full)) {
-        b->err = vt_fail(b->st, VTOK_EINVAL, "tensor name too long: %s%s", b->prefix, name);
-        return NULL;
-    }
-    if (!vt_weights_find(b->w, full)) {
-        size_t used = strlen(b->missing);
-        if (used + strlen(full) + 3 < sizeof b->missing)
-            snprintf(b->missing + used, sizeof b->missing - used, "%s%s", used ? ", " : "", full);
-        b->n_missing++;
-        return NULL;
-    }
-    const float *p = NULL;
-    int rc = vt_weights_f32(b->w, full, n_dims, shape, &p, b->st);
-    if (rc) {
-        if (b->file)
-            vt_msg_prefix(b->st, b->file);
-        b->err = rc;
-        return NULL;
-    }
-    return p;
-}
-
-void vt_bget_linear(vt_bload *b, vt_linear *l, const char *name, int64_t n_out, int64_t n_in,
-                    int bias)
-{
-    char nm[256];
-    int64_t ws[2] = {n_out, n_in};
-    snprintf(nm, sizeof nm, "%s.weight", name);
-    memset(l, 0, sizeof *l);
-    l->w = vt_bget(b, nm, 2, ws);
-    l->n_out = l->w ? ws[0] : n_out;
-    l->n_in = l->w ? ws[1] : n_in;
-    if (bias) {
-        int64_t bs[1] = {l->w ? ws[0] : n_out};
-        snprintf(nm, sizeof nm, "%s.bias", name);
-        l->b = vt_bget(b, nm, 1, bs);
-    }
-}
-
-int vt_bload_finish(vt_bload *b)
-{
-    if (b->err)
-        return b->err;
-    if (b->n_missing) {
-        int shown = 0;
-        for (const char *p = b->missing; *p; p++)
-            shown += *p == ',';
-        shown++;
-        if (shown < b->n_missing)
-            return vt_fail(b->st, VTOK_EMISSING, "%s: missing tensors %s (and %d more)",
-                           b->file ? b->file : "weights", b->missing, b->n_missing - shown);
-        return vt_fail(b->st, VTOK_EMISSING, "%s: missing tensor%s %s",
-                       b->file ? b->file : "weights", b->n_missing > 1 ? "s" : "", b->missing);
-    }
-    return 0;
-}
 
 void vt_msg_prefix(vtok_status *st, const char *prefix)
 {
@@ -191,4 +122,23 @@ int vt_opt_enum(const cJSON *obj, const char *key, const char *const *choices, i
         snprintf(list + u, sizeof list - u, "%s%s", i ? ", " : "", choices[i]);
     }
     return vt_fail(st, VTOK_EFORMAT, "%s: '%s' is '%s', expected one of %s", where, key, s, list);
+}
+
+int vt_opt_side(const cJSON *cfg, const char *key, int64_t def, int64_t *out, const char *where,
+                vtok_status *st)
+{
+    const cJSON *it = opt(cfg, key);
+    if (cJSON_IsArray(it)) {
+        const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
+        if (cJSON_GetArraySize(it) != 2 || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) ||
+            a->valuedouble != floor(a->valuedouble))
+            return vt_fail(st, VTOK_EFORMAT, "%s: '%s' must be an integer or [h, w]",
+                           where, key);
+        if (a->valuedouble != b->valuedouble)
+            return vt_fail(st, VTOK_EUNSUPPORTED, "%s: non-square '%s' [%g, %g]", where, key,
+                           a->valuedouble, b->valuedouble);
+        *out = (int64_t)a->valuedouble;
+        return 0;
+    }
+    return vt_opt_int(cfg, key, def, out, where, st);
 }
