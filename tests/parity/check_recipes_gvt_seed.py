@@ -251,6 +251,83 @@ def gvt_case(tool, work):
     return rp, M
 
 
+def released_layout(tool, work, rp, vit, sd, px, ids, exp):
+    first = ("ln_vision.", "query_tokens", "Qformer.")
+    qf = {k: v for k, v in sd.items() if k.startswith(first)}
+    tok = {k: v for k, v in sd.items() if not k.startswith(first) and
+           not k.startswith("visual_encoder.")}
+    check(len(qf) > 10 and len(tok) > 10, "seed released layout: %d Q-Former tensors, %d "
+          "tokenizer tensors" % (len(qf), len(tok)))
+    # a stale ln_vision in the first file: the second file's copy must win, as the
+    # second load_state_dict overwrites it
+    qf_stale = dict(qf)
+    qf_stale["ln_vision.weight"] = qf["ln_vision.weight"] * 3 + 1
+    tok["ln_vision.weight"] = qf["ln_vision.weight"]
+    R = os.path.join(work, "seed_released")
+    os.makedirs(os.path.join(R, "pretrained"))
+    torch.save(vit.state_dict(), os.path.join(R, "eva_vit_g.pth"))
+    torch.save({"model": qf_stale}, os.path.join(R, "pretrained", "causal_qformer.pth"))
+    torch.save({"model": tok}, os.path.join(R, "pretrained", "seed_tokenizer.pth"))
+    px_p = os.path.join(work, "px_seed.npy")
+    out = os.path.join(work, "out_seed_released")
+    ok, _ = run_ok(tool, "tokenize", "seed released layout", ["--recipe", rp, "--model", R,
+                   "--pixels", px_p, "--out", out, "--dump", out + "/stages"])
+    if ok:
+        got = np.load(os.path.join(out, "ids.npy"))
+        check((got == ids).all(), "seed released layout: ids identical to the reference")
+        compare("seed released layout", {"qformer.npy": os.path.join(out, "stages",
+                                                                     "qformer.npy")}, exp)
+    idp = os.path.join(work, "ids_released.npy")
+    np.save(idp, ids)
+    ok, _ = run_ok(tool, "detokenize", "seed released layout detokenize",
+                   ["--recipe", rp, "--model", R, "--ids", idp, "--out", out + "_detok"])
+    if ok:
+        a = np.load(os.path.join(out + "_detok", "generation_embeddings.npy"))
+        b = np.load(os.path.join(work, "out_detok_reference", "generation_embeddings.npy"))
+        check((a == b).all(), "seed released layout: detokenize equals the merged file's")
+    # the ViT in torch.hub's cache ($TORCH_HOME/hub/checkpoints/eva_vit_g.pth)
+    T = os.path.join(work, "torch_home")
+    os.makedirs(os.path.join(T, "hub", "checkpoints"))
+    os.rename(os.path.join(R, "eva_vit_g.pth"), os.path.join(T, "hub", "checkpoints",
+                                                            "eva_vit_g.pth"))
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = T
+    try:
+        ok, _ = run_ok(tool, "tokenize", "seed released layout, ViT in $TORCH_HOME",
+                       ["--recipe", rp, "--model", R, "--pixels", px_p, "--out", out + "_th"])
+        if ok:
+            check((np.load(os.path.join(out + "_th", "ids.npy")) == ids).all(),
+                  "seed with $TORCH_HOME ViT: ids identical")
+    finally:
+        if old is None:
+            del os.environ["TORCH_HOME"]
+        else:
+            os.environ["TORCH_HOME"] = old
+    # no ViT anywhere: the error names the candidates' best and the missing tensors
+    os.environ["TORCH_HOME"] = os.path.join(work, "empty_torch_home")
+    try:
+        expect_error(tool, "tokenize", "seed released, no ViT", ["--recipe", rp, "--model", R,
+                     "--pixels", px_p, "--out", out + "_e"], ["patch_embed.proj.weight",
+                                                              "missing"])
+    finally:
+        if old is None:
+            del os.environ["TORCH_HOME"]
+        else:
+            os.environ["TORCH_HOME"] = old
+    # a Q-Former tensor missing from the pair: named, with both files
+    bad = os.path.join(work, "seed_released_bad")
+    os.makedirs(os.path.join(bad, "pretrained"))
+    torch.save(vit.state_dict(), os.path.join(bad, "eva_vit_g.pth"))
+    drop = "Qformer.bert.encoder.layer.0.attention.self.query.weight"
+    torch.save({"model": {k: v for k, v in qf.items() if k != drop}},
+               os.path.join(bad, "pretrained", "causal_qformer.pth"))
+    torch.save({"model": {k: v for k, v in tok.items() if k != "ln_vision.weight"}},
+               os.path.join(bad, "pretrained", "seed_tokenizer.pth"))
+    expect_error(tool, "tokenize", "seed released, tensor missing", ["--recipe", rp, "--model",
+                 bad, "--pixels", px_p, "--out", out + "_e2"],
+                 [drop, "causal_qformer.pth + ", "seed_tokenizer.pth", "model."])
+
+
 def seed_case(tool, work):
     print("seed: EVA ViT-g (width 48, 4 heads, 3 of 4 blocks, image 42), ln_vision, causal "
           "Q-Former (8 queries, 4 layers), VQ 64 x 16; de-tokenizer -> 77 x 48")
@@ -377,6 +454,14 @@ def seed_case(tool, work):
     if ok and gap_i > GAP_MIN:
         check((np.load(os.path.join(out_i, "ids.npy")) == ids_i).all(),
               "seed tokenize --image: ids identical (gap %.2e)" % gap_i)
+
+    # SEED v1 as released: three files, the model is their union
+    # (SEED's trainer saves only trainable tensors, so the ViT is in neither
+    # of its own files): LAVIS eva_vit_g.pth, a plain state dict with every
+    # block (the recipe uses the first 3 of 4, as SEED uses 39 of 40); then
+    # pretrained/causal_qformer.pth and pretrained/seed_tokenizer.pth, each
+    # {"model": state_dict}, loaded in that order with strict=False.
+    released_layout(tool, work, rp, vit, sd, px, ids, exp)
 
     # bad ids and missing tensors
     def bad_ids(name, arr, keys):
