@@ -15,6 +15,7 @@
 #include "image.h"
 
 #include "../io/io.h"
+#include "../io/opt.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -88,48 +89,21 @@ static const proc_class *find_class(const char *type)
     return NULL;
 }
 
+#define WHERE "preprocessor_config.json"
+
+/* An integer size 1..65500 if present (*present says whether it was). */
 static int get_int(const cJSON *o, const char *k, int64_t *out, int *present, vtok_status *st)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-    *present = 0;
-    if (!it || cJSON_IsNull(it))
-        return 0;
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 1 ||
-        it->valuedouble > 65500)
-        return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: '%s' must be an integer 1..65500", k);
-    *out = (int64_t)it->valuedouble;
-    *present = 1;
-    return 0;
-}
-
-static int get_bool(const cJSON *o, const char *k, int *out, vtok_status *st)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!it || cJSON_IsNull(it))
-        return 0;
-    if (!cJSON_IsBool(it))
-        return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: '%s' must be true or false", k);
-    *out = cJSON_IsTrue(it);
-    return 0;
-}
-
-static int get_triple(const cJSON *o, const char *k, double v[3], vtok_status *st)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!it || cJSON_IsNull(it))
-        return 0;
-    if (cJSON_IsNumber(it)) { /* a single float applies to every channel */
-        v[0] = v[1] = v[2] = it->valuedouble;
-        return 0;
-    }
-    if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 3)
-        return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: '%s' must be 3 numbers", k);
-    for (int i = 0; i < 3; i++) {
-        const cJSON *x = cJSON_GetArrayItem(it, i);
-        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
-            return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: '%s' must be 3 numbers", k);
-        v[i] = x->valuedouble;
-    }
+    int64_t v = 0;
+    int rc = vt_opt_int(o, k, 0, &v, WHERE, st);
+    *present = !rc && cJSON_GetObjectItemCaseSensitive(o, k) &&
+               !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, k));
+    if (rc)
+        return rc;
+    if (*present && (v < 1 || v > 65500))
+        return vt_fail(st, VTOK_EFORMAT, WHERE ": '%s' must be an integer 1..65500", k);
+    if (*present)
+        *out = v;
     return 0;
 }
 
@@ -222,16 +196,16 @@ static int parse(vtok_processor *p, const cJSON *cfg, vtok_status *st)
     int64_t resample = p->resample;
     resize_mode crop_mode = RESIZE_EXACT;
     int64_t dummy = 0;
-    if ((rc = get_bool(cfg, "do_resize", &do_resize, st)) ||
-        (rc = get_bool(cfg, "do_center_crop", &do_crop, st)) ||
-        (rc = get_bool(cfg, "do_rescale", &do_rescale, st)) ||
-        (rc = get_bool(cfg, "do_normalize", &do_norm, st)) ||
-        (rc = get_bool(cfg, "do_pad", &do_pad, st)) ||
+    if ((rc = vt_opt_bool(cfg, "do_resize", do_resize, &do_resize, WHERE, st)) ||
+        (rc = vt_opt_bool(cfg, "do_center_crop", do_crop, &do_crop, WHERE, st)) ||
+        (rc = vt_opt_bool(cfg, "do_rescale", do_rescale, &do_rescale, WHERE, st)) ||
+        (rc = vt_opt_bool(cfg, "do_normalize", do_norm, &do_norm, WHERE, st)) ||
+        (rc = vt_opt_bool(cfg, "do_pad", do_pad, &do_pad, WHERE, st)) ||
         (rc = read_size(cfg, "size", pc->square_default, &p->resize, &p->shortest, &p->longest,
                         &p->rh, &p->rw, st)) ||
         (rc = read_size(cfg, "crop_size", 1, &crop_mode, &dummy, &dummy, &p->ch, &p->cw, st)) ||
-        (rc = get_triple(cfg, "image_mean", p->mean, st)) ||
-        (rc = get_triple(cfg, "image_std", p->std, st)))
+        (rc = vt_opt_floats(cfg, "image_mean", 3, p->mean, WHERE, st)) ||
+        (rc = vt_opt_floats(cfg, "image_std", 3, p->std, WHERE, st)))
         return rc;
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(cfg, "resample");
     if (r && !cJSON_IsNull(r)) {
@@ -264,7 +238,7 @@ static int parse(vtok_processor *p, const cJSON *cfg, vtok_status *st)
      * "pad_color" [r, g, b] (0..255) is a vtok key, not HF's, for recipes
      * whose code pads with another colour (Shikra/COMM: white). */
     double pc3[3] = {-1, -1, -1};
-    if ((rc = get_triple(cfg, "pad_color", pc3, st)))
+    if ((rc = vt_opt_floats(cfg, "pad_color", 3, pc3, WHERE, st)))
         return rc;
     for (int c = 0; c < 3; c++) {
         double b = pc3[0] >= 0 ? pc3[c] : p->mean[c] * 255.0;

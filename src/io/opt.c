@@ -142,3 +142,25 @@ int vt_opt_side(const cJSON *cfg, const char *key, int64_t def, int64_t *out, co
     }
     return vt_opt_int(cfg, key, def, out, where, st);
 }
+
+int vt_opt_floats(const cJSON *obj, const char *key, int n, double *out, const char *where,
+                  vtok_status *st)
+{
+    const cJSON *it = opt(obj, key);
+    if (!it)
+        return 0;
+    if (cJSON_IsNumber(it) && isfinite(it->valuedouble)) { /* one value for every entry */
+        for (int i = 0; i < n; i++)
+            out[i] = it->valuedouble;
+        return 0;
+    }
+    if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != n)
+        return vt_fail(st, VTOK_EFORMAT, "%s: '%s' must be %d numbers", where, key, n);
+    for (int i = 0; i < n; i++) {
+        const cJSON *x = cJSON_GetArrayItem(it, i);
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
+            return vt_fail(st, VTOK_EFORMAT, "%s: '%s' must be %d numbers", where, key, n);
+        out[i] = x->valuedouble;
+    }
+    return 0;
+}

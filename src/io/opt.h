@@ -32,6 +32,10 @@ int vt_opt_enum(const cJSON *obj, const char *key, const char *const *choices, i
 int vt_opt_side(const cJSON *obj, const char *key, int64_t def, int64_t *out, const char *where,
                 vtok_status *st);
 
+/* n numbers (a list of n, or one number for all); out untouched when absent. */
+int vt_opt_floats(const cJSON *obj, const char *key, int n, double *out, const char *where,
+                  vtok_status *st);
+
 /* st->msg = "prefix: " + st->msg (truncated to fit). */
 void vt_msg_prefix(vtok_status *st, const char *prefix);
 
