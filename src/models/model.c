@@ -5,6 +5,8 @@
  * itself never allocates), run it, hand out views.
  */
 #include "family.h"
+
+#include "../core/tensor.h"
 #include "pack.h"
 
 #include <stdatomic.h>
@@ -38,8 +40,8 @@ struct vtok_ctx {
     vtok_model *m;
     vt_pool    *pool;
     vt_exec     exec;
-    float      *mem;          /* work + scratch + outputs, one block */
-    int64_t     mem_floats;
+    vt_arena    arena;        /* work + scratch + outputs, planned per call */
+    char       *keep;         /* n_layers + 1 flags: hidden states to keep  */
     /* results of the last encode */
     int64_t     n, T, pool_dim;
     float      *last, *pooler, *embeds;
@@ -341,6 +343,7 @@ vtok_ctx *vtok_ctx_new(vtok_model *m, const vtok_ctx_params *p, vtok_status *st)
     }
     vtok_ctx *c = calloc(1, sizeof *c);
     if (!c || !(c->hidden = calloc((size_t)m->vit.n_layers + 1, sizeof *c->hidden)) ||
+        !(c->keep = calloc((size_t)m->vit.n_layers + 1, 1)) ||
         !(c->pool = vt_ctx_pool(p, &c->exec))) {
         vtok_ctx_free(c);
         vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
@@ -368,8 +371,9 @@ void vtok_ctx_free(vtok_ctx *ctx)
     if (!ctx)
         return;
     vt_pool_free(ctx->pool);
-    vt_free(ctx->mem);
+    vt_arena_free(&ctx->arena);
     free(ctx->hidden);
+    free(ctx->keep);
     free(ctx);
 }
 
@@ -406,81 +410,55 @@ int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_
 
     /* Which hidden states to keep. */
     int64_t L = v->n_layers;
+    char *keep = ctx->keep;
+    memset(keep, p->all_layers ? 1 : 0, (size_t)L + 1);
     for (int64_t i = 0; i <= L; i++)
         ctx->hidden[i] = NULL;
-    int64_t n_keep = 0;
-    char *keep = calloc((size_t)L + 1, 1);
-    if (!keep)
-        return vt_fail(&ctx->st, VTOK_ENOMEM, "out of memory");
-    if (p->all_layers) {
-        memset(keep, 1, (size_t)L + 1);
-    } else if (p->n_layers > 0 && !p->layers) {
-        free(keep);
+    if (!p->all_layers && p->n_layers > 0 && !p->layers)
         return vt_fail(&ctx->st, VTOK_EINVAL, "layers is NULL");
-    } else {
-        for (int i = 0; i < p->n_layers; i++) {
-            int64_t li = p->layers[i] < 0 ? L + 1 + p->layers[i] : p->layers[i];
-            if (li < 0 || li > L) {
-                free(keep);
-                return vt_fail(&ctx->st, VTOK_EINVAL,
-                               "layer %d out of range: the model has hidden states 0..%lld",
-                               p->layers[i], (long long)L);
-            }
-            keep[li] = 1;
-        }
+    for (int i = 0; !p->all_layers && i < p->n_layers; i++) {
+        int64_t li = p->layers[i] < 0 ? L + 1 + p->layers[i] : p->layers[i];
+        if (li < 0 || li > L)
+            return vt_fail(&ctx->st, VTOK_EINVAL,
+                           "layer %d out of range: the model has hidden states 0..%lld",
+                           p->layers[i], (long long)L);
+        keep[li] = 1;
     }
-    for (int64_t i = 0; i <= L; i++)
-        n_keep += keep[i];
 
-    /* Plan memory: work, per-thread scratch, outputs. */
-    int64_t nt = vt_pool_size(ctx->pool), d = v->d, ntd, total = 0, work = 0, scr = 0, lp = 0;
+    /* Plan memory: work, per-thread scratch, outputs (tensor.h planner). */
+    int64_t nt = vt_pool_size(ctx->pool), d = v->d, ntd, nscr;
     int64_t pool_dim = v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : d;
-    int ok = vt_mul_ok(n, T, &ntd) && vt_mul_ok(ntd, d, &ntd);
-    if (ok) {
-        work = r16(vt_vit_work_floats(v, n, h, w));
-        scr = r16(vt_exec_scratch_floats(T));
-        lp = (int64_t)(vt_exec_lp_bytes(n * T, ctx->m->lp_max_in) + 3) / 4;
-        total = work + nt * scr + r16(lp) + r16(ntd) * (1 + n_keep) + r16(n * pool_dim) +
-                r16(n * (v->proj.n_out ? v->proj.n_out : 0));
-    }
-    if (!ok || total <= 0 || total > MAX_CTX_BYTES / (int64_t)sizeof(float)) {
-        free(keep);
-        return vt_fail(&ctx->st, VTOK_ELIMIT,
-                       "a batch of %lld images of %lldx%lld needs more than %lld GiB",
-                       (long long)n, (long long)h, (long long)w,
-                       (long long)(MAX_CTX_BYTES >> 30));
-    }
-    if (total > ctx->mem_floats) {
-        vt_free(ctx->mem);
-        ctx->mem_floats = 0;
-        ctx->mem = vt_alloc((size_t)total * sizeof(float));
-        if (!ctx->mem) {
-            free(keep);
-            return vt_fail(&ctx->st, VTOK_ENOMEM, "out of memory (%lld MiB)",
-                           (long long)(total * 4 >> 20));
-        }
-        ctx->mem_floats = total;
-    }
-    float *q = ctx->mem;
-    float *workp = q;
-    q += work;
-    ctx->exec.scratch = q;
-    ctx->exec.scratch_stride = scr;
-    q += nt * scr;
-    ctx->exec.lp_buf = lp ? q : NULL;
-    ctx->exec.lp_bytes = (size_t)lp * 4;
-    q += r16(lp);
-    ctx->last = q;
-    q += r16(ntd);
+    int64_t scr = r16(vt_exec_scratch_floats(T));
+    size_t lp = ctx->m->lp_max_in > 0 ? vt_exec_lp_bytes(n * T, ctx->m->lp_max_in) : 0;
+    float *workp = NULL;
+    vt_planner pl;
+    vt_planner_init(&pl);
+    if (!vt_mul_ok(n, T, &ntd) || !vt_mul_ok(ntd, d, &ntd) || !vt_mul_ok(nt, scr, &nscr))
+        pl.err = VTOK_ELIMIT;
+    vt_plan_bytes(&pl, (void **)&workp, (size_t)vt_vit_work_floats(v, n, h, w) * sizeof(float));
+    vt_plan_bytes(&pl, (void **)&ctx->exec.scratch, (size_t)nscr * sizeof(float));
+    vt_plan_bytes(&pl, &ctx->exec.lp_buf, lp);
+    vt_plan_bytes(&pl, (void **)&ctx->last, (size_t)ntd * sizeof(float));
     for (int64_t i = 0; i <= L; i++)
-        if (keep[i]) {
-            ctx->hidden[i] = q;
-            q += r16(ntd);
-        }
-    free(keep);
-    ctx->pooler = v->pool != VT_POOL_NONE ? q : NULL;
-    q += r16(n * pool_dim);
-    ctx->embeds = v->proj.n_out ? q : NULL;
+        if (keep[i])
+            vt_plan_bytes(&pl, (void **)&ctx->hidden[i], (size_t)ntd * sizeof(float));
+    vt_plan_bytes(&pl, (void **)&ctx->pooler, (size_t)(n * pool_dim) * sizeof(float));
+    vt_plan_bytes(&pl, (void **)&ctx->embeds, (size_t)(n * v->proj.n_out) * sizeof(float));
+    char what[96];
+    snprintf(what, sizeof what, "a batch of %lld images of %lldx%lld", (long long)n,
+             (long long)h, (long long)w);
+    int rc = vt_planner_commit(&pl, &ctx->arena, (size_t)MAX_CTX_BYTES, what, &ctx->st);
+    vt_planner_free(&pl);
+    if (rc)
+        return rc;
+    ctx->exec.scratch_stride = scr;
+    ctx->exec.lp_bytes = lp;
+    if (!lp)
+        ctx->exec.lp_buf = NULL;
+    if (v->pool == VT_POOL_NONE)
+        ctx->pooler = NULL;
+    if (!v->proj.n_out)
+        ctx->embeds = NULL;
     ctx->exec.k = vt_kernels_get();
 
     vt_vit_out out = {.last = ctx->last, .pooler = ctx->pooler, .embeds = ctx->embeds,

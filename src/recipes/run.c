@@ -16,6 +16,8 @@
  */
 #include "recipe_internal.h"
 
+#include "../core/tensor.h"
+
 #include "../models/family.h"
 
 #include "../image/image.h"
@@ -30,8 +32,8 @@ struct vtok_recipe_ctx {
     vt_recipe   *r;
     vt_pool     *pool;
     vt_exec      exec;
-    float       *mem;
-    int64_t      mem_floats;
+    vt_arena     arena;       /* every tensor of a run (tensor.h planner)  */
+    float       *encw;        /* encoder work, in arena                    */
     float      **hidden;      /* max layers + 1 slots                    */
     float       *pix[VT_RECIPE_MAX_ENC]; /* preprocessed images, per encoder with its own processor */
     int64_t      pix_floats[VT_RECIPE_MAX_ENC];
@@ -73,7 +75,7 @@ void vtok_recipe_ctx_free(vtok_recipe_ctx *c)
     if (!c)
         return;
     vt_pool_free(c->pool);
-    vt_free(c->mem);
+    vt_arena_free(&c->arena);
     free(c->hidden);
     for (int i = 0; i < VT_RECIPE_MAX_ENC; i++)
         vt_free(c->pix[i]);
@@ -99,57 +101,48 @@ static int64_t pool_width(const vt_vit *v)
                                                                            : v->d;
 }
 
-/* Lay out c->mem for c->plan: enc_work floats first (the caller's), then
- * per-thread scratch for max_t tokens, the low-precision input buffer for
- * lp_rows rows, connector work, every stage, n * ids_per_image ids. */
+/* Plan the arena for c->plan: enc_work floats of encoder work, per-thread
+ * scratch for max_t tokens, the low-precision input buffer for lp_rows rows,
+ * connector work, every stage, n * ids_per_image ids. */
 static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int64_t lp_rows,
                        int64_t n)
 {
     const vt_recipe *r = c->r;
-    vtok_status *st = &c->st;
     int64_t scr = r16(vt_exec_scratch_floats(max_t));
     int64_t nt = vt_pool_size(c->pool);
-    int64_t lp = r->lp_max_in > 0 ? r16((int64_t)(vt_exec_lp_bytes(lp_rows, r->lp_max_in) + 3) / 4)
-                                  : 0;
-    int64_t ids = r16(2 * n * c->plan.ids_per_image); /* int64 = 2 floats */
-    int64_t total = enc_work + nt * scr + lp + r16(c->plan.work_floats) + ids;
-    int ok = 1;
-    for (int s = 0; s < c->plan.n_stages && ok; s++) {
-        int64_t f = 1;
-        for (int d = 0; d < c->plan.stages[s].n_dims && ok; d++)
-            ok = vt_mul_ok(f, c->plan.stages[s].ne[d], &f);
-        total += r16(f);
-        ok = ok && total > 0 && total <= MAX_CTX_BYTES / (int64_t)sizeof(float);
-    }
-    if (!ok || total > MAX_CTX_BYTES / (int64_t)sizeof(float))
-        return vt_fail(st, VTOK_ELIMIT, "a run of %lld images needs more than %lld GiB",
-                       (long long)n, (long long)(MAX_CTX_BYTES >> 30));
-    if (total > c->mem_floats) {
-        vt_free(c->mem);
-        c->mem_floats = 0;
-        c->mem = vt_alloc((size_t)total * sizeof(float));
-        if (!c->mem)
-            return vt_fail(st, VTOK_ENOMEM, "out of memory (%lld MiB)",
-                           (long long)(total * 4 >> 20));
-        c->mem_floats = total;
-    }
-    float *q = c->mem + enc_work;
-    c->exec.scratch = q;
-    c->exec.scratch_stride = scr;
-    q += nt * scr;
-    c->exec.lp_buf = lp ? q : NULL;
-    c->exec.lp_bytes = (size_t)lp * sizeof(float);
-    q += lp;
-    c->connw = q;
-    q += r16(c->plan.work_floats);
+    size_t lp = r->lp_max_in > 0 ? vt_exec_lp_bytes(lp_rows, r->lp_max_in) : 0;
+    int64_t nscr;
+    vt_planner p;
+    vt_planner_init(&p);
+    if (!vt_mul_ok(nt, scr, &nscr))
+        p.err = VTOK_ELIMIT;
+    vt_plan_bytes(&p, (void **)&c->encw, (size_t)enc_work * sizeof(float));
+    vt_plan_bytes(&p, (void **)&c->exec.scratch, (size_t)nscr * sizeof(float));
+    vt_plan_bytes(&p, &c->exec.lp_buf, lp);
+    vt_plan_bytes(&p, (void **)&c->connw, (size_t)c->plan.work_floats * sizeof(float));
     for (int s = 0; s < c->plan.n_stages; s++) {
-        int64_t f = 1;
-        for (int d = 0; d < c->plan.stages[s].n_dims; d++)
-            f *= c->plan.stages[s].ne[d];
-        c->plan.stages[s].data = q;
-        q += r16(f);
+        vt_stage *g = &c->plan.stages[s];
+        vt_tensor t;
+        if (vt_tensor_init(&t, VT_F32, g->n_dims, g->ne))
+            p.err = VTOK_ELIMIT;
+        vt_plan_bytes(&p, (void **)&g->data, vt_tensor_nbytes(&t));
     }
-    c->ids = ids ? (int64_t *)q : NULL; /* q is 64-byte aligned: r16 floats per step */
+    int64_t nid;
+    if (!vt_mul_ok(n, c->plan.ids_per_image, &nid))
+        p.err = VTOK_ELIMIT;
+    vt_plan_bytes(&p, (void **)&c->ids, (size_t)nid * sizeof(int64_t));
+    char what[64];
+    snprintf(what, sizeof what, "a run of %lld images", (long long)n);
+    int rc = vt_planner_commit(&p, &c->arena, (size_t)MAX_CTX_BYTES, what, &c->st);
+    vt_planner_free(&p);
+    if (rc)
+        return rc;
+    c->exec.scratch_stride = scr;
+    c->exec.lp_bytes = lp;
+    if (!lp)
+        c->exec.lp_buf = NULL;
+    if (!c->plan.ids_per_image)
+        c->ids = NULL;
     c->exec.k = vt_kernels_get();
     return 0;
 }
@@ -189,7 +182,7 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
     }
     if ((rc = plan_memory(c, enc_work, max_t, lp_rows, n)))
         return rc;
-    float *encw = c->mem;
+    float *encw = c->encw;
 
     /* Encoders, one after the other, hidden states straight into their stage. */
     for (int i = 0; i < r->n_enc; i++) {
