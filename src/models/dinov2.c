@@ -16,12 +16,13 @@
  * (facebookresearch/dinov2 at 112792f): DinoVisionTransformer defaults to
  * interpolate_offset=0.1 (dinov2/models/vision_transformer.py:66-68), which
  * passes scale_factor=((g + 0.1) / M, ...) (:195-200), as transformers did
- * until 2024 (v4.40 modeling_dinov2.py:96-105); the hub's *_reg models set
- * interpolate_antialias=True, interpolate_offset=0.0 (dinov2/hub/backbones.py
- * dinov2_vits14_reg and siblings), which passes size=(g, g') (:201-203), as
- * transformers' Dinov2WithRegisters does. Current transformers main uses size=
- * for plain DINOv2 too: config.json "vtok_pos_interpolation": "size" selects
- * that, "scale_offset" the scale_factor rule, for either model type.
+ * in its 2023-2024 releases (v4.40-era modeling_dinov2.py:96-105); the hub's
+ * *_reg models set interpolate_antialias=True, interpolate_offset=0.0
+ * (dinov2/hub/backbones.py dinov2_vits14_reg and siblings), which passes
+ * size=(g, g') (:201-203), as transformers' Dinov2WithRegisters does. Current
+ * transformers main uses size= for plain DINOv2 too: config.json
+ * "vtok_pos_interpolation": "size" selects that, "scale_offset" the
+ * scale_factor rule, for either model type.
  */
 #include "family.h"
 

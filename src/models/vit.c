@@ -140,7 +140,7 @@ static int64_t clampi(int64_t i, int64_t n)
  * kernel unchanged when recompute_scale_factor is unset, the float of 1.0 / s;
  * with size= the float in / out. The official DINOv2 passes
  * s = float(g + interpolate_offset) / M (facebookresearch/dinov2
- * dinov2/models/vision_transformer.py:195-200 at 112792f; transformers v4.40
+ * dinov2/models/vision_transformer.py:195-200 at 112792f; v4.40-era transformers
  * modeling_dinov2.py:96-105 writes the same double as (g + 0.1) / sqrt(N)).
  */
 static float pos_axis_scale(const vt_vit *v, int64_t n_in, int64_t n_out)
