@@ -4,13 +4,25 @@
  *
  * conv patch embedding with bias; [CLS] + patches + positions, where the
  * patch rows of the position table are resized bicubically (torch
- * F.interpolate, size = (h/p, w/p), align_corners=False; with antialias=True
- * for the registers variant) for any input size other than the native square
- * grid; register tokens (if any) are inserted
+ * F.interpolate, align_corners=False; with antialias=True for the registers
+ * variant) for any input size other than the native square; register tokens
+ * (if any) are inserted
  * after [CLS] without positions. Layers: LayerScale on both residual
  * branches, exact GELU MLP (mlp_ratio * d) or SwiGLU (use_swiglu_ffn),
  * eps 1e-6. last_hidden_state = layernorm(encoder output), pooler_output =
  * its [CLS] row; hidden_states are taken before that final norm, as HF.
+ *
+ * Which F.interpolate call the resize reproduces follows the official code
+ * (facebookresearch/dinov2 at 112792f): DinoVisionTransformer defaults to
+ * interpolate_offset=0.1 (dinov2/models/vision_transformer.py:66-68), which
+ * passes scale_factor=((g + 0.1) / M, ...) (:195-200), as transformers did
+ * in its 2023-2024 releases (v4.40-era modeling_dinov2.py:96-105); the hub's
+ * *_reg models set interpolate_antialias=True, interpolate_offset=0.0
+ * (dinov2/hub/backbones.py dinov2_vits14_reg and siblings), which passes
+ * size=(g, g') (:201-203), as transformers' Dinov2WithRegisters does. Current
+ * transformers main uses size= for plain DINOv2 too: config.json
+ * "vtok_pos_interpolation": "size" selects that, "scale_offset" the
+ * scale_factor rule, for either model type.
  */
 #include "family.h"
 
@@ -61,6 +73,12 @@ static int dinov2_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
     vt_get_pos_table(v, ld, "embeddings.position_embeddings", 1, 1);
     /* Dinov2WithRegistersEmbeddings resizes with antialias=True, Dinov2Embeddings without. */
     v->pos_interp = is_reg ? VT_POS_BICUBIC_AA : VT_POS_BICUBIC;
+    static const char *const rules[] = {"size", "scale_offset", NULL};
+    int rule = 0;
+    if ((rc = vt_opt_enum(cfg, "vtok_pos_interpolation", rules, is_reg ? 0 : 1, &rule,
+                          "config.json", ld->st)))
+        return rc;
+    v->pos_offset = rule == 1 ? VT_POS_OFFSET_DINOV2 : 0.0;
     if (vt_vit_alloc_layers(v, ld, v->n_layers))
         return ld->err;
     for (int64_t i = 0; i < v->n_layers && !ld->err; i++) {

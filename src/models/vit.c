@@ -10,7 +10,8 @@
  * Numerics follow transformers: LayerNorm with the family's eps, attention
  * softmax(q k^T / sqrt(dh)) v in float32, exact-erf / tanh / quick GELU as
  * configured, bicubic (A = -0.75, align_corners=False, border clamp) position
- * interpolation as torch.nn.functional.interpolate computes it. EVA-02's
+ * interpolation as torch.nn.functional.interpolate computes it, called with
+ * size= or with scale_factor= (vt_vit.pos_offset, see vit.h). EVA-02's
  * 2-D RoPE and sub-LNs follow EVA-CLIP's eva_vit_model.py (as copied in
  * TencentARC/GVT visual_modules/eva.py): RoPE on q and k after the bias, CLS
  * untouched; inner_attn_ln on the concatenated heads before the output
@@ -51,6 +52,25 @@ int64_t vt_vit_tokens(const vt_vit *v, int64_t h, int64_t w, vtok_status *st)
         vt_fail(st, VTOK_ELIMIT, "input %lldx%lld exceeds 65536 pixels per side", (long long)h,
                 (long long)w);
         return 0;
+    }
+    if (v->pos_interp && v->pos_offset > 0.0) {
+        /* F.interpolate makes floor(M * s) cells from a scale_factor s (computed in
+         * double, as Python does); the official code asserts that this is the grid
+         * (vision_transformer.py:210). The offset keeps it so for any sane size; say
+         * so clearly should rounding ever break it. */
+        const int64_t g[2] = {grid_of(v, h), grid_of(v, w)}, m[2] = {v->grid_h, v->grid_w};
+        for (int i = 0; i < 2; i++) {
+            double s = ((double)g[i] + v->pos_offset) / (double)m[i];
+            int64_t cells = (int64_t)floor((double)m[i] * s);
+            if (cells != g[i]) {
+                vt_fail(st, VTOK_ESHAPE,
+                        "position interpolation: scale_factor (%lld + %g) / %lld gives %lld "
+                        "cells, not the %lld of the patch grid",
+                        (long long)g[i], v->pos_offset, (long long)m[i], (long long)cells,
+                        (long long)g[i]);
+                return 0;
+            }
+        }
     }
     return (v->cls ? 1 : 0) + v->n_reg + grid_of(v, h) * grid_of(v, w);
 }
@@ -113,21 +133,61 @@ static int64_t clampi(int64_t i, int64_t n)
 }
 
 /*
+ * Source-coordinate scale of one axis of the position resize (n_in table cells
+ * to n_out), as aten computes it for align_corners=False
+ * (aten/src/ATen/native/UpSample.h, area_pixel_compute_scale ->
+ * compute_scales_value): with a scale_factor s, which F.interpolate hands to the
+ * kernel unchanged when recompute_scale_factor is unset, the float of 1.0 / s;
+ * with size= the float in / out. The official DINOv2 passes
+ * s = float(g + interpolate_offset) / M (facebookresearch/dinov2
+ * dinov2/models/vision_transformer.py:195-200 at 112792f; v4.40-era transformers
+ * modeling_dinov2.py:96-105 writes the same double as (g + 0.1) / sqrt(N)).
+ */
+static float pos_axis_scale(const vt_vit *v, int64_t n_in, int64_t n_out)
+{
+    if (v->pos_offset > 0.0)
+        return (float)(1.0 / (((double)n_out + v->pos_offset) / (double)n_in));
+    return (float)n_in / (float)n_out;
+}
+
+/*
+ * Whether the patch rows are resized for an h x w input. Official DINOv2 and HF
+ * return the table untouched iff #patches == #rows and H == W
+ * (vision_transformer.py:184); a resize to the same grid is the identity under
+ * the size= rule but not under scale_factor (1/s != 1), so only the latter
+ * needs H == W.
+ */
+static int pos_resized(const vt_vit *v, int64_t h, int64_t w)
+{
+    if (grid_of(v, h) != v->grid_h || grid_of(v, w) != v->grid_w)
+        return 1;
+    return v->pos_offset > 0.0 && h != w;
+}
+
+/* aten area_pixel_compute_source_index (UpSample.h), cubic, align_corners=False:
+ * scale * (dst + 0.5) - 0.5 evaluated in double (dst + 0.5 is a double there),
+ * then stored as float; not clamped at 0 (the taps are). */
+static float src_index(float scale, int64_t dst)
+{
+    return (float)((double)scale * ((double)dst + 0.5) - 0.5);
+}
+
+/*
  * Resize the [gh0*gw0, d] patch position table to [gh*gw, d] as
- * F.interpolate(mode="bicubic", align_corners=False, size=(gh, gw)):
- * source coordinate (o + 0.5) * in/out - 0.5, taps clamped at the border.
+ * F.interpolate(mode="bicubic", align_corners=False) does, with source
+ * coordinate scale sy, sx per axis (pos_axis_scale); taps clamped at the border
+ * (aten UpSampleKernel.cpp, HelperInterpCubic).
  */
 static void interp_pos(const float *src, int64_t gh0, int64_t gw0, int64_t d, int64_t gh,
-                       int64_t gw, float *dst)
+                       int64_t gw, float sy, float sx, float *dst)
 {
-    float sy = (float)gh0 / (float)gh, sx = (float)gw0 / (float)gw;
     for (int64_t oy = 0; oy < gh; oy++) {
-        float ry = sy * ((float)oy + 0.5f) - 0.5f;
+        float ry = src_index(sy, oy);
         int64_t iy = (int64_t)floorf(ry);
         float cy[4];
         cubic_coeffs(ry - (float)iy, cy);
         for (int64_t ox = 0; ox < gw; ox++) {
-            float rx = sx * ((float)ox + 0.5f) - 0.5f;
+            float rx = src_index(sx, ox);
             int64_t ix = (int64_t)floorf(rx);
             float cx[4];
             cubic_coeffs(rx - (float)ix, cx);
@@ -150,9 +210,15 @@ static void interp_pos(const float *src, int64_t gh0, int64_t gw0, int64_t d, in
 /*
  * Antialiased bicubic resize as torch computes it for F.interpolate(...,
  * mode="bicubic", antialias=True) (aten UpSampleKernel.cpp, separable AA
- * path): Pillow's cubic filter with a = -0.5, support 2 * max(scale, 1),
- * weights normalised to sum 1, horizontal pass first, a pass skipped when
- * that side keeps its size.
+ * path, HelperInterpBase::_compute_indices_min_size_weights_aa): Pillow's
+ * cubic filter with a = -0.5, support 2 * max(scale, 1), at most
+ * 2 * ceil(support) + 1 taps, weights normalised to sum 1, horizontal pass
+ * first, a pass skipped when that side keeps its size
+ * (separable_upsample_generic_Nd_kernel_impl). The scale is the same
+ * pos_axis_scale as without antialias: _compute_index_ranges_weights takes it
+ * from area_pixel_compute_scale too, so a scale_factor moves the centres here
+ * as well. (torch 1.13 ran both passes even for an unchanged side; a
+ * scale_factor resize that keeps one side differs there.)
  */
 static float aa_cubic(float x)
 {
@@ -165,26 +231,30 @@ static float aa_cubic(float x)
     return 0.0f;
 }
 
-/* Resample n_in rows (stride_in apart, d floats each) to n_out rows, for `outer` blocks. */
-static void aa_pass(const float *src, int64_t n_in, int64_t n_out, int64_t stride_in,
-                    int64_t stride_out, int64_t outer, int64_t outer_in, int64_t outer_out,
-                    int64_t d, float *dst)
+/* Resample n_in rows (stride_in apart, d floats each) to n_out rows, for `outer`
+ * blocks; scale maps output to source coordinates (pos_axis_scale). Mixed
+ * float/double steps follow the aten expressions they mirror. */
+static void aa_pass(const float *src, int64_t n_in, int64_t n_out, float scale,
+                    int64_t stride_in, int64_t stride_out, int64_t outer, int64_t outer_in,
+                    int64_t outer_out, int64_t d, float *dst)
 {
-    float scale = (float)n_in / (float)n_out;
     float support = scale >= 1.0f ? 2.0f * scale : 2.0f;
     float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
+    int64_t max_taps = (int64_t)ceilf(support) * 2 + 1;
     for (int64_t i = 0; i < n_out; i++) {
-        float center = scale * ((float)i + 0.5f);
-        int64_t xmin = (int64_t)(center - support + 0.5f);
+        float center = (float)((double)scale * ((double)i + 0.5));
+        int64_t xmin = (int64_t)((double)(center - support) + 0.5);
         if (xmin < 0)
             xmin = 0;
-        int64_t xmax = (int64_t)(center + support + 0.5f);
+        int64_t xmax = (int64_t)((double)(center + support) + 0.5);
         if (xmax > n_in)
             xmax = n_in;
+        if (xmax - xmin > max_taps)
+            xmax = xmin + max_taps;
         /* Weights are recomputed per use rather than stored: no buffer, any scale. */
         float total = 0.0f;
         for (int64_t j = xmin; j < xmax; j++)
-            total += aa_cubic(((float)j - center + 0.5f) * invscale);
+            total += aa_cubic((float)(((double)((float)j - center) + 0.5) * invscale));
         float norm = total != 0.0f ? total : 1.0f;
         for (int64_t o = 0; o < outer; o++) {
             const float *s0 = src + o * outer_in;
@@ -192,7 +262,7 @@ static void aa_pass(const float *src, int64_t n_in, int64_t n_out, int64_t strid
             for (int64_t c = 0; c < d; c++)
                 t[c] = 0.0f;
             for (int64_t j = xmin; j < xmax; j++) {
-                float wj = aa_cubic(((float)j - center + 0.5f) * invscale) / norm;
+                float wj = aa_cubic((float)(((double)((float)j - center) + 0.5) * invscale)) / norm;
                 const float *sj = s0 + j * stride_in;
                 for (int64_t c = 0; c < d; c++)
                     t[c] += sj[c] * wj;
@@ -202,15 +272,15 @@ static void aa_pass(const float *src, int64_t n_in, int64_t n_out, int64_t strid
 }
 
 static void interp_pos_aa(const float *src, int64_t gh0, int64_t gw0, int64_t d, int64_t gh,
-                          int64_t gw, float *tmp, float *dst)
+                          int64_t gw, float sy, float sx, float *tmp, float *dst)
 {
     const float *cur = src;
     if (gw != gw0) { /* horizontal: [gh0, gw0, d] -> [gh0, gw, d] */
-        aa_pass(cur, gw0, gw, d, d, gh0, gw0 * d, gw * d, d, gh == gh0 ? dst : tmp);
+        aa_pass(cur, gw0, gw, sx, d, d, gh0, gw0 * d, gw * d, d, gh == gh0 ? dst : tmp);
         cur = gh == gh0 ? dst : tmp;
     }
     if (gh != gh0) /* vertical: [gh0, gw, d] -> [gh, gw, d], rows of gw*d */
-        aa_pass(cur, gh0, gh, gw * d, gw * d, 1, 0, 0, gw * d, dst);
+        aa_pass(cur, gh0, gh, sy, gw * d, gw * d, 1, 0, 0, gw * d, dst);
     else if (gw == gw0)
         memcpy(dst, src, (size_t)(gh * gw * d) * sizeof(float));
 }
@@ -236,11 +306,13 @@ static void embed(const vt_vit *v, const vt_exec *e, const float *px, int64_t n,
     vt_op_linear(e, n * np, b->col, 0, &conv, b->hb, 0);
 
     const float *pos = v->pos + v->pos_prefix * d;
-    if (gh != v->grid_h || gw != v->grid_w) {
+    if (v->pos_interp && pos_resized(v, h, w)) {
+        float sy = pos_axis_scale(v, v->grid_h, gh), sx = pos_axis_scale(v, v->grid_w, gw);
         if (v->pos_interp == VT_POS_BICUBIC_AA)
-            interp_pos_aa(pos, v->grid_h, v->grid_w, d, gh, gw, b->pos + gh * gw * d, b->pos);
+            interp_pos_aa(pos, v->grid_h, v->grid_w, d, gh, gw, sy, sx, b->pos + gh * gw * d,
+                          b->pos);
         else
-            interp_pos(pos, v->grid_h, v->grid_w, d, gh, gw, b->pos);
+            interp_pos(pos, v->grid_h, v->grid_w, d, gh, gw, sy, sx, b->pos);
         pos = b->pos;
     }
     for (int64_t im = 0; im < n; im++) {

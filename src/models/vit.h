@@ -38,6 +38,18 @@ typedef enum vt_pos_interp {
     VT_POS_BICUBIC_AA,     /* the same with antialias=True (DINOv2 with registers)      */
 } vt_pos_interp;
 
+/*
+ * How the bicubic resize of the position table maps output cells to source
+ * coordinates, i.e. which F.interpolate call it reproduces (vt_vit.pos_offset):
+ *   offset == 0: size=(gh, gw): src = (dst + 0.5) * M / g - 0.5, skipped when the
+ *                grid is the table's (transformers main, DINOv2-reg, LAVIS EVA);
+ *   offset  > 0: scale_factor=((gh + offset) / M, (gw + offset) / M): src =
+ *                (dst + 0.5) / scale - 0.5 with floor(M * scale) == g, skipped only
+ *                when H == W and the grid is the table's (official DINOv2 with
+ *                interpolate_offset 0.1, transformers DINOv2 of 2023-2024).
+ */
+#define VT_POS_OFFSET_DINOV2 0.1
+
 typedef struct vt_vit_layer {
     vt_norm      ln1, ln2;
     vt_linear    q, k, v;      /* separate projections, or ...                          */
@@ -71,6 +83,7 @@ typedef struct vt_vit {
     int64_t      pos_prefix;   /* rows for CLS (+ extra tokens) in front of the grid;     */
                                /*   extra tokens without a row get no position (DINOv2)   */
     int          pos_interp;   /* vt_pos_interp: how the patch rows follow the input grid */
+    double       pos_offset;   /* 0: size= rule, > 0: scale_factor rule (see above)      */
     vt_norm      pre_ln;       /* LayerNorm before the encoder (CLIP) if pre_ln.w        */
 
     /* 2-D rotary embedding (EVA-02) applied to q and k of the patch tokens (all

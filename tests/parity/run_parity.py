@@ -19,6 +19,11 @@
 3. Runs `--layers 0,-1` on a few cases and checks that exactly
    hidden_states_00 and hidden_states_<L> (L = number of layers, -1 written
    under its non-negative index) appear besides the non-layer outputs.
+4. Position-rule swap (DINOv2): copies of the dinov2 and dinov2_reg folders
+   with config.json "vtok_pos_interpolation" set to the other rule must
+   miss the reference on a non-native input by far more than tol (the two
+   rules really differ and vtok reads the key), and an unknown value must be
+   refused with a message naming the key.
 Prints a table (model, input, worst relative error per output) and exits
 non-zero on any failure.
 
@@ -176,6 +181,47 @@ def run_all(vtok, work, man, tol, timeout, only=None, env=None, quiet=False, sub
 
 
 SUBSET = [("clip_vision_proj", "32x32", "0,-1"), ("dinov2_reg", "20x44", "0,-1")]
+# (model, non-native case, the rule its reference does not use)
+RULE_SWAP = [("dinov2", "36x44", "size"), ("dinov2_reg", "20x44", "scale_offset")]
+
+
+def rule_swap_check(vtok, work, man, tol, timeout, only=None):
+    """Returns the number of failures (see 4. in the module doc)."""
+    fails = 0
+    ref_root = man["root"]
+    models = {m["name"]: m for m in man["models"]}
+    for name, label, other in RULE_SWAP:
+        if name not in models or (only and name not in only):
+            continue
+        m = models[name]
+        case = [c for c in m["cases"] if c["label"] == label][0]
+        src = os.path.join(ref_root, m["model_dir"])
+        for rule, want_ok in ((other, True), ("bogus", False)):
+            mdir = os.path.join(work, "rule_swap", name + "_" + rule)
+            shutil.rmtree(mdir, ignore_errors=True)
+            shutil.copytree(src, mdir)
+            with open(os.path.join(mdir, "config.json")) as f:
+                cfg = json.load(f)
+            cfg["vtok_pos_interpolation"] = rule
+            with open(os.path.join(mdir, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            out = os.path.join(mdir, "out")
+            rc, _, err, _ = run_cli(vtok, ["encode", "--model", mdir, "--pixels",
+                                           os.path.join(ref_root, case["pixels"]), "--out", out],
+                                    timeout)
+            if not want_ok:
+                ok = rc not in (0, None) and "vtok_pos_interpolation" in err
+                print("  rule swap %-10s %-6s %-12s refused: %s" % (name, label, rule, "ok" if ok else "NO"))
+            else:
+                r = None
+                if rc == 0:
+                    r = rel_err(np.load(os.path.join(out, "last_hidden_state.npy")),
+                                np.load(os.path.join(ref_root, case["expected"], "last_hidden_state.npy")))
+                ok = r is not None and r > 100 * tol
+                print("  rule swap %-10s %-6s %-12s last rel err %s (must be > %.0e): %s" % (
+                    name, label, rule, fmt(r), 100 * tol, "ok" if ok else "FAIL"))
+            fails += 0 if ok else 1
+    return fails
 
 
 def self_check(work, man, tol, timeout):
@@ -244,6 +290,7 @@ def main():
         sys.exit(2)
     only = set(a.only.split(",")) if a.only else None
     fails, rows = run_all(vtok, work, man, a.tol, a.timeout, only=only, subset_cases=SUBSET)
+    fails += rule_swap_check(vtok, work, man, a.tol, a.timeout, only=only)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -89,9 +89,13 @@ DINOv2 (dinov2/modeling_dinov2.py; Dinov2Config defaults: hidden 768,
       + interpolate_pos_encoding(position_embeddings [1, N+1, D]).
       Position interpolation is ALWAYS on: skipped iff (#patches == N and
       H == W); else patch rows reshaped to [1, D, s, s] (s = sqrt N),
-      F.interpolate(float32, size=(H//p, W//p), mode="bicubic",
-      align_corners=False) (no antialias; older HF used scale_factor with
-      +0.1, current main uses size=), cast back, CLS row unchanged.
+      F.interpolate(float32, scale_factor=((H//p + 0.1) / s, (W//p + 0.1) / s),
+      mode="bicubic", align_corners=False) -- the official DINOv2 rule
+      (interpolate_offset 0.1; transformers until 2024) and vtok's default --
+      or, with config.json "vtok_pos_interpolation": "size", size=(H//p, W//p)
+      as current transformers main; no antialias; cast back, CLS row
+      unchanged. With scale_factor torch maps source coordinates with 1/scale,
+      not s/(H//p), and a same-grid resize (H != W) is not the identity.
       The conv floors: H//p x W//p patches, remainder pixels ignored.
       mask_token [1, D] exists in checkpoints but is unused for inference.
     layer: x = x + layer_scale1(attn(norm1(x))); x = x + layer_scale2(mlp(norm2(x)))
@@ -108,6 +112,9 @@ DINOv2 (dinov2/modeling_dinov2.py; Dinov2Config defaults: hidden 768,
       added to CLS+patches BEFORE the registers are inserted (registers get no
       position embedding).  Interpolation: F.interpolate(float32,
       size=(H//p, W//p), mode="bicubic", align_corners=False, antialias=True)
+      (official *_reg hub models: interpolate_offset 0 -> size=; with
+      "vtok_pos_interpolation": "scale_offset" the scale_factor call above
+      with antialias=True)
       -- NOTE antialias=True, which (in PyTorch) is a different kernel even
       when upsampling: the separable AA filter with the cubic coefficient
       a = -0.5 (PIL style) and weights renormalised at the borders, versus
@@ -541,9 +548,15 @@ class Dinov2Embeddings(nn.Module):
         self.patch_embeddings = Dinov2PatchEmbeddings(c)
         self.position_embeddings = nn.Parameter(torch.zeros(1, self.patch_embeddings.num_patches + 1, c.hidden_size))
         self.patch_size = c.patch_size
-        # interpolation variant: registers -> antialias=True (current HF)
+        # interpolation variant: registers -> antialias=True (HF and the official
+        # *_reg hub models); the source-coordinate rule from config.json
+        # "vtok_pos_interpolation" (vtok's key), by default the official one:
+        # scale_factor with interpolate_offset 0.1 for DINOv2, size= for registers.
         self.interp_antialias = registers
-        self.interp_legacy_scale_factor = False  # sensitivity tests only
+        self.interp_rule = getattr(c, "vtok_pos_interpolation", None) or \
+            ("size" if registers else "scale_offset")
+        if self.interp_rule not in ("scale_offset", "size"):
+            raise ValueError("vtok_pos_interpolation must be scale_offset or size, not %r" % (self.interp_rule,))
 
     def interpolate_pos_encoding(self, embeddings, height, width):
         num_patches = embeddings.shape[1] - 1
@@ -560,9 +573,22 @@ class Dinov2Embeddings(nn.Module):
         # HF interpolates in float32 ("at torch.float32 precision"); in our
         # float64 accuracy runs we keep float64 so the check stays meaningful.
         work = patch_pos if patch_pos.dtype == torch.float64 else patch_pos.to(torch.float32)
-        if self.interp_legacy_scale_factor:
-            work = F.interpolate(work, scale_factor=((nh + 0.1) / s, (nw + 0.1) / s),
-                                 mode="bicubic", align_corners=False)
+        if self.interp_rule == "scale_offset":
+            # The official call, not a re-derivation: facebookresearch/dinov2
+            # dinov2/models/vision_transformer.py (112792f) lines 195-209 with
+            # interpolate_offset=0.1:
+            #   sx = float(w0 + self.interpolate_offset) / M   (w0 = rows: x is B,C,"w","h")
+            #   sy = float(h0 + self.interpolate_offset) / M
+            #   nn.functional.interpolate(..., mode="bicubic",
+            #       antialias=self.interpolate_antialias, scale_factor=(sx, sy))
+            # (transformers v4.40 modeling_dinov2.py: the same doubles as
+            # float((nh + 0.1) / math.sqrt(N)), align_corners=False, no antialias.)
+            m = int(math.sqrt(num_positions))
+            assert num_positions == m * m
+            sx = float(nh + 0.1) / m
+            sy = float(nw + 0.1) / m
+            work = F.interpolate(work, mode="bicubic", antialias=self.interp_antialias,
+                                 scale_factor=(sx, sy), align_corners=False)
         elif self.interp_antialias:
             work = F.interpolate(work, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
         else:

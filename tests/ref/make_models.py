@@ -25,8 +25,11 @@ Checks done here for every model and input (generation fails otherwise):
     1e-5, 1e-6, 1e-12 that is not the model's), a wrong MLP activation (each
     of gelu / gelu_pytorch_tanh / quick_gelu that is not the model's) and,
     for DINOv2 inputs that need position interpolation, the other
-    interpolation variants (antialias on/off, legacy scale_factor=+0.1),
-    must move last_hidden_state by more than SENS_MIN relative.
+    interpolation variants (antialias on/off, and the other source-coordinate
+    rule: scale_factor=(g + 0.1) / M vs size=), must move last_hidden_state
+    by more than SENS_MIN relative -- so a vtok that swapped the rules would
+    fail parity (tolerance 1e-5); the rule swap is also recorded per case as
+    "rule_swap" and must exceed RULE_SWAP_MIN.
 Weight scales are chosen for that: the residual stream is kept small
 (std ~1e-2, so every LayerNorm input has variance ~1e-4..1e-3 and eps
 matters), MLP pre-activations have std ~2 (|x| up to ~6, where the GELU
@@ -53,6 +56,7 @@ import safetensors_io as sio  # noqa: E402
 
 F64_TOL = 5e-6
 SENS_MIN = 1e-4
+RULE_SWAP_MIN = 1e-3
 EPS_SET = (1e-5, 1e-6, 1e-12)
 ACT_SET = ("gelu", "gelu_pytorch_tanh", "quick_gelu")
 TORCH_DT = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
@@ -98,7 +102,21 @@ SPECS = [
                  "num_hidden_layers": 3, "num_attention_heads": 2, "mlp_ratio": 4, "image_size": 28,
                  "patch_size": 4, "num_channels": 3, "layerscale_value": 1.0, "qkv_bias": True,
                  "use_swiglu_ffn": False},
-         inputs=[(28, 28), (36, 44), (38, 45)]),
+         # 28x30: the table's 7x7 grid but H != W, resized under scale_factor (1/s != 1)
+         inputs=[(28, 28), (36, 44), (38, 45), (28, 30)]),
+    # Current transformers main: size=(H//p, W//p) (config key vtok_pos_interpolation).
+    dict(name="dinov2_size", dtype="F32", shards=1,
+         config={"architectures": ["Dinov2Model"], "model_type": "dinov2", "hidden_size": 32,
+                 "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 4, "image_size": 28,
+                 "patch_size": 4, "layerscale_value": 1.0, "vtok_pos_interpolation": "size"},
+         inputs=[(36, 44), (38, 45)]),
+    # Patch 8 with a 37x37 table (DINOv2-L/14 at 518 px has 37x37): 192 px is COMM's
+    # 336-px case (37 -> 24), 40x56 downsamples to 5x7, 200x312 mixes down and up.
+    dict(name="dinov2_p8", dtype="F32", shards=1,
+         config={"architectures": ["Dinov2Model"], "model_type": "dinov2", "hidden_size": 32,
+                 "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 4, "image_size": 296,
+                 "patch_size": 8, "layerscale_value": 1.0},
+         inputs=[(192, 192), (40, 56), (200, 312)]),
     dict(name="dinov2_swiglu", dtype="BF16", shards=2,
          config={"architectures": ["Dinov2Model"], "model_type": "dinov2", "hidden_size": 48,
                  "num_hidden_layers": 2, "num_attention_heads": 3, "mlp_ratio": 4, "image_size": 24,
@@ -110,6 +128,16 @@ SPECS = [
                  "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "mlp_ratio": 4,
                  "image_size": 28, "patch_size": 4, "num_register_tokens": 4, "layerscale_value": 1.0},
          inputs=[(28, 28), (20, 44), (40, 40)]),
+    # Registers with the scale_factor rule: antialias=True + scale_factor. Both sides
+    # change size in every input: for an unchanged side current torch skips the pass
+    # (UpSampleKernel.cpp separable_upsample_generic_Nd_kernel_impl; vtok does the
+    # same) while torch 1.13, installed here, still resamples it with 1/s.
+    dict(name="dinov2_reg_scale", dtype="F32", shards=1,
+         config={"architectures": ["Dinov2WithRegistersModel"], "model_type": "dinov2_with_registers",
+                 "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "mlp_ratio": 4,
+                 "image_size": 28, "patch_size": 4, "num_register_tokens": 4, "layerscale_value": 1.0,
+                 "vtok_pos_interpolation": "scale_offset"},
+         inputs=[(20, 44), (40, 36), (96, 16)]),
     dict(name="siglip_vision", dtype="F32", shards=1,
          config={"architectures": ["SiglipVisionModel"], "model_type": "siglip_vision_model",
                  "hidden_size": 32, "intermediate_size": 96, "num_hidden_layers": 2,
@@ -447,8 +475,9 @@ def sensitivity(model, pixels, base, spec):
         h, w = pixels.shape[2], pixels.shape[3]
         npatch = (h // vc.patch_size) * (w // vc.patch_size)
         if not (npatch == (vc.image_size // vc.patch_size) ** 2 and h == w):
+            other = "size" if emb.interp_rule == "scale_offset" else "scale_offset"
             variants = [("antialias=%s" % (not emb.interp_antialias), dict(interp_antialias=not emb.interp_antialias)),
-                        ("legacy_scale_factor", dict(interp_legacy_scale_factor=True))]
+                        ("rule=%s" % other, dict(interp_rule=other))]
             for what, kw in variants:
                 m2 = copy.deepcopy(model)
                 for k, v in kw.items():
@@ -506,6 +535,9 @@ def generate_one(spec, root, seed, log):
         weak = [s for s in sens if s[1] <= SENS_MIN]
         if weak:
             raise RuntimeError("%s %s: not sensitive to %s (%.2e)" % (name, label, weak[0][0], weak[0][1]))
+        swap = [s for s in sens if s[0].startswith("rule=")]
+        if swap and swap[0][1] <= RULE_SWAP_MIN:
+            raise RuntimeError("%s %s: the two position rules differ by only %.2e" % (name, label, swap[0][1]))
         edir = os.path.join(cdir, "expected_%s" % label)
         os.makedirs(edir)
         for k, v in base.items():
@@ -513,7 +545,8 @@ def generate_one(spec, root, seed, log):
         cases.append({"label": label, "pixels": os.path.relpath(os.path.join(cdir, "pixels_%s.npy" % label), root),
                       "expected": os.path.relpath(edir, root), "files": sorted(base),
                       "shapes": {k: list(v.shape) for k, v in base.items()},
-                      "f32_vs_f64": worst, "sensitivity": [[a, b, c] for a, b, c in sens]})
+                      "f32_vs_f64": worst, "sensitivity": [[a, b, c] for a, b, c in sens],
+                      "rule_swap": swap[0][1] if swap else None})
         log("  %-16s %-7s f32-vs-f64 %.1e   min sensitivity %.1e (%s)" % (
             name, label, worst, min(s[1] for s in sens), min(sens, key=lambda s: s[1])[0]))
     return {"name": name, "model_dir": os.path.relpath(mdir, root), "arch": model.vtok_arch,
