@@ -688,38 +688,62 @@ static int resolve_dir(const char *dir, char **out, int *is_index, vtok_status *
     }
     free(p);
 
-    DIR *d = opendir(dir);
-    if (!d)
-        return vt_fail(st, VTOK_EIO, "cannot list %s: %s", dir, strerror(errno));
+    /* HF's legacy single-file name for PyTorch weights */
+    p = join_path(dir, "pytorch_model.bin");
+    if (!p)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    int have_bin = stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+    free(p);
+
     char **found = NULL;
     int n = 0, rc = VTOK_OK;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!ends_with(de->d_name, ".safetensors") || de->d_name[0] == '.')
-            continue;
-        char *fp = join_path(dir, de->d_name);
-        if (!fp) {
-            rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+    /* the only .safetensors file; failing that, the only PyTorch checkpoint
+     * (.bin / .pth / .pt / .ckpt: a folder holding a released .pth as is) */
+    for (int pass = 0; pass < 2 && rc == VTOK_OK && n == 0; pass++) {
+        if (pass == 1 && have_bin) {
+            if (!(found = malloc(sizeof *found)) ||
+                !(found[0] = join_path(dir, "pytorch_model.bin"))) {
+                rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+                break;
+            }
+            n = 1;
             break;
         }
-        if (stat(fp, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-            free(fp);
-            continue;
+        DIR *d = opendir(dir);
+        if (!d)
+            return vt_fail(st, VTOK_EIO, "cannot list %s: %s", dir, strerror(errno));
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            int want = pass == 0 ? ends_with(de->d_name, ".safetensors")
+                                 : ends_with(de->d_name, ".pth") || ends_with(de->d_name, ".pt") ||
+                                       ends_with(de->d_name, ".bin") ||
+                                       ends_with(de->d_name, ".ckpt");
+            if (!want || de->d_name[0] == '.')
+                continue;
+            char *fp = join_path(dir, de->d_name);
+            if (!fp) {
+                rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+                break;
+            }
+            if (stat(fp, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+                free(fp);
+                continue;
+            }
+            char **nf = realloc(found, ((size_t)n + 1) * sizeof *nf);
+            if (!nf) {
+                free(fp);
+                rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+                break;
+            }
+            found = nf;
+            found[n++] = fp;
         }
-        char **nf = realloc(found, ((size_t)n + 1) * sizeof *nf);
-        if (!nf) {
-            free(fp);
-            rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
-            break;
-        }
-        found = nf;
-        found[n++] = fp;
+        closedir(d);
     }
-    closedir(d);
     if (rc == VTOK_OK && n == 0) {
         rc = vt_fail(st, VTOK_EMISSING,
-                     "%s: no model.safetensors.index.json, model.safetensors or other "
-                     ".safetensors file", dir);
+                     "%s: no model.safetensors.index.json, model.safetensors, other "
+                     ".safetensors file or PyTorch checkpoint", dir);
     } else if (rc == VTOK_OK && n > 1) {
         /* Ambiguous: say what is there so the user can pick one. */
         qsort(found, (size_t)n, sizeof *found, cmp_str);
@@ -735,7 +759,7 @@ static int resolve_dir(const char *dir, char **out, int *is_index, vtok_status *
             k += (size_t)r;
         }
         rc = vt_fail(st, VTOK_EFORMAT,
-                     "%s: %d .safetensors files and no model.safetensors.index.json: %s", dir, n,
+                     "%s: %d weight files and no model.safetensors.index.json: %s", dir, n,
                      list);
     } else if (rc == VTOK_OK) {
         *out = found[0];

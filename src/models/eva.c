@@ -223,3 +223,25 @@ int vt_eva_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
     v->pool = VT_POOL_NONE; /* post_ln stays empty: no final norm */
     return ld->err;
 }
+
+/* vtok encode on an EVA tower: a folder with a config.json of vtok's own
+ * ({"model_type": "eva", "variant": "eva_vit_g" | "eva02", and the keys of
+ * vt_eva_load}) beside the checkpoint as released (LAVIS eva_vit_g.pth, a
+ * GVT or SEED file: the tower is found by its patch embedding, under any
+ * prefix). EVA checkpoints come without an HF config, so the config is the
+ * user's statement of the architecture, as the recipes' "config" is. */
+static int eva_family_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
+{
+    return vt_eva_load(v, ld, cfg);
+}
+
+static const char *const eva_types[] = {"eva", NULL};
+static const char *const eva_composite[] = {NULL};
+
+const vt_family vt_family_eva = {
+    .arch = "eva",
+    .anchor = "patch_embed.proj.weight",
+    .model_types = eva_types,
+    .composite_types = eva_composite,
+    .load = eva_family_load,
+};

@@ -17,6 +17,7 @@
 
 static const vt_family *const families[] = {
     &vt_family_clip, &vt_family_siglip, &vt_family_dinov2, &vt_family_vit, &vt_family_blip2,
+    &vt_family_eva,
 };
 
 #define MAX_CONFIG_BYTES (16u << 20)

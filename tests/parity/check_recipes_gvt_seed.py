@@ -314,6 +314,25 @@ def released_layout(tool, work, rp, vit, sd, px, ids, exp):
             del os.environ["TORCH_HOME"]
         else:
             os.environ["TORCH_HOME"] = old
+    # vtok encode on the released ViT file itself: a folder with vtok's EVA
+    # config.json beside eva_vit_g.pth as downloaded (no conversion)
+    E_dir = os.path.join(work, "eva_encode")
+    os.makedirs(E_dir)
+    shutil.copy(os.path.join(T, "hub", "checkpoints", "eva_vit_g.pth"), E_dir)
+    with open(os.path.join(E_dir, "config.json"), "w") as f:
+        json.dump({"model_type": "eva", "variant": "eva_vit_g", "image_size": 42,
+                   "patch_size": 14, "width": 48, "layers": 3, "heads": 4,
+                   "mlp_ratio": 4.3637}, f)
+    out_e = os.path.join(work, "out_eva_encode")
+    ok, _ = run_ok(tool, "encode", "vtok encode on eva_vit_g.pth", ["--model", E_dir, "--pixels",
+                   px_p, "--layers", "all", "--out", out_e])
+    if ok:
+        compare("vtok encode eva", {"vit.npy": os.path.join(out_e, "last_hidden_state.npy")}, exp)
+        check(os.path.exists(os.path.join(out_e, "hidden_states_03.npy")) and
+              (np.load(os.path.join(out_e, "hidden_states_03.npy")) ==
+               np.load(os.path.join(out_e, "last_hidden_state.npy"))).all(),
+              "vtok encode eva: hidden_states_03 is the last block's output")
+
     # a Q-Former tensor missing from the pair: named, with both files
     bad = os.path.join(work, "seed_released_bad")
     os.makedirs(os.path.join(bad, "pretrained"))
