@@ -603,7 +603,7 @@ static void test_dirs(void)
     write_st(p, h2, d8, 8);
     rc = vt_weights_open(tpath("d2"), 1, &w, &st);
     CHECK(rc == VTOK_EFORMAT && strstr(st.msg, "one.safetensors, two.safetensors") &&
-              strstr(st.msg, "2 .safetensors files"),
+              strstr(st.msg, "2 weight files"),
           "several: %d %s", rc, st.msg);
 
     snprintf(p, sizeof p, "%s/model.safetensors", tpath("d2"));
