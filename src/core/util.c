@@ -33,6 +33,7 @@ const char *vtok_strerror(int code)
     case VTOK_EMISSING:     return "missing tensor or key";
     case VTOK_ESHAPE:       return "wrong shape";
     case VTOK_ELIMIT:       return "limit exceeded";
+    case VTOK_EABORTED:     return "aborted";
     default:                return "unknown error";
     }
 }

@@ -423,9 +423,12 @@ void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int6
     if (out->hidden && out->hidden[0])
         memcpy(out->hidden[0], b.x, row_bytes);
     for (int64_t l = 0; l < v->n_layers; l++) {
+        if (vt_run_poll(e)) /* the caller's abort_cb: outputs are then invalid */
+            return;
         layer_forward(v, &v->layers[l], e, n, T, &b);
         if (out->hidden && out->hidden[l + 1])
             memcpy(out->hidden[l + 1], b.x, row_bytes);
+        vt_run_step_done(e);
     }
 
     float *cls = b.head; /* n*d scratch for gathered CLS rows */

@@ -1,0 +1,62 @@
+/*
+ * ctx.h - what vtok_ctx and vtok_recipe_ctx share: the caller's params read
+ * by the size rule, the thread pool (own or borrowed), the exec state, the
+ * run control block (abort / progress / conditioning), the memory limit and
+ * the log callback.
+ */
+#ifndef VT_CTX_H
+#define VT_CTX_H
+
+#include "ops.h"
+#include "vt.h"
+
+/*
+ * The params ABI rule of vtok.h: copy the caller's struct `src` (whose first
+ * member is its size_t size) over `dst`, which already holds the library's
+ * defaults and is `full` bytes. Reads exactly src->size bytes: a smaller
+ * size keeps the defaults of the fields after it; a larger one is accepted
+ * only if the bytes beyond `full` are zero. src NULL: dst stays the
+ * defaults. Returns 0, VTOK_EINVAL (size 0) or VTOK_EUNSUPPORTED, with a
+ * message naming `what`.
+ */
+int vt_params_read(void *dst, size_t full, const void *src, const char *what, vtok_status *st);
+
+/* The init half of the rule: zero `size` bytes of dst, copy the defaults
+ * that fit, set the size field. */
+void vt_params_init(void *dst, size_t size, const void *defaults, size_t full);
+
+typedef struct vt_ctx_base {
+    vtok_ctx_params p;        /* the caller's params over the defaults */
+    vt_pool        *pool;
+    int             own_pool; /* 0: borrowed from p.threadpool         */
+    vt_exec         exec;     /* exec.run points at run                 */
+    vt_run          run;
+} vt_ctx_base;
+
+/* Read p (may be NULL), start or borrow the pool, fill exec. `what` names
+ * the context kind in messages. Returns 0 or a code (st). */
+int  vt_ctx_base_init(vt_ctx_base *b, const vtok_ctx_params *p, const char *what,
+                      vtok_status *st);
+void vt_ctx_base_free(vt_ctx_base *b); /* stops an owned pool */
+
+/* Log one line through p.log_cb (no-op without one). */
+void vt_ctx_log(const vt_ctx_base *b, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* A run starts: total steps for progress_cb, conditioning inputs (may be NULL). */
+void vt_ctx_run_begin(vt_ctx_base *b, int64_t total, const char *prompt, const float *cond,
+                      int64_t n_cond);
+
+/* A public call ends with rc: a failure is logged at VTOK_LOG_ERROR with its
+ * message. Returns rc. */
+int vt_ctx_end(const vt_ctx_base *b, const vtok_status *st, int rc);
+
+/* Check a planned block of `floats` floats (ok = 0: the size overflowed)
+ * against the memory limit; `what` describes the run for the message. */
+int vt_ctx_check_mem(const vt_ctx_base *b, int ok, int64_t floats, const char *what,
+                     vtok_status *st);
+
+#endif /* VT_CTX_H */
