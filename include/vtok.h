@@ -230,12 +230,13 @@ typedef struct vtok_ctx_params {
     int64_t mem_limit;
     /* Callbacks, all optional (NULL), called on the thread that runs the
      * context, with `user` as given:
-     *   abort_cb     polled before every encoder block and before a recipe's
-     *                connector; nonzero stops the run, which then returns
+     *   abort_cb     polled before every step of a run: an encoder's patch
+     *                embedding, each encoder block, a recipe's connector (as
+     *                one step); nonzero stops the run, which then returns
      *                VTOK_EABORTED (outputs are not valid).
-     *   progress_cb  after each of those steps, with done in 1..total; done
-     *                rises by one per call and the last call of a completed
-     *                run has done == total (total: blocks run + 1).
+     *   progress_cb  after each step, with done in 1..total; done rises by
+     *                one per call and the last call of a completed run has
+     *                done == total (vtok_encode: n_layers + 1).
      *   log_cb       library diagnostics, one line without newline. The
      *                library itself never writes to stdout or stderr: with
      *                log_cb NULL (the default) diagnostics are dropped;

@@ -509,13 +509,10 @@ static int encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int6
 
     vt_vit_out out = {.last = ctx->last, .pooler = ctx->pooler, .embeds = ctx->embeds,
                       .hidden = ctx->hidden};
-    vt_ctx_run_begin(&ctx->b, L + 1, NULL, NULL, 0);
-    if (vt_run_poll(&ctx->b.exec))
-        return aborted(ctx);
+    vt_ctx_run_begin(&ctx->b, L + 1, NULL, NULL, 0); /* embedding + blocks */
     vt_vit_forward(v, &ctx->b.exec, pixels, n, h, w, workp, &out);
     if (ctx->b.run.aborted)
         return aborted(ctx);
-    vt_run_step_done(&ctx->b.exec); /* the head: the last step */
     ctx->n = n;
     ctx->T = T;
     ctx->pool_dim = pool_dim;

@@ -14,8 +14,8 @@
  * state the connector asked for (a shallow copy of the vt_vit with fewer
  * layers: LLaVA's hidden_states[-2] skips the last block).
  *
- * Steps (abort_cb / progress_cb of vtok_ctx_params): every encoder block
- * run, then the connector as one step. The run's conditioning
+ * Steps (abort_cb / progress_cb of vtok_ctx_params): each encoder's
+ * embedding and every block it runs, then the connector as one step. The run's conditioning
  * (vtok_run_params) reaches the connector as c->b.exec.run.
  */
 #include "recipe_internal.h"
@@ -263,7 +263,7 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
             continue;
         vt_vit v = run_copy(&r->enc[i]);
         int64_t T = feats[i].T, x;
-        steps += v.n_layers;
+        steps += v.n_layers + 1; /* embedding + blocks run */
         if (!vt_mul_ok(n * T, v.d, &x))
             return vt_ctx_check_mem(&c->b, 0, 0, what, st);
         x = r16(vt_vit_work_floats(&v, n, h[i], w[i])) + r16(x) + r16(n * pool_width(&v));
