@@ -18,7 +18,6 @@
  */
 #include "image.h"
 
-#include "../core/ctx.h"
 #include "../io/io.h"
 
 #include <stdio.h>

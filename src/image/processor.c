@@ -14,7 +14,6 @@
  */
 #include "image.h"
 
-#include "../core/ctx.h"
 #include "../io/io.h"
 
 #include <cjson/cJSON.h>
