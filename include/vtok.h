@@ -44,7 +44,10 @@
  * library. A newer program on an older library works as long as the fields
  * the library does not know are zero (as default_params leaves them unless
  * the caller sets them); otherwise the call fails with VTOK_EUNSUPPORTED.
- * A size of 0 (a zeroed struct) is refused with VTOK_EINVAL.
+ * A size of 0 (a zeroed struct) is refused with VTOK_EINVAL. Bindings that
+ * cannot call inline functions (ctypes) call vtok_*_params_init(&p, sizeof p)
+ * themselves: it zeroes `size` bytes, fills the defaults that fit and sets
+ * p->size = size.
  *
  * Errors: every fallible call returns 0 on success or a negative VTOK_E* code;
  * vtok_strerror() names the code, vtok_ctx_errmsg() / vtok_status.msg say what
@@ -146,7 +149,6 @@ typedef struct vtok_model_params {
                         /*   n_threads is then ignored). Default NULL            */
 } vtok_model_params;
 
-/* Fills the first `size` bytes of *p with defaults and sets p->size = size. */
 void vtok_model_params_init(vtok_model_params *p, size_t size);
 static inline vtok_model_params vtok_model_default_params(void)
 {

@@ -95,3 +95,7 @@ target_include_directories(test_api PRIVATE tests)
 target_link_libraries(test_api PRIVATE vtok_shared Threads::Threads m)
 add_test(NAME test_api COMMAND test_api WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(test_api PROPERTIES LABELS api TIMEOUT 900)
+# Bit-identical across thread counts and shared pools holds for the reference kernels too.
+add_test(NAME test_api_refkernels COMMAND test_api WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_api_refkernels PROPERTIES LABELS api TIMEOUT 900
+                     ENVIRONMENT VTOK_FORCE_REF=1)

@@ -15,8 +15,10 @@
  * layers: LLaVA's hidden_states[-2] skips the last block).
  *
  * Steps (abort_cb / progress_cb of vtok_ctx_params): each encoder's
- * embedding and every block it runs, then the connector as one step. The run's conditioning
- * (vtok_run_params) reaches the connector as c->b.exec.run.
+ * embedding and every block it runs, then the connector as one step (its
+ * layers are not polled one by one). The run's conditioning
+ * (vtok_run_params) reaches the connector as e->run (vt_exec) during
+ * forward and is dropped when the call returns.
  */
 #include "recipe_internal.h"
 

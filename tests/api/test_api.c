@@ -553,7 +553,8 @@ int main(void)
     vtok_ctx_params cp = vtok_ctx_default_params();
     cp.n_threads = 1;
     vtok_ctx *ctx = vtok_ctx_new(m, &cp, &st);
-    CHECK(ctx && encode(ctx, &ref) == 0, "one-thread encode: %s", ctx ? vtok_ctx_errmsg(ctx) : st.msg);
+    CHECK(ctx && encode(ctx, &ref) == 0, "one-thread encode: %s",
+          ctx ? vtok_ctx_errmsg(ctx) : st.msg);
     vtok_ctx_free(ctx);
     if (!ref.last || !ref.pooler || !ref.embeds || !ref.hidden) {
         fprintf(stderr, "FAIL: no reference outputs\n");
