@@ -450,8 +450,9 @@ static void test_preprocess_batch(void)
               !memcmp(px2, px, 2 * 3 * S * S * 4), "batch of decoded images == batch of files");
         vtok_free(px2);
     }
-    CHECK(vtok_preprocess_batch(p, paths, &img, 2, NULL, &px, shape, &st) == VTOK_EINVAL,
-          "paths and images together refused");
+    float *px4 = NULL;
+    CHECK(vtok_preprocess_batch(p, paths, &img, 2, NULL, &px4, shape, &st) == VTOK_EINVAL &&
+          px4 == NULL, "paths and images together refused");
     const char *missing[2] = {IMAGE, "models/no-such-image.jpg"};
     float *px3 = NULL;
     CHECK(vtok_preprocess_batch(p, missing, NULL, 2, NULL, &px3, shape, &st) == VTOK_EIO &&
