@@ -3,10 +3,11 @@
 # AddressSanitizer + UBSan.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PY         ?= /usr/bin/python3
 
-.PHONY: all build asan demo test test-release test-asan fuzz bench clean deps
+.PHONY: all build asan demo test test-release test-asan test-tsan fuzz bench clean deps
 
 all: build
 
@@ -25,7 +26,7 @@ demo: build
 	$(BUILD)/vtok run --recipe llava-1.5 --model models/tiny-llava --image models/sample.jpg \
 		--out out/demo-llava --dump out/demo-llava/stages
 
-test: test-release test-asan fuzz
+test: test-release test-asan test-tsan fuzz
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j 1
@@ -33,6 +34,12 @@ test-release: build
 test-asan: asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 1
+
+# The public API test (threads, shared pools) under ThreadSanitizer: must report nothing.
+test-tsan:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVTOK_TSAN=ON >/dev/null
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_api
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:exitcode=66 ctest -L api --output-on-failure -j 1
 
 fuzz:
 	VTOK_FUZZ_OPTIONAL=$${VTOK_FUZZ_OPTIONAL:-0} bash tests/fuzz/run_fuzz.sh $${VTOK_FUZZ_SECONDS:-20}
@@ -46,4 +53,4 @@ deps:
 		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev python3-pil python3-numpy python3-torch clang-14 libclang-rt-14-dev
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) out

@@ -30,7 +30,24 @@
  * Thread safety: a vtok_model is read-only after load and may be shared by any
  * number of threads. A vtok_ctx belongs to one thread at a time; use one
  * context per thread or request. Functions that take no model or context are
- * thread-safe.
+ * thread-safe. Several contexts may share one vtok_threadpool (see
+ * vtok_threadpool_new) instead of each starting a thread per core.
+ *
+ * Params structs and ABI: every *_params struct starts with `size_t size`,
+ * which vtok_*_default_params() (an inline function, so it is compiled into
+ * the caller) sets to sizeof the struct as the caller's vtok.h declares it.
+ * Always start from the default params and change fields. Fields are only
+ * ever appended, and each struct ends without tail padding (the library
+ * checks this at compile time), so `size` says exactly which fields the
+ * caller knows: the library reads those and uses defaults for the rest. A
+ * program built against an older vtok.h therefore keeps working with a newer
+ * library. A newer program on an older library works as long as the fields
+ * the library does not know are zero (as default_params leaves them unless
+ * the caller sets them); otherwise the call fails with VTOK_EUNSUPPORTED.
+ * A size of 0 (a zeroed struct) is refused with VTOK_EINVAL. Bindings that
+ * cannot call inline functions (ctypes) call vtok_*_params_init(&p, sizeof p)
+ * themselves: it zeroes `size` bytes, fills the defaults that fit and sets
+ * p->size = size.
  *
  * Errors: every fallible call returns 0 on success or a negative VTOK_E* code;
  * vtok_strerror() names the code, vtok_ctx_errmsg() / vtok_status.msg say what
@@ -67,6 +84,7 @@ enum {
     VTOK_EMISSING     = -6, /* a required tensor or config key is missing   */
     VTOK_ESHAPE       = -7, /* a tensor or input has the wrong shape        */
     VTOK_ELIMIT       = -8, /* input exceeds a configured limit             */
+    VTOK_EABORTED     = -9, /* the abort callback asked the run to stop     */
 };
 
 /* Static name of an error code ("invalid argument", ...). Never NULL. */
@@ -80,6 +98,28 @@ typedef struct vtok_status {
 
 /* Library version string, static. */
 const char *vtok_version(void);
+
+/* ----------------------------------------------------------- threadpool -- */
+
+/*
+ * A thread pool that several contexts (and model loads) can share, so that N
+ * contexts on an N-core machine do not start N * N threads. n_threads counts
+ * the calling thread (n_threads - 1 workers are started); <= 0 means one per
+ * online CPU, at most 256. Returns NULL on error (fills *st; st may be NULL).
+ *
+ * Sharing: the pool runs one parallel operation (a GEMM, an attention, a
+ * norm: the steps a forward pass is made of) at a time. Contexts that borrow
+ * the same pool may run concurrently from different threads; each operation
+ * then waits for the pool and runs alone on it, so their passes interleave
+ * operation by operation and stay correct and deterministic. The thread that
+ * submits an operation works on it as thread 0. Free the pool only after
+ * every context and load that uses it is finished (vtok_ctx_free).
+ */
+typedef struct vtok_threadpool vtok_threadpool;
+
+vtok_threadpool *vtok_threadpool_new(int n_threads, vtok_status *st);
+void             vtok_threadpool_free(vtok_threadpool *tp); /* NULL is a no-op */
+int              vtok_threadpool_size(const vtok_threadpool *tp); /* threads incl. the caller */
 
 /* ---------------------------------------------------------------- model -- */
 
@@ -99,11 +139,23 @@ int         vtok_dtype_from_name(const char *name);
 const char *vtok_dtype_name(int dtype);
 
 typedef struct vtok_model_params {
+    size_t size;        /* sizeof(vtok_model_params): set by the default params  */
     int use_mmap;       /* map weight files instead of reading them (default 1) */
     int dtype;          /* vtok_dtype (default VTOK_DTYPE_F32)                  */
+    int n_threads;      /* threads that convert weights at load; <= 0: one per  */
+                        /*   CPU, at most 16 (default 0)                         */
+    int reserved0;      /* keep 0 (no tail padding; see "Params structs")       */
+    vtok_threadpool *threadpool; /* convert on this pool instead (borrowed;     */
+                        /*   n_threads is then ignored). Default NULL            */
 } vtok_model_params;
 
-vtok_model_params vtok_model_default_params(void);
+void vtok_model_params_init(vtok_model_params *p, size_t size);
+static inline vtok_model_params vtok_model_default_params(void)
+{
+    vtok_model_params p;
+    vtok_model_params_init(&p, sizeof p);
+    return p;
+}
 
 /*
  * Load a Hugging Face model folder: config.json plus model.safetensors or
@@ -113,6 +165,18 @@ vtok_model_params vtok_model_default_params(void);
  * after every context made from it is freed.
  */
 vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_status *st);
+
+/*
+ * Load a model from memory: `weights` is one safetensors file image of
+ * `weights_size` bytes, `config_json` the text of its config.json
+ * (config_len bytes; NUL termination not needed). The weights are borrowed,
+ * not copied: they must stay valid and unchanged until vtok_model_free (the
+ * config is parsed during the call and not kept). p->use_mmap is ignored.
+ * Otherwise as vtok_model_load.
+ */
+vtok_model *vtok_model_load_from_memory(const void *weights, size_t weights_size,
+                                        const char *config_json, size_t config_len,
+                                        const vtok_model_params *p, vtok_status *st);
 void        vtok_model_free(vtok_model *m); /* NULL is a no-op */
 
 typedef struct vtok_model_info {
@@ -143,13 +207,58 @@ int vtok_model_get_info(const vtok_model *m, vtok_model_info *info);
 
 typedef struct vtok_ctx vtok_ctx;
 
+/* Log levels of vtok_ctx_params.log_cb. */
+typedef enum vtok_log_level {
+    VTOK_LOG_ERROR = 0, /* a call failed: the same line as vtok_ctx_errmsg    */
+    VTOK_LOG_WARN  = 1,
+    VTOK_LOG_INFO  = 2, /* context set-up: threads, pool, kernels            */
+    VTOK_LOG_DEBUG = 3, /* memory planning: the context's block grows        */
+} vtok_log_level;
+
+/* A ready-made log_cb: writes "vtok: <level>: <msg>" to stderr. */
+void vtok_log_stderr(void *user, int level, const char *msg);
+
 typedef struct vtok_ctx_params {
-    int n_threads;      /* worker threads including the caller; <= 0 means all cores */
+    size_t size;        /* sizeof(vtok_ctx_params): set by the default params     */
+    int n_threads;      /* threads of the context's own pool, including the caller; */
+                        /*   <= 0 means one per CPU (default 0)                    */
+    int reserved0;      /* keep 0 (no tail padding; see "Params structs")         */
+    /* Borrow this pool instead of starting one (n_threads is then ignored). It
+     * must outlive the context; see vtok_threadpool_new for sharing. */
+    vtok_threadpool *threadpool;
+    /* Largest block of working memory (activations, scratch, outputs) one run
+     * may plan, in bytes; 0 means the default, 64 GiB. A run that needs more
+     * fails with VTOK_ELIMIT and a message naming both numbers. */
+    int64_t mem_limit;
+    /* Callbacks, all optional (NULL), called on the thread that runs the
+     * context, with `user` as given:
+     *   abort_cb     polled before every step of a run: an encoder's patch
+     *                embedding, each encoder block, a recipe's connector (as
+     *                one step); nonzero stops the run, which then returns
+     *                VTOK_EABORTED (outputs are not valid).
+     *   progress_cb  after each step, with done in 1..total; done rises by
+     *                one per call and the last call of a completed run has
+     *                done == total (vtok_encode: n_layers + 1).
+     *   log_cb       library diagnostics, one line without newline. The
+     *                library itself never writes to stdout or stderr: with
+     *                log_cb NULL (the default) diagnostics are dropped;
+     *                vtok_log_stderr prints them. */
+    int  (*abort_cb)(void *user);
+    void (*progress_cb)(void *user, int64_t done, int64_t total);
+    void (*log_cb)(void *user, int level, const char *msg);
+    void  *user;
 } vtok_ctx_params;
 
-vtok_ctx_params vtok_ctx_default_params(void);
+void vtok_ctx_params_init(vtok_ctx_params *p, size_t size);
+static inline vtok_ctx_params vtok_ctx_default_params(void)
+{
+    vtok_ctx_params p;
+    vtok_ctx_params_init(&p, sizeof p);
+    return p;
+}
 
-/* Returns NULL on error (fills *st). The model must outlive the context. */
+/* Returns NULL on error (fills *st). The model (and a borrowed pool) must
+ * outlive the context. */
 vtok_ctx *vtok_ctx_new(vtok_model *m, const vtok_ctx_params *p, vtok_status *st);
 void      vtok_ctx_free(vtok_ctx *ctx); /* NULL is a no-op */
 
@@ -159,12 +268,19 @@ const char *vtok_ctx_errmsg(const vtok_ctx *ctx);
 /* --------------------------------------------------------------- encode -- */
 
 typedef struct vtok_encode_params {
+    size_t     size;        /* sizeof(vtok_encode_params): set by the default params   */
     int        all_layers;  /* keep every hidden state 0..n_layers                     */
-    const int *layers;      /* else keep these hidden-state indices (HF indexing;      */
-    int        n_layers;    /*   negative counts from the end, -1 = last layer)         */
+    int        n_layers;    /* else keep these n_layers hidden-state indices (HF        */
+    const int *layers;      /*   indexing; negative counts from the end, -1 = last)     */
 } vtok_encode_params;
 
-vtok_encode_params vtok_encode_default_params(void);
+void vtok_encode_params_init(vtok_encode_params *p, size_t size);
+static inline vtok_encode_params vtok_encode_default_params(void)
+{
+    vtok_encode_params p;
+    vtok_encode_params_init(&p, sizeof p);
+    return p;
+}
 
 /*
  * Run the vision encoder on `pixels`, float32 [n, c, h, w] (NCHW, as an HF
@@ -205,8 +321,9 @@ typedef struct vtok_image {
     uint8_t *data;
 } vtok_image;
 
-/* Limits <= 0 mean "use the default", so a zeroed struct is safe. */
+/* Limits <= 0 mean "use the default". */
 typedef struct vtok_image_params {
+    size_t  size;             /* sizeof(vtok_image_params): set by the default params        */
     int64_t max_width;        /* refuse wider images before decoding (default 65500)        */
     int64_t max_height;       /* (default 65500)                                             */
     int64_t max_pixels;       /* refuse more pixels than this before allocating; default     */
@@ -217,7 +334,13 @@ typedef struct vtok_image_params {
     int64_t jpeg_target;      /* shortest side wanted when jpeg_fast_scale is on             */
 } vtok_image_params;
 
-vtok_image_params vtok_image_default_params(void);
+void vtok_image_params_init(vtok_image_params *p, size_t size);
+static inline vtok_image_params vtok_image_default_params(void)
+{
+    vtok_image_params p;
+    vtok_image_params_init(&p, sizeof p);
+    return p;
+}
 
 /* Decode JPEG, PNG, WebP or GIF (first frame) from memory and convert to RGB
  * exactly as Pillow's Image.open(...).convert("RGB") does. */
@@ -276,6 +399,20 @@ int64_t vtok_processor_min_side(const vtok_processor *p);
 /* One line describing the processor (static storage inside p). */
 const char *vtok_processor_describe(const vtok_processor *p);
 
+/*
+ * The pixel_values of a batch, as the HF processor stacks them: n images
+ * through p into one float32 [n, 3, h, w] buffer, allocated by vtok (free
+ * with vtok_free). Give either `paths` (files, decoded with *ip; ip may be
+ * NULL for defaults, and its jpeg_target, when jpeg_fast_scale is on and
+ * jpeg_target <= 0, becomes vtok_processor_min_side(p)) or `images`
+ * (already decoded); the other must be NULL. Every image must preprocess to
+ * the same h x w (VTOK_ESHAPE naming the first that does not). shape gets
+ * {n, 3, h, w}. Returns 0 or a negative code (st says why; st may be NULL).
+ */
+int vtok_preprocess_batch(const vtok_processor *p, const char *const *paths,
+                          const vtok_image *images, int64_t n, const vtok_image_params *ip,
+                          float **pixels, int64_t shape[4], vtok_status *st);
+
 /* -------------------------------------------------------------- recipes -- */
 
 /*
@@ -288,7 +425,7 @@ const char *vtok_processor_describe(const vtok_processor *p);
  *
  *     vtok_recipe *r = vtok_recipe_load("llava-1.5", "models/llava", NULL, &st);
  *     vtok_recipe_ctx *c = vtok_recipe_ctx_new(r, NULL, &st);
- *     vtok_recipe_run_images(c, &img, 1);           // or vtok_recipe_run(c, pixels, ...)
+ *     vtok_recipe_run_images(c, &img, 1, NULL);     // or vtok_recipe_run(c, pixels, ...)
  *     vtok_view e;
  *     vtok_recipe_get_output(c, &e);                // [1, 576, d_llm]
  *
@@ -299,12 +436,22 @@ typedef struct vtok_recipe     vtok_recipe;
 typedef struct vtok_recipe_ctx vtok_recipe_ctx;
 
 typedef struct vtok_recipe_params {
+    size_t size;        /* sizeof(vtok_recipe_params): set by the default params */
     int use_mmap;       /* map weight files instead of reading them (default 1) */
     int dtype;          /* vtok_dtype of every encoder and connector Linear
                            (default VTOK_DTYPE_F32)                              */
+    int n_threads;      /* threads converting weights at load, as in            */
+    int reserved0;      /*   vtok_model_params; reserved0: keep 0               */
+    vtok_threadpool *threadpool; /* or this pool (borrowed), default NULL      */
 } vtok_recipe_params;
 
-vtok_recipe_params vtok_recipe_default_params(void);
+void vtok_recipe_params_init(vtok_recipe_params *p, size_t size);
+static inline vtok_recipe_params vtok_recipe_default_params(void)
+{
+    vtok_recipe_params p;
+    vtok_recipe_params_init(&p, sizeof p);
+    return p;
+}
 
 /* Names of the recipes built into the library (NULL-terminated, static). */
 const char *const *vtok_recipe_names(void);
@@ -340,19 +487,45 @@ typedef struct vtok_recipe_info {
 int vtok_recipe_get_info(const vtok_recipe *r, vtok_recipe_info *info);
 
 /* A context: thread pool, planned memory and the results of the last run.
- * p may be NULL (defaults). The recipe must outlive the context. */
+ * p may be NULL (defaults); its pool, memory limit and callbacks work as for
+ * vtok_ctx_new. The recipe (and a borrowed pool) must outlive the context. */
 vtok_recipe_ctx *vtok_recipe_ctx_new(vtok_recipe *r, const vtok_ctx_params *p, vtok_status *st);
 void             vtok_recipe_ctx_free(vtok_recipe_ctx *c); /* NULL is a no-op */
 const char      *vtok_recipe_ctx_errmsg(const vtok_recipe_ctx *c);
 
+/*
+ * What a run gets besides the images: conditioning for recipes whose
+ * connector routes or selects by the text (MoVA's expert routing, SliME's
+ * selection read the prompt). No shipped recipe reads them yet: they are
+ * checked (prompt valid UTF-8 of at most 16 MiB; cond non-NULL when
+ * n_cond > 0) and handed to the connector for the duration of the call
+ * (internally, vt_exec.run: prompt, cond, n_cond), never kept afterwards.
+ */
+typedef struct vtok_run_params {
+    size_t       size;    /* sizeof(vtok_run_params): set by the default params  */
+    const char  *prompt;  /* UTF-8, NUL-terminated, or NULL (default)             */
+    const float *cond;    /* a conditioning vector (e.g. a text embedding), or    */
+    int64_t      n_cond;  /*   NULL and 0 (default)                               */
+} vtok_run_params;
+
+void vtok_run_params_init(vtok_run_params *p, size_t size);
+static inline vtok_run_params vtok_run_default_params(void)
+{
+    vtok_run_params p;
+    vtok_run_params_init(&p, sizeof p);
+    return p;
+}
+
 /* Run on pixel_values float32 [n, ch, h, w]; every encoder gets these same
- * pixels. Returns 0 or a negative code (vtok_recipe_ctx_errmsg says why). */
+ * pixels. rp may be NULL (no conditioning). Returns 0 or a negative code
+ * (vtok_recipe_ctx_errmsg says why). */
 int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t ch, int64_t h,
-                    int64_t w);
+                    int64_t w, const vtok_run_params *rp);
 
 /* Run on decoded images: each encoder's pixels come from its image processor
  * as the recipe configures it (e.g. LLaVA-1.5's pad to square). */
-int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n);
+int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n,
+                           const vtok_run_params *rp);
 
 /* The tokens of the last run, [n, tokens, d_out]. Valid until the next run
  * or vtok_recipe_ctx_free on c. */

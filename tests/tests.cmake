@@ -5,6 +5,7 @@
 #   parity  - PyTorch references (tests/ref) vs `vtok encode`, through the CLI
 #   image   - decoding, resampling and processors vs Pillow / HF, bit for bit
 #   e2e     - the CLI on committed tiny models and bad inputs
+#   api     - tests/api: the public API from threads (also run under TSan: make test-tsan)
 find_program(VTOK_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
 if(NOT VTOK_PYTHON)
   find_program(VTOK_PYTHON python3)
@@ -86,3 +87,15 @@ file(GLOB VTOK_BLOCK_TESTS CONFIGURE_DEPENDS tests/blocks/*.cmake)
 foreach(f ${VTOK_BLOCK_TESTS})
   include(${f})
 endforeach()
+
+# The public API through the shared library (so only exported symbols are
+# reachable): threads sharing models and pools, callbacks, limits, params ABI.
+add_executable(test_api tests/api/test_api.c)
+target_include_directories(test_api PRIVATE tests)
+target_link_libraries(test_api PRIVATE vtok_shared Threads::Threads m)
+add_test(NAME test_api COMMAND test_api WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_api PROPERTIES LABELS api TIMEOUT 900)
+# Bit-identical across thread counts and shared pools holds for the reference kernels too.
+add_test(NAME test_api_refkernels COMMAND test_api WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_api_refkernels PROPERTIES LABELS api TIMEOUT 900
+                     ENVIRONMENT VTOK_FORCE_REF=1)

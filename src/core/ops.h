@@ -59,6 +59,24 @@ typedef struct vt_norm {
     float        eps;
 } vt_norm;
 
+/*
+ * One run's control block (core/ctx.c): the caller's abort and progress
+ * callbacks, step counting, and the run's conditioning inputs
+ * (vtok_run_params), which connectors may read through vt_exec.run during
+ * forward; no connector does yet. Mutable behind a const vt_exec: a run
+ * belongs to one thread (pool workers never touch it).
+ */
+typedef struct vt_run {
+    int  (*abort_cb)(void *user);
+    void (*progress_cb)(void *user, int64_t done, int64_t total);
+    void        *user;
+    int64_t      done, total;    /* steps finished / planned (progress_cb)  */
+    int          aborted;        /* sticky: abort_cb returned nonzero       */
+    const char  *prompt;         /* UTF-8 or NULL, valid during the run     */
+    const float *cond;           /* n_cond floats or NULL                   */
+    int64_t      n_cond;
+} vt_run;
+
 /* What an op needs to run: the pool, the kernels and per-thread scratch. */
 typedef struct vt_exec {
     vt_pool          *pool;
@@ -70,7 +88,15 @@ typedef struct vt_exec {
      * is low precision). */
     void             *lp_buf;
     size_t            lp_bytes;
+    vt_run           *run;            /* callbacks + inputs of this run, or NULL */
 } vt_exec;
+
+/* Between the steps of a run (encoder blocks, the connector): a step is
+ * about to start. Polls abort_cb; once aborted a run stays so. Returns 1 if
+ * the run must stop. e->run may be NULL (never stops). */
+int vt_run_poll(const vt_exec *e);
+/* A step finished: done + 1, reported to progress_cb. */
+void vt_run_step_done(const vt_exec *e);
 
 /* Bytes of vt_exec.lp_buf for Linears over up to M rows of up to K inputs. */
 size_t vt_exec_lp_bytes(int64_t M, int64_t K);

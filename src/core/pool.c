@@ -1,8 +1,17 @@
 /*
- * pool.c - per-context thread pool: workers wait on a generation counter,
- * spin briefly before sleeping (ops in a ViT forward are short and many, so
- * a condition-variable wake per op would cost more than the op), and claim
- * task indices from an atomic counter.
+ * pool.c - the thread pool of a context (or several): workers wait on a
+ * generation counter, spin briefly before sleeping (ops in a ViT forward are
+ * short and many, so a condition-variable wake per op would cost more than
+ * the op), and claim task indices from an atomic counter.
+ *
+ * Shared pools: jobs from different submitting threads are serialised by
+ * `submit`, held for the whole job. The job fields (fn, arg, n, next, busy)
+ * are then written by one submitter at a time, after the previous job's
+ * workers have all checked out (busy == 0), which is exactly the
+ * single-submitter protocol; the mutex hand-over orders one submitter's
+ * completion before the next one's writes. Per job, not per run: two
+ * contexts interleave op by op, and neither waits for the other's whole
+ * forward pass.
  */
 #include "pool.h"
 
@@ -13,9 +22,10 @@
 
 #define VT_SPIN_ITERS 20000
 
-struct vt_pool {
+struct vtok_threadpool {
     int             n_threads;
     pthread_t      *threads;
+    pthread_mutex_t submit;      /* one job at a time on the workers */
     pthread_mutex_t mu;
     pthread_cond_t  wake;
     pthread_cond_t  done_cv;
@@ -85,6 +95,7 @@ vt_pool *vt_pool_new(int n_threads)
     if (!p)
         return NULL;
     p->n_threads = n_threads;
+    pthread_mutex_init(&p->submit, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done_cv, NULL);
@@ -123,6 +134,7 @@ void vt_pool_free(vt_pool *p)
     for (int t = 1; t < p->n_threads; t++)
         pthread_join(p->threads[t - 1], NULL);
     free(p->threads);
+    pthread_mutex_destroy(&p->submit);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done_cv);
@@ -143,6 +155,7 @@ void vt_pool_run(vt_pool *p, vt_task_fn fn, void *arg, int64_t n)
             fn(arg, i, 0);
         return;
     }
+    pthread_mutex_lock(&p->submit);
     p->fn = fn;
     p->arg = arg;
     p->n = n;
@@ -165,6 +178,7 @@ void vt_pool_run(vt_pool *p, vt_task_fn fn, void *arg, int64_t n)
             pthread_cond_wait(&p->done_cv, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
+    pthread_mutex_unlock(&p->submit);
 }
 
 int vt_cpu_count(void)

@@ -21,6 +21,40 @@ int vt_fail(vtok_status *st, int code, const char *fmt, ...)
     return code;
 }
 
+/* The params ABI rule of vtok.h; core/ctx.c has the why. Here, not in
+ * ctx.c, because the image decoders (and their fuzzer) use it alone. */
+int vt_params_read(void *dst, size_t full, const void *src, const char *what, vtok_status *st)
+{
+    if (!src)
+        return 0;
+    size_t size;
+    memcpy(&size, src, sizeof size);
+    if (size < sizeof(size_t))
+        return vt_fail(st, VTOK_EINVAL,
+                       "%s.size is %zu: start from the default params (they set it)", what, size);
+    if (size > full) {
+        const unsigned char *b = src;
+        for (size_t i = full; i < size; i++)
+            if (b[i])
+                return vt_fail(st, VTOK_EUNSUPPORTED,
+                               "%s sets a field this vtok %s does not know (byte %zu of %zu): "
+                               "the program was built against a newer vtok.h",
+                               what, vtok_version(), i, size);
+        size = full;
+    }
+    memcpy(dst, src, size);
+    return 0;
+}
+
+void vt_params_init(void *dst, size_t size, const void *defaults, size_t full)
+{
+    if (!dst || size < sizeof(size_t))
+        return;
+    memset(dst, 0, size);
+    memcpy(dst, defaults, size < full ? size : full);
+    memcpy(dst, &size, sizeof size);
+}
+
 const char *vtok_strerror(int code)
 {
     switch (code) {
@@ -33,6 +67,7 @@ const char *vtok_strerror(int code)
     case VTOK_EMISSING:     return "missing tensor or key";
     case VTOK_ESHAPE:       return "wrong shape";
     case VTOK_ELIMIT:       return "limit exceeded";
+    case VTOK_EABORTED:     return "aborted";
     default:                return "unknown error";
     }
 }

@@ -22,6 +22,21 @@ int vt_fail(vtok_status *st, int code, const char *fmt, ...)
 #endif
     ;
 
+/*
+ * The params ABI rule of vtok.h: copy the caller's struct `src` (whose first
+ * member is its size_t size) over `dst`, which already holds the library's
+ * defaults and is `full` bytes. Reads exactly src->size bytes: a smaller
+ * size keeps the defaults of the fields after it; a larger one is accepted
+ * only if the bytes beyond `full` are zero. src NULL: dst stays the
+ * defaults. Returns 0, VTOK_EINVAL (size 0) or VTOK_EUNSUPPORTED, with a
+ * message naming `what`.
+ */
+int vt_params_read(void *dst, size_t full, const void *src, const char *what, vtok_status *st);
+
+/* The init half of the rule: zero `size` bytes of dst, copy the defaults
+ * that fit, set the size field. */
+void vt_params_init(void *dst, size_t size, const void *defaults, size_t full);
+
 /* Element types that appear in weight files. */
 typedef enum vt_dtype {
     VT_F32 = 0, VT_F16, VT_BF16, VT_F64,

@@ -13,7 +13,8 @@
  * size read from the header before it allocates pixel memory, so a tiny file
  * that declares a huge image is refused for the price of its header.
  * A limit field <= 0 in vtok_image_params means "use the default" (a
- * zero-initialized struct must not mean "unlimited").
+ * zero limit must not mean "unlimited"); the struct itself is read by the
+ * size rule of vtok.h (core/ctx.c).
  */
 #include "image.h"
 
@@ -27,9 +28,10 @@
 #define VT_IMG_DEFAULT_MAX_PIXELS 178956970 /* Pillow: 2 * MAX_IMAGE_PIXELS */
 #define VT_IMG_MAX_FILE           ((size_t)1 << 30)
 
-vtok_image_params vtok_image_default_params(void)
+void vtok_image_params_init(vtok_image_params *p, size_t size)
 {
-    vtok_image_params p = {
+    const vtok_image_params d = {
+        .size = sizeof d,
         .max_width = VT_IMG_DEFAULT_MAX_SIDE,
         .max_height = VT_IMG_DEFAULT_MAX_SIDE,
         .max_pixels = VT_IMG_DEFAULT_MAX_PIXELS,
@@ -37,7 +39,7 @@ vtok_image_params vtok_image_default_params(void)
         .jpeg_fast_scale = 0,
         .jpeg_target = 0,
     };
-    return p;
+    vt_params_init(p, size, &d, sizeof d);
 }
 
 vt_image_format vt_image_sniff(const void *buf, size_t size)
@@ -164,10 +166,11 @@ int vtok_image_decode(const void *buf, size_t size, const vtok_image_params *p, 
         return vt_fail(st, VTOK_EINVAL, "vtok_image_decode: buf is NULL");
     if (size == 0)
         return vt_fail(st, VTOK_EFORMAT, "image data is empty");
-    vtok_image_params defaults = vtok_image_default_params();
-    if (!p)
-        p = &defaults;
-    int rc;
+    vtok_image_params ip = vtok_image_default_params();
+    int rc = vt_params_read(&ip, sizeof ip, p, "vtok_image_params", st);
+    if (rc)
+        return rc;
+    p = &ip;
     switch (vt_image_sniff(buf, size)) {
     case VT_IMG_JPEG: rc = vt_decode_jpeg(buf, size, p, out, st); break;
     case VT_IMG_PNG:  rc = vt_decode_png(buf, size, p, out, st); break;

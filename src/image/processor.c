@@ -450,3 +450,80 @@ int vtok_preprocess(const vtok_processor *p, const vtok_image *img, float *out,
     vtok_image_free(&padded);
     return 0;
 }
+
+/* One image of a batch: decode it from paths[i] into *tmp, or take images[i]. */
+static const vtok_image *batch_image(const char *const *paths, const vtok_image *images,
+                                     int64_t i, const vtok_image_params *ip, vtok_image *tmp,
+                                     vtok_status *st)
+{
+    if (images)
+        return &images[i];
+    if (!paths[i]) {
+        vt_fail(st, VTOK_EINVAL, "vtok_preprocess_batch: path %lld is NULL", (long long)i);
+        return NULL;
+    }
+    return vtok_image_load(paths[i], ip, tmp, st) ? NULL : tmp;
+}
+
+/*
+ * What every tool did by hand (the CLI's encode and preprocess): the batch
+ * is sized from image 0, and each image is decoded, checked and preprocessed
+ * straight into its slot, so at most one decoded image is alive at a time.
+ */
+int vtok_preprocess_batch(const vtok_processor *p, const char *const *paths,
+                          const vtok_image *images, int64_t n, const vtok_image_params *ip,
+                          float **pixels, int64_t shape[4], vtok_status *st)
+{
+    if (!pixels || !shape)
+        return vt_fail(st, VTOK_EINVAL, "vtok_preprocess_batch: pixels or shape is NULL");
+    *pixels = NULL;
+    if (!p || !paths == !images || n < 1)
+        return vt_fail(st, VTOK_EINVAL, "vtok_preprocess_batch needs a processor, n >= 1 and "
+                       "either paths or images");
+    vtok_image_params dp = vtok_image_default_params();
+    int rc = ip ? vt_params_read(&dp, sizeof dp, ip, "vtok_image_params", st) : 0;
+    if (rc)
+        return rc;
+    if (dp.jpeg_fast_scale && dp.jpeg_target <= 0)
+        dp.jpeg_target = vtok_processor_min_side(p);
+    float *buf = NULL;
+    int64_t h0 = 0, w0 = 0, per = 0;
+    for (int64_t i = 0; i < n; i++) {
+        vtok_image tmp = {0};
+        const vtok_image *img = batch_image(paths, images, i, &dp, &tmp, st);
+        int64_t h = 0, w = 0, total;
+        rc = img ? vtok_processor_output_size(p, img->width, img->height, &h, &w, st)
+                 : st && st->code ? st->code : VTOK_EIO;
+        if (!rc && i == 0) {
+            h0 = h;
+            w0 = w;
+            per = 3 * h * w;
+            if (!vt_mul_ok(per, n, &total) || total > INT64_MAX / (int64_t)sizeof(float))
+                rc = vt_fail(st, VTOK_ELIMIT, "a batch of %lld images of %lldx%lld is too large",
+                             (long long)n, (long long)w, (long long)h);
+            else if (!(buf = vt_alloc((size_t)total * sizeof *buf)))
+                rc = vt_fail(st, VTOK_ENOMEM, "out of memory (%lld MiB of pixels)",
+                             (long long)(total * 4 >> 20));
+        } else if (!rc && (h != h0 || w != w0)) {
+            char a[32], b[32];
+            snprintf(a, sizeof a, "image %lld", (long long)i);
+            snprintf(b, sizeof b, "image 0");
+            rc = vt_fail(st, VTOK_ESHAPE, "%s preprocesses to %lldx%lld but %s to %lldx%lld; "
+                         "images of one batch must match", paths ? paths[i] : a, (long long)w,
+                         (long long)h, paths ? paths[0] : b, (long long)w0, (long long)h0);
+        }
+        if (!rc)
+            rc = vtok_preprocess(p, img, buf + per * i, per, st);
+        vtok_image_free(&tmp);
+        if (rc) {
+            vt_free(buf);
+            return rc;
+        }
+    }
+    shape[0] = n;
+    shape[1] = 3;
+    shape[2] = h0;
+    shape[3] = w0;
+    *pixels = buf;
+    return 0;
+}

@@ -44,11 +44,6 @@ int vt_load_clip_encoder(vt_vit *v, vt_loader *ld);
  * they planned themselves (recipes: vt_vit_forward on a shallow copy). */
 const vt_vit *vt_model_vit(const vtok_model *m);
 
-/* A new context's thread pool (p->n_threads, <= 0: one per CPU, at most 256),
- * stored with the active kernel table into e. NULL if it cannot be made.
- * Shared by vtok_ctx_new and vtok_recipe_ctx_new. */
-vt_pool *vt_ctx_pool(const vtok_ctx_params *p, vt_exec *e);
-
 /* Widest input of the model's low-precision Linears (0: none), for vt_exec_lp_bytes. */
 int64_t vt_model_lp_max_in(const vtok_model *m);
 

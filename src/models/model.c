@@ -5,9 +5,9 @@
  * itself never allocates), run it, hand out views.
  */
 #include "family.h"
-
-#include "../core/tensor.h"
 #include "pack.h"
+
+#include "../core/ctx.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,8 +21,6 @@ static const vt_family *const families[] = {
 };
 
 #define MAX_CONFIG_BYTES (16u << 20)
-/* One encode may use at most this much activation + output memory. */
-#define MAX_CTX_BYTES ((int64_t)64 << 30)
 
 struct vtok_model {
     vt_weights      *w;
@@ -39,8 +37,7 @@ struct vtok_model {
 
 struct vtok_ctx {
     vtok_model *m;
-    vt_pool    *pool;
-    vt_exec     exec;
+    vt_ctx_base b;            /* params, pool, exec, run control (core/ctx.h) */
     vt_arena    arena;        /* work + scratch + outputs, planned per call */
     char       *keep;         /* n_layers + 1 flags: hidden states to keep  */
     /* results of the last encode */
@@ -51,19 +48,17 @@ struct vtok_ctx {
     vtok_status st;
 };
 
-vtok_model_params vtok_model_default_params(void)
+void vtok_model_params_init(vtok_model_params *p, size_t size)
 {
-    return (vtok_model_params){.use_mmap = 1};
+    const vtok_model_params d = {.size = sizeof d, .use_mmap = 1, .dtype = VTOK_DTYPE_F32};
+    vt_params_init(p, size, &d, sizeof d);
 }
 
-vtok_ctx_params vtok_ctx_default_params(void)
+void vtok_encode_params_init(vtok_encode_params *p, size_t size)
 {
-    return (vtok_ctx_params){.n_threads = 0};
-}
-
-vtok_encode_params vtok_encode_default_params(void)
-{
-    return (vtok_encode_params){.all_layers = 0, .layers = NULL, .n_layers = 0};
+    const vtok_encode_params d = {.size = sizeof d, .all_layers = 0, .layers = NULL,
+                                  .n_layers = 0};
+    vt_params_init(p, size, &d, sizeof d);
 }
 
 static int has_type(const char *const *list, const char *t)
@@ -169,7 +164,7 @@ static int64_t list_linears(vt_vit *v, vt_linear **out)
     return n;
 }
 
-static int pack_linears(vtok_model *m, int dtype, vtok_status *st)
+static int pack_linears(vtok_model *m, const vtok_model_params *p, vtok_status *st)
 {
     int64_t n = list_linears(&m->vit, NULL);
     if (n == 0)
@@ -179,7 +174,8 @@ static int pack_linears(vtok_model *m, int dtype, vtok_status *st)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     list_linears(&m->vit, l);
     vt_wsrc src = vt_wsrc_one(m->w, NULL, NULL);
-    int rc = vt_pack_linears(l, n, dtype, &src, &m->packed, &m->lp_max_in, st);
+    int rc = vt_pack_linears(l, n, p->dtype, &src, p->threadpool, p->n_threads, &m->packed,
+                             &m->lp_max_in, st);
     free(l);
     return rc;
 }
@@ -207,44 +203,33 @@ const char *vtok_dtype_name(int dtype)
     return "unknown";
 }
 
-vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_status *st)
+/* Shared by both loaders: parse the config text (labelled `cfg_name` in
+ * messages), open the weights (a path, or wbuf when path is NULL), load the
+ * family, convert the Linears. */
+static vtok_model *load_model(const char *cfg_name, const char *text, size_t len,
+                              const char *w_path, const void *wbuf, size_t wsize,
+                              const vtok_model_params *p, vtok_status *st)
 {
-    vtok_status local;
-    if (!st)
-        st = &local;
-    st->code = 0;
-    st->msg[0] = '\0';
-    vtok_model_params defp = vtok_model_default_params();
-    if (!p)
-        p = &defp;
-    if (!path || !*path) {
-        vt_fail(st, VTOK_EINVAL, "no model path given");
-        return NULL;
-    }
-    char cfg_path[4096], w_path[4096];
-    if (resolve_paths(path, cfg_path, w_path, sizeof cfg_path, st))
-        return NULL;
-
     vtok_model *m = calloc(1, sizeof *m);
     if (!m) {
         vt_fail(st, VTOK_ENOMEM, "out of memory");
         return NULL;
     }
-    char *text = NULL;
-    size_t len = 0;
-    if (vt_read_file(cfg_path, MAX_CONFIG_BYTES, &text, &len, st))
+    cJSON *empty = NULL;
+    if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_INT8) {
+        vt_fail(st, VTOK_EINVAL, "unknown dtype %d", p->dtype);
         goto fail;
+    }
     m->config = cJSON_ParseWithLength(text, len);
-    free(text);
     if (!m->config || !cJSON_IsObject(m->config)) {
-        vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", cfg_path);
+        vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", cfg_name);
         goto fail;
     }
     const char *mt = NULL;
     if (vt_opt_str(m->config, "model_type", NULL, &mt, "config.json", st))
         goto fail;
     if (!mt) {
-        vt_fail(st, VTOK_EFORMAT, "%s: no model_type", cfg_path);
+        vt_fail(st, VTOK_EFORMAT, "%s: no model_type", cfg_name);
         goto fail;
     }
     snprintf(m->model_type, sizeof m->model_type, "%s", mt);
@@ -256,21 +241,21 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
         goto fail;
     }
     const cJSON *vcfg = m->config;
-    cJSON *empty = NULL;
     if (has_type(m->fam->composite_types, mt)) {
         vcfg = cJSON_GetObjectItemCaseSensitive(m->config, "vision_config");
         if (vcfg && !cJSON_IsObject(vcfg)) {
-            vt_fail(st, VTOK_EFORMAT, "%s: vision_config is not an object", cfg_path);
+            vt_fail(st, VTOK_EFORMAT, "%s: vision_config is not an object", cfg_name);
             goto fail;
         }
         if (!vcfg) /* absent: every value is the class default */
             vcfg = empty = cJSON_CreateObject();
     }
-    if (vt_weights_open(w_path, p->use_mmap, &m->w, st))
-        goto fail_empty;
+    if (w_path ? vt_weights_open(w_path, p->use_mmap, &m->w, st)
+               : vt_weights_open_mem(wbuf, wsize, "weights in memory", &m->w, st))
+        goto fail;
     if (vt_find_prefix(m->w, m->fam->anchor, m->prefix, sizeof m->prefix, st))
-        goto fail_empty;
-    vt_wsrc src = vt_wsrc_one(m->w, w_path, m->prefix);
+        goto fail;
+    vt_wsrc src = vt_wsrc_one(m->w, w_path ? w_path : "weights in memory", m->prefix);
     vt_loader ld;
     vt_loader_init(&ld, &src, NULL, &m->vit.own, st);
     int rc = m->fam->load(&m->vit, &ld, vcfg);
@@ -278,26 +263,73 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
         rc = vt_loader_finish(&ld);
     if (rc) {
         if (!st->code)
-            vt_fail(st, rc, "failed to load %s", path);
-        goto fail_empty;
-    }
-    cJSON_Delete(empty);
-    if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_INT8) {
-        vt_fail(st, VTOK_EINVAL, "unknown dtype %d", p->dtype);
+            vt_fail(st, rc, "failed to load %s", w_path ? w_path : cfg_name);
         goto fail;
     }
+    cJSON_Delete(empty);
+    empty = NULL;
     fill_info(m);
     m->info.compute_dtype = vtok_dtype_name(p->dtype);
-    if (pack_linears(m, p->dtype, st))
+    if (pack_linears(m, p, st))
         goto fail;
     m->vit.attn_lowp = p->dtype != VTOK_DTYPE_F32;
     return m;
 
-fail_empty:
-    cJSON_Delete(empty);
 fail:
+    cJSON_Delete(empty);
     vtok_model_free(m);
     return NULL;
+}
+
+vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_status *st)
+{
+    vtok_status local;
+    if (!st)
+        st = &local;
+    st->code = 0;
+    st->msg[0] = '\0';
+    vtok_model_params mp = vtok_model_default_params();
+    if (vt_params_read(&mp, sizeof mp, p, "vtok_model_params", st))
+        return NULL;
+    if (!path || !*path) {
+        vt_fail(st, VTOK_EINVAL, "no model path given");
+        return NULL;
+    }
+    char cfg_path[4096], w_path[4096];
+    if (resolve_paths(path, cfg_path, w_path, sizeof cfg_path, st))
+        return NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if (vt_read_file(cfg_path, MAX_CONFIG_BYTES, &text, &len, st))
+        return NULL;
+    vtok_model *m = load_model(cfg_path, text, len, w_path, NULL, 0, &mp, st);
+    free(text);
+    return m;
+}
+
+vtok_model *vtok_model_load_from_memory(const void *weights, size_t weights_size,
+                                        const char *config_json, size_t config_len,
+                                        const vtok_model_params *p, vtok_status *st)
+{
+    vtok_status local;
+    if (!st)
+        st = &local;
+    st->code = 0;
+    st->msg[0] = '\0';
+    vtok_model_params mp = vtok_model_default_params();
+    if (vt_params_read(&mp, sizeof mp, p, "vtok_model_params", st))
+        return NULL;
+    if (!weights || !weights_size || !config_json) {
+        vt_fail(st, VTOK_EINVAL, "vtok_model_load_from_memory: no weights or no config");
+        return NULL;
+    }
+    if (config_len > MAX_CONFIG_BYTES) {
+        vt_fail(st, VTOK_ELIMIT, "config in memory: %zu bytes, over the limit of %u",
+                config_len, MAX_CONFIG_BYTES);
+        return NULL;
+    }
+    return load_model("config in memory", config_json, config_len, NULL, weights, weights_size,
+                      &mp, st);
 }
 
 void vtok_model_free(vtok_model *m)
@@ -344,34 +376,24 @@ vtok_ctx *vtok_ctx_new(vtok_model *m, const vtok_ctx_params *p, vtok_status *st)
     }
     vtok_ctx *c = calloc(1, sizeof *c);
     if (!c || !(c->hidden = calloc((size_t)m->vit.n_layers + 1, sizeof *c->hidden)) ||
-        !(c->keep = calloc((size_t)m->vit.n_layers + 1, 1)) ||
-        !(c->pool = vt_ctx_pool(p, &c->exec))) {
+        !(c->keep = calloc((size_t)m->vit.n_layers + 1, 1))) {
         vtok_ctx_free(c);
         vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
+        return NULL;
+    }
+    if (vt_ctx_base_init(&c->b, p, "context", st)) {
+        vtok_ctx_free(c);
         return NULL;
     }
     c->m = m;
     return c;
 }
 
-vt_pool *vt_ctx_pool(const vtok_ctx_params *p, vt_exec *e)
-{
-    vtok_ctx_params defp = vtok_ctx_default_params();
-    if (!p)
-        p = &defp;
-    int nt = p->n_threads > 0 ? p->n_threads : vt_cpu_count();
-    if (nt > 256)
-        nt = 256;
-    e->pool = vt_pool_new(nt);
-    e->k = vt_kernels_get();
-    return e->pool;
-}
-
 void vtok_ctx_free(vtok_ctx *ctx)
 {
     if (!ctx)
         return;
-    vt_pool_free(ctx->pool);
+    vt_ctx_base_free(&ctx->b);
     vt_arena_free(&ctx->arena);
     free(ctx->hidden);
     free(ctx->keep);
@@ -388,17 +410,20 @@ static int64_t r16(int64_t n)
     return (n + 15) / 16 * 16;
 }
 
-int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_t h, int64_t w,
-                const vtok_encode_params *p)
+static int aborted(vtok_ctx *ctx)
 {
-    if (!ctx)
-        return VTOK_EINVAL;
-    ctx->ok = 0;
-    ctx->st.code = 0;
-    ctx->st.msg[0] = '\0';
-    vtok_encode_params defp = vtok_encode_default_params();
-    if (!p)
-        p = &defp;
+    return vt_fail(&ctx->st, VTOK_EABORTED, "encode aborted by the abort callback after %lld of "
+                   "%lld steps", (long long)ctx->b.run.done, (long long)ctx->b.run.total);
+}
+
+static int encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_t h, int64_t w,
+                  const vtok_encode_params *user_p)
+{
+    vtok_encode_params ep = vtok_encode_default_params();
+    int rc = vt_params_read(&ep, sizeof ep, user_p, "vtok_encode_params", &ctx->st);
+    if (rc)
+        return rc;
+    const vtok_encode_params *p = &ep;
     const vt_vit *v = &ctx->m->vit;
     if (!pixels || n < 1 || n > 1 << 20)
         return vt_fail(&ctx->st, VTOK_EINVAL, "pixels must be a non-empty batch");
@@ -427,7 +452,8 @@ int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_
     }
 
     /* Plan memory: work, per-thread scratch, outputs (tensor.h planner). */
-    int64_t nt = vt_pool_size(ctx->pool), d = v->d, ntd, nscr;
+    vt_exec *e = &ctx->b.exec;
+    int64_t nt = vt_pool_size(ctx->b.pool), d = v->d, ntd, nscr;
     int64_t pool_dim = v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : d;
     int64_t scr = r16(vt_exec_scratch_floats(T));
     size_t lp = ctx->m->lp_max_in > 0 ? vt_exec_lp_bytes(n * T, ctx->m->lp_max_in) : 0;
@@ -437,39 +463,53 @@ int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_
     if (!vt_mul_ok(n, T, &ntd) || !vt_mul_ok(ntd, d, &ntd) || !vt_mul_ok(nt, scr, &nscr))
         pl.err = VTOK_ELIMIT;
     vt_plan_bytes(&pl, (void **)&workp, (size_t)vt_vit_work_floats(v, n, h, w) * sizeof(float));
-    vt_plan_bytes(&pl, (void **)&ctx->exec.scratch, (size_t)nscr * sizeof(float));
-    vt_plan_bytes(&pl, &ctx->exec.lp_buf, lp);
+    vt_plan_bytes(&pl, (void **)&e->scratch, (size_t)nscr * sizeof(float));
+    vt_plan_bytes(&pl, &e->lp_buf, lp);
     vt_plan_bytes(&pl, (void **)&ctx->last, (size_t)ntd * sizeof(float));
     for (int64_t i = 0; i <= L; i++)
         if (keep[i])
             vt_plan_bytes(&pl, (void **)&ctx->hidden[i], (size_t)ntd * sizeof(float));
     vt_plan_bytes(&pl, (void **)&ctx->pooler, (size_t)(n * pool_dim) * sizeof(float));
     vt_plan_bytes(&pl, (void **)&ctx->embeds, (size_t)(n * v->proj.n_out) * sizeof(float));
-    char what[96];
+    char what[128];
     snprintf(what, sizeof what, "a batch of %lld images of %lldx%lld", (long long)n,
-             (long long)h, (long long)w);
-    int rc = vt_planner_commit(&pl, &ctx->arena, (size_t)MAX_CTX_BYTES, what, &ctx->st);
+             (long long)w, (long long)h);
+    rc = vt_ctx_commit(&ctx->b, &pl, &ctx->arena, what, &ctx->st);
     vt_planner_free(&pl);
     if (rc)
         return rc;
-    ctx->exec.scratch_stride = scr;
-    ctx->exec.lp_bytes = lp;
+    e->scratch_stride = scr;
+    e->lp_bytes = lp;
     if (!lp)
-        ctx->exec.lp_buf = NULL;
+        e->lp_buf = NULL;
     if (v->pool == VT_POOL_NONE)
         ctx->pooler = NULL;
     if (!v->proj.n_out)
         ctx->embeds = NULL;
-    ctx->exec.k = vt_kernels_get();
+    e->k = vt_kernels_get();
 
     vt_vit_out out = {.last = ctx->last, .pooler = ctx->pooler, .embeds = ctx->embeds,
                       .hidden = ctx->hidden};
-    vt_vit_forward(v, &ctx->exec, pixels, n, h, w, workp, &out);
+    vt_ctx_run_begin(&ctx->b, L + 1, NULL, NULL, 0); /* embedding + blocks */
+    vt_vit_forward(v, &ctx->b.exec, pixels, n, h, w, workp, &out);
+    if (ctx->b.run.aborted)
+        return aborted(ctx);
     ctx->n = n;
     ctx->T = T;
     ctx->pool_dim = pool_dim;
     ctx->ok = 1;
     return 0;
+}
+
+int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_t h, int64_t w,
+                const vtok_encode_params *p)
+{
+    if (!ctx)
+        return VTOK_EINVAL;
+    ctx->ok = 0;
+    ctx->st.code = 0;
+    ctx->st.msg[0] = '\0';
+    return vt_ctx_end(&ctx->b, &ctx->st, encode(ctx, pixels, n, c, h, w, p));
 }
 
 int vtok_get_output(vtok_ctx *ctx, vtok_output which, int layer, vtok_view *out)

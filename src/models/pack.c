@@ -22,7 +22,8 @@
  *
  * Time: the conversion is a fast pass; most of the cost is the kernel
  * faulting in the new pages (perf: clear_page ~35%), so it runs on a
- * temporary pool of one thread per CPU (at most 16): ViT-L/14 f32 loads in
+ * temporary pool of one thread per CPU (at most 16; or the caller's thread
+ * count or shared pool, vtok_model_params): ViT-L/14 f32 loads in
  * ~0.5 s on 2 cores. Transparent huge pages (MADV_HUGEPAGE) did not change
  * the forward pass and sometimes cost seconds of compaction at load, so the
  * block is a plain vt_alloc. If the f32 packing fails the Linears stay
@@ -83,8 +84,8 @@ static void pack_task(void *arg, int64_t i, int tid)
 
 #define PACK_ALIGN 64 /* bytes: the kernels' aligned panel loads */
 
-int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, const vt_wsrc *w, void **block_out,
-                    int64_t *lp_max_in, vtok_status *st)
+int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, const vt_wsrc *w, vt_pool *pool,
+                    int n_threads, void **block_out, int64_t *lp_max_in, vtok_status *st)
 {
     const vt_kernels *k = vt_kernels_get();
     if (dtype == VTOK_DTYPE_F32 && !k->gemm_packed_floats)
@@ -108,11 +109,11 @@ int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, const vt_wsrc *w,
         for (int64_t i = 0; i < n; i++)
             dst[i] = block + off[i];
         pack_job j = {.k = k, .w = w, .dtype = dtype, .l = l, .dst = dst};
-        int nt = vt_cpu_count();
-        vt_pool *pool = vt_pool_new(nt < 16 ? nt : 16);
-        if (pool) {
-            vt_pool_run(pool, pack_task, &j, n);
-            vt_pool_free(pool);
+        int nt = n_threads > 0 ? n_threads : vt_cpu_count() < 16 ? vt_cpu_count() : 16;
+        vt_pool *own = pool ? NULL : vt_pool_new(nt < 256 ? nt : 256);
+        if (pool || own) {
+            vt_pool_run(pool ? pool : own, pack_task, &j, n);
+            vt_pool_free(own);
         } else {
             for (int64_t i = 0; i < n; i++)
                 pack_task(&j, i, 0);

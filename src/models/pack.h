@@ -23,9 +23,11 @@
  * *block receives the one allocation holding every converted weight (free
  * it with vt_free after the Linears are gone); *lp_max_in (if not NULL) is
  * raised to the widest low-precision input, for vt_exec_lp_bytes.
+ * The conversion runs on `pool` if not NULL, else on a temporary pool of
+ * n_threads (<= 0: one per CPU, at most 16).
  * Returns 0, or VTOK_ENOMEM for a low-precision dtype that could not be met.
  */
-int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, const vt_wsrc *w, void **block,
-                    int64_t *lp_max_in, vtok_status *st);
+int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, const vt_wsrc *w, vt_pool *pool,
+                    int n_threads, void **block, int64_t *lp_max_in, vtok_status *st);
 
 #endif /* VT_PACK_H */

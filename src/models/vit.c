@@ -489,15 +489,21 @@ void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int6
     vit_buffers b;
     layout(v, n, h, w, work, &b);
 
+    if (vt_run_poll(e)) /* the caller's abort_cb: outputs are then invalid */
+        return;
     embed(v, e, pixels, n, h, w, T, &b);
     if (v->pre_ln.w)
         vt_op_layernorm(e, M, d, b.x, &v->pre_ln, b.x);
     if (out->hidden && out->hidden[0])
         memcpy(out->hidden[0], b.x, row_bytes);
+    vt_run_step_done(e);
     for (int64_t l = 0; l < v->n_layers; l++) {
+        if (vt_run_poll(e))
+            return;
         layer_forward(v, &v->layers[l], e, n, T, &b);
         if (out->hidden && out->hidden[l + 1])
             memcpy(out->hidden[l + 1], b.x, row_bytes);
+        vt_run_step_done(e);
     }
 
     float *cls = b.head; /* n*d scratch for gathered CLS rows */

@@ -144,7 +144,10 @@ typedef struct vt_vit_out {
     float **hidden;      /* hidden[i] = [n, T, d] destination for hidden_states[i], or NULL */
 } vt_vit_out;
 
-/* pixels [n, c, h, w]; work has vt_vit_work_floats floats. */
+/* pixels [n, c, h, w]; work has vt_vit_work_floats floats. The embedding and
+ * each block are steps of e->run (n_layers + 1): abort polled before each
+ * (an aborted run returns at once, outputs unfinished: check
+ * e->run->aborted), progress reported after each. */
 void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int64_t n, int64_t h,
                     int64_t w, float *work, const vt_vit_out *out);
 

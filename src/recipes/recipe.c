@@ -7,6 +7,8 @@
  */
 #include "recipe_internal.h"
 
+#include "../core/ctx.h"
+
 #include "../image/image.h"
 #include "../models/eva.h"
 #include "../models/family.h"
@@ -22,9 +24,10 @@
 static const vt_connector_kind *const kinds[] = {&vt_connector_llava, &vt_connector_comm,
                                                   &vt_connector_gvt, &vt_connector_seed};
 
-vtok_recipe_params vtok_recipe_default_params(void)
+void vtok_recipe_params_init(vtok_recipe_params *p, size_t size)
 {
-    return (vtok_recipe_params){.use_mmap = 1, .dtype = VTOK_DTYPE_F32};
+    const vtok_recipe_params d = {.size = sizeof d, .use_mmap = 1, .dtype = VTOK_DTYPE_F32};
+    vt_params_init(p, size, &d, sizeof d);
 }
 
 int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, const vt_wsrc *w,
@@ -35,7 +38,8 @@ int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, const vt_wsrc *
     if (r->n_packs >= VT_RECIPE_MAX_PACKS)
         return vt_fail(st, VTOK_ELIMIT, "recipe %s: too many converted weight groups", r->name);
     void *block = NULL;
-    int rc = vt_pack_linears(l, n, r->dtype, w, &block, &r->lp_max_in, st);
+    int rc = vt_pack_linears(l, n, r->dtype, w, r->load_pool, r->load_threads, &block,
+                             &r->lp_max_in, st);
     if (block)
         r->packs[r->n_packs++] = block;
     return rc;
@@ -577,6 +581,8 @@ static int load_hf(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *
     vtok_model_params mp = vtok_model_default_params();
     mp.use_mmap = r->use_mmap;
     mp.dtype = r->dtype;
+    mp.n_threads = r->load_threads;
+    mp.threadpool = r->load_pool;
     e->model = vtok_model_load(e->path, &mp, st);
     if (!e->model)
         return st->code ? st->code : VTOK_EFORMAT;
@@ -718,9 +724,10 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
         st = &local;
     st->code = 0;
     st->msg[0] = '\0';
-    vtok_recipe_params defp = vtok_recipe_default_params();
-    if (!p)
-        p = &defp;
+    vtok_recipe_params rp = vtok_recipe_default_params();
+    if (vt_params_read(&rp, sizeof rp, p, "vtok_recipe_params", st))
+        return NULL;
+    p = &rp;
     if (!recipe || !*recipe || !model_dir || !*model_dir) {
         vt_fail(st, VTOK_EINVAL, "a recipe needs a name (or .json path) and a model folder");
         return NULL;
@@ -742,6 +749,8 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
     r->json = j;
     r->use_mmap = p->use_mmap;
     r->dtype = p->dtype;
+    r->load_threads = p->n_threads;
+    r->load_pool = p->threadpool;
     if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_INT8) {
         vtok_recipe_free(r);
         vt_fail(st, VTOK_EINVAL, "unknown dtype %d", p->dtype);
@@ -804,6 +813,7 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
     }
     if ((rc = load_connector(r, conn, where, st)) || (rc = finish_load(r, st)))
         goto fail;
+    r->load_pool = NULL; /* borrowed for the load only */
     return r;
 fail:
     if (!st->code)

@@ -15,7 +15,9 @@
  *            order it planned them); the last stage is the output
  *            embeddings [n, tokens, d_llm]. A quantising connector (SEED)
  *            also writes ids [n, ids_per_image] when its plan asks for them.
- *            Never allocates.
+ *            Never allocates. The caller's conditioning of this run
+ *            (vtok_run_params: prompt, cond, n_cond) is in e->run, for
+ *            connectors that route or select by the text (none yet).
  *   free     release the state.
  *   detok_plan, detok  (optional) the inverse: discrete ids -> embeddings
  *            (SEED's de-tokenizer); plan and run as above, from ids instead

@@ -29,6 +29,8 @@ struct vtok_recipe {
     cJSON                   *json;
     char                    *model_dir;
     int                      use_mmap;
+    int                      load_threads;    /* vtok_recipe_params: weight conversion */
+    vt_pool                 *load_pool;       /*   at load (borrowed; NULL after load)  */
     vt_recipe_enc            enc[VT_RECIPE_MAX_ENC];
     int                      n_enc;
     const vt_connector_kind *kind;

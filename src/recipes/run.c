@@ -13,25 +13,29 @@
  * pixels. Encoders run only as deep as the deepest hidden
  * state the connector asked for (a shallow copy of the vt_vit with fewer
  * layers: LLaVA's hidden_states[-2] skips the last block).
+ *
+ * Steps (abort_cb / progress_cb of vtok_ctx_params): each encoder's
+ * embedding and every block it runs, then the connector as one step (its
+ * layers are not polled one by one). The run's conditioning
+ * (vtok_run_params) reaches the connector as e->run (vt_exec) during
+ * forward and is dropped when the call returns.
  */
 #include "recipe_internal.h"
 
-#include "../core/tensor.h"
-
 #include "../models/family.h"
 
+#include "../core/ctx.h"
 #include "../image/image.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_CTX_BYTES ((int64_t)64 << 30)
+#define MAX_PROMPT_BYTES ((size_t)16 << 20)
 
 struct vtok_recipe_ctx {
     vt_recipe   *r;
-    vt_pool     *pool;
-    vt_exec      exec;
+    vt_ctx_base  b;           /* params, pool, exec, run control (core/ctx.h) */
     vt_arena     arena;       /* every tensor of a run (tensor.h planner)  */
     float       *encw;        /* encoder work, in arena                    */
     float      **hidden;      /* max layers + 1 slots                    */
@@ -44,6 +48,12 @@ struct vtok_recipe_ctx {
     int          ok;
     vtok_status  st;
 };
+
+void vtok_run_params_init(vtok_run_params *p, size_t size)
+{
+    const vtok_run_params d = {.size = sizeof d, .prompt = NULL, .cond = NULL, .n_cond = 0};
+    vt_params_init(p, size, &d, sizeof d);
+}
 
 static int64_t r16(int64_t n)
 {
@@ -60,10 +70,13 @@ vtok_recipe_ctx *vtok_recipe_ctx_new(vtok_recipe *r, const vtok_ctx_params *p, v
     for (int i = 0; i < r->n_enc; i++)
         maxl = r->enc[i].vit->n_layers > maxl ? r->enc[i].vit->n_layers : maxl;
     vtok_recipe_ctx *c = calloc(1, sizeof *c);
-    if (!c || !(c->hidden = calloc((size_t)maxl + 1, sizeof *c->hidden)) ||
-        !(c->pool = vt_ctx_pool(p, &c->exec))) {
+    if (!c || !(c->hidden = calloc((size_t)maxl + 1, sizeof *c->hidden))) {
         vtok_recipe_ctx_free(c);
         vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
+        return NULL;
+    }
+    if (vt_ctx_base_init(&c->b, p, "recipe context", st)) {
+        vtok_recipe_ctx_free(c);
         return NULL;
     }
     c->r = r;
@@ -74,7 +87,7 @@ void vtok_recipe_ctx_free(vtok_recipe_ctx *c)
 {
     if (!c)
         return;
-    vt_pool_free(c->pool);
+    vt_ctx_base_free(&c->b);
     vt_arena_free(&c->arena);
     free(c->hidden);
     for (int i = 0; i < VT_RECIPE_MAX_ENC; i++)
@@ -105,46 +118,107 @@ static int64_t pool_width(const vt_vit *v)
  * scratch for max_t tokens, the low-precision input buffer for lp_rows rows,
  * connector work, every stage, n * ids_per_image ids. */
 static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int64_t lp_rows,
-                       int64_t n)
+                       int64_t n, const char *what)
 {
     const vt_recipe *r = c->r;
+    vt_exec *e = &c->b.exec;
     int64_t scr = r16(vt_exec_scratch_floats(max_t));
-    int64_t nt = vt_pool_size(c->pool);
+    int64_t nt = vt_pool_size(c->b.pool), nscr, nid;
     size_t lp = r->lp_max_in > 0 ? vt_exec_lp_bytes(lp_rows, r->lp_max_in) : 0;
-    int64_t nscr;
     vt_planner p;
     vt_planner_init(&p);
-    if (!vt_mul_ok(nt, scr, &nscr))
+    if (!vt_mul_ok(nt, scr, &nscr) || !vt_mul_ok(n, c->plan.ids_per_image, &nid))
         p.err = VTOK_ELIMIT;
     vt_plan_bytes(&p, (void **)&c->encw, (size_t)enc_work * sizeof(float));
-    vt_plan_bytes(&p, (void **)&c->exec.scratch, (size_t)nscr * sizeof(float));
-    vt_plan_bytes(&p, &c->exec.lp_buf, lp);
+    vt_plan_bytes(&p, (void **)&e->scratch, (size_t)nscr * sizeof(float));
+    vt_plan_bytes(&p, &e->lp_buf, lp);
     vt_plan_bytes(&p, (void **)&c->connw, (size_t)c->plan.work_floats * sizeof(float));
     for (int s = 0; s < c->plan.n_stages; s++) {
         vt_stage *g = &c->plan.stages[s];
         vt_tensor t;
         if (vt_tensor_init(&t, VT_F32, g->n_dims, g->ne))
             p.err = VTOK_ELIMIT;
-        vt_plan_bytes(&p, (void **)&g->data, vt_tensor_nbytes(&t));
+        vt_plan_bytes(&p, (void **)&g->data, p.err ? 0 : vt_tensor_nbytes(&t));
     }
-    int64_t nid;
-    if (!vt_mul_ok(n, c->plan.ids_per_image, &nid))
-        p.err = VTOK_ELIMIT;
     vt_plan_bytes(&p, (void **)&c->ids, (size_t)nid * sizeof(int64_t));
-    char what[64];
-    snprintf(what, sizeof what, "a run of %lld images", (long long)n);
-    int rc = vt_planner_commit(&p, &c->arena, (size_t)MAX_CTX_BYTES, what, &c->st);
+    int rc = vt_ctx_commit(&c->b, &p, &c->arena, what, &c->st);
     vt_planner_free(&p);
     if (rc)
         return rc;
-    c->exec.scratch_stride = scr;
-    c->exec.lp_bytes = lp;
+    e->scratch_stride = scr;
+    e->lp_bytes = lp;
     if (!lp)
-        c->exec.lp_buf = NULL;
+        e->lp_buf = NULL;
     if (!c->plan.ids_per_image)
         c->ids = NULL;
-    c->exec.k = vt_kernels_get();
+    e->k = vt_kernels_get();
     return 0;
+}
+
+static int aborted(vtok_recipe_ctx *c)
+{
+    return vt_fail(&c->st, VTOK_EABORTED, "recipe %s: run aborted by the abort callback after "
+                   "%lld of %lld steps", c->r->name, (long long)c->b.run.done,
+                   (long long)c->b.run.total);
+}
+
+/* Check a UTF-8 string (RFC 3629: no overlongs, surrogates or values over
+ * U+10FFFF), at most max bytes. Returns 0, or the byte offset + 1 of the
+ * first bad sequence, or -1 if too long. */
+static int64_t utf8_bad(const char *s, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (p[i]) {
+        if (i >= max)
+            return -1;
+        unsigned c = p[i];
+        int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (!len || (len == 2 && c < 0xC2) || (len == 4 && c > 0xF4))
+            return (int64_t)i + 1;
+        for (int k = 1; k < len; k++)
+            if ((p[i + k] & 0xC0) != 0x80)
+                return (int64_t)i + 1;
+        if ((len == 3 && c == 0xE0 && p[i + 1] < 0xA0) ||      /* overlong      */
+            (len == 3 && c == 0xED && p[i + 1] >= 0xA0) ||     /* surrogates    */
+            (len == 4 && c == 0xF0 && p[i + 1] < 0x90) ||      /* overlong      */
+            (len == 4 && c == 0xF4 && p[i + 1] >= 0x90))       /* over U+10FFFF */
+            return (int64_t)i + 1;
+        i += (size_t)len;
+    }
+    return 0;
+}
+
+/* Read the caller's run params and start the run's control block. */
+static int run_begin(vtok_recipe_ctx *c, const vtok_run_params *user_rp)
+{
+    vtok_run_params rp = vtok_run_default_params();
+    int rc = vt_params_read(&rp, sizeof rp, user_rp, "vtok_run_params", &c->st);
+    if (rc)
+        return rc;
+    if (rp.n_cond < 0 || (rp.n_cond > 0 && !rp.cond))
+        return vt_fail(&c->st, VTOK_EINVAL, "vtok_run_params: cond must hold n_cond (%lld) floats",
+                       (long long)rp.n_cond);
+    if (rp.prompt) {
+        int64_t bad = utf8_bad(rp.prompt, MAX_PROMPT_BYTES);
+        if (bad < 0)
+            return vt_fail(&c->st, VTOK_ELIMIT, "vtok_run_params: prompt longer than %zu bytes",
+                           MAX_PROMPT_BYTES);
+        if (bad)
+            return vt_fail(&c->st, VTOK_EINVAL,
+                           "vtok_run_params: prompt is not valid UTF-8 (byte %lld)",
+                           (long long)bad - 1);
+    }
+    vt_ctx_run_begin(&c->b, 0, rp.prompt, rp.n_cond ? rp.cond : NULL, rp.n_cond);
+    return 0;
+}
+
+/* The run's borrowed inputs are not kept past the call. */
+static int run_end(vtok_recipe_ctx *c, int rc)
+{
+    vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
+    return vt_ctx_end(&c->b, &c->st, rc);
 }
 
 /* pixels[e] [n, ch, h[e], w[e]] for each encoder. */
@@ -167,22 +241,26 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         return rc;
 
     /* Memory: encoder work, scratch, stages, connector work. */
-    int64_t enc_work = 0, max_t = c->plan.max_tokens, lp_rows = c->plan.lp_rows;
+    char what[128];
+    snprintf(what, sizeof what, "a run of %lld images", (long long)n);
+    int64_t enc_work = 0, max_t = c->plan.max_tokens, lp_rows = c->plan.lp_rows, steps = 1;
     for (int i = 0; i < r->n_enc; i++) {
         if (!r->enc[i].n_req)
             continue;
         vt_vit v = run_copy(&r->enc[i]);
         int64_t T = feats[i].T, x;
+        steps += v.n_layers + 1; /* embedding + blocks run */
         if (!vt_mul_ok(n * T, v.d, &x))
-            return vt_fail(st, VTOK_ELIMIT, "a run of %lld images is too large", (long long)n);
+            return vt_ctx_check_mem(&c->b, 0, 0, what, st);
         x = r16(vt_vit_work_floats(&v, n, h[i], w[i])) + r16(x) + r16(n * pool_width(&v));
         enc_work = x > enc_work ? x : enc_work;
         max_t = T > max_t ? T : max_t;
         lp_rows = n * T > lp_rows ? n * T : lp_rows;
     }
-    if ((rc = plan_memory(c, enc_work, max_t, lp_rows, n)))
+    if ((rc = plan_memory(c, enc_work, max_t, lp_rows, n, what)))
         return rc;
     float *encw = c->encw;
+    c->b.run.total = steps;
 
     /* Encoders, one after the other, hidden states straight into their stage. */
     for (int i = 0; i < r->n_enc; i++) {
@@ -199,26 +277,34 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         float *work = encw, *last = work + r16(vt_vit_work_floats(&v, n, h[i], w[i]));
         vt_vit_out out = {.last = last, .pooler = last + r16(rows), .embeds = NULL,
                           .hidden = c->hidden};
-        vt_vit_forward(&v, &c->exec, pixels[i], n, h[i], w[i], work, &out);
+        vt_vit_forward(&v, &c->b.exec, pixels[i], n, h[i], w[i], work, &out);
+        if (c->b.run.aborted)
+            return aborted(c);
         feats[i].hidden = stage;
     }
-    r->kind->forward(r->conn, &c->exec, feats, n, c->plan.stages + c->plan.first, c->ids,
+    if (vt_run_poll(&c->b.exec))
+        return aborted(c);
+    r->kind->forward(r->conn, &c->b.exec, feats, n, c->plan.stages + c->plan.first, c->ids,
                      c->connw);
+    vt_run_step_done(&c->b.exec);
     c->n_run = n;
     c->ok = 1;
     return 0;
 }
 
 int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t ch, int64_t h,
-                    int64_t w)
+                    int64_t w, const vtok_run_params *rp)
 {
     if (!c)
         return VTOK_EINVAL;
     c->ok = 0;
     c->st.code = 0;
     c->st.msg[0] = '\0';
+    int rc = run_begin(c, rp);
+    if (rc)
+        return run_end(c, rc);
     if (!pixels)
-        return vt_fail(&c->st, VTOK_EINVAL, "no pixels");
+        return run_end(c, vt_fail(&c->st, VTOK_EINVAL, "no pixels"));
     const float *px[VT_RECIPE_MAX_ENC];
     int64_t chs[VT_RECIPE_MAX_ENC], hs[VT_RECIPE_MAX_ENC], ws[VT_RECIPE_MAX_ENC];
     for (int i = 0; i < c->r->n_enc; i++) {
@@ -227,18 +313,13 @@ int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t 
         hs[i] = h;
         ws[i] = w;
     }
-    return run_all(c, px, n, chs, hs, ws);
+    return run_end(c, run_all(c, px, n, chs, hs, ws));
 }
 
-int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
+static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
 {
-    if (!c)
-        return VTOK_EINVAL;
     vt_recipe *r = c->r;
     vtok_status *st = &c->st;
-    c->ok = 0;
-    st->code = 0;
-    st->msg[0] = '\0';
     if (!images || n < 1 || n > r->max_images)
         return vt_fail(st, VTOK_EINVAL, "recipe %s takes 1 to %lld images per run, got %lld",
                        r->name, (long long)r->max_images, (long long)(images ? n : 0));
@@ -276,8 +357,12 @@ int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t
             }
         }
         int64_t per = 3 * h0 * w0, need;
-        if (!vt_mul_ok(per, n, &need) || need > MAX_CTX_BYTES / 4)
-            return vt_fail(st, VTOK_ELIMIT, "images too large");
+        char what[160];
+        snprintf(what, sizeof what, "the pixels of %lld images of %lldx%lld for encoder %s",
+                 (long long)n, (long long)w0, (long long)h0, e->name);
+        int ok = vt_mul_ok(per, n, &need);
+        if (vt_ctx_check_mem(&c->b, ok, need, what, st))
+            return st->code;
         if (need > c->pix_floats[i]) {
             vt_free(c->pix[i]);
             c->pix_floats[i] = 0;
@@ -296,6 +381,18 @@ int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t
         ws[i] = w0;
     }
     return run_all(c, px, n, chs, hs, ws);
+}
+
+int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n,
+                           const vtok_run_params *rp)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    c->ok = 0;
+    c->st.code = 0;
+    c->st.msg[0] = '\0';
+    int rc = run_begin(c, rp);
+    return run_end(c, rc ? rc : run_images(c, images, n));
 }
 
 static void to_view(const vt_stage *s, vtok_view *out)
@@ -332,15 +429,22 @@ int vtok_recipe_get_ids(vtok_recipe_ctx *c, const int64_t **ids, int64_t *n, int
     return 0;
 }
 
+static int detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, int64_t per_image);
+
 int vtok_recipe_detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, int64_t per_image)
 {
     if (!c)
         return VTOK_EINVAL;
+    c->ok = 0;
+    c->st.code = 0;
+    c->st.msg[0] = '\0';
+    return vt_ctx_end(&c->b, &c->st, detokenize(c, ids, n, per_image));
+}
+
+static int detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, int64_t per_image)
+{
     vt_recipe *r = c->r;
     vtok_status *st = &c->st;
-    c->ok = 0;
-    st->code = 0;
-    st->msg[0] = '\0';
     if (!r->kind->detok)
         return vt_fail(st, VTOK_EUNSUPPORTED, "recipe %s has no de-tokenizer", r->name);
     if (!ids || n < 1 || n > r->max_images)
@@ -353,10 +457,17 @@ int vtok_recipe_detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, in
     if (c->plan.n_stages < 1)
         return vt_fail(st, VTOK_EINVAL, "recipe %s: the de-tokenizer produced no output", r->name);
     c->plan.ids_per_image = 0;
-    if ((rc = plan_memory(c, 0, c->plan.max_tokens, c->plan.lp_rows, n)))
+    char what[128];
+    snprintf(what, sizeof what, "de-tokenizing %lld id rows", (long long)n);
+    if ((rc = plan_memory(c, 0, c->plan.max_tokens, c->plan.lp_rows, n, what)))
         return rc;
-    if ((rc = r->kind->detok(r->conn, &c->exec, ids, n, per_image, c->plan.stages, c->connw, st)))
+    vt_ctx_run_begin(&c->b, 1, NULL, NULL, 0);
+    if (vt_run_poll(&c->b.exec))
+        return vt_fail(st, VTOK_EABORTED, "recipe %s: de-tokenize aborted by the abort callback",
+                       r->name);
+    if ((rc = r->kind->detok(r->conn, &c->b.exec, ids, n, per_image, c->plan.stages, c->connw, st)))
         return rc;
+    vt_run_step_done(&c->b.exec);
     c->n_run = n;
     c->ok = 1;
     return 0;

@@ -247,8 +247,9 @@ static int parse_layers(const char *s, int *out, int *n, int *all)
 
 /*
  * pixel_values for the images, [N, 3, H, W], through the folder's
- * preprocessor_config.json. Every image must come out the same size (as
- * stacking in the HF processor requires).
+ * preprocessor_config.json (vtok_preprocess_batch: every image must come out
+ * the same size, as stacking in the HF processor requires). *px is freed
+ * with vtok_free.
  */
 static int images_to_pixels(const char *proc_dir, const char *const *images, int n, int fast,
                             int exif, float **px, int64_t shape[4])
@@ -259,57 +260,10 @@ static int images_to_pixels(const char *proc_dir, const char *const *images, int
         return die("%s", st.msg);
     vtok_image_params ip = vtok_image_default_params();
     ip.exif_orientation = exif;
-    if (fast) { /* JPEG DCT-domain downscale: faster, not bit-exact with Pillow */
-        ip.jpeg_fast_scale = 1;
-        ip.jpeg_target = vtok_processor_min_side(p);
-    }
-    float *buf = NULL;
-    int64_t h0 = 0, w0 = 0, per = 0;
-    int rc = 1;
-    for (int i = 0; i < n; i++) {
-        vtok_image img = {0};
-        int64_t h, w;
-        if (vtok_image_load(images[i], &ip, &img, &st) ||
-            vtok_processor_output_size(p, img.width, img.height, &h, &w, &st)) {
-            die("%s", st.msg);
-            vtok_image_free(&img);
-            goto out;
-        }
-        if (i == 0) {
-            h0 = h;
-            w0 = w;
-            per = 3 * h * w;
-            buf = malloc((size_t)(per * n) * sizeof *buf);
-            if (!buf) {
-                vtok_image_free(&img);
-                die("%s", "out of memory");
-                goto out;
-            }
-        } else if (h != h0 || w != w0) {
-            fprintf(stderr, "vtok: %s preprocesses to %lldx%lld but %s to %lldx%lld; "
-                    "images of one batch must match\n", images[i], (long long)w, (long long)h,
-                    images[0], (long long)w0, (long long)h0);
-            vtok_image_free(&img);
-            goto out;
-        }
-        int e = vtok_preprocess(p, &img, buf + per * i, per, &st);
-        vtok_image_free(&img);
-        if (e) {
-            die("%s", st.msg);
-            goto out;
-        }
-    }
-    shape[0] = n;
-    shape[1] = 3;
-    shape[2] = h0;
-    shape[3] = w0;
-    *px = buf;
-    buf = NULL;
-    rc = 0;
-out:
-    free(buf);
+    ip.jpeg_fast_scale = fast; /* JPEG DCT-domain downscale: faster, not bit-exact with Pillow */
+    int rc = vtok_preprocess_batch(p, images, NULL, n, &ip, px, shape, &st);
     vtok_processor_free(p);
-    return rc;
+    return rc ? die("%s", st.msg) : 0;
 }
 
 static int cmd_preprocess(const args *a)
@@ -322,7 +276,7 @@ static int cmd_preprocess(const args *a)
         return 1;
     vtok_status st = {0};
     int rc = vtok_npy_save(a->out, px, 4, shape, &st);
-    free(px);
+    vtok_free(px);
     if (rc)
         return die("%s", st.msg);
     printf("pixel_values [%lld, %lld, %lld, %lld] -> %s\n", (long long)shape[0],
@@ -360,10 +314,7 @@ static int cmd_encode(const args *a)
     }
     vtok_model *m = load_dtype(a->model, a->dtype);
     if (!m) {
-        if (a->n_images)
-            free(px);
-        else
-            vtok_free(px);
+        vtok_free(px);
         return 1;
     }
     vtok_ctx_params cp = vtok_ctx_default_params();
@@ -415,10 +366,7 @@ static int cmd_encode(const args *a)
 out:
     vtok_ctx_free(ctx);
     vtok_model_free(m);
-    if (a->n_images)
-        free(px);
-    else
-        vtok_free(px);
+    vtok_free(px);
     return rc;
 }
 
@@ -589,8 +537,8 @@ static int run_once(vtok_recipe_ctx *c, run_mode mode, const float *px, const in
 {
     if (mode == MODE_DETOKENIZE)
         return vtok_recipe_detokenize(c, ids, ids_shape[0], ids_shape[1]);
-    return px ? vtok_recipe_run(c, px, shape[0], shape[1], shape[2], shape[3])
-              : vtok_recipe_run_images(c, imgs, n_images);
+    return px ? vtok_recipe_run(c, px, shape[0], shape[1], shape[2], shape[3], NULL)
+              : vtok_recipe_run_images(c, imgs, n_images, NULL);
 }
 
 static int cmd_run(const args *a, run_mode mode)
