@@ -527,9 +527,15 @@ int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t 
 int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n,
                            const vtok_run_params *rp);
 
-/* The tokens of the last run, [n, tokens, d_out]. Valid until the next run
- * or vtok_recipe_ctx_free on c. */
+/* The tokens of the last run, [n, tokens, d_out]; or, for a run whose images
+ * give different token counts (ragged: high-resolution slicing, token
+ * selection), all of them one image after another, [total_tokens, d_out].
+ * Valid until the next run or vtok_recipe_ctx_free on c. */
 int vtok_recipe_get_output(vtok_recipe_ctx *c, vtok_view *out);
+
+/* Image i's tokens of the last run, [tokens_i, d_out] (a view into the
+ * output, same lifetime): the way to read ragged runs, and any run. */
+int vtok_recipe_get_image_output(vtok_recipe_ctx *c, int64_t i, vtok_view *out);
 
 /* The discrete ids of the last run, [n, ids_per_image] int64 in [0, vocab),
  * for recipes whose connector quantises (vtok_recipe_info.ids_per_image > 0;

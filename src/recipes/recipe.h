@@ -62,6 +62,12 @@ typedef struct vt_plan {
     int64_t  lp_rows;       /* most rows one connector Linear sees (low-precision buffer) */
     int64_t  ids_per_image; /* discrete ids the forward writes per image (0: none)       */
     int64_t  vocab;         /* ids are in [0, vocab)                                      */
+    /* Ragged output: images of one run may give different token counts
+     * (high-resolution slicing, token selection). NULL: the output stage is
+     * [n, tokens, d] (every image alike). Else out_rows[i] is image i's token
+     * count (n entries, owned by the connector state, valid until its next
+     * plan) and the output stage is the flat [sum of out_rows, d]. */
+    const int64_t *out_rows;
 } vt_plan;
 
 typedef struct vt_connector_kind {

@@ -45,6 +45,7 @@ struct vtok_recipe_ctx {
     float       *connw;       /* connector work, in mem                   */
     int64_t     *ids;         /* ids of the last run (plan.ids_per_image) */
     int64_t      n_run;
+    int64_t     *tok_off;     /* n_run + 1 row offsets of each image's output tokens (arena) */
     int          ok;
     vtok_status  st;
 };
@@ -114,6 +115,15 @@ static int64_t pool_width(const vt_vit *v)
                                                                            : v->d;
 }
 
+/* Where each image's tokens start in the output stage (ragged or not). */
+static void set_token_offsets(vtok_recipe_ctx *c, int64_t n)
+{
+    const vt_stage *o = &c->plan.stages[c->plan.n_stages - 1];
+    c->tok_off[0] = 0;
+    for (int64_t i = 0; i < n; i++)
+        c->tok_off[i + 1] = c->tok_off[i] + (c->plan.out_rows ? c->plan.out_rows[i] : o->ne[1]);
+}
+
 /* Plan the arena for c->plan: enc_work floats of encoder work, per-thread
  * scratch for max_t tokens, the low-precision input buffer for lp_rows rows,
  * connector work, every stage, n * ids_per_image ids. */
@@ -141,6 +151,7 @@ static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int6
         vt_plan_bytes(&p, (void **)&g->data, p.err ? 0 : vt_tensor_nbytes(&t));
     }
     vt_plan_bytes(&p, (void **)&c->ids, (size_t)nid * sizeof(int64_t));
+    vt_plan_bytes(&p, (void **)&c->tok_off, (size_t)(n + 1) * sizeof(int64_t));
     int rc = vt_ctx_commit(&c->b, &p, &c->arena, what, &c->st);
     vt_planner_free(&p);
     if (rc)
@@ -287,6 +298,7 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
     r->kind->forward(r->conn, &c->b.exec, feats, n, c->plan.stages + c->plan.first, c->ids,
                      c->connw);
     vt_run_step_done(&c->b.exec);
+    set_token_offsets(c, n);
     c->n_run = n;
     c->ok = 1;
     return 0;
@@ -414,6 +426,25 @@ int vtok_recipe_get_output(vtok_recipe_ctx *c, vtok_view *out)
     return 0;
 }
 
+int vtok_recipe_get_image_output(vtok_recipe_ctx *c, int64_t i, vtok_view *out)
+{
+    if (!c || !out)
+        return VTOK_EINVAL;
+    if (!c->ok)
+        return vt_fail(&c->st, VTOK_EINVAL, "no successful run on this context");
+    if (i < 0 || i >= c->n_run)
+        return vt_fail(&c->st, VTOK_EINVAL, "image %lld of a run of %lld", (long long)i,
+                       (long long)c->n_run);
+    const vt_stage *o = &c->plan.stages[c->plan.n_stages - 1];
+    int64_t d = o->ne[o->n_dims - 1];
+    memset(out, 0, sizeof *out);
+    out->data = o->data + c->tok_off[i] * d;
+    out->n_dims = 2;
+    out->ne[0] = c->tok_off[i + 1] - c->tok_off[i];
+    out->ne[1] = d;
+    return 0;
+}
+
 int vtok_recipe_get_ids(vtok_recipe_ctx *c, const int64_t **ids, int64_t *n, int64_t *per_image)
 {
     if (!c || !ids || !n || !per_image)
@@ -468,6 +499,7 @@ static int detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, int64_t
     if ((rc = r->kind->detok(r->conn, &c->b.exec, ids, n, per_image, c->plan.stages, c->connw, st)))
         return rc;
     vt_run_step_done(&c->b.exec);
+    set_token_offsets(c, n);
     c->n_run = n;
     c->ok = 1;
     return 0;

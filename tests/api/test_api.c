@@ -492,6 +492,16 @@ static void test_recipe(vtok_threadpool *tp)
     CHECK(s.bad_progress == 0 && s.total > 1 && s.last_done == s.total,
           "recipe progress %lld of %lld", (long long)s.last_done, (long long)s.total);
     int64_t total = s.total;
+    {
+        /* per-image views of the same tokens (the ragged-run accessor) */
+        vtok_view iv;
+        CHECK(vtok_recipe_get_image_output(c, 0, &iv) == 0 && iv.n_dims == 2 &&
+                  iv.ne[0] == v.ne[1] && iv.ne[1] == v.ne[2] && iv.data == v.data,
+              "image 0 output [%lld, %lld]", (long long)iv.ne[0], (long long)iv.ne[1]);
+        CHECK(vtok_recipe_get_image_output(c, 1, &iv) == VTOK_EINVAL &&
+                  vtok_recipe_get_image_output(c, -1, &iv) == VTOK_EINVAL,
+              "image index out of range refused");
+    }
 
     float cond[4] = {1, 2, 3, 4};
     vtok_run_params run = vtok_run_default_params();
