@@ -392,6 +392,23 @@ def main():
     typo = write_recipe(os.path.join(work, "comm_typo.json"), comm_recipe, dino_layer=[1])
     expect_error(vtok, "unknown option", ["--recipe", typo, "--model", C, "--pixels", pxl,
                                           "--out", work + "/e7"], ["unknown option", "dino_layer"])
+    for tag, f in (("empty union", [[]]), ("number in a union", [["a.safetensors", 3]]),
+                   ("number", 7)):
+        bf = write_recipe(os.path.join(work, "comm_badfile.json"), comm_recipe, file=f)
+        expect_error(vtok, "bad 'file' (%s)" % tag, ["--recipe", bf, "--model", C, "--pixels", pxl,
+                                                     "--out", work + "/e7b"], ["'file'", "candidates"])
+    # a union candidate counts only if all its files exist; the next one is used
+    uf = write_recipe(os.path.join(work, "comm_union.json"), comm_recipe,
+                      file=[["comm_connector.safetensors", "missing_part.safetensors"],
+                            "comm_connector.safetensors"])
+    out_u = os.path.join(work, "out_comm_union")
+    if run_ok(vtok, "comm, union candidate with a missing file skipped",
+              ["--recipe", uf, "--model", C, "--pixels", os.path.join(work, "px_comm.npy"),
+               "--out", out_u]):
+        a = np.load(os.path.join(out_u, "embeddings.npy"))
+        b = np.load(os.path.join(work, "out_comm", "embeddings.npy"))
+        check_same = a.shape == b.shape and (a == b).all()
+        check(check_same, "comm union fallback gives the same embeddings")
     expect_error(vtok, "missing recipe file", ["--recipe", work + "/nope.json", "--model", C, "--pixels", pxl,
                                                "--out", work + "/e8"], ["nope.json"])
     np.save(os.path.join(work, "px_bad.npy"), pixels(3, 1, 20, 20))
