@@ -107,6 +107,10 @@ static void build_tables(void)
         .quick_gelu_f32 = vt_ref_quick_gelu_f32,
         .silu_f32 = vt_ref_silu_f32,
         .tanh_f32 = vt_ref_tanh_f32,
+        .add_f32 = vt_ref_add_f32,
+        .scale_f32 = vt_ref_scale_f32,
+        .rmsnorm_f32 = vt_ref_rmsnorm_f32,
+        .rope_f32 = vt_ref_rope_f32,
         .bf16_row = vt_ref_bf16_row,
         .u8_row = vt_ref_u8_row,
         .gemm_bf16 = vt_ref_gemm_bf16,
@@ -153,6 +157,10 @@ static void build_tables(void)
         g_avx512.quick_gelu_f32 = vt_quick_gelu_f32_avx512;
         g_avx512.silu_f32 = vt_silu_f32_avx512;
         g_avx512.tanh_f32 = vt_tanh_f32_avx512;
+        g_avx512.add_f32 = vt_add_f32_avx512;
+        g_avx512.scale_f32 = vt_scale_f32_avx512;
+        g_avx512.rmsnorm_f32 = vt_rmsnorm_f32_avx512;
+        g_avx512.rope_f32 = vt_rope_f32_avx512;
         /* NAME_avx512bf16.c / NAME_avx512vnni.c add -mavx512bf16 / -mavx512vnni. */
         if (g_cpu.avx512bf16) {
             g_avx512.bf16_row = vt_bf16_row_avx512bf16;

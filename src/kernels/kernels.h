@@ -188,6 +188,35 @@ typedef void (*vt_attn_f32_fn)(int64_t tq, int64_t tk, int64_t dh, const float *
 typedef void (*vt_act_f32_fn)(int64_t n, float *x);
 
 /*
+ * Element-wise and per-row ops of the LLM runtime (LLaMA family; the
+ * reference, ref/ref_eltwise.c, cites transformers for each):
+ *   add_f32:     y[i] += x[i] over n (residual add)
+ *   scale_f32:   y[i] = a * x[i] over n (y may alias x)
+ *   rmsnorm_f32: one row of n, LlamaRMSNorm in float32:
+ *                y = w * (x * (1 / sqrt(mean(x^2) + eps))); w may be NULL
+ *                (no weight); y may alias x
+ *   rope_f32:    rotary embedding (rotate_half convention) in place over
+ *                `heads` head vectors of dh floats (even dh) at stride ldh,
+ *                all at one position, whose angles cs, sn [dh / 2] come
+ *                from vt_rope_angles:
+ *                  x[i]        = x[i] cs[i] - x[i + dh/2] sn[i]
+ *                  x[i + dh/2] = x[i + dh/2] cs[i] + x[i] sn[i]
+ * ISA versions multiply and add in the reference's order (results agree
+ * to rounding; tests/kernels checks).
+ */
+typedef void (*vt_add_f32_fn)(int64_t n, const float *x, float *y);
+typedef void (*vt_scale_f32_fn)(int64_t n, float a, const float *x, float *y);
+typedef void (*vt_rmsnorm_f32_fn)(int64_t n, const float *x, const float *w, float eps,
+                                  float *y);
+typedef void (*vt_rope_f32_fn)(int64_t heads, int64_t dh, float *x, int64_t ldh,
+                               const float *cs, const float *sn);
+
+/* cs[i], sn[i] = cos, sin(pos * theta^(-2i / dh)), i < dh / 2, in float32 as
+ * transformers' LlamaRotaryEmbedding (ref/ref_eltwise.c). Plain C, shared
+ * by every table (the op calls it once per row, not per head). */
+void vt_rope_angles(int64_t dh, int64_t pos, float theta, float *cs, float *sn);
+
+/*
  * Image resampling passes (src/image/resample.c), bit-exact with Pillow's
  * ImagingResample{Horizontal,Vertical}_8bpc (libImaging/Resample.c) in every
  * table: integer sums, so ISA versions give the same bytes as the reference
@@ -246,6 +275,10 @@ typedef struct vt_kernels {
     vt_act_f32_fn        quick_gelu_f32;   /* x * sigmoid(1.702 x)                    */
     vt_act_f32_fn        silu_f32;         /* x * sigmoid(x)                          */
     vt_act_f32_fn        tanh_f32;
+    vt_add_f32_fn        add_f32;          /* y += x                                  */
+    vt_scale_f32_fn      scale_f32;        /* y = a x                                 */
+    vt_rmsnorm_f32_fn    rmsnorm_f32;      /* LlamaRMSNorm, one row                   */
+    vt_rope_f32_fn       rope_f32;         /* rotate_half RoPE, one position          */
     /* low precision (every table has them; see above) */
     vt_bf16_row_fn       bf16_row;
     vt_u8_row_fn         u8_row;

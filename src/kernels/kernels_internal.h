@@ -68,6 +68,20 @@ void  vt_ref_gemm_i8(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t 
                      const int32_t *wsum, const float *bias, float *C, int64_t ldc,
                      int accumulate);
 
+/* ref/ref_eltwise.c */
+void vt_ref_add_f32(int64_t n, const float *x, float *y);
+void vt_ref_scale_f32(int64_t n, float a, const float *x, float *y);
+void vt_ref_rmsnorm_f32(int64_t n, const float *x, const float *w, float eps, float *y);
+void vt_ref_rope_f32(int64_t heads, int64_t dh, float *x, int64_t ldh, const float *cs,
+                     const float *sn);
+
+/* x86/eltwise_avx512.c */
+void vt_add_f32_avx512(int64_t n, const float *x, float *y);
+void vt_scale_f32_avx512(int64_t n, float a, const float *x, float *y);
+void vt_rmsnorm_f32_avx512(int64_t n, const float *x, const float *w, float eps, float *y);
+void vt_rope_f32_avx512(int64_t heads, int64_t dh, float *x, int64_t ldh, const float *cs,
+                        const float *sn);
+
 /* ref/ref_resample.c */
 size_t vt_ref_resample_h_table_ints(const vt_resample_coeffs *c);
 void   vt_ref_resample_h_prepare(const vt_resample_coeffs *c, int32_t *table);
