@@ -35,6 +35,11 @@
 _Static_assert(BQ == 2 * HQ && BK % KR == 0, "the microkernels assume 2 x 24 queries");
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* The microkernel instances start on a cache line: where the linker puts
+ * them otherwise depends on the size of everything before them, and the
+ * hot loops' alignment moved ViT-L/14-336 attention by 2-5% between builds
+ * whose kernel code was the same (bench/bench_attn.c). */
+#define TILE_FN static __attribute__((aligned(64))) void
 
 static inline __m256 exp8(__m256 x)
 {
@@ -156,14 +161,14 @@ typedef void (*o_tile_fn)(int64_t n, const float *pt, const float *vp, int64_t l
                           const __m256 *alpha, int first);
 
 #define DEF_TILES(nr, nv)                                                                     \
-    static void s_##nr##_##nv(int64_t dh, const float *qt, const float *kp, int64_t ldp,      \
-                              float *st, __m256 *bmax, int mask, const __m256i *qidx,         \
-                              int64_t jlim)                                                   \
+    TILE_FN s_##nr##_##nv(int64_t dh, const float *qt, const float *kp, int64_t ldp,          \
+                          float *st, __m256 *bmax, int mask, const __m256i *qidx,             \
+                          int64_t jlim)                                                       \
     {                                                                                         \
         s_tile(nr, nv, dh, qt, kp, ldp, st, bmax, mask, qidx, jlim);                          \
     }                                                                                         \
-    static void o_##nr##_##nv(int64_t n, const float *pt, const float *vp, int64_t ldp,       \
-                              float *ot, const __m256 *alpha, int first)                      \
+    TILE_FN o_##nr##_##nv(int64_t n, const float *pt, const float *vp, int64_t ldp,           \
+                          float *ot, const __m256 *alpha, int first)                          \
     {                                                                                         \
         o_tile(nr, nv, n, pt, vp, ldp, ot, alpha, first);                                     \
     }

@@ -178,14 +178,14 @@ typedef void (*o_tile_fn)(int64_t n, const float *pt, const float *v, int64_t ld
                           const __m512 *alpha, int first);
 
 #define DEF_TILES(nr, nv)                                                                     \
-    static void s_##nr##_##nv(int64_t dh, const float *qt, const float *k, int64_t ldk,       \
-                              float *st, __m512 *bmax, int mask, const __m512i *qidx,         \
-                              int64_t jlim)                                                   \
+    TILE_FN s_##nr##_##nv(int64_t dh, const float *qt, const float *k, int64_t ldk,           \
+                          float *st, __m512 *bmax, int mask, const __m512i *qidx,             \
+                          int64_t jlim)                                                       \
     {                                                                                         \
         s_tile(nr, nv, dh, qt, k, ldk, st, bmax, mask, qidx, jlim);                           \
     }                                                                                         \
-    static void o_##nr##_##nv(int64_t n, const float *pt, const float *v, int64_t ldv,        \
-                              float *ot, const __m512 *alpha, int first)                      \
+    TILE_FN o_##nr##_##nv(int64_t n, const float *pt, const float *v, int64_t ldv,            \
+                          float *ot, const __m512 *alpha, int first)                          \
     {                                                                                         \
         o_tile(nr, nv, n, pt, v, ldv, ot, alpha, first);                                      \
     }

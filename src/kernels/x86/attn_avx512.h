@@ -19,6 +19,11 @@
 #define QV (BQ / 16)
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* The microkernel instances start on a cache line: where the linker puts
+ * them otherwise depends on the size of everything before them, and the
+ * hot loops' alignment moved ViT-L/14-336 attention by 2-5% between builds
+ * whose kernel code was the same (bench/bench_attn.c). */
+#define TILE_FN static __attribute__((aligned(64))) void
 
 static inline __mmask16 tail_mask(int64_t n)
 {

@@ -144,14 +144,14 @@ typedef void (*o_tile_fn)(int64_t np, const uint16_t *pb, const uint32_t *vb, in
                           float *ot, const __m512 *alpha, int first);
 
 #define DEF_TILES(nr, nv)                                                                     \
-    static void s_##nr##_##nv(int64_t np, const uint16_t *qb, const uint16_t *kb,             \
-                              int64_t ldkb, float *st, __m512 *bmax, int mask,                \
-                              const __m512i *qidx, int64_t jlim)                              \
+    TILE_FN s_##nr##_##nv(int64_t np, const uint16_t *qb, const uint16_t *kb,                 \
+                          int64_t ldkb, float *st, __m512 *bmax, int mask,                    \
+                          const __m512i *qidx, int64_t jlim)                                  \
     {                                                                                         \
         s_tile(nr, nv, np, qb, kb, ldkb, st, bmax, mask, qidx, jlim);                         \
     }                                                                                         \
-    static void o_##nr##_##nv(int64_t np, const uint16_t *pb, const uint32_t *vb,             \
-                              int64_t ldvb, float *ot, const __m512 *alpha, int first)        \
+    TILE_FN o_##nr##_##nv(int64_t np, const uint16_t *pb, const uint32_t *vb,                 \
+                          int64_t ldvb, float *ot, const __m512 *alpha, int first)            \
     {                                                                                         \
         o_tile(nr, nv, np, pb, vb, ldvb, ot, alpha, first);                                   \
     }
