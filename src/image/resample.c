@@ -33,9 +33,10 @@
  * The two passes themselves are kernels (kernels.h, resample_h / resample_v
  * of the active table, so VTOK_FORCE_REF governs them): the plain-C
  * reference, src/kernels/ref/ref_resample.c, is the specification, and
- * x86/resample_avx2.c does the same integer arithmetic eight lanes at a time. Sums are kept in uint32
- * (wrap-around), which equals Pillow's int arithmetic whenever that does not
- * overflow (always, for normalised weights) and is never undefined.
+ * x86/resample_avx2.c does the same integer arithmetic eight lanes at a time.
+ * Sums are kept in uint32 (wrap-around), which equals Pillow's int
+ * arithmetic whenever that does not overflow (always, for normalised
+ * weights) and is never undefined.
  */
 #include "image.h"
 #include "../kernels/kernels.h"

@@ -765,12 +765,14 @@ static void test_eltwise(const vt_kernels *t)
                 /* rotate_half: pair (c, c + half) rotated by angle pos * 10000^(-2i/dh),
                  * in double from the float32 angle the reference uses */
                 const int64_t ii = c % half;
-                const double ang = (double)((float)pos * (1.0f / powf(10000.0f, (float)(2 * ii) / (float)dh)));
+                const float inv = 1.0f / powf(10000.0f, (float)(2 * ii) / (float)dh);
+                const double ang = (double)((float)pos * inv);
                 const double a = x[h * ldh + ii], b = x[h * ldh + ii + half];
-                const double want = c < half ? a * cos(ang) - b * sin(ang) : b * cos(ang) + a * sin(ang);
+                const double want =
+                    c < half ? a * cos(ang) - b * sin(ang) : b * cos(ang) + a * sin(ang);
                 if (!(fabs((double)xt[i] - xr[i]) <= 1e-6 * 2.0) || !(fabs(xr[i] - want) <= 2e-6)) {
-                    printf("  FAIL %s rope dh=%lld pos=%lld [%lld][%lld]: %.9g ref %.9g want %.9g\n",
-                           t->name, (long long)dh, (long long)pos, (long long)h, (long long)c,
+                    printf("  FAIL %s rope dh=%lld pos=%lld [%lld][%lld]: %.9g ref %.9g "
+                           "want %.9g\n", t->name, (long long)dh, (long long)pos, (long long)h, (long long)c,
                            xt[i], xr[i], want);
                     bad++;
                 }
