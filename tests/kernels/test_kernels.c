@@ -772,8 +772,8 @@ static void test_eltwise(const vt_kernels *t)
                     c < half ? a * cos(ang) - b * sin(ang) : b * cos(ang) + a * sin(ang);
                 if (!(fabs((double)xt[i] - xr[i]) <= 1e-6 * 2.0) || !(fabs(xr[i] - want) <= 2e-6)) {
                     printf("  FAIL %s rope dh=%lld pos=%lld [%lld][%lld]: %.9g ref %.9g "
-                           "want %.9g\n", t->name, (long long)dh, (long long)pos, (long long)h, (long long)c,
-                           xt[i], xr[i], want);
+                           "want %.9g\n", t->name, (long long)dh, (long long)pos, (long long)h,
+                           (long long)c, xt[i], xr[i], want);
                     bad++;
                 }
             }
