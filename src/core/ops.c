@@ -285,14 +285,18 @@ void vt_op_swiglu(const vt_exec *e, int64_t M, int64_t hf, const float *in, floa
  * leave threads idle (batch 1 of a 12-head ViT on 16 threads), the queries
  * are split into blocks of a multiple of VT_ATTN_BQ rows. A query block
  * [q0, q0 + nq) of a causal call is itself causal over the first
- * q0 + nq + (tk - tq) keys: query q0 + i sees key j iff
- * j <= i + (q0 + nq + tk - tq) - nq, the kernel's rule for that key count.
+ * q0 + nq + off keys: query q0 + i sees key j iff
+ * j <= i + (q0 + nq + off) - nq, the kernel's rule for that key count
+ * (off = tk - tq, or q_pos for VT_ATTN_CAUSAL_POS). GQA needs no copy:
+ * a query head's task reads its K/V head's columns in place.
  */
 typedef struct {
     const vt_exec      *e;
     const vt_attn_args *a;
     vt_attn_f32_fn      fn;
     int64_t             bs_q, bs_k, bs_v, bs_o, qb, n_qblk;
+    int64_t             group; /* query heads per K/V head */
+    int64_t             off;   /* causal: query i sees keys j <= i + off */
 } attn_job;
 
 static void attn_task(void *arg, int64_t i, int tid)
@@ -300,24 +304,48 @@ static void attn_task(void *arg, int64_t i, int tid)
     const attn_job *j = arg;
     const vt_attn_args *a = j->a;
     const int64_t bh = i / j->n_qblk, q0 = (i % j->n_qblk) * j->qb;
-    const int64_t b = bh / a->heads, h = bh % a->heads;
+    const int64_t b = bh / a->heads, h = bh % a->heads, g = h / j->group;
     const int64_t nq = a->tq - q0 < j->qb ? a->tq - q0 : j->qb;
-    int64_t tk = a->tk;
-    if (a->causal) {
-        tk = q0 + nq + (a->tk - a->tq);
-        tk = tk < 0 ? 0 : tk > a->tk ? a->tk : tk;
+    const float *q = a->q + b * j->bs_q + q0 * a->ldq + h * a->dh;
+    const float *k = a->k + b * j->bs_k + g * a->dh, *v = a->v + b * j->bs_v + g * a->dh;
+    float *out = a->out + b * j->bs_o + q0 * a->ldo + h * a->dh;
+    float *scratch = thread_scratch(j->e, tid);
+    if (!a->causal) {
+        j->fn(nq, a->tk, a->dh, q, a->ldq, k, a->ldk, v, a->ldv, a->scale, 0, out, a->ldo,
+              scratch);
+        return;
     }
-    j->fn(nq, tk, a->dh, a->q + b * j->bs_q + q0 * a->ldq + h * a->dh, a->ldq,
-          a->k + b * j->bs_k + h * a->dh, a->ldk, a->v + b * j->bs_v + h * a->dh, a->ldv,
-          a->scale, a->causal, a->out + b * j->bs_o + q0 * a->ldo + h * a->dh, a->ldo,
-          thread_scratch(j->e, tid));
+    /* Query q0 + i sees keys j <= q0 + i + off: the kernel's causal rule
+     * for nq queries over tk' = q0 + nq + off keys, as long as that is not
+     * more than there are. Past that (only with VT_ATTN_CAUSAL_POS and
+     * q_pos > tk - tq), the rows from tk - off on see every key: a second,
+     * unmasked call. */
+    const int64_t off = j->off;
+    int64_t n1 = nq, tk1 = q0 + nq + off;
+    if (tk1 > a->tk) {
+        n1 = a->tk - off - q0;
+        n1 = n1 < 0 ? 0 : n1;
+        tk1 = q0 + n1 + off;
+    }
+    tk1 = tk1 < 0 ? 0 : tk1;
+    if (n1 > 0)
+        j->fn(n1, tk1, a->dh, q, a->ldq, k, a->ldk, v, a->ldv, a->scale, 1, out, a->ldo,
+              scratch);
+    if (n1 < nq)
+        j->fn(nq - n1, a->tk, a->dh, q + n1 * a->ldq, a->ldq, k, a->ldk, v, a->ldv, a->scale, 0,
+              out + n1 * a->ldo, a->ldo, scratch);
 }
 
 void vt_op_attention_ex(const vt_exec *e, const vt_attn_args *a)
 {
     if (a->batch <= 0 || a->heads <= 0 || a->tq <= 0)
         return;
+    const int64_t kvh = a->kv_heads > 0 ? a->kv_heads : a->heads;
+    assert(a->heads % kvh == 0);
+    assert(a->causal != VT_ATTN_CAUSAL_POS || a->q_pos >= 0);
     attn_job j = {.e = e, .a = a, .fn = e->k->attn_f32,
+                  .group = a->heads / kvh,
+                  .off = a->causal == VT_ATTN_CAUSAL_POS ? a->q_pos : a->tk - a->tq,
                   .bs_q = a->bs_q ? a->bs_q : a->tq * a->ldq,
                   .bs_k = a->bs_k ? a->bs_k : a->tk * a->ldk,
                   .bs_v = a->bs_v ? a->bs_v : a->tk * a->ldv,
@@ -344,6 +372,95 @@ void vt_op_attention(const vt_exec *e, int64_t batch, int64_t T, int64_t heads, 
                       .q = q, .k = k, .v = v, .ldq = ld, .ldk = ld, .ldv = ld,
                       .out = out, .ldo = heads * dh, .scale = scale};
     vt_op_attention_ex(e, &a);
+}
+
+/* ---- element-wise ops of the LLM runtime ---- */
+
+typedef struct {
+    const vt_exec *e;
+    const float   *x, *w;
+    float         *y;  /* add, scale, rmsnorm: out; rope: rows rotated in place */
+    int64_t        n, M, heads, dh, ldx;
+    float          a, eps, theta;
+    const int64_t *pos;
+} elt_job;
+
+#define ELT_CHUNK 16384 /* floats per task of add / scale: 64 KiB, L2-sized */
+
+static void add_task(void *arg, int64_t i, int tid)
+{
+    const elt_job *j = arg;
+    (void)tid;
+    const int64_t n = j->n - i * ELT_CHUNK < ELT_CHUNK ? j->n - i * ELT_CHUNK : ELT_CHUNK;
+    j->e->k->add_f32(n, j->x + i * ELT_CHUNK, j->y + i * ELT_CHUNK);
+}
+
+void vt_op_add(const vt_exec *e, int64_t n, const float *x, float *y)
+{
+    if (n <= 0)
+        return;
+    elt_job j = {.e = e, .x = x, .y = y, .n = n};
+    vt_pool_run(e->pool, add_task, &j, (n + ELT_CHUNK - 1) / ELT_CHUNK);
+}
+
+static void scale_task(void *arg, int64_t i, int tid)
+{
+    const elt_job *j = arg;
+    (void)tid;
+    const int64_t n = j->n - i * ELT_CHUNK < ELT_CHUNK ? j->n - i * ELT_CHUNK : ELT_CHUNK;
+    j->e->k->scale_f32(n, j->a, j->x + i * ELT_CHUNK, j->y + i * ELT_CHUNK);
+}
+
+void vt_op_scale(const vt_exec *e, int64_t n, float a, const float *x, float *y)
+{
+    if (n <= 0)
+        return;
+    elt_job j = {.e = e, .x = x, .y = y, .n = n, .a = a};
+    vt_pool_run(e->pool, scale_task, &j, (n + ELT_CHUNK - 1) / ELT_CHUNK);
+}
+
+static void rmsnorm_task(void *arg, int64_t i, int tid)
+{
+    const elt_job *j = arg;
+    (void)tid;
+    const int64_t r1 = (i + 1) * NORM_ROWS < j->M ? (i + 1) * NORM_ROWS : j->M;
+    for (int64_t r = i * NORM_ROWS; r < r1; r++)
+        j->e->k->rmsnorm_f32(j->n, j->x + r * j->n, j->w, j->eps, j->y + r * j->n);
+}
+
+void vt_op_rmsnorm(const vt_exec *e, int64_t M, int64_t n, const float *x, const float *w,
+                   float eps, float *y)
+{
+    if (M <= 0 || n <= 0)
+        return;
+    elt_job j = {.e = e, .x = x, .w = w, .y = y, .n = n, .M = M, .eps = eps};
+    vt_pool_run(e->pool, rmsnorm_task, &j, (M + NORM_ROWS - 1) / NORM_ROWS);
+}
+
+/* Angles once per row (dh/2 cos + sin in the thread's scratch), applied to
+ * all of the row's heads: the trigonometry would otherwise cost more than
+ * the rotation itself. */
+static void rope_task(void *arg, int64_t i, int tid)
+{
+    const elt_job *j = arg;
+    float *cs = thread_scratch(j->e, tid), *sn = cs + j->dh / 2;
+    const int64_t r1 = (i + 1) * NORM_ROWS < j->M ? (i + 1) * NORM_ROWS : j->M;
+    for (int64_t r = i * NORM_ROWS; r < r1; r++) {
+        if (r == i * NORM_ROWS || j->pos[r] != j->pos[r - 1])
+            vt_rope_angles(j->dh, j->pos[r], j->theta, cs, sn);
+        j->e->k->rope_f32(j->heads, j->dh, j->y + r * j->ldx, j->dh, cs, sn);
+    }
+}
+
+void vt_op_rope(const vt_exec *e, int64_t M, int64_t heads, int64_t dh, float *x, int64_t ldx,
+                const int64_t *pos, float theta)
+{
+    assert(dh % 2 == 0 && dh <= e->scratch_stride);
+    if (M <= 0 || heads <= 0 || dh <= 0)
+        return;
+    elt_job j = {.e = e, .y = x, .M = M, .heads = heads, .dh = dh,
+                 .ldx = ldx ? ldx : heads * dh, .pos = pos, .theta = theta};
+    vt_pool_run(e->pool, rope_task, &j, (M + NORM_ROWS - 1) / NORM_ROWS);
 }
 
 /* ---- names ---- */

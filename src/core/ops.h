@@ -145,18 +145,32 @@ void vt_op_swiglu(const vt_exec *e, int64_t M, int64_t hf, const float *in, floa
 void vt_op_act(const vt_exec *e, vt_act act, int64_t n, float *x);
 
 /*
- * Multi-head attention, general form (self or cross, optionally causal):
- * for each batch item b and head h,
+ * Multi-head attention, general form (self or cross, optionally causal,
+ * optionally grouped-query): for each batch item b and head h,
  *   out_b[i, h*dh .. +dh) = softmax_j(scale * q_b[i] . k_b[j]) v_b[j]
- * over the head's columns [h*dh, (h+1)*dh) of q, k, v (value dim = dh).
+ * over the head's columns [h*dh, (h+1)*dh) of q and out, and the columns
+ * [g*dh, (g+1)*dh) of k and v of its K/V head g = h / (heads / kv_heads)
+ * (GQA as transformers' repeat_kv: consecutive query heads share a K/V
+ * head; kv_heads 0 = heads, otherwise it must divide heads).
  * Rows have strides ldq/ldk/ldv/ldo (floats); batch item b starts at
  * b * bs_x (0 = the dense default: tq*ldq for q and out, tk*ldk / tk*ldv).
- * causal: query i sees keys j <= i + (tk - tq) only (the -10000 / -inf
- * additive masks of BERT/SEED: exp underflows to exactly 0 in float32).
+ * causal:
+ *   0                    none
+ *   VT_ATTN_CAUSAL (1)   query i sees keys j <= i + (tk - tq) only (the
+ *                        -10000 / -inf additive masks of BERT/SEED: exp
+ *                        underflows to exactly 0 in float32; the last query
+ *                        sees every key)
+ *   VT_ATTN_CAUSAL_POS   query i sits at position q_pos + i (q_pos >= 0) of
+ *                        a sequence whose keys are positions 0 .. tk-1 (a
+ *                        KV cache) and sees keys j <= q_pos + i; q_pos =
+ *                        tk - tq is VT_ATTN_CAUSAL
  * out must not overlap q, k or v. Runs the table's fused kernel (attn_f32,
  * no tq x tk buffer), one task per (item, head, block of queries).
  * Per-thread scratch must hold vt_exec_scratch_floats(max(tq, tk)).
  */
+#define VT_ATTN_CAUSAL     1
+#define VT_ATTN_CAUSAL_POS 2
+
 typedef struct vt_attn_args {
     int64_t      batch, heads, tq, tk, dh;
     const float *q, *k, *v;
@@ -165,7 +179,9 @@ typedef struct vt_attn_args {
     float       *out;
     int64_t      ldo;
     float        scale;
-    int          causal;
+    int          causal;   /* 0, VT_ATTN_CAUSAL or VT_ATTN_CAUSAL_POS */
+    int64_t      kv_heads; /* GQA: K/V heads, 0 = heads                */
+    int64_t      q_pos;    /* VT_ATTN_CAUSAL_POS: position of query 0  */
     int          lowp;    /* bf16 products (kernels.h attn_bf16) where the table has them:
                              the --dtype bf16 / int8 models; f32 otherwise */
 } vt_attn_args;
@@ -182,6 +198,28 @@ void vt_op_attention_ex(const vt_exec *e, const vt_attn_args *a);
 void vt_op_attention(const vt_exec *e, int64_t batch, int64_t T, int64_t heads, int64_t dh,
                      const float *q, const float *k, const float *v, int64_t ld, float scale,
                      float *out);
+
+/* ---- element-wise ops of the LLM runtime (kernels.h; references in
+ * src/kernels/ref/ref_eltwise.c) ---- */
+
+/* y[i] += x[i] over n (residual add). */
+void vt_op_add(const vt_exec *e, int64_t n, const float *x, float *y);
+
+/* y[i] = a * x[i] over n (y may alias x). */
+void vt_op_scale(const vt_exec *e, int64_t n, float a, const float *x, float *y);
+
+/* Row-wise LlamaRMSNorm of x[M, n] (dense) into y (may alias):
+ * y = w * (x / sqrt(mean(x^2) + eps)), in float32; w [n] or NULL. */
+void vt_op_rmsnorm(const vt_exec *e, int64_t M, int64_t n, const float *x, const float *w,
+                   float eps, float *y);
+
+/* 1-D RoPE (LLaMA rotate_half convention) in place: row r of x (stride ldx
+ * floats, 0 = heads * dh) holds `heads` head vectors of dh (even) floats at
+ * columns [h*dh, (h+1)*dh), all rotated to position pos[r] with angles
+ * pos * theta^(-2i / dh) (theta: rope_theta, 10000 for LLaMA). Apply it to
+ * the q rows and to the k rows (with their own head count) separately. */
+void vt_op_rope(const vt_exec *e, int64_t M, int64_t heads, int64_t dh, float *x, int64_t ldx,
+                const int64_t *pos, float theta);
 
 /* Name -> activation ("gelu", "quick_gelu", ...); -1 if unknown. */
 int vt_act_from_name(const char *name);

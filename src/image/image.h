@@ -10,6 +10,7 @@
 #define VT_IMAGE_H
 
 #include "../core/vt.h"
+#include "../kernels/kernels.h"
 
 /* Format sniffed from the first bytes. */
 typedef enum vt_image_format {
@@ -31,47 +32,20 @@ int vt_decode_webp(const void *buf, size_t size, const vtok_image_params *p, vto
 int vt_decode_gif(const void *buf, size_t size, const vtok_image_params *p, vtok_image *out,
                   vtok_status *st);
 
-/* ---- resampling internals (src/image/resample.c, resample_avx2.c) ----
+/* ---- resampling internals (src/image/resample.c) ----
  * Declared here so the ISA file and tests/unit/test_resample.c can reach
  * them; not part of the public API. */
 
-/* Pillow's fixed-point format for 8-bit resampling (libImaging/Resample.c,
- * PRECISION_BITS = 32 - 8 - 2): coefficients carry 22 fraction bits, sums
- * start at 1 << 21 (round half up), results are clip8(sum >> 22). */
-#define VT_RESAMPLE_PRECISION_BITS (32 - 8 - 2)
+/* VT_RESAMPLE_PRECISION_BITS, vt_resample_coeffs and the resampling passes
+ * are in kernels/kernels.h (the kernel table). */
 
-/* One axis' coefficients as Pillow's precompute_coeffs +
- * normalize_coeffs_8bpc make them: output i reads n = bounds[2i+1] source
- * pixels from bounds[2i] on, with weights k[i*ksize .. i*ksize+n). */
-typedef struct vt_resample_coeffs {
-    int      out_size;
-    int      ksize;   /* row stride of k (Pillow's ksize) */
-    int32_t *bounds;  /* [out_size][2]: first source index, tap count */
-    int32_t *k;       /* [out_size][ksize], VT_RESAMPLE_PRECISION_BITS fraction */
-} vt_resample_coeffs;
-
-/* vtok_image_resize with a chosen code path: 0 plain C (the specification),
- * 1 AVX2 (plain C when the CPU lacks AVX2), -1 best available unless the
- * reference kernels are forced (VTOK_FORCE_REF=1 or
- * vtok_force_reference_kernels(1)) - what vtok_image_resize uses. */
+/* vtok_image_resize with a chosen code path: 0 the reference table's passes
+ * (plain C, the specification), 1 the AVX2 table's (the reference when the
+ * CPU lacks AVX2), -1 the active kernel table's (vt_kernels_get(): the
+ * reference when VTOK_FORCE_REF=1 or vtok_force_reference_kernels(1)) -
+ * what vtok_image_resize uses. */
 int vt_image_resize_isa(const vtok_image *src, int64_t width, int64_t height,
                         vtok_resample filter, int isa, vtok_image *dst, vtok_status *st);
-
-/* AVX2 passes (resample_avx2.c), bit-identical to the plain-C ones.
- * Horizontal: rows of src (stride src_stride bytes, RGB8, in_w pixels) ->
- * rows of dst (stride dst_stride, c->out_size pixels). It reads up to 8
- * bytes past a pixel it uses, so a row whose read would pass src_end is first
- * copied into pad (at least in_w * 3 + 32 bytes). table is
- * vt_resample_h_avx2_table_ints(c) int32s filled by vt_resample_h_avx2_prepare.
- * Vertical: dst row i = taps of c over src rows; row_bytes per row. */
-size_t vt_resample_h_avx2_table_ints(const vt_resample_coeffs *c);
-void   vt_resample_h_avx2_prepare(const vt_resample_coeffs *c, int32_t *table);
-void   vt_resample_h_avx2(const uint8_t *src, size_t src_stride, int rows, int in_w,
-                          const uint8_t *src_end, uint8_t *pad, uint8_t *dst,
-                          size_t dst_stride, const vt_resample_coeffs *c,
-                          const int32_t *table);
-void   vt_resample_v_avx2(const uint8_t *src, size_t src_stride, size_t row_bytes,
-                          uint8_t *dst, size_t dst_stride, const vt_resample_coeffs *c);
 
 /* ---- decoder internals (src/image/decode*.c, exif.c) ---- */
 

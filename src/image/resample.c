@@ -30,10 +30,13 @@
  * - ImagingResample{Horizontal,Vertical}_8bpc: int sums starting at
  *   1 << 21, result clip8(sum >> 22) (the lookup table is a clamp to 0..255).
  *
- * The plain-C passes below are the specification; resample_avx2.c does the
- * same integer arithmetic eight lanes at a time. Sums are kept in uint32
- * (wrap-around), which equals Pillow's int arithmetic whenever that does not
- * overflow (always, for normalised weights) and is never undefined.
+ * The two passes themselves are kernels (kernels.h, resample_h / resample_v
+ * of the active table, so VTOK_FORCE_REF governs them): the plain-C
+ * reference, src/kernels/ref/ref_resample.c, is the specification, and
+ * x86/resample_avx2.c does the same integer arithmetic eight lanes at a time.
+ * Sums are kept in uint32 (wrap-around), which equals Pillow's int
+ * arithmetic whenever that does not overflow (always, for normalised
+ * weights) and is never undefined.
  */
 #include "image.h"
 #include "../kernels/kernels.h"
@@ -189,64 +192,6 @@ static int coeffs_build(int in_size, int out_size, const rs_filter *f, vt_resamp
     return 0;
 }
 
-/* ------------------------------------------------------ plain-C passes -- */
-
-static inline uint8_t clip8(uint32_t acc)
-{
-    /* Pillow: clip8_lookups[(int)acc >> 22], a table that clamps to 0..255.
-     * (int32_t) of a uint32 is modulo 2^32 in gcc/clang; >> is arithmetic. */
-    int32_t v = (int32_t)acc >> PREC;
-    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-}
-
-/* ImagingResampleHorizontal_8bpc for 3 bands, rows [0, rows). */
-static void h_pass_c(const uint8_t *src, size_t src_stride, int rows, uint8_t *dst,
-                     size_t dst_stride, const vt_resample_coeffs *c)
-{
-    for (int y = 0; y < rows; y++) {
-        const uint8_t *in = src + (size_t)y * src_stride;
-        uint8_t *out = dst + (size_t)y * dst_stride;
-        for (int xx = 0; xx < c->out_size; xx++) {
-            const uint8_t *p = in + (size_t)c->bounds[2 * xx] * 3;
-            int n = c->bounds[2 * xx + 1];
-            const int32_t *k = c->k + (size_t)xx * c->ksize;
-            uint32_t s0 = 1u << (PREC - 1), s1 = s0, s2 = s0;
-            for (int x = 0; x < n; x++) {
-                uint32_t kx = (uint32_t)k[x];
-                s0 += p[3 * x + 0] * kx;
-                s1 += p[3 * x + 1] * kx;
-                s2 += p[3 * x + 2] * kx;
-            }
-            out[3 * xx + 0] = clip8(s0);
-            out[3 * xx + 1] = clip8(s1);
-            out[3 * xx + 2] = clip8(s2);
-        }
-    }
-}
-
-/* ImagingResampleVertical_8bpc. The sum for each byte of the row is the
- * same integer as Pillow's (integer addition is associative), built tap by
- * tap over a whole row in acc (row_bytes uint32s) so the loop streams. */
-static void v_pass_c(const uint8_t *src, size_t src_stride, size_t row_bytes, uint8_t *dst,
-                     size_t dst_stride, const vt_resample_coeffs *c, uint32_t *acc)
-{
-    for (int yy = 0; yy < c->out_size; yy++) {
-        const int32_t *k = c->k + (size_t)yy * c->ksize;
-        int ymin = c->bounds[2 * yy], n = c->bounds[2 * yy + 1];
-        for (size_t i = 0; i < row_bytes; i++)
-            acc[i] = 1u << (PREC - 1);
-        for (int t = 0; t < n; t++) {
-            const uint8_t *in = src + (size_t)(ymin + t) * src_stride;
-            uint32_t kt = (uint32_t)k[t];
-            for (size_t i = 0; i < row_bytes; i++)
-                acc[i] += in[i] * kt;
-        }
-        uint8_t *out = dst + (size_t)yy * dst_stride;
-        for (size_t i = 0; i < row_bytes; i++)
-            out[i] = clip8(acc[i]);
-    }
-}
-
 /* ------------------------------------------------------------- nearest -- */
 
 /* Geometry.c COORD: truncation, with everything left of 0 mapped to -1. */
@@ -296,18 +241,14 @@ static void nearest(const vtok_image *src, int out_w, int out_h, uint8_t *dst, i
 
 /* ---------------------------------------------------------------- entry -- */
 
-static int use_avx2(int isa)
+/* The kernel table whose passes run (see vt_image_resize_isa in image.h). */
+static const vt_kernels *resample_table(int isa)
 {
     if (isa == 0)
-        return 0;
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2"))
-        return 0;
+        return vt_kernels_ref();
     if (isa > 0)
-        return 1;
-    /* Best available, unless the reference kernels are forced
-     * (VTOK_FORCE_REF / vtok_force_reference_kernels). */
-    return strcmp(vt_kernels_get()->name, "ref") != 0;
+        return vt_kernels_avx2() ? vt_kernels_avx2() : vt_kernels_ref();
+    return vt_kernels_get();
 }
 
 static int check_side(const char *what, int64_t v, vtok_status *st)
@@ -359,7 +300,7 @@ int vt_image_resize_isa(const vtok_image *src, int64_t width, int64_t height,
         vt_free(xintab);
     } else {
         const rs_filter *f = &rs_filters[filter];
-        int avx2 = use_avx2(isa);
+        const vt_kernels *kt = resample_table(isa);
         int need_h = out_w != in_w, need_v = out_h != in_h;
         vt_resample_coeffs cv = {0}, ch = {0};
         uint8_t *tmp = NULL, *pad = NULL;
@@ -404,33 +345,27 @@ int vt_image_resize_isa(const vtok_image *src, int64_t width, int64_t height,
                 }
                 hdst = tmp;
             }
-            if (avx2) {
-                table = vt_alloc(vt_resample_h_avx2_table_ints(&ch) * sizeof(int32_t));
-                pad = vt_calloc(in_row + 32, 1);
-                if (!table || !pad) {
-                    rc = vt_fail(st, VTOK_ENOMEM, "resize: out of memory");
-                    goto done;
-                }
-                vt_resample_h_avx2_prepare(&ch, table);
-                vt_resample_h_avx2(vsrc, in_row, y1 - y0, in_w,
-                                   src->data + in_row * (size_t)in_h, pad, hdst, out_row, &ch,
-                                   table);
-            } else {
-                h_pass_c(vsrc, in_row, y1 - y0, hdst, out_row, &ch);
+            const size_t table_ints = kt->resample_h_table_ints(&ch);
+            if (table_ints)
+                table = vt_alloc(table_ints * sizeof(int32_t));
+            pad = vt_calloc(in_row + 32, 1);
+            if ((table_ints && !table) || !pad) {
+                rc = vt_fail(st, VTOK_ENOMEM, "resize: out of memory");
+                goto done;
             }
+            if (table)
+                kt->resample_h_prepare(&ch, table);
+            kt->resample_h(vsrc, in_row, y1 - y0, in_w, src->data + in_row * (size_t)in_h, pad,
+                           hdst, out_row, &ch, table);
             vsrc = tmp;
         }
         if (need_v) {
-            if (avx2) {
-                vt_resample_v_avx2(vsrc, out_row, out_row, out, out_row, &cv);
-            } else {
-                acc = vt_alloc(out_row * sizeof(uint32_t));
-                if (!acc) {
-                    rc = vt_fail(st, VTOK_ENOMEM, "resize: out of memory");
-                    goto done;
-                }
-                v_pass_c(vsrc, out_row, out_row, out, out_row, &cv, acc);
+            acc = vt_alloc(out_row * sizeof(uint32_t));
+            if (!acc) {
+                rc = vt_fail(st, VTOK_ENOMEM, "resize: out of memory");
+                goto done;
             }
+            kt->resample_v(vsrc, out_row, out_row, out, out_row, &cv, acc);
         }
     done:
         coeffs_free(&cv);

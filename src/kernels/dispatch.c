@@ -107,10 +107,18 @@ static void build_tables(void)
         .quick_gelu_f32 = vt_ref_quick_gelu_f32,
         .silu_f32 = vt_ref_silu_f32,
         .tanh_f32 = vt_ref_tanh_f32,
+        .add_f32 = vt_ref_add_f32,
+        .scale_f32 = vt_ref_scale_f32,
+        .rmsnorm_f32 = vt_ref_rmsnorm_f32,
+        .rope_f32 = vt_ref_rope_f32,
         .bf16_row = vt_ref_bf16_row,
         .u8_row = vt_ref_u8_row,
         .gemm_bf16 = vt_ref_gemm_bf16,
         .gemm_i8 = vt_ref_gemm_i8,
+        .resample_h_table_ints = vt_ref_resample_h_table_ints,
+        .resample_h_prepare = vt_ref_resample_h_prepare,
+        .resample_h = vt_ref_resample_h,
+        .resample_v = vt_ref_resample_v,
     };
 
 #if VT_X86
@@ -124,6 +132,10 @@ static void build_tables(void)
         g_avx2.gemm_pack_nk = vt_gemm_pack_nk_avx2;
         g_avx2.gemm_f32_packed = vt_gemm_f32_packed_avx2;
         g_avx2.attn_f32 = vt_attn_f32_avx2;
+        g_avx2.resample_h_table_ints = vt_resample_h_table_ints_avx2;
+        g_avx2.resample_h_prepare = vt_resample_h_prepare_avx2;
+        g_avx2.resample_h = vt_resample_h_avx2;
+        g_avx2.resample_v = vt_resample_v_avx2;
     }
     /* NAME_avx512.c files are built with F, BW, VL, DQ on top of the avx2 flags. */
     g_have_avx512 = g_have_avx2 && g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl &&
@@ -145,6 +157,10 @@ static void build_tables(void)
         g_avx512.quick_gelu_f32 = vt_quick_gelu_f32_avx512;
         g_avx512.silu_f32 = vt_silu_f32_avx512;
         g_avx512.tanh_f32 = vt_tanh_f32_avx512;
+        g_avx512.add_f32 = vt_add_f32_avx512;
+        g_avx512.scale_f32 = vt_scale_f32_avx512;
+        g_avx512.rmsnorm_f32 = vt_rmsnorm_f32_avx512;
+        g_avx512.rope_f32 = vt_rope_f32_avx512;
         /* NAME_avx512bf16.c / NAME_avx512vnni.c add -mavx512bf16 / -mavx512vnni. */
         if (g_cpu.avx512bf16) {
             g_avx512.bf16_row = vt_bf16_row_avx512bf16;

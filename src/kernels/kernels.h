@@ -187,6 +187,78 @@ typedef void (*vt_attn_f32_fn)(int64_t tq, int64_t tk, int64_t dh, const float *
 /* Activations, in place over n elements. */
 typedef void (*vt_act_f32_fn)(int64_t n, float *x);
 
+/*
+ * Element-wise and per-row ops of the LLM runtime (LLaMA family; the
+ * reference, ref/ref_eltwise.c, cites transformers for each):
+ *   add_f32:     y[i] += x[i] over n (residual add)
+ *   scale_f32:   y[i] = a * x[i] over n (y may alias x)
+ *   rmsnorm_f32: one row of n, LlamaRMSNorm in float32:
+ *                y = w * (x * (1 / sqrt(mean(x^2) + eps))); w may be NULL
+ *                (no weight); y may alias x
+ *   rope_f32:    rotary embedding (rotate_half convention) in place over
+ *                `heads` head vectors of dh floats (even dh) at stride ldh,
+ *                all at one position, whose angles cs, sn [dh / 2] come
+ *                from vt_rope_angles:
+ *                  x[i]        = x[i] cs[i] - x[i + dh/2] sn[i]
+ *                  x[i + dh/2] = x[i + dh/2] cs[i] + x[i] sn[i]
+ * ISA versions multiply and add in the reference's order (results agree
+ * to rounding; tests/kernels checks).
+ */
+typedef void (*vt_add_f32_fn)(int64_t n, const float *x, float *y);
+typedef void (*vt_scale_f32_fn)(int64_t n, float a, const float *x, float *y);
+typedef void (*vt_rmsnorm_f32_fn)(int64_t n, const float *x, const float *w, float eps,
+                                  float *y);
+typedef void (*vt_rope_f32_fn)(int64_t heads, int64_t dh, float *x, int64_t ldh,
+                               const float *cs, const float *sn);
+
+/* cs[i], sn[i] = cos, sin(pos * theta^(-2i / dh)), i < dh / 2, in float32 as
+ * transformers' LlamaRotaryEmbedding (ref/ref_eltwise.c). Plain C, shared
+ * by every table (the op calls it once per row, not per head). */
+void vt_rope_angles(int64_t dh, int64_t pos, float theta, float *cs, float *sn);
+
+/*
+ * Image resampling passes (src/image/resample.c), bit-exact with Pillow's
+ * ImagingResample{Horizontal,Vertical}_8bpc (libImaging/Resample.c) in every
+ * table: integer sums, so ISA versions give the same bytes as the reference
+ * (ref/ref_resample.c). In the table (rather than chosen by resample.c) so
+ * that VTOK_FORCE_REF / vtok_force_reference_kernels govern them too.
+ *
+ * Pillow's fixed-point format (PRECISION_BITS = 32 - 8 - 2): coefficients
+ * carry 22 fraction bits, sums start at 1 << 21 (round half up), results
+ * are clip8(sum >> 22). One axis' coefficients as Pillow's
+ * precompute_coeffs + normalize_coeffs_8bpc make them: output i reads
+ * n = bounds[2i+1] source pixels from bounds[2i] on, with weights
+ * k[i*ksize .. i*ksize+n).
+ */
+#define VT_RESAMPLE_PRECISION_BITS (32 - 8 - 2)
+
+typedef struct vt_resample_coeffs {
+    int      out_size;
+    int      ksize;   /* row stride of k (Pillow's ksize) */
+    int32_t *bounds;  /* [out_size][2]: first source index, tap count */
+    int32_t *k;       /* [out_size][ksize], VT_RESAMPLE_PRECISION_BITS fraction */
+} vt_resample_coeffs;
+
+/*
+ * Horizontal: rows [0, rows) of src (stride src_stride bytes, RGB8, in_w
+ * pixels) -> rows of dst (stride dst_stride, c->out_size pixels). table is
+ * resample_h_table_ints(c) int32s (0 for the reference: pass NULL) filled by
+ * resample_h_prepare(c, table) once per coefficient set. A version may read
+ * up to 8 bytes past a pixel it uses, so a row whose read would pass src_end
+ * is first copied into pad (at least in_w * 3 + 32 bytes).
+ * Vertical: dst row i (row_bytes bytes) = the taps of c over src rows;
+ * acc: row_bytes uint32 of scratch (the reference's row of sums).
+ */
+typedef size_t (*vt_resample_h_table_ints_fn)(const vt_resample_coeffs *c);
+typedef void (*vt_resample_h_prepare_fn)(const vt_resample_coeffs *c, int32_t *table);
+typedef void (*vt_resample_h_fn)(const uint8_t *src, size_t src_stride, int rows, int in_w,
+                                 const uint8_t *src_end, uint8_t *pad, uint8_t *dst,
+                                 size_t dst_stride, const vt_resample_coeffs *c,
+                                 const int32_t *table);
+typedef void (*vt_resample_v_fn)(const uint8_t *src, size_t src_stride, size_t row_bytes,
+                                 uint8_t *dst, size_t dst_stride, const vt_resample_coeffs *c,
+                                 uint32_t *acc);
+
 typedef struct vt_kernels {
     const char          *name;        /* "ref", "avx2", "avx512" */
     vt_gemm_f32_fn       gemm_f32;
@@ -203,11 +275,20 @@ typedef struct vt_kernels {
     vt_act_f32_fn        quick_gelu_f32;   /* x * sigmoid(1.702 x)                    */
     vt_act_f32_fn        silu_f32;         /* x * sigmoid(x)                          */
     vt_act_f32_fn        tanh_f32;
+    vt_add_f32_fn        add_f32;          /* y += x                                  */
+    vt_scale_f32_fn      scale_f32;        /* y = a x                                 */
+    vt_rmsnorm_f32_fn    rmsnorm_f32;      /* LlamaRMSNorm, one row                   */
+    vt_rope_f32_fn       rope_f32;         /* rotate_half RoPE, one position          */
     /* low precision (every table has them; see above) */
     vt_bf16_row_fn       bf16_row;
     vt_u8_row_fn         u8_row;
     vt_gemm_bf16_fn      gemm_bf16;
     vt_gemm_i8_fn        gemm_i8;
+    /* image resampling (every table; bit-identical, see above) */
+    vt_resample_h_table_ints_fn resample_h_table_ints;
+    vt_resample_h_prepare_fn    resample_h_prepare;
+    vt_resample_h_fn            resample_h;
+    vt_resample_v_fn            resample_v;
 } vt_kernels;
 
 /* Build the table once (thread-safe, idempotent unless force_ref changes). */

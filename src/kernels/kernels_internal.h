@@ -68,6 +68,38 @@ void  vt_ref_gemm_i8(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t 
                      const int32_t *wsum, const float *bias, float *C, int64_t ldc,
                      int accumulate);
 
+/* ref/ref_eltwise.c */
+void vt_ref_add_f32(int64_t n, const float *x, float *y);
+void vt_ref_scale_f32(int64_t n, float a, const float *x, float *y);
+void vt_ref_rmsnorm_f32(int64_t n, const float *x, const float *w, float eps, float *y);
+void vt_ref_rope_f32(int64_t heads, int64_t dh, float *x, int64_t ldh, const float *cs,
+                     const float *sn);
+
+/* x86/eltwise_avx512.c */
+void vt_add_f32_avx512(int64_t n, const float *x, float *y);
+void vt_scale_f32_avx512(int64_t n, float a, const float *x, float *y);
+void vt_rmsnorm_f32_avx512(int64_t n, const float *x, const float *w, float eps, float *y);
+void vt_rope_f32_avx512(int64_t heads, int64_t dh, float *x, int64_t ldh, const float *cs,
+                        const float *sn);
+
+/* ref/ref_resample.c */
+size_t vt_ref_resample_h_table_ints(const vt_resample_coeffs *c);
+void   vt_ref_resample_h_prepare(const vt_resample_coeffs *c, int32_t *table);
+void   vt_ref_resample_h(const uint8_t *src, size_t src_stride, int rows, int in_w,
+                         const uint8_t *src_end, uint8_t *pad, uint8_t *dst, size_t dst_stride,
+                         const vt_resample_coeffs *c, const int32_t *table);
+void   vt_ref_resample_v(const uint8_t *src, size_t src_stride, size_t row_bytes, uint8_t *dst,
+                         size_t dst_stride, const vt_resample_coeffs *c, uint32_t *acc);
+
+/* x86/resample_avx2.c */
+size_t vt_resample_h_table_ints_avx2(const vt_resample_coeffs *c);
+void   vt_resample_h_prepare_avx2(const vt_resample_coeffs *c, int32_t *table);
+void   vt_resample_h_avx2(const uint8_t *src, size_t src_stride, int rows, int in_w,
+                          const uint8_t *src_end, uint8_t *pad, uint8_t *dst, size_t dst_stride,
+                          const vt_resample_coeffs *c, const int32_t *table);
+void   vt_resample_v_avx2(const uint8_t *src, size_t src_stride, size_t row_bytes, uint8_t *dst,
+                          size_t dst_stride, const vt_resample_coeffs *c, uint32_t *acc);
+
 /* x86/lowp_avx512bf16.c (-mavx512bf16) and x86/lowp_avx512vnni.c (-mavx512vnni) */
 void  vt_bf16_row_avx512bf16(int64_t K, const float *x, uint16_t *y);
 void  vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const uint16_t *A,

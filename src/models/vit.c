@@ -439,33 +439,21 @@ static void map_head(const vt_vit *v, const vt_exec *e, int64_t n, int64_t T, co
                      const vit_buffers *b, float *pooler)
 {
     int64_t d = v->d, H = v->n_heads, dh = d / H;
-    float *q = b->head, *o = q + d, *r = o + n * d, *m = r + n * d, *s = m + n * head_ff(v);
+    float *q = b->head, *o = q + d, *r = o + n * d, *m = r + n * d;
     float *kv = b->qkv; /* [M, 2d]: keys then values */
     vt_linear wq = {.w = v->head_in.w, .b = v->head_in.b, .n_out = d, .n_in = d};
     vt_linear wkv = {.w = v->head_in.w + d * d, .b = v->head_in.b + d, .n_out = 2 * d, .n_in = d};
     vt_op_linear(e, 1, v->probe, 0, &wq, q, 0);
     vt_op_linear(e, n * T, last, 0, &wkv, kv, 0);
-    float scale = 1.0f / sqrtf((float)dh);
-    for (int64_t im = 0; im < n; im++)
-        for (int64_t h = 0; h < H; h++) {
-            const float *qh = q + h * dh;
-            for (int64_t t = 0; t < T; t++) {
-                const float *kt = kv + (im * T + t) * 2 * d + h * dh;
-                float acc = 0.0f;
-                for (int64_t j = 0; j < dh; j++)
-                    acc += qh[j] * kt[j];
-                s[t] = acc * scale;
-            }
-            e->k->softmax_f32(T, s);
-            float *oh = o + im * d + h * dh;
-            for (int64_t j = 0; j < dh; j++)
-                oh[j] = 0.0f;
-            for (int64_t t = 0; t < T; t++) {
-                const float *vt = kv + (im * T + t) * 2 * d + d + h * dh;
-                for (int64_t j = 0; j < dh; j++)
-                    oh[j] += s[t] * vt[j];
-            }
-        }
+    /* The shared attention op (one query, T keys, all heads on the pool);
+     * one call per image since every image reuses the one probe query. */
+    for (int64_t im = 0; im < n; im++) {
+        const vt_attn_args at = {.batch = 1, .heads = H, .tq = 1, .tk = T, .dh = dh,
+                                 .q = q, .k = kv + im * T * 2 * d, .v = kv + im * T * 2 * d + d,
+                                 .ldq = d, .ldk = 2 * d, .ldv = 2 * d, .out = o + im * d,
+                                 .ldo = d, .scale = 1.0f / sqrtf((float)dh)};
+        vt_op_attention_ex(e, &at);
+    }
     vt_op_linear(e, n, o, 0, &v->head_out, r, 0);            /* residual */
     vt_op_layernorm(e, n, d, r, &v->head_ln, o);
     vt_op_linear(e, n, o, 0, &v->head_fc1, m, 0);

@@ -408,6 +408,107 @@ static void test_op(const vt_kernels *t, vt_pool *pool)
     printf("  %-7s vt_op_attention_ex %s\n", t->name, bad ? "FAIL" : "ok");
 }
 
+/* ----------------------------------------------- GQA and KV-cache mask -- */
+
+/*
+ * vt_op_attention_ex with kv_heads < heads (query head h reads K/V head
+ * h / (heads / kv_heads), transformers' repeat_kv) and the causal variants
+ * (VT_ATTN_CAUSAL_POS with q_pos below, at and beyond tk - tq; the plain
+ * VT_ATTN_CAUSAL), against attention written out in double here. Bound per
+ * element: 2e-5 * sum_j p_ij |v_jd| + 1e-6 * |ref| (float32 sums against
+ * double; a wrong K/V head, a mask off by one key or a wrong split moves
+ * outputs by O(sum_j p_ij |v_jd|)).
+ */
+static void test_op_gqa(const vt_kernels *t, vt_pool *pool)
+{
+    /* heads, kv_heads, tq, tk, dh, causal, q_pos */
+    static const int64_t cases[][7] = {
+        {8, 2, 37, 87, 64, VT_ATTN_CAUSAL_POS, 50},  /* prefill chunk after 50 cached */
+        {6, 3, 1, 300, 80, VT_ATTN_CAUSAL_POS, 299}, /* one decode step */
+        {4, 1, 100, 60, 64, VT_ATTN_CAUSAL_POS, 10}, /* rows 50.. see every key */
+        {4, 4, 70, 70, 128, VT_ATTN_CAUSAL_POS, 0},  /* plain causal prefill */
+        {6, 2, 53, 40, 32, VT_ATTN_CAUSAL_POS, 3},   /* q_pos < tk - tq */
+        {8, 4, 45, 130, 96, VT_ATTN_CAUSAL, 0},
+        {6, 2, 97, 61, 64, 0, 0},
+    };
+    const int64_t B = 2;
+    const int64_t stride = vt_exec_scratch_floats(577);
+    float *scr = xalloc((size_t)(3 * stride));
+    vt_exec e = {.pool = pool, .k = t, .scratch = scr, .scratch_stride = stride};
+    int bad = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int64_t H = cases[ci][0], KV = cases[ci][1], tq = cases[ci][2], tk = cases[ci][3];
+        const int64_t dh = cases[ci][4], q_pos = cases[ci][6];
+        const int causal = (int)cases[ci][5];
+        const int64_t ldq = H * dh + 3, ldk = KV * dh + 1, ldv = KV * dh + 5, ldo = H * dh;
+        float *q = xexact((size_t)(B * tq * ldq)), *k = xexact((size_t)(B * tk * ldk));
+        float *v = xexact((size_t)(B * tk * ldv)), *out = xexact((size_t)(B * tq * ldo));
+        for (int64_t i = 0; i < B * tq * ldq; i++)
+            q[i] = 3.0f * rng_f();
+        for (int64_t i = 0; i < B * tk * ldk; i++)
+            k[i] = 3.0f * rng_f();
+        for (int64_t i = 0; i < B * tk * ldv; i++)
+            v[i] = rng_f();
+        for (int64_t i = 0; i < B * tq * ldo; i++)
+            out[i] = NAN;
+        const float scale = 1.0f / sqrtf((float)dh);
+        vt_attn_args a = {.batch = B, .heads = H, .kv_heads = KV, .tq = tq, .tk = tk, .dh = dh,
+                          .q = q, .k = k, .v = v, .ldq = ldq, .ldk = ldk, .ldv = ldv,
+                          .out = out, .ldo = ldo, .scale = scale, .causal = causal,
+                          .q_pos = q_pos};
+        vt_op_attention_ex(&e, &a);
+        const int64_t off = causal == VT_ATTN_CAUSAL_POS ? q_pos : tk - tq;
+        double *p = malloc((size_t)tk * sizeof(double));
+        if (!p)
+            exit(2);
+        for (int64_t b = 0; b < B && bad < 3; b++)
+            for (int64_t h = 0; h < H && bad < 3; h++) {
+                const int64_t g = h / (H / KV);
+                for (int64_t i = 0; i < tq && bad < 3; i++) {
+                    int64_t n = causal ? i + off + 1 : tk;
+                    n = n < 0 ? 0 : n > tk ? tk : n;
+                    double mx = -INFINITY, sum = 0;
+                    for (int64_t j = 0; j < n; j++) {
+                        double s = 0;
+                        for (int64_t d = 0; d < dh; d++)
+                            s += (double)q[(b * tq + i) * ldq + h * dh + d] *
+                                 k[(b * tk + j) * ldk + g * dh + d];
+                        p[j] = s * scale;
+                        mx = p[j] > mx ? p[j] : mx;
+                    }
+                    for (int64_t j = 0; j < n; j++)
+                        sum += p[j] = exp(p[j] - mx);
+                    for (int64_t d = 0; d < dh && bad < 3; d++) {
+                        double r = 0, mag = 0;
+                        for (int64_t j = 0; j < n; j++) {
+                            const double vv = v[(b * tk + j) * ldv + g * dh + d];
+                            r += p[j] / sum * vv;
+                            mag += p[j] / sum * fabs(vv);
+                        }
+                        const float got = out[(b * tq + i) * ldo + h * dh + d];
+                        if (!(fabs(got - r) <= 2e-5 * mag + 1e-6 * fabs(r))) {
+                            printf("  FAIL %s GQA heads=%lld kv=%lld tq=%lld tk=%lld causal=%d "
+                                   "q_pos=%lld: out[%lld][h%lld][%lld] = %.9g, want %.9g\n",
+                                   t->name, (long long)H, (long long)KV, (long long)tq,
+                                   (long long)tk, causal, (long long)q_pos, (long long)i,
+                                   (long long)h, (long long)d, got, r);
+                            bad++;
+                        }
+                    }
+                }
+            }
+        free(p);
+        free(q);
+        free(k);
+        free(v);
+        free(out);
+    }
+    free(scr);
+    if (bad)
+        g_fail = 1;
+    printf("  %-7s vt_op_attention_ex GQA / KV-cache mask %s\n", t->name, bad ? "FAIL" : "ok");
+}
+
 int main(void)
 {
     const vt_kernels *tabs[3] = {vt_kernels_ref(), vt_kernels_avx2(), vt_kernels_avx512()};
@@ -435,6 +536,9 @@ int main(void)
     test_op(vt_kernels_ref(), pool);
     for (int i = 0; i < nisa; i++)
         test_op(isa[i], pool);
+    test_op_gqa(vt_kernels_ref(), pool);
+    for (int i = 0; i < nisa; i++)
+        test_op_gqa(isa[i], pool);
     for (int i = 0; i < nisa; i++) {
         if (isa[i]->attn_bf16) {
             printf("bf16 products vs float32:\n");

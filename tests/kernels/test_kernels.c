@@ -16,8 +16,10 @@
  * The prepacked GEMM (gemm_pack_nk + gemm_f32_packed) is checked per column
  * chunk against the same table's gemm_f32, bit for bit, and against the
  * reference; vt_op_linear is checked to use a packed weight only under the
- * table that packed it. The fused attention kernels have their own file,
- * test_attn.c.
+ * table that packed it. The element-wise ops of the LLM runtime (add,
+ * scale, RMSNorm, RoPE) are checked against the reference and the reference
+ * against the formula in double, and their vt_op_* wrappers against the
+ * kernels. The fused attention kernels have their own file, test_attn.c.
  */
 #include "core/ops.h"
 #include "kernels/kernels.h"
@@ -76,6 +78,8 @@ static float *xdup(const float *src, size_t n)
         memcpy(p, src, n * sizeof(float));
     return p;
 }
+
+static const float SENTINEL_PAD = -31337.5f;
 
 static int same_bits(float a, float b)
 {
@@ -667,6 +671,183 @@ static void test_acts(const vt_kernels *t)
 
 /* ------------------------------------------------------------- dispatch -- */
 
+/* ---------------------------------------- element-wise ops (LLM runtime) -- */
+
+/* add_f32, scale_f32: one rounding per element, so bit-exact. rmsnorm_f32:
+ * the ISA versions keep the reference's summation order, so within one
+ * rounding of the output (1e-6 relative). rope_f32: two products and a sum
+ * per element, within 1e-6 of max(|x|) (both orders round the same terms).
+ * Exactly-sized buffers; rope rows with head padding (ldh > dh) that must
+ * not be written. */
+static void test_eltwise(const vt_kernels *t)
+{
+    static const int64_t ns[] = {1, 2, 15, 16, 17, 31, 33, 100, 1023, 4096, 4099};
+    int bad = 0;
+    const vt_kernels *r = vt_kernels_ref();
+    for (size_t s = 0; s < sizeof ns / sizeof ns[0]; s++) {
+        const int64_t n = ns[s];
+        float *x = xalloc((size_t)n), *w = xalloc((size_t)n), *y0 = xalloc((size_t)n);
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = 4.0f * rng_f() + (rng_int(50) == 0 ? 100.0f : 0.0f);
+            w[i] = 1.0f + 0.5f * rng_f();
+            y0[i] = 2.0f * rng_f();
+        }
+        float *yr = xdup(y0, (size_t)n), *yt = xdup(y0, (size_t)n);
+        r->add_f32(n, x, yr);
+        t->add_f32(n, x, yt);
+        for (int64_t i = 0; i < n && bad < 5; i++)
+            if (!same_bits(yr[i], yt[i]) || !same_bits(yr[i], y0[i] + x[i])) {
+                printf("  FAIL %s add n=%lld i=%lld: %.9g ref %.9g\n", t->name, (long long)n,
+                       (long long)i, yt[i], yr[i]);
+                bad++;
+            }
+        r->scale_f32(n, -0.37f, x, yr);
+        t->scale_f32(n, -0.37f, x, yt);
+        for (int64_t i = 0; i < n && bad < 5; i++)
+            if (!same_bits(yr[i], yt[i]) || !same_bits(yr[i], -0.37f * x[i])) {
+                printf("  FAIL %s scale n=%lld i=%lld: %.9g ref %.9g\n", t->name, (long long)n,
+                       (long long)i, yt[i], yr[i]);
+                bad++;
+            }
+        for (int v = 0; v < 3; v++) {
+            /* v 0: weight; 1: no weight; 2: weight, in place */
+            const float *wv = v == 1 ? NULL : w;
+            float *xr = xdup(x, (size_t)n), *xt = xdup(x, (size_t)n);
+            r->rmsnorm_f32(n, xr, wv, 1e-6f, v == 2 ? xr : yr);
+            t->rmsnorm_f32(n, xt, wv, 1e-6f, v == 2 ? xt : yt);
+            const float *er = v == 2 ? xr : yr, *et = v == 2 ? xt : yt;
+            /* The reference itself against the formula in double. */
+            double ss = 0;
+            for (int64_t i = 0; i < n; i++)
+                ss += (double)x[i] * x[i];
+            const double rs = 1.0 / sqrt(ss / (double)n + 1e-6);
+            for (int64_t i = 0; i < n && bad < 5; i++) {
+                const double want = x[i] * rs * (wv ? wv[i] : 1.0);
+                if (!(fabs((double)et[i] - er[i]) <= 1e-6 * fabs(er[i])) ||
+                    !(fabs(er[i] - want) <= 1e-5 * fabs(want) + 1e-7)) {
+                    printf("  FAIL %s rmsnorm n=%lld v=%d i=%lld: %.9g ref %.9g want %.9g\n",
+                           t->name, (long long)n, v, (long long)i, et[i], er[i], want);
+                    bad++;
+                }
+            }
+            free(xr);
+            free(xt);
+        }
+        free(x);
+        free(w);
+        free(y0);
+        free(yr);
+        free(yt);
+    }
+    /* RoPE: heads x dh at stride ldh = dh + 3, positions 0 .. 5000 */
+    static const int64_t dhs[] = {2, 6, 30, 32, 34, 64, 80, 128};
+    static const int64_t poss[] = {0, 1, 17, 511, 4095, 5000};
+    for (size_t di = 0; di < sizeof dhs / sizeof dhs[0]; di++)
+        for (size_t pi = 0; pi < sizeof poss / sizeof poss[0]; pi++) {
+            const int64_t dh = dhs[di], heads = 3, ldh = dh + 3, pos = poss[pi];
+            const int64_t nx = (heads - 1) * ldh + dh;
+            float *x = xalloc((size_t)nx), *cs = xalloc((size_t)dh), *sn = cs + dh / 2;
+            for (int64_t i = 0; i < nx; i++)
+                x[i] = (i % ldh) < dh ? 2.0f * rng_f() : SENTINEL_PAD;
+            vt_rope_angles(dh, pos, 10000.0f, cs, sn);
+            float *xr = xdup(x, (size_t)nx), *xt = xdup(x, (size_t)nx);
+            r->rope_f32(heads, dh, xr, ldh, cs, sn);
+            t->rope_f32(heads, dh, xt, ldh, cs, sn);
+            for (int64_t i = 0; i < nx && bad < 5; i++) {
+                const int64_t h = i / ldh, c = i % ldh, half = dh / 2;
+                if (c >= dh) {
+                    if (!same_bits(xt[i], SENTINEL_PAD) || !same_bits(xr[i], SENTINEL_PAD)) {
+                        printf("  FAIL %s rope wrote head padding\n", t->name);
+                        bad++;
+                    }
+                    continue;
+                }
+                /* rotate_half: pair (c, c + half) rotated by angle pos * 10000^(-2i/dh),
+                 * in double from the float32 angle the reference uses */
+                const int64_t ii = c % half;
+                const float inv = 1.0f / powf(10000.0f, (float)(2 * ii) / (float)dh);
+                const double ang = (double)((float)pos * inv);
+                const double a = x[h * ldh + ii], b = x[h * ldh + ii + half];
+                const double want =
+                    c < half ? a * cos(ang) - b * sin(ang) : b * cos(ang) + a * sin(ang);
+                if (!(fabs((double)xt[i] - xr[i]) <= 1e-6 * 2.0) || !(fabs(xr[i] - want) <= 2e-6)) {
+                    printf("  FAIL %s rope dh=%lld pos=%lld [%lld][%lld]: %.9g ref %.9g "
+                           "want %.9g\n", t->name, (long long)dh, (long long)pos, (long long)h,
+                           (long long)c, xt[i], xr[i], want);
+                    bad++;
+                }
+            }
+            free(x);
+            free(cs);
+            free(xr);
+            free(xt);
+        }
+    if (bad)
+        g_fail = 1;
+    printf("  %-7s add, scale, rmsnorm, rope  %s\n", t->name, bad ? "FAIL" : "ok");
+}
+
+/* The vt_op_* wrappers on a 3-thread pool against the table's kernels row
+ * by row (chunking must not change a bit). */
+static void test_eltwise_ops(const vt_kernels *t)
+{
+    vt_pool *pool = vt_pool_new(3);
+    if (!pool)
+        exit(2);
+    const int64_t stride = vt_exec_scratch_floats(1);
+    float *scr = xalloc((size_t)(3 * stride));
+    vt_exec e = {.pool = pool, .k = t, .scratch = scr, .scratch_stride = stride};
+    const int64_t M = 37, H = 5, dh = 64, n = M * H * dh;
+    float *x = xalloc((size_t)n), *y = xalloc((size_t)n), *yo = xalloc((size_t)n);
+    float *w = xalloc((size_t)(H * dh)), *cs = xalloc((size_t)dh), *sn = cs + dh / 2;
+    int64_t pos[37];
+    for (int64_t i = 0; i < n; i++)
+        x[i] = rng_f();
+    for (int64_t i = 0; i < H * dh; i++)
+        w[i] = 1.0f + rng_f();
+    for (int64_t r = 0; r < M; r++)
+        pos[r] = r < 20 ? 7 + r : 3; /* runs of equal positions too */
+    int bad = 0;
+    memcpy(yo, x, (size_t)n * sizeof(float));
+    vt_op_add(&e, n, x, yo);
+    vt_op_scale(&e, n, 0.5f, yo, yo);
+    for (int64_t i = 0; i < n && bad < 3; i++)
+        if (!same_bits(yo[i], 0.5f * (x[i] + x[i]))) {
+            printf("  FAIL %s vt_op_add / vt_op_scale [%lld]\n", t->name, (long long)i);
+            bad++;
+        }
+    vt_op_rmsnorm(&e, M, H * dh, x, w, 1e-5f, yo);
+    for (int64_t r = 0; r < M; r++)
+        t->rmsnorm_f32(H * dh, x + r * H * dh, w, 1e-5f, y + r * H * dh);
+    for (int64_t i = 0; i < n && bad < 3; i++)
+        if (!same_bits(yo[i], y[i])) {
+            printf("  FAIL %s vt_op_rmsnorm [%lld]\n", t->name, (long long)i);
+            bad++;
+        }
+    memcpy(yo, x, (size_t)n * sizeof(float));
+    memcpy(y, x, (size_t)n * sizeof(float));
+    vt_op_rope(&e, M, H, dh, yo, 0, pos, 500000.0f);
+    for (int64_t r = 0; r < M; r++) {
+        vt_rope_angles(dh, pos[r], 500000.0f, cs, sn);
+        t->rope_f32(H, dh, y + r * H * dh, dh, cs, sn);
+    }
+    for (int64_t i = 0; i < n && bad < 3; i++)
+        if (!same_bits(yo[i], y[i])) {
+            printf("  FAIL %s vt_op_rope [%lld]\n", t->name, (long long)i);
+            bad++;
+        }
+    free(x);
+    free(y);
+    free(yo);
+    free(w);
+    free(cs);
+    free(scr);
+    vt_pool_free(pool);
+    if (bad)
+        g_fail = 1;
+    printf("  %-7s vt_op_add, _scale, _rmsnorm, _rope  %s\n", t->name, bad ? "FAIL" : "ok");
+}
+
 static void expect_name(const char *what, const char *got, const char *want)
 {
     if (strcmp(got, want) != 0) {
@@ -704,6 +885,13 @@ static void test_dispatch(void)
     expect_name("vtok_force_reference_kernels(0)", vtok_kernel_name(), best);
     vtok_force_reference_kernels(1);
     expect_name("vtok_force_reference_kernels(1)", vtok_kernel_name(), "ref");
+    /* Image resampling follows the switch too (src/image/resample.c runs the
+     * active table's passes). */
+    if (vt_kernels_get()->resample_h != vt_kernels_ref()->resample_h ||
+        vt_kernels_get()->resample_v != vt_kernels_ref()->resample_v) {
+        printf("  FAIL dispatch: forced reference table resamples with ISA passes\n");
+        g_fail = 1;
+    }
     vt_kernels_init(0);
 
     if ((vt_kernels_avx2() != NULL) != (strcmp(best, "ref") != 0)) {
@@ -720,7 +908,9 @@ static void test_dispatch(void)
         const vt_kernels *t = tabs[i];
         if (t && !(t->name && t->gemm_f32 && t->layernorm_f32 && t->softmax_f32 && t->attn_f32 &&
                    t->gelu_erf_f32 && t->gelu_tanh_f32 && t->quick_gelu_f32 && t->silu_f32 &&
-                   t->tanh_f32)) {
+                   t->tanh_f32 && t->add_f32 && t->scale_f32 && t->rmsnorm_f32 &&
+                   t->rope_f32 && t->resample_h_table_ints && t->resample_h_prepare &&
+                   t->resample_h && t->resample_v)) {
             printf("  FAIL dispatch: table %d has a NULL entry\n", i);
             g_fail = 1;
         }
@@ -755,7 +945,13 @@ int main(void)
         test_layernorm(t);
         test_softmax(t);
         test_acts(t);
+        test_eltwise(t);
     }
+    printf("element-wise ops on the pool:\n");
+    test_eltwise_ops(vt_kernels_ref());
+    for (int i = 0; i < 2; i++)
+        if (tabs[i])
+            test_eltwise_ops(tabs[i]);
     free(scratch);
     printf("%d ISA table(s) tested against ref: %s\n", tested, g_fail ? "FAILED" : "all ok");
     return g_fail ? 1 : 0;

@@ -8,7 +8,7 @@
  * registers the microkernels are 4 keys (or 4 head dims) x 24 queries
  * (3 ymm): 12 accumulators, 12 FMAs per 3 loads + 4 broadcasts; a 48-query
  * block is run as two 24-query halves. Transposes are scalar loops (the
- * query block once, the output once).
+ * query block once, the output once). The block loops are attn_driver.h.
  *
  * exp: the Cephes polynomial of vmath_avx512.h's vt_exp_ps (the same
  * coefficients and ln2 split), with 2^n built in the exponent field, so
@@ -35,6 +35,11 @@
 _Static_assert(BQ == 2 * HQ && BK % KR == 0, "the microkernels assume 2 x 24 queries");
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* The microkernel instances start on a cache line: where the linker puts
+ * them otherwise depends on the size of everything before them, and the
+ * hot loops' alignment moved ViT-L/14-336 attention by 2-5% between builds
+ * whose kernel code was the same (bench/bench_attn.c). */
+#define TILE_FN static __attribute__((aligned(64))) void
 
 static inline __m256 exp8(__m256 x)
 {
@@ -156,14 +161,14 @@ typedef void (*o_tile_fn)(int64_t n, const float *pt, const float *vp, int64_t l
                           const __m256 *alpha, int first);
 
 #define DEF_TILES(nr, nv)                                                                     \
-    static void s_##nr##_##nv(int64_t dh, const float *qt, const float *kp, int64_t ldp,      \
-                              float *st, __m256 *bmax, int mask, const __m256i *qidx,         \
-                              int64_t jlim)                                                   \
+    TILE_FN s_##nr##_##nv(int64_t dh, const float *qt, const float *kp, int64_t ldp,          \
+                          float *st, __m256 *bmax, int mask, const __m256i *qidx,             \
+                          int64_t jlim)                                                       \
     {                                                                                         \
         s_tile(nr, nv, dh, qt, kp, ldp, st, bmax, mask, qidx, jlim);                          \
     }                                                                                         \
-    static void o_##nr##_##nv(int64_t n, const float *pt, const float *vp, int64_t ldp,       \
-                              float *ot, const __m256 *alpha, int first)                      \
+    TILE_FN o_##nr##_##nv(int64_t n, const float *pt, const float *vp, int64_t ldp,           \
+                          float *ot, const __m256 *alpha, int first)                          \
     {                                                                                         \
         o_tile(nr, nv, n, pt, vp, ldp, ot, alpha, first);                                     \
     }
@@ -202,13 +207,6 @@ static void copy_rows(int64_t n, int64_t dh, const float *x, int64_t ldx, float 
     }
 }
 
-static void prefetch_rows(int64_t n, int64_t dh, const float *x, int64_t ldx)
-{
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t d = 0; d < dh; d += 16)
-            _mm_prefetch((const char *)(x + j * ldx + d), _MM_HINT_T1);
-}
-
 static void softmax_block(int nv, int64_t n, float *st, const __m256 *bmax, __m256 *m,
                           __m256 *l, __m256 *alpha)
 {
@@ -229,9 +227,78 @@ static void softmax_block(int nv, int64_t n, float *st, const __m256 *bmax, __m2
     }
 }
 
-static void run_block(qblock *b, int64_t j0, int64_t n, int64_t dh, const float *kp,
-                      const float *vp, int64_t ldp, int causal, int64_t off, float *st)
+static void store_block(const qblock *b, int64_t dh, float *out, int64_t ldo)
 {
+    float inv[BQ];
+    for (int c = 0; c < b->nv; c++) {
+        const __m256 seen = _mm256_cmp_ps(b->l[c], _mm256_setzero_ps(), _CMP_NEQ_UQ);
+        const __m256 x = _mm256_and_ps(seen, _mm256_div_ps(_mm256_set1_ps(1.0f), b->l[c]));
+        _mm256_storeu_ps(inv + 8 * c, b->kend > 0 ? x : _mm256_setzero_ps());
+    }
+    for (int64_t i = 0; i < b->nq; i++) {
+        float *o = out + (b->i0 + i) * ldo;
+        for (int64_t d = 0; d < dh; d++)
+            o[d] = b->kend > 0 ? b->ot[d * BQ + i] * inv[i] : 0.0f;
+    }
+}
+
+/* ------------------------------------------------- hooks of attn_driver.h -- */
+
+typedef struct {
+    float  *st, *kp, *vp, *qo;
+    int64_t ldp;
+} layout;
+#define ATTN_LAYOUT layout
+#define ATTN_BLOCK  qblock
+
+static inline void attn_layout(layout *L, int64_t dh, float *scratch)
+{
+    L->ldp = (dh + 15) / 16 * 16;
+    L->st = scratch;
+    L->kp = L->st + BK * BQ;
+    L->vp = L->kp + BK * L->ldp;
+    L->qo = L->vp + BK * L->ldp;
+}
+
+static inline void attn_block_begin(const layout *L, qblock *b, int slot, int64_t dh)
+{
+    b->nv = (int)((b->nq + 7) / 8);
+    b->qt = L->qo + 2 * slot * dh * BQ;
+    b->ot = b->qt + dh * BQ;
+    for (int c = 0; c < QV; c++) {
+        b->m[c] = _mm256_set1_ps(-INFINITY);
+        b->l[c] = _mm256_setzero_ps();
+        b->qidx[c] = _mm256_add_epi32(_mm256_set1_epi32((int)(b->i0 + 8 * c)),
+                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+}
+
+/* qt[d][i] = scale * q[i][d], lanes past nq zero (scalar: once per block,
+ * amortised over all tk keys). */
+static inline void attn_block_load_q(const layout *L, qblock *b, int64_t dh, const float *q,
+                                     int64_t ldq, float scale)
+{
+    (void)L;
+    for (int64_t i = 0; i < b->nv * 8; i++) {
+        const float *qi = q + i * ldq;
+        for (int64_t d = 0; d < dh; d++)
+            b->qt[d * BQ + i] = i < b->nq ? qi[d] * scale : 0.0f;
+    }
+}
+
+static inline void attn_kv_load(const layout *L, int64_t n, int64_t dh, const float *k,
+                                int64_t ldk, const float *v, int64_t ldv)
+{
+    copy_rows(n, dh, k, ldk, L->kp, L->ldp);
+    copy_rows(n, dh, v, ldv, L->vp, L->ldp);
+}
+
+static void attn_block_step(const layout *L, qblock *b, int64_t j0, int64_t n, int64_t dh,
+                            int causal, int64_t off)
+{
+    const float *kp = L->kp, *vp = L->vp;
+    const int64_t ldp = L->ldp;
+    float *st = L->st;
     const int mask = causal && j0 + n - 1 > b->i0 + off;
     __m256 bmax[QV], alpha[QV];
     for (int c = 0; c < QV; c++)
@@ -255,74 +322,12 @@ static void run_block(qblock *b, int64_t j0, int64_t n, int64_t dh, const float 
     }
 }
 
-static void store_block(const qblock *b, int64_t dh, float *out, int64_t ldo)
-{
-    float inv[BQ];
-    for (int c = 0; c < b->nv; c++) {
-        const __m256 seen = _mm256_cmp_ps(b->l[c], _mm256_setzero_ps(), _CMP_NEQ_UQ);
-        const __m256 x = _mm256_and_ps(seen, _mm256_div_ps(_mm256_set1_ps(1.0f), b->l[c]));
-        _mm256_storeu_ps(inv + 8 * c, b->kend > 0 ? x : _mm256_setzero_ps());
-    }
-    for (int64_t i = 0; i < b->nq; i++) {
-        float *o = out + (b->i0 + i) * ldo;
-        for (int64_t d = 0; d < dh; d++)
-            o[d] = b->kend > 0 ? b->ot[d * BQ + i] * inv[i] : 0.0f;
-    }
-}
+#define attn_block_store store_block
+#include "kernels/x86/attn_driver.h"
 
 void vt_attn_f32_avx2(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
                       const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
                       int causal, float *out, int64_t ldo, float *scratch)
 {
-    const int64_t nblk = (tq + BQ - 1) / BQ, gmax = VT_ATTN_GROUP(dh);
-    const int G = (int)((nblk + (nblk + gmax - 1) / gmax - 1) / ((nblk + gmax - 1) / gmax));
-    const int64_t ldp = (dh + 15) / 16 * 16;
-    float *st = scratch, *kp = st + BK * BQ, *vp = kp + BK * ldp, *qo = vp + BK * ldp;
-    const int64_t off = tk - tq;
-    qblock blk[8];
-    for (int64_t g0 = 0; g0 < tq; g0 += (int64_t)G * BQ) {
-        int nb = 0;
-        int64_t kend = 0;
-        for (int64_t i0 = g0; i0 < tq && nb < G; i0 += BQ, nb++) {
-            qblock *b = &blk[nb];
-            b->i0 = i0;
-            b->nq = tq - i0 < BQ ? tq - i0 : BQ;
-            b->nv = (int)((b->nq + 7) / 8);
-            b->kend = causal && i0 + b->nq + off < tk ? i0 + b->nq + off : tk;
-            b->qt = qo + 2 * nb * dh * BQ;
-            b->ot = b->qt + dh * BQ;
-            for (int c = 0; c < QV; c++) {
-                b->m[c] = _mm256_set1_ps(-INFINITY);
-                b->l[c] = _mm256_setzero_ps();
-                b->qidx[c] = _mm256_add_epi32(_mm256_set1_epi32((int)(i0 + 8 * c)),
-                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            }
-            kend = b->kend > kend ? b->kend : kend;
-            if (b->kend <= 0)
-                continue;
-            for (int64_t i = 0; i < b->nv * 8; i++) {
-                const float *qi = q + (i0 + i) * ldq;
-                for (int64_t d = 0; d < dh; d++)
-                    b->qt[d * BQ + i] = i < b->nq ? qi[d] * scale : 0.0f;
-            }
-        }
-        for (int64_t j0 = 0; j0 < kend; j0 += BK) {
-            const int64_t n = kend - j0 < BK ? kend - j0 : BK;
-            copy_rows(n, dh, k + j0 * ldk, ldk, kp, ldp);
-            copy_rows(n, dh, v + j0 * ldv, ldv, vp, ldp);
-            if (j0 + BK < kend) {
-                const int64_t n2 = kend - j0 - BK < BK ? kend - j0 - BK : BK;
-                prefetch_rows(n2, dh, k + (j0 + BK) * ldk, ldk);
-                prefetch_rows(n2, dh, v + (j0 + BK) * ldv, ldv);
-            }
-            for (int i = 0; i < nb; i++) {
-                qblock *b = &blk[i];
-                if (b->kend > j0)
-                    run_block(b, j0, b->kend - j0 < n ? b->kend - j0 : n, dh, kp, vp, ldp,
-                              causal, off, st);
-            }
-        }
-        for (int i = 0; i < nb; i++)
-            store_block(&blk[i], dh, out, ldo);
-    }
+    attn_drive(tq, tk, dh, q, ldq, k, ldk, v, ldv, scale, causal, out, ldo, scratch);
 }

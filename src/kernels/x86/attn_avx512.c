@@ -35,7 +35,9 @@
  * every row maps to the same few L1 and L2 sets, so read in place they came
  * from L3 on each use; the copies (plus a software prefetch of the next key
  * block) are read once per group. Grouping query blocks makes that one pass
- * over K and V for 197 or 257 tokens and two for 577.
+ * over K and V for 197 or 257 tokens and two for 577. The loops over
+ * groups, blocks and keys are attn_driver.h, shared with the other fused
+ * kernels; this file supplies the microkernels and hooks.
  *
  * Measured (bench/bench_attn.c, 1 thread, Zen 5 VM, noisy): ViT-B/16 layer
  * attention 0.75 ms (~160 GFLOP/s) vs 1.0 ms for GEMM + softmax + GEMM;
@@ -176,14 +178,14 @@ typedef void (*o_tile_fn)(int64_t n, const float *pt, const float *v, int64_t ld
                           const __m512 *alpha, int first);
 
 #define DEF_TILES(nr, nv)                                                                     \
-    static void s_##nr##_##nv(int64_t dh, const float *qt, const float *k, int64_t ldk,       \
-                              float *st, __m512 *bmax, int mask, const __m512i *qidx,         \
-                              int64_t jlim)                                                   \
+    TILE_FN s_##nr##_##nv(int64_t dh, const float *qt, const float *k, int64_t ldk,           \
+                          float *st, __m512 *bmax, int mask, const __m512i *qidx,             \
+                          int64_t jlim)                                                       \
     {                                                                                         \
         s_tile(nr, nv, dh, qt, k, ldk, st, bmax, mask, qidx, jlim);                           \
     }                                                                                         \
-    static void o_##nr##_##nv(int64_t n, const float *pt, const float *v, int64_t ldv,        \
-                              float *ot, const __m512 *alpha, int first)                      \
+    TILE_FN o_##nr##_##nv(int64_t n, const float *pt, const float *v, int64_t ldv,            \
+                          float *ot, const __m512 *alpha, int first)                          \
     {                                                                                         \
         o_tile(nr, nv, n, pt, v, ldv, ot, alpha, first);                                      \
     }
@@ -203,12 +205,49 @@ static const o_tile_fn o_tiles[DR + 1][QV] = {
     {o_6_1, o_6_2, o_6_3}, {o_7_1, o_7_2, o_7_3}, {o_8_1, o_8_2, o_8_3},
 };
 
-/* ---------------------------------------------------------------- driver -- */
+/* ------------------------------------------------- hooks of attn_driver.h -- */
+
+typedef struct {
+    float  *st, *kp, *vp, *qo;
+    int64_t ldp;
+} layout;
+#define ATTN_LAYOUT layout
+
+static inline void attn_layout(layout *L, int64_t dh, float *scratch)
+{
+    L->ldp = (dh + 15) / 16 * 16;
+    L->st = scratch;
+    L->kp = L->st + BK * BQ;
+    L->vp = L->kp + BK * L->ldp;
+    L->qo = L->vp + BK * L->ldp;
+}
+
+static inline void attn_block_begin(const layout *L, qblock *b, int slot, int64_t dh)
+{
+    float *qt = L->qo + 2 * slot * dh * BQ;
+    qblock_begin(b, qt, qt + dh * BQ);
+}
+
+static inline void attn_block_load_q(const layout *L, qblock *b, int64_t dh, const float *q,
+                                     int64_t ldq, float scale)
+{
+    (void)L;
+    pack_qt(b->nq, b->nv, dh, q, ldq, scale, b->qt);
+}
+
+static inline void attn_kv_load(const layout *L, int64_t n, int64_t dh, const float *k,
+                                int64_t ldk, const float *v, int64_t ldv)
+{
+    copy_rows(n, dh, k, ldk, L->kp, L->ldp);
+    copy_rows(n, dh, v, ldv, L->vp, L->ldp);
+}
 
 /* The n keys [j0, j0 + n) (dense copies kp, vp) against one query block. */
-static void run_block(qblock *b, int64_t j0, int64_t n, int64_t dh, const float *kp,
-                      const float *vp, int64_t ldp, int causal, int64_t off, float *st)
+static void attn_block_step(const layout *L, qblock *b, int64_t j0, int64_t n, int64_t dh,
+                            int causal, int64_t off)
 {
+    const int64_t ldp = L->ldp;
+    float *st = L->st;
     /* Partly hidden: the block's first query misses its last key. */
     const int mask = causal && j0 + n - 1 > b->i0 + off;
     __m512 bmax[QV], alpha[QV];
@@ -216,60 +255,22 @@ static void run_block(qblock *b, int64_t j0, int64_t n, int64_t dh, const float 
         bmax[c] = _mm512_set1_ps(-INFINITY);
     for (int64_t jj = 0; jj < n; jj += KR) {
         const int nr = n - jj < KR ? (int)(n - jj) : KR;
-        s_tiles[nr][b->nv - 1](dh, b->qt, kp + jj * ldp, ldp, st + jj * BQ, bmax, mask, b->qidx,
-                               j0 + jj - off);
+        s_tiles[nr][b->nv - 1](dh, b->qt, L->kp + jj * ldp, ldp, st + jj * BQ, bmax, mask,
+                               b->qidx, j0 + jj - off);
     }
     softmax_block(b->nv, n, st, bmax, b->m, b->l, alpha);
     for (int64_t d0 = 0; d0 < dh; d0 += DR) {
         const int nr = dh - d0 < DR ? (int)(dh - d0) : DR;
-        o_tiles[nr][b->nv - 1](n, st, vp + d0, ldp, b->ot + d0 * BQ, alpha, j0 == 0);
+        o_tiles[nr][b->nv - 1](n, st, L->vp + d0, ldp, b->ot + d0 * BQ, alpha, j0 == 0);
     }
 }
+
+#define attn_block_store store_block
+#include "kernels/x86/attn_driver.h"
 
 void vt_attn_f32_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
                         const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
                         int causal, float *out, int64_t ldo, float *scratch)
 {
-    const int G = group_size(tq, dh);
-    const int64_t ldp = (dh + 15) / 16 * 16;
-    float *st = scratch, *kp = st + BK * BQ, *vp = kp + BK * ldp, *qo = vp + BK * ldp;
-    const int64_t off = tk - tq; /* causal: query i sees keys j <= i + off */
-    qblock blk[8];
-    for (int64_t g0 = 0; g0 < tq; g0 += (int64_t)G * BQ) {
-        /* A group of up to G query blocks shares each K/V block copy. */
-        int nb = 0;
-        int64_t kend = 0;
-        for (int64_t i0 = g0; i0 < tq && nb < G; i0 += BQ, nb++) {
-            qblock *b = &blk[nb];
-            float *qt = qo + 2 * nb * dh * BQ;
-            if (init_block(b, i0, tq, tk, causal, qt, qt + dh * BQ) <= 0)
-                continue;
-            kend = b->kend > kend ? b->kend : kend;
-            pack_qt(b->nq, b->nv, dh, q + i0 * ldq, ldq, scale, b->qt);
-        }
-        for (int64_t j0 = 0; j0 < kend; j0 += BK) {
-            const int64_t n = kend - j0 < BK ? kend - j0 : BK;
-            copy_rows(n, dh, k + j0 * ldk, ldk, kp, ldp);
-            copy_rows(n, dh, v + j0 * ldv, ldv, vp, ldp);
-            /* Fetch the next K/V block (or the next group's q rows) into L2
-             * while this one computes: the rows are strided, out of reach of
-             * the hardware prefetcher, and each copy otherwise waits on L3. */
-            if (j0 + BK < kend) {
-                const int64_t n2 = kend - j0 - BK < BK ? kend - j0 - BK : BK;
-                prefetch_rows(n2, dh, k + (j0 + BK) * ldk, ldk);
-                prefetch_rows(n2, dh, v + (j0 + BK) * ldv, ldv);
-            } else if (g0 + (int64_t)G * BQ < tq) {
-                const int64_t g1 = g0 + (int64_t)G * BQ;
-                prefetch_rows(tq - g1 < G * BQ ? tq - g1 : G * BQ, dh, q + g1 * ldq, ldq);
-            }
-            for (int i = 0; i < nb; i++) {
-                qblock *b = &blk[i];
-                if (b->kend > j0)
-                    run_block(b, j0, b->kend - j0 < n ? b->kend - j0 : n, dh, kp, vp, ldp,
-                              causal, off, st);
-            }
-        }
-        for (int i = 0; i < nb; i++)
-            store_block(&blk[i], dh, out, ldo);
-    }
+    attn_drive(tq, tk, dh, q, ldq, k, ldk, v, ldv, scale, causal, out, ldo, scratch);
 }

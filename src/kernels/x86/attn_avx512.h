@@ -1,8 +1,9 @@
 /*
  * attn_avx512.h - the parts of the AVX-512 attention kernels (attn_avx512.c,
- * attn_bf16_avx512.c) outside their microkernels: query-block state and
- * grouping, transposes, K/V row copies, the online-softmax step and the
- * final store. Included only by those files (needs AVX-512F/BW/DQ).
+ * attn_bf16_avx512.c) outside their microkernels and the shared driver
+ * (attn_driver.h): query-block state, transposes, K/V row copies, the
+ * online-softmax step and the final store. Included only by those files
+ * (needs AVX-512F/BW/DQ).
  */
 #ifndef VT_ATTN_AVX512_H
 #define VT_ATTN_AVX512_H
@@ -18,6 +19,11 @@
 #define QV (BQ / 16)
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* The microkernel instances start on a cache line: where the linker puts
+ * them otherwise depends on the size of everything before them, and the
+ * hot loops' alignment moved ViT-L/14-336 attention by 2-5% between builds
+ * whose kernel code was the same (bench/bench_attn.c). */
+#define TILE_FN static __attribute__((aligned(64))) void
 
 static inline __mmask16 tail_mask(int64_t n)
 {
@@ -74,13 +80,6 @@ static inline void copy_rows(int64_t n, int64_t dh, const float *x, int64_t ldx,
         for (int64_t d = 0; d < dh; d += 16)
             _mm512_store_ps(xp + j * ldp + d,
                             _mm512_maskz_loadu_ps(tail_mask(dh - d), x + j * ldx + d));
-}
-
-static inline void prefetch_rows(int64_t n, int64_t dh, const float *x, int64_t ldx)
-{
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t d = 0; d < dh; d += 16)
-            _mm_prefetch((const char *)(x + j * ldx + d), _MM_HINT_T1);
 }
 
 /* qt[d][i] = scale * q[i][d] for the nq queries of the block, lanes up to
@@ -161,34 +160,21 @@ static inline void store_block(const qblock *b, int64_t dh, float *out, int64_t 
 }
 
 
-/* Query blocks per group: at most VT_ATTN_GROUP(dh), balanced (197
- * queries: one group of 5 blocks; 577: 7 + 6, not 8 + 5). */
-static inline int group_size(int64_t tq, int64_t dh)
+/* Reset b's online-softmax state (the driver set i0, nq, kend). */
+static inline void qblock_begin(qblock *b, float *qt, float *ot)
 {
-    const int64_t nblk = (tq + BQ - 1) / BQ, gmax = VT_ATTN_GROUP(dh);
-    const int64_t ng = (nblk + gmax - 1) / gmax;
-    return (int)((nblk + ng - 1) / ng);
-}
-
-/* Fill block b for queries [i0, min(i0 + BQ, tq)); returns its key count
- * (0: it sees no key and needs no packing). */
-static inline int64_t init_block(qblock *b, int64_t i0, int64_t tq, int64_t tk, int causal,
-                                 float *qt, float *ot)
-{
-    b->i0 = i0;
-    b->nq = tq - i0 < BQ ? tq - i0 : BQ;
     b->nv = (int)((b->nq + 15) / 16);
-    b->kend = causal && i0 + b->nq + (tk - tq) < tk ? i0 + b->nq + (tk - tq) : tk;
     b->qt = qt;
     b->ot = ot;
     for (int c = 0; c < QV; c++) {
         b->m[c] = _mm512_set1_ps(-INFINITY);
         b->l[c] = _mm512_setzero_ps();
         b->qidx[c] = _mm512_add_epi32(
-            _mm512_set1_epi32((int)(i0 + 16 * c)),
+            _mm512_set1_epi32((int)(b->i0 + 16 * c)),
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     }
-    return b->kend;
 }
+
+#define ATTN_BLOCK qblock
 
 #endif /* VT_ATTN_AVX512_H */

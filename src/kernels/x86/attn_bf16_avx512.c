@@ -144,14 +144,14 @@ typedef void (*o_tile_fn)(int64_t np, const uint16_t *pb, const uint32_t *vb, in
                           float *ot, const __m512 *alpha, int first);
 
 #define DEF_TILES(nr, nv)                                                                     \
-    static void s_##nr##_##nv(int64_t np, const uint16_t *qb, const uint16_t *kb,             \
-                              int64_t ldkb, float *st, __m512 *bmax, int mask,                \
-                              const __m512i *qidx, int64_t jlim)                              \
+    TILE_FN s_##nr##_##nv(int64_t np, const uint16_t *qb, const uint16_t *kb,                 \
+                          int64_t ldkb, float *st, __m512 *bmax, int mask,                    \
+                          const __m512i *qidx, int64_t jlim)                                  \
     {                                                                                         \
         s_tile(nr, nv, np, qb, kb, ldkb, st, bmax, mask, qidx, jlim);                         \
     }                                                                                         \
-    static void o_##nr##_##nv(int64_t np, const uint16_t *pb, const uint32_t *vb,             \
-                              int64_t ldvb, float *ot, const __m512 *alpha, int first)        \
+    TILE_FN o_##nr##_##nv(int64_t np, const uint16_t *pb, const uint32_t *vb,                 \
+                          int64_t ldvb, float *ot, const __m512 *alpha, int first)            \
     {                                                                                         \
         o_tile(nr, nv, np, pb, vb, ldvb, ot, alpha, first);                                   \
     }
@@ -170,7 +170,7 @@ static const o_tile_fn o_tiles[DR + 1][QV] = {
     {o_6_1, o_6_2, o_6_3}, {o_7_1, o_7_2, o_7_3}, {o_8_1, o_8_2, o_8_3},
 };
 
-/* ------------------------------------------------------------------ driver -- */
+/* -------------------------------------------------------------- layouts -- */
 
 /* Rows [0..n) x nv vectors of a [row][BQ] float block -> [row/2][BQ][2]
  * bf16 pairs (an odd last row pairs with zeros). */
@@ -210,68 +210,78 @@ static void v_pairs_bf16(int64_t n, int64_t dh, const float *v, int64_t ldv, uin
         }
 }
 
+/* ------------------------------------------------- hooks of attn_driver.h -- */
+
+typedef struct {
+    float    *st, *qo;
+    uint16_t *pb, *kb;
+    uint32_t *vb;
+    int64_t   np, ldkb, ldvb, qbf;
+} layout;
+#define ATTN_LAYOUT layout
+
+static inline void attn_layout(layout *L, int64_t dh, float *scratch)
+{
+    L->np = (dh + 1) / 2;                     /* d pairs                  */
+    L->ldkb = (dh + 31) / 32 * 32;            /* uint16 per bf16 K row    */
+    L->ldvb = (dh + 15) / 16 * 16;            /* pairs per V pair row     */
+    L->qbf = (L->np * BQ + 15) / 16 * 16;     /* floats of one qb         */
+    L->st = scratch;
+    L->pb = (uint16_t *)(L->st + BK * BQ);
+    L->kb = L->pb + BK * BQ;                  /* BK/2 pair rows of 2*BQ   */
+    L->vb = (uint32_t *)(L->kb + BK * L->ldkb);
+    L->qo = (float *)(L->vb + BK / 2 * L->ldvb);
+}
+
+static inline void attn_block_begin(const layout *L, qblock *b, int slot, int64_t dh)
+{
+    float *qbuf = L->qo + slot * (L->qbf + dh * BQ);
+    qblock_begin(b, qbuf, qbuf + L->qbf);
+}
+
+static inline void attn_block_load_q(const layout *L, qblock *b, int64_t dh, const float *q,
+                                     int64_t ldq, float scale)
+{
+    (void)L;
+    /* float32 q^T into ot (free until the first key block), then pairs */
+    pack_qt(b->nq, b->nv, dh, q, ldq, scale, b->ot);
+    pairs_of_rows(dh, b->nv, b->ot, (uint16_t *)b->qt);
+}
+
+static inline void attn_kv_load(const layout *L, int64_t n, int64_t dh, const float *k,
+                                int64_t ldk, const float *v, int64_t ldv)
+{
+    k_rows_bf16(n, dh, k, ldk, L->kb, L->ldkb);
+    v_pairs_bf16(n, dh, v, ldv, L->vb, L->ldvb);
+}
+
+static void attn_block_step(const layout *L, qblock *b, int64_t j0, int64_t nk, int64_t dh,
+                            int causal, int64_t off)
+{
+    const int mask = causal && j0 + nk - 1 > b->i0 + off;
+    __m512 bmax[QV], alpha[QV];
+    for (int c = 0; c < QV; c++)
+        bmax[c] = _mm512_set1_ps(-INFINITY);
+    for (int64_t jj = 0; jj < nk; jj += KR) {
+        const int nr = nk - jj < KR ? (int)(nk - jj) : KR;
+        s_tiles[nr][b->nv - 1](L->np, (const uint16_t *)b->qt, L->kb + jj * L->ldkb, L->ldkb,
+                               L->st + jj * BQ, bmax, mask, b->qidx, j0 + jj - off);
+    }
+    softmax_block(b->nv, nk, L->st, bmax, b->m, b->l, alpha);
+    pairs_of_rows(nk, b->nv, L->st, L->pb);
+    for (int64_t d0 = 0; d0 < dh; d0 += DR) {
+        const int nr = dh - d0 < DR ? (int)(dh - d0) : DR;
+        o_tiles[nr][b->nv - 1]((nk + 1) / 2, L->pb, L->vb + d0, L->ldvb, b->ot + d0 * BQ, alpha,
+                               j0 == 0);
+    }
+}
+
+#define attn_block_store store_block
+#include "kernels/x86/attn_driver.h"
+
 void vt_attn_bf16_avx512(int64_t tq, int64_t tk, int64_t dh, const float *q, int64_t ldq,
                          const float *k, int64_t ldk, const float *v, int64_t ldv, float scale,
                          int causal, float *out, int64_t ldo, float *scratch)
 {
-    const int G = group_size(tq, dh);
-    const int64_t np = (dh + 1) / 2;               /* d pairs                  */
-    const int64_t ldkb = (dh + 31) / 32 * 32;      /* uint16 per bf16 K row    */
-    const int64_t ldvb = (dh + 15) / 16 * 16;      /* pairs per V pair row     */
-    const int64_t qbf = (np * BQ + 15) / 16 * 16;  /* floats of one qb         */
-    float *st = scratch;
-    uint16_t *pb = (uint16_t *)(st + BK * BQ);
-    uint16_t *kb = pb + BK * BQ;                   /* BK/2 pair rows of 2*BQ   */
-    uint32_t *vb = (uint32_t *)(kb + BK * ldkb);
-    float *qo = (float *)(vb + BK / 2 * ldvb);
-    const int64_t off = tk - tq;
-    qblock blk[8];
-    for (int64_t g0 = 0; g0 < tq; g0 += (int64_t)G * BQ) {
-        int nb = 0;
-        int64_t kend = 0;
-        for (int64_t i0 = g0; i0 < tq && nb < G; i0 += BQ, nb++) {
-            qblock *b = &blk[nb];
-            float *qbuf = qo + nb * (qbf + dh * BQ), *ot = qbuf + qbf;
-            if (init_block(b, i0, tq, tk, causal, qbuf, ot) <= 0)
-                continue;
-            kend = b->kend > kend ? b->kend : kend;
-            /* float32 q^T into ot (free until the first key block), then pairs */
-            pack_qt(b->nq, b->nv, dh, q + i0 * ldq, ldq, scale, ot);
-            pairs_of_rows(dh, b->nv, ot, (uint16_t *)qbuf);
-        }
-        for (int64_t j0 = 0; j0 < kend; j0 += BK) {
-            const int64_t n = kend - j0 < BK ? kend - j0 : BK;
-            k_rows_bf16(n, dh, k + j0 * ldk, ldk, kb, ldkb);
-            v_pairs_bf16(n, dh, v + j0 * ldv, ldv, vb, ldvb);
-            if (j0 + BK < kend) {
-                const int64_t n2 = kend - j0 - BK < BK ? kend - j0 - BK : BK;
-                prefetch_rows(n2, dh, k + (j0 + BK) * ldk, ldk);
-                prefetch_rows(n2, dh, v + (j0 + BK) * ldv, ldv);
-            }
-            for (int i = 0; i < nb; i++) {
-                qblock *b = &blk[i];
-                if (b->kend <= j0)
-                    continue;
-                const int64_t nk = b->kend - j0 < n ? b->kend - j0 : n;
-                const int mask = causal && j0 + nk - 1 > b->i0 + off;
-                __m512 bmax[QV], alpha[QV];
-                for (int c = 0; c < QV; c++)
-                    bmax[c] = _mm512_set1_ps(-INFINITY);
-                for (int64_t jj = 0; jj < nk; jj += KR) {
-                    const int nr = nk - jj < KR ? (int)(nk - jj) : KR;
-                    s_tiles[nr][b->nv - 1](np, (const uint16_t *)b->qt, kb + jj * ldkb, ldkb,
-                                           st + jj * BQ, bmax, mask, b->qidx, j0 + jj - off);
-                }
-                softmax_block(b->nv, nk, st, bmax, b->m, b->l, alpha);
-                pairs_of_rows(nk, b->nv, st, pb);
-                for (int64_t d0 = 0; d0 < dh; d0 += DR) {
-                    const int nr = dh - d0 < DR ? (int)(dh - d0) : DR;
-                    o_tiles[nr][b->nv - 1]((nk + 1) / 2, pb, vb + d0, ldvb, b->ot + d0 * BQ,
-                                           alpha, j0 == 0);
-                }
-            }
-        }
-        for (int i = 0; i < nb; i++)
-            store_block(&blk[i], dh, out, ldo);
-    }
+    attn_drive(tq, tk, dh, q, ldq, k, ldk, v, ldv, scale, causal, out, ldo, scratch);
 }

@@ -10,11 +10,11 @@
  * Columns past N are computed on the zero padding and never stored
  * (vmaskmovps stores); rows past M use a kernel instantiated for fewer rows.
  * Linear weights can be packed once at load into the same panels
- * (vt_gemm_pack_nk_avx2, vt_gemm_f32_packed_avx2 at the bottom).
+ * (vt_gemm_pack_nk_avx2, vt_gemm_f32_packed_avx2). The blocking loops of both
+ * GEMMs are one driver, gemm_driver.h; this file has the AVX2 parts.
  */
 #include "kernels/kernels_internal.h"
 
-#include <assert.h>
 #include <immintrin.h>
 
 #define MR 6
@@ -242,138 +242,18 @@ static const ukernel_fn ukernels[MR + 1][2] = {
 
 /* ------------------------------------------------------------- driver -- */
 
-/* Would the MR rows at stride lda share L1 sets (64 sets of 64-byte lines on
- * every AVX2 core we target)? See gemm_avx512.c. */
-static int rows_share_l1_sets(int64_t lda)
+/* Epilogue arguments of a tile storing nr columns of a panel. */
+static inline tile_io gemm_tile_io(const float *bias, int load_c, int64_t nr, int wide)
 {
-    int count[64] = {0}, worst = 0;
-    for (int64_t r = 0; r < MR; r++) {
-        int set = (int)(((uint64_t)(r * lda) * sizeof(float) / 64) % 64);
-        worst = ++count[set] > worst ? count[set] : worst;
-    }
-    return worst > 2;
+    return (tile_io){
+        .bias = bias,
+        .load_c = load_c,
+        .full = nr == (wide ? 16 : 8),
+        .m0 = tail_mask8(nr),
+        .m1 = tail_mask8(nr > 8 ? nr - 8 : 0),
+    };
 }
 
-/*
- * One packed block of B (kc x nc, panels at bp + jr * kc) against all M rows.
- * A panel is NR wide unless the packed matrix has <= 8 columns left from it
- * (`packed_left`, counted from the block's first column): then it was packed
- * 8 wide. See run_block in gemm_avx512.c.
- */
-static void run_block(int64_t M, int64_t kc, const float *A, int64_t lda, const float *bp,
-                      int64_t nc, int64_t packed_left, const float *bias, float *C, int64_t ldc,
-                      int load_c, int pack_a_rows, float *apack, int64_t ldp)
-{
-    for (int64_t ic = 0; ic < M; ic += MR) {
-        const int mr = M - ic < MR ? (int)(M - ic) : MR;
-        const float *a = A + ic * lda;
-        int64_t lda_k = lda;
-        if (pack_a_rows) {
-            pack_a(mr, kc, a, lda, apack, ldp);
-            a = apack;
-            lda_k = ldp;
-        }
-        float *c = C + ic * ldc;
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-            const int64_t nr = nc - jr < NR ? nc - jr : NR;
-            const int wide = packed_left - jr > 8;
-            tile_io io = {
-                .bias = bias ? bias + jr : NULL,
-                .load_c = load_c,
-                .full = nr == (wide ? 16 : 8),
-                .m0 = tail_mask8(nr),
-                .m1 = tail_mask8(nr > 8 ? nr - 8 : 0),
-            };
-            ukernels[mr][wide](kc, a, lda_k, bp + jr * kc, c + jr, ldc, &io);
-        }
-    }
-}
-
-void vt_gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
-                      int64_t ldc, int accumulate, float *scratch)
-{
-    if (M <= 0 || N <= 0)
-        return;
-    if (K <= 0) {
-        vt_ref_gemm_f32(M, N, 0, A, lda, B, ldb, b_nk, bias, C, ldc, accumulate, scratch);
-        return;
-    }
-    const int64_t nc_max = vt_balanced_block(N, NC, NR);
-    const int64_t kc_max = vt_balanced_block(K, KC, 8);
-    const int pack_a_rows = N > NR && rows_share_l1_sets(lda);
-    for (int64_t jc = 0; jc < N; jc += nc_max) {
-        const int64_t nc = N - jc < nc_max ? N - jc : nc_max;
-        for (int64_t pc = 0; pc < K; pc += kc_max) {
-            const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
-            if (b_nk)
-                pack_nk(kc, nc, B + jc * ldb + pc, ldb, scratch);
-            else
-                pack_kn(kc, nc, B + pc * ldb + jc, ldb, scratch);
-            const int first = pc == 0;
-            run_block(M, kc, A + pc, lda, scratch, nc, nc, first && bias ? bias + jc : NULL,
-                      C + jc, ldc, accumulate || !first, pack_a_rows, scratch + KC * NC,
-                      APACK_LD(kc_max));
-        }
-    }
-}
-
-/* ------------------------------------------------------ packed weights -- */
-
-/*
- * Prepacked layout, as in gemm_avx512.c with 16-wide panels: per balanced K
- * block, every panel of N (kc x 16, k-major; the last 8 wide if N has <= 8
- * columns left), block(pc) = packed + pc * packed_cols(N), panel(j) = block +
- * j * kc. Offsets stay 32-byte aligned (packed_cols is a multiple of 8).
- */
-static int64_t packed_cols(int64_t N)
-{
-    const int64_t nfull = N / NR * NR, rem = N - nfull;
-    return nfull + (rem == 0 ? 0 : rem > 8 ? NR : 8);
-}
-
-_Static_assert(VT_GEMM_PANEL_ALIGN % NR == 0, "chunks must start on a panel");
-
-size_t vt_gemm_packed_floats_avx2(int64_t N, int64_t K)
-{
-    return N > 0 && K > 0 ? (size_t)packed_cols(N) * (size_t)K : 0;
-}
-
-void vt_gemm_pack_nk_avx2(int64_t N, int64_t K, const float *W, float *packed)
-{
-    if (N <= 0 || K <= 0)
-        return;
-    const int64_t kc_max = vt_balanced_block(K, KC, 8), np = packed_cols(N);
-    for (int64_t pc = 0; pc < K; pc += kc_max) {
-        const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
-        pack_nk(kc, N, W + pc, K, packed + pc * np);
-    }
-}
-
-void vt_gemm_f32_packed_avx2(int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n,
-                             const float *A, int64_t lda, const float *packed,
-                             const float *bias, float *C, int64_t ldc, int accumulate,
-                             float *scratch)
-{
-    assert(n0 >= 0 && n0 % NR == 0 && n0 + n <= N);
-    if (M <= 0 || n <= 0)
-        return;
-    if (K <= 0) {
-        vt_ref_gemm_f32_k0(M, n, bias, C, ldc, accumulate);
-        return;
-    }
-    /* The same blocking as gemm_f32 on this chunk, so the sums are identical. */
-    const int64_t nc_max = vt_balanced_block(n, NC, NR);
-    const int64_t kc_max = vt_balanced_block(K, KC, 8), np = packed_cols(N);
-    const int pack_a_rows = n > NR && rows_share_l1_sets(lda);
-    for (int64_t jc = 0; jc < n; jc += nc_max) {
-        const int64_t nc = n - jc < nc_max ? n - jc : nc_max;
-        for (int64_t pc = 0; pc < K; pc += kc_max) {
-            const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
-            const int first = pc == 0;
-            run_block(M, kc, A + pc, lda, packed + pc * np + (n0 + jc) * kc, nc,
-                      N - (n0 + jc), first && bias ? bias + jc : NULL, C + jc, ldc,
-                      accumulate || !first, pack_a_rows, scratch, APACK_LD(kc_max));
-        }
-    }
-}
+#define GEMM_L1_ROWS_PER_SET 2
+#define GEMM_ISA avx2
+#include "kernels/x86/gemm_driver.h"

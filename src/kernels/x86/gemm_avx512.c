@@ -29,8 +29,9 @@
  * from DRAM (~1.5 ms for 4096 x 1024; a plain 16 MiB read takes ~0.7 ms), so
  * the microkernel itself runs at ~88%; models therefore pack their Linear
  * weights once at load (vt_gemm_pack_nk_avx512: the same panels, for all of
- * N) and run vt_gemm_f32_packed_avx512, which skips that step (bottom of this
- * file). Tried and not kept (no gain beyond the noise): a transposing A pack
+ * N) and run vt_gemm_f32_packed_avx512, which skips that step (the driver,
+ * gemm_driver.h, shared with gemm_avx2.c). Tried and not kept (no gain beyond
+ * the noise): a transposing A pack
  * into [k][12], the jr-outer order with the B micro-panel held in L1, KC in
  * {128, 192, 384, 512}, software prefetch of B inside the microkernel, a
  * second farther prefetch while packing B, and (prepacked) fetching the next
@@ -48,7 +49,6 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/x86/vmath_avx512.h"
 
-#include <assert.h>
 #include <immintrin.h>
 
 #define MR 12  /* rows per microkernel                    */
@@ -278,149 +278,18 @@ static const ukernel_fn ukernels[MR + 1][2] = {
 
 /* ------------------------------------------------------------- driver -- */
 
-/* Would MR rows at stride lda crowd the L1 (48 KiB, 12-way, 64 sets of
- * 64-byte lines)? More than 3 of the 12 rows in one set, with the B stream
- * passing through the same sets, evicts A lines before their 16 k's are used:
- * ops.c's 128-column Linear chunks with K = 1024 ran at 135 GFLOP/s with A in
- * place and 167 with the copy; with K = 768 (3 rows per set) the copy lost
- * ~5%. */
-static int rows_share_l1_sets(int64_t lda)
+/* Epilogue arguments of a tile storing nr columns of a panel. */
+static inline tile_io gemm_tile_io(const float *bias, int load_c, int64_t nr, int wide)
 {
-    int count[64] = {0}, worst = 0;
-    for (int64_t r = 0; r < MR; r++) {
-        int set = (int)(((uint64_t)(r * lda) * sizeof(float) / 64) % 64);
-        worst = ++count[set] > worst ? count[set] : worst;
-    }
-    return worst > 3;
+    (void)wide;
+    return (tile_io){
+        .bias = bias,
+        .load_c = load_c,
+        .m0 = vt_tail_mask16(nr),
+        .m1 = nr > 16 ? vt_tail_mask16(nr - 16) : 0,
+    };
 }
 
-/*
- * One packed block of B (kc x nc, panels at bp + jr * kc) against all M rows:
- * C[0..M, 0..nc) (+)= A[0..M, 0..kc) x block. A panel is NR wide unless the
- * packed matrix has <= 16 columns left from it (`packed_left` counts them
- * from the block's first column), in which case it was packed 16 wide; this
- * is the only thing the per-call and the prepacked paths do differently.
- */
-static void run_block(int64_t M, int64_t kc, const float *A, int64_t lda, const float *bp,
-                      int64_t nc, int64_t packed_left, const float *bias, float *C, int64_t ldc,
-                      int load_c, int pack_a_rows, float *apack, int64_t ldp)
-{
-    for (int64_t ic = 0; ic < M; ic += MR) {
-        const int mr = M - ic < MR ? (int)(M - ic) : MR;
-        const float *a = A + ic * lda;
-        int64_t lda_k = lda;
-        if (pack_a_rows) {
-            pack_a(mr, kc, a, lda, apack, ldp);
-            a = apack;
-            lda_k = ldp;
-        }
-        float *c = C + ic * ldc;
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-            const int64_t nr = nc - jr < NR ? nc - jr : NR;
-            const int wide = packed_left - jr > 16;
-            tile_io io = {
-                .bias = bias ? bias + jr : NULL,
-                .load_c = load_c,
-                .m0 = vt_tail_mask16(nr),
-                .m1 = nr > 16 ? vt_tail_mask16(nr - 16) : 0,
-            };
-            ukernels[mr][wide](kc, a, lda_k, bp + jr * kc, c + jr, ldc, &io);
-        }
-    }
-}
-
-void vt_gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                        const float *B, int64_t ldb, int b_nk, const float *bias, float *C,
-                        int64_t ldc, int accumulate, float *scratch)
-{
-    if (M <= 0 || N <= 0)
-        return;
-    if (K <= 0) {
-        /* Nothing to multiply: C = [C +] bias, exactly as the reference. */
-        vt_ref_gemm_f32(M, N, 0, A, lda, B, ldb, b_nk, bias, C, ldc, accumulate, scratch);
-        return;
-    }
-    const int64_t nc_max = vt_balanced_block(N, NC, NR);
-    const int64_t kc_max = vt_balanced_block(K, KC, 8);
-    /* The A copy is cheap (kc/16 vector moves per row) but measurably
-     * slower than reading A in place when the stride is harmless. */
-    const int pack_a_rows = N > NR && rows_share_l1_sets(lda);
-    for (int64_t jc = 0; jc < N; jc += nc_max) {
-        const int64_t nc = N - jc < nc_max ? N - jc : nc_max;
-        for (int64_t pc = 0; pc < K; pc += kc_max) {
-            const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
-            if (b_nk)
-                pack_nk(kc, nc, B + jc * ldb + pc, ldb, scratch);
-            else
-                pack_kn(kc, nc, B + pc * ldb + jc, ldb, scratch);
-            const int first = pc == 0;
-            run_block(M, kc, A + pc, lda, scratch, nc, nc, first && bias ? bias + jc : NULL,
-                      C + jc, ldc, accumulate || !first, pack_a_rows, scratch + KC * NC,
-                      APACK_LD(kc_max));
-        }
-    }
-}
-
-/* ------------------------------------------------------ packed weights -- */
-
-/*
- * Prepacked layout (see kernels.h for the contract): the blocks gemm_f32
- * would pack into scratch, for all N columns at once. K is cut into the same
- * balanced blocks of <= KC; block pc holds every panel of N, each kc x 32
- * (k-major; the last panel 16 wide if N has <= 16 columns left), so
- *   block(pc) = packed + pc * packed_cols(N),  panel(j) = block + j * kc.
- * Any run of whole panels inside a K block - the B block of one (jc, pc)
- * step of a chunk - is then one contiguous stretch of memory, as it was in
- * scratch, and offsets stay 64-byte aligned (packed_cols is a multiple of 16).
- */
-static int64_t packed_cols(int64_t N)
-{
-    const int64_t nfull = N / NR * NR, rem = N - nfull;
-    return nfull + (rem == 0 ? 0 : rem > 16 ? NR : 16);
-}
-
-_Static_assert(VT_GEMM_PANEL_ALIGN % NR == 0, "chunks must start on a panel");
-
-size_t vt_gemm_packed_floats_avx512(int64_t N, int64_t K)
-{
-    return N > 0 && K > 0 ? (size_t)packed_cols(N) * (size_t)K : 0;
-}
-
-void vt_gemm_pack_nk_avx512(int64_t N, int64_t K, const float *W, float *packed)
-{
-    if (N <= 0 || K <= 0)
-        return;
-    const int64_t kc_max = vt_balanced_block(K, KC, 8), np = packed_cols(N);
-    for (int64_t pc = 0; pc < K; pc += kc_max) {
-        const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
-        pack_nk(kc, N, W + pc, K, packed + pc * np);
-    }
-}
-
-void vt_gemm_f32_packed_avx512(int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n,
-                               const float *A, int64_t lda, const float *packed,
-                               const float *bias, float *C, int64_t ldc, int accumulate,
-                               float *scratch)
-{
-    assert(n0 >= 0 && n0 % NR == 0 && n0 + n <= N);
-    if (M <= 0 || n <= 0)
-        return;
-    if (K <= 0) {
-        vt_ref_gemm_f32_k0(M, n, bias, C, ldc, accumulate);
-        return;
-    }
-    /* The same blocking as gemm_f32 on this chunk, so the sums are identical. */
-    const int64_t nc_max = vt_balanced_block(n, NC, NR);
-    const int64_t kc_max = vt_balanced_block(K, KC, 8), np = packed_cols(N);
-    const int pack_a_rows = n > NR && rows_share_l1_sets(lda);
-    for (int64_t jc = 0; jc < n; jc += nc_max) {
-        const int64_t nc = n - jc < nc_max ? n - jc : nc_max;
-        for (int64_t pc = 0; pc < K; pc += kc_max) {
-            const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
-            const int first = pc == 0;
-            run_block(M, kc, A + pc, lda, packed + pc * np + (n0 + jc) * kc, nc,
-                      N - (n0 + jc), first && bias ? bias + jc : NULL, C + jc, ldc,
-                      accumulate || !first, pack_a_rows, scratch, APACK_LD(kc_max));
-        }
-    }
-}
+#define GEMM_L1_ROWS_PER_SET 3
+#define GEMM_ISA avx512
+#include "kernels/x86/gemm_driver.h"

@@ -19,17 +19,10 @@
  * float32 (VDPBF16PS rounds once per instruction), so results differ from
  * the reference loop only by rounding order.
  */
-#include "kernels/kernels_internal.h"
-#include "kernels/x86/vmath_avx512.h"
+#include "kernels/x86/lowp_avx512.h"
 
-#include <immintrin.h>
-
-#define MR  12
-#define NR  VT_LP_NR
 #define KCP 256 /* k pairs per block */
 #define NC  256
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 void vt_bf16_row_avx512bf16(int64_t K, const float *x, uint16_t *y)
 {
@@ -49,15 +42,9 @@ void vt_bf16_row_avx512bf16(int64_t K, const float *x, uint16_t *y)
         y[K] = 0;
 }
 
-typedef struct {
-    const float *bias;
-    int load_c;
-    __mmask16 m0, m1;
-} tile_io;
-
 /* C[0..mr, 0..32) (+)= A[0..mr, pairs 0..kp) x panel (pair-major, 64 bf16 per pair). */
 ALWAYS_INLINE void ukernel(const int mr, int64_t kp, const uint16_t *a, int64_t lda,
-                           const uint16_t *bp, float *c, int64_t ldc, const tile_io *io)
+                           const uint16_t *bp, float *c, int64_t ldc, const lp_io *io)
 {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
@@ -90,31 +77,19 @@ ALWAYS_INLINE void ukernel(const int mr, int64_t kp, const uint16_t *a, int64_t 
         p2 += 4;
         p3 += 4;
     }
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (io->bias) {
-        bias0 = _mm512_maskz_loadu_ps(io->m0, io->bias);
-        bias1 = _mm512_maskz_loadu_ps(io->m1, io->bias + 16);
-    }
+    __m512 bias0, bias1;
+    lp_bias(io, &bias0, &bias1);
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) {
-        if (r < mr) {
-            float *cr = c + r * ldc;
-            __m512 v0 = _mm512_add_ps(acc[r][0], bias0), v1 = _mm512_add_ps(acc[r][1], bias1);
-            if (io->load_c) {
-                v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(io->m0, cr), v0);
-                v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(io->m1, cr + 16), v1);
-            }
-            _mm512_mask_storeu_ps(cr, io->m0, v0);
-            _mm512_mask_storeu_ps(cr + 16, io->m1, v1);
-        }
-    }
+    for (int r = 0; r < MR; r++)
+        if (r < mr)
+            lp_store_row(io, c + r * ldc, acc[r][0], acc[r][1], bias0, bias1);
 }
 
 typedef void (*ukernel_fn)(int64_t kp, const uint16_t *a, int64_t lda, const uint16_t *bp,
-                           float *c, int64_t ldc, const tile_io *io);
+                           float *c, int64_t ldc, const lp_io *io);
 #define DEF_UK(mr)                                                                          \
     static void uk_##mr(int64_t kp, const uint16_t *a, int64_t lda, const uint16_t *bp,     \
-                        float *c, int64_t ldc, const tile_io *io)                           \
+                        float *c, int64_t ldc, const lp_io *io)                           \
     {                                                                                       \
         ukernel(mr, kp, a, lda, bp, c, ldc, io);                                            \
     }
@@ -123,6 +98,26 @@ DEF_UK(7) DEF_UK(8) DEF_UK(9) DEF_UK(10) DEF_UK(11) DEF_UK(12)
 static const ukernel_fn ukernels[MR + 1] = {NULL,  uk_1,  uk_2, uk_3, uk_4,  uk_5, uk_6,
                                             uk_7,  uk_8,  uk_9, uk_10, uk_11, uk_12};
 
+typedef struct {
+    const uint16_t *A, *W;
+    const float    *bias;
+    float          *C;
+    int64_t         lda, ldc, n0, panel;
+    int             accumulate;
+} bf16_args;
+
+static inline void bf16_tile(const void *ctx, const lp_tile *t)
+{
+    const bf16_args *g = ctx;
+    const lp_io io = {.bias = t->first && g->bias ? g->bias + t->j : NULL,
+                      .load_c = g->accumulate || !t->first,
+                      .m0 = vt_tail_mask16(t->nr),
+                      .m1 = vt_tail_mask16(t->nr - 16)};
+    const uint16_t *bp = g->W + ((g->n0 + t->j) / NR) * g->panel + t->pc * 2 * NR;
+    ukernels[t->mr](t->kb, g->A + t->ic * g->lda + 2 * t->pc, g->lda, bp,
+                    g->C + t->ic * g->ldc + t->j, g->ldc, &io);
+}
+
 void vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const uint16_t *A,
                              int64_t lda, const uint16_t *W, const float *bias, float *C,
                              int64_t ldc, int accumulate)
@@ -130,26 +125,9 @@ void vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const 
     if (M <= 0 || n <= 0)
         return;
     const int64_t pairs = vt_lp_kpad(K, 2) / 2;
-    const int64_t panel = pairs * 2 * NR; /* bf16 elements per panel */
-    const int64_t nc_max = vt_balanced_block(n, NC, NR), kp_max = vt_balanced_block(pairs, KCP, 4);
-    for (int64_t jc = 0; jc < n; jc += nc_max) {
-        const int64_t nc = n - jc < nc_max ? n - jc : nc_max;
-        for (int64_t pc = 0; pc < pairs; pc += kp_max) {
-            const int64_t kp = pairs - pc < kp_max ? pairs - pc : kp_max;
-            const int first = pc == 0;
-            for (int64_t ic = 0; ic < M; ic += MR) {
-                const int mr = M - ic < MR ? (int)(M - ic) : MR;
-                for (int64_t jr = 0; jr < nc; jr += NR) {
-                    const int64_t nr = nc - jr;
-                    tile_io io = {.bias = first && bias ? bias + jc + jr : NULL,
-                                  .load_c = accumulate || !first,
-                                  .m0 = vt_tail_mask16(nr),
-                                  .m1 = vt_tail_mask16(nr - 16)};
-                    const uint16_t *bp = W + ((n0 + jc + jr) / NR) * panel + pc * 2 * NR;
-                    ukernels[mr](kp, A + ic * lda + 2 * pc, lda, bp, C + ic * ldc + jc + jr,
-                                 ldc, &io);
-                }
-            }
-        }
-    }
+    const bf16_args g = {.A = A, .W = W, .bias = bias, .C = C, .lda = lda, .ldc = ldc,
+                         .n0 = n0, .panel = pairs * 2 * NR /* bf16 elements per panel */,
+                         .accumulate = accumulate};
+    lp_walk(M, n, vt_balanced_block(n, NC, NR), pairs, vt_balanced_block(pairs, KCP, 4),
+            bf16_tile, &g);
 }

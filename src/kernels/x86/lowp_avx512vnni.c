@@ -12,16 +12,9 @@
  * of A, 24 VPDPBUSD. Column blocks are sized so the B block (NC x K bytes)
  * stays in L2 while every 12-row block of A passes over it.
  */
-#include "kernels/kernels_internal.h"
-#include "kernels/x86/vmath_avx512.h"
+#include "kernels/x86/lowp_avx512.h"
 
-#include <immintrin.h>
 #include <math.h>
-
-#define MR 12
-#define NR VT_LP_NR
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 float vt_u8_row_avx512vnni(int64_t K, const float *x, uint8_t *y)
 {
@@ -67,15 +60,8 @@ ALWAYS_INLINE __m512i dpbusd(__m512i acc, __m512i a, __m512i b)
     return acc;
 }
 
-typedef struct {
-    const float   *bias, *w_scale, *a_scale;
-    const int32_t *wsum;
-    int            load_c;
-    __mmask16      m0, m1;
-} tile_io;
-
 ALWAYS_INLINE void ukernel(const int mr, int64_t kq, const uint8_t *a, int64_t lda,
-                           const int8_t *bp, float *c, int64_t ldc, const tile_io *io)
+                           const int8_t *bp, float *c, int64_t ldc, const lp_io *io)
 {
     __m512i acc[MR][2];
 #pragma GCC unroll 12
@@ -109,38 +95,25 @@ ALWAYS_INLINE void ukernel(const int mr, int64_t kq, const uint8_t *a, int64_t l
     const __m512i s0 = _mm512_loadu_si512((const void *)io->wsum);
     const __m512i s1 = _mm512_loadu_si512((const void *)(io->wsum + 16));
     const __m512 w0 = _mm512_loadu_ps(io->w_scale), w1 = _mm512_loadu_ps(io->w_scale + 16);
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (io->bias) {
-        bias0 = _mm512_maskz_loadu_ps(io->m0, io->bias);
-        bias1 = _mm512_maskz_loadu_ps(io->m1, io->bias + 16);
-    }
+    __m512 bias0, bias1;
+    lp_bias(io, &bias0, &bias1);
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
         if (r < mr) {
             const __m512 as = _mm512_set1_ps(io->a_scale[r]);
             __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][0], s0)), w0);
             __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][1], s1)), w1);
-            v0 = _mm512_mul_ps(v0, as);
-            v1 = _mm512_mul_ps(v1, as);
-            if (io->bias) {
-                v0 = _mm512_add_ps(v0, bias0);
-                v1 = _mm512_add_ps(v1, bias1);
-            }
-            if (io->load_c) {
-                v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(io->m0, c + r * ldc), v0);
-                v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(io->m1, c + r * ldc + 16), v1);
-            }
-            _mm512_mask_storeu_ps(c + r * ldc, io->m0, v0);
-            _mm512_mask_storeu_ps(c + r * ldc + 16, io->m1, v1);
+            lp_store_row(io, c + r * ldc, _mm512_mul_ps(v0, as), _mm512_mul_ps(v1, as), bias0,
+                         bias1);
         }
     }
 }
 
 typedef void (*ukernel_fn)(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,
-                           float *c, int64_t ldc, const tile_io *io);
+                           float *c, int64_t ldc, const lp_io *io);
 #define DEF_UK(mr)                                                                          \
     static void uk_##mr(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,        \
-                        float *c, int64_t ldc, const tile_io *io)                           \
+                        float *c, int64_t ldc, const lp_io *io)                           \
     {                                                                                       \
         ukernel(mr, kq, a, lda, bp, c, ldc, io);                                            \
     }
@@ -149,6 +122,31 @@ DEF_UK(7) DEF_UK(8) DEF_UK(9) DEF_UK(10) DEF_UK(11) DEF_UK(12)
 static const ukernel_fn ukernels[MR + 1] = {NULL,  uk_1,  uk_2, uk_3, uk_4,  uk_5, uk_6,
                                             uk_7,  uk_8,  uk_9, uk_10, uk_11, uk_12};
 
+typedef struct {
+    const uint8_t *A;
+    const int8_t  *W;
+    const float   *a_scale, *w_scale, *bias;
+    const int32_t *wsum;
+    float         *C;
+    int64_t        lda, ldc, n0, panel;
+    int            accumulate;
+} i8_args;
+
+static inline void i8_tile(const void *ctx, const lp_tile *t)
+{
+    const i8_args *g = ctx;
+    const int64_t j = g->n0 + t->j;
+    const lp_io io = {.bias = g->bias ? g->bias + t->j : NULL,
+                      .w_scale = g->w_scale + j,
+                      .a_scale = g->a_scale + t->ic,
+                      .wsum = g->wsum + j,
+                      .load_c = g->accumulate,
+                      .m0 = vt_tail_mask16(t->nr),
+                      .m1 = vt_tail_mask16(t->nr - 16)};
+    ukernels[t->mr](t->kb, g->A + t->ic * g->lda, g->lda, g->W + (j / NR) * g->panel,
+                    g->C + t->ic * g->ldc + t->j, g->ldc, &io);
+}
+
 void vt_gemm_i8_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
                            int64_t lda, const float *a_scale, const int8_t *W,
                            const float *w_scale, const int32_t *wsum, const float *bias,
@@ -156,26 +154,14 @@ void vt_gemm_i8_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const ui
 {
     if (M <= 0 || n <= 0)
         return;
-    const int64_t Kp = vt_lp_kpad(K, 4), panel = Kp * NR;
-    /* B block of about 384 KiB: in L2 across the row blocks. */
+    const int64_t Kp = vt_lp_kpad(K, 4);
+    /* B block of about 384 KiB: in L2 across the row blocks. K in one block:
+     * the integer sums are exact, so there is nothing to gain from cutting
+     * it (the walk's K loop runs once). */
     int64_t nc_max = (384 * 1024 / Kp) / NR * NR;
     nc_max = nc_max < NR ? NR : nc_max;
-    for (int64_t jc = 0; jc < n; jc += nc_max) {
-        const int64_t nc = n - jc < nc_max ? n - jc : nc_max;
-        for (int64_t ic = 0; ic < M; ic += MR) {
-            const int mr = M - ic < MR ? (int)(M - ic) : MR;
-            for (int64_t jr = 0; jr < nc; jr += NR) {
-                const int64_t j = n0 + jc + jr, nr = nc - jr;
-                tile_io io = {.bias = bias ? bias + jc + jr : NULL,
-                              .w_scale = w_scale + j,
-                              .a_scale = a_scale + ic,
-                              .wsum = wsum + j,
-                              .load_c = accumulate,
-                              .m0 = vt_tail_mask16(nr),
-                              .m1 = vt_tail_mask16(nr - 16)};
-                ukernels[mr](Kp / 4, A + ic * lda, lda, W + (j / NR) * panel,
-                             C + ic * ldc + jc + jr, ldc, &io);
-            }
-        }
-    }
+    const i8_args g = {.A = A, .W = W, .a_scale = a_scale, .w_scale = w_scale, .bias = bias,
+                       .wsum = wsum, .C = C, .lda = lda, .ldc = ldc, .n0 = n0,
+                       .panel = Kp * NR, .accumulate = accumulate};
+    lp_walk(M, n, nc_max, Kp / 4, Kp / 4, i8_tile, &g);
 }

@@ -1,6 +1,7 @@
 /*
  * resample_avx2.c - AVX2 versions of the two Pillow resampling passes of
- * resample.c, bit-identical to the plain-C ones (which are the spec).
+ * src/image/resample.c, bit-identical to the plain-C ones (ref/ref_resample.c,
+ * the spec); installed in the avx2 (and avx512) kernel table.
  *
  * Exactness: every product and sum is the same 32-bit integer arithmetic as
  * Pillow's ImagingResample{Horizontal,Vertical}_8bpc (vpmulld / vpaddd wrap
@@ -18,7 +19,7 @@
  * bound by instruction count, not by the multiplier). Vertical pass: each output byte is a weighted sum of the
  * same byte in n input rows, so it runs over 32 bytes of the row at a time.
  */
-#include "image.h"
+#include "kernels/kernels_internal.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -30,12 +31,12 @@ static inline int table_stride(const vt_resample_coeffs *c)
     return (c->ksize + 1) / 2 * 8;
 }
 
-size_t vt_resample_h_avx2_table_ints(const vt_resample_coeffs *c)
+size_t vt_resample_h_table_ints_avx2(const vt_resample_coeffs *c)
 {
     return (size_t)c->out_size * (size_t)table_stride(c);
 }
 
-void vt_resample_h_avx2_prepare(const vt_resample_coeffs *c, int32_t *table)
+void vt_resample_h_prepare_avx2(const vt_resample_coeffs *c, int32_t *table)
 {
     int stride = table_stride(c);
     for (int xx = 0; xx < c->out_size; xx++) {
@@ -185,8 +186,9 @@ static inline __m256i mac8(__m256i acc, const uint8_t *p, __m256i k)
 }
 
 void vt_resample_v_avx2(const uint8_t *src, size_t src_stride, size_t row_bytes, uint8_t *dst,
-                        size_t dst_stride, const vt_resample_coeffs *c)
+                        size_t dst_stride, const vt_resample_coeffs *c, uint32_t *acc)
 {
+    (void)acc; /* sums stay in registers */
     const __m256i half = _mm256_set1_epi32(1 << (PREC - 1));
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 
