@@ -5,6 +5,8 @@
 #   parity  - PyTorch references (tests/ref) vs `vtok encode`, through the CLI
 #   image   - decoding, resampling and processors vs Pillow / HF, bit for bit
 #   e2e     - the CLI on committed tiny models and bad inputs
+#   install - `cmake --install` into a temp prefix; a program built against it
+#             with pkg-config (shared, static) and find_package(vtok)
 find_program(VTOK_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
 if(NOT VTOK_PYTHON)
   find_program(VTOK_PYTHON python3)
@@ -24,14 +26,29 @@ foreach(src ${VTOK_UNIT_TESTS} ${VTOK_KERNEL_TESTS})
 endforeach()
 
 # The public header alone, as C11 and as C++ (if a C++ compiler exists).
+# From the build tree: include/ plus the generated vtok_version.h (the install
+# tree is checked by test_install).
 add_test(NAME header_c11 COMMAND ${CMAKE_C_COMPILER} -std=c11 -Wall -Wextra -Werror -pedantic
-         -fsyntax-only -x c ${CMAKE_SOURCE_DIR}/include/vtok.h)
+         -Wstrict-prototypes -I${VTOK_GEN_INCLUDE} -fsyntax-only -x c
+         ${CMAKE_SOURCE_DIR}/include/vtok.h)
 set_tests_properties(header_c11 PROPERTIES LABELS header)
 find_program(VTOK_CXX NAMES g++ c++)
 if(VTOK_CXX)
   add_test(NAME header_cxx COMMAND ${VTOK_CXX} -std=c++11 -Wall -Wextra -Werror -pedantic
-           -fsyntax-only -x c++ ${CMAKE_SOURCE_DIR}/include/vtok.h)
+           -I${VTOK_GEN_INCLUDE} -fsyntax-only -x c++ ${CMAKE_SOURCE_DIR}/include/vtok.h)
   set_tests_properties(header_cxx PROPERTIES LABELS header)
+endif()
+
+# Install and consume (not when cross-compiling: the consumer is built with
+# the host's pkg-config and run directly; not under the sanitizers: the
+# consumer would need their runtime).
+if(NOT CMAKE_CROSSCOMPILING AND NOT VTOK_SANITIZE)
+  add_test(NAME test_install
+           COMMAND sh ${CMAKE_SOURCE_DIR}/tests/install/test_install.sh ${CMAKE_SOURCE_DIR}
+                   ${CMAKE_BINARY_DIR} ${CMAKE_BINARY_DIR}/install-test ${CMAKE_C_COMPILER}
+                   ${PROJECT_VERSION})
+  set_tests_properties(test_install PROPERTIES LABELS install TIMEOUT 600
+                       ENVIRONMENT "VTOK_CMAKE=${CMAKE_COMMAND};VTOK_CXX=${VTOK_CXX}")
 endif()
 
 if(VTOK_PYTHON)

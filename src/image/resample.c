@@ -38,6 +38,14 @@
 #include "image.h"
 #include "../kernels/kernels.h"
 
+/* resample_avx2.c is built only for x86 (CMakeLists.txt); elsewhere the C
+ * passes run. */
+#if defined(__x86_64__) || defined(__i386__)
+#define VT_RESAMPLE_AVX2 1
+#else
+#define VT_RESAMPLE_AVX2 0
+#endif
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +306,7 @@ static void nearest(const vtok_image *src, int out_w, int out_h, uint8_t *dst, i
 
 static int use_avx2(int isa)
 {
+#if VT_RESAMPLE_AVX2
     if (isa == 0)
         return 0;
     __builtin_cpu_init();
@@ -308,6 +317,10 @@ static int use_avx2(int isa)
     /* Best available, unless the reference kernels are forced
      * (VTOK_FORCE_REF / vtok_force_reference_kernels). */
     return strcmp(vt_kernels_get()->name, "ref") != 0;
+#else
+    (void)isa;
+    return 0;
+#endif
 }
 
 static int check_side(const char *what, int64_t v, vtok_status *st)
@@ -404,6 +417,7 @@ int vt_image_resize_isa(const vtok_image *src, int64_t width, int64_t height,
                 }
                 hdst = tmp;
             }
+#if VT_RESAMPLE_AVX2
             if (avx2) {
                 table = vt_alloc(vt_resample_h_avx2_table_ints(&ch) * sizeof(int32_t));
                 pad = vt_calloc(in_row + 32, 1);
@@ -415,15 +429,20 @@ int vt_image_resize_isa(const vtok_image *src, int64_t width, int64_t height,
                 vt_resample_h_avx2(vsrc, in_row, y1 - y0, in_w,
                                    src->data + in_row * (size_t)in_h, pad, hdst, out_row, &ch,
                                    table);
-            } else {
+            } else
+#endif
+            {
                 h_pass_c(vsrc, in_row, y1 - y0, hdst, out_row, &ch);
             }
             vsrc = tmp;
         }
         if (need_v) {
+#if VT_RESAMPLE_AVX2
             if (avx2) {
                 vt_resample_v_avx2(vsrc, out_row, out_row, out, out_row, &cv);
-            } else {
+            } else
+#endif
+            {
                 acc = vt_alloc(out_row * sizeof(uint32_t));
                 if (!acc) {
                     rc = vt_fail(st, VTOK_ENOMEM, "resize: out of memory");
