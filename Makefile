@@ -1,22 +1,34 @@
 # Thin wrapper over CMake. `make demo` builds and runs the shipped tiny model;
-# `make test` runs every test layer in a release build and again under
-# AddressSanitizer + UBSan.
+# `make test` runs every test layer in a release build, again under
+# AddressSanitizer + UBSan, and the C tests of an aarch64 cross build under
+# qemu-user (reference kernels only). Warnings are errors here (WERROR=OFF to
+# build with a compiler that has new ones).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+AARCH64_BUILD ?= build-aarch64
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PY         ?= /usr/bin/python3
+WERROR     ?= ON
 
-.PHONY: all build asan demo test test-release test-asan fuzz bench clean deps
+.PHONY: all build asan aarch64 demo test test-release test-asan test-aarch64 fuzz bench clean deps
 
 all: build
 
 build:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DVTOK_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 asan:
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVTOK_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVTOK_SANITIZE=ON -DVTOK_WERROR=$(WERROR) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Cross build with Debian's gcc-aarch64-linux-gnu and arm64 multiarch
+# libraries (`make deps`); cmake/aarch64-linux-gnu.cmake sets qemu-aarch64 as
+# the emulator ctest runs the binaries with.
+aarch64:
+	cmake -S . -B $(AARCH64_BUILD) -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+		-DCMAKE_BUILD_TYPE=Release -DVTOK_WERROR=$(WERROR) >/dev/null
+	cmake --build $(AARCH64_BUILD) -j $(JOBS)
 
 demo: build
 	$(BUILD)/vtok info --model models/tiny-clip
@@ -25,7 +37,7 @@ demo: build
 	$(BUILD)/vtok run --recipe llava-1.5 --model models/tiny-llava --image models/sample.jpg \
 		--out out/demo-llava --dump out/demo-llava/stages
 
-test: test-release test-asan fuzz
+test: test-release test-asan test-aarch64 fuzz
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j 1
@@ -34,16 +46,28 @@ test-asan: asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 1
 
+# The C layers (header, unit, kernels) and the CLI end-to-end checks, under
+# qemu-aarch64; the PyTorch parity layers run on x86 only (too slow emulated).
+test-aarch64: aarch64
+	cd $(AARCH64_BUILD) && ctest --output-on-failure -j $(JOBS) -L '^(header|unit|kernels)$$'
+
 fuzz:
 	VTOK_FUZZ_OPTIONAL=$${VTOK_FUZZ_OPTIONAL:-0} bash tests/fuzz/run_fuzz.sh $${VTOK_FUZZ_SECONDS:-20}
 
 bench: build
 	$(PY) bench/bench_encoders.py --vtok $(BUILD)/vtok
 
-# Debian 12 packages for building, testing and benchmarking.
+# Debian 12 packages for building, testing and benchmarking; the arm64 ones
+# (multiarch) and the cross compiler and qemu-user for test-aarch64.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
-	$(shell [ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y --no-install-recommends \
-		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev python3-pil python3-numpy python3-torch clang-14 libclang-rt-14-dev
+	$(SUDO) dpkg --add-architecture arm64
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y --no-install-recommends \
+		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev \
+		python3-pil python3-numpy python3-torch clang-14 libclang-rt-14-dev \
+		gcc-aarch64-linux-gnu qemu-user libcjson-dev:arm64 libjpeg62-turbo-dev:arm64 libpng-dev:arm64 \
+		libwebp-dev:arm64 zlib1g-dev:arm64
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(AARCH64_BUILD) out

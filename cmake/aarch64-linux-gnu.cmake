@@ -19,8 +19,18 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/${VTOK_CROSS_TRIPLE}/pkgconfig:/usr/share/pkgconfig)
 set(ENV{PKG_CONFIG_SYSROOT_DIR} "")
 
-# ctest and add_custom_command run target binaries through this.
+# ctest runs target binaries through this. The arm64 dev packages bring
+# libc6:arm64, whose loader /lib/ld-linux-aarch64.so.1 matches the libc in
+# /usr/lib/aarch64-linux-gnu, so qemu needs no -L. With -L
+# /usr/aarch64-linux-gnu the cross toolchain's older loader ends up paired
+# with the multiarch libc (found through the library path), and a mismatched
+# ld.so/libc pair hangs in pthread code (seen: test_attn). -L only when there
+# is no multiarch libc.
 find_program(VTOK_QEMU_AARCH64 NAMES qemu-aarch64 qemu-aarch64-static)
 if(VTOK_QEMU_AARCH64)
-  set(CMAKE_CROSSCOMPILING_EMULATOR ${VTOK_QEMU_AARCH64} -L /usr/${VTOK_CROSS_TRIPLE})
+  if(EXISTS /lib/ld-linux-aarch64.so.1)
+    set(CMAKE_CROSSCOMPILING_EMULATOR ${VTOK_QEMU_AARCH64})
+  else()
+    set(CMAKE_CROSSCOMPILING_EMULATOR ${VTOK_QEMU_AARCH64} -L /usr/${VTOK_CROSS_TRIPLE})
+  endif()
 endif()

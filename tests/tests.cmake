@@ -12,6 +12,23 @@ if(NOT VTOK_PYTHON)
   find_program(VTOK_PYTHON python3)
 endif()
 
+# A program the Python checks start: the target itself, or when
+# cross-compiling a script that runs it under CMAKE_CROSSCOMPILING_EMULATOR
+# (the checks and their PyTorch references stay native).
+function(vtok_runnable out target)
+  if(CMAKE_CROSSCOMPILING AND CMAKE_CROSSCOMPILING_EMULATOR)
+    list(JOIN CMAKE_CROSSCOMPILING_EMULATOR " " emu)
+    set(w ${CMAKE_BINARY_DIR}/emulated/${target})
+    file(GENERATE OUTPUT ${w}
+         CONTENT "#!/bin/sh\nexec ${emu} \"$<TARGET_FILE:${target}>\" \"$@\"\n"
+         FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
+                          WORLD_READ WORLD_EXECUTE)
+    set(${out} ${w} PARENT_SCOPE)
+  else()
+    set(${out} $<TARGET_FILE:${target}> PARENT_SCOPE)
+  endif()
+endfunction()
+
 file(GLOB VTOK_UNIT_TESTS CONFIGURE_DEPENDS tests/unit/*.c)
 file(GLOB VTOK_KERNEL_TESTS CONFIGURE_DEPENDS tests/kernels/*.c)
 foreach(src ${VTOK_UNIT_TESTS} ${VTOK_KERNEL_TESTS})
@@ -52,40 +69,43 @@ if(NOT CMAKE_CROSSCOMPILING AND NOT VTOK_SANITIZE)
 endif()
 
 if(VTOK_PYTHON)
+  vtok_runnable(VTOK_RUN_CLI vtok)
+  vtok_runnable(VTOK_RUN_RESAMPLE test_resample)
+  vtok_runnable(VTOK_RUN_DECODE test_decode)
   add_test(NAME parity_encoders
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/parity/run_parity.py
-                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/parity)
+                   --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/parity)
   set_tests_properties(parity_encoders PROPERTIES LABELS parity TIMEOUT 1800)
   # The same parity run on the plain-C reference kernels (the specification).
   add_test(NAME parity_encoders_refkernels
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/parity/run_parity.py
-                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/parity-ref)
+                   --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/parity-ref)
   set_tests_properties(parity_encoders_refkernels PROPERTIES LABELS parity TIMEOUT 1800
                        ENVIRONMENT VTOK_FORCE_REF=1)
   # Pillow-exact resampling: every filter, up/down, odd shapes, vs the installed Pillow.
   add_test(NAME image_resample
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/image/check_resample.py
-                   --tool $<TARGET_FILE:test_resample> --work ${CMAKE_BINARY_DIR}/resample)
+                   --tool ${VTOK_RUN_RESAMPLE} --work ${CMAKE_BINARY_DIR}/resample)
   set_tests_properties(image_resample PROPERTIES LABELS image TIMEOUT 900)
   # HF image processors through `vtok preprocess`, and `encode --image` == `encode --pixels`.
   add_test(NAME image_processors
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/image/check_processor.py
-                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/processors)
+                   --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/processors)
   set_tests_properties(image_processors PROPERTIES LABELS image TIMEOUT 900)
   # PyTorch checkpoints (zip, legacy, deflate, zip64) through `vtok convert`; malicious pickles refused.
   add_test(NAME io_torch
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/io/check_torch.py
-                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/torch)
+                   --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/torch)
   set_tests_properties(io_torch PROPERTIES LABELS e2e TIMEOUT 600)
   # Decoders vs Pillow's Image.open(f).convert("RGB"): a generated corpus, every mode, corrupt files.
   add_test(NAME image_decode
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/image/check_decode.py
-                   --dumper $<TARGET_FILE:test_decode> --work ${CMAKE_BINARY_DIR}/image-decode
+                   --dumper ${VTOK_RUN_DECODE} --work ${CMAKE_BINARY_DIR}/image-decode
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(image_decode PROPERTIES LABELS image TIMEOUT 600)
   add_test(NAME e2e_cli
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
-                   --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/e2e)
+                   --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/e2e)
   set_tests_properties(e2e_cli PROPERTIES LABELS e2e TIMEOUT 900)
 endif()
 

@@ -304,9 +304,9 @@ static void nearest(const vtok_image *src, int out_w, int out_h, uint8_t *dst, i
 
 /* ---------------------------------------------------------------- entry -- */
 
+#if VT_RESAMPLE_AVX2
 static int use_avx2(int isa)
 {
-#if VT_RESAMPLE_AVX2
     if (isa == 0)
         return 0;
     __builtin_cpu_init();
@@ -317,11 +317,8 @@ static int use_avx2(int isa)
     /* Best available, unless the reference kernels are forced
      * (VTOK_FORCE_REF / vtok_force_reference_kernels). */
     return strcmp(vt_kernels_get()->name, "ref") != 0;
-#else
-    (void)isa;
-    return 0;
-#endif
 }
+#endif
 
 static int check_side(const char *what, int64_t v, vtok_status *st)
 {
@@ -372,7 +369,9 @@ int vt_image_resize_isa(const vtok_image *src, int64_t width, int64_t height,
         vt_free(xintab);
     } else {
         const rs_filter *f = &rs_filters[filter];
+#if VT_RESAMPLE_AVX2
         int avx2 = use_avx2(isa);
+#endif
         int need_h = out_w != in_w, need_v = out_h != in_h;
         vt_resample_coeffs cv = {0}, ch = {0};
         uint8_t *tmp = NULL, *pad = NULL;
