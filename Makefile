@@ -46,10 +46,11 @@ test-asan: asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 1
 
-# The C layers (header, unit, kernels) and the CLI end-to-end checks, under
-# qemu-aarch64; the PyTorch parity layers run on x86 only (too slow emulated).
+# Every test of tests/tests.cmake (header, unit, kernels, image, parity_encoders*,
+# e2e) with the aarch64 binaries under qemu-aarch64 and the Python checks and
+# PyTorch references native; tests/blocks/*.cmake ones are disabled there.
 test-aarch64: aarch64
-	cd $(AARCH64_BUILD) && ctest --output-on-failure -j $(JOBS) -L '^(header|unit|kernels)$$'
+	cd $(AARCH64_BUILD) && ctest --output-on-failure -j $(JOBS)
 
 fuzz:
 	VTOK_FUZZ_OPTIONAL=$${VTOK_FUZZ_OPTIONAL:-0} bash tests/fuzz/run_fuzz.sh $${VTOK_FUZZ_SECONDS:-20}
