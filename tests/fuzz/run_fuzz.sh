@@ -52,7 +52,8 @@ fi
 sed -e "s/@PROJECT_VERSION_MAJOR@/$1/g" -e "s/@PROJECT_VERSION_MINOR@/$2/g" \
     -e "s/@PROJECT_VERSION_PATCH@/$3/g" "$root/cmake/vtok_version.h.in" >"$out/include/vtok_version.h"
 cflags="-std=c11 -g -O1 -fno-omit-frame-pointer -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
-        -Wall -Wextra -Wvla -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+        -Wall -Wextra -Wvla -Wmissing-prototypes -Wstrict-prototypes -Wformat=2
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 srcs="$root/src/core/util.c $(ls "$root"/src/io/*.c)"
 
 # Seeds: one small valid file per format, so the fuzzer starts past the magic.
