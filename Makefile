@@ -1,23 +1,35 @@
 # Thin wrapper over CMake. `make demo` builds and runs the shipped tiny model;
-# `make test` runs every test layer in a release build and again under
-# AddressSanitizer + UBSan.
+# `make test` runs every test layer in a release build, again under
+# AddressSanitizer + UBSan, and the C tests of an aarch64 cross build under
+# qemu-user (reference kernels only). Warnings are errors here (WERROR=OFF to
+# build with a compiler that has new ones).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+AARCH64_BUILD ?= build-aarch64
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PY         ?= /usr/bin/python3
+WERROR     ?= ON
 
-.PHONY: all build asan demo test test-release test-asan test-tsan fuzz bench clean deps
+.PHONY: all build asan aarch64 demo test test-release test-asan test-tsan test-aarch64 fuzz bench clean deps
 
 all: build
 
 build:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DVTOK_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 asan:
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVTOK_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVTOK_SANITIZE=ON -DVTOK_WERROR=$(WERROR) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Cross build with Debian's gcc-aarch64-linux-gnu and arm64 multiarch
+# libraries (`make deps`); cmake/aarch64-linux-gnu.cmake sets qemu-aarch64 as
+# the emulator ctest runs the binaries with.
+aarch64:
+	cmake -S . -B $(AARCH64_BUILD) -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+		-DCMAKE_BUILD_TYPE=Release -DVTOK_WERROR=$(WERROR) >/dev/null
+	cmake --build $(AARCH64_BUILD) -j $(JOBS)
 
 demo: build
 	$(BUILD)/vtok info --model models/tiny-clip
@@ -26,7 +38,7 @@ demo: build
 	$(BUILD)/vtok run --recipe llava-1.5 --model models/tiny-llava --image models/sample.jpg \
 		--out out/demo-llava --dump out/demo-llava/stages
 
-test: test-release test-asan test-tsan fuzz
+test: test-release test-asan test-tsan test-aarch64 fuzz
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j 1
@@ -40,6 +52,11 @@ test-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVTOK_TSAN=ON >/dev/null
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_api
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:exitcode=66 ctest -L api --output-on-failure -j 1
+# Every test of tests/tests.cmake (header, unit, kernels, image, parity_encoders*,
+# e2e) with the aarch64 binaries under qemu-aarch64 and the Python checks and
+# PyTorch references native; tests/blocks/*.cmake ones are disabled there.
+test-aarch64: aarch64
+	cd $(AARCH64_BUILD) && ctest --output-on-failure -j $(JOBS)
 
 fuzz:
 	VTOK_FUZZ_OPTIONAL=$${VTOK_FUZZ_OPTIONAL:-0} bash tests/fuzz/run_fuzz.sh $${VTOK_FUZZ_SECONDS:-20}
@@ -47,10 +64,17 @@ fuzz:
 bench: build
 	$(PY) bench/bench_encoders.py --vtok $(BUILD)/vtok
 
-# Debian 12 packages for building, testing and benchmarking.
+# Debian 12 packages for building, testing and benchmarking; the arm64 ones
+# (multiarch) and the cross compiler and qemu-user for test-aarch64.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
-	$(shell [ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y --no-install-recommends \
-		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev python3-pil python3-numpy python3-torch clang-14 libclang-rt-14-dev
+	$(SUDO) dpkg --add-architecture arm64
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y --no-install-recommends \
+		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev \
+		python3-pil python3-numpy python3-torch clang-14 libclang-rt-14-dev \
+		gcc-aarch64-linux-gnu qemu-user libcjson-dev:arm64 libjpeg62-turbo-dev:arm64 libpng-dev:arm64 \
+		libwebp-dev:arm64 zlib1g-dev:arm64
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(AARCH64_BUILD) out

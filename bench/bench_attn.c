@@ -5,7 +5,7 @@
  * fused attn_f32 kernel of each table. Not a test and not built by CMake.
  *
  * Build after `make` (uses the static lib):
- *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc bench/bench_attn.c build/libvtok.a -lcjson -lm -lpthread -o bench_attn
+ *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Ibuild/generated/include -Isrc bench/bench_attn.c build/libvtok.a -lcjson -lm -lpthread -o bench_attn
  * Run: ./bench_attn [repetitions (default 15)] [ref]
  * The bf16 variant (attn_bf16, AVX512-BF16 only) gets its own row.
  * Prints the median and best time of one whole layer's attention (all

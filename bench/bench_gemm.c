@@ -3,7 +3,7 @@
  * ViT-B / ViT-L shapes. Not a test and not built by CMake.
  *
  * Build after `cmake -B build && cmake --build build` (uses the static lib):
- *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc bench/bench_gemm.c build/libvtok.a -lcjson -lm -lpthread -o bench_gemm
+ *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Ibuild/generated/include -Isrc bench/bench_gemm.c build/libvtok.a -lcjson -lm -lpthread -o bench_gemm
  * Run: ./bench_gemm [min_seconds_per_case (default 0.3)] [ref]
  * Prints GFLOP/s (best of the repetitions) and the share of the FMA-loop peak
  * measured at start; the peak loop uses AVX-512 / AVX2 only when the CPU has

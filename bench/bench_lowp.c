@@ -3,7 +3,7 @@
  * kernel table, as fractions of this core's measured instruction peaks.
  * Not a test and not built by CMake.
  *
- *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc bench/bench_lowp.c \
+ *   gcc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Ibuild/generated/include -Isrc bench/bench_lowp.c \
  *       build/libvtok.a -lcjson -lm -lpthread -o bench_lowp && ./bench_lowp [seconds per case]
  *
  * Peaks: loops of 15 independent VFMADD231PS / VDPBF16PS / VPDPBUSD on zmm

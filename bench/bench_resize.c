@@ -7,7 +7,7 @@
  * times Pillow on the same images and prints the ratio.
  *
  * Build (from the repo root, after cmake --build build):
- *   gcc -O2 -std=c11 -Iinclude bench/bench_resize.c build/libvtok.a -lcjson -ljpeg -lpng -lwebp -lz -lm -lpthread -o build/bench_resize
+ *   gcc -O2 -std=c11 -Iinclude -Ibuild/generated/include bench/bench_resize.c build/libvtok.a -lcjson -ljpeg -lpng -lwebp -lz -lm -lpthread -o build/bench_resize
  */
 #define _POSIX_C_SOURCE 200809L
 #include "vtok.h"

@@ -59,6 +59,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* VTOK_VERSION_MAJOR, _MINOR, _PATCH, _STRING: generated from CMakeLists.txt
+ * into the build tree and installed beside this header. */
+#include "vtok_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -68,10 +72,6 @@ extern "C" {
 #if defined(__GNUC__)
 #pragma GCC visibility push(default)
 #endif
-
-#define VTOK_VERSION_MAJOR 0
-#define VTOK_VERSION_MINOR 1
-#define VTOK_VERSION_PATCH 0
 
 /* Error codes: always negative. */
 enum {

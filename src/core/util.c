@@ -74,7 +74,7 @@ const char *vtok_strerror(int code)
 
 const char *vtok_version(void)
 {
-    return "0.1.0";
+    return VTOK_VERSION_STRING;
 }
 
 static const struct { const char *name; size_t size; } dtypes[VT_DTYPE_COUNT] = {

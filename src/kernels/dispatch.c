@@ -21,6 +21,7 @@
  *                           environment.
  */
 #include "kernels/kernels_internal.h"
+#include "vtok.h" /* vtok_force_reference_kernels, vtok_kernel_name */
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -453,7 +453,7 @@ static int encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int6
 
     /* Plan memory: work, per-thread scratch, outputs (tensor.h planner). */
     vt_exec *e = &ctx->b.exec;
-    int64_t nt = vt_pool_size(ctx->b.pool), d = v->d, ntd, nscr;
+    int64_t nt = vt_pool_size(ctx->b.pool), d = v->d, ntd = 0, nscr = 0;
     int64_t pool_dim = v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : d;
     int64_t scr = r16(vt_exec_scratch_floats(T));
     size_t lp = ctx->m->lp_max_in > 0 ? vt_exec_lp_bytes(n * T, ctx->m->lp_max_in) : 0;

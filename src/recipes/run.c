@@ -133,7 +133,7 @@ static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int6
     const vt_recipe *r = c->r;
     vt_exec *e = &c->b.exec;
     int64_t scr = r16(vt_exec_scratch_floats(max_t));
-    int64_t nt = vt_pool_size(c->b.pool), nscr, nid;
+    int64_t nt = vt_pool_size(c->b.pool), nscr = 0, nid = 0;
     size_t lp = r->lp_max_in > 0 ? vt_exec_lp_bytes(lp_rows, r->lp_max_in) : 0;
     vt_planner p;
     vt_planner_init(&p);

@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     const char *mode = argv[1], *wpath = NULL, *prefix = "", *cpath = NULL, *in = NULL,
                *outp = NULL;
     int threads = 1;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) { /* option, value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return die("missing value after the last option");
@@ -77,7 +77,6 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--out")) outp = v;
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else return die("unknown option");
-        i++;
     }
     if (!wpath || !in || !outp || threads < 1)
         return die("--weights, --in and --out are required (and --threads >= 1)");

@@ -40,9 +40,20 @@ if [ -z "$cc" ]; then
     exit 1
 fi
 
-mkdir -p "$out"
+mkdir -p "$out/include"
+# vtok.h includes vtok_version.h, which CMake generates from project(vtok
+# VERSION ...); fill the same template from the same line.
+ver=$(sed -n 's/^project(vtok VERSION \([0-9]*\)\.\([0-9]*\)\.\([0-9]*\).*/\1 \2 \3/p' "$root/CMakeLists.txt")
+set -- $ver
+if [ $# -ne 3 ]; then
+    echo "run_fuzz.sh: no project(vtok VERSION X.Y.Z) in CMakeLists.txt" >&2
+    exit 1
+fi
+sed -e "s/@PROJECT_VERSION_MAJOR@/$1/g" -e "s/@PROJECT_VERSION_MINOR@/$2/g" \
+    -e "s/@PROJECT_VERSION_PATCH@/$3/g" "$root/cmake/vtok_version.h.in" >"$out/include/vtok_version.h"
 cflags="-std=c11 -g -O1 -fno-omit-frame-pointer -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
-        -Wall -Wextra -Wvla -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+        -Wall -Wextra -Wvla -Wmissing-prototypes -Wstrict-prototypes -Wformat=2
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 srcs="$root/src/core/util.c $(ls "$root"/src/io/*.c)"
 
 # Seeds: one small valid file per format, so the fuzzer starts past the magic.
@@ -150,7 +161,7 @@ for t in safetensors npy image torch; do
     bin="$out/fuzz_$t"
     echo "== building $bin with $cc"
     # shellcheck disable=SC2086
-    "$cc" $cflags -I"$root/include" -I"$root/src" "$root/tests/fuzz/fuzz_$t.c" $tsrcs \
+    "$cc" $cflags -I"$root/include" -I"$out/include" -I"$root/src" "$root/tests/fuzz/fuzz_$t.c" $tsrcs \
         $tlibs -o "$bin"
     echo "== running fuzz_$t for ${secs}s"
     if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

@@ -269,8 +269,10 @@ static void test_isa_agree(void)
         {1, 40, 3, 7},   {2, 9, 5, 9},     {640, 480, 224, 224},
     };
     int avx2 = 0;
+#if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     avx2 = __builtin_cpu_supports("avx2");
+#endif
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         for (int kind = 0; kind < 2; kind++) {
             vtok_image src;

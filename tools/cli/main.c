@@ -14,6 +14,7 @@
 #include "vtok.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +24,17 @@
 #define MAX_LAYER_ARGS 1024
 #define MAX_IMAGES 4096
 
-static int die(const char *fmt, const char *a)
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int die(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "vtok: ");
-    fprintf(stderr, fmt, a);
+    vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    va_end(ap);
     return 1;
 }
 

@@ -22,11 +22,10 @@
  * the cosine and relative error). A table entry (attn_bf16) only where the
  * CPU has AVX512-BF16.
  *
- * Built with the avx512 flags (CMake) plus avx512bf16 by the pragma below,
- * so no build rule is needed; dispatch.c installs it only when
- * vt_cpu_get()->avx512bf16.
+ * Built with the avx512 flags plus -mavx512bf16 (CMakeLists.txt: the
+ * *bf16_avx512.c rule; clang ignores #pragma GCC target); dispatch.c installs
+ * it only when vt_cpu_get()->avx512bf16.
  */
-#pragma GCC target("avx512bf16")
 
 #include "kernels/kernels_internal.h"
 #include "kernels/x86/attn_avx512.h"
