@@ -152,7 +152,19 @@ int vt_ctx_check_mem(const vt_ctx_base *b, int ok, int64_t floats, const char *w
     return 0;
 }
 
-int vt_ctx_commit(const vt_ctx_base *b, vt_planner *p, vt_arena *a, const char *what,
+void vt_ctx_plan_exec(vt_ctx_base *b, vt_planner *p, int64_t max_tokens, int64_t lp_rows,
+                      int64_t lp_max_in)
+{
+    int64_t scr = (vt_exec_scratch_floats(max_tokens) + 15) / 16 * 16, nscr = 0;
+    if (!vt_mul_ok(vt_pool_size(b->pool), scr, &nscr))
+        p->err = p->err ? p->err : VTOK_ELIMIT;
+    b->plan_scr = scr;
+    b->plan_lp = lp_max_in > 0 ? vt_exec_lp_bytes(lp_rows, lp_max_in) : 0;
+    vt_plan_bytes(p, (void **)&b->exec.scratch, (size_t)nscr * sizeof(float));
+    vt_plan_bytes(p, &b->exec.lp_buf, b->plan_lp);
+}
+
+int vt_ctx_commit(vt_ctx_base *b, vt_planner *p, vt_arena *a, const char *what,
                   vtok_status *st)
 {
     size_t need = vt_planner_bytes(p);
@@ -161,7 +173,14 @@ int vt_ctx_commit(const vt_ctx_base *b, vt_planner *p, vt_arena *a, const char *
         return rc;
     if (need > a->cap)
         vt_ctx_log(b, VTOK_LOG_DEBUG, "context memory grows to %zu bytes for %s", need, what);
-    return vt_planner_commit(p, a, 0, what, st);
+    if ((rc = vt_planner_commit(p, a, 0, what, st)))
+        return rc;
+    b->exec.scratch_stride = b->plan_scr;
+    b->exec.lp_bytes = b->plan_lp;
+    if (!b->plan_lp)
+        b->exec.lp_buf = NULL;
+    b->exec.k = vt_kernels_get();
+    return 0;
 }
 
 /* ---- steps of a run ---- */

@@ -17,6 +17,8 @@ typedef struct vt_ctx_base {
     int             own_pool; /* 0: borrowed from p.threadpool         */
     vt_exec         exec;     /* exec.run points at run                 */
     vt_run          run;
+    int64_t         plan_scr;  /* scratch floats per thread of the planned run  */
+    size_t          plan_lp;   /* low-precision input bytes of the planned run  */
 } vt_ctx_base;
 
 /* Read p (may be NULL), start or borrow the pool, fill exec. `what` names
@@ -45,10 +47,16 @@ int vt_ctx_end(const vt_ctx_base *b, const vtok_status *st, int rc);
 int vt_ctx_check_mem(const vt_ctx_base *b, int ok, int64_t floats, const char *what,
                      vtok_status *st);
 
+/* Plan the exec buffers of a run: per-thread scratch for sequences of up to
+ * max_tokens tokens, and (lp_max_in > 0) the low-precision input buffer for
+ * lp_rows rows of up to lp_max_in inputs. vt_ctx_commit points b->exec at them. */
+void vt_ctx_plan_exec(vt_ctx_base *b, vt_planner *p, int64_t max_tokens, int64_t lp_rows,
+                      int64_t lp_max_in);
+
 /* Place a run's planned tensors in the context's arena: refuses a plan over
  * the memory limit (VTOK_ELIMIT naming the bytes and the limit), logs when
  * the arena grows. `what` describes the run. */
-int vt_ctx_commit(const vt_ctx_base *b, vt_planner *p, vt_arena *a, const char *what,
+int vt_ctx_commit(vt_ctx_base *b, vt_planner *p, vt_arena *a, const char *what,
                   vtok_status *st);
 
 #endif /* VT_CTX_H */

@@ -405,11 +405,6 @@ const char *vtok_ctx_errmsg(const vtok_ctx *ctx)
     return ctx ? ctx->st.msg : "no context";
 }
 
-static int64_t r16(int64_t n)
-{
-    return (n + 15) / 16 * 16;
-}
-
 static int aborted(vtok_ctx *ctx)
 {
     return vt_fail(&ctx->st, VTOK_EABORTED, "encode aborted by the abort callback after %lld of "
@@ -452,19 +447,15 @@ static int encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int6
     }
 
     /* Plan memory: work, per-thread scratch, outputs (tensor.h planner). */
-    vt_exec *e = &ctx->b.exec;
-    int64_t nt = vt_pool_size(ctx->b.pool), d = v->d, ntd = 0, nscr = 0;
+    int64_t d = v->d, ntd = 0;
     int64_t pool_dim = v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : d;
-    int64_t scr = r16(vt_exec_scratch_floats(T));
-    size_t lp = ctx->m->lp_max_in > 0 ? vt_exec_lp_bytes(n * T, ctx->m->lp_max_in) : 0;
     float *workp = NULL;
     vt_planner pl;
     vt_planner_init(&pl);
-    if (!vt_mul_ok(n, T, &ntd) || !vt_mul_ok(ntd, d, &ntd) || !vt_mul_ok(nt, scr, &nscr))
+    if (!vt_mul_ok(n, T, &ntd) || !vt_mul_ok(ntd, d, &ntd))
         pl.err = VTOK_ELIMIT;
     vt_plan_bytes(&pl, (void **)&workp, (size_t)vt_vit_work_floats(v, n, h, w) * sizeof(float));
-    vt_plan_bytes(&pl, (void **)&e->scratch, (size_t)nscr * sizeof(float));
-    vt_plan_bytes(&pl, &e->lp_buf, lp);
+    vt_ctx_plan_exec(&ctx->b, &pl, T, n * T, ctx->m->lp_max_in);
     vt_plan_bytes(&pl, (void **)&ctx->last, (size_t)ntd * sizeof(float));
     for (int64_t i = 0; i <= L; i++)
         if (keep[i])
@@ -478,15 +469,10 @@ static int encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int6
     vt_planner_free(&pl);
     if (rc)
         return rc;
-    e->scratch_stride = scr;
-    e->lp_bytes = lp;
-    if (!lp)
-        e->lp_buf = NULL;
     if (v->pool == VT_POOL_NONE)
         ctx->pooler = NULL;
     if (!v->proj.n_out)
         ctx->embeds = NULL;
-    e->k = vt_kernels_get();
 
     vt_vit_out out = {.last = ctx->last, .pooler = ctx->pooler, .embeds = ctx->embeds,
                       .hidden = ctx->hidden};

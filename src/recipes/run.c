@@ -130,18 +130,13 @@ static void set_token_offsets(vtok_recipe_ctx *c, int64_t n)
 static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int64_t lp_rows,
                        int64_t n, const char *what)
 {
-    const vt_recipe *r = c->r;
-    vt_exec *e = &c->b.exec;
-    int64_t scr = r16(vt_exec_scratch_floats(max_t));
-    int64_t nt = vt_pool_size(c->b.pool), nscr = 0, nid = 0;
-    size_t lp = r->lp_max_in > 0 ? vt_exec_lp_bytes(lp_rows, r->lp_max_in) : 0;
+    int64_t nid = 0;
     vt_planner p;
     vt_planner_init(&p);
-    if (!vt_mul_ok(nt, scr, &nscr) || !vt_mul_ok(n, c->plan.ids_per_image, &nid))
+    if (!vt_mul_ok(n, c->plan.ids_per_image, &nid))
         p.err = VTOK_ELIMIT;
     vt_plan_bytes(&p, (void **)&c->encw, (size_t)enc_work * sizeof(float));
-    vt_plan_bytes(&p, (void **)&e->scratch, (size_t)nscr * sizeof(float));
-    vt_plan_bytes(&p, &e->lp_buf, lp);
+    vt_ctx_plan_exec(&c->b, &p, max_t, lp_rows, c->r->lp_max_in);
     vt_plan_bytes(&p, (void **)&c->connw, (size_t)c->plan.work_floats * sizeof(float));
     for (int s = 0; s < c->plan.n_stages; s++) {
         vt_stage *g = &c->plan.stages[s];
@@ -154,16 +149,9 @@ static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int6
     vt_plan_bytes(&p, (void **)&c->tok_off, (size_t)(n + 1) * sizeof(int64_t));
     int rc = vt_ctx_commit(&c->b, &p, &c->arena, what, &c->st);
     vt_planner_free(&p);
-    if (rc)
-        return rc;
-    e->scratch_stride = scr;
-    e->lp_bytes = lp;
-    if (!lp)
-        e->lp_buf = NULL;
-    if (!c->plan.ids_per_image)
+    if (!rc && !c->plan.ids_per_image)
         c->ids = NULL;
-    e->k = vt_kernels_get();
-    return 0;
+    return rc;
 }
 
 static int aborted(vtok_recipe_ctx *c)
