@@ -8,6 +8,7 @@
 #include "pack.h"
 
 #include "../core/ctx.h"
+#include "../recipes/recipe_internal.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,19 +34,18 @@ struct vtok_model {
     vtok_model_info  info;
     void            *packed;       /* every converted Linear weight, one block */
     int64_t          lp_max_in;    /* widest low-precision Linear input (0: none) */
+    vt_recipe       *own;          /* the model as a one-encoder recipe: contexts run on it */
 };
 
+/* A context is a recipe context over the model's own one-encoder recipe
+ * (recipes/run.c does the planning and running); vtok_encode only turns its
+ * params into the encoder's hidden-state request and reads the stages. */
 struct vtok_ctx {
-    vtok_model *m;
-    vt_ctx_base b;            /* params, pool, exec, run control (core/ctx.h) */
-    vt_arena    arena;        /* work + scratch + outputs, planned per call */
-    char       *keep;         /* n_layers + 1 flags: hidden states to keep  */
-    /* results of the last encode */
-    int64_t     n, T, pool_dim;
-    float      *last, *pooler, *embeds;
-    float     **hidden;       /* n_layers + 1 slots, NULL if not kept */
-    int         ok;           /* last encode succeeded */
-    vtok_status st;
+    vtok_model      *m;
+    vtok_recipe_ctx *rc;
+    int64_t         *req;     /* n_layers + 1: the hidden states of this encode */
+    int              ok;      /* last encode succeeded */
+    vtok_status      st;
 };
 
 void vtok_model_params_init(vtok_model_params *p, size_t size)
@@ -273,6 +273,8 @@ static vtok_model *load_model(const char *cfg_name, const char *text, size_t len
     if (pack_linears(m, p, st))
         goto fail;
     m->vit.attn_lowp = p->dtype != VTOK_DTYPE_F32;
+    if (!(m->own = vt_recipe_for_model(m, &m->vit, p->dtype, m->lp_max_in, st)))
+        goto fail;
     return m;
 
 fail:
@@ -336,6 +338,7 @@ void vtok_model_free(vtok_model *m)
 {
     if (!m)
         return;
+    vtok_recipe_free(m->own);
     vt_vit_free(&m->vit);
     vt_free(m->packed);
     vt_weights_close(m->w);
@@ -375,13 +378,12 @@ vtok_ctx *vtok_ctx_new(vtok_model *m, const vtok_ctx_params *p, vtok_status *st)
         return NULL;
     }
     vtok_ctx *c = calloc(1, sizeof *c);
-    if (!c || !(c->hidden = calloc((size_t)m->vit.n_layers + 1, sizeof *c->hidden)) ||
-        !(c->keep = calloc((size_t)m->vit.n_layers + 1, 1))) {
+    if (!c || !(c->req = calloc((size_t)m->vit.n_layers + 1, sizeof *c->req))) {
         vtok_ctx_free(c);
         vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
         return NULL;
     }
-    if (vt_ctx_base_init(&c->b, p, "context", st)) {
+    if (!(c->rc = vtok_recipe_ctx_new(m->own, p, st))) {
         vtok_ctx_free(c);
         return NULL;
     }
@@ -393,10 +395,8 @@ void vtok_ctx_free(vtok_ctx *ctx)
 {
     if (!ctx)
         return;
-    vt_ctx_base_free(&ctx->b);
-    vt_arena_free(&ctx->arena);
-    free(ctx->hidden);
-    free(ctx->keep);
+    vtok_recipe_ctx_free(ctx->rc);
+    free(ctx->req);
     free(ctx);
 }
 
@@ -405,14 +405,10 @@ const char *vtok_ctx_errmsg(const vtok_ctx *ctx)
     return ctx ? ctx->st.msg : "no context";
 }
 
-static int aborted(vtok_ctx *ctx)
-{
-    return vt_fail(&ctx->st, VTOK_EABORTED, "encode aborted by the abort callback after %lld of "
-                   "%lld steps", (long long)ctx->b.run.done, (long long)ctx->b.run.total);
-}
-
+/* Checks whose messages name the model's terms, then the run on the model's
+ * own recipe with the hidden states the params ask for. */
 static int encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_t h, int64_t w,
-                  const vtok_encode_params *user_p)
+                  const vtok_encode_params *user_p, int *ran)
 {
     vtok_encode_params ep = vtok_encode_default_params();
     int rc = vt_params_read(&ep, sizeof ep, user_p, "vtok_encode_params", &ctx->st);
@@ -425,16 +421,11 @@ static int encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int6
     if (c != v->channels)
         return vt_fail(&ctx->st, VTOK_ESHAPE, "pixels have %lld channels, the model takes %lld",
                        (long long)c, (long long)v->channels);
-    int64_t T = vt_vit_tokens(v, h, w, &ctx->st);
-    if (T <= 0)
+    if (vt_vit_tokens(v, h, w, &ctx->st) <= 0)
         return ctx->st.code;
 
-    /* Which hidden states to keep. */
-    int64_t L = v->n_layers;
-    char *keep = ctx->keep;
-    memset(keep, p->all_layers ? 1 : 0, (size_t)L + 1);
-    for (int64_t i = 0; i <= L; i++)
-        ctx->hidden[i] = NULL;
+    /* Which hidden states to keep: ascending, each once. */
+    int64_t L = v->n_layers, n_req = 0;
     if (!p->all_layers && p->n_layers > 0 && !p->layers)
         return vt_fail(&ctx->st, VTOK_EINVAL, "layers is NULL");
     for (int i = 0; !p->all_layers && i < p->n_layers; i++) {
@@ -443,48 +434,20 @@ static int encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int6
             return vt_fail(&ctx->st, VTOK_EINVAL,
                            "layer %d out of range: the model has hidden states 0..%lld",
                            p->layers[i], (long long)L);
-        keep[li] = 1;
     }
-
-    /* Plan memory: work, per-thread scratch, outputs (tensor.h planner). */
-    int64_t d = v->d, ntd = 0;
-    int64_t pool_dim = v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : d;
-    float *workp = NULL;
-    vt_planner pl;
-    vt_planner_init(&pl);
-    if (!vt_mul_ok(n, T, &ntd) || !vt_mul_ok(ntd, d, &ntd))
-        pl.err = VTOK_ELIMIT;
-    vt_plan_bytes(&pl, (void **)&workp, (size_t)vt_vit_work_floats(v, n, h, w) * sizeof(float));
-    vt_ctx_plan_exec(&ctx->b, &pl, T, n * T, ctx->m->lp_max_in);
-    vt_plan_bytes(&pl, (void **)&ctx->last, (size_t)ntd * sizeof(float));
-    for (int64_t i = 0; i <= L; i++)
-        if (keep[i])
-            vt_plan_bytes(&pl, (void **)&ctx->hidden[i], (size_t)ntd * sizeof(float));
-    vt_plan_bytes(&pl, (void **)&ctx->pooler, (size_t)(n * pool_dim) * sizeof(float));
-    vt_plan_bytes(&pl, (void **)&ctx->embeds, (size_t)(n * v->proj.n_out) * sizeof(float));
-    char what[128];
-    snprintf(what, sizeof what, "a batch of %lld images of %lldx%lld", (long long)n,
-             (long long)w, (long long)h);
-    rc = vt_ctx_commit(&ctx->b, &pl, &ctx->arena, what, &ctx->st);
-    vt_planner_free(&pl);
+    for (int64_t li = 0; li <= L; li++) {
+        int want = p->all_layers;
+        for (int i = 0; !want && i < p->n_layers; i++)
+            want = (p->layers[i] < 0 ? L + 1 + p->layers[i] : p->layers[i]) == li;
+        if (want)
+            ctx->req[n_req++] = li;
+    }
+    vt_recipe_ctx_set_request(ctx->rc, 0, ctx->req, n_req);
+    *ran = 1; /* the recipe runtime logs its own failures */
+    rc = vtok_recipe_run(ctx->rc, pixels, n, c, h, w, NULL);
     if (rc)
-        return rc;
-    if (v->pool == VT_POOL_NONE)
-        ctx->pooler = NULL;
-    if (!v->proj.n_out)
-        ctx->embeds = NULL;
-
-    vt_vit_out out = {.last = ctx->last, .pooler = ctx->pooler, .embeds = ctx->embeds,
-                      .hidden = ctx->hidden};
-    vt_ctx_run_begin(&ctx->b, L + 1, NULL, NULL, 0); /* embedding + blocks */
-    vt_vit_forward(v, &ctx->b.exec, pixels, n, h, w, workp, &out);
-    if (ctx->b.run.aborted)
-        return aborted(ctx);
-    ctx->n = n;
-    ctx->T = T;
-    ctx->pool_dim = pool_dim;
-    ctx->ok = 1;
-    return 0;
+        ctx->st = *vt_recipe_ctx_status(ctx->rc);
+    return rc;
 }
 
 int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_t h, int64_t w,
@@ -495,7 +458,12 @@ int vtok_encode(vtok_ctx *ctx, const float *pixels, int64_t n, int64_t c, int64_
     ctx->ok = 0;
     ctx->st.code = 0;
     ctx->st.msg[0] = '\0';
-    return vt_ctx_end(&ctx->b, &ctx->st, encode(ctx, pixels, n, c, h, w, p));
+    int ran = 0;
+    int rc = encode(ctx, pixels, n, c, h, w, p, &ran);
+    if (rc && !ran)
+        vt_recipe_ctx_end(ctx->rc, &ctx->st, rc);
+    ctx->ok = rc == 0;
+    return rc;
 }
 
 int vtok_get_output(vtok_ctx *ctx, vtok_output which, int layer, vtok_view *out)
@@ -508,26 +476,20 @@ int vtok_get_output(vtok_ctx *ctx, vtok_output which, int layer, vtok_view *out)
     memset(out, 0, sizeof *out);
     switch (which) {
     case VTOK_OUT_LAST_HIDDEN:
+        return vt_recipe_ctx_stage(ctx->rc, VT_ENC_OUT_LAST, out);
     case VTOK_OUT_HIDDEN_STATE: {
-        const float *data = ctx->last;
-        if (which == VTOK_OUT_HIDDEN_STATE) {
-            int64_t li = layer < 0 ? v->n_layers + 1 + layer : layer;
-            if (li < 0 || li > v->n_layers || !ctx->hidden[li])
-                return vt_fail(&ctx->st, VTOK_EMISSING, "hidden state %d was not kept", layer);
-            data = ctx->hidden[li];
-        }
-        *out = (vtok_view){.data = data, .n_dims = 3, .ne = {ctx->n, ctx->T, v->d}};
+        int64_t li = layer < 0 ? v->n_layers + 1 + layer : layer;
+        if (li < 0 || li > v->n_layers || vt_recipe_ctx_hidden(ctx->rc, li, out))
+            return vt_fail(&ctx->st, VTOK_EMISSING, "hidden state %d was not kept", layer);
         return 0;
     }
     case VTOK_OUT_POOLER:
-        if (!ctx->pooler)
+        if (vt_recipe_ctx_stage(ctx->rc, VT_ENC_OUT_POOLER, out))
             return vt_fail(&ctx->st, VTOK_EMISSING, "this model has no pooler_output");
-        *out = (vtok_view){.data = ctx->pooler, .n_dims = 2, .ne = {ctx->n, ctx->pool_dim}};
         return 0;
     case VTOK_OUT_IMAGE_EMBEDS:
-        if (!ctx->embeds)
+        if (vt_recipe_ctx_stage(ctx->rc, VT_ENC_OUT_EMBEDS, out))
             return vt_fail(&ctx->st, VTOK_EMISSING, "this model has no image projection");
-        *out = (vtok_view){.data = ctx->embeds, .n_dims = 2, .ne = {ctx->n, v->proj.n_out}};
         return 0;
     }
     return vt_fail(&ctx->st, VTOK_EINVAL, "unknown output %d", (int)which);

@@ -649,17 +649,26 @@ static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
     return 0;
 }
 
-int vt_recipe_plan(const vt_recipe *r, int64_t n, const int64_t *h, const int64_t *w,
-                   vt_enc_feats *feats, vt_plan *p, int *enc_stage, vtok_status *st)
+static int64_t pool_dim(const vt_vit *v)
+{
+    return v->pool == VT_POOL_CLS_DENSE_TANH ? v->pool_dense.n_out : v->d;
+}
+
+int vt_recipe_plan(const vt_recipe *r, const vt_enc_req *req, int64_t n, const int64_t *h,
+                   const int64_t *w, vt_enc_feats *feats, vt_plan *p, int *enc_stage,
+                   int *enc_out, vtok_status *st)
 {
     memset(p, 0, sizeof *p);
     for (int i = 0; i < r->n_enc; i++) {
         const vt_recipe_enc *e = &r->enc[i];
+        int64_t n_req = req ? req[i].n_req : e->n_req;
         vt_enc_feats *f = &feats[i];
         memset(f, 0, sizeof *f);
         f->vit = e->vit;
         enc_stage[i] = -1;
-        if (!e->n_req)
+        for (int k = 0; k < 3; k++)
+            enc_out[3 * i + k] = -1;
+        if (!n_req && !e->outputs)
             continue;
         f->T = vt_vit_tokens(e->vit, h[i], w[i], st);
         if (f->T <= 0) {
@@ -668,24 +677,97 @@ int vt_recipe_plan(const vt_recipe *r, int64_t n, const int64_t *h, const int64_
             vt_msg_prefix(st, pre);
             return st->code ? st->code : VTOK_ESHAPE;
         }
-        f->K = e->n_req;
+        f->K = n_req;
         f->d = e->vit->d;
         f->prefix = (e->vit->cls ? 1 : 0) + e->vit->n_reg;
-        enc_stage[i] = p->n_stages;
-        vt_stage *s = &p->stages[p->n_stages++];
-        if (f->K == 1)
-            vt_stage_set(s, e->name, 3, n, f->T, f->d, 0);
-        else
-            vt_stage_set(s, e->name, 4, f->K, n, f->T, f->d);
+        if (n_req) {
+            enc_stage[i] = p->n_stages;
+            vt_stage *s = &p->stages[p->n_stages++];
+            if (f->K == 1)
+                vt_stage_set(s, e->name, 3, n, f->T, f->d, 0);
+            else
+                vt_stage_set(s, e->name, 4, f->K, n, f->T, f->d);
+        }
+        const vt_vit *v = e->vit;
+        if (e->outputs & VT_ENC_OUT_LAST) {
+            enc_out[3 * i] = p->n_stages;
+            vt_stage_set(&p->stages[p->n_stages++], "last_hidden_state", 3, n, f->T, f->d, 0);
+        }
+        if ((e->outputs & VT_ENC_OUT_POOLER) && v->pool != VT_POOL_NONE) {
+            enc_out[3 * i + 1] = p->n_stages;
+            vt_stage_set(&p->stages[p->n_stages++], "pooler_output", 2, n, pool_dim(v), 0, 0);
+        }
+        if ((e->outputs & VT_ENC_OUT_EMBEDS) && v->proj.n_out) {
+            enc_out[3 * i + 2] = p->n_stages;
+            vt_stage_set(&p->stages[p->n_stages++], "image_embeds", 2, n, v->proj.n_out, 0, 0);
+        }
     }
     int first = p->first = p->n_stages;
     int rc = r->kind->plan(r->conn, feats, n, p, st);
     if (rc)
         return rc;
-    if (p->n_stages <= first)
+    if (p->n_stages <= first && !r->wrapper)
         return vt_fail(st, VTOK_EINVAL, "recipe %s: the connector produced no output", r->name);
     return 0;
 }
+
+/* ---- a model's own recipe ---- */
+
+/* The connector of a model's own recipe: nothing after the encoder (its
+ * outputs are the recipe's stages). */
+static int feat_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
+                     vtok_status *st)
+{
+    (void)state, (void)in, (void)n, (void)p, (void)st;
+    return 0;
+}
+
+static void feat_forward(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
+                         vt_stage *stages, int64_t *ids, float *work)
+{
+    (void)state, (void)e, (void)in, (void)n, (void)stages, (void)ids, (void)work;
+}
+
+static void feat_unload(void *state)
+{
+    (void)state;
+}
+
+static const vt_connector_kind features_kind = {
+    .name = "features",
+    .state_size = 1,
+    .unload = feat_unload,
+    .plan = feat_plan,
+    .forward = feat_forward,
+};
+
+vt_recipe *vt_recipe_for_model(vtok_model *m, const vt_vit *v, int dtype, int64_t lp_max_in,
+                               vtok_status *st)
+{
+    vt_recipe *r = calloc(1, sizeof *r);
+    if (!r || !(r->conn = calloc(1, 1))) {
+        free(r);
+        vt_fail(st, VTOK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(r->name, sizeof r->name, "model");
+    r->wrapper = 1;
+    r->kind = &features_kind;
+    r->max_images = (int64_t)1 << 20;
+    r->dtype = dtype;
+    r->lp_max_in = lp_max_in;
+    r->n_enc = 1;
+    vt_recipe_enc *e = &r->enc[0];
+    snprintf(e->name, sizeof e->name, "model");
+    e->model = m;
+    e->borrowed = 1;
+    e->vit = v;
+    e->outputs = VT_ENC_OUT_LAST | VT_ENC_OUT_POOLER | VT_ENC_OUT_EMBEDS;
+    e->run_layers = v->n_layers;
+    e->in_h = e->in_w = v->image_size;
+    return r;
+}
+
 
 static int finish_load(vt_recipe *r, vtok_status *st)
 {
@@ -699,7 +781,8 @@ static int finish_load(vt_recipe *r, vtok_status *st)
     vt_plan *p = malloc(sizeof *p);
     if (!p)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    int rc = vt_recipe_plan(r, 1, h, w, feats, p, es, st);
+    int eo[3 * VT_RECIPE_MAX_ENC];
+    int rc = vt_recipe_plan(r, NULL, 1, h, w, feats, p, es, eo, st);
     if (!rc) {
         const vt_stage *o = &p->stages[p->n_stages - 1];
         r->tokens = o->ne[1];
@@ -830,7 +913,8 @@ void vtok_recipe_free(vtok_recipe *r)
         r->kind->unload(r->conn);
     free(r->conn);
     for (int i = 0; i < r->n_enc; i++) {
-        vtok_model_free(r->enc[i].model);
+        if (!r->enc[i].borrowed)
+            vtok_model_free(r->enc[i].model);
         if (r->enc[i].vit == &r->enc[i].own)
             vt_vit_free(&r->enc[i].own);
         vtok_processor_free(r->enc[i].proc);

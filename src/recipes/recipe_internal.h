@@ -21,7 +21,21 @@ typedef struct vt_recipe_enc {
     int64_t         n_req;
     int64_t         run_layers;    /* blocks to run: the deepest requested state        */
     int64_t         in_h, in_w;    /* native input size                                 */
+    int             outputs;       /* VT_ENC_OUT_*: encoder outputs given as stages too */
+    int             borrowed;      /* model is not the recipe's (a model's own recipe) */
 } vt_recipe_enc;
+
+/* Encoder outputs a recipe hands out as stages of their own (a model's
+ * one-encoder recipe: last_hidden_state, pooler_output, image_embeds). */
+enum { VT_ENC_OUT_LAST = 1, VT_ENC_OUT_POOLER = 2, VT_ENC_OUT_EMBEDS = 4 };
+
+/* The hidden states one run asks of an encoder (a context may override the
+ * recipe's request per run: vtok_encode's layers). */
+typedef struct vt_enc_req {
+    const int64_t *layers;     /* ascending or request order, 0..n_layers */
+    int64_t        n_req;
+    int64_t        run_layers; /* blocks to run */
+} vt_enc_req;
 
 struct vtok_recipe {
     char                     name[64];
@@ -47,12 +61,31 @@ struct vtok_recipe {
     int64_t                  tokens, d_out;   /* per image at the native size */
     int64_t                  ids_per_image, vocab;  /* discrete ids (0: none)    */
     int                      can_detok;       /* the connector maps ids back           */
+    int                      wrapper;         /* a model's own one-encoder recipe      */
 };
 
 /* Plan the stages for n images with per-encoder input sizes h[e] x w[e]:
- * encoder stages first, then the connector's. feats gets T/d/K per encoder
- * (hidden pointers unset). Returns 0 or an error. */
-int vt_recipe_plan(const vt_recipe *r, int64_t n, const int64_t *h, const int64_t *w,
-                   vt_enc_feats *feats, vt_plan *p, int *enc_stage, vtok_status *st);
+ * encoder stages first (its hidden states, then the outputs its `outputs`
+ * flags ask for: enc_out[3e + 0/1/2] = stage of last / pooler / embeds or
+ * -1), then the connector's. req[e] (NULL: the recipe's requests) says which
+ * hidden states. feats gets T/d/K per encoder (hidden pointers unset). */
+int vt_recipe_plan(const vt_recipe *r, const vt_enc_req *req, int64_t n, const int64_t *h,
+                   const int64_t *w, vt_enc_feats *feats, vt_plan *p, int *enc_stage,
+                   int *enc_out, vtok_status *st);
+
+/* A model's own recipe: one encoder (m, borrowed) whose last_hidden_state,
+ * pooler_output and image_embeds are stages, no connector. vtok_encode runs
+ * on it through the recipe runtime. */
+vt_recipe *vt_recipe_for_model(vtok_model *m, const vt_vit *v, int dtype, int64_t lp_max_in,
+                               vtok_status *st);
+
+/* For vtok_ctx (model.c) over a recipe context of a model's own recipe. */
+int vt_recipe_ctx_set_request(vtok_recipe_ctx *c, int enc, const int64_t *layers,
+                              int64_t n_layers);
+int vt_recipe_ctx_stage(vtok_recipe_ctx *c, int which, vtok_view *out); /* VT_ENC_OUT_* */
+int vt_recipe_ctx_hidden(vtok_recipe_ctx *c, int64_t layer, vtok_view *out);
+vtok_status *vt_recipe_ctx_status(vtok_recipe_ctx *c);
+/* Log a failure found before the run (params, shapes) as a run's would be. */
+int vt_recipe_ctx_end(vtok_recipe_ctx *c, const vtok_status *st, int rc);
 
 #endif /* VT_RECIPE_INTERNAL_H */

@@ -46,6 +46,9 @@ struct vtok_recipe_ctx {
     int64_t     *ids;         /* ids of the last run (plan.ids_per_image) */
     int64_t      n_run;
     int64_t     *tok_off;     /* n_run + 1 row offsets of each image's output tokens (arena) */
+    vt_enc_req   req[VT_RECIPE_MAX_ENC];  /* hidden states asked of each encoder   */
+    int64_t     *req_buf;     /* maxl + 1: a per-run request (vtok_encode's layers) */
+    int          enc_stage[VT_RECIPE_MAX_ENC], enc_out[3 * VT_RECIPE_MAX_ENC];
     int          ok;
     vtok_status  st;
 };
@@ -71,7 +74,8 @@ vtok_recipe_ctx *vtok_recipe_ctx_new(vtok_recipe *r, const vtok_ctx_params *p, v
     for (int i = 0; i < r->n_enc; i++)
         maxl = r->enc[i].vit->n_layers > maxl ? r->enc[i].vit->n_layers : maxl;
     vtok_recipe_ctx *c = calloc(1, sizeof *c);
-    if (!c || !(c->hidden = calloc((size_t)maxl + 1, sizeof *c->hidden))) {
+    if (!c || !(c->hidden = calloc((size_t)maxl + 1, sizeof *c->hidden)) ||
+        !(c->req_buf = calloc((size_t)maxl + 1, sizeof *c->req_buf))) {
         vtok_recipe_ctx_free(c);
         vt_fail(st, VTOK_ENOMEM, "out of memory creating a context");
         return NULL;
@@ -81,6 +85,9 @@ vtok_recipe_ctx *vtok_recipe_ctx_new(vtok_recipe *r, const vtok_ctx_params *p, v
         return NULL;
     }
     c->r = r;
+    for (int i = 0; i < r->n_enc; i++)
+        c->req[i] = (vt_enc_req){.layers = r->enc[i].layers, .n_req = r->enc[i].n_req,
+                                 .run_layers = r->enc[i].run_layers};
     return c;
 }
 
@@ -91,6 +98,7 @@ void vtok_recipe_ctx_free(vtok_recipe_ctx *c)
     vt_ctx_base_free(&c->b);
     vt_arena_free(&c->arena);
     free(c->hidden);
+    free(c->req_buf);
     for (int i = 0; i < VT_RECIPE_MAX_ENC; i++)
         vt_free(c->pix[i]);
     free(c);
@@ -102,10 +110,10 @@ const char *vtok_recipe_ctx_errmsg(const vtok_recipe_ctx *c)
 }
 
 /* A truncated view of an encoder: only the blocks up to its deepest request. */
-static vt_vit run_copy(const vt_recipe_enc *e)
+static vt_vit run_copy(const vt_recipe_enc *e, const vt_enc_req *q)
 {
     vt_vit v = *e->vit;
-    v.n_layers = e->run_layers;
+    v.n_layers = e->outputs ? e->vit->n_layers : q->run_layers;
     return v;
 }
 
@@ -230,28 +238,31 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         return vt_fail(st, VTOK_EINVAL, "recipe %s takes 1 to %lld images per run, got %lld",
                        r->name, (long long)r->max_images, (long long)n);
     for (int i = 0; i < r->n_enc; i++)
-        if (r->enc[i].n_req && ch[i] != r->enc[i].vit->channels)
+        if ((c->req[i].n_req || r->enc[i].outputs) && ch[i] != r->enc[i].vit->channels)
             return vt_fail(st, VTOK_ESHAPE, "pixels have %lld channels, encoder %s takes %lld",
                            (long long)ch[i], r->enc[i].name, (long long)r->enc[i].vit->channels);
     vt_enc_feats feats[VT_RECIPE_MAX_ENC];
-    int es[VT_RECIPE_MAX_ENC];
-    int rc = vt_recipe_plan(r, n, h, w, feats, &c->plan, es, st);
+    int *es = c->enc_stage, *eo = c->enc_out;
+    int rc = vt_recipe_plan(r, c->req, n, h, w, feats, &c->plan, es, eo, st);
     if (rc)
         return rc;
 
     /* Memory: encoder work, scratch, stages, connector work. */
     char what[128];
     snprintf(what, sizeof what, "a run of %lld images", (long long)n);
-    int64_t enc_work = 0, max_t = c->plan.max_tokens, lp_rows = c->plan.lp_rows, steps = 1;
+    int64_t enc_work = 0, max_t = c->plan.max_tokens, lp_rows = c->plan.lp_rows;
+    int64_t steps = r->wrapper ? 0 : 1; /* the connector is one step (a model's own recipe has none) */
     for (int i = 0; i < r->n_enc; i++) {
-        if (!r->enc[i].n_req)
+        if (!c->req[i].n_req && !r->enc[i].outputs)
             continue;
-        vt_vit v = run_copy(&r->enc[i]);
+        vt_vit v = run_copy(&r->enc[i], &c->req[i]);
         int64_t T = feats[i].T, x;
         steps += v.n_layers + 1; /* embedding + blocks run */
         if (!vt_mul_ok(n * T, v.d, &x))
             return vt_ctx_check_mem(&c->b, 0, 0, what, st);
-        x = r16(vt_vit_work_floats(&v, n, h[i], w[i])) + r16(x) + r16(n * pool_width(&v));
+        /* last_hidden_state and pooler go to work memory unless they are stages */
+        x = r16(vt_vit_work_floats(&v, n, h[i], w[i])) +
+            (r->enc[i].outputs ? 0 : r16(x) + r16(n * pool_width(&v)));
         enc_work = x > enc_work ? x : enc_work;
         max_t = T > max_t ? T : max_t;
         lp_rows = n * T > lp_rows ? n * T : lp_rows;
@@ -264,28 +275,37 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
     /* Encoders, one after the other, hidden states straight into their stage. */
     for (int i = 0; i < r->n_enc; i++) {
         const vt_recipe_enc *e = &r->enc[i];
-        if (!e->n_req)
+        const vt_enc_req *q = &c->req[i];
+        if (!q->n_req && !e->outputs)
             continue;
-        vt_vit v = run_copy(e);
+        vt_vit v = run_copy(e, q);
         int64_t T = feats[i].T, rows = n * T * v.d;
-        float *stage = c->plan.stages[es[i]].data;
+        float *stage = es[i] >= 0 ? c->plan.stages[es[i]].data : NULL;
         for (int64_t l = 0; l <= v.n_layers; l++)
             c->hidden[l] = NULL;
-        for (int64_t k = 0; k < e->n_req; k++)
-            c->hidden[e->layers[k]] = stage + k * rows;
+        for (int64_t k = 0; k < q->n_req; k++)
+            c->hidden[q->layers[k]] = stage + k * rows;
         float *work = encw, *last = work + r16(vt_vit_work_floats(&v, n, h[i], w[i]));
         vt_vit_out out = {.last = last, .pooler = last + r16(rows), .embeds = NULL,
                           .hidden = c->hidden};
+        if (e->outputs) {
+            vt_stage *S = c->plan.stages;
+            out.last = S[eo[3 * i]].data;
+            out.pooler = eo[3 * i + 1] >= 0 ? S[eo[3 * i + 1]].data : NULL;
+            out.embeds = eo[3 * i + 2] >= 0 ? S[eo[3 * i + 2]].data : NULL;
+        }
         vt_vit_forward(&v, &c->b.exec, pixels[i], n, h[i], w[i], work, &out);
         if (c->b.run.aborted)
             return aborted(c);
         feats[i].hidden = stage;
     }
-    if (vt_run_poll(&c->b.exec))
-        return aborted(c);
-    r->kind->forward(r->conn, &c->b.exec, feats, n, c->plan.stages + c->plan.first, c->ids,
-                     c->connw);
-    vt_run_step_done(&c->b.exec);
+    if (!r->wrapper) {
+        if (vt_run_poll(&c->b.exec))
+            return aborted(c);
+        r->kind->forward(r->conn, &c->b.exec, feats, n, c->plan.stages + c->plan.first, c->ids,
+                         c->connw);
+        vt_run_step_done(&c->b.exec);
+    }
     set_token_offsets(c, n);
     c->n_run = n;
     c->ok = 1;
@@ -505,4 +525,60 @@ int vtok_recipe_get_stage(vtok_recipe_ctx *c, int i, const char **name, vtok_vie
     if (name)
         *name = c->plan.stages[i].name;
     return 0;
+}
+
+/* ---- a model's own recipe (vtok_ctx, model.c) ---- */
+
+int vt_recipe_ctx_set_request(vtok_recipe_ctx *c, int enc, const int64_t *layers,
+                              int64_t n_layers)
+{
+    int64_t L = c->r->enc[enc].vit->n_layers, deepest = 0;
+    if (n_layers < 0 || n_layers > L + 1)
+        return VTOK_EINVAL;
+    for (int64_t k = 0; k < n_layers; k++) {
+        c->req_buf[k] = layers[k];
+        deepest = layers[k] > deepest ? layers[k] : deepest;
+    }
+    c->req[enc] = (vt_enc_req){.layers = c->req_buf, .n_req = n_layers, .run_layers = deepest};
+    return 0;
+}
+
+int vt_recipe_ctx_stage(vtok_recipe_ctx *c, int which, vtok_view *out)
+{
+    int k = which == VT_ENC_OUT_LAST ? 0 : which == VT_ENC_OUT_POOLER ? 1 : 2;
+    int s = c->ok ? c->enc_out[k] : -1;
+    if (s < 0)
+        return VTOK_EMISSING;
+    to_view(&c->plan.stages[s], out);
+    return 0;
+}
+
+int vt_recipe_ctx_hidden(vtok_recipe_ctx *c, int64_t layer, vtok_view *out)
+{
+    const vt_enc_req *q = &c->req[0];
+    if (!c->ok || c->enc_stage[0] < 0)
+        return VTOK_EMISSING;
+    const vt_stage *s = &c->plan.stages[c->enc_stage[0]];
+    for (int64_t k = 0; k < q->n_req; k++)
+        if (q->layers[k] == layer) {
+            int64_t n = c->n_run, T = s->ne[s->n_dims - 2], d = s->ne[s->n_dims - 1];
+            memset(out, 0, sizeof *out);
+            out->data = s->data + k * n * T * d;
+            out->n_dims = 3;
+            out->ne[0] = n;
+            out->ne[1] = T;
+            out->ne[2] = d;
+            return 0;
+        }
+    return VTOK_EMISSING;
+}
+
+vtok_status *vt_recipe_ctx_status(vtok_recipe_ctx *c)
+{
+    return &c->st;
+}
+
+int vt_recipe_ctx_end(vtok_recipe_ctx *c, const vtok_status *st, int rc)
+{
+    return vt_ctx_end(&c->b, st, rc);
 }
