@@ -280,13 +280,10 @@ vtok_processor *vtok_processor_load(const char *path, vtok_status *st)
     size_t len = 0;
     if (vt_read_file(file, 4u << 20, &text, &len, st))
         return NULL;
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    cJSON *cfg = vt_json_parse_object(text, len, file, st);
     free(text);
-    if (!cfg || !cJSON_IsObject(cfg)) {
-        vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", file);
-        cJSON_Delete(cfg);
+    if (!cfg)
         return NULL;
-    }
     vtok_processor *p = vt_processor_from_json(cfg, st);
     cJSON_Delete(cfg);
     return p;

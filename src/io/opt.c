@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void vt_msg_prefix(vtok_status *st, const char *prefix)
@@ -163,4 +164,71 @@ int vt_opt_floats(const cJSON *obj, const char *key, int n, double *out, const c
         out[i] = x->valuedouble;
     }
     return 0;
+}
+
+/* ---- parsing ---- */
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first key that appears twice in an object, anywhere below j; NULL if none.
+ * *oom is set when the check could not allocate. */
+static const char *duplicate_key(const cJSON *j, int *oom)
+{
+    if (!cJSON_IsObject(j) && !cJSON_IsArray(j))
+        return NULL;
+    int n = 0;
+    for (const cJSON *c = j->child; c; c = c->next)
+        n++;
+    if (cJSON_IsObject(j) && n > 1) {
+        const char **keys = malloc((size_t)n * sizeof *keys);
+        if (!keys) {
+            *oom = 1;
+            return NULL;
+        }
+        int k = 0;
+        for (const cJSON *c = j->child; c; c = c->next)
+            keys[k++] = c->string ? c->string : "";
+        qsort(keys, (size_t)n, sizeof *keys, cmp_key);
+        const char *dup = NULL;
+        for (int i = 1; i < n && !dup; i++)
+            if (!strcmp(keys[i - 1], keys[i]))
+                dup = keys[i];
+        free(keys);
+        if (dup)
+            return dup;
+    }
+    for (const cJSON *c = j->child; c; c = c->next) {
+        const char *d = duplicate_key(c, oom);
+        if (d || *oom)
+            return d;
+    }
+    return NULL;
+}
+
+cJSON *vt_json_parse_object(const char *text, size_t len, const char *what, vtok_status *st)
+{
+    cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", what);
+        return NULL;
+    }
+    /* Python's json (what transformers reads configs with) keeps the last of
+     * two equal keys, cJSON the first: a file that means different things to
+     * the two is refused rather than read one way silently. */
+    int oom = 0;
+    const char *dup = duplicate_key(j, &oom);
+    if (dup || oom) {
+        if (oom)
+            vt_fail(st, VTOK_ENOMEM, "%s: out of memory checking keys", what);
+        else
+            vt_fail(st, VTOK_EFORMAT, "%s: duplicate key '%.100s' (JSON readers disagree on "
+                    "which one counts)", what, dup);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
 }

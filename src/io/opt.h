@@ -36,6 +36,10 @@ int vt_opt_side(const cJSON *obj, const char *key, int64_t def, int64_t *out, co
 int vt_opt_floats(const cJSON *obj, const char *key, int n, double *out, const char *where,
                   vtok_status *st);
 
+/* Parse text as a JSON object; refuses anything else, and an object (at any
+ * depth) with a key twice. NULL + st on error; free with cJSON_Delete. */
+cJSON *vt_json_parse_object(const char *text, size_t len, const char *what, vtok_status *st);
+
 /* st->msg = "prefix: " + st->msg (truncated to fit). */
 void vt_msg_prefix(vtok_status *st, const char *prefix);
 

@@ -220,11 +220,8 @@ static vtok_model *load_model(const char *cfg_name, const char *text, size_t len
         vt_fail(st, VTOK_EINVAL, "unknown dtype %d", p->dtype);
         goto fail;
     }
-    m->config = cJSON_ParseWithLength(text, len);
-    if (!m->config || !cJSON_IsObject(m->config)) {
-        vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", cfg_name);
+    if (!(m->config = vt_json_parse_object(text, len, cfg_name, st)))
         goto fail;
-    }
     const char *mt = NULL;
     if (vt_opt_str(m->config, "model_type", NULL, &mt, "config.json", st))
         goto fail;

@@ -352,7 +352,7 @@ static cJSON *read_recipe(const char *recipe, vtok_status *st)
     if (is_path(recipe)) {
         if (vt_read_file(recipe, MAX_RECIPE_BYTES, &text, &len, st))
             return NULL;
-        j = cJSON_ParseWithLength(text, len);
+        j = vt_json_parse_object(text, len, label, st);
         free(text);
     } else {
         const char *emb = vt_builtin_recipe(recipe, &len);
@@ -366,13 +366,10 @@ static cJSON *read_recipe(const char *recipe, vtok_status *st)
                     recipe, names);
             return NULL;
         }
-        j = cJSON_ParseWithLength(emb, len);
+        j = vt_json_parse_object(emb, len, label, st);
     }
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        vt_fail(st, VTOK_EFORMAT, "recipe %s: not a valid JSON object", label);
-        return NULL;
-    }
+    if (!j)
+        vt_msg_prefix(st, "recipe");
     return j;
 }
 
@@ -418,12 +415,10 @@ static int load_processor(vt_recipe *r, vt_recipe_enc *e, const cJSON *over, con
     size_t len = 0;
     if (vt_read_file(file, 4u << 20, &text, &len, st))
         return st->code;
-    cfg = cJSON_ParseWithLength(text, len);
+    cfg = vt_json_parse_object(text, len, file, st);
     free(text);
-    if (!cfg || !cJSON_IsObject(cfg)) {
-        cJSON_Delete(cfg);
-        return vt_fail(st, VTOK_EFORMAT, "%s: not a valid JSON object", file);
-    }
+    if (!cfg)
+        return st->code;
 merge:
     for (const cJSON *it = over ? over->child : NULL; it; it = it->next) {
         cJSON *dup = cJSON_Duplicate(it, 1);
@@ -608,6 +603,13 @@ static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
         return rc;
     if (!e->name[0])
         return vt_fail(st, VTOK_EFORMAT, "%s: needs a 'name'", where);
+    /* The name becomes a file name (--dump writes NAME.npy): letters, digits,
+     * '_', '-', '.', not starting with '.', so it can never leave the folder. */
+    for (const char *c = e->name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_' || *c == '-' || (*c == '.' && c != e->name)))
+            return vt_fail(st, VTOK_EFORMAT, "%s: name '%s' may use only letters, digits, '_', "
+                           "'-' and '.' (not first): it names output files", where, e->name);
     for (int i = 0; i < idx; i++)
         if (!strcmp(r->enc[i].name, e->name))
             return vt_fail(st, VTOK_EFORMAT, "%s: two encoders named '%s'", where, e->name);

@@ -409,6 +409,47 @@ def main():
         b = np.load(os.path.join(work, "out_comm", "embeddings.npy"))
         check_same = a.shape == b.shape and (a == b).all()
         check(check_same, "comm union fallback gives the same embeddings")
+    # hardening (issue 10): names that become paths, duplicate JSON keys, output folders
+    esc = copy.deepcopy(llava_recipe)
+    esc["encoders"][0]["name"] = "../../../escaped/pwned"
+    esc["connector"]["encoder"] = esc["encoders"][0]["name"]
+    ep = os.path.join(work, "llava_escape.json")
+    with open(ep, "w") as f:
+        json.dump(esc, f)
+    expect_error(vtok, "encoder name as a path", ["--recipe", ep, "--model", L, "--pixels", pxl,
+                                                  "--out", work + "/e10", "--dump",
+                                                  work + "/e10/d/x/y"], ["name", "letters"])
+    check(not os.path.exists(os.path.join(work, "escaped")), "nothing written outside --dump")
+    with open(os.path.join(REPO, "recipes", "llava-1.5.json")) as f:
+        text = f.read()
+    dup = text.replace("\"max_images\": 64,", "\"max_images\": 64, \"max_images\": 2,", 1)
+    if dup == text:
+        dup = text.replace('{', '{"name": "a", "name": "b", ', 1)
+    dp = os.path.join(work, "llava_dup.json")
+    with open(dp, "w") as f:
+        f.write(dup)
+    expect_error(vtok, "duplicate recipe key", ["--recipe", dp, "--model", L, "--pixels", pxl,
+                                                "--out", work + "/e11"], ["duplicate key"])
+    Ld = os.path.join(work, "llava_dupcfg")
+    shutil.copytree(L, Ld)
+    cfgp = os.path.join(Ld, "clip-vit-large-patch14-336", "config.json")
+    with open(cfgp) as f:
+        ctext = f.read()
+    with open(cfgp, "w") as f:  # 4 then 999: cJSON would take 4, Python's json 999
+        f.write(ctext.replace("{", '{"num_hidden_layers": 4, "num_hidden_layers": 999, ', 1))
+    expect_error(vtok, "duplicate config key", ["--recipe", "llava-1.5", "--model", Ld, "--pixels",
+                                                pxl, "--out", work + "/e12"],
+                 ["duplicate key", "num_hidden_layers"])
+    blocker = os.path.join(work, "a_file")
+    with open(blocker, "w") as f:
+        f.write("x")
+    expect_error(vtok, "--dump is a file", ["--recipe", "llava-1.5", "--model", L, "--pixels", pxl,
+                                            "--out", work + "/e13", "--dump", blocker],
+                 ["dump folder"])
+    check(not os.path.exists(os.path.join(work, "e13", "embeddings.npy")),
+          "no outputs written when --dump is unusable")
+    expect_error(vtok, "empty --out", ["--recipe", "llava-1.5", "--model", L, "--pixels", pxl,
+                                       "--out", ""], ["output folder"])
     expect_error(vtok, "missing recipe file", ["--recipe", work + "/nope.json", "--model", C, "--pixels", pxl,
                                                "--out", work + "/e8"], ["nope.json"])
     np.save(os.path.join(work, "px_bad.npy"), pixels(3, 1, 20, 20))

@@ -194,10 +194,13 @@ static int cmd_info(const args *a)
     return 0;
 }
 
+/* Create path and its parents; 0 only if path is then a directory (an
+ * existing regular file of that name is an error before any work). */
 static int mkdir_p(const char *path)
 {
     char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    struct stat sb;
+    if (!*path || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return -1;
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/')
@@ -209,13 +212,16 @@ static int mkdir_p(const char *path)
     }
     if (mkdir(buf, 0777) != 0 && errno != EEXIST)
         return -1;
-    return 0;
+    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
 }
 
 static int save(const char *dir, const char *name, const vtok_view *v)
 {
     char path[4096];
     vtok_status st = {0};
+    /* names come from recipes (encoder names): never a path of their own */
+    if (!name[0] || name[0] == '.' || strchr(name, '/'))
+        return die("refusing to write output named '%s'", name);
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
         return die("output path too long: %s", dir);
     if (vtok_npy_save(path, v->data, v->n_dims, v->ne, &st))
@@ -295,6 +301,8 @@ static int cmd_encode(const args *a)
 {
     if (!a->model || !a->out)
         return die("%s", "encode needs --model DIR and --out DIR");
+    if (mkdir_p(a->out)) /* before any work: a bad --out fails fast */
+        return die("cannot create output folder %s", a->out);
     if (!a->pixels == !a->n_images)
         return die("%s", "encode needs --pixels X.npy or images (--image FILE ...), not both");
     static int layer_list[MAX_LAYER_ARGS];
@@ -557,6 +565,10 @@ static int cmd_run(const args *a, run_mode mode)
         snprintf(msg, sizeof msg, "%s needs --recipe NAME|FILE, --model DIR and --out DIR", cmd);
         return die("%s", msg);
     }
+    if (mkdir_p(a->out)) /* before any work: a bad --out / --dump fails fast */
+        return die("cannot create output folder %s", a->out);
+    if (a->dump && mkdir_p(a->dump))
+        return die("cannot create dump folder %s", a->dump);
     if (mode == MODE_DETOKENIZE ? (!a->ids || a->pixels || a->n_images)
                                 : (a->ids || !a->pixels == !a->n_images)) {
         snprintf(msg, sizeof msg, "%s needs %s", cmd,
