@@ -108,6 +108,10 @@ if(VTOK_PYTHON)
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
                    --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/e2e)
   set_tests_properties(e2e_cli PROPERTIES LABELS e2e TIMEOUT 900)
+  add_test(NAME e2e_outputs
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/check_outputs.py
+                   --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/e2e_outputs)
+  set_tests_properties(e2e_outputs PROPERTIES LABELS e2e TIMEOUT 300)
 endif()
 
 # Block runners (tests/blocks/*.c): small tools that run one internal block

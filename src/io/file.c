@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -121,4 +122,57 @@ int vt_read_file(const char *path, size_t max_size, char **out, size_t *size, vt
     if (size)
         *size = n;
     return VTOK_OK;
+}
+
+/* ---- outputs: written beside the destination, renamed over it when complete ---- */
+
+int vt_out_open(vt_out_file *o, const char *path, vtok_status *st)
+{
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    struct stat sb;
+    /* Never replace something that is not a plain file (a device node, a FIFO,
+     * a directory): rename() would swap it for our file. */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return vt_fail(st, VTOK_EIO, "%s exists and is not a regular file", path);
+    if (snprintf(o->tmp, sizeof o->tmp, "%s.tmpXXXXXX", path) >= (int)sizeof o->tmp)
+        return vt_fail(st, VTOK_EINVAL, "output path too long: %s", path);
+    int fd = mkstemp(o->tmp);
+    if (fd < 0)
+        return vt_fail(st, VTOK_EIO, "cannot create %s: %s", path, strerror(errno));
+    fchmod(fd, 0644);
+    if (!(o->f = fdopen(fd, "wb"))) {
+        int e = errno;
+        close(fd);
+        unlink(o->tmp);
+        return vt_fail(st, VTOK_EIO, "cannot create %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int vt_out_commit(vt_out_file *o, int ok, vtok_status *st)
+{
+    int e = ok ? 0 : errno;
+    if (o->f && fflush(o->f) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    if (o->f && ferror(o->f) && ok) {
+        ok = 0;
+        e = EIO;
+    }
+    if (o->f && fclose(o->f) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    o->f = NULL;
+    if (ok && rename(o->tmp, o->path) != 0) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(o->tmp); /* only ever our own temp file: what was at path stays */
+        return vt_fail(st, VTOK_EIO, "cannot write %s: %s", o->path, strerror(e ? e : EIO));
+    }
+    return 0;
 }

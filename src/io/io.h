@@ -10,6 +10,8 @@
 
 #include "../core/vt.h"
 
+#include <stdio.h>
+
 #define VT_MAX_DIMS 8
 
 /* One tensor of a safetensors file; data points into the mapping (or the read buffer). */
@@ -100,6 +102,20 @@ int vt_npy_read_i64(const char *path, int64_t **data, int *n_dims, int64_t shape
                     vtok_status *st);
 int vt_npy_write_i64(const char *path, const int64_t *data, int n_dims, const int64_t *shape,
                      vtok_status *st);
+
+/* An output file written completely or not at all: vt_out_open creates a
+ * temp file beside path (refusing a path that exists and is not a regular
+ * file); write to o->f; vt_out_commit(o, ok) closes it and renames it over
+ * path if ok and every write succeeded, else removes the temp file (never
+ * path) and fails with the reason (errno). A reader never sees a partial file
+ * at path, and a failed write leaves what was there. */
+typedef struct vt_out_file {
+    FILE       *f;
+    const char *path;
+    char        tmp[4200];
+} vt_out_file;
+int vt_out_open(vt_out_file *o, const char *path, vtok_status *st);
+int vt_out_commit(vt_out_file *o, int ok, vtok_status *st);
 
 /* Whole-file read into a malloc'ed NUL-terminated buffer; size limit in bytes. */
 int vt_read_file(const char *path, size_t max_size, char **out, size_t *size, vtok_status *st);

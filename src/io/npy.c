@@ -489,22 +489,14 @@ static int npy_write(const char *fn, const char *path, const char *descr, size_t
 
     uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(n & 0xff),
                        (uint8_t)(n >> 8)};
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return vt_fail(st, VTOK_EIO, "cannot create %s: %s", path, strerror(errno));
-    int ok = fwrite(pre, 1, sizeof pre, f) == sizeof pre &&
-             fwrite(hdr, 1, (size_t)n, f) == (size_t)n &&
-             (numel == 0 || fwrite(data, esz, (size_t)numel, f) == (size_t)numel);
-    int e = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        e = errno;
-    }
-    if (!ok) {
-        remove(path); /* leave no half-written array behind */
-        return vt_fail(st, VTOK_EIO, "cannot write %s: %s", path, strerror(e));
-    }
-    return VTOK_OK;
+    vt_out_file o;
+    int rc = vt_out_open(&o, path, st);
+    if (rc)
+        return rc;
+    int ok = fwrite(pre, 1, sizeof pre, o.f) == sizeof pre &&
+             fwrite(hdr, 1, (size_t)n, o.f) == (size_t)n &&
+             (numel == 0 || fwrite(data, esz, (size_t)numel, o.f) == (size_t)numel);
+    return vt_out_commit(&o, ok, st);
 }
 
 int vt_npy_write_f32(const char *path, const float *data, int n_dims, const int64_t *shape,

@@ -1382,11 +1382,12 @@ int vtok_convert_to_safetensors(const char *in_path, const char *out_path, vtok_
     uint8_t len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)(total >> (8 * i));
-    f = fopen(out_path, "wb");
-    if (!f) {
-        rc = vt_fail(st, VTOK_EIO, "cannot create %s: %s", out_path, strerror(errno));
+    /* A temp file renamed over out_path when complete: the input may be the
+     * same file (still mapped), and a failed write must not touch out_path. */
+    vt_out_file o;
+    if ((rc = vt_out_open(&o, out_path, st)))
         goto done;
-    }
+    f = o.f;
     int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, hl, f) == hl;
     for (size_t i = 0; ok && i < pad; i++)
         ok = fputc(' ', f) != EOF;
@@ -1394,14 +1395,9 @@ int vtok_convert_to_safetensors(const char *in_path, const char *out_path, vtok_
         const vt_st_tensor *t = vt_weights_at(w, i);
         ok = t->nbytes == 0 || fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
     }
-    if (fclose(f) != 0)
-        ok = 0;
     f = NULL;
-    if (!ok) {
-        rc = vt_fail(st, VTOK_EIO, "cannot write %s: %s", out_path, strerror(errno));
-        remove(out_path);
+    if ((rc = vt_out_commit(&o, ok, st)))
         goto done;
-    }
     rc = n > INT32_MAX ? INT32_MAX : (int)n;
 done:
     if (f)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -726,6 +727,9 @@ static int cmd_recipes(void)
 
 int main(int argc, char **argv)
 {
+    /* Over a file-size limit a write must fail with EFBIG (reported, the
+     * partial temp file removed), not kill the process mid-file. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 1;
