@@ -29,6 +29,30 @@ static ssize_t read_some(int fd, void *buf, size_t n)
     }
 }
 
+int vt_open_regular(const char *path, const char *what, vtok_status *st)
+{
+    /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever
+     * before the type could be checked. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return vt_fail(st, VTOK_EIO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return vt_fail(st, VTOK_EIO, "cannot stat %s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return vt_fail(st, VTOK_EIO, "cannot %s %s: %s", what, path,
+                       S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
 int vt_read_file(const char *path, size_t max_size, char **out, size_t *size, vtok_status *st)
 {
     if (!out)
@@ -42,18 +66,14 @@ int vt_read_file(const char *path, size_t max_size, char **out, size_t *size, vt
     if (max_size > SIZE_MAX - 1)
         max_size = SIZE_MAX - 1;
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = vt_open_regular(path, "read", st);
     if (fd < 0)
-        return vt_fail(st, VTOK_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fd;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
         close(fd);
         return vt_fail(st, VTOK_EIO, "cannot stat %s: %s", path, strerror(e));
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        close(fd);
-        return vt_fail(st, VTOK_EIO, "cannot read %s: is a directory", path);
     }
 
     size_t cap = 4096; /* unknown size (pipe, device): grow as needed */

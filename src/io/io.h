@@ -117,7 +117,13 @@ typedef struct vt_out_file {
 int vt_out_open(vt_out_file *o, const char *path, vtok_status *st);
 int vt_out_commit(vt_out_file *o, int ok, vtok_status *st);
 
-/* Whole-file read into a malloc'ed NUL-terminated buffer; size limit in bytes. */
+/* open() for reading that refuses anything but a regular file (a FIFO, a
+ * device, a directory) without blocking: the fd, or a negative code with
+ * "cannot WHAT PATH: not a regular file" in st. */
+int vt_open_regular(const char *path, const char *what, vtok_status *st);
+
+/* Whole-file read of a regular file into a malloc'ed NUL-terminated buffer;
+ * size limit in bytes. */
 int vt_read_file(const char *path, size_t max_size, char **out, size_t *size, vtok_status *st);
 
 /* ---- PyTorch checkpoints (torch.c) ---- */

@@ -403,9 +403,9 @@ static int read_path(const char *fn, const char *path, int as_i64, void **data, 
         return rc;
     if (!path)
         return vt_fail(st, VTOK_EINVAL, "%s: path is NULL", fn);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = vt_open_regular(path, "read", st);
     if (fd < 0)
-        return vt_fail(st, VTOK_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fd;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         rc = vt_fail(st, VTOK_EIO, "cannot stat %s: %s", path, strerror(errno));

@@ -219,9 +219,9 @@ static int load_file_bytes(st_file *f, int use_mmap, vtok_status *st)
         f->kind = ST_MALLOCED;
         return VTOK_OK;
     }
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    int fd = vt_open_regular(f->path, "map", st);
     if (fd < 0)
-        return vt_fail(st, VTOK_EIO, "cannot open %s: %s", f->path, strerror(errno));
+        return fd;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
@@ -669,10 +669,12 @@ done:
 static int resolve_dir(const char *dir, char **out, int *is_index, vtok_status *st)
 {
     struct stat sb;
+    /* Names that exist count even when they are not regular files: opening
+     * them then says so, instead of "no weights found". */
     char *p = join_path(dir, "model.safetensors.index.json");
     if (!p)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    if (stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
         *out = p;
         *is_index = 1;
         return VTOK_OK;
@@ -681,7 +683,7 @@ static int resolve_dir(const char *dir, char **out, int *is_index, vtok_status *
     p = join_path(dir, "model.safetensors");
     if (!p)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    if (stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
         *out = p;
         *is_index = 0;
         return VTOK_OK;
@@ -725,7 +727,7 @@ static int resolve_dir(const char *dir, char **out, int *is_index, vtok_status *
                 rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
                 break;
             }
-            if (stat(fp, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            if (stat(fp, &sb) != 0 || S_ISDIR(sb.st_mode)) {
                 free(fp);
                 continue;
             }

@@ -5,8 +5,10 @@ output is written to a temp file beside it and renamed when complete, so
   - a write that fails (file-size limit: EFBIG) reports the reason, exits 1,
     leaves no temp file, and keeps whatever was at the output path before;
   - an output path that is a device node or FIFO is refused, never replaced.
+  - an input that is a FIFO (--pixels, --image, config.json, the weights) is
+    refused at once, not waited on.
 Each check failed before the fix (SIGBUS / a 4 KB input; SIGXFSZ with a
-partial .npy; remove() of the old file).
+partial .npy; remove() of the old file; open() blocking on the FIFO).
 
     check_outputs.py --vtok build/vtok --work DIR
 """
@@ -33,9 +35,13 @@ def check(ok, what):
         fails.append(what)
 
 
-def run(cmd, limit=None):
+def run(cmd, limit=None, timeout=300):
     pre = ["prlimit", "--fsize=%d" % limit] if limit is not None else []
-    p = subprocess.run(pre + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    try:
+        p = subprocess.run(pre + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "timed out after %d s" % timeout
     return p.returncode, p.stderr.decode()
 
 
@@ -97,6 +103,30 @@ def main():
     check(rc == 1 and "not a regular file" in err, "FIFO at an output path refused: %s" %
           err.strip()[:200])
     check(stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO is still there")
+
+    # inputs that are FIFOs: refused at once (finding 8), not a hang
+    fin = os.path.join(work, "in_fifo")
+    os.mkfifo(fin)
+    for what, args in (("--pixels", ["encode", "--model", model, "--pixels", fin, "--out", out]),
+                       ("--image", ["encode", "--model", model, "--image", fin, "--out", out])):
+        rc, err = run([vtok] + args, timeout=60)
+        check(rc == 1 and "not a regular file" in err, "FIFO as %s: %s" % (what, err.strip()[:200]))
+    mf = os.path.join(work, "fifo_model")
+    shutil.copytree(model, mf)
+    os.remove(os.path.join(mf, "config.json"))
+    os.mkfifo(os.path.join(mf, "config.json"))
+    rc, err = run([vtok, "encode", "--model", mf, "--pixels", px, "--out", out], timeout=60)
+    check(rc == 1 and "not a regular file" in err, "FIFO as config.json: %s" % err.strip()[:200])
+    ws = [f for f in os.listdir(mf) if f.endswith(".safetensors")]
+    if ws:
+        shutil.copy(os.path.join(model, "config.json"), os.path.join(mf, "c.json"))
+        os.remove(os.path.join(mf, "config.json"))
+        os.rename(os.path.join(mf, "c.json"), os.path.join(mf, "config.json"))
+        os.remove(os.path.join(mf, ws[0]))
+        os.mkfifo(os.path.join(mf, ws[0]))
+        rc, err = run([vtok, "encode", "--model", mf, "--pixels", px, "--out", out], timeout=60)
+        check(rc == 1 and "not a regular file" in err, "FIFO as the weights: %s" %
+              err.strip()[:200])
 
     print("%d passed, %d failed" % (n_checks[0] - len(fails), len(fails)))
     return 1 if fails else 0
