@@ -5,6 +5,7 @@ output is written to a temp file beside it and renamed when complete, so
   - a write that fails (file-size limit: EFBIG) reports the reason, exits 1,
     leaves no temp file, and keeps whatever was at the output path before;
   - an output path that is a device node or FIFO is refused, never replaced.
+  - `--layers` lists with an empty entry are refused;
   - an input that is a FIFO (--pixels, --image, config.json, the weights) is
     refused at once, not waited on.
 Each check failed before the fix (SIGBUS / a 4 KB input; SIGXFSZ with a
@@ -127,6 +128,12 @@ def main():
         rc, err = run([vtok, "encode", "--model", mf, "--pixels", px, "--out", out], timeout=60)
         check(rc == 1 and "not a regular file" in err, "FIFO as the weights: %s" %
               err.strip()[:200])
+
+    # --layers lists with an empty entry are refused, not read as fewer layers (finding 13)
+    for bad in ("1,", "", "1,,2", ",1"):
+        rc, err = run([vtok, "encode", "--model", model, "--pixels", px, "--layers", bad,
+                       "--out", out])
+        check(rc == 1 and "bad --layers" in err, "--layers '%s' refused: %s" % (bad, err.strip()))
 
     print("%d passed, %d failed" % (n_checks[0] - len(fails), len(fails)))
     return 1 if fails else 0

@@ -246,7 +246,7 @@ static int parse_layers(const char *s, int *out, int *n, int *all)
         return 0;
     }
     const char *p = s;
-    while (*p) {
+    for (;;) { /* I,J,...: a number before every comma and after the last one */
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
@@ -254,9 +254,10 @@ static int parse_layers(const char *s, int *out, int *n, int *all)
             *n >= MAX_LAYER_ARGS)
             return die("bad --layers '%s' (want all or I,J,...)", s);
         out[(*n)++] = (int)v;
-        p = *end ? end + 1 : end;
+        if (!*end)
+            return 0;
+        p = end + 1;
     }
-    return 0;
 }
 
 /*
