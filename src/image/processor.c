@@ -224,9 +224,12 @@ static int parse(vtok_processor *p, const cJSON *cfg, vtok_status *st)
         return vt_fail(st, VTOK_EUNSUPPORTED, "preprocessor_config.json: crop_size must be height/width");
     if (p->longest)
         return vt_fail(st, VTOK_EUNSUPPORTED, "preprocessor_config.json: longest_edge not supported yet");
+    /* A std this small turns every pixel into +-inf or huge values: no
+     * released processor uses one, so it is a broken file, not a choice. */
     for (int c = 0; c < 3; c++)
-        if (do_norm && (float)p->std[c] == 0.0f)
-            return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: image_std is zero");
+        if (do_norm && !(fabs(p->std[c]) >= 1e-6))
+            return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: image_std %g is too small "
+                           "(under 1e-6)", p->std[c]);
     if (!do_resize)
         p->resize = RESIZE_NONE;
     p->resample = (int)resample;

@@ -150,7 +150,9 @@ int vt_opt_floats(const cJSON *obj, const char *key, int n, double *out, const c
     const cJSON *it = opt(obj, key);
     if (!it)
         return 0;
-    if (cJSON_IsNumber(it) && isfinite(it->valuedouble)) { /* one value for every entry */
+    if (cJSON_IsNumber(it) && !isfinite(it->valuedouble))
+        return vt_fail(st, VTOK_EFORMAT, "%s: '%s' must be finite", where, key);
+    if (cJSON_IsNumber(it)) { /* one value for every entry */
         for (int i = 0; i < n; i++)
             out[i] = it->valuedouble;
         return 0;

@@ -448,6 +448,16 @@ def main():
                  ["dump folder"])
     check(not os.path.exists(os.path.join(work, "e13", "embeddings.npy")),
           "no outputs written when --dump is unusable")
+    for key, val, words in (("image_std", "1e-40", ["image_std", "too small"]),
+                            ("image_mean", "1e999", ["image_mean", "finite"])):  # a scalar that overflows
+        bp = copy.deepcopy(llava_recipe)
+        bp["encoders"][0].setdefault("processor", {})[key] = 12345.5
+        bpp = os.path.join(work, "llava_badproc.json")
+        with open(bpp, "w") as f:
+            f.write(json.dumps(bp).replace("12345.5", val))
+        expect_error(vtok, "processor %s %s" % (key, val), ["--recipe", bpp, "--model", L,
+                                                            "--image", img_path, "--out",
+                                                            work + "/e14"], words)
     expect_error(vtok, "empty --out", ["--recipe", "llava-1.5", "--model", L, "--pixels", pxl,
                                        "--out", ""], ["output folder"])
     expect_error(vtok, "missing recipe file", ["--recipe", work + "/nope.json", "--model", C, "--pixels", pxl,
