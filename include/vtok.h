@@ -327,7 +327,9 @@ typedef struct vtok_image_params {
     int64_t max_width;        /* refuse wider images before decoding (default 65500)        */
     int64_t max_height;       /* (default 65500)                                             */
     int64_t max_pixels;       /* refuse more pixels than this before allocating; default     */
-                              /*   178956970, Pillow's decompression-bomb error threshold     */
+                              /*   178956970, Pillow's decompression-bomb error threshold;   */
+                              /*   also bounds what a processor makes of it (pad canvas,      */
+                              /*   resize target) in vtok_preprocess_batch                    */
     int     exif_orientation; /* 1: apply the EXIF orientation tag (default 0, as HF)        */
     int     jpeg_fast_scale;  /* 1: let libjpeg-turbo downscale in the DCT domain toward     */
                               /*   jpeg_target (not bit-exact with Pillow; default 0)         */
@@ -506,6 +508,9 @@ typedef struct vtok_run_params {
     const char  *prompt;  /* UTF-8, NUL-terminated, or NULL (default)             */
     const float *cond;    /* a conditioning vector (e.g. a text embedding), or    */
     int64_t      n_cond;  /*   NULL and 0 (default)                               */
+    const char *const *image_names; /* vtok_recipe_run_images: a name per image   */
+                          /*   (its file) for error messages, or NULL (default):  */
+                          /*   "image K"                                          */
 } vtok_run_params;
 
 void vtok_run_params_init(vtok_run_params *p, size_t size);

@@ -92,7 +92,7 @@ int vt_lln_load(vt_lln *x, vt_loader *ld, const char *base, const cJSON *cfg, in
 
 int64_t vt_lln_work_floats(const vt_lln *x, int64_t n, int64_t t_in)
 {
-    return n * t_in * (x->d_in + x->d_out);
+    return vt_szmul3(n, t_in, vt_szadd(x->d_in, x->d_out));
 }
 
 int64_t vt_lln_max_tokens(const vt_lln *x, int64_t t_in)

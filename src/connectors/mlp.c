@@ -96,7 +96,7 @@ int vt_mlp_load(vt_mlp *x, vt_loader *ld, const char *base, const cJSON *cfg, in
 int64_t vt_mlp_work_floats(const vt_mlp *x, int64_t n, int64_t t_in)
 {
     int64_t bufs = x->depth > 2 ? 2 : x->depth > 1 ? 1 : 0;
-    return bufs * n * t_in * x->d_hidden;
+    return vt_szmul(vt_szmul3(bufs, n, t_in), x->d_hidden);
 }
 
 int64_t vt_mlp_max_tokens(const vt_mlp *x, int64_t t_in)

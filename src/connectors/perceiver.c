@@ -109,15 +109,18 @@ typedef struct {
 
 static int64_t layout(const vt_perceiver *p, int64_t n, int64_t t_in, float *base, pv_buffers *b)
 {
-    int64_t d = p->dim, nl = p->n_latents, inner = p->heads * p->dim_head, T = t_in + nl;
-    int64_t sizes[9] = {n * t_in * d, n * nl * d, n * nl * d, n * T * d, n * T * 2 * inner,
-                        n * nl * inner, n * nl * inner, n * nl * d, n * nl * p->ff_dim};
+    /* saturating (vt_szmul): a size past int64_t is refused by the planner */
+    int64_t d = p->dim, nl = p->n_latents, inner = vt_szmul(p->heads, p->dim_head);
+    int64_t T = vt_szadd(t_in, nl), nT = vt_szmul(n, T), nnl = vt_szmul(n, nl);
+    int64_t sizes[9] = {vt_szmul3(n, t_in, d), vt_szmul(nnl, d), vt_szmul(nnl, d),
+                        vt_szmul(nT, d), vt_szmul3(nT, 2, inner), vt_szmul(nnl, inner),
+                        vt_szmul(nnl, inner), vt_szmul(nnl, d), vt_szmul(nnl, p->ff_dim)};
     float **dst[9] = {&b->x, &b->lat, &b->lm, &b->kvi, &b->kv, &b->q, &b->att, &b->tmp, &b->ff};
     int64_t off = 0;
     for (int i = 0; i < 9; i++) {
         if (base)
             *dst[i] = base + off;
-        off += (sizes[i] + 15) / 16 * 16;
+        off = vt_szadd(off, vt_szr16(sizes[i]));
     }
     return off;
 }

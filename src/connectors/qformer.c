@@ -148,12 +148,13 @@ int64_t vt_qformer_max_tokens(const vt_qformer *q, int64_t t_in)
 
 int64_t vt_qformer_work_floats(const vt_qformer *q, int64_t n, int64_t t_in)
 {
-    int64_t rows = n * q->n_query, kv_rows = n * vt_qformer_max_tokens(q, t_in);
-    int64_t f = 3 * rows * q->d          /* q, ctx, tmp          */
-                + 2 * kv_rows * q->d     /* k, v                 */
-                + rows * q->d_ff;        /* FFN hidden           */
+    /* saturating: a size past int64_t is refused by the planner */
+    int64_t rows = vt_szmul(n, q->n_query), kv_rows = vt_szmul(n, vt_qformer_max_tokens(q, t_in));
+    int64_t f = vt_szadd(vt_szmul3(3, rows, q->d),              /* q, ctx, tmp  */
+                         vt_szadd(vt_szmul3(2, kv_rows, q->d),  /* k, v         */
+                                  vt_szmul(rows, q->d_ff)));    /* FFN hidden   */
     if (q->ln_in.w)
-        f += n * t_in * q->enc_width;    /* normalised image embeds */
+        f = vt_szadd(f, vt_szmul3(n, t_in, q->enc_width)); /* normalised image embeds */
     return f;
 }
 

@@ -117,12 +117,14 @@ int64_t vt_seed_detok_max_tokens(const vt_seed_detok *s, int64_t t)
 
 int64_t vt_seed_detok_work_floats(const vt_seed_detok *s, int64_t n, int64_t t)
 {
-    int64_t rows = n * t;
-    int64_t blocks = rows * (s->d /* ln */ + 3 * s->d /* qkv */ + s->d /* ctx */ +
-                             s->d_mlp /* mlp */);
-    int64_t rq = n * s->rq.n_query * s->rq.d + vt_qformer_work_floats(&s->rq, n, t);
-    int64_t codes = 2 * rows * s->e_dim;
-    return rows * s->d /* u */ + (blocks > rq ? blocks : rq) + codes;
+    /* saturating: a size past int64_t is refused by the planner */
+    int64_t rows = vt_szmul(n, t);
+    int64_t blocks = vt_szmul(rows, vt_szadd(vt_szmul(5, s->d) /* ln, qkv, ctx */,
+                                             s->d_mlp /* mlp */));
+    int64_t rq = vt_szadd(vt_szmul3(n, s->rq.n_query, s->rq.d),
+                          vt_qformer_work_floats(&s->rq, n, t));
+    int64_t codes = vt_szmul3(2, rows, s->e_dim);
+    return vt_szadd(vt_szadd(vt_szmul(rows, s->d) /* u */, blocks > rq ? blocks : rq), codes);
 }
 
 /* timm Block: x += proj(attn(norm1 x)); x += fc2(gelu(fc1(norm2 x))) */

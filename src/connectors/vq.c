@@ -78,7 +78,7 @@ int vt_vq_load(vt_vq *q, vt_loader *ld, const cJSON *cfg)
 
 int64_t vt_vq_work_floats(const vt_vq *q, int64_t n, int64_t t)
 {
-    return n * t * (q->d + q->e_dim);
+    return vt_szmul3(n, t, vt_szadd(q->d, q->e_dim));
 }
 
 typedef struct {

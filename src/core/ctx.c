@@ -28,7 +28,7 @@ VT_NO_TAIL(vtok_ctx_params, user);
 VT_NO_TAIL(vtok_encode_params, layers);
 VT_NO_TAIL(vtok_image_params, jpeg_target);
 VT_NO_TAIL(vtok_recipe_params, threadpool);
-VT_NO_TAIL(vtok_run_params, n_cond);
+VT_NO_TAIL(vtok_run_params, image_names);
 
 #define MAX_THREADS 256
 #define DEFAULT_MEM_LIMIT ((int64_t)64 << 30)
@@ -155,12 +155,10 @@ int vt_ctx_check_mem(const vt_ctx_base *b, int ok, int64_t floats, const char *w
 void vt_ctx_plan_exec(vt_ctx_base *b, vt_planner *p, int64_t max_tokens, int64_t lp_rows,
                       int64_t lp_max_in)
 {
-    int64_t scr = (vt_exec_scratch_floats(max_tokens) + 15) / 16 * 16, nscr = 0;
-    if (!vt_mul_ok(vt_pool_size(b->pool), scr, &nscr))
-        p->err = p->err ? p->err : VTOK_ELIMIT;
+    int64_t scr = vt_szr16(vt_exec_scratch_floats(max_tokens));
     b->plan_scr = scr;
     b->plan_lp = lp_max_in > 0 ? vt_exec_lp_bytes(lp_rows, lp_max_in) : 0;
-    vt_plan_bytes(p, (void **)&b->exec.scratch, (size_t)nscr * sizeof(float));
+    vt_plan_floats(p, &b->exec.scratch, vt_szmul(vt_pool_size(b->pool), scr));
     vt_plan_bytes(p, &b->exec.lp_buf, b->plan_lp);
 }
 

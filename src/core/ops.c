@@ -6,6 +6,7 @@
  * to amortise B-panel packing in the GEMM.
  */
 #include "ops.h"
+#include "vt.h"
 
 #include <assert.h>
 #include <string.h>
@@ -75,8 +76,10 @@ size_t vt_exec_lp_bytes(int64_t M, int64_t K)
 {
     if (M <= 0 || K <= 0)
         return 0;
-    /* bf16 rows (2 bytes each) bound the u8 rows + their float scales. */
-    return (size_t)M * (size_t)lp_lda(K) * 2 + (size_t)M * sizeof(float) + 64;
+    /* bf16 rows (2 bytes each) bound the u8 rows + their float scales;
+     * saturating: SIZE_MAX fails the plan (vt_plan_bytes) */
+    int64_t b = vt_szadd(vt_szmul3(M, lp_lda(K), 2), vt_szadd(vt_szmul(M, (int64_t)sizeof(float)), 64));
+    return b == VT_SIZE_INF || (uint64_t)b > SIZE_MAX ? SIZE_MAX : (size_t)b;
 }
 
 #define LP_ROWS 16
@@ -138,7 +141,7 @@ void vt_op_linear_ex(const vt_exec *e, int64_t M, float *x, int64_t ldx, const v
                     .packed = l->packed && l->packed_by == e->k,
                     .accumulate = o && o->accumulate};
     if (o && (o->ln || o->act != VT_ACT_NONE)) {
-        assert(j.ldx == l->n_in);
+        assert(j.ldx == l->n_in); /* invariant: fused LN/act callers pass dense rows */
         if (l->lp != VT_LP_NONE) { /* done row by row in the conversion */
             j.o = o;
             j.act = act_kernel(e->k, o->act);
@@ -149,6 +152,7 @@ void vt_op_linear_ex(const vt_exec *e, int64_t M, float *x, int64_t ldx, const v
         }
     }
     if (l->lp != VT_LP_NONE) {
+        /* invariant: the planner sized lp_buf for the run (vt_ctx_plan_exec) */
         assert(e->lp_buf && e->lp_bytes >= vt_exec_lp_bytes(M, l->n_in));
         /* lp_buf: M converted rows, then the row scales */
         j.a = e->lp_buf;
@@ -341,6 +345,8 @@ void vt_op_attention_ex(const vt_exec *e, const vt_attn_args *a)
     if (a->batch <= 0 || a->heads <= 0 || a->tq <= 0)
         return;
     const int64_t kvh = a->kv_heads > 0 ? a->kv_heads : a->heads;
+    /* invariants: loaders refuse configs whose heads are not a multiple of the
+     * K/V heads; q_pos comes from the caller's own position counter */
     assert(a->heads % kvh == 0);
     assert(a->causal != VT_ATTN_CAUSAL_POS || a->q_pos >= 0);
     attn_job j = {.e = e, .a = a, .fn = e->k->attn_f32,
@@ -455,6 +461,7 @@ static void rope_task(void *arg, int64_t i, int tid)
 void vt_op_rope(const vt_exec *e, int64_t M, int64_t heads, int64_t dh, float *x, int64_t ldx,
                 const int64_t *pos, float theta)
 {
+    /* invariant: loaders refuse odd head sizes; scratch is planned per head */
     assert(dh % 2 == 0 && dh <= e->scratch_stride);
     if (M <= 0 || heads <= 0 || dh <= 0)
         return;

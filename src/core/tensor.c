@@ -144,6 +144,16 @@ void vt_plan_bytes(vt_planner *p, void **ptr, size_t bytes)
         r->raw = ptr;
 }
 
+void vt_plan_floats(vt_planner *p, float **ptr, int64_t n)
+{
+    if (n < 0 || n > INT64_MAX / (int64_t)sizeof(float) ||
+        (uint64_t)n > SIZE_MAX / sizeof(float)) {
+        p->err = p->err ? p->err : VTOK_ELIMIT;
+        return;
+    }
+    vt_plan_bytes(p, (void **)ptr, (size_t)n * sizeof(float));
+}
+
 void vt_plan_ragged(vt_planner *p, vt_ragged *r, vt_dtype dtype, int64_t n,
                     const int64_t *rows, int n_inner, const int64_t *inner, int64_t *off)
 {

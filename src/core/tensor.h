@@ -85,6 +85,9 @@ void vt_plan_tensor(vt_planner *p, vt_tensor *t, vt_dtype dtype, int n_dims, int
                     int64_t b, int64_t c, int64_t d);
 /* Request `bytes` raw bytes; *ptr is set by commit. */
 void vt_plan_bytes(vt_planner *p, void **ptr, size_t bytes);
+/* Request n floats (a work size computed with vt_szmul / vt_szadd: a negative
+ * or saturated VT_SIZE_INF n fails the plan with VTOK_ELIMIT). */
+void vt_plan_floats(vt_planner *p, float **ptr, int64_t n);
 /* Request a ragged tensor of n items with rows[i] rows of inner [n_inner
  * dims] each; r->off must have room for n + 1 entries (the caller owns it:
  * it is planner-independent metadata). */

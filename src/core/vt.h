@@ -60,4 +60,36 @@ float vt_bf16_to_f32(uint16_t h);
 /* a*b into *out; returns 0 on overflow (or negative operand), 1 otherwise. */
 int vt_mul_ok(int64_t a, int64_t b, int64_t *out);
 
+/* Saturating size arithmetic for memory plans. Work sizes are sums of products
+ * of caller-given counts (images, tokens, widths); computed with these, a size
+ * that does not fit in int64_t becomes VT_SIZE_INF, which every later product
+ * and sum keeps, and the planner (vt_plan_floats) refuses it as over the memory
+ * limit. So the size formulas never overflow and the check is made once, where
+ * memory is planned; a forward pass only runs on sizes the plan accepted.
+ * Operands are >= 0 (a negative one also gives VT_SIZE_INF). */
+#define VT_SIZE_INF INT64_MAX
+
+static inline int64_t vt_szmul(int64_t a, int64_t b)
+{
+    int64_t r;
+    return a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) ? VT_SIZE_INF : r;
+}
+
+static inline int64_t vt_szmul3(int64_t a, int64_t b, int64_t c)
+{
+    return vt_szmul(vt_szmul(a, b), c);
+}
+
+static inline int64_t vt_szadd(int64_t a, int64_t b)
+{
+    int64_t r;
+    return a < 0 || b < 0 || __builtin_add_overflow(a, b, &r) ? VT_SIZE_INF : r;
+}
+
+/* n rounded up to a multiple of 16 floats (64 bytes), saturating. */
+static inline int64_t vt_szr16(int64_t n)
+{
+    return n < 0 || n > VT_SIZE_INF - 15 ? VT_SIZE_INF : (n + 15) / 16 * 16;
+}
+
 #endif /* VT_H */

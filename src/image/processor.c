@@ -348,23 +348,43 @@ static void resized_size(const vtok_processor *p, int64_t w, int64_t h, int64_t 
     }
 }
 
-int vtok_processor_output_size(const vtok_processor *p, int64_t width, int64_t height,
-                               int64_t *h, int64_t *w, vtok_status *st)
+/* Output size, and the limits on every image the steps make before any of
+ * them is allocated: the square canvas and the resize target each hold at
+ * most mp pixels (the decode limit, vtok_image_params.max_pixels) and 65500
+ * per side. A 30000x1 image padded to square would otherwise ask for 2.6 GB
+ * from a 167-byte PNG. (The resampler bounds its own intermediate.) */
+static int out_size(const vtok_processor *p, int64_t width, int64_t height, int64_t mp,
+                    int64_t *h, int64_t *w, vtok_status *st)
 {
     if (!p || !h || !w || width < 1 || height < 1)
         return vt_fail(st, VTOK_EINVAL, "bad image size %lldx%lld", (long long)width,
                        (long long)height);
-    if (p->pad_square)
-        width = height = width > height ? width : height;
+    if (p->pad_square && width != height) {
+        int64_t n = width > height ? width : height;
+        if (n > 65500 || vt_szmul(n, n) > mp)
+            return vt_fail(st, VTOK_ELIMIT, "padding the %lldx%lld image to a square makes "
+                           "%lldx%lld pixels, over the limit of %lld (vtok_image_params."
+                           "max_pixels) or 65500 per side", (long long)width, (long long)height,
+                           (long long)n, (long long)n, (long long)mp);
+        width = height = n;
+    }
     resized_size(p, width, height, h, w);
-    if (*h < 1 || *w < 1 || *h > 65500 || *w > 65500)
-        return vt_fail(st, VTOK_ELIMIT, "resized image would be %lldx%lld", (long long)*w,
-                       (long long)*h);
+    if (*h < 1 || *w < 1 || *h > 65500 || *w > 65500 || vt_szmul(*h, *w) > mp)
+        return vt_fail(st, VTOK_ELIMIT, "the %lldx%lld image resizes to %lldx%lld, over the "
+                       "limit of %lld pixels (vtok_image_params.max_pixels) or 1..65500 per "
+                       "side", (long long)width, (long long)height, (long long)*w,
+                       (long long)*h, (long long)mp);
     if (p->crop) {
         *h = p->ch;
         *w = p->cw;
     }
     return 0;
+}
+
+int vtok_processor_output_size(const vtok_processor *p, int64_t width, int64_t height,
+                               int64_t *h, int64_t *w, vtok_status *st)
+{
+    return out_size(p, width, height, vtok_image_default_params().max_pixels, h, w, st);
 }
 
 /* expand2square / pad_to_square: paste centered on a square of the pad color. */
@@ -393,13 +413,13 @@ static int64_t floordiv(int64_t a, int64_t b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-int vtok_preprocess(const vtok_processor *p, const vtok_image *img, float *out,
-                    int64_t out_floats, vtok_status *st)
+static int preprocess(const vtok_processor *p, const vtok_image *img, float *out,
+                      int64_t out_floats, int64_t mp, vtok_status *st)
 {
     if (!p || !img || !img->data || !out || img->width < 1 || img->height < 1)
         return vt_fail(st, VTOK_EINVAL, "vtok_preprocess: bad argument");
     int64_t oh, ow;
-    int rc = vtok_processor_output_size(p, img->width, img->height, &oh, &ow, st);
+    int rc = out_size(p, img->width, img->height, mp, &oh, &ow, st);
     if (rc)
         return rc;
     if (out_floats < 3 * oh * ow)
@@ -451,6 +471,12 @@ int vtok_preprocess(const vtok_processor *p, const vtok_image *img, float *out,
     return 0;
 }
 
+int vtok_preprocess(const vtok_processor *p, const vtok_image *img, float *out,
+                    int64_t out_floats, vtok_status *st)
+{
+    return preprocess(p, img, out, out_floats, vtok_image_default_params().max_pixels, st);
+}
+
 /* One image of a batch: decode it from paths[i] into *tmp, or take images[i]. */
 static const vtok_image *batch_image(const char *const *paths, const vtok_image *images,
                                      int64_t i, const vtok_image_params *ip, vtok_image *tmp,
@@ -492,7 +518,8 @@ int vtok_preprocess_batch(const vtok_processor *p, const char *const *paths,
         vtok_image tmp = {0};
         const vtok_image *img = batch_image(paths, images, i, &dp, &tmp, st);
         int64_t h = 0, w = 0, total;
-        rc = img ? vtok_processor_output_size(p, img->width, img->height, &h, &w, st)
+        int64_t mp = dp.max_pixels > 0 ? dp.max_pixels : vtok_image_default_params().max_pixels;
+        rc = img ? out_size(p, img->width, img->height, mp, &h, &w, st)
                  : st && st->code ? st->code : VTOK_EIO;
         if (!rc && i == 0) {
             h0 = h;
@@ -513,7 +540,9 @@ int vtok_preprocess_batch(const vtok_processor *p, const char *const *paths,
                          (long long)h, paths ? paths[0] : b, (long long)w0, (long long)h0);
         }
         if (!rc)
-            rc = vtok_preprocess(p, img, buf + per * i, per, st);
+            rc = preprocess(p, img, buf + per * i, per, mp, st);
+        if (rc && img && paths)
+            vt_msg_prefix(st, paths[i]); /* which file of the batch */
         vtok_image_free(&tmp);
         if (rc) {
             vt_free(buf);

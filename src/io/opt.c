@@ -132,7 +132,7 @@ int vt_opt_side(const cJSON *cfg, const char *key, int64_t def, int64_t *out, co
     if (cJSON_IsArray(it)) {
         const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
         if (cJSON_GetArraySize(it) != 2 || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) ||
-            a->valuedouble != floor(a->valuedouble))
+            a->valuedouble != floor(a->valuedouble) || fabs(a->valuedouble) > 9e15)
             return vt_fail(st, VTOK_EFORMAT, "%s: '%s' must be an integer or [h, w]",
                            where, key);
         if (a->valuedouble != b->valuedouble)

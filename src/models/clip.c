@@ -24,7 +24,15 @@ static int clip_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
     int rc = vt_read_vit_config(cfg, &clip_defaults, v, ld->st);
     if (rc || (rc = vt_vit_check(v, ld->st)))
         return rc;
-    int64_t d = v->d, p = v->patch;
+    int64_t d = v->d, p = v->patch, cfg_pd = 0;
+    /* The projection's size comes from its tensor; a stated projection_dim must
+     * agree with it (transformers would build nn.Linear(d, projection_dim)). */
+    if ((rc = vt_opt_int(cfg, "projection_dim", 0, &cfg_pd, "config.json", ld->st)))
+        return rc;
+    if (cJSON_GetObjectItemCaseSensitive(cfg, "projection_dim") && cfg_pd < 1 &&
+        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cfg, "projection_dim")))
+        return vt_fail(ld->st, VTOK_EFORMAT, "config.json: 'projection_dim' must be positive, "
+                       "got %lld", (long long)cfg_pd);
 
     v->patch_w = vt_get(ld, "embeddings.patch_embedding.weight", 4, d, v->channels, p, p);
     v->cls = vt_get(ld, "embeddings.class_embedding", 1, d, 0, 0, 0);
@@ -46,6 +54,9 @@ static int clip_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
         if (t && !ld->err) {
             ld->src.prefix = "";
             int64_t pd = t->n_dims == 2 ? t->shape[0] : 0;
+            if (cfg_pd && pd != cfg_pd)
+                return vt_loader_fail(ld, VTOK_ESHAPE, "config.json: projection_dim %lld but "
+                                      "%s has %lld rows", (long long)cfg_pd, proj, (long long)pd);
             v->proj.w = vt_get(ld, proj, 2, pd, d, 0, 0);
             v->proj.n_out = pd;
             v->proj.n_in = d;

@@ -89,21 +89,24 @@ static int64_t head_ff(const vt_vit *v)
 static int64_t layout(const vt_vit *v, int64_t n, int64_t h, int64_t w, float *base,
                       vit_buffers *b)
 {
-    int64_t T = vt_vit_tokens(v, h, w, NULL), M = n * T, d = v->d, off = 0;
-    int64_t kp = v->channels * v->patch * v->patch;
-    int64_t np = grid_of(v, h) * grid_of(v, w);
+    /* Saturating (vt_szmul): a size past int64_t is refused by the planner. */
+    int64_t T = vt_vit_tokens(v, h, w, NULL), M = vt_szmul(n, T), d = v->d, off = 0;
+    int64_t kp = vt_szmul3(v->channels, v->patch, v->patch);
+    int64_t np = vt_szmul(grid_of(v, h), grid_of(v, w));
     /* position resize: the result plus the antialiased path's horizontal pass */
-    int64_t pos = np * d + v->grid_h * grid_of(v, w) * d;
+    int64_t pos = vt_szadd(vt_szmul(np, d), vt_szmul3(v->grid_h, grid_of(v, w), d));
+    int64_t head = vt_szadd(vt_szadd(d, vt_szmul3(3, n, d)), vt_szadd(vt_szmul(n, head_ff(v)), T));
     int64_t sizes[9] = {
-        M * d, M * d, M * 3 * d, M * d, M * mlp_width(v), v->swiglu ? M * v->d_ff : 0,
-        n * np * kp, pos, d + 3 * n * d + n * head_ff(v) + T,
+        vt_szmul(M, d), vt_szmul(M, d), vt_szmul3(M, 3, d), vt_szmul(M, d),
+        vt_szmul(M, mlp_width(v)), v->swiglu ? vt_szmul(M, v->d_ff) : 0,
+        vt_szmul3(n, np, kp), pos, head,
     };
     float **dst[9] = {&b->x, &b->hb, &b->qkv, &b->att, &b->mlp, &b->glu, &b->col, &b->pos,
                       &b->head};
     for (int i = 0; i < 9; i++) {
         if (base)
             *dst[i] = base + off;
-        off += (sizes[i] + 15) / 16 * 16;
+        off = vt_szadd(off, vt_szr16(sizes[i]));
     }
     return off;
 }

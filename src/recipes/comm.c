@@ -22,6 +22,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -71,7 +72,9 @@ static int read_layers(const cJSON *cfg, const char *key, const int64_t *def, in
                        where, key, (long long)(L + 1));
     int64_t i = 0;
     for (const cJSON *x = it->child; x; x = x->next, i++) {
-        if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int64_t)x->valuedouble)
+        /* range first: casting a double past int64_t to an integer is undefined */
+        if (!cJSON_IsNumber(x) || fabs(x->valuedouble) > 9e15 ||
+            x->valuedouble != floor(x->valuedouble))
             return vt_fail(st, VTOK_EFORMAT, "%s: '%s' must hold integers", where, key);
         out[i] = (int64_t)x->valuedouble;
     }

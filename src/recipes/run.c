@@ -49,19 +49,16 @@ struct vtok_recipe_ctx {
     vt_enc_req   req[VT_RECIPE_MAX_ENC];  /* hidden states asked of each encoder   */
     int64_t     *req_buf;     /* maxl + 1: a per-run request (vtok_encode's layers) */
     int          enc_stage[VT_RECIPE_MAX_ENC], enc_out[3 * VT_RECIPE_MAX_ENC];
+    const char *const *image_names; /* borrowed for one run (vtok_run_params) */
     int          ok;
     vtok_status  st;
 };
 
 void vtok_run_params_init(vtok_run_params *p, size_t size)
 {
-    const vtok_run_params d = {.size = sizeof d, .prompt = NULL, .cond = NULL, .n_cond = 0};
+    const vtok_run_params d = {.size = sizeof d, .prompt = NULL, .cond = NULL, .n_cond = 0,
+                               .image_names = NULL};
     vt_params_init(p, size, &d, sizeof d);
-}
-
-static int64_t r16(int64_t n)
-{
-    return (n + 15) / 16 * 16;
 }
 
 vtok_recipe_ctx *vtok_recipe_ctx_new(vtok_recipe *r, const vtok_ctx_params *p, vtok_status *st)
@@ -143,9 +140,9 @@ static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int6
     vt_planner_init(&p);
     if (!vt_mul_ok(n, c->plan.ids_per_image, &nid))
         p.err = VTOK_ELIMIT;
-    vt_plan_bytes(&p, (void **)&c->encw, (size_t)enc_work * sizeof(float));
+    vt_plan_floats(&p, &c->encw, enc_work);
     vt_ctx_plan_exec(&c->b, &p, max_t, lp_rows, c->r->lp_max_in);
-    vt_plan_bytes(&p, (void **)&c->connw, (size_t)c->plan.work_floats * sizeof(float));
+    vt_plan_floats(&p, &c->connw, c->plan.work_floats);
     for (int s = 0; s < c->plan.n_stages; s++) {
         vt_stage *g = &c->plan.stages[s];
         vt_tensor t;
@@ -218,13 +215,27 @@ static int run_begin(vtok_recipe_ctx *c, const vtok_run_params *user_rp)
                            (long long)bad - 1);
     }
     vt_ctx_run_begin(&c->b, 0, rp.prompt, rp.n_cond ? rp.cond : NULL, rp.n_cond);
+    c->image_names = rp.image_names;
     return 0;
+}
+
+/* Say which image of the run a failure is about. */
+static int image_fail(vtok_recipe_ctx *c, int64_t k, int rc)
+{
+    char pre[96];
+    const char *name = c->image_names ? c->image_names[k] : NULL;
+    if (name)
+        vt_msg_prefix(&c->st, name);
+    else if (snprintf(pre, sizeof pre, "image %lld", (long long)k) > 0)
+        vt_msg_prefix(&c->st, pre);
+    return rc;
 }
 
 /* The run's borrowed inputs are not kept past the call. */
 static int run_end(vtok_recipe_ctx *c, int rc)
 {
     vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
+    c->image_names = NULL;
     return vt_ctx_end(&c->b, &c->st, rc);
 }
 
@@ -256,13 +267,13 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         if (!c->req[i].n_req && !r->enc[i].outputs)
             continue;
         vt_vit v = run_copy(&r->enc[i], &c->req[i]);
-        int64_t T = feats[i].T, x;
+        int64_t T = feats[i].T, x = vt_szmul3(n, T, v.d);
         steps += v.n_layers + 1; /* embedding + blocks run */
-        if (!vt_mul_ok(n * T, v.d, &x))
-            return vt_ctx_check_mem(&c->b, 0, 0, what, st);
-        /* last_hidden_state and pooler go to work memory unless they are stages */
-        x = r16(vt_vit_work_floats(&v, n, h[i], w[i])) +
-            (r->enc[i].outputs ? 0 : r16(x) + r16(n * pool_width(&v)));
+        /* last_hidden_state and pooler go to work memory unless they are stages;
+         * saturating sums, refused by the planner past int64_t */
+        x = vt_szadd(vt_szr16(vt_vit_work_floats(&v, n, h[i], w[i])),
+                     r->enc[i].outputs ? 0
+                                       : vt_szadd(vt_szr16(x), vt_szr16(vt_szmul(n, pool_width(&v)))));
         enc_work = x > enc_work ? x : enc_work;
         max_t = T > max_t ? T : max_t;
         lp_rows = n * T > lp_rows ? n * T : lp_rows;
@@ -285,8 +296,8 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
             c->hidden[l] = NULL;
         for (int64_t k = 0; k < q->n_req; k++)
             c->hidden[q->layers[k]] = stage + k * rows;
-        float *work = encw, *last = work + r16(vt_vit_work_floats(&v, n, h[i], w[i]));
-        vt_vit_out out = {.last = last, .pooler = last + r16(rows), .embeds = NULL,
+        float *work = encw, *last = work + vt_szr16(vt_vit_work_floats(&v, n, h[i], w[i]));
+        vt_vit_out out = {.last = last, .pooler = last + vt_szr16(rows), .embeds = NULL,
                           .hidden = c->hidden};
         if (e->outputs) {
             vt_stage *S = c->plan.stages;
@@ -365,7 +376,7 @@ static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
             int rc = vtok_processor_output_size(e->proc, images[k].width, images[k].height, &hh,
                                                 &ww, st);
             if (rc)
-                return rc;
+                return image_fail(c, k, rc);
             if (k == 0) {
                 h0 = hh;
                 w0 = ww;
@@ -393,7 +404,7 @@ static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
         for (int64_t k = 0; k < n; k++) {
             int rc = vtok_preprocess(e->proc, &images[k], c->pix[i] + k * per, per, st);
             if (rc)
-                return rc;
+                return image_fail(c, k, rc);
         }
         px[i] = c->pix[i];
         chs[i] = 3;

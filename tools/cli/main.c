@@ -12,6 +12,7 @@
  * Exit status 0 on success; otherwise one line on stderr says what went wrong.
  */
 #include "vtok.h"
+#include "outset.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -128,7 +129,7 @@ static int parse(int argc, char **argv, args *a)
             char *end;
             long t = strtol(val, &end, 10);
             if (*end || t < 1 || t > 65536)
-                return die("bad number '%s'", val);
+                return die("%s: '%s' must be an integer 1..65536", k, val);
             if (!strcmp(k, "--threads")) a->threads = (int)t;
             else if (!strcmp(k, "--batch")) a->batch = (int)t;
             else if (!strcmp(k, "--size")) a->size = (int)t;
@@ -216,17 +217,18 @@ static int mkdir_p(const char *path)
     return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
 }
 
+/* Outputs go through the command's output set (outset.h): all or none. */
 static int save(const char *dir, const char *name, const vtok_view *v)
 {
-    char path[4096];
     vtok_status st = {0};
     /* names come from recipes (encoder names): never a path of their own */
     if (!name[0] || name[0] == '.' || strchr(name, '/'))
         return die("refusing to write output named '%s'", name);
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return die("output path too long: %s", dir);
+    const char *path = outset_stage(dir, name);
+    if (!path)
+        return 1;
     if (vtok_npy_save(path, v->data, v->n_dims, v->ne, &st))
-        return die("%s", st.msg);
+        return die("%s/%s: %s", dir, name, st.msg);
     printf("%-22s [", name);
     for (int i = 0; i < v->n_dims; i++)
         printf("%s%lld", i ? ", " : "", (long long)v->ne[i]);
@@ -412,6 +414,18 @@ static int cmd_bench(const args *a)
     vtok_model_get_info(m, &info);
     int64_t n = a->batch ? a->batch : 1, s = a->size ? a->size : info.image_size;
     int iters = a->iters ? a->iters : 10;
+    /* The size is checked against the model before any pixels are made. */
+    if (!info.any_size && s != info.image_size) {
+        vtok_model_free(m);
+        return die("--size %lld: this model takes %lldx%lld pixels only (no position "
+                   "interpolation)", (long long)s, (long long)info.image_size,
+                   (long long)info.image_size);
+    }
+    if (s < info.patch_size || s > 65536 || n > 4096) {
+        vtok_model_free(m);
+        return die("--size %lld / --batch %lld: size must be %lld..65536 and batch 1..4096",
+                   (long long)s, (long long)n, (long long)info.patch_size);
+    }
     int64_t count = n * info.n_channels * s * s;
     float *px = malloc((size_t)count * sizeof *px);
     vtok_status st = {0};
@@ -488,12 +502,10 @@ static void json_str(FILE *f, const char *s)
 /* layout.json: how many tokens each image gives and where they go in the prompt. */
 static int write_layout(const char *dir, const vtok_recipe_info *ri, const vtok_view *e)
 {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/layout.json", dir) >= (int)sizeof path)
-        return die("output path too long: %s", dir);
-    FILE *f = fopen(path, "w");
+    const char *path;
+    FILE *f = outset_open_text(dir, "layout.json", &path);
     if (!f)
-        return die("cannot write %s", path);
+        return 1;
     fprintf(f, "{\n  \"recipe\": ");
     json_str(f, ri->name);
     fprintf(f, ",\n  \"images\": %lld,\n  \"tokens_per_image\": %lld,\n  \"d_llm\": %lld,\n",
@@ -513,9 +525,7 @@ static int write_layout(const char *dir, const vtok_recipe_info *ri, const vtok_
              ri->after);
     json_str(f, how);
     fprintf(f, "\n}\n");
-    if (fclose(f) != 0)
-        return die("cannot write %s", path);
-    return 0;
+    return outset_close(f, path);
 }
 
 static void free_images(vtok_image *imgs, int n)
@@ -528,13 +538,13 @@ static void free_images(vtok_image *imgs, int n)
 /* The shape as "[a, b, c]" on stdout after a saved file's name. */
 static int save_ids(const char *dir, const int64_t *ids, int64_t n, int64_t t)
 {
-    char path[4096];
     vtok_status st = {0};
     int64_t shape[2] = {n, t};
-    if (snprintf(path, sizeof path, "%s/ids.npy", dir) >= (int)sizeof path)
-        return die("output path too long: %s", dir);
+    const char *path = outset_stage(dir, "ids.npy");
+    if (!path)
+        return 1;
     if (vtok_npy_save_i64(path, ids, 2, shape, &st))
-        return die("%s", st.msg);
+        return die("%s/ids.npy: %s", dir, st.msg);
     printf("%-22s [%lld, %lld] int64\n", "ids.npy", (long long)n, (long long)t);
     for (int64_t i = 0; i < n; i++) {
         printf("image %lld:", (long long)i);
@@ -549,13 +559,15 @@ typedef enum { MODE_RUN, MODE_TOKENIZE, MODE_DETOKENIZE } run_mode;
 
 /* One call of the recipe on the inputs of a (pixels, images or ids). */
 static int run_once(vtok_recipe_ctx *c, run_mode mode, const float *px, const int64_t *shape,
-                    const vtok_image *imgs, int n_images, const int64_t *ids,
-                    const int64_t *ids_shape)
+                    const vtok_image *imgs, const char *const *names, int n_images,
+                    const int64_t *ids, const int64_t *ids_shape)
 {
     if (mode == MODE_DETOKENIZE)
         return vtok_recipe_detokenize(c, ids, ids_shape[0], ids_shape[1]);
+    vtok_run_params rp = vtok_run_default_params();
+    rp.image_names = names; /* errors name the file */
     return px ? vtok_recipe_run(c, px, shape[0], shape[1], shape[2], shape[3], NULL)
-              : vtok_recipe_run_images(c, imgs, n_images, NULL);
+              : vtok_recipe_run_images(c, imgs, n_images, &rp);
 }
 
 static int cmd_run(const args *a, run_mode mode)
@@ -643,10 +655,10 @@ static int cmd_run(const args *a, run_mode mode)
         die("%s", "out of memory");
         goto out;
     }
-    int e = a->iters > 0 ? run_once(c, mode, px, shape, imgs, a->n_images, ids, shape) : 0;
+    int e = a->iters > 0 ? run_once(c, mode, px, shape, imgs, a->images, a->n_images, ids, shape) : 0;
     for (int it = 0; it < iters && !e; it++) {
         double t0 = now_ms();
-        e = run_once(c, mode, px, shape, imgs, a->n_images, ids, shape);
+        e = run_once(c, mode, px, shape, imgs, a->images, a->n_images, ids, shape);
         ms[it] = now_ms() - t0;
     }
     qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
@@ -747,23 +759,26 @@ int main(int argc, char **argv)
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;
+    int rc;
     if (!strcmp(cmd, "encode"))
-        return cmd_encode(&a);
-    if (!strcmp(cmd, "info"))
-        return cmd_info(&a);
-    if (!strcmp(cmd, "bench"))
-        return cmd_bench(&a);
-    if (!strcmp(cmd, "preprocess"))
-        return cmd_preprocess(&a);
-    if (!strcmp(cmd, "convert"))
-        return cmd_convert(&a);
-    if (!strcmp(cmd, "run"))
-        return cmd_run(&a, MODE_RUN);
-    if (!strcmp(cmd, "tokenize"))
-        return cmd_run(&a, MODE_TOKENIZE);
-    if (!strcmp(cmd, "detokenize"))
-        return cmd_run(&a, MODE_DETOKENIZE);
-    if (!strcmp(cmd, "recipes"))
-        return cmd_recipes();
-    return die("unknown command '%s' (see vtok --help)", cmd);
+        rc = cmd_encode(&a);
+    else if (!strcmp(cmd, "info"))
+        rc = cmd_info(&a);
+    else if (!strcmp(cmd, "bench"))
+        rc = cmd_bench(&a);
+    else if (!strcmp(cmd, "preprocess"))
+        rc = cmd_preprocess(&a);
+    else if (!strcmp(cmd, "convert"))
+        rc = cmd_convert(&a);
+    else if (!strcmp(cmd, "run"))
+        rc = cmd_run(&a, MODE_RUN);
+    else if (!strcmp(cmd, "tokenize"))
+        rc = cmd_run(&a, MODE_TOKENIZE);
+    else if (!strcmp(cmd, "detokenize"))
+        rc = cmd_run(&a, MODE_DETOKENIZE);
+    else if (!strcmp(cmd, "recipes"))
+        rc = cmd_recipes();
+    else
+        return die("unknown command '%s' (see vtok --help)", cmd);
+    return outset_finish(rc); /* a command's outputs land together or not at all */
 }

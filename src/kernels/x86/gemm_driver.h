@@ -156,7 +156,7 @@ void GEMM_NAME(vt_gemm_f32_packed_)(int64_t M, int64_t N, int64_t K, int64_t n0,
                                     const float *bias, float *C, int64_t ldc, int accumulate,
                                     float *scratch)
 {
-    assert(n0 >= 0 && n0 % NR == 0 && n0 + n <= N);
+    assert(n0 >= 0 && n0 % NR == 0 && n0 + n <= N); /* invariant: ops.c chunks columns so */
     if (M <= 0 || n <= 0)
         return;
     if (K <= 0) {
