@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PY         ?= /usr/bin/python3
 WERROR     ?= ON
 
-.PHONY: all build asan aarch64 demo test test-release test-asan test-tsan test-aarch64 fuzz bench clean deps
+.PHONY: all build asan aarch64 demo test test-release test-asan test-tsan test-aarch64 fuzz fuzz-long bench clean deps
 
 all: build
 
@@ -58,8 +58,14 @@ test-tsan:
 test-aarch64: aarch64
 	cd $(AARCH64_BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# Each fuzz target for VTOK_FUZZ_SECONDS (30 in make test), after replaying
+# the regression corpus; fuzz-long runs each for FUZZ_LONG_SECONDS (10 min).
 fuzz:
-	VTOK_FUZZ_OPTIONAL=$${VTOK_FUZZ_OPTIONAL:-0} bash tests/fuzz/run_fuzz.sh $${VTOK_FUZZ_SECONDS:-20}
+	VTOK_FUZZ_OPTIONAL=$${VTOK_FUZZ_OPTIONAL:-0} bash tests/fuzz/run_fuzz.sh $${VTOK_FUZZ_SECONDS:-30}
+
+FUZZ_LONG_SECONDS ?= 600
+fuzz-long:
+	bash tests/fuzz/run_fuzz.sh $(FUZZ_LONG_SECONDS)
 
 bench: build
 	$(PY) bench/bench_encoders.py --vtok $(BUILD)/vtok

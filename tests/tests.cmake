@@ -6,6 +6,7 @@
 #   image   - decoding, resampling and processors vs Pillow / HF, bit for bit
 #   e2e     - the CLI on committed tiny models and bad inputs
 #   api     - tests/api: the public API from threads (also run under TSan: make test-tsan)
+#   adversarial - tests/adversarial: hostile inputs and output paths (issue 10)
 #   install - `cmake --install` into a temp prefix; a program built against it
 #             with pkg-config (shared, static) and find_package(vtok)
 find_program(VTOK_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
@@ -108,10 +109,28 @@ if(VTOK_PYTHON)
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.py
                    --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/e2e)
   set_tests_properties(e2e_cli PROPERTIES LABELS e2e TIMEOUT 900)
-  add_test(NAME e2e_outputs
-           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/e2e/check_outputs.py
-                   --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/e2e_outputs)
-  set_tests_properties(e2e_outputs PROPERTIES LABELS e2e TIMEOUT 300)
+endif()
+
+# adversarial - tests/adversarial: hostile and careless inputs and output
+# paths (issue 10), each a small file made by the script, under time and
+# memory caps; the C API cases in adv_api.c.
+add_executable(adv_api tests/adversarial/adv_api.c)
+target_link_libraries(adv_api PRIVATE vtok_shared m)
+if(VTOK_PYTHON)
+  vtok_runnable(VTOK_RUN_ADV_API adv_api)
+  set(VTOK_ADV_FLAGS)
+  if(VTOK_SANITIZE OR CMAKE_CROSSCOMPILING)
+    set(VTOK_ADV_FLAGS --no-as-cap) # shadow memory / the emulator need address space
+  endif()
+  add_test(NAME adversarial_outputs
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/adversarial/check_outputs.py
+                   --vtok ${VTOK_RUN_CLI} --work ${CMAKE_BINARY_DIR}/adversarial_outputs)
+  add_test(NAME adversarial_inputs
+           COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/adversarial/check_inputs.py
+                   --vtok ${VTOK_RUN_CLI} --api ${VTOK_RUN_ADV_API} ${VTOK_ADV_FLAGS}
+                   --work ${CMAKE_BINARY_DIR}/adversarial_inputs)
+  set_tests_properties(adversarial_outputs adversarial_inputs PROPERTIES
+                       LABELS adversarial TIMEOUT 600)
 endif()
 
 # Block runners (tests/blocks/*.c): small tools that run one internal block

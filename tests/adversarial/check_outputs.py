@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Output files under hostile conditions (issue 10, findings 1, 3, 9): every
-output is written to a temp file beside it and renamed when complete, so
+"""Output files under hostile conditions (issue 10, findings 1, 3, 9, 10): every
+output is written to a temp file beside it and renamed when complete, and the
+files of one command land together (tools/cli/outset.c) or not at all, so
   - `vtok convert X X` converts in place instead of truncating the mapped input;
   - a write that fails (file-size limit: EFBIG) reports the reason, exits 1,
     leaves no temp file, and keeps whatever was at the output path before;
   - an output path that is a device node or FIFO is refused, never replaced.
   - `--layers` lists with an empty entry are refused;
   - an input that is a FIFO (--pixels, --image, config.json, the weights) is
-    refused at once, not waited on.
+    refused at once, not waited on;
+  - a command that fails part way (encode of 6 files, run with --dump) leaves
+    none of its files and no staged ones; --out / --dump that cannot be
+    folders fail before any work; a symlink at an output path is replaced,
+    its target never written (no writes outside the output paths).
 Each check failed before the fix (SIGBUS / a 4 KB input; SIGXFSZ with a
 partial .npy; remove() of the old file; open() blocking on the FIFO).
 
@@ -46,6 +51,11 @@ def run(cmd, limit=None, timeout=300):
     return p.returncode, p.stderr.decode()
 
 
+def leftovers(d):
+    """Temp (.tmp) or staged (.vtok-PID.) files in d."""
+    return [f for f in os.listdir(d) if ".tmp" in f or f.startswith(".vtok-")]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vtok", required=True)
@@ -67,7 +77,7 @@ def main():
     n = int.from_bytes(head, "little")
     check(os.path.getsize(x) == 8 + n + 4 * (40000 + 7), "convert X X: X is now the whole "
           "safetensors file (%d bytes)" % os.path.getsize(x))
-    left = [f for f in os.listdir(work) if ".tmp" in f]
+    left = leftovers(work)
     check(not left, "convert X X: no temp file left (%s)" % left)
 
     # 3 + 9. a failed write keeps the old file, reports the reason, leaves no temp
@@ -90,7 +100,7 @@ def main():
           (rc, err.strip()[:200]))
     with open(old, "rb") as f:
         check(f.read() == b"previous contents", "the file that was at the output path is intact")
-    left = [f for f in os.listdir(out) if ".tmp" in f]
+    left = leftovers(out)
     check(not left, "no temp file left after the failed write (%s)" % left)
     rc, err = run([vtok, "encode", "--model", model, "--pixels", px, "--out", out])
     check(rc == 0 and np.load(old).ndim == 3, "the same encode without the limit replaces it")
@@ -134,6 +144,75 @@ def main():
         rc, err = run([vtok, "encode", "--model", model, "--pixels", px, "--layers", bad,
                        "--out", out])
         check(rc == 1 and "bad --layers" in err, "--layers '%s' refused: %s" % (bad, err.strip()))
+
+    # output sets: all files of a command or none (finding 9). The last file
+    # of each set fails (a folder sits at its name) after the others are written.
+    img = os.path.join(REPO, "models", "sample.jpg")
+    for cmd, files, last in (
+            (["encode", "--model", model, "--image", img, "--layers", "all"],
+             ["last_hidden_state.npy", "hidden_states_00.npy", "hidden_states_03.npy"],
+             "hidden_states_04.npy"),
+            (["run", "--recipe", "llava-1.5", "--model", os.path.join(REPO, "models", "tiny-llava"),
+              "--image", img], ["embeddings.npy", "layout.json"], "stages/projector.npy")):
+        so = os.path.join(work, "set_" + cmd[0])
+        os.makedirs(os.path.join(so, last))
+        extra = ["--dump", os.path.join(so, "stages")] if cmd[0] == "run" else []
+        rc, err = run([vtok] + cmd + ["--out", so] + extra)
+        landed = [f for f in files if os.path.exists(os.path.join(so, f))]
+        check(rc == 1 and "not a regular file" in err, "%s failing at its last file: %s" %
+              (cmd[0], err.strip()[:160]))
+        stages = os.path.join(so, "stages")
+        check(not landed and not leftovers(so) and
+              not (os.path.isdir(stages) and leftovers(stages)),
+              "%s: none of its files landed (%s), no staged files (%s)" %
+              (cmd[0], landed, leftovers(so)))
+        os.rmdir(os.path.join(so, last))
+        rc, err = run([vtok] + cmd + ["--out", so] + extra)
+        landed = [f for f in files if os.path.exists(os.path.join(so, f))]
+        check(rc == 0 and landed == files and not leftovers(so),
+              "%s without the limit writes the whole set: %s" % (cmd[0], landed))
+        if cmd[0] == "run":
+            with open(os.path.join(so, "layout.json")) as f:
+                check(json.load(f)["tokens_per_image"] > 0, "layout.json is complete JSON")
+
+    # --out / --dump that cannot be folders: refused before any work (findings 4, 10)
+    reg = os.path.join(work, "a_file")
+    with open(reg, "w") as f:
+        f.write("x")
+    for bad in (reg, os.path.join(reg, "sub"), "/dev/null", ""):
+        rc, err = run([vtok, "encode", "--model", model, "--pixels", px, "--out", bad])
+        check(rc == 1 and "output folder" in err and "image(s)" not in err,
+              "--out '%s' refused before work: %s" % (bad, err.strip()[:160]))
+    rc, err = run([vtok, "run", "--recipe", "llava-1.5", "--model",
+                   os.path.join(REPO, "models", "tiny-llava"), "--image", img, "--out",
+                   os.path.join(work, "o_dump"), "--dump", reg])
+    check(rc == 1 and "dump folder" in err, "--dump at a regular file refused: %s" %
+          err.strip()[:160])
+    check(not os.path.exists(os.path.join(work, "o_dump", "embeddings.npy")),
+          "... and nothing written to --out")
+    # an output name taken by a folder: refused, the folder intact
+    dd = os.path.join(work, "dir_at_name")
+    os.makedirs(os.path.join(dd, "last_hidden_state.npy", "keep"))
+    rc, err = run([vtok, "encode", "--model", model, "--pixels", px, "--out", dd])
+    check(rc == 1 and "not a regular file" in err and
+          os.path.isdir(os.path.join(dd, "last_hidden_state.npy", "keep")),
+          "a folder at an output path is refused and kept: %s" % err.strip()[:160])
+    # a symlink at an output path: the link is replaced, its target untouched
+    sl = os.path.join(work, "symlink_out")
+    os.makedirs(sl)
+    target = os.path.join(work, "outside.npy")
+    with open(target, "wb") as f:
+        f.write(b"outside")
+    os.symlink(target, os.path.join(sl, "last_hidden_state.npy"))
+    rc, err = run([vtok, "encode", "--model", model, "--pixels", px, "--out", sl])
+    with open(target, "rb") as f:
+        check(rc == 0 and f.read() == b"outside" and
+              not os.path.islink(os.path.join(sl, "last_hidden_state.npy")),
+              "a symlink at an output path is replaced, its target not written")
+    # preprocess (one file) at a device: refused, the device kept
+    rc, err = run([vtok, "preprocess", "--model", model, img, "--out", "/dev/full"])
+    check(rc == 1 and "not a regular file" in err and stat.S_ISCHR(os.stat("/dev/full").st_mode),
+          "preprocess --out /dev/full refused, /dev/full kept: %s" % err.strip()[:160])
 
     print("%d passed, %d failed" % (n_checks[0] - len(fails), len(fails)))
     return 1 if fails else 0
