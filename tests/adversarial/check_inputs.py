@@ -342,7 +342,37 @@ def main():
                                               "--model", LLAVA, "--image", img, "--out", out],
               "duplicate")
 
-    # -- the C API with sizes whose products overflow (finding 5): adv_api.c
+    # -- the other commands on the same hostile files, under the same caps
+    bomb = os.path.join(work, "bomb.png")
+    R.refused("preprocess of the PNG bomb", ["preprocess", "--model", MODEL, bomb, "--out",
+                                             os.path.join(work, "pv.npy")], "pixels")
+    R.refused("preprocess of the 30000x1 PNG through llava's processor",
+              ["preprocess", "--model", os.path.join(LLAVA, "clip-vit-large-patch14-336"), wide, "--out",
+               os.path.join(work, "pv.npy")])
+    R.refused("info on a model whose weights claim 2**40 elements",
+              ["info", "--model", os.path.join(work, "st2")])
+    R.refused("run --pixels with an overflowing .npy shape",
+              ["run", "--recipe", "llava-1.5", "--model", LLAVA, "--pixels",
+               write(os.path.join(work, "big.npy"), npy("(%d, 3, 64, 64)" % 2**62)),
+               "--out", out])
+    R.refused("detokenize --ids with a huge .npy shape",
+              ["detokenize", "--recipe", "llava-1.5", "--model", LLAVA, "--ids",
+               write(os.path.join(work, "ids.npy"), npy("(%d, 32)" % 2**40, descr="<i8")),
+               "--out", out])
+    R.refused("convert of a truncated safetensors",
+              ["convert", write(os.path.join(work, "t.safetensors"), struct.pack("<Q", 1000)),
+               os.path.join(work, "t2.safetensors")])
+
+    # -- CLI numbers (finding 13)
+    R.refused("bench --size 65536 on a 64-pixel-only model",
+              ["bench", "--model", MODEL, "--size", "65536"], "64x64")
+    R.refused("bench --size INT64_MAX", ["bench", "--model", MODEL, "--size",
+                                         "9223372036854775807"], "1..65536")
+    R.refused("--threads 0", ["encode", "--model", MODEL, "--image", img, "--threads", "0",
+                              "--out", out], "1..65536")
+
+    # -- the C API with sizes whose products overflow (finding 5): adv_api.c. Last:
+    # importing torch here makes every later fork (and its peak RSS) large.
     if a.api:
         sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
         import hf_vision as hv
@@ -360,14 +390,6 @@ def main():
         text = p.stdout.decode(errors="replace")
         print(text.rstrip())
         check(p.returncode == 0, "adv_api: the C API cases (exit %d)" % p.returncode)
-
-    # -- CLI numbers (finding 13)
-    R.refused("bench --size 65536 on a 64-pixel-only model",
-              ["bench", "--model", MODEL, "--size", "65536"], "64x64")
-    R.refused("bench --size INT64_MAX", ["bench", "--model", MODEL, "--size",
-                                         "9223372036854775807"], "1..65536")
-    R.refused("--threads 0", ["encode", "--model", MODEL, "--image", img, "--threads", "0",
-                              "--out", out], "1..65536")
 
     print("%d passed, %d failed" % (n_checks[0] - len(fails), len(fails)))
     return 1 if fails else 0
