@@ -132,9 +132,11 @@ typedef enum vtok_dtype {
     VTOK_DTYPE_BF16,     /* bfloat16 weights and inputs, float32 sums              */
     VTOK_DTYPE_INT8,     /* int8 weights (per output channel) and inputs (per row,
                             dynamic), int32 sums                                   */
+    VTOK_DTYPE_Q4,       /* 4-bit weights in blocks of 32 with an f16 scale, int8
+                            inputs per block of 32, int32 block sums (LLM decode) */
 } vtok_dtype;
 
-/* "f32", "bf16", "int8" -> dtype; -1 if unknown. And back. */
+/* "f32", "bf16", "int8", "q4" -> dtype; -1 if unknown. And back. */
 int         vtok_dtype_from_name(const char *name);
 const char *vtok_dtype_name(int dtype);
 

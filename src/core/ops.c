@@ -69,7 +69,9 @@ typedef struct {
 
 static int64_t lp_lda(int64_t K)
 {
-    return vt_lp_kpad(K, 4) + 64 / 2; /* elements; bytes for int8 are fewer */
+    /* elements of 2 bytes: a bf16 row; int8 rows (K bytes) and q8 rows
+     * (1.25 K bytes, vt_q8_row_bytes) fit in 2 * lda bytes */
+    return vt_lp_kpad(K, VT_Q4_BLOCK) + 64 / 2;
 }
 
 size_t vt_exec_lp_bytes(int64_t M, int64_t K)
@@ -100,6 +102,8 @@ static void lp_convert_task(void *arg, int64_t i, int tid)
             j->act(j->l->n_in, (float *)x);
         if (j->l->lp == VT_LP_BF16)
             j->e->k->bf16_row(j->l->n_in, x, (uint16_t *)j->a + r * j->lda);
+        else if (j->l->lp == VT_LP_Q4) /* lda in bytes: 2 per bf16 element */
+            j->e->k->q8_row(j->l->n_in, x, (uint8_t *)j->a + r * 2 * j->lda);
         else
             j->a_scale[r] = j->e->k->u8_row(j->l->n_in, x, (uint8_t *)j->a + r * j->lda);
     }
@@ -118,6 +122,9 @@ static void linear_task(void *arg, int64_t i, int tid)
     if (l->lp == VT_LP_BF16)
         k->gemm_bf16(m, l->n_in, n0, n, (const uint16_t *)j->a + m0 * j->lda, j->lda, l->lpw, b,
                      y, j->ldy, j->accumulate);
+    else if (l->lp == VT_LP_Q4)
+        k->gemm_q4(m, l->n_in, n0, n, (const uint8_t *)j->a + m0 * 2 * j->lda, 2 * j->lda, l->lpw,
+                   b, y, j->ldy, j->accumulate);
     else if (l->lp == VT_LP_INT8)
         k->gemm_i8(m, l->n_in, n0, n, (const uint8_t *)j->a + m0 * j->lda, j->lda,
                    j->a_scale + m0, l->lpw, l->lp_scale, l->lp_wsum, b, y, j->ldy, j->accumulate);

@@ -34,6 +34,7 @@ typedef enum vt_lp {
     VT_LP_NONE = 0, /* float32 */
     VT_LP_BF16,     /* lpw: uint16_t bf16 pair panels (kernels.h)        */
     VT_LP_INT8,     /* lpw: int8 quad panels + lp_scale, lp_wsum          */
+    VT_LP_Q4,       /* lpw: 4-bit blocks with f16 scales (kernels.h q4)   */
 } vt_lp;
 
 /*

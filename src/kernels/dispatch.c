@@ -116,6 +116,8 @@ static void build_tables(void)
         .u8_row = vt_ref_u8_row,
         .gemm_bf16 = vt_ref_gemm_bf16,
         .gemm_i8 = vt_ref_gemm_i8,
+        .q8_row = vt_ref_q8_row,
+        .gemm_q4 = vt_ref_gemm_q4,
         .resample_h_table_ints = vt_ref_resample_h_table_ints,
         .resample_h_prepare = vt_ref_resample_h_prepare,
         .resample_h = vt_ref_resample_h,
@@ -170,6 +172,8 @@ static void build_tables(void)
         if (g_cpu.avx512vnni) {
             g_avx512.u8_row = vt_u8_row_avx512vnni;
             g_avx512.gemm_i8 = vt_gemm_i8_avx512vnni;
+            g_avx512.q8_row = vt_q8_row_avx512vnni;
+            g_avx512.gemm_q4 = vt_gemm_q4_avx512vnni;
         }
     }
 #endif

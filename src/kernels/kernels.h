@@ -129,6 +129,47 @@ typedef void (*vt_gemm_i8_fn)(int64_t M, int64_t K, int64_t n0, int64_t n, const
                               const float *w_scale, const int32_t *wsum, const float *bias,
                               float *C, int64_t ldc, int accumulate);
 
+/*
+ * 4-bit weights in blocks of 32 (q4; LLM weights, where decode streams every
+ * weight once per token: 0.5625 bytes per weight, 7.1x less than f32).
+ *
+ * Weight W[N, K], per output column j and k-block b of VT_Q4_BLOCK (32):
+ *   d = f16(max_k |W[j][k]| / 7) (round to nearest even; 0 for an all-zero,
+ *   tiny or non-finite block), q = clamp(rne(W / d), -8, 7) + 8 in 0..15
+ *   (q = 8 where d is 0), so W ~= d * (q - 8).
+ * Layout: for each panel of VT_LP_NR (32) columns, for each k-block (K
+ * rounded up to 32 with zeros; N to 32 with zero columns), VT_Q4_BYTES
+ * (576) bytes: 512 bytes of nibbles, then the 32 scales as f16. Nibble byte
+ * h*256 + L*64 + i (half h of 16 columns, L = 0..3, i = 0..63) holds
+ * column 16h + i/4, k = 8L + i%4 in its low nibble and k = 8L + 4 + i%4 in
+ * its high one (k within the block): one 64-byte load is two k quads of 16
+ * columns, as VPDPBUSD takes them. A panel is one contiguous sweep.
+ *
+ * Activations are quantised per call, per row and per k-block (q8_row):
+ *   s = max|x| / 127 over the block, a = rne(x * (127 / max|x|)) in
+ *   [-127, 127] as int8 (NaN -> 0; s = 0 for a zero or non-finite block),
+ *   row bytes: Kp (a), then nb floats s, then nb int32 sums of a
+ *   (nb = Kp / 32, Kp = K rounded up to 32, padding a = 0): VT_Q8_ROW_BYTES.
+ * GEMM columns [n0, n0 + n) (n0 a multiple of VT_LP_NR):
+ *   acc = 0; for each block b in order:
+ *       acc = fmaf((float)(sum_k a[k] q[j][k] - 8 * asum[b]), d[j][b] * s[b], acc)
+ *   C[m][j] = [C +] acc (+ bias[j - n0]); integer sums exact. A rows have
+ *   stride lda bytes.
+ */
+#define VT_Q4_BLOCK 32
+#define VT_Q4_BYTES (VT_LP_NR * VT_Q4_BLOCK / 2 + VT_LP_NR * 2)
+
+static inline int64_t vt_q8_row_bytes(int64_t K)
+{
+    const int64_t kp = vt_lp_kpad(K, VT_Q4_BLOCK);
+    return kp + kp / VT_Q4_BLOCK * 8;
+}
+
+typedef void (*vt_q8_row_fn)(int64_t K, const float *x, uint8_t *row);
+typedef void (*vt_gemm_q4_fn)(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
+                              int64_t lda, const uint8_t *W, const float *bias, float *C,
+                              int64_t ldc, int accumulate);
+
 /* Weight converters (lowp.c), through table k's row converters (all tables
  * give the same bytes). Sizes in elements (bf16) / bytes (int8). The packs
  * return 0, or -1 if a row buffer could not be allocated. */
@@ -140,6 +181,9 @@ size_t vt_lp_i8_size(int64_t N, int64_t K);
 /* scale and wsum get vt_lp_kpad(N, VT_LP_NR) entries (zero past N). */
 int    vt_lp_pack_i8(const struct vt_kernels *k, int64_t N, int64_t K, const float *W,
                      int8_t *packed, float *scale, int32_t *wsum);
+/* q4: bytes of the packed weight; the pack (plain C, the contract above). */
+size_t vt_lp_q4_size(int64_t N, int64_t K);
+void   vt_lp_pack_q4(int64_t N, int64_t K, const float *W, uint8_t *packed);
 
 /* y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i] over one row of n
  * (biased variance, as torch.nn.LayerNorm; mean/var accumulated in float32
@@ -284,6 +328,8 @@ typedef struct vt_kernels {
     vt_u8_row_fn         u8_row;
     vt_gemm_bf16_fn      gemm_bf16;
     vt_gemm_i8_fn        gemm_i8;
+    vt_q8_row_fn         q8_row;           /* q4 weights: activations per 32-block  */
+    vt_gemm_q4_fn        gemm_q4;
     /* image resampling (every table; bit-identical, see above) */
     vt_resample_h_table_ints_fn resample_h_table_ints;
     vt_resample_h_prepare_fn    resample_h_prepare;

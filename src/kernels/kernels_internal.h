@@ -67,6 +67,10 @@ void  vt_ref_gemm_i8(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t 
                      const float *a_scale, const int8_t *W, const float *w_scale,
                      const int32_t *wsum, const float *bias, float *C, int64_t ldc,
                      int accumulate);
+void  vt_ref_q8_row(int64_t K, const float *x, uint8_t *row);
+void  vt_ref_gemm_q4(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A, int64_t lda,
+                     const uint8_t *W, const float *bias, float *C, int64_t ldc, int accumulate);
+uint16_t vt_f32_to_f16(float x);
 
 /* ref/ref_eltwise.c */
 void vt_ref_add_f32(int64_t n, const float *x, float *y);
@@ -106,6 +110,10 @@ void  vt_gemm_bf16_avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n, const
                               int64_t lda, const uint16_t *W, const float *bias, float *C,
                               int64_t ldc, int accumulate);
 float vt_u8_row_avx512vnni(int64_t K, const float *x, uint8_t *y);
+void  vt_q8_row_avx512vnni(int64_t K, const float *x, uint8_t *row);
+void  vt_gemm_q4_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
+                            int64_t lda, const uint8_t *W, const float *bias, float *C,
+                            int64_t ldc, int accumulate);
 void  vt_gemm_i8_avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A,
                             int64_t lda, const float *a_scale, const int8_t *W,
                             const float *w_scale, const int32_t *wsum, const float *bias,

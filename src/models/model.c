@@ -182,8 +182,8 @@ static int pack_linears(vtok_model *m, const vtok_model_params *p, vtok_status *
 
 int vtok_dtype_from_name(const char *name)
 {
-    static const char *const names[] = {"f32", "bf16", "int8"};
-    for (int i = 0; name && i < 3; i++)
+    static const char *const names[] = {"f32", "bf16", "int8", "q4"};
+    for (int i = 0; name && i < 4; i++)
         if (strcmp(name, names[i]) == 0)
             return i;
     if (name && strcmp(name, "float32") == 0)
@@ -199,6 +199,7 @@ const char *vtok_dtype_name(int dtype)
     case VTOK_DTYPE_F32:  return "f32";
     case VTOK_DTYPE_BF16: return "bf16";
     case VTOK_DTYPE_INT8: return "int8";
+    case VTOK_DTYPE_Q4:   return "q4";
     }
     return "unknown";
 }
@@ -216,7 +217,7 @@ static vtok_model *load_model(const char *cfg_name, const char *text, size_t len
         return NULL;
     }
     cJSON *empty = NULL;
-    if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_INT8) {
+    if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_Q4) {
         vt_fail(st, VTOK_EINVAL, "unknown dtype %d", p->dtype);
         goto fail;
     }

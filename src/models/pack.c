@@ -53,6 +53,8 @@ static size_t packed_bytes(const vt_kernels *k, int dtype, const vt_linear *l)
         return vt_lp_bf16_size(l->n_out, l->n_in) * sizeof(uint16_t);
     case VTOK_DTYPE_INT8: /* weights, then scale[np] and wsum[np] */
         return (vt_lp_i8_size(l->n_out, l->n_in) + 63) / 64 * 64 + 2 * np * sizeof(float);
+    case VTOK_DTYPE_Q4:
+        return vt_lp_q4_size(l->n_out, l->n_in);
     default:
         return k->gemm_packed_floats(l->n_out, l->n_in) * sizeof(float);
     }
@@ -74,6 +76,8 @@ static void pack_task(void *arg, int64_t i, int tid)
         if (vt_lp_pack_i8(j->k, l->n_out, l->n_in, l->w, (int8_t *)d, scale,
                           (int32_t *)(scale + np)))
             j->failed = 1;
+    } else if (j->dtype == VTOK_DTYPE_Q4) {
+        vt_lp_pack_q4(l->n_out, l->n_in, l->w, (uint8_t *)d);
     } else {
         j->k->gemm_pack_nk(l->n_out, l->n_in, l->w, (float *)d);
     }
@@ -130,7 +134,8 @@ int vt_pack_linears(vt_linear *const *l, int64_t n, int dtype, const vt_wsrc *w,
                 x->packed_by = k;
                 continue;
             }
-            x->lp = dtype == VTOK_DTYPE_BF16 ? VT_LP_BF16 : VT_LP_INT8;
+            x->lp = dtype == VTOK_DTYPE_BF16 ? VT_LP_BF16
+                    : dtype == VTOK_DTYPE_Q4 ? VT_LP_Q4 : VT_LP_INT8;
             x->lpw = dst[i];
             if (dtype == VTOK_DTYPE_INT8) {
                 const size_t np = (size_t)vt_lp_kpad(x->n_out, VT_LP_NR);

@@ -836,7 +836,7 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
     r->dtype = p->dtype;
     r->load_threads = p->n_threads;
     r->load_pool = p->threadpool;
-    if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_INT8) {
+    if (p->dtype < VTOK_DTYPE_F32 || p->dtype > VTOK_DTYPE_Q4) {
         vtok_recipe_free(r);
         vt_fail(st, VTOK_EINVAL, "unknown dtype %d", p->dtype);
         return NULL;

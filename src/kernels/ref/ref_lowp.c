@@ -3,6 +3,7 @@
  * kernels.h's bf16 / int8 section). Straight loops over the packed layouts.
  */
 #include "kernels/kernels_internal.h"
+#include "core/vt.h"
 
 #include <math.h>
 #include <string.h>
@@ -96,4 +97,92 @@ void vt_ref_gemm_i8(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *
             v = bias ? v + bias[jj] : v;
             C[i * ldc + jj] = accumulate ? C[i * ldc + jj] + v : v;
         }
+}
+
+/* ---- q4 weights x q8 activations (kernels.h) ---- */
+
+/* float -> IEEE half, round to nearest even; overflow to +-inf, NaN quiet. */
+uint16_t vt_f32_to_f16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    const uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u)
+        return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) /* rounds to >= 65520: inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a < 0x38800000u) { /* below 2^-14: a half denormal (or zero) */
+        if (a < 0x33000000u) /* below 2^-25: rounds to zero */
+            return (uint16_t)sign;
+        const uint32_t m = (a & 0x7fffffu) | 0x800000u;
+        const int shift = 126 - (int)(a >> 23); /* 14..24 */
+        uint32_t h = m >> shift;
+        const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1u)))
+            h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((a >> 13) - (112u << 10)); /* rebias 127 -> 15 */
+    const uint32_t rem = a & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+        h++;
+    return (uint16_t)(sign | h);
+}
+
+void vt_ref_q8_row(int64_t K, const float *x, uint8_t *row)
+{
+    const int64_t Kp = vt_lp_kpad(K, VT_Q4_BLOCK), nb = Kp / VT_Q4_BLOCK;
+    int8_t *a = (int8_t *)row;
+    float *s = (float *)(row + Kp);
+    int32_t *sum = (int32_t *)(s + nb);
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t k0 = b * VT_Q4_BLOCK, k1 = k0 + VT_Q4_BLOCK < K ? k0 + VT_Q4_BLOCK : K;
+        float mx = 0.0f;
+        for (int64_t k = k0; k < k1; k++)
+            mx = fabsf(x[k]) > mx ? fabsf(x[k]) : mx;
+        const int live = mx > 0.0f && isfinite(mx);
+        const float inv = live ? 127.0f / mx : 0.0f;
+        int32_t t = 0;
+        for (int64_t k = k0; k < k0 + VT_Q4_BLOCK; k++) {
+            int q = 0;
+            if (k < k1) {
+                const float r = vt_rne_small(x[k] * inv);
+                q = r != r ? 0 : r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r;
+            }
+            a[k] = (int8_t)q;
+            t += q;
+        }
+        s[b] = live ? mx / 127.0f : 0.0f;
+        sum[b] = t;
+    }
+}
+
+void vt_ref_gemm_q4(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A, int64_t lda,
+                    const uint8_t *W, const float *bias, float *C, int64_t ldc, int accumulate)
+{
+    const int64_t Kp = vt_lp_kpad(K, VT_Q4_BLOCK), nb = Kp / VT_Q4_BLOCK;
+    for (int64_t i = 0; i < M; i++) {
+        const int8_t *a = (const int8_t *)(A + i * lda);
+        const float *s = (const float *)(A + i * lda + Kp);
+        const int32_t *asum = (const int32_t *)(s + nb);
+        for (int64_t jj = 0; jj < n; jj++) {
+            const int64_t j = n0 + jj, c = j % VT_LP_NR, h = c / 16, col = c % 16;
+            const uint8_t *panel = W + (j / VT_LP_NR) * nb * VT_Q4_BYTES;
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = panel + b * VT_Q4_BYTES;
+                int32_t dot = 0;
+                for (int kk = 0; kk < VT_Q4_BLOCK; kk++) {
+                    const int L = kk / 8, hi = (kk % 8) / 4, t = kk % 4;
+                    const uint8_t byte = blk[h * 256 + L * 64 + col * 4 + t];
+                    dot += (int32_t)a[b * VT_Q4_BLOCK + kk] * (int32_t)(hi ? byte >> 4 : byte & 15);
+                }
+                uint16_t dh;
+                memcpy(&dh, blk + 512 + 2 * c, 2);
+                acc = fmaf((float)(dot - 8 * asum[b]), vt_f16_to_f32(dh) * s[b], acc);
+            }
+            const float v = acc + (bias ? bias[jj] : 0.0f);
+            C[i * ldc + jj] = accumulate ? C[i * ldc + jj] + v : v;
+        }
+    }
 }
