@@ -593,6 +593,133 @@ int vtok_convert_to_safetensors(const char *in_path, const char *out_path, vtok_
 /* Free memory vtok allocated for the caller. NULL is a no-op. */
 void vtok_free(void *p);
 
+/* ------------------------------------------------------------------ LLM -- */
+
+/*
+ * Decoder LLMs (LLaMA-2 / Vicuna, LLaMA-3, Mistral, Qwen2) from Hugging Face
+ * folders: config.json + safetensors (sharded or not) + tokenizer.json
+ * (+ tokenizer_config.json: special tokens, chat_template). The numerics are
+ * transformers' (float32 is the parity path; bf16 / int8 / q4 weights via
+ * vtok_model_params.dtype).
+ *
+ * Thread safety: a vtok_llm is read-only after load and may be shared by
+ * threads; a vtok_llm_ctx (one sequence: KV cache, work memory, sampler)
+ * belongs to one thread at a time. Pointers returned by a context are valid
+ * until its next call.
+ */
+typedef struct vtok_llm     vtok_llm;
+typedef struct vtok_llm_ctx vtok_llm_ctx;
+
+/* path: the model folder (or its config.json); the tokenizer is read from
+ * the same folder. p: dtype, n_threads and threadpool as for vision models
+ * (NULL = defaults). NULL on error with *st filled. */
+vtok_llm *vtok_llm_load(const char *path, const vtok_model_params *p, vtok_status *st);
+void      vtok_llm_free(vtok_llm *m); /* after every context made from it */
+
+typedef struct vtok_llm_info {
+    const char *arch;          /* "llama", "mistral", "qwen2"                           */
+    const char *compute_dtype; /* "f32", "bf16", "int8", "q4"                           */
+    int64_t vocab;             /* logits per position (config vocab_size)              */
+    int64_t hidden_size;       /* rows of embeddings spliced in (inputs_embeds)         */
+    int64_t n_layers, n_heads, n_kv_heads, head_dim;
+    int64_t max_tokens;        /* positions a context may hold at most                  */
+    int32_t bos, eos;          /* token ids, -1 if the tokenizer has none               */
+    int     has_chat_template; /* tokenizer_config.json has one                         */
+    int     reserved0;
+} vtok_llm_info;
+int vtok_llm_get_info(const vtok_llm *m, vtok_llm_info *info);
+
+/* Text <-> ids, as Hugging Face tokenizers (encode: add_special applies the
+ * post-processor, e.g. BOS). Both return the full count (ids / bytes) and
+ * write at most cap (like snprintf: cap 0 to size a buffer; decode writes a
+ * NUL when cap > 0), or a negative code. */
+int64_t vtok_tokenize(const vtok_llm *m, const char *text, size_t len, int add_special,
+                      int32_t *ids, int64_t cap, vtok_status *st);
+int64_t vtok_detokenize(const vtok_llm *m, const int32_t *ids, int64_t n, int skip_special,
+                        char *buf, size_t cap, vtok_status *st);
+/* The vocabulary entry of id (as stored: "Ġthe", "▁the"), NULL if none. */
+const char *vtok_token_piece(const vtok_llm *m, int32_t id);
+/* The id of a vocabulary entry or added token, -1 if absent. */
+int32_t vtok_token_id(const vtok_llm *m, const char *piece);
+
+/* A chat rendered to prompt text. template_name: NULL for the folder's
+ * tokenizer_config.json chat_template, or a built-in format ("vicuna_v1",
+ * ...: vtok_chat_template_name). *out is allocated (free with vtok_free). */
+typedef struct vtok_chat_msg {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content; /* UTF-8                         */
+} vtok_chat_msg;
+int vtok_chat_render(const vtok_llm *m, const char *template_name, const vtok_chat_msg *msgs,
+                     int64_t n, int add_generation_prompt, char **out, vtok_status *st);
+/* Built-in chat formats: the i-th name, NULL past the last. */
+const char *vtok_chat_template_name(int i);
+
+/* A context: one sequence of up to n_ctx positions (0 = min(max_tokens,
+ * 4096)). p as for vision contexts: threads, pool, mem_limit, callbacks
+ * (abort_cb is polled before each layer of an eval). */
+vtok_llm_ctx *vtok_llm_ctx_new(vtok_llm *m, int64_t n_ctx, const vtok_ctx_params *p,
+                               vtok_status *st);
+void          vtok_llm_ctx_free(vtok_llm_ctx *c);
+void          vtok_llm_reset(vtok_llm_ctx *c);             /* forget the sequence  */
+int64_t       vtok_llm_n_past(const vtok_llm_ctx *c);      /* positions held       */
+const char   *vtok_llm_errmsg(const vtok_llm_ctx *c);
+
+/* New positions after those held: n ids, or rows of hidden_size floats
+ * (inputs_embeds: how image rows enter), or ids with some positions taken
+ * from embeds (embed_pos[k] < n gets row k). */
+typedef struct vtok_llm_batch {
+    int64_t        n;
+    const int32_t *ids;       /* n ids, or NULL: every row from embeds       */
+    const float   *embeds;    /* rows of hidden_size floats, or NULL          */
+    const int64_t *embed_pos; /* with ids: the positions of the embeds rows   */
+    int64_t        n_embeds;  /* rows in embeds                               */
+} vtok_llm_batch;
+
+/* Run the batch through the model (a whole prompt at once, or one token)
+ * and keep its positions. Afterwards vtok_llm_logits gives the last
+ * position's logits [vocab]. Refuses ids out of range and batches past the
+ * context (VTOK_ELIMIT: "N positions held + M new > n_ctx"). */
+int          vtok_llm_eval(vtok_llm_ctx *c, const vtok_llm_batch *b);
+const float *vtok_llm_logits(const vtok_llm_ctx *c);
+
+typedef struct vtok_gen_params {
+    size_t   size;               /* sizeof(vtok_gen_params): set by the default params   */
+    int64_t  max_tokens;         /* new tokens at most (default 256)                      */
+    int      greedy;             /* 1: argmax, as do_sample=False (default 1)             */
+    float    temperature;        /* sampling: > 0 (default 1)                             */
+    int64_t  top_k;              /* 0 = off (default)                                     */
+    float    top_p;              /* (0, 1], 1 = off (default)                             */
+    float    min_p;              /* [0, 1], 0 = off (default)                             */
+    float    repetition_penalty; /* > 0, 1 = off (default)                                */
+    int      reserved0;
+    uint64_t seed;               /* sampling generator seed (default 0)                   */
+    const int32_t *stop_ids;     /* stop after emitting one of these; NULL: the EOS id    */
+    int64_t  n_stop_ids;
+    const char *const *stop_strings; /* stop when the text ends with one (NULL: none)     */
+    int64_t  n_stop_strings;
+    /* Called with each new token and its text as it is completed (UTF-8; a
+     * token that ends mid-character is held back until the character is
+     * whole); nonzero stops generation. NULL: no streaming. */
+    int    (*on_token)(void *user, int32_t id, const char *text, size_t len);
+    void    *user;
+} vtok_gen_params;
+
+void vtok_gen_params_init(vtok_gen_params *p, size_t size);
+static inline vtok_gen_params vtok_gen_default_params(void)
+{
+    vtok_gen_params p;
+    vtok_gen_params_init(&p, sizeof p);
+    return p;
+}
+
+/* Generate after the positions held (evaluate the prompt first with
+ * vtok_llm_eval): up to max_tokens ids into out (cap entries), stopping at a
+ * stop id (which is written), a stop string, on_token's request or the
+ * context's end (VTOK_ELIMIT after writing what fit). *n_out: ids written.
+ * Returns 0 or a code (the ids before the failure are in out). */
+int vtok_llm_generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int64_t cap,
+                      int64_t *n_out);
+
 /* ------------------------------------------------------------- platform -- */
 
 /* Force the plain-C reference kernels (1) or allow ISA-specific ones (0).

@@ -12,6 +12,7 @@
  * Exit status 0 on success; otherwise one line on stderr says what went wrong.
  */
 #include "vtok.h"
+#include "llm_cli.h"
 #include "outset.h"
 
 #include <errno.h>
@@ -68,6 +69,14 @@ static void usage(FILE *f)
             "  detokenize --recipe NAME|FILE --model DIR --ids ids.npy --out DIR\n"
             "         [--dump DIR] [--dtype D] [--threads N] [--iters N]\n"
             "         ids back to embeddings (seed: generation_embeddings.npy [N, 77, 768])\n"
+            "  generate --llm DIR -p TEXT [--chat [FORMAT]] [--max-tokens N] [--temperature T]\n"
+            "         [--top-k K] [--top-p P] [--min-p M] [--repetition-penalty R] [--seed S]\n"
+            "         [--stop STR]... [--dtype f32|bf16|int8|q4] [--ctx N] [--threads N] [--json]\n"
+            "         text generation with a LLaMA / Mistral / Qwen2 folder, streamed to stdout;\n"
+            "         --chat wraps TEXT as a user turn in the folder's chat template (or a\n"
+            "         built-in FORMAT such as vicuna_v1); greedy unless --temperature > 0\n"
+            "  tokenize-text --llm DIR [--no-special] TEXT\n"
+            "         the ids and vocabulary pieces of TEXT, one per line\n"
             "  recipes                list the shipped recipes\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
@@ -756,6 +765,11 @@ int main(int argc, char **argv)
         printf("vtok %s\n", vtok_version());
         return 0;
     }
+    /* The language-model commands read their own options. */
+    if (!strcmp(cmd, "generate"))
+        return cli_generate(argc, argv);
+    if (!strcmp(cmd, "tokenize-text"))
+        return cli_tokenize_text(argc, argv);
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;

@@ -1,0 +1,627 @@
+/*
+ * llm_api.c - the public LLM API (include/vtok.h "LLM"): a decoder
+ * (llm.h), its tokenizer (text/tokenizer.h) and chat template
+ * (text/jinja.h), contexts over a KV cache, and generation with the
+ * sampler (sample.h).
+ */
+#include "llm.h"
+#include "pack.h"
+#include "sample.h"
+
+#include "../core/ctx.h"
+#include "../io/io.h"
+#include "../io/opt.h"
+#include "../text/jinja.h"
+#include "../text/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DEFAULT_N_CTX 4096
+#define MAX_CHUNK 512          /* positions one forward call runs (prefill in chunks) */
+#define MAX_TOKENIZER_CONFIG ((size_t)16 << 20)
+
+struct vtok_llm {
+    vt_llm        m;
+    vt_tokenizer *tok;
+    vt_jinja     *tmpl;          /* tokenizer_config.json chat_template, or NULL */
+    char          tmpl_err[160]; /* why there is none, for vtok_chat_render     */
+    cJSON        *special;       /* {"bos_token": "...", ...} for templates      */
+    void         *packed;
+    int64_t       lp_max_in;
+    int           dtype;
+};
+
+struct vtok_llm_ctx {
+    vtok_llm   *m;
+    vt_ctx_base b;
+    vt_arena    arena;
+    vt_llm_seq  seq;
+    float      *logits;     /* [vocab], arena */
+    int         have_logits;
+    int32_t    *hist;       /* ids of the sequence for the repetition penalty */
+    int64_t     n_hist, cap_hist;
+    vtok_status st;
+};
+
+/* ---- load ---- */
+
+/* The folder of path (a folder, or a file in one). */
+static void folder_of(const char *path, char *dir, size_t n)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(dir, n, "%s", path);
+        return;
+    }
+    const char *s = strrchr(path, '/');
+    if (!s)
+        snprintf(dir, n, ".");
+    else
+        snprintf(dir, n, "%.*s", (int)(s - path) > 0 ? (int)(s - path) : 1, path);
+}
+
+/* A special token as tokenizer_config.json writes it: a string, or an
+ * AddedToken dict {"content": ...}. */
+static const char *token_text(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return v->valuestring;
+    const cJSON *c = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "content") : NULL;
+    return cJSON_IsString(c) ? c->valuestring : NULL;
+}
+
+/* chat_template and the special tokens of tokenizer_config.json (optional
+ * file). A template that vtok cannot parse does not fail the load: the
+ * reason is kept for vtok_chat_render. */
+static int read_tokenizer_config(vtok_llm *L, const char *dir, vtok_status *st)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    L->special = cJSON_CreateObject();
+    if (!L->special)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(L->tmpl_err, sizeof L->tmpl_err, "%s: no tokenizer_config.json", dir);
+        return 0;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int rc = vt_read_file(path, MAX_TOKENIZER_CONFIG, &text, &len, st);
+    if (rc)
+        return rc;
+    cJSON *cfg = NULL;
+    rc = vt_json_parse_object(text, len, "tokenizer_config.json", &cfg, st);
+    free(text);
+    if (rc)
+        return rc;
+    static const char *const names[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
+    for (int i = 0; i < 4; i++) {
+        const char *t = token_text(cJSON_GetObjectItemCaseSensitive(cfg, names[i]));
+        if (t && !cJSON_AddStringToObject(L->special, names[i], t)) {
+            cJSON_Delete(cfg);
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        }
+    }
+    /* chat_template: a string, or a list of {"name", "template"} (take "default") */
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+    const char *src = cJSON_IsString(ct) ? ct->valuestring : NULL;
+    if (cJSON_IsArray(ct)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, ct) {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "template");
+            if (cJSON_IsString(n) && !strcmp(n->valuestring, "default") && cJSON_IsString(t))
+                src = t->valuestring;
+        }
+    }
+    if (!src) {
+        snprintf(L->tmpl_err, sizeof L->tmpl_err, "%s has no chat_template", path);
+    } else {
+        char err[128];
+        if (vt_jinja_parse(&L->tmpl, src, strlen(src), err, sizeof err))
+            snprintf(L->tmpl_err, sizeof L->tmpl_err, "chat_template of %s: %s", path, err);
+    }
+    cJSON_Delete(cfg);
+    return 0;
+}
+
+vtok_llm *vtok_llm_load(const char *path, const vtok_model_params *user_p, vtok_status *st)
+{
+    if (!path) {
+        vt_fail(st, VTOK_EINVAL, "no LLM path");
+        return NULL;
+    }
+    vtok_model_params p = vtok_model_default_params();
+    if (vt_params_read(&p, sizeof p, user_p, "vtok_model_params", st))
+        return NULL;
+    if (p.dtype < VTOK_DTYPE_F32 || p.dtype > VTOK_DTYPE_Q4) {
+        vt_fail(st, VTOK_EINVAL, "vtok_model_params: unknown dtype %d", p.dtype);
+        return NULL;
+    }
+    vtok_llm *L = calloc(1, sizeof *L);
+    if (!L) {
+        vt_fail(st, VTOK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    L->dtype = p.dtype;
+    char dir[4096];
+    folder_of(path, dir, sizeof dir);
+    int rc = vt_llm_load(&L->m, path, st);
+    if (!rc && (rc = vt_tok_load(&L->tok, dir, st)) == 0 &&
+        vt_tok_vocab_size(L->tok) > L->m.c.vocab) {
+        rc = vt_fail(st, VTOK_EFORMAT, "%s: the tokenizer has %lld ids but the model only %lld "
+                     "(vocab_size)", dir, (long long)vt_tok_vocab_size(L->tok),
+                     (long long)L->m.c.vocab);
+    }
+    if (!rc)
+        rc = read_tokenizer_config(L, dir, st);
+    if (!rc) {
+        int64_t n = vt_llm_linears(&L->m, NULL);
+        vt_linear **l = n > 0 ? malloc((size_t)n * sizeof *l) : NULL;
+        if (n > 0 && !l) {
+            rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+        } else if (n > 0) {
+            vt_llm_linears(&L->m, l);
+            vt_wsrc src = vt_wsrc_one(L->m.w, NULL, NULL);
+            rc = vt_pack_linears(l, n, p.dtype, &src, p.threadpool, p.n_threads, &L->packed,
+                                 &L->lp_max_in, st);
+            free(l);
+        }
+    }
+    if (rc) {
+        vtok_llm_free(L);
+        return NULL;
+    }
+    return L;
+}
+
+void vtok_llm_free(vtok_llm *L)
+{
+    if (!L)
+        return;
+    vt_llm_free(&L->m);
+    vt_tok_free(L->tok);
+    vt_jinja_free(L->tmpl);
+    cJSON_Delete(L->special);
+    vt_free(L->packed);
+    free(L);
+}
+
+int vtok_llm_get_info(const vtok_llm *L, vtok_llm_info *info)
+{
+    if (!L || !info)
+        return VTOK_EINVAL;
+    static const char *const arch[] = {"llama", "mistral", "qwen2"};
+    const vt_llm_config *c = &L->m.c;
+    memset(info, 0, sizeof *info);
+    info->arch = c->arch >= 0 && c->arch < 3 ? arch[c->arch] : "?";
+    info->compute_dtype = vtok_dtype_name(L->dtype);
+    info->vocab = c->vocab;
+    info->hidden_size = c->hidden;
+    info->n_layers = c->n_layers;
+    info->n_heads = c->heads;
+    info->n_kv_heads = c->kv_heads;
+    info->head_dim = c->head_dim;
+    info->max_tokens = c->max_tokens;
+    info->bos = vt_tok_bos(L->tok);
+    info->eos = vt_tok_eos(L->tok);
+    info->has_chat_template = L->tmpl != NULL;
+    return 0;
+}
+
+/* ---- text ---- */
+
+int64_t vtok_tokenize(const vtok_llm *L, const char *text, size_t len, int add_special,
+                      int32_t *ids, int64_t cap, vtok_status *st)
+{
+    if (!L || (!text && len) || (!ids && cap > 0) || cap < 0)
+        return vt_fail(st, VTOK_EINVAL, "vtok_tokenize: bad argument");
+    return vt_tok_encode(L->tok, text ? text : "", len, add_special, ids, cap, st);
+}
+
+int64_t vtok_detokenize(const vtok_llm *L, const int32_t *ids, int64_t n, int skip_special,
+                        char *buf, size_t cap, vtok_status *st)
+{
+    if (!L || (!ids && n) || n < 0 || (!buf && cap))
+        return vt_fail(st, VTOK_EINVAL, "vtok_detokenize: bad argument");
+    return vt_tok_decode(L->tok, ids, n, skip_special, buf, cap, st);
+}
+
+const char *vtok_token_piece(const vtok_llm *L, int32_t id)
+{
+    return L ? vt_tok_piece(L->tok, id) : NULL;
+}
+
+int32_t vtok_token_id(const vtok_llm *L, const char *piece)
+{
+    return L && piece ? vt_tok_id(L->tok, piece) : -1;
+}
+
+const char *vtok_chat_template_name(int i)
+{
+    return i >= 0 ? vt_jinja_builtin_name(i) : NULL;
+}
+
+int vtok_chat_render(const vtok_llm *L, const char *name, const vtok_chat_msg *msgs, int64_t n,
+                     int add_generation_prompt, char **out, vtok_status *st)
+{
+    if (!L || !out || n < 0 || (n && !msgs))
+        return vt_fail(st, VTOK_EINVAL, "vtok_chat_render: bad argument");
+    *out = NULL;
+    vt_jinja *own = NULL;
+    const vt_jinja *t = L->tmpl;
+    char err[160];
+    if (name) {
+        const char *src = vt_jinja_builtin(name);
+        if (!src)
+            return vt_fail(st, VTOK_EINVAL, "unknown chat format '%s'", name);
+        if (vt_jinja_parse(&own, src, strlen(src), err, sizeof err))
+            return vt_fail(st, VTOK_EFORMAT, "chat format %s: %s", name, err);
+        t = own;
+    } else if (!t) {
+        return vt_fail(st, VTOK_EMISSING, "%s", L->tmpl_err);
+    }
+    int rc = 0;
+    cJSON *ctx = cJSON_Duplicate(L->special, 1), *list = cJSON_CreateArray();
+    if (!ctx || !list || !cJSON_AddItemToObject(ctx, "messages", list)) {
+        cJSON_Delete(list);
+        rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        if (!m || !cJSON_AddItemToArray(list, m) ||
+            !cJSON_AddStringToObject(m, "role", msgs[i].role ? msgs[i].role : "user") ||
+            !cJSON_AddStringToObject(m, "content", msgs[i].content ? msgs[i].content : "")) {
+            rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    if (!cJSON_AddBoolToObject(ctx, "add_generation_prompt", add_generation_prompt != 0)) {
+        rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+        goto done;
+    }
+    size_t len = 0;
+    if ((rc = vt_jinja_render(t, ctx, out, &len, err, sizeof err)))
+        rc = vt_fail(st, rc, "chat template: %s", err);
+done:
+    cJSON_Delete(ctx);
+    vt_jinja_free(own);
+    return rc;
+}
+
+/* ---- contexts ---- */
+
+vtok_llm_ctx *vtok_llm_ctx_new(vtok_llm *L, int64_t n_ctx, const vtok_ctx_params *p,
+                               vtok_status *st)
+{
+    if (!L) {
+        vt_fail(st, VTOK_EINVAL, "no LLM");
+        return NULL;
+    }
+    const int64_t max = L->m.c.max_tokens;
+    if (n_ctx < 0 || n_ctx > max) {
+        vt_fail(st, VTOK_ELIMIT, "context of %lld positions: the model holds at most %lld",
+                (long long)n_ctx, (long long)max);
+        return NULL;
+    }
+    if (n_ctx == 0)
+        n_ctx = max < DEFAULT_N_CTX ? max : DEFAULT_N_CTX;
+    vtok_llm_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        vt_fail(st, VTOK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->m = L;
+    const int64_t chunk = n_ctx < MAX_CHUNK ? n_ctx : MAX_CHUNK;
+    int rc = vt_ctx_base_init(&c->b, p, "LLM context", st);
+    if (!rc)
+        rc = vt_llm_seq_init(&c->seq, &L->m, n_ctx, chunk, st);
+    if (!rc) {
+        vt_planner pl;
+        vt_planner_init(&pl);
+        vt_ctx_plan_exec(&c->b, &pl, chunk, chunk, L->lp_max_in);
+        vt_plan_floats(&pl, &c->logits, L->m.c.vocab);
+        rc = vt_ctx_commit(&c->b, &pl, &c->arena, "an LLM context", st);
+        vt_planner_free(&pl);
+    }
+    if (rc) {
+        vtok_llm_ctx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void vtok_llm_ctx_free(vtok_llm_ctx *c)
+{
+    if (!c)
+        return;
+    vt_llm_seq_free(&c->seq);
+    vt_arena_free(&c->arena);
+    vt_ctx_base_free(&c->b);
+    free(c->hist);
+    free(c);
+}
+
+void vtok_llm_reset(vtok_llm_ctx *c)
+{
+    if (!c)
+        return;
+    vt_llm_seq_reset(&c->seq);
+    c->have_logits = 0;
+    c->n_hist = 0;
+}
+
+int64_t vtok_llm_n_past(const vtok_llm_ctx *c)
+{
+    return c ? c->seq.n_past : 0;
+}
+
+const char *vtok_llm_errmsg(const vtok_llm_ctx *c)
+{
+    return c ? c->st.msg : "no context";
+}
+
+const float *vtok_llm_logits(const vtok_llm_ctx *c)
+{
+    return c && c->have_logits ? c->logits : NULL;
+}
+
+static int hist_push(vtok_llm_ctx *c, const int32_t *ids, int64_t n)
+{
+    if (c->n_hist + n > c->cap_hist) {
+        int64_t cap = c->cap_hist ? c->cap_hist : 256;
+        while (cap < c->n_hist + n)
+            cap *= 2;
+        int32_t *h = realloc(c->hist, (size_t)cap * sizeof *h);
+        if (!h)
+            return vt_fail(&c->st, VTOK_ENOMEM, "out of memory");
+        c->hist = h;
+        c->cap_hist = cap;
+    }
+    memcpy(c->hist + c->n_hist, ids, (size_t)n * sizeof *ids);
+    c->n_hist += n;
+    return 0;
+}
+
+/* Run b in chunks of the sequence's max_chunk; logits of the last position. */
+static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
+{
+    vtok_status *st = &c->st;
+    const vt_llm_config *cf = &c->m->m.c;
+    if (!b || b->n < 1 || (!b->ids && !b->embeds) || b->n_embeds < 0 ||
+        (b->n_embeds && !b->embeds) || (b->ids && b->n_embeds && !b->embed_pos))
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_eval: a batch needs n >= 1 and ids and/or "
+                       "embeds (with embed_pos when both)");
+    if (!b->ids && b->n_embeds != b->n)
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_eval: %lld embedding rows for %lld positions",
+                       (long long)b->n_embeds, (long long)b->n);
+    if (c->seq.n_past + b->n > c->seq.cap)
+        return vt_fail(st, VTOK_ELIMIT, "%lld positions held + %lld new exceed the context of "
+                       "%lld", (long long)c->seq.n_past, (long long)b->n, (long long)c->seq.cap);
+    for (int64_t i = 0; b->ids && i < b->n; i++)
+        if (b->ids[i] < 0 || b->ids[i] >= cf->vocab)
+            return vt_fail(st, VTOK_EINVAL, "id %d at position %lld is outside the vocabulary "
+                           "(0..%lld)", b->ids[i], (long long)i, (long long)cf->vocab - 1);
+    for (int64_t k = 0; b->ids && k < b->n_embeds; k++)
+        if (b->embed_pos[k] < 0 || b->embed_pos[k] >= b->n)
+            return vt_fail(st, VTOK_EINVAL, "embed_pos[%lld] = %lld is outside the batch of %lld",
+                           (long long)k, (long long)b->embed_pos[k], (long long)b->n);
+    c->have_logits = 0;
+    int64_t *ids64 = NULL, *pos = NULL;
+    const int64_t chunk = c->seq.max_chunk;
+    if (b->ids) {
+        ids64 = malloc((size_t)b->n * sizeof *ids64);
+        pos = b->n_embeds ? malloc((size_t)b->n_embeds * sizeof *pos) : NULL;
+        if (!ids64 || (b->n_embeds && !pos)) {
+            free(ids64);
+            free(pos);
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        }
+        for (int64_t i = 0; i < b->n; i++)
+            ids64[i] = b->ids[i];
+    }
+    int rc = 0;
+    for (int64_t at = 0; at < b->n && !rc; at += chunk) {
+        if (vt_run_poll(&c->b.exec)) {
+            rc = vt_fail(st, VTOK_EABORTED, "LLM eval aborted by the abort callback after %lld "
+                         "of %lld positions", (long long)at, (long long)b->n);
+            break;
+        }
+        const int64_t n = b->n - at < chunk ? b->n - at : chunk;
+        vt_llm_input in = {.n = n};
+        if (b->ids) {
+            in.ids = ids64 + at;
+            int64_t ne = 0, first = -1;
+            for (int64_t k = 0; k < b->n_embeds; k++)
+                if (b->embed_pos[k] >= at && b->embed_pos[k] < at + n) {
+                    first = first < 0 ? k : first;
+                    pos[ne++] = b->embed_pos[k] - at;
+                }
+            /* rows of this chunk: embeds in embed_pos order, consecutive */
+            in.embeds = ne ? b->embeds + first * cf->hidden : NULL;
+            in.embed_pos = ne ? pos : NULL;
+            in.n_embed = ne;
+        } else {
+            in.embeds = b->embeds + at * cf->hidden;
+        }
+        vt_llm_output out = {.logits = at + n == b->n ? c->logits : NULL};
+        rc = vt_llm_forward(&c->seq, &c->b.exec, &in, &out, st);
+    }
+    free(ids64);
+    free(pos);
+    if (!rc) {
+        c->have_logits = 1;
+        /* transformers' repetition penalty sees input_ids: a prompt given as
+         * ids counts, one given as inputs_embeds (with image rows) does not */
+        if (b->ids && !b->n_embeds)
+            rc = hist_push(c, b->ids, b->n);
+    }
+    return rc;
+}
+
+int vtok_llm_eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    c->st.code = 0;
+    c->st.msg[0] = '\0';
+    vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
+    return vt_ctx_end(&c->b, &c->st, eval(c, b));
+}
+
+/* ---- generation ---- */
+
+void vtok_gen_params_init(vtok_gen_params *p, size_t size)
+{
+    const vtok_gen_params d = {.size = sizeof d, .max_tokens = 256, .greedy = 1,
+                               .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
+                               .repetition_penalty = 1.0f, .seed = 0};
+    vt_params_init(p, size, &d, sizeof d);
+}
+
+/* Bytes of s that form whole UTF-8 characters, not ending in an incomplete
+ * sequence or a U+FFFD (a byte-fallback character still being completed). */
+static size_t complete_prefix(const char *s, size_t n)
+{
+    size_t i = n;
+    int back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+        back++;
+    }
+    if (i > 0) {
+        const unsigned char c = (unsigned char)s[i - 1];
+        const int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                        : (c & 0xF8) == 0xF0 ? 4 : 1;
+        if (len > 1 && back + 1 < len)
+            return i - 1; /* incomplete character at the end */
+    }
+    if (n >= 3 && !memcmp(s + n - 3, "\xEF\xBF\xBD", 3))
+        return n - 3;
+    return n;
+}
+
+static int generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int64_t cap,
+                     int64_t *n_out)
+{
+    vtok_status *st = &c->st;
+    const vtok_llm *L = c->m;
+    if (!c->have_logits)
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_generate: evaluate a prompt first");
+    if ((!out && cap) || cap < 0 || p->max_tokens < 0 || p->n_stop_ids < 0 ||
+        (p->n_stop_ids && !p->stop_ids) || p->n_stop_strings < 0 ||
+        (p->n_stop_strings && !p->stop_strings))
+        return vt_fail(st, VTOK_EINVAL, "vtok_gen_params: bad argument");
+    vt_sample_params sp = {.greedy = p->greedy, .temperature = p->temperature,
+                           .top_k = p->top_k, .top_p = p->top_p, .min_p = p->min_p,
+                           .repetition_penalty = p->repetition_penalty, .seed = p->seed};
+    vt_sampler s;
+    int rc = vt_sampler_init(&s, &sp, L->m.c.vocab, st);
+    if (rc)
+        return rc;
+    const int32_t eos = vt_tok_eos(L->tok);
+    const int64_t limit = p->max_tokens < cap || !out ? p->max_tokens : cap;
+    int32_t *gen = malloc((size_t)(limit > 0 ? limit : 1) * sizeof *gen);
+    size_t tcap = 256, emitted = 0;
+    char *text = malloc(tcap);
+    if (!gen || !text) {
+        rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+        goto done;
+    }
+    int64_t n = 0;
+    while (n < limit) {
+        if (vt_run_poll(&c->b.exec)) {
+            rc = vt_fail(st, VTOK_EABORTED, "generation aborted by the abort callback after "
+                         "%lld tokens", (long long)n);
+            break;
+        }
+        const int32_t id = vt_sample(&s, c->logits, c->hist, c->n_hist);
+        gen[n++] = id;
+        if (out)
+            out[n - 1] = id;
+        if ((rc = hist_push(c, &id, 1)))
+            break;
+        int stop = 0;
+        for (int64_t k = 0; k < p->n_stop_ids; k++)
+            stop |= p->stop_ids[k] == id;
+        if (!p->stop_ids && id == eos)
+            stop = 1;
+        /* the text so far, decoded whole (decoders look at neighbours) */
+        if (p->on_token || p->n_stop_strings) {
+            int64_t len = vt_tok_decode(L->tok, gen, n, 1, text, tcap, st);
+            if (len >= 0 && (size_t)len >= tcap) {
+                tcap = (size_t)len + 256;
+                char *t = realloc(text, tcap);
+                if (!t) {
+                    rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+                    break;
+                }
+                text = t;
+                len = vt_tok_decode(L->tok, gen, n, 1, text, tcap, st);
+            }
+            if (len < 0) {
+                rc = (int)len;
+                break;
+            }
+            for (int64_t k = 0; !stop && k < p->n_stop_strings; k++) {
+                const char *ss = p->stop_strings[k];
+                const size_t sl = ss ? strlen(ss) : 0;
+                /* a stop string that ends in text not yet streamed */
+                if (sl && (size_t)len >= sl) {
+                    const size_t from = emitted >= sl ? emitted - sl + 1 : 0;
+                    for (size_t i = from; i + sl <= (size_t)len && !stop; i++)
+                        stop = !memcmp(text + i, ss, sl);
+                }
+            }
+            const size_t upto = stop ? (size_t)len : complete_prefix(text, (size_t)len);
+            if (p->on_token && upto > emitted) {
+                if (p->on_token(p->user, id, text + emitted, upto - emitted))
+                    stop = 1;
+                emitted = upto;
+            } else if (p->on_token && upto <= emitted && !stop) {
+                if (p->on_token(p->user, id, "", 0))
+                    stop = 1;
+            }
+        }
+        if (stop || n == limit)
+            break;
+        if (c->seq.n_past + 1 > c->seq.cap) {
+            rc = vt_fail(st, VTOK_ELIMIT, "the context of %lld positions is full after %lld new "
+                         "tokens", (long long)c->seq.cap, (long long)n);
+            break;
+        }
+        vt_llm_input in = {.n = 1, .ids = &(int64_t){id}};
+        vt_llm_output o = {.logits = c->logits};
+        c->have_logits = 0;
+        if ((rc = vt_llm_forward(&c->seq, &c->b.exec, &in, &o, st)))
+            break;
+        c->have_logits = 1;
+    }
+    *n_out = n;
+done:
+    free(gen);
+    free(text);
+    vt_sampler_free(&s);
+    return rc;
+}
+
+int vtok_llm_generate(vtok_llm_ctx *c, const vtok_gen_params *user_p, int32_t *out, int64_t cap,
+                      int64_t *n_out)
+{
+    if (!c || !n_out)
+        return VTOK_EINVAL;
+    *n_out = 0;
+    c->st.code = 0;
+    c->st.msg[0] = '\0';
+    vtok_gen_params p = vtok_gen_default_params();
+    int rc = vt_params_read(&p, sizeof p, user_p, "vtok_gen_params", &c->st);
+    if (rc)
+        return vt_ctx_end(&c->b, &c->st, rc);
+    vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
+    return vt_ctx_end(&c->b, &c->st, generate(c, &p, out, cap, n_out));
+}

@@ -1,0 +1,8 @@
+/* llm_cli.h - the language-model commands of the CLI (llm.c). */
+#ifndef VTOK_CLI_LLM_H
+#define VTOK_CLI_LLM_H
+
+int cli_generate(int argc, char **argv);      /* vtok generate ...      */
+int cli_tokenize_text(int argc, char **argv); /* vtok tokenize-text ... */
+
+#endif
