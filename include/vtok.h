@@ -485,6 +485,15 @@ typedef struct vtok_recipe_info {
     int64_t     ids_per_image;    /* discrete ids per image (a quantising connector), or 0 */
     int64_t     vocab;            /* ids are in [0, vocab) (0: no ids)                     */
     int         can_detokenize;   /* 1: vtok_recipe_detokenize maps ids back               */
+    int         reserved0;
+    /* How the tokens enter an LLM prompt (vtok_llm_prompt), "" if unused:
+     *   fill:      text repeated once per token between before and after; the
+     *              positions of those tokens take the image rows (GVT "I ",
+     *              Shikra/COMM "<im_patch>"); "": LLaVA's chunk rule
+     *   id_format: discrete ids written as vocabulary tokens, printf-style with
+     *              one %d (SEED-LLaMA "<img_%05d>") */
+    const char *fill;
+    const char *id_format;
 } vtok_recipe_info;
 
 /* Strings point into the recipe and live as long as it does. */
@@ -681,6 +690,29 @@ typedef struct vtok_llm_batch {
  * context (VTOK_ELIMIT: "N positions held + M new > n_ctx"). */
 int          vtok_llm_eval(vtok_llm_ctx *c, const vtok_llm_batch *b);
 const float *vtok_llm_logits(const vtok_llm_ctx *c);
+
+/*
+ * A prompt with images, spliced as a recipe's layout says (vtok_recipe_info):
+ * text holds layout->placeholder once per image, each image giving
+ * tokens_per_image (T) tokens:
+ *   id_format set (SEED): each placeholder becomes before + the image's T ids
+ *     written as vocabulary tokens + after, and the whole text is tokenized:
+ *     b gets ids only (image_ids: n_images * T ids);
+ *   fill set (GVT, Shikra/COMM): each placeholder becomes before + fill x T +
+ *     after, the whole text is tokenized, and each image's run of T fill
+ *     tokens becomes its embedding positions (GVT modeling_gvt.py
+ *     _decorate_image_embeds);
+ *   neither (LLaVA): the text between placeholders is tokenized piece by
+ *     piece and joined with T embedding positions per image, the BOS kept
+ *     once (LLaVA llava/mm_utils.py tokenizer_image_token).
+ * add_special: the tokenizer's post-processor (BOS) as for vtok_tokenize.
+ * b->ids and b->embed_pos are allocated (vtok_llm_batch_free); set b->embeds
+ * to the recipe's output rows (image 0's T rows first) before vtok_llm_eval.
+ */
+int  vtok_llm_prompt(const vtok_llm *m, const vtok_recipe_info *layout, const char *text,
+                     int64_t n_images, int64_t tokens_per_image, const int64_t *image_ids,
+                     int add_special, vtok_llm_batch *b, vtok_status *st);
+void vtok_llm_batch_free(vtok_llm_batch *b);
 
 typedef struct vtok_gen_params {
     size_t   size;               /* sizeof(vtok_gen_params): set by the default params   */

@@ -160,3 +160,74 @@ int vt_mul_ok(int64_t a, int64_t b, int64_t *out)
     *out = a * b;
     return 1;
 }
+
+/* ---- id formats ("<img_%05d>"): parsed here, never handed to printf ---- */
+
+/* The one conversion of f: *pre = bytes before it, *width (0: none), *zero,
+ * *post = offset after it. Returns 0, or -1 unless f has exactly one %d /
+ * %Nd / %0Nd (N <= 9) and otherwise only %% escapes. */
+static int id_format_parse(const char *f, size_t *pre, int *width, int *zero, size_t *post)
+{
+    int found = 0;
+    for (size_t i = 0; f[i]; i++) {
+        if (f[i] != '%')
+            continue;
+        if (f[i + 1] == '%') {
+            i++;
+            continue;
+        }
+        if (found)
+            return -1;
+        size_t j = i + 1;
+        *zero = f[j] == '0';
+        j += (size_t)*zero;
+        *width = 0;
+        if (f[j] >= '1' && f[j] <= '9')
+            *width = f[j++] - '0';
+        if (f[j] != 'd')
+            return -1;
+        *pre = i;
+        *post = j + 1;
+        found = 1;
+        i = j;
+    }
+    return found ? 0 : -1;
+}
+
+int vt_id_format_check(const char *f)
+{
+    size_t pre, post;
+    int width, zero;
+    return id_format_parse(f, &pre, &width, &zero, &post);
+}
+
+/* Append the literal text of f[a..b) (%% -> %). */
+static size_t put_literal(const char *f, size_t a, size_t b, char *out, size_t n, size_t at)
+{
+    for (size_t i = a; i < b; i++) {
+        if (f[i] == '%' && i + 1 < b && f[i + 1] == '%')
+            i++;
+        if (at + 1 < n)
+            out[at] = f[i];
+        at++;
+    }
+    return at;
+}
+
+int64_t vt_id_format(const char *f, int64_t id, char *out, size_t n)
+{
+    size_t pre, post;
+    int width, zero;
+    if (id_format_parse(f, &pre, &width, &zero, &post))
+        return -1;
+    char num[32];
+    int len = snprintf(num, sizeof num, zero ? "%0*lld" : "%*lld", width, (long long)id);
+    size_t at = put_literal(f, 0, pre, out, n, 0);
+    for (int i = 0; i < len; i++, at++)
+        if (at + 1 < n)
+            out[at] = num[i];
+    at = put_literal(f, post, strlen(f), out, n, at);
+    if (n)
+        out[at < n ? at : n - 1] = '\0';
+    return (int64_t)at;
+}

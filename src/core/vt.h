@@ -60,6 +60,13 @@ float vt_bf16_to_f32(uint16_t h);
 /* a*b into *out; returns 0 on overflow (or negative operand), 1 otherwise. */
 int vt_mul_ok(int64_t a, int64_t b, int64_t *out);
 
+/* Id formats as recipes write them ("<img_%05d>": one %d, %Nd or %0Nd with
+ * N <= 9, %% escapes): parsed by vtok, never passed to printf.
+ * vt_id_format_check: 0 if f is one. vt_id_format: the text of id, like
+ * snprintf (returns the full length, or -1 for a bad format). */
+int     vt_id_format_check(const char *f);
+int64_t vt_id_format(const char *f, int64_t id, char *out, size_t n);
+
 /* Saturating size arithmetic for memory plans. Work sizes are sums of products
  * of caller-given counts (images, tokens, widths); computed with these, a size
  * that does not fit in int64_t becomes VT_SIZE_INF, which every later product

@@ -408,9 +408,11 @@ static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
             return vt_fail(st, VTOK_EINVAL, "id %d at position %lld is outside the vocabulary "
                            "(0..%lld)", b->ids[i], (long long)i, (long long)cf->vocab - 1);
     for (int64_t k = 0; b->ids && k < b->n_embeds; k++)
-        if (b->embed_pos[k] < 0 || b->embed_pos[k] >= b->n)
-            return vt_fail(st, VTOK_EINVAL, "embed_pos[%lld] = %lld is outside the batch of %lld",
-                           (long long)k, (long long)b->embed_pos[k], (long long)b->n);
+        if (b->embed_pos[k] < 0 || b->embed_pos[k] >= b->n ||
+            (k && b->embed_pos[k] <= b->embed_pos[k - 1]))
+            return vt_fail(st, VTOK_EINVAL, "embed_pos[%lld] = %lld: positions must rise inside "
+                           "the batch of %lld", (long long)k, (long long)b->embed_pos[k],
+                           (long long)b->n);
     c->have_logits = 0;
     int64_t *ids64 = NULL, *pos = NULL;
     const int64_t chunk = c->seq.max_chunk;
@@ -624,4 +626,243 @@ int vtok_llm_generate(vtok_llm_ctx *c, const vtok_gen_params *user_p, int32_t *o
         return vt_ctx_end(&c->b, &c->st, rc);
     vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
     return vt_ctx_end(&c->b, &c->st, generate(c, &p, out, cap, n_out));
+}
+
+/* ---- prompts with images (vtok_llm_prompt) ---- */
+
+typedef struct sbuf {
+    char  *p;
+    size_t n, cap;
+    int    oom;
+} sbuf;
+
+static void sb_add(sbuf *s, const char *t, size_t n)
+{
+    if (s->oom)
+        return;
+    if (s->n + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < s->n + n + 1)
+            cap *= 2;
+        char *p = realloc(s->p, cap);
+        if (!p) {
+            s->oom = 1;
+            return;
+        }
+        s->p = p;
+        s->cap = cap;
+    }
+    memcpy(s->p + s->n, t, n);
+    s->n += n;
+    s->p[s->n] = '\0';
+}
+
+/* ids of text[0..len) into a growing list. */
+typedef struct ilist {
+    int32_t *p;
+    int64_t  n, cap;
+} ilist;
+
+static int il_tokenize(ilist *l, const vtok_llm *L, const char *t, size_t len, int special,
+                       int64_t skip, vtok_status *st)
+{
+    int64_t n = vt_tok_encode(L->tok, t, len, special, NULL, 0, st);
+    if (n < 0)
+        return (int)n;
+    int32_t *tmp = malloc((size_t)(n > 0 ? n : 1) * sizeof *tmp);
+    if (!tmp)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    vt_tok_encode(L->tok, t, len, special, tmp, n, st);
+    int rc = 0;
+    for (int64_t i = skip < n ? skip : n; i < n && !rc; i++) {
+        if (l->n == l->cap) {
+            int64_t cap = l->cap ? 2 * l->cap : 256;
+            int32_t *p = realloc(l->p, (size_t)cap * sizeof *p);
+            if (!p) {
+                rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+                break;
+            }
+            l->p = p;
+            l->cap = cap;
+        }
+        l->p[l->n++] = tmp[i];
+    }
+    free(tmp);
+    return rc;
+}
+
+static int il_push(ilist *l, int32_t id, vtok_status *st)
+{
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? 2 * l->cap : 256;
+        int32_t *p = realloc(l->p, (size_t)cap * sizeof *p);
+        if (!p)
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        l->p = p;
+        l->cap = cap;
+    }
+    l->p[l->n++] = id;
+    return 0;
+}
+
+void vtok_llm_batch_free(vtok_llm_batch *b)
+{
+    if (!b)
+        return;
+    free((void *)b->ids);
+    free((void *)b->embed_pos);
+    memset(b, 0, sizeof *b);
+}
+
+int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *text,
+                    int64_t n_images, int64_t T, const int64_t *image_ids, int add_special,
+                    vtok_llm_batch *b, vtok_status *st)
+{
+    if (!b)
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_prompt: no batch");
+    memset(b, 0, sizeof *b);
+    if (!L || !lay || !text || n_images < 0 || T < 0 || (n_images && T < 1) ||
+        !lay->placeholder || !lay->placeholder[0])
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_prompt: bad argument");
+    const char *ph = lay->placeholder, *before = lay->before ? lay->before : "";
+    const char *after = lay->after ? lay->after : "", *fill = lay->fill ? lay->fill : "";
+    const char *idf = lay->id_format ? lay->id_format : "";
+    const size_t phl = strlen(ph);
+    int64_t count = 0;
+    for (const char *s = strstr(text, ph); s; s = strstr(s + phl, ph))
+        count++;
+    if (count != n_images)
+        return vt_fail(st, VTOK_EINVAL, "the prompt has %lld '%s' placeholders for %lld images",
+                       (long long)count, ph, (long long)n_images);
+    if (idf[0] && n_images && !image_ids)
+        return vt_fail(st, VTOK_EINVAL, "recipe layout writes image ids (%s): give image_ids",
+                       idf);
+    if (n_images > 0 && T > (INT64_MAX / 8) / n_images)
+        return vt_fail(st, VTOK_ELIMIT, "%lld images of %lld tokens", (long long)n_images,
+                       (long long)T);
+    ilist ids = {0};
+    int64_t *pos = NULL, n_pos = 0;
+    int rc = 0;
+    sbuf sb = {0};
+    if (idf[0] || fill[0]) {
+        /* the whole text with each placeholder written out, tokenized at once */
+        const char *s = text;
+        for (int64_t k = 0; k < n_images; k++) {
+            const char *h = strstr(s, ph);
+            sb_add(&sb, s, (size_t)(h - s));
+            sb_add(&sb, before, strlen(before));
+            for (int64_t t = 0; t < T; t++) {
+                if (idf[0]) {
+                    char tok[96];
+                    int64_t len = vt_id_format(idf, image_ids[k * T + t], tok, sizeof tok);
+                    if (len < 0 || len >= (int64_t)sizeof tok) {
+                        rc = vt_fail(st, VTOK_EINVAL, "bad id_format '%s'", idf);
+                        goto done;
+                    }
+                    sb_add(&sb, tok, (size_t)len);
+                } else {
+                    sb_add(&sb, fill, strlen(fill));
+                }
+            }
+            sb_add(&sb, after, strlen(after));
+            s = h + phl;
+        }
+        sb_add(&sb, s, strlen(s));
+        if (sb.oom) {
+            rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+            goto done;
+        }
+        if ((rc = il_tokenize(&ids, L, sb.p ? sb.p : "", sb.n, add_special, 0, st)))
+            goto done;
+        if (fill[0] && n_images) {
+            /* the fill token: fill x T must be T copies of one id */
+            ilist f = {0};
+            sbuf fs = {0};
+            for (int64_t t = 0; t < T; t++)
+                sb_add(&fs, fill, strlen(fill));
+            rc = fs.oom ? vt_fail(st, VTOK_ENOMEM, "out of memory")
+                        : il_tokenize(&f, L, fs.p, fs.n, 0, 0, st);
+            int32_t fid = !rc && f.n == T ? f.p[0] : -1;
+            for (int64_t i = 0; fid >= 0 && i < f.n; i++)
+                fid = f.p[i] == f.p[0] ? fid : -1;
+            free(f.p);
+            free(fs.p);
+            if (rc)
+                goto done;
+            if (fid < 0) {
+                rc = vt_fail(st, VTOK_EINVAL, "layout fill '%s' is not one token per repetition "
+                             "in this tokenizer", fill);
+                goto done;
+            }
+            /* runs of the fill token whose length is a multiple of T: images */
+            if (!(pos = malloc((size_t)(n_images * T) * sizeof *pos))) {
+                rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+                goto done;
+            }
+            for (int64_t i = 0; i < ids.n;) {
+                int64_t j = i;
+                while (j < ids.n && ids.p[j] == fid)
+                    j++;
+                if (j > i && (j - i) % T == 0)
+                    for (int64_t q = i; q < j && n_pos < n_images * T; q++)
+                        pos[n_pos++] = q;
+                i = j > i ? j : i + 1;
+            }
+            if (n_pos != n_images * T) {
+                rc = vt_fail(st, VTOK_EINVAL, "the tokenized prompt holds %lld runs of %lld '%s' "
+                             "tokens for %lld images (does the text touch the fill tokens?)",
+                             (long long)(n_pos / T), (long long)T, fill, (long long)n_images);
+                goto done;
+            }
+        }
+    } else {
+        /* LLaVA tokenizer_image_token: pieces tokenized alone; if the first
+         * starts with BOS, BOS is kept once and every piece loses its first id */
+        if (!(pos = malloc((size_t)(n_images * T > 0 ? n_images * T : 1) * sizeof *pos))) {
+            rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+            goto done;
+        }
+        const int32_t bos = vt_tok_bos(L->tok);
+        int64_t offset = 0;
+        const char *s = text;
+        for (int64_t k = 0; k <= n_images; k++) {
+            const char *h = k < n_images ? strstr(s, ph) : s + strlen(s);
+            sb.n = 0;
+            sb_add(&sb, k ? after : "", k ? strlen(after) : 0);
+            sb_add(&sb, s, (size_t)(h - s));
+            if (k < n_images)
+                sb_add(&sb, before, strlen(before));
+            if (sb.oom) {
+                rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
+                goto done;
+            }
+            int64_t start = ids.n;
+            if ((rc = il_tokenize(&ids, L, sb.p ? sb.p : "", sb.n, add_special, k ? offset : 0,
+                                  st)))
+                goto done;
+            if (k == 0 && add_special && ids.n > 0 && ids.p[0] == bos && bos >= 0) {
+                offset = 1; /* the first piece keeps its BOS; later pieces drop theirs */
+                (void)start;
+            }
+            for (int64_t t = 0; k < n_images && t < T; t++) {
+                pos[n_pos++] = ids.n;
+                if ((rc = il_push(&ids, 0, st))) /* not read: the row replaces it */
+                    goto done;
+            }
+            s = k < n_images ? h + phl : s;
+        }
+    }
+    b->n = ids.n;
+    b->ids = ids.p;
+    b->embed_pos = idf[0] ? NULL : pos;
+    b->n_embeds = idf[0] ? 0 : n_pos;
+    ids.p = NULL;
+    if (idf[0])
+        free(pos);
+    pos = NULL;
+done:
+    free(ids.p);
+    free(pos);
+    free(sb.p);
+    return rc;
 }

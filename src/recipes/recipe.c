@@ -844,7 +844,8 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
     r->model_dir = join(model_dir, ".");
     static const char *const keys[] = {"name", "description", "max_images", "encoders",
                                        "connector", "layout", NULL};
-    static const char *const lkeys[] = {"placeholder", "before", "after", NULL};
+    static const char *const lkeys[] = {"placeholder", "before", "after", "fill", "id_format",
+                                        NULL};
     char where[128];
     snprintf(where, sizeof where, "recipe %s", recipe);
     const cJSON *layout = cJSON_GetObjectItemCaseSensitive(j, "layout");
@@ -861,8 +862,15 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
     snprintf(where, sizeof where, "recipe %s", r->name);
     if ((rc = copy_str(layout, "placeholder", r->placeholder, sizeof r->placeholder, where, st)) ||
         (rc = copy_str(layout, "before", r->before, sizeof r->before, where, st)) ||
-        (rc = copy_str(layout, "after", r->after, sizeof r->after, where, st)))
+        (rc = copy_str(layout, "after", r->after, sizeof r->after, where, st)) ||
+        (rc = copy_str(layout, "fill", r->fill, sizeof r->fill, where, st)) ||
+        (rc = copy_str(layout, "id_format", r->id_format, sizeof r->id_format, where, st)))
         goto fail;
+    if (r->id_format[0] && vt_id_format_check(r->id_format)) {
+        rc = vt_fail(st, VTOK_EFORMAT, "%s: layout id_format '%s' must hold one %%d or %%0Nd "
+                     "(N <= 9) and no other %% but %%%%", where, r->id_format);
+        goto fail;
+    }
     r->description = strdup(desc);
     if (r->max_images < 1 || r->max_images > 65536) {
         rc = vt_fail(st, VTOK_EFORMAT, "%s: max_images must be 1..65536", where);
@@ -943,6 +951,7 @@ int vtok_recipe_get_info(const vtok_recipe *r, vtok_recipe_info *info)
         .name = r->name, .description = r->description ? r->description : "",
         .n_encoders = r->n_enc, .tokens_per_image = r->tokens, .d_out = r->d_out,
         .max_images = r->max_images, .placeholder = r->placeholder, .before = r->before,
+        .fill = r->fill, .id_format = r->id_format,
         .after = r->after, .ids_per_image = r->ids_per_image, .vocab = r->vocab,
         .can_detokenize = r->can_detok,
     };

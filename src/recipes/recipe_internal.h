@@ -57,6 +57,7 @@ struct vtok_recipe {
     char                    *file_names[VT_RECIPE_MAX_FILES];
     int                      n_files;
     char                     placeholder[64], before[64], after[64];
+    char                     fill[64], id_format[64]; /* layout (vtok_recipe_info) */
     int64_t                  max_images;
     int64_t                  tokens, d_out;   /* per image at the native size */
     int64_t                  ids_per_image, vocab;  /* discrete ids (0: none)    */

@@ -525,6 +525,10 @@ static int write_layout(const char *dir, const vtok_recipe_info *ri, const vtok_
     json_str(f, ri->before);
     fprintf(f, ",\n  \"after\": ");
     json_str(f, ri->after);
+    fprintf(f, ",\n  \"fill\": ");
+    json_str(f, ri->fill);
+    fprintf(f, ",\n  \"id_format\": ");
+    json_str(f, ri->id_format);
     fprintf(f, ",\n  \"splice\": ");
     char how[512];
     snprintf(how, sizeof how,
