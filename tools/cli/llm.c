@@ -6,6 +6,8 @@
  *                 [--repetition-penalty R] [--seed S] [--stop STR]...
  *                 [--dtype D] [--threads N] [--ctx N] [--json]
  *   vtok tokenize-text --llm DIR [--no-special] TEXT
+ *   vtok chat --recipe NAME|FILE --model DIR --llm DIR --image FILE... [-p TEXT]
+ *             [--format NAME|template|raw] [generation options as generate]
  *
  * generate streams the answer to stdout as it is made (--json: one JSON
  * object at the end instead: ids, text, timings); --chat renders the prompt
@@ -16,6 +18,7 @@
 #include "llm_cli.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,20 +148,153 @@ int cli_tokenize_text(int argc, char **argv)
     return rc;
 }
 
+/* Options shared by generate and chat; *used = 1 when argv[i] (and its
+ * value, i advanced) was one of them. */
+typedef struct gen_opts {
+    vtok_gen_params gp;
+    const char *stops[MAX_STOPS];
+    int n_stops, json, threads;
+    const char *dtype;
+    int64_t n_ctx;
+} gen_opts;
+
+static int gen_option(gen_opts *o, int argc, char **argv, int *i, int *used)
+{
+    const char *k = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    double x;
+    *used = 1;
+    if (!strcmp(k, "--json")) {
+        o->json = 1;
+        return 0;
+    }
+    static const char *const valued[] = {"--dtype", "--stop", "--max-tokens", "--temperature",
+                                         "--top-k", "--top-p", "--min-p",
+                                         "--repetition-penalty", "--seed", "--threads", "--ctx",
+                                         NULL};
+    int known = 0;
+    for (int j = 0; valued[j]; j++)
+        known |= !strcmp(k, valued[j]);
+    if (!known) {
+        *used = 0;
+        return 0;
+    }
+    if (!v)
+        return fail("%s needs a value", k);
+    (*i)++;
+    if (!strcmp(k, "--dtype"))
+        o->dtype = v;
+    else if (!strcmp(k, "--stop")) {
+        if (o->n_stops == MAX_STOPS)
+            return fail("at most 16 --stop strings");
+        o->stops[o->n_stops++] = v;
+    } else if (!strcmp(k, "--max-tokens")) {
+        if (num(k, v, 0, 1 << 20, &x))
+            return 1;
+        o->gp.max_tokens = (int64_t)x;
+    } else if (!strcmp(k, "--temperature")) {
+        if (num(k, v, 0, 100, &x))
+            return 1;
+        o->gp.greedy = x == 0.0;
+        o->gp.temperature = x == 0.0 ? 1.0f : (float)x;
+    } else if (!strcmp(k, "--top-k")) {
+        if (num(k, v, 0, 1 << 30, &x))
+            return 1;
+        o->gp.top_k = (int64_t)x;
+    } else if (!strcmp(k, "--top-p")) {
+        if (num(k, v, 1e-9, 1, &x))
+            return 1;
+        o->gp.top_p = (float)x;
+    } else if (!strcmp(k, "--min-p")) {
+        if (num(k, v, 0, 1, &x))
+            return 1;
+        o->gp.min_p = (float)x;
+    } else if (!strcmp(k, "--repetition-penalty")) {
+        if (num(k, v, 1e-6, 100, &x))
+            return 1;
+        o->gp.repetition_penalty = (float)x;
+    } else if (!strcmp(k, "--seed")) {
+        if (num(k, v, 0, 9007199254740992.0, &x))
+            return 1;
+        o->gp.seed = (uint64_t)x;
+    } else if (!strcmp(k, "--threads")) {
+        if (num(k, v, 1, 1024, &x))
+            return 1;
+        o->threads = (int)x;
+    } else if (!strcmp(k, "--ctx")) {
+        if (num(k, v, 0, 1 << 24, &x))
+            return 1;
+        o->n_ctx = (int64_t)x;
+    }
+    return 0;
+}
+
+/* Eval b, generate, print (streamed or --json). */
+static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batch *b)
+{
+    vtok_status st = {0};
+    int32_t *out = malloc((size_t)(o->gp.max_tokens > 0 ? o->gp.max_tokens : 1) * sizeof *out);
+    if (!out)
+        return fail("out of memory");
+    o->gp.stop_strings = o->n_stops ? o->stops : NULL;
+    o->gp.n_stop_strings = o->n_stops;
+    o->gp.on_token = o->json ? NULL : stream;
+    int rc = 1;
+    double t0 = now_s();
+    if (vtok_llm_eval(c, b)) {
+        fail("%s", vtok_llm_errmsg(c));
+        goto done;
+    }
+    double t1 = now_s();
+    int64_t n_out = 0;
+    int e = vtok_llm_generate(c, &o->gp, out, o->gp.max_tokens, &n_out);
+    double t2 = now_s();
+    if (!o->json)
+        printf("\n");
+    if (e) {
+        fail("%s", vtok_llm_errmsg(c));
+        goto done;
+    }
+    if (o->json) {
+        int64_t len = vtok_detokenize(m, out, n_out, 1, NULL, 0, &st);
+        char *s = len >= 0 ? malloc((size_t)len + 1) : NULL;
+        if (!s || vtok_detokenize(m, out, n_out, 1, s, (size_t)len + 1, &st) != len) {
+            free(s);
+            fail("%s", st.msg[0] ? st.msg : "out of memory");
+            goto done;
+        }
+        printf("{\"prompt_tokens\": %lld, \"prompt_ids\": [", (long long)b->n);
+        for (int64_t i = 0; i < b->n; i++)
+            printf("%s%d", i ? ", " : "", b->ids ? b->ids[i] : -1);
+        printf("], \"image_positions\": %lld, \"ids\": [", (long long)b->n_embeds);
+        for (int64_t i = 0; i < n_out; i++)
+            printf("%s%d", i ? ", " : "", out[i]);
+        printf("], \"text\": ");
+        json_text(stdout, s, (size_t)len);
+        printf(", \"prefill_ms\": %.3f, \"decode_ms\": %.3f}\n", (t1 - t0) * 1e3,
+               (t2 - t1) * 1e3);
+        free(s);
+    }
+    fprintf(stderr, "vtok: %lld prompt positions in %.1f ms (%.1f/s), %lld new tokens in %.1f ms "
+            "(%.1f tok/s)\n", (long long)b->n, (t1 - t0) * 1e3, (double)b->n / (t1 - t0),
+            (long long)n_out, (t2 - t1) * 1e3, n_out > 0 ? (double)n_out / (t2 - t1) : 0.0);
+    rc = 0;
+done:
+    free(out);
+    return rc;
+}
+
 int cli_generate(int argc, char **argv)
 {
-    const char *dir = NULL, *prompt = NULL, *chat = NULL, *dtype = NULL;
-    const char *stops[MAX_STOPS];
-    int n_stops = 0, json = 0, threads = 0, use_chat = 0;
-    int64_t n_ctx = 0;
-    vtok_gen_params gp = vtok_gen_default_params();
+    const char *dir = NULL, *prompt = NULL, *chat = NULL;
+    int use_chat = 0;
+    gen_opts o = {.gp = vtok_gen_default_params()};
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double x;
-        if (!strcmp(k, "--json")) {
-            json = 1;
+        int used;
+        if (gen_option(&o, argc, argv, &i, &used))
+            return 1;
+        if (used)
             continue;
-        }
         if (!strcmp(k, "--chat")) {
             use_chat = 1;
             if (v && v[0] != '-') { /* an optional built-in format name */
@@ -174,64 +310,20 @@ int cli_generate(int argc, char **argv)
             dir = v;
         else if (!strcmp(k, "-p") || !strcmp(k, "--prompt"))
             prompt = v;
-        else if (!strcmp(k, "--dtype"))
-            dtype = v;
-        else if (!strcmp(k, "--stop")) {
-            if (n_stops == MAX_STOPS)
-                return fail("at most 16 --stop strings");
-            stops[n_stops++] = v;
-        } else if (!strcmp(k, "--max-tokens")) {
-            if (num(k, v, 0, 1 << 20, &x))
-                return 1;
-            gp.max_tokens = (int64_t)x;
-        } else if (!strcmp(k, "--temperature")) {
-            if (num(k, v, 0, 100, &x))
-                return 1;
-            gp.greedy = x == 0.0;
-            gp.temperature = x == 0.0 ? 1.0f : (float)x;
-        } else if (!strcmp(k, "--top-k")) {
-            if (num(k, v, 0, 1 << 30, &x))
-                return 1;
-            gp.top_k = (int64_t)x;
-        } else if (!strcmp(k, "--top-p")) {
-            if (num(k, v, 1e-9, 1, &x))
-                return 1;
-            gp.top_p = (float)x;
-        } else if (!strcmp(k, "--min-p")) {
-            if (num(k, v, 0, 1, &x))
-                return 1;
-            gp.min_p = (float)x;
-        } else if (!strcmp(k, "--repetition-penalty")) {
-            if (num(k, v, 1e-6, 100, &x))
-                return 1;
-            gp.repetition_penalty = (float)x;
-        } else if (!strcmp(k, "--seed")) {
-            if (num(k, v, 0, 9007199254740992.0, &x))
-                return 1;
-            gp.seed = (uint64_t)x;
-        } else if (!strcmp(k, "--threads")) {
-            if (num(k, v, 1, 1024, &x))
-                return 1;
-            threads = (int)x;
-        } else if (!strcmp(k, "--ctx")) {
-            if (num(k, v, 0, 1 << 24, &x))
-                return 1;
-            n_ctx = (int64_t)x;
-        } else {
+        else
             return fail("generate: unknown option %s", k);
-        }
     }
     if (!dir || !prompt)
         return fail("usage: vtok generate --llm DIR -p TEXT [--chat [FORMAT]] [--max-tokens N] "
                     "[--temperature T] ... (see vtok --help)");
-    vtok_llm *m = load(dir, dtype, threads);
+    vtok_llm *m = load(dir, o.dtype, o.threads);
     if (!m)
         return 1;
     vtok_status st = {0};
     int rc = 1;
     char *text = NULL;
-    int32_t *ids = NULL, *out = NULL;
     vtok_llm_ctx *c = NULL;
+    vtok_llm_batch b = {0};
     const char *ptext = prompt;
     if (use_chat) {
         vtok_chat_msg msg = {.role = "user", .content = prompt};
@@ -241,70 +333,217 @@ int cli_generate(int argc, char **argv)
         }
         ptext = text;
     }
-    /* A rendered chat already holds its special tokens (BOS) as text. */
-    const int add_special = !use_chat;
-    int64_t n = vtok_tokenize(m, ptext, strlen(ptext), add_special, NULL, 0, &st);
-    if (n <= 0) {
-        fail("%s", n < 0 ? st.msg : "the prompt has no tokens");
-        goto done;
-    }
-    ids = malloc((size_t)n * sizeof *ids);
-    out = malloc((size_t)(gp.max_tokens > 0 ? gp.max_tokens : 1) * sizeof *out);
-    if (!ids || !out) {
-        fail("out of memory");
-        goto done;
-    }
-    vtok_tokenize(m, ptext, strlen(ptext), add_special, ids, n, &st);
-    vtok_ctx_params cp = vtok_ctx_default_params();
-    cp.n_threads = threads;
-    if (!(c = vtok_llm_ctx_new(m, n_ctx, &cp, &st))) {
+    /* A rendered chat holds its special tokens (BOS) as text already. */
+    static const vtok_recipe_info plain = {.placeholder = "\x01no-image\x01"};
+    if (vtok_llm_prompt(m, &plain, ptext, 0, 0, NULL, !use_chat, &b, &st)) {
         fail("%s", st.msg);
         goto done;
     }
-    gp.stop_strings = n_stops ? stops : NULL;
-    gp.n_stop_strings = n_stops;
-    gp.on_token = json ? NULL : stream;
-    double t0 = now_s();
-    vtok_llm_batch b = {.n = n, .ids = ids};
-    if (vtok_llm_eval(c, &b)) {
-        fail("%s", vtok_llm_errmsg(c));
+    if (b.n == 0) {
+        fail("the prompt has no tokens");
         goto done;
     }
-    double t1 = now_s();
-    int64_t n_out = 0;
-    int e = vtok_llm_generate(c, &gp, out, gp.max_tokens, &n_out);
-    double t2 = now_s();
-    if (!json)
-        printf("\n");
-    if (e) {
-        fail("%s", vtok_llm_errmsg(c));
+    vtok_ctx_params cp = vtok_ctx_default_params();
+    cp.n_threads = o.threads;
+    if (!(c = vtok_llm_ctx_new(m, o.n_ctx, &cp, &st))) {
+        fail("%s", st.msg);
         goto done;
     }
-    if (json) {
-        int64_t len = vtok_detokenize(m, out, n_out, 1, NULL, 0, &st);
-        char *s = len >= 0 ? malloc((size_t)len + 1) : NULL;
-        if (!s || vtok_detokenize(m, out, n_out, 1, s, (size_t)len + 1, &st) != len) {
-            free(s);
-            fail("%s", st.msg[0] ? st.msg : "out of memory");
-            goto done;
-        }
-        printf("{\"prompt_tokens\": %lld, \"ids\": [", (long long)n);
-        for (int64_t i = 0; i < n_out; i++)
-            printf("%s%d", i ? ", " : "", out[i]);
-        printf("], \"text\": ");
-        json_text(stdout, s, (size_t)len);
-        printf(", \"prefill_ms\": %.2f, \"decode_ms\": %.2f}\n", (t1 - t0) * 1e3, (t2 - t1) * 1e3);
-        free(s);
-    }
-    fprintf(stderr, "vtok: %lld prompt tokens in %.1f ms (%.1f tok/s), %lld new in %.1f ms "
-            "(%.1f tok/s)\n", (long long)n, (t1 - t0) * 1e3, (double)n / (t1 - t0),
-            (long long)n_out, (t2 - t1) * 1e3, n_out > 0 ? (double)n_out / (t2 - t1) : 0.0);
-    rc = 0;
+    rc = answer(m, c, &o, &b);
 done:
+    vtok_llm_batch_free(&b);
     vtok_llm_ctx_free(c);
     vtok_free(text);
-    free(ids);
-    free(out);
     vtok_llm_free(m);
+    return rc;
+}
+
+#define MAX_CHAT_IMAGES 64
+
+/* The user turn: one placeholder per image, then the question (LLaVA puts
+ * DEFAULT_IMAGE_TOKEN + "\n" before the question). */
+static char *user_turn(const char *ph, int n_images, const char *q)
+{
+    size_t n = strlen(ph) * (size_t)n_images + strlen(q) + 2;
+    char *s = malloc(n);
+    if (!s)
+        return NULL;
+    s[0] = '\0';
+    for (int i = 0; i < n_images; i++)
+        strcat(s, ph);
+    if (n_images)
+        strcat(s, "\n");
+    strcat(s, q);
+    return s;
+}
+
+static char *read_stdin_all(void)
+{
+    size_t n = 0, cap = 4096;
+    char *s = malloc(cap);
+    for (size_t r; s && (r = fread(s + n, 1, cap - n - 1, stdin)) > 0;) {
+        n += r;
+        if (cap - n < 2) {
+            char *t = cap < ((size_t)1 << 26) ? realloc(s, cap * 2) : NULL;
+            if (!t) {
+                free(s);
+                return NULL;
+            }
+            s = t;
+            cap *= 2;
+        }
+    }
+    if (s)
+        s[n] = '\0';
+    return s;
+}
+
+int cli_chat(int argc, char **argv)
+{
+    const char *recipe = NULL, *model = NULL, *llm = NULL, *prompt = NULL, *format = NULL;
+    const char *images[MAX_CHAT_IMAGES];
+    int n_images = 0;
+    gen_opts o = {.gp = vtok_gen_default_params()};
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int used;
+        if (gen_option(&o, argc, argv, &i, &used))
+            return 1;
+        if (used)
+            continue;
+        if (!v)
+            return fail("%s needs a value", k);
+        i++;
+        if (!strcmp(k, "--recipe"))
+            recipe = v;
+        else if (!strcmp(k, "--model"))
+            model = v;
+        else if (!strcmp(k, "--llm"))
+            llm = v;
+        else if (!strcmp(k, "-p") || !strcmp(k, "--prompt"))
+            prompt = v;
+        else if (!strcmp(k, "--format"))
+            format = v;
+        else if (!strcmp(k, "--image")) {
+            if (n_images == MAX_CHAT_IMAGES)
+                return fail("at most %d images", MAX_CHAT_IMAGES);
+            images[n_images++] = v;
+        } else
+            return fail("chat: unknown option %s", k);
+    }
+    if (!recipe || !model || !llm)
+        return fail("usage: vtok chat --recipe NAME|FILE --model DIR --llm DIR --image FILE... "
+                    "[-p TEXT] [--format NAME|template|raw] (see vtok --help)");
+    vtok_status st = {0};
+    int rc = 1;
+    vtok_image imgs[MAX_CHAT_IMAGES];
+    memset(imgs, 0, sizeof imgs);
+    vtok_recipe *r = NULL;
+    vtok_recipe_ctx *rc_ctx = NULL;
+    vtok_llm *m = NULL;
+    vtok_llm_ctx *c = NULL;
+    char *question = NULL, *turn = NULL, *text = NULL;
+    vtok_llm_batch b = {0};
+    vtok_image_params ip = vtok_image_default_params();
+    for (int i = 0; i < n_images; i++)
+        if (vtok_image_load(images[i], &ip, &imgs[i], &st)) {
+            fail("%s", st.msg);
+            goto done;
+        }
+    vtok_recipe_params rp = vtok_recipe_default_params();
+    if (o.dtype && (rp.dtype = vtok_dtype_from_name(o.dtype)) < 0) {
+        fail("--dtype %s: expected f32, bf16, int8 or q4", o.dtype);
+        goto done;
+    }
+    if (rp.dtype == VTOK_DTYPE_Q4)
+        rp.dtype = VTOK_DTYPE_INT8; /* q4 is for the LLM; the vision side takes int8 */
+    if (!(r = vtok_recipe_load(recipe, model, &rp, &st))) {
+        fail("%s", st.msg);
+        goto done;
+    }
+    vtok_recipe_info ri;
+    vtok_recipe_get_info(r, &ri);
+    vtok_ctx_params cp = vtok_ctx_default_params();
+    cp.n_threads = o.threads;
+    if (!(rc_ctx = vtok_recipe_ctx_new(r, &cp, &st))) {
+        fail("%s", st.msg);
+        goto done;
+    }
+    vtok_run_params runp = vtok_run_default_params();
+    runp.image_names = images;
+    const float *rows = NULL;
+    const int64_t *ids = NULL;
+    int64_t T = 0;
+    if (n_images) {
+        if (vtok_recipe_run_images(rc_ctx, imgs, n_images, &runp)) {
+            fail("%s", vtok_recipe_ctx_errmsg(rc_ctx));
+            goto done;
+        }
+        vtok_view e;
+        int64_t n_id = 0;
+        if (ri.id_format[0]) {
+            if (vtok_recipe_get_ids(rc_ctx, &ids, &n_id, &T)) {
+                fail("%s", vtok_recipe_ctx_errmsg(rc_ctx));
+                goto done;
+            }
+        } else {
+            vtok_recipe_get_output(rc_ctx, &e);
+            rows = e.data;
+            T = e.ne[1];
+        }
+    }
+    if (!(m = load(llm, o.dtype, o.threads)))
+        goto done;
+    vtok_llm_info li;
+    vtok_llm_get_info(m, &li);
+    if (rows && ri.d_out != li.hidden_size) {
+        fail("recipe %s gives tokens of width %lld, the LLM takes %lld", ri.name,
+             (long long)ri.d_out, (long long)li.hidden_size);
+        goto done;
+    }
+    if (!prompt && !(question = read_stdin_all())) {
+        fail("cannot read the question from stdin");
+        goto done;
+    }
+    const char *q = prompt ? prompt : question;
+    int raw = format && !strcmp(format, "raw");
+    if (raw) {
+        text = NULL;
+    } else {
+        if (!(turn = user_turn(ri.placeholder, n_images, q))) {
+            fail("out of memory");
+            goto done;
+        }
+        const char *name = format && strcmp(format, "template") ? format
+                           : format || li.has_chat_template ? NULL : "vicuna_v1";
+        vtok_chat_msg msg = {.role = "user", .content = turn};
+        if (vtok_chat_render(m, name, &msg, 1, 1, &text, &st)) {
+            fail("%s", st.msg);
+            goto done;
+        }
+    }
+    /* raw: the text is the prompt (placeholders in it); a rendered chat holds
+     * its BOS as text, so the tokenizer adds none */
+    if (vtok_llm_prompt(m, &ri, raw ? q : text, n_images, T, ids, raw, &b, &st)) {
+        fail("%s", st.msg);
+        goto done;
+    }
+    b.embeds = rows;
+    if (!(c = vtok_llm_ctx_new(m, o.n_ctx, &cp, &st))) {
+        fail("%s", st.msg);
+        goto done;
+    }
+    rc = answer(m, c, &o, &b);
+done:
+    vtok_llm_batch_free(&b);
+    vtok_llm_ctx_free(c);
+    vtok_llm_free(m);
+    vtok_recipe_ctx_free(rc_ctx);
+    vtok_recipe_free(r);
+    for (int i = 0; i < n_images; i++)
+        vtok_image_free(&imgs[i]);
+    free(question);
+    free(turn);
+    vtok_free(text);
     return rc;
 }

@@ -75,6 +75,12 @@ static void usage(FILE *f)
             "         text generation with a LLaMA / Mistral / Qwen2 folder, streamed to stdout;\n"
             "         --chat wraps TEXT as a user turn in the folder's chat template (or a\n"
             "         built-in FORMAT such as vicuna_v1); greedy unless --temperature > 0\n"
+            "  chat   --recipe NAME|FILE --model DIR --llm DIR --image FILE... [-p TEXT]\n"
+            "         [--format NAME|template|raw] [generation options as generate]\n"
+            "         ask about images: the recipe's tokens spliced into the LLM prompt as its\n"
+            "         layout says; the question (-p, or stdin) becomes a user turn after one\n"
+            "         placeholder per image, in the folder's chat template (vicuna_v1 without\n"
+            "         one); raw: TEXT is the whole prompt with its placeholders\n"
             "  tokenize-text --llm DIR [--no-special] TEXT\n"
             "         the ids and vocabulary pieces of TEXT, one per line\n"
             "  recipes                list the shipped recipes\n"
@@ -774,6 +780,8 @@ int main(int argc, char **argv)
         return cli_generate(argc, argv);
     if (!strcmp(cmd, "tokenize-text"))
         return cli_tokenize_text(argc, argv);
+    if (!strcmp(cmd, "chat"))
+        return cli_chat(argc, argv);
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;
