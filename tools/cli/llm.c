@@ -18,7 +18,6 @@
 #include "llm_cli.h"
 
 #include <errno.h>
-#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,15 +333,16 @@ int cli_generate(int argc, char **argv)
         ptext = text;
     }
     /* A rendered chat holds its special tokens (BOS) as text already. */
-    static const vtok_recipe_info plain = {.placeholder = "\x01no-image\x01"};
-    if (vtok_llm_prompt(m, &plain, ptext, 0, 0, NULL, !use_chat, &b, &st)) {
-        fail("%s", st.msg);
+    int64_t n = vtok_tokenize(m, ptext, strlen(ptext), !use_chat, NULL, 0, &st);
+    int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
+    if (n <= 0 || !ids) {
+        fail("%s", n < 0 ? st.msg : n == 0 ? "the prompt has no tokens" : "out of memory");
+        free(ids);
         goto done;
     }
-    if (b.n == 0) {
-        fail("the prompt has no tokens");
-        goto done;
-    }
+    vtok_tokenize(m, ptext, strlen(ptext), !use_chat, ids, n, &st);
+    b.n = n;
+    b.ids = ids; /* freed by vtok_llm_batch_free */
     vtok_ctx_params cp = vtok_ctx_default_params();
     cp.n_threads = o.threads;
     if (!(c = vtok_llm_ctx_new(m, o.n_ctx, &cp, &st))) {
