@@ -1,0 +1,2396 @@
+/*
+ * jinja.c - the renderer of the Jinja subset (see jinja.h, jinja_parse.c).
+ *
+ * Semantics follow Python jinja2 as transformers runs it (an
+ * ImmutableSandboxedEnvironment, so nothing mutates lists or dicts except
+ * `{% set ns.attr = ... %}` on a namespace). Where @huggingface/jinja
+ * differs from Python (printing booleans, None and lists; string + number),
+ * this follows Python, which is what transformers renders; docs/TEMPLATES.md
+ * lists the cases.
+ *
+ * Values live in a per-render arena (capped by VT_JINJA_MAX_MEMORY); strings
+ * taken from the context point into the caller's cJSON and are never copied.
+ * Errors longjmp back to vt_jinja_render, which frees the arena and output.
+ */
+#include "text/jinja_int.h"
+
+#include "vtok.h"
+
+#include <cjson/cJSON.h>
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------ values */
+
+enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_LOOP, V_MACRO, V_FUNC, V_METHOD };
+enum { F_RANGE, F_NAMESPACE, F_RAISE, F_STRFTIME, F_DICT };
+
+typedef struct jv jv;
+typedef struct jlist {
+    jv *v;
+    size_t n, cap;
+} jlist;
+typedef struct jdict {
+    jv *k, *v;
+    size_t n, cap;
+} jdict;
+typedef struct jloop {
+    size_t i, n;
+    jlist *items;
+} jloop;
+struct jframe;
+typedef struct jmacro {
+    const js *def;
+    struct jframe *scope;
+} jmacro;
+struct jmeth;
+
+struct jv {
+    int t;
+    int tuple; /* V_LIST built as a tuple (prints with parentheses) */
+    union {
+        int64_t i;
+        double f;
+        struct {
+            const char *p;
+            size_t n;
+        } s;             /* V_STR; V_UNDEF: the missing name (may be NULL) */
+        jlist *l;
+        jdict *d;        /* V_DICT, V_NS */
+        jloop *lp;
+        jmacro *mac;
+        int fn;
+        struct jmeth *m;
+    } u;
+};
+
+typedef struct jmeth {
+    jv self;
+    const char *name;
+} jmeth;
+
+typedef struct jframe {
+    struct jframe *parent;
+    const char **names;
+    jv *vals;
+    size_t n, cap;
+} jframe;
+
+typedef struct {
+    jarena ar;
+    jerr *e;
+    char *out;
+    size_t on, ocap;
+    jdict *ctx;
+    jframe *root;
+    int calls;
+    long iters, steps;
+    int brk, cont;
+    int line, col; /* of the node being evaluated, for messages */
+} R;
+
+static const jv UNDEF = {V_UNDEF, 0, {0}};
+
+#if defined(__GNUC__)
+__attribute__((noreturn, format(printf, 3, 4)))
+#endif
+static void rfail(R *r, int code, const char *fmt, ...)
+{
+    char buf[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (code == VTOK_ELIMIT || code == VTOK_ENOMEM || r->line == 0)
+        jfail(r->e, code, "%s", buf);
+    jfail(r->e, code, "line %d:%d: %s", r->line, r->col, buf);
+}
+
+static void *ralloc(R *r, size_t n)
+{
+    int over = 0;
+    void *p = jarena_alloc(&r->ar, n, &over);
+    if (!p) {
+        if (over)
+            rfail(r, VTOK_ELIMIT, "template used more than %zu MiB of memory", VT_JINJA_MAX_MEMORY >> 20);
+        rfail(r, VTOK_ENOMEM, "out of memory rendering the template");
+    }
+    return p;
+}
+
+static void step(R *r)
+{
+    if (++r->steps > VT_JINJA_MAX_STEPS)
+        rfail(r, VTOK_ELIMIT, "template ran more than %d steps", VT_JINJA_MAX_STEPS);
+}
+
+static jv mk_int(int64_t i)
+{
+    jv v = {V_INT, 0, {0}};
+    v.u.i = i;
+    return v;
+}
+static jv mk_bool(int b)
+{
+    jv v = {V_BOOL, 0, {0}};
+    v.u.i = b != 0;
+    return v;
+}
+static jv mk_float(double f)
+{
+    jv v = {V_FLOAT, 0, {0}};
+    v.u.f = f;
+    return v;
+}
+static jv mk_none(void)
+{
+    jv v = {V_NONE, 0, {0}};
+    return v;
+}
+static jv mk_str(const char *p, size_t n)
+{
+    jv v = {V_STR, 0, {0}};
+    v.u.s.p = p;
+    v.u.s.n = n;
+    return v;
+}
+static jv mk_undef(const char *name)
+{
+    jv v = UNDEF;
+    v.u.s.p = name;
+    return v;
+}
+
+static char *str_alloc(R *r, size_t n)
+{
+    if (n > VT_JINJA_MAX_MEMORY)
+        rfail(r, VTOK_ELIMIT, "string of %zu bytes exceeds the memory limit", n);
+    return ralloc(r, n + 1);
+}
+
+static jlist *list_new(R *r, size_t cap)
+{
+    jlist *l = ralloc(r, sizeof(jlist));
+    l->n = 0;
+    l->cap = cap ? cap : 4;
+    if (l->cap > VT_JINJA_MAX_MEMORY / sizeof(jv))
+        rfail(r, VTOK_ELIMIT, "list too large");
+    l->v = ralloc(r, l->cap * sizeof(jv));
+    return l;
+}
+static void list_push(R *r, jlist *l, jv x)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap * 2;
+        if (nc > VT_JINJA_MAX_MEMORY / sizeof(jv))
+            rfail(r, VTOK_ELIMIT, "list too large");
+        jv *nv = ralloc(r, nc * sizeof(jv));
+        memcpy(nv, l->v, l->n * sizeof(jv));
+        l->v = nv;
+        l->cap = nc;
+    }
+    l->v[l->n++] = x;
+}
+static jv mk_list(jlist *l)
+{
+    jv v = {V_LIST, 0, {0}};
+    v.u.l = l;
+    return v;
+}
+static jdict *dict_new(R *r, size_t cap)
+{
+    jdict *d = ralloc(r, sizeof(jdict));
+    d->n = 0;
+    d->cap = cap ? cap : 4;
+    if (d->cap > VT_JINJA_MAX_MEMORY / sizeof(jv))
+        rfail(r, VTOK_ELIMIT, "dict too large");
+    d->k = ralloc(r, d->cap * sizeof(jv));
+    d->v = ralloc(r, d->cap * sizeof(jv));
+    return d;
+}
+static jv mk_dict(jdict *d, int t)
+{
+    jv v = {t, 0, {0}};
+    v.u.d = d;
+    return v;
+}
+
+static int is_num(const jv *v)
+{
+    return v->t == V_INT || v->t == V_FLOAT || v->t == V_BOOL;
+}
+static double num_f(const jv *v)
+{
+    return v->t == V_FLOAT ? v->u.f : (double)v->u.i;
+}
+
+static int jv_eq(const jv *a, const jv *b);
+
+static jv *dict_find(jdict *d, const jv *k)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (jv_eq(&d->k[i], k))
+            return &d->v[i];
+    return NULL;
+}
+static jv *dict_find_s(jdict *d, const char *k, size_t n)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->k[i].t == V_STR && d->k[i].u.s.n == n && memcmp(d->k[i].u.s.p, k, n) == 0)
+            return &d->v[i];
+    return NULL;
+}
+static void dict_set(R *r, jdict *d, jv k, jv v)
+{
+    jv *slot = dict_find(d, &k);
+    if (slot) {
+        *slot = v;
+        return;
+    }
+    if (d->n == d->cap) {
+        size_t nc = d->cap * 2;
+        if (nc > VT_JINJA_MAX_MEMORY / sizeof(jv))
+            rfail(r, VTOK_ELIMIT, "dict too large");
+        jv *nk = ralloc(r, nc * sizeof(jv)), *nv = ralloc(r, nc * sizeof(jv));
+        memcpy(nk, d->k, d->n * sizeof(jv));
+        memcpy(nv, d->v, d->n * sizeof(jv));
+        d->k = nk;
+        d->v = nv;
+        d->cap = nc;
+    }
+    d->k[d->n] = k;
+    d->v[d->n] = v;
+    d->n++;
+}
+
+static int jv_eq(const jv *a, const jv *b)
+{
+    if (is_num(a) && is_num(b)) {
+        if (a->t != V_FLOAT && b->t != V_FLOAT)
+            return a->u.i == b->u.i;
+        return num_f(a) == num_f(b);
+    }
+    if (a->t != b->t)
+        return 0;
+    switch (a->t) {
+    case V_UNDEF:
+    case V_NONE:
+        return 1;
+    case V_STR:
+        return a->u.s.n == b->u.s.n && memcmp(a->u.s.p, b->u.s.p, a->u.s.n) == 0;
+    case V_LIST:
+        if (a->u.l->n != b->u.l->n)
+            return 0;
+        for (size_t i = 0; i < a->u.l->n; i++)
+            if (!jv_eq(&a->u.l->v[i], &b->u.l->v[i]))
+                return 0;
+        return 1;
+    case V_DICT:
+    case V_NS:
+        if (a->u.d->n != b->u.d->n)
+            return 0;
+        for (size_t i = 0; i < a->u.d->n; i++) {
+            jv *o = dict_find(b->u.d, &a->u.d->k[i]);
+            if (!o || !jv_eq(&a->u.d->v[i], o))
+                return 0;
+        }
+        return 1;
+    case V_LOOP:
+        return a->u.lp == b->u.lp;
+    case V_MACRO:
+        return a->u.mac == b->u.mac;
+    case V_FUNC:
+        return a->u.fn == b->u.fn;
+    default:
+        return 0;
+    }
+}
+
+static int truthy(const jv *v)
+{
+    switch (v->t) {
+    case V_UNDEF:
+    case V_NONE:
+        return 0;
+    case V_BOOL:
+    case V_INT:
+        return v->u.i != 0;
+    case V_FLOAT:
+        return v->u.f != 0.0;
+    case V_STR:
+        return v->u.s.n > 0;
+    case V_LIST:
+        return v->u.l->n > 0;
+    case V_DICT:
+        return v->u.d->n > 0;
+    default:
+        return 1;
+    }
+}
+
+static const char *type_name(const jv *v)
+{
+    static const char *const names[] = {"undefined", "none", "bool", "int", "float", "str", "list",
+                                        "dict", "namespace", "loop", "macro", "function", "method"};
+    if (v->t == V_LIST && v->tuple)
+        return "tuple";
+    return names[v->t];
+}
+
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+static void undefined_fail(R *r, const jv *v)
+{
+    if (v->u.s.p)
+        rfail(r, VTOK_EINVAL, "'%s' is undefined", v->u.s.p);
+    rfail(r, VTOK_EINVAL, "an undefined value was used");
+}
+
+/* ------------------------------------------------------------ UTF-8 helpers */
+
+static size_t cp_len(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+/* byte offset of code point idx (idx <= count) */
+static size_t cp_off(const char *s, size_t n, size_t idx)
+{
+    size_t i = 0;
+    while (i < n && idx) {
+        i++;
+        while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+        idx--;
+    }
+    return i;
+}
+/* decode one code point at s[*i]; invalid bytes decode as themselves */
+static unsigned cp_next(const char *s, size_t n, size_t *i)
+{
+    unsigned char c = (unsigned char)s[*i];
+    unsigned cp;
+    int extra;
+    if (c < 0x80) {
+        (*i)++;
+        return c;
+    } else if ((c & 0xE0) == 0xC0) {
+        cp = c & 0x1F;
+        extra = 1;
+    } else if ((c & 0xF0) == 0xE0) {
+        cp = c & 0x0F;
+        extra = 2;
+    } else if ((c & 0xF8) == 0xF0) {
+        cp = c & 0x07;
+        extra = 3;
+    } else {
+        (*i)++;
+        return c;
+    }
+    size_t j = *i + 1;
+    for (int k = 0; k < extra; k++, j++) {
+        if (j >= n || ((unsigned char)s[j] & 0xC0) != 0x80) {
+            (*i)++;
+            return c;
+        }
+        cp = (cp << 6) | ((unsigned char)s[j] & 0x3F);
+    }
+    *i = j;
+    return cp;
+}
+
+/* Python's str.isspace() code points (Objects/unicodetype_db.h _PyUnicode_IsWhitespace) */
+static int py_space(unsigned cp)
+{
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
+}
+
+/* does code point cp occur in chars (UTF-8)? */
+static int cp_in(unsigned cp, const char *chars, size_t cn)
+{
+    size_t i = 0;
+    while (i < cn)
+        if (cp_next(chars, cn, &i) == cp)
+            return 1;
+    return 0;
+}
+
+/* strip per Python str.strip/lstrip/rstrip; chars NULL = whitespace */
+static jv str_strip(jv s, const char *chars, size_t cn, int left, int right)
+{
+    const char *p = s.u.s.p;
+    size_t n = s.u.s.n, a = 0, b = n;
+    if (left) {
+        while (a < b) {
+            size_t i = a;
+            unsigned cp = cp_next(p, n, &i);
+            if (chars ? !cp_in(cp, chars, cn) : !py_space(cp))
+                break;
+            a = i;
+        }
+    }
+    if (right) {
+        while (b > a) {
+            size_t k = b - 1;
+            while (k > a && ((unsigned char)p[k] & 0xC0) == 0x80)
+                k--;
+            size_t i = k;
+            unsigned cp = cp_next(p, n, &i);
+            if (chars ? !cp_in(cp, chars, cn) : !py_space(cp))
+                break;
+            b = k;
+        }
+    }
+    return mk_str(p + a, b - a);
+}
+
+/* ------------------------------------------------------------- formatting */
+
+typedef struct {
+    R *r;
+    char *p;
+    size_t n, cap;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 64;
+        while (nc < b->n + n + 1)
+            nc *= 2;
+        char *np = str_alloc(b->r, nc);
+        if (b->n)
+            memcpy(np, b->p, b->n);
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void sb_puts(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
+/* Python repr(float) / json.dumps float: the shortest digits that round-trip,
+ * fixed notation for exponents -4..15, else d.ddde+XX (Python's float_repr_style
+ * 'short', Python/pystrtod.c format_float_short with mode 'r'). */
+static void fmt_float(double f, char *out, size_t outlen, int json)
+{
+    if (isnan(f)) {
+        snprintf(out, outlen, "%s", json ? "NaN" : "nan");
+        return;
+    }
+    if (isinf(f)) {
+        snprintf(out, outlen, "%s", f < 0 ? (json ? "-Infinity" : "-inf") : (json ? "Infinity" : "inf"));
+        return;
+    }
+    char e[40];
+    int prec;
+    for (prec = 1; prec <= 17; prec++) {
+        snprintf(e, sizeof(e), "%.*e", prec - 1, f);
+        if (strtod(e, NULL) == f)
+            break;
+    }
+    /* e = [-]d[.ddd]e[+-]XX */
+    char digits[24];
+    int nd = 0, neg = 0;
+    const char *q = e;
+    if (*q == '-') {
+        neg = 1;
+        q++;
+    }
+    for (; *q && *q != 'e'; q++)
+        if (*q >= '0' && *q <= '9')
+            digits[nd++] = *q;
+    int exp = atoi(q + 1);
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
+    digits[nd] = 0;
+    char *o = out;
+    size_t left = outlen;
+#define PUT(...)                                                                                      \
+    do {                                                                                              \
+        int w_ = snprintf(o, left, __VA_ARGS__);                                                      \
+        if (w_ < 0 || (size_t)w_ >= left)                                                             \
+            return;                                                                                   \
+        o += w_;                                                                                      \
+        left -= (size_t)w_;                                                                           \
+    } while (0)
+    if (neg)
+        PUT("-");
+    if (exp >= -4 && exp < 16) {
+        if (exp < 0) {
+            PUT("0.");
+            for (int k = 0; k < -exp - 1; k++)
+                PUT("0");
+            PUT("%s", digits);
+        } else {
+            for (int k = 0; k <= exp; k++)
+                PUT("%c", k < nd ? digits[k] : '0');
+            PUT(".");
+            if (nd > exp + 1)
+                PUT("%s", digits + exp + 1);
+            else
+                PUT("0");
+        }
+    } else {
+        PUT("%c", digits[0]);
+        if (nd > 1)
+            PUT(".%s", digits + 1);
+        PUT("e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    }
+#undef PUT
+}
+
+static void repr_to(R *r, sbuf *b, const jv *v);
+
+/* Python str(): what {{ }} prints (jinja2 runtime.py str / markup_join). */
+static void str_to(R *r, sbuf *b, const jv *v)
+{
+    char tmp[64];
+    switch (v->t) {
+    case V_UNDEF:
+        return;
+    case V_STR:
+        sb_put(b, v->u.s.p, v->u.s.n);
+        return;
+    default:
+        repr_to(r, b, v);
+        (void)tmp;
+    }
+}
+
+static void repr_str(sbuf *b, const char *p, size_t n)
+{
+    /* Python repr: single quotes unless the text has ' and no " */
+    int sq = memchr(p, '\'', n) != NULL, dq = memchr(p, '"', n) != NULL;
+    char q = sq && !dq ? '"' : '\'';
+    sb_put(b, &q, 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        char esc[8];
+        if (c == (unsigned char)q || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            sb_put(b, esc, 2);
+        } else if (c == '\n') {
+            sb_puts(b, "\\n");
+        } else if (c == '\r') {
+            sb_puts(b, "\\r");
+        } else if (c == '\t') {
+            sb_puts(b, "\\t");
+        } else if (c < 0x20 || c == 0x7F) {
+            snprintf(esc, sizeof(esc), "\\x%02x", c);
+            sb_puts(b, esc);
+        } else {
+            sb_put(b, (const char *)&p[i], 1);
+        }
+    }
+    sb_put(b, &q, 1);
+}
+
+static void repr_to(R *r, sbuf *b, const jv *v)
+{
+    char tmp[64];
+    step(r);
+    switch (v->t) {
+    case V_UNDEF:
+        return;
+    case V_NONE:
+        sb_puts(b, "None");
+        return;
+    case V_BOOL:
+        sb_puts(b, v->u.i ? "True" : "False");
+        return;
+    case V_INT:
+        snprintf(tmp, sizeof(tmp), "%" PRId64, v->u.i);
+        sb_puts(b, tmp);
+        return;
+    case V_FLOAT:
+        fmt_float(v->u.f, tmp, sizeof(tmp), 0);
+        sb_puts(b, tmp);
+        return;
+    case V_STR:
+        repr_str(b, v->u.s.p, v->u.s.n);
+        return;
+    case V_LIST:
+        sb_puts(b, v->tuple ? "(" : "[");
+        for (size_t i = 0; i < v->u.l->n; i++) {
+            if (i)
+                sb_puts(b, ", ");
+            repr_to(r, b, &v->u.l->v[i]);
+        }
+        if (v->tuple && v->u.l->n == 1)
+            sb_puts(b, ",");
+        sb_puts(b, v->tuple ? ")" : "]");
+        return;
+    case V_DICT:
+        sb_puts(b, "{");
+        for (size_t i = 0; i < v->u.d->n; i++) {
+            if (i)
+                sb_puts(b, ", ");
+            repr_to(r, b, &v->u.d->k[i]);
+            sb_puts(b, ": ");
+            repr_to(r, b, &v->u.d->v[i]);
+        }
+        sb_puts(b, "}");
+        return;
+    case V_NS:
+        sb_puts(b, "<Namespace>");
+        return;
+    case V_LOOP:
+        sb_puts(b, "<LoopContext>");
+        return;
+    case V_MACRO:
+        sb_puts(b, "<Macro>");
+        return;
+    default:
+        sb_puts(b, "<function>");
+        return;
+    }
+}
+
+static jv to_str(R *r, const jv *v)
+{
+    if (v->t == V_STR)
+        return *v;
+    sbuf b = {r, NULL, 0, 0};
+    str_to(r, &b, v);
+    return mk_str(b.p ? b.p : "", b.n);
+}
+
+/* JSON as transformers' tojson: json.dumps(x, ensure_ascii=False, indent=indent)
+ * (transformers/utils/chat_template_utils.py tojson); separators ", " / ": "
+ * without indent and "," / ": " with it, as Python's json module and
+ * @huggingface/jinja src/runtime.ts:342-420 (toJSON) produce. */
+static void json_str(sbuf *b, const char *p, size_t n)
+{
+    sb_puts(b, "\"");
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        const char *esc = NULL;
+        char u[8];
+        if (c == '"')
+            esc = "\\\"";
+        else if (c == '\\')
+            esc = "\\\\";
+        else if (c == '\n')
+            esc = "\\n";
+        else if (c == '\r')
+            esc = "\\r";
+        else if (c == '\t')
+            esc = "\\t";
+        else if (c == '\b')
+            esc = "\\b";
+        else if (c == '\f')
+            esc = "\\f";
+        else if (c < 0x20) {
+            snprintf(u, sizeof(u), "\\u%04x", c);
+            esc = u;
+        }
+        if (esc) {
+            sb_put(b, p + run, i - run);
+            sb_puts(b, esc);
+            run = i + 1;
+        }
+    }
+    sb_put(b, p + run, n - run);
+    sb_puts(b, "\"");
+}
+
+static void json_to(R *r, sbuf *b, const jv *v, int indent, int depth)
+{
+    char tmp[64];
+    step(r);
+    if (depth > 512)
+        rfail(r, VTOK_ELIMIT, "tojson: value nested too deeply");
+    switch (v->t) {
+    case V_NONE:
+        sb_puts(b, "null");
+        return;
+    case V_BOOL:
+        sb_puts(b, v->u.i ? "true" : "false");
+        return;
+    case V_INT:
+        snprintf(tmp, sizeof(tmp), "%" PRId64, v->u.i);
+        sb_puts(b, tmp);
+        return;
+    case V_FLOAT:
+        fmt_float(v->u.f, tmp, sizeof(tmp), 1);
+        sb_puts(b, tmp);
+        return;
+    case V_STR:
+        json_str(b, v->u.s.p, v->u.s.n);
+        return;
+    case V_LIST:
+    case V_DICT: {
+        int isl = v->t == V_LIST;
+        size_t n = isl ? v->u.l->n : v->u.d->n;
+        sb_puts(b, isl ? "[" : "{");
+        if (n == 0) {
+            sb_puts(b, isl ? "]" : "}");
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                sb_puts(b, indent >= 0 ? "," : ", ");
+            if (indent >= 0) {
+                sb_puts(b, "\n");
+                for (int k = 0; k < indent * (depth + 1); k++)
+                    sb_puts(b, " ");
+            }
+            if (isl) {
+                json_to(r, b, &v->u.l->v[i], indent, depth + 1);
+            } else {
+                const jv *k = &v->u.d->k[i];
+                if (k->t == V_STR) {
+                    json_str(b, k->u.s.p, k->u.s.n);
+                } else if (k->t == V_INT || k->t == V_FLOAT || k->t == V_BOOL || k->t == V_NONE) {
+                    /* json.dumps turns these keys into strings */
+                    sbuf kb = {r, NULL, 0, 0};
+                    json_to(r, &kb, k, -1, depth + 1);
+                    json_str(b, kb.p, kb.n);
+                } else {
+                    rfail(r, VTOK_EINVAL, "tojson: keys must be str, int, float, bool or None, not %s",
+                          type_name(k));
+                }
+                sb_puts(b, ": ");
+                json_to(r, b, &v->u.d->v[i], indent, depth + 1);
+            }
+        }
+        if (indent >= 0) {
+            sb_puts(b, "\n");
+            for (int k = 0; k < indent * depth; k++)
+                sb_puts(b, " ");
+        }
+        sb_puts(b, isl ? "]" : "}");
+        return;
+    }
+    default:
+        rfail(r, VTOK_EINVAL, "tojson: object of type %s is not JSON serializable", type_name(v));
+    }
+}
+
+/* --------------------------------------------------------------- output */
+
+static void out_put(R *r, const char *s, size_t n)
+{
+    if (r->on + n + 1 > r->ocap) {
+        if (r->on + n + 1 > VT_JINJA_MAX_OUTPUT)
+            rfail(r, VTOK_ELIMIT, "rendered text exceeds %zu MiB", VT_JINJA_MAX_OUTPUT >> 20);
+        size_t nc = r->ocap ? r->ocap * 2 : 1024;
+        while (nc < r->on + n + 1)
+            nc *= 2;
+        if (nc > VT_JINJA_MAX_OUTPUT)
+            nc = VT_JINJA_MAX_OUTPUT;
+        char *np = realloc(r->out, nc);
+        if (!np)
+            rfail(r, VTOK_ENOMEM, "out of memory rendering the template");
+        r->out = np;
+        r->ocap = nc;
+    }
+    memcpy(r->out + r->on, s, n);
+    r->on += n;
+}
+
+/* ------------------------------------------------------------- variables */
+
+static jframe *frame_new(R *r, jframe *parent)
+{
+    jframe *f = ralloc(r, sizeof(jframe));
+    memset(f, 0, sizeof(*f));
+    f->parent = parent;
+    return f;
+}
+
+static void frame_set(R *r, jframe *f, const char *name, jv v)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        if (!strcmp(f->names[i], name)) {
+            f->vals[i] = v;
+            return;
+        }
+    }
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 8;
+        const char **nn = ralloc(r, nc * sizeof(char *));
+        jv *nv = ralloc(r, nc * sizeof(jv));
+        if (f->n) {
+            memcpy(nn, f->names, f->n * sizeof(char *));
+            memcpy(nv, f->vals, f->n * sizeof(jv));
+        }
+        f->names = nn;
+        f->vals = nv;
+        f->cap = nc;
+    }
+    f->names[f->n] = name;
+    f->vals[f->n] = v;
+    f->n++;
+}
+
+static jv lookup(R *r, jframe *f, const char *name)
+{
+    for (; f; f = f->parent)
+        for (size_t i = 0; i < f->n; i++)
+            if (!strcmp(f->names[i], name))
+                return f->vals[i];
+    jv *c = r->ctx ? dict_find_s(r->ctx, name, strlen(name)) : NULL;
+    if (c)
+        return *c;
+    static const char *const fns[] = {"range", "namespace", "raise_exception", "strftime_now", "dict", NULL};
+    for (int i = 0; fns[i]; i++) {
+        if (!strcmp(fns[i], name)) {
+            jv v = {V_FUNC, 0, {0}};
+            v.u.fn = i;
+            return v;
+        }
+    }
+    return mk_undef(name);
+}
+
+/* ------------------------------------------------------------ evaluation */
+
+static jv eval(R *r, jframe *f, const jx *x);
+static void exec_body(R *r, jframe *f, js *const *body, int n);
+
+static void at(R *r, const jx *x)
+{
+    r->line = x->line;
+    r->col = x->col;
+}
+
+/* the items a for loop or a filter walks over */
+static jlist *iter_items(R *r, const jv *v)
+{
+    switch (v->t) {
+    case V_UNDEF:
+        return list_new(r, 1);
+    case V_LIST:
+        return v->u.l;
+    case V_DICT:
+    case V_NS: {
+        jlist *l = list_new(r, v->u.d->n);
+        for (size_t i = 0; i < v->u.d->n; i++)
+            list_push(r, l, v->u.d->k[i]);
+        return l;
+    }
+    case V_STR: {
+        jlist *l = list_new(r, v->u.s.n);
+        size_t i = 0;
+        while (i < v->u.s.n) {
+            size_t s = i;
+            cp_next(v->u.s.p, v->u.s.n, &i);
+            list_push(r, l, mk_str(v->u.s.p + s, i - s));
+        }
+        return l;
+    }
+    default:
+        rfail(r, VTOK_EINVAL, "'%s' object is not iterable", type_name(v));
+    }
+}
+
+static jv method(R *r, jv self, const char *name)
+{
+    jmeth *m = ralloc(r, sizeof(jmeth));
+    m->self = self;
+    m->name = name;
+    jv v = {V_METHOD, 0, {0}};
+    v.u.m = m;
+    return v;
+}
+
+static int is_str_method(const char *n)
+{
+    static const char *const ms[] = {"startswith", "endswith", "strip", "lstrip", "rstrip", "split", "replace",
+                                     "upper", "lower", "title", "capitalize", "join", "find", "count", NULL};
+    for (int i = 0; ms[i]; i++)
+        if (!strcmp(ms[i], n))
+            return 1;
+    return 0;
+}
+static int is_dict_method(const char *n)
+{
+    return !strcmp(n, "items") || !strcmp(n, "keys") || !strcmp(n, "values") || !strcmp(n, "get");
+}
+
+static jv loop_attr(R *r, const jloop *lp, const char *name)
+{
+    size_t i = lp->i, n = lp->n;
+    if (!strcmp(name, "index0"))
+        return mk_int((int64_t)i);
+    if (!strcmp(name, "index"))
+        return mk_int((int64_t)i + 1);
+    if (!strcmp(name, "revindex"))
+        return mk_int((int64_t)(n - i));
+    if (!strcmp(name, "revindex0"))
+        return mk_int((int64_t)(n - i - 1));
+    if (!strcmp(name, "first"))
+        return mk_bool(i == 0);
+    if (!strcmp(name, "last"))
+        return mk_bool(i + 1 == n);
+    if (!strcmp(name, "length"))
+        return mk_int((int64_t)n);
+    if (!strcmp(name, "previtem"))
+        return i > 0 ? lp->items->v[i - 1] : mk_undef("previtem");
+    if (!strcmp(name, "nextitem"))
+        return i + 1 < n ? lp->items->v[i + 1] : mk_undef("nextitem");
+    if (!strcmp(name, "depth"))
+        return mk_int(1);
+    if (!strcmp(name, "depth0"))
+        return mk_int(0);
+    (void)r;
+    return mk_undef(name);
+}
+
+/* x.name: jinja2 Environment.getattr tries the attribute, then the item */
+static jv get_attr(R *r, const jv *o, const char *name)
+{
+    switch (o->t) {
+    case V_UNDEF:
+        if (o->u.s.p)
+            rfail(r, VTOK_EINVAL, "'%s' is undefined (reading its attribute '%s')", o->u.s.p, name);
+        rfail(r, VTOK_EINVAL, "undefined value has no attribute '%s'", name);
+    case V_DICT: {
+        if (is_dict_method(name))
+            return method(r, *o, name);
+        jv *v = dict_find_s(o->u.d, name, strlen(name));
+        return v ? *v : mk_undef(name);
+    }
+    case V_NS: {
+        jv *v = dict_find_s(o->u.d, name, strlen(name));
+        return v ? *v : mk_undef(name);
+    }
+    case V_STR:
+        return is_str_method(name) ? method(r, *o, name) : mk_undef(name);
+    case V_LOOP:
+        return loop_attr(r, o->u.lp, name);
+    default:
+        return mk_undef(name);
+    }
+}
+
+static int64_t norm_index(int64_t i, size_t n, int *ok)
+{
+    if (i < 0)
+        i += (int64_t)n;
+    *ok = i >= 0 && (uint64_t)i < n;
+    return i;
+}
+
+/* x[k]: item first, then attribute (jinja2 Environment.getitem) */
+static jv get_item(R *r, const jv *o, const jv *k)
+{
+    int ok;
+    switch (o->t) {
+    case V_UNDEF:
+        if (o->u.s.p)
+            rfail(r, VTOK_EINVAL, "'%s' is undefined (subscripting it)", o->u.s.p);
+        rfail(r, VTOK_EINVAL, "an undefined value was subscripted");
+    case V_LIST:
+        if (k->t == V_INT || k->t == V_BOOL) {
+            int64_t i = norm_index(k->u.i, o->u.l->n, &ok);
+            return ok ? o->u.l->v[i] : mk_undef(NULL);
+        }
+        return mk_undef(NULL);
+    case V_STR:
+        if (k->t == V_INT || k->t == V_BOOL) {
+            size_t n = cp_len(o->u.s.p, o->u.s.n);
+            int64_t i = norm_index(k->u.i, n, &ok);
+            if (!ok)
+                return mk_undef(NULL);
+            size_t a = cp_off(o->u.s.p, o->u.s.n, (size_t)i);
+            size_t b = a;
+            cp_next(o->u.s.p, o->u.s.n, &b);
+            return mk_str(o->u.s.p + a, b - a);
+        }
+        return k->t == V_STR ? get_attr(r, o, k->u.s.p) : mk_undef(NULL);
+    case V_DICT:
+    case V_NS: {
+        jv *v = dict_find(o->u.d, k);
+        if (v)
+            return *v;
+        if (k->t == V_STR && o->t == V_DICT && is_dict_method(k->u.s.p))
+            return method(r, *o, k->u.s.p);
+        return mk_undef(k->t == V_STR ? k->u.s.p : NULL);
+    }
+    case V_LOOP:
+        return k->t == V_STR ? loop_attr(r, o->u.lp, k->u.s.p) : mk_undef(NULL);
+    default:
+        return mk_undef(NULL);
+    }
+}
+
+/* Python slice index normalisation (Objects/sliceobject.c PySlice_AdjustIndices) */
+static jv do_slice(R *r, const jv *o, const jv *a, const jv *b, const jv *c)
+{
+    int64_t st = 1;
+    if (c && c->t != V_NONE && c->t != V_UNDEF) {
+        if (c->t != V_INT)
+            rfail(r, VTOK_EINVAL, "slice step must be an int");
+        st = c->u.i;
+        if (st == 0)
+            rfail(r, VTOK_EINVAL, "slice step cannot be zero");
+    }
+    int isstr = o->t == V_STR;
+    if (!isstr && o->t != V_LIST) {
+        if (o->t == V_UNDEF)
+            undefined_fail(r, o);
+        rfail(r, VTOK_EINVAL, "cannot slice a %s", type_name(o));
+    }
+    int64_t n = isstr ? (int64_t)cp_len(o->u.s.p, o->u.s.n) : (int64_t)o->u.l->n;
+    int64_t lo, hi;
+    const jv *ends[2] = {a, b};
+    int64_t vals[2];
+    for (int k = 0; k < 2; k++) {
+        const jv *e = ends[k];
+        if (!e || e->t == V_NONE || e->t == V_UNDEF) {
+            vals[k] = k == 0 ? (st < 0 ? n - 1 : 0) : (st < 0 ? -1 : n);
+            continue;
+        }
+        if (e->t != V_INT && e->t != V_BOOL)
+            rfail(r, VTOK_EINVAL, "slice indices must be integers");
+        int64_t v = e->u.i;
+        if (v < 0) {
+            v += n;
+            if (v < 0)
+                v = st < 0 ? -1 : 0;
+        } else if (v >= n) {
+            v = st < 0 ? n - 1 : n;
+        }
+        vals[k] = v;
+    }
+    lo = vals[0];
+    hi = vals[1];
+    /* gather code point offsets for strings */
+    jlist *l = list_new(r, 4);
+    sbuf sb = {r, NULL, 0, 0};
+    size_t *offs = NULL;
+    if (isstr) {
+        offs = ralloc(r, ((size_t)n + 1) * sizeof(size_t));
+        size_t i = 0;
+        for (int64_t k = 0; k < n; k++) {
+            offs[k] = i;
+            cp_next(o->u.s.p, o->u.s.n, &i);
+        }
+        offs[n] = o->u.s.n;
+    }
+    for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
+        step(r);
+        if (isstr)
+            sb_put(&sb, o->u.s.p + offs[i], offs[i + 1] - offs[i]);
+        else
+            list_push(r, l, o->u.l->v[i]);
+    }
+    if (isstr)
+        return mk_str(sb.p ? sb.p : "", sb.n);
+    jv v = mk_list(l);
+    v.tuple = o->tuple;
+    return v;
+}
+
+static int64_t add_ovf(R *r, int64_t a, int64_t b, int op)
+{
+    int64_t res;
+    int bad = op == OP_ADD ? __builtin_add_overflow(a, b, &res)
+              : op == OP_SUB ? __builtin_sub_overflow(a, b, &res)
+                             : __builtin_mul_overflow(a, b, &res);
+    if (bad)
+        rfail(r, VTOK_EINVAL, "integer overflow");
+    return res;
+}
+
+static jv repeat(R *r, const jv *s, int64_t n)
+{
+    if (n <= 0)
+        return s->t == V_STR ? mk_str("", 0) : mk_list(list_new(r, 1));
+    if (s->t == V_STR) {
+        if (s->u.s.n && (uint64_t)n > VT_JINJA_MAX_OUTPUT / s->u.s.n)
+            rfail(r, VTOK_ELIMIT, "string repetition too large");
+        size_t tot = s->u.s.n * (size_t)n;
+        char *p = str_alloc(r, tot);
+        for (int64_t i = 0; i < n; i++)
+            memcpy(p + (size_t)i * s->u.s.n, s->u.s.p, s->u.s.n);
+        p[tot] = 0;
+        return mk_str(p, tot);
+    }
+    if (s->u.l->n && (uint64_t)n > VT_JINJA_MAX_ITERS / s->u.l->n)
+        rfail(r, VTOK_ELIMIT, "list repetition too large");
+    jlist *l = list_new(r, s->u.l->n * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        for (size_t k = 0; k < s->u.l->n; k++)
+            list_push(r, l, s->u.l->v[k]);
+    return mk_list(l);
+}
+
+static int jv_cmp(R *r, const jv *a, const jv *b, const char *op)
+{
+    if (is_num(a) && is_num(b)) {
+        if (a->t != V_FLOAT && b->t != V_FLOAT)
+            return (a->u.i > b->u.i) - (a->u.i < b->u.i);
+        double x = num_f(a), y = num_f(b);
+        return (x > y) - (x < y);
+    }
+    if (a->t == V_STR && b->t == V_STR) {
+        size_t n = a->u.s.n < b->u.s.n ? a->u.s.n : b->u.s.n;
+        int c = memcmp(a->u.s.p, b->u.s.p, n);
+        if (c)
+            return c < 0 ? -1 : 1;
+        return (a->u.s.n > b->u.s.n) - (a->u.s.n < b->u.s.n);
+    }
+    if (a->t == V_LIST && b->t == V_LIST) {
+        size_t n = a->u.l->n < b->u.l->n ? a->u.l->n : b->u.l->n;
+        for (size_t i = 0; i < n; i++) {
+            if (!jv_eq(&a->u.l->v[i], &b->u.l->v[i]))
+                return jv_cmp(r, &a->u.l->v[i], &b->u.l->v[i], op);
+        }
+        return (a->u.l->n > b->u.l->n) - (a->u.l->n < b->u.l->n);
+    }
+    if (a->t == V_UNDEF)
+        undefined_fail(r, a);
+    if (b->t == V_UNDEF)
+        undefined_fail(r, b);
+    rfail(r, VTOK_EINVAL, "'%s' not supported between %s and %s", op, type_name(a), type_name(b));
+}
+
+static int contains(R *r, const jv *hay, const jv *needle)
+{
+    switch (hay->t) {
+    case V_UNDEF:
+        return 0;
+    case V_STR:
+        if (needle->t != V_STR)
+            rfail(r, VTOK_EINVAL, "'in <string>' requires a string, not %s", type_name(needle));
+        if (needle->u.s.n == 0)
+            return 1;
+        for (size_t i = 0; i + needle->u.s.n <= hay->u.s.n; i++)
+            if (memcmp(hay->u.s.p + i, needle->u.s.p, needle->u.s.n) == 0)
+                return 1;
+        return 0;
+    case V_LIST:
+        for (size_t i = 0; i < hay->u.l->n; i++)
+            if (jv_eq(&hay->u.l->v[i], needle))
+                return 1;
+        return 0;
+    case V_DICT:
+    case V_NS:
+        return dict_find(hay->u.d, needle) != NULL;
+    default:
+        rfail(r, VTOK_EINVAL, "argument of type '%s' is not iterable", type_name(hay));
+    }
+}
+
+static jv binop(R *r, int op, jv a, jv b)
+{
+    static const char *const opn[] = {"+", "-", "*", "/", "//", "%", "**", "~",
+                                      "==", "!=", "<", "<=", ">", ">=", "in", "not in"};
+    switch (op) {
+    case OP_EQ:
+        return mk_bool(jv_eq(&a, &b));
+    case OP_NE:
+        return mk_bool(!jv_eq(&a, &b));
+    case OP_LT:
+        return mk_bool(jv_cmp(r, &a, &b, "<") < 0);
+    case OP_LE:
+        return mk_bool(jv_cmp(r, &a, &b, "<=") <= 0);
+    case OP_GT:
+        return mk_bool(jv_cmp(r, &a, &b, ">") > 0);
+    case OP_GE:
+        return mk_bool(jv_cmp(r, &a, &b, ">=") >= 0);
+    case OP_IN:
+        return mk_bool(contains(r, &b, &a));
+    case OP_NOTIN:
+        return mk_bool(!contains(r, &b, &a));
+    case OP_CONCAT: {
+        jv sa = to_str(r, &a), sb2 = to_str(r, &b);
+        char *p = str_alloc(r, sa.u.s.n + sb2.u.s.n);
+        memcpy(p, sa.u.s.p, sa.u.s.n);
+        memcpy(p + sa.u.s.n, sb2.u.s.p, sb2.u.s.n);
+        p[sa.u.s.n + sb2.u.s.n] = 0;
+        return mk_str(p, sa.u.s.n + sb2.u.s.n);
+    }
+    default:
+        break;
+    }
+    if (a.t == V_UNDEF)
+        undefined_fail(r, &a);
+    if (b.t == V_UNDEF)
+        undefined_fail(r, &b);
+    if (is_num(&a) && is_num(&b)) {
+        int fl = a.t == V_FLOAT || b.t == V_FLOAT;
+        double x = num_f(&a), y = num_f(&b);
+        switch (op) {
+        case OP_ADD:
+        case OP_SUB:
+        case OP_MUL:
+            if (!fl)
+                return mk_int(add_ovf(r, a.u.i, b.u.i, op));
+            return mk_float(op == OP_ADD ? x + y : op == OP_SUB ? x - y : x * y);
+        case OP_DIV:
+            if (y == 0)
+                rfail(r, VTOK_EINVAL, "division by zero");
+            return mk_float(x / y);
+        case OP_FDIV:
+        case OP_MOD:
+            if (y == 0)
+                rfail(r, VTOK_EINVAL, "division by zero");
+            if (!fl) {
+                if (a.u.i == INT64_MIN && b.u.i == -1)
+                    rfail(r, VTOK_EINVAL, "integer overflow");
+                int64_t q = a.u.i / b.u.i, m = a.u.i % b.u.i;
+                if (m != 0 && ((m < 0) != (b.u.i < 0))) {
+                    q -= 1;
+                    m += b.u.i;
+                }
+                return mk_int(op == OP_FDIV ? q : m);
+            } else {
+                double m = fmod(x, y);
+                if (m != 0 && ((m < 0) != (y < 0)))
+                    m += y;
+                return mk_float(op == OP_FDIV ? floor(x / y) : m);
+            }
+        case OP_POW:
+            if (!fl && b.u.i >= 0) {
+                int64_t res = 1, base = a.u.i;
+                for (int64_t e = b.u.i; e > 0; e--) {
+                    step(r);
+                    res = add_ovf(r, res, base, OP_MUL);
+                    if (res == 0 || res == 1)
+                        break;
+                }
+                return mk_int(res);
+            }
+            return mk_float(pow(x, y));
+        default:
+            break;
+        }
+    }
+    if (op == OP_ADD && a.t == V_STR && b.t == V_STR) {
+        char *p = str_alloc(r, a.u.s.n + b.u.s.n);
+        memcpy(p, a.u.s.p, a.u.s.n);
+        memcpy(p + a.u.s.n, b.u.s.p, b.u.s.n);
+        p[a.u.s.n + b.u.s.n] = 0;
+        return mk_str(p, a.u.s.n + b.u.s.n);
+    }
+    if (op == OP_ADD && a.t == V_LIST && b.t == V_LIST) {
+        jlist *l = list_new(r, a.u.l->n + b.u.l->n);
+        for (size_t i = 0; i < a.u.l->n; i++)
+            list_push(r, l, a.u.l->v[i]);
+        for (size_t i = 0; i < b.u.l->n; i++)
+            list_push(r, l, b.u.l->v[i]);
+        jv v = mk_list(l);
+        v.tuple = a.tuple && b.tuple;
+        return v;
+    }
+    if (op == OP_MUL && (a.t == V_STR || a.t == V_LIST) && (b.t == V_INT || b.t == V_BOOL))
+        return repeat(r, &a, b.u.i);
+    if (op == OP_MUL && (b.t == V_STR || b.t == V_LIST) && (a.t == V_INT || a.t == V_BOOL))
+        return repeat(r, &b, a.u.i);
+    rfail(r, VTOK_EINVAL, "unsupported operand types for %s: %s and %s", opn[op], type_name(&a), type_name(&b));
+}
+
+/* evaluated call arguments: positional then keyword */
+typedef struct {
+    jv *v;
+    const char **kwn;
+    int npos, nkw;
+} jargs;
+
+static jargs eval_args(R *r, jframe *f, const jx *x, int skip)
+{
+    jargs a;
+    int n = x->nargs;
+    a.v = ralloc(r, (size_t)(n + 1) * sizeof(jv));
+    for (int i = 0; i < n; i++)
+        a.v[i] = eval(r, f, x->args[i]);
+    a.nkw = x->nkw;
+    a.npos = n - x->nkw;
+    a.kwn = x->kwn;
+    (void)skip;
+    return a;
+}
+
+/* argument i by position or by name, or NULL */
+static const jv *arg(const jargs *a, int pos, const char *name)
+{
+    if (pos >= 0 && pos < a->npos)
+        return &a->v[pos];
+    for (int i = 0; i < a->nkw; i++)
+        if (name && !strcmp(a->kwn[i], name))
+            return &a->v[a->npos + i];
+    return NULL;
+}
+
+static const jv *need_str(R *r, const jv *v, const char *what)
+{
+    if (!v || v->t != V_STR)
+        rfail(r, VTOK_EINVAL, "%s expects a string%s%s", what, v ? ", got " : "", v ? type_name(v) : "");
+    return v;
+}
+
+static jv run_test(R *r, const char *name, const jv *v, const jargs *a);
+static jv run_filter(R *r, jframe *f, const char *name, jv v, const jargs *a);
+static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a);
+
+static jv str_split(R *r, jv s, const jv *sep, const jv *maxs)
+{
+    int64_t max = maxs && maxs->t == V_INT ? maxs->u.i : -1;
+    jlist *l = list_new(r, 4);
+    const char *p = s.u.s.p;
+    size_t n = s.u.s.n;
+    if (!sep || sep->t == V_NONE) {
+        size_t i = 0;
+        for (;;) {
+            while (i < n) {
+                size_t k = i;
+                if (!py_space(cp_next(p, n, &k)))
+                    break;
+                i = k;
+            }
+            if (i >= n)
+                break;
+            if (max >= 0 && (int64_t)l->n >= max) {
+                /* the rest, right-stripped */
+                jv rest = str_strip(mk_str(p + i, n - i), NULL, 0, 0, 1);
+                list_push(r, l, rest);
+                break;
+            }
+            size_t st = i;
+            while (i < n) {
+                size_t k = i;
+                if (py_space(cp_next(p, n, &k)))
+                    break;
+                i = k;
+            }
+            list_push(r, l, mk_str(p + st, i - st));
+        }
+        return mk_list(l);
+    }
+    need_str(r, sep, "split");
+    if (sep->u.s.n == 0)
+        rfail(r, VTOK_EINVAL, "split: empty separator");
+    size_t st = 0, i = 0;
+    while (i + sep->u.s.n <= n) {
+        if ((max < 0 || (int64_t)l->n < max) && memcmp(p + i, sep->u.s.p, sep->u.s.n) == 0) {
+            list_push(r, l, mk_str(p + st, i - st));
+            i += sep->u.s.n;
+            st = i;
+        } else {
+            i++;
+        }
+    }
+    list_push(r, l, mk_str(p + st, n - st));
+    return mk_list(l);
+}
+
+static jv str_replace(R *r, jv s, const jv *old, const jv *nw, const jv *cnt)
+{
+    need_str(r, old, "replace");
+    need_str(r, nw, "replace");
+    int64_t max = cnt && cnt->t == V_INT ? cnt->u.i : -1;
+    sbuf b = {r, NULL, 0, 0};
+    const char *p = s.u.s.p;
+    size_t n = s.u.s.n, i = 0, done = 0;
+    if (old->u.s.n == 0) {
+        /* Python inserts between every code point */
+        while (i <= n) {
+            if (max >= 0 && (int64_t)done >= max) {
+                sb_put(&b, p + i, n - i);
+                break;
+            }
+            sb_put(&b, nw->u.s.p, nw->u.s.n);
+            done++;
+            if (i == n)
+                break;
+            size_t k = i;
+            cp_next(p, n, &k);
+            sb_put(&b, p + i, k - i);
+            i = k;
+        }
+        return mk_str(b.p ? b.p : "", b.n);
+    }
+    size_t st = 0;
+    while (i + old->u.s.n <= n) {
+        if ((max < 0 || (int64_t)done < max) && memcmp(p + i, old->u.s.p, old->u.s.n) == 0) {
+            sb_put(&b, p + st, i - st);
+            sb_put(&b, nw->u.s.p, nw->u.s.n);
+            i += old->u.s.n;
+            st = i;
+            done++;
+            step(r);
+        } else {
+            i++;
+        }
+    }
+    sb_put(&b, p + st, n - st);
+    return mk_str(b.p ? b.p : "", b.n);
+}
+
+/* ASCII case mapping (non-ASCII letters are left as they are) */
+static jv str_case(R *r, jv s, int mode)
+{
+    char *p = str_alloc(r, s.u.s.n);
+    int prev_alpha = 0;
+    for (size_t i = 0; i < s.u.s.n; i++) {
+        char c = s.u.s.p[i];
+        int up = c >= 'a' && c <= 'z', lo = c >= 'A' && c <= 'Z';
+        int alpha = up || lo || ((unsigned char)c >= 0x80);
+        int want_up = mode == 0 ? 1 : mode == 1 ? 0 : mode == 2 ? !prev_alpha : i == 0;
+        if (want_up && up)
+            c = (char)(c - 32);
+        else if (!want_up && lo)
+            c = (char)(c + 32);
+        p[i] = c;
+        prev_alpha = alpha;
+    }
+    p[s.u.s.n] = 0;
+    return mk_str(p, s.u.s.n);
+}
+
+static int starts_ends(R *r, jv s, const jv *x, int ends)
+{
+    if (x && x->t == V_LIST) {
+        for (size_t i = 0; i < x->u.l->n; i++)
+            if (starts_ends(r, s, &x->u.l->v[i], ends))
+                return 1;
+        return 0;
+    }
+    need_str(r, x, ends ? "endswith" : "startswith");
+    if (x->u.s.n > s.u.s.n)
+        return 0;
+    return memcmp(s.u.s.p + (ends ? s.u.s.n - x->u.s.n : 0), x->u.s.p, x->u.s.n) == 0;
+}
+
+static jv join_items(R *r, jlist *items, const jv *sep, const jv *attr)
+{
+    sbuf b = {r, NULL, 0, 0};
+    for (size_t i = 0; i < items->n; i++) {
+        if (i && sep)
+            sb_put(&b, sep->u.s.p, sep->u.s.n);
+        jv it = items->v[i];
+        if (attr)
+            it = get_item(r, &it, attr);
+        str_to(r, &b, &it);
+        step(r);
+    }
+    return mk_str(b.p ? b.p : "", b.n);
+}
+
+static jv call_method(R *r, const jmeth *m, const jargs *a)
+{
+    const char *n = m->name;
+    jv s = m->self;
+    if (s.t == V_DICT) {
+        if (!strcmp(n, "items")) {
+            jlist *l = list_new(r, s.u.d->n);
+            for (size_t i = 0; i < s.u.d->n; i++) {
+                jlist *t = list_new(r, 2);
+                list_push(r, t, s.u.d->k[i]);
+                list_push(r, t, s.u.d->v[i]);
+                jv tv = mk_list(t);
+                tv.tuple = 1;
+                list_push(r, l, tv);
+            }
+            return mk_list(l);
+        }
+        if (!strcmp(n, "keys") || !strcmp(n, "values")) {
+            jlist *l = list_new(r, s.u.d->n);
+            for (size_t i = 0; i < s.u.d->n; i++)
+                list_push(r, l, n[0] == 'k' ? s.u.d->k[i] : s.u.d->v[i]);
+            return mk_list(l);
+        }
+        /* get */
+        const jv *k = arg(a, 0, "key");
+        if (!k)
+            rfail(r, VTOK_EINVAL, "get() needs a key");
+        jv *v = dict_find(s.u.d, k);
+        if (v)
+            return *v;
+        const jv *d = arg(a, 1, "default");
+        return d ? *d : mk_none();
+    }
+    /* string methods */
+    if (!strcmp(n, "startswith") || !strcmp(n, "endswith"))
+        return mk_bool(starts_ends(r, s, arg(a, 0, NULL), n[0] == 'e'));
+    if (!strcmp(n, "strip") || !strcmp(n, "lstrip") || !strcmp(n, "rstrip")) {
+        const jv *c = arg(a, 0, "chars");
+        if (c && c->t == V_NONE)
+            c = NULL;
+        if (c)
+            need_str(r, c, n);
+        return str_strip(s, c ? c->u.s.p : NULL, c ? c->u.s.n : 0, n[0] != 'r', n[0] != 'l');
+    }
+    if (!strcmp(n, "split"))
+        return str_split(r, s, arg(a, 0, "sep"), arg(a, 1, "maxsplit"));
+    if (!strcmp(n, "replace"))
+        return str_replace(r, s, arg(a, 0, NULL), arg(a, 1, NULL), arg(a, 2, "count"));
+    if (!strcmp(n, "upper"))
+        return str_case(r, s, 0);
+    if (!strcmp(n, "lower"))
+        return str_case(r, s, 1);
+    if (!strcmp(n, "title"))
+        return str_case(r, s, 2);
+    if (!strcmp(n, "capitalize"))
+        return str_case(r, str_case(r, s, 1), 3);
+    if (!strcmp(n, "join")) {
+        const jv *it = arg(a, 0, NULL);
+        if (!it)
+            rfail(r, VTOK_EINVAL, "join() needs an iterable");
+        return join_items(r, iter_items(r, it), &s, NULL);
+    }
+    if (!strcmp(n, "find") || !strcmp(n, "count")) {
+        const jv *x = need_str(r, arg(a, 0, NULL), n);
+        int64_t cnt = 0;
+        for (size_t i = 0; i + x->u.s.n <= s.u.s.n;) {
+            if (memcmp(s.u.s.p + i, x->u.s.p, x->u.s.n) == 0) {
+                if (n[0] == 'f')
+                    return mk_int((int64_t)cp_len(s.u.s.p, i));
+                cnt++;
+                i += x->u.s.n ? x->u.s.n : 1;
+            } else {
+                i++;
+            }
+        }
+        return mk_int(n[0] == 'f' ? -1 : cnt);
+    }
+    rfail(r, VTOK_EUNSUPPORTED, "method '%s' is not supported", n);
+}
+
+static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
+{
+    (void)f;
+    if (fn->t == V_METHOD)
+        return call_method(r, fn->u.m, a);
+    if (fn->t == V_FUNC) {
+        switch (fn->u.fn) {
+        case F_RAISE: {
+            const jv *m = arg(a, 0, NULL);
+            jv s = m ? to_str(r, m) : mk_str("", 0);
+            /* transformers raises jinja2.exceptions.TemplateError(message) */
+            rfail(r, VTOK_EINVAL, "template error: %.*s", (int)(s.u.s.n > 300 ? 300 : s.u.s.n), s.u.s.p);
+        }
+        case F_RANGE: {
+            int64_t st = 0, en, sp = 1;
+            for (int i = 0; i < a->npos; i++)
+                if (a->v[i].t != V_INT && a->v[i].t != V_BOOL)
+                    rfail(r, VTOK_EINVAL, "range() expects integers");
+            if (a->npos == 1) {
+                en = a->v[0].u.i;
+            } else if (a->npos == 2 || a->npos == 3) {
+                st = a->v[0].u.i;
+                en = a->v[1].u.i;
+                if (a->npos == 3)
+                    sp = a->v[2].u.i;
+            } else {
+                rfail(r, VTOK_EINVAL, "range() takes 1 to 3 arguments");
+            }
+            if (sp == 0)
+                rfail(r, VTOK_EINVAL, "range() step must not be zero");
+            double cnt = sp > 0 ? ((double)en - (double)st) / (double)sp : ((double)st - (double)en) / (double)-sp;
+            if (cnt > VT_JINJA_MAX_ITERS)
+                rfail(r, VTOK_ELIMIT, "range() of more than %d items", VT_JINJA_MAX_ITERS);
+            jlist *l = list_new(r, cnt > 0 ? (size_t)cnt + 1 : 1);
+            for (int64_t i = st; sp > 0 ? i < en : i > en; i += sp)
+                list_push(r, l, mk_int(i));
+            return mk_list(l);
+        }
+        case F_NAMESPACE:
+        case F_DICT: {
+            jdict *d = dict_new(r, 4);
+            for (int i = 0; i < a->npos; i++) {
+                if (a->v[i].t != V_DICT && a->v[i].t != V_NS)
+                    rfail(r, VTOK_EINVAL, "%s() positional arguments must be dicts",
+                          fn->u.fn == F_DICT ? "dict" : "namespace");
+                for (size_t k = 0; k < a->v[i].u.d->n; k++)
+                    dict_set(r, d, a->v[i].u.d->k[k], a->v[i].u.d->v[k]);
+            }
+            for (int i = 0; i < a->nkw; i++)
+                dict_set(r, d, mk_str(a->kwn[i], strlen(a->kwn[i])), a->v[a->npos + i]);
+            return mk_dict(d, fn->u.fn == F_DICT ? V_DICT : V_NS);
+        }
+        case F_STRFTIME: {
+            const jv *fmt = need_str(r, arg(a, 0, NULL), "strftime_now");
+            char fb[256], ob[512];
+            size_t fl = fmt->u.s.n < sizeof(fb) - 1 ? fmt->u.s.n : sizeof(fb) - 1;
+            memcpy(fb, fmt->u.s.p, fl);
+            fb[fl] = 0;
+            time_t now = time(NULL);
+            struct tm tmv;
+            if (!localtime_r(&now, &tmv))
+                rfail(r, VTOK_EINVAL, "strftime_now: no local time");
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+            /* the format is the template's, as Python's datetime.strftime takes it */
+            size_t n = strftime(ob, sizeof(ob), fb, &tmv);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+            char *p = str_alloc(r, n);
+            memcpy(p, ob, n);
+            p[n] = 0;
+            return mk_str(p, n);
+        }
+        default:
+            break;
+        }
+    }
+    if (fn->t == V_MACRO) {
+        const js *d = fn->u.mac->def;
+        if (r->calls >= VT_JINJA_MAX_CALLS)
+            rfail(r, VTOK_ELIMIT, "macro calls nested deeper than %d", VT_JINJA_MAX_CALLS);
+        jframe *mf = frame_new(r, fn->u.mac->scope);
+        int np = d->nnames - 1;
+        if (a->npos > np)
+            rfail(r, VTOK_EINVAL, "macro '%s' takes %d arguments, got %d", d->names[0], np, a->npos);
+        for (int i = 0; i < np; i++) {
+            const jv *v = arg(a, i, d->names[i + 1]);
+            jv val = v ? *v : d->defs[i + 1] ? eval(r, mf, d->defs[i + 1]) : mk_undef(d->names[i + 1]);
+            frame_set(r, mf, d->names[i + 1], val);
+        }
+        for (int i = 0; i < a->nkw; i++) {
+            int found = 0;
+            for (int k = 1; k < d->nnames; k++)
+                found |= !strcmp(d->names[k], a->kwn[i]);
+            if (!found)
+                rfail(r, VTOK_EINVAL, "macro '%s' has no argument '%s'", d->names[0], a->kwn[i]);
+        }
+        /* the body renders into the output and is cut back out as the value */
+        size_t mark = r->on;
+        int saved_line = r->line, saved_col = r->col;
+        r->calls++;
+        exec_body(r, mf, d->body, d->nbody);
+        r->calls--;
+        r->brk = r->cont = 0;
+        r->line = saved_line;
+        r->col = saved_col;
+        size_t n = r->on - mark;
+        char *p = str_alloc(r, n);
+        memcpy(p, r->out ? r->out + mark : "", n);
+        p[n] = 0;
+        r->on = mark;
+        return mk_str(p, n);
+    }
+    if (fn->t == V_UNDEF)
+        undefined_fail(r, fn);
+    rfail(r, VTOK_EINVAL, "'%s' object is not callable", type_name(fn));
+}
+
+static jv eval(R *r, jframe *f, const jx *x)
+{
+    step(r);
+    at(r, x);
+    switch (x->kind) {
+    case E_LIT:
+        switch (x->lit) {
+        case L_NONE:
+            return mk_none();
+        case L_BOOL:
+            return mk_bool((int)x->i);
+        case L_INT:
+            return mk_int(x->i);
+        case L_FLOAT:
+            return mk_float(x->f);
+        default:
+            return mk_str(x->s, x->n);
+        }
+    case E_NAME:
+        return lookup(r, f, x->name);
+    case E_LIST:
+    case E_TUPLE: {
+        jlist *l = list_new(r, (size_t)x->nargs);
+        for (int i = 0; i < x->nargs; i++)
+            list_push(r, l, eval(r, f, x->args[i]));
+        jv v = mk_list(l);
+        v.tuple = x->kind == E_TUPLE;
+        return v;
+    }
+    case E_DICT: {
+        jdict *d = dict_new(r, (size_t)x->nargs / 2 + 1);
+        for (int i = 0; i + 1 < x->nargs; i += 2) {
+            jv k = eval(r, f, x->args[i]);
+            jv v = eval(r, f, x->args[i + 1]);
+            dict_set(r, d, k, v);
+        }
+        return mk_dict(d, V_DICT);
+    }
+    case E_ATTR: {
+        jv o = eval(r, f, x->a);
+        at(r, x);
+        return get_attr(r, &o, x->name);
+    }
+    case E_ITEM: {
+        jv o = eval(r, f, x->a);
+        jv k = eval(r, f, x->b);
+        at(r, x);
+        return get_item(r, &o, &k);
+    }
+    case E_SLICE: {
+        jv o = eval(r, f, x->a);
+        jv a = x->b ? eval(r, f, x->b) : UNDEF;
+        jv b = x->c ? eval(r, f, x->c) : UNDEF;
+        jv c = x->args[0] ? eval(r, f, x->args[0]) : UNDEF;
+        at(r, x);
+        return do_slice(r, &o, &a, &b, &c);
+    }
+    case E_CALL: {
+        jv fn = eval(r, f, x->a);
+        jargs a = eval_args(r, f, x, 0);
+        at(r, x);
+        return call_value(r, f, &fn, &a);
+    }
+    case E_FILTER: {
+        jv v = eval(r, f, x->a);
+        jargs a = eval_args(r, f, x, 0);
+        at(r, x);
+        return run_filter(r, f, x->name, v, &a);
+    }
+    case E_TEST: {
+        jv v = eval(r, f, x->a);
+        jargs a = eval_args(r, f, x, 0);
+        at(r, x);
+        jv t = run_test(r, x->name, &v, &a);
+        return mk_bool(x->op ? !t.u.i : (int)t.u.i);
+    }
+    case E_NOT: {
+        jv v = eval(r, f, x->a);
+        return mk_bool(!truthy(&v));
+    }
+    case E_NEG:
+    case E_POS: {
+        jv v = eval(r, f, x->a);
+        at(r, x);
+        if (v.t == V_INT || v.t == V_BOOL) {
+            if (x->kind == E_NEG && v.u.i == INT64_MIN)
+                rfail(r, VTOK_EINVAL, "integer overflow");
+            return mk_int(x->kind == E_NEG ? -v.u.i : v.u.i);
+        }
+        if (v.t == V_FLOAT)
+            return mk_float(x->kind == E_NEG ? -v.u.f : v.u.f);
+        if (v.t == V_UNDEF)
+            undefined_fail(r, &v);
+        rfail(r, VTOK_EINVAL, "bad operand type for unary %c: %s", x->kind == E_NEG ? '-' : '+', type_name(&v));
+    }
+    case E_BIN: {
+        jv a = eval(r, f, x->a);
+        jv b = eval(r, f, x->b);
+        at(r, x);
+        return binop(r, x->op, a, b);
+    }
+    case E_AND: {
+        jv a = eval(r, f, x->a);
+        return truthy(&a) ? eval(r, f, x->b) : a;
+    }
+    case E_OR: {
+        jv a = eval(r, f, x->a);
+        return truthy(&a) ? a : eval(r, f, x->b);
+    }
+    case E_COND: {
+        jv c = eval(r, f, x->b);
+        if (truthy(&c))
+            return eval(r, f, x->a);
+        return x->c ? eval(r, f, x->c) : mk_undef(NULL);
+    }
+    default:
+        rfail(r, VTOK_EINVAL, "bad expression node");
+    }
+}
+
+/* ---------------------------------------------------------- tests, filters */
+
+static jv run_test(R *r, const char *n, const jv *v, const jargs *a)
+{
+    const jv *x = arg(a, 0, NULL);
+    if (!strcmp(n, "defined"))
+        return mk_bool(v->t != V_UNDEF);
+    if (!strcmp(n, "undefined"))
+        return mk_bool(v->t == V_UNDEF);
+    if (!strcmp(n, "none"))
+        return mk_bool(v->t == V_NONE);
+    if (!strcmp(n, "string"))
+        return mk_bool(v->t == V_STR);
+    if (!strcmp(n, "mapping"))
+        return mk_bool(v->t == V_DICT);
+    if (!strcmp(n, "iterable"))
+        return mk_bool(v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF);
+    if (!strcmp(n, "sequence"))
+        return mk_bool(v->t == V_STR || v->t == V_LIST || v->t == V_DICT);
+    if (!strcmp(n, "number"))
+        return mk_bool(is_num(v));
+    if (!strcmp(n, "integer"))
+        return mk_bool(v->t == V_INT);
+    if (!strcmp(n, "float"))
+        return mk_bool(v->t == V_FLOAT);
+    if (!strcmp(n, "boolean"))
+        return mk_bool(v->t == V_BOOL);
+    if (!strcmp(n, "true"))
+        return mk_bool(v->t == V_BOOL && v->u.i);
+    if (!strcmp(n, "false"))
+        return mk_bool(v->t == V_BOOL && !v->u.i);
+    if (!strcmp(n, "callable"))
+        return mk_bool(v->t == V_MACRO || v->t == V_FUNC || v->t == V_METHOD);
+    if (!strcmp(n, "lower") || !strcmp(n, "upper")) {
+        if (v->t != V_STR)
+            return mk_bool(0);
+        jv c = str_case(r, *v, n[0] == 'l' ? 1 : 0);
+        return mk_bool(jv_eq(&c, v));
+    }
+    if (!strcmp(n, "equalto") || !strcmp(n, "eq") || !strcmp(n, "==") || !strcmp(n, "sameas"))
+        return mk_bool(x && jv_eq(v, x) && (strcmp(n, "sameas") || v->t == x->t));
+    if (!strcmp(n, "ne") || !strcmp(n, "!="))
+        return mk_bool(!(x && jv_eq(v, x)));
+    if (!strcmp(n, "in")) {
+        if (!x)
+            rfail(r, VTOK_EINVAL, "test 'in' needs an argument");
+        return mk_bool(contains(r, x, v));
+    }
+    if (!strcmp(n, "odd") || !strcmp(n, "even") || !strcmp(n, "divisibleby")) {
+        if (v->t != V_INT && v->t != V_BOOL)
+            rfail(r, VTOK_EINVAL, "test '%s' needs an int", n);
+        int64_t d = n[0] == 'd' ? (x && (x->t == V_INT) ? x->u.i : 0) : 2;
+        if (d == 0)
+            rfail(r, VTOK_EINVAL, "divisibleby needs a non-zero int");
+        int64_t m = v->u.i % d;
+        return mk_bool(n[0] == 'o' ? m != 0 : m == 0);
+    }
+    if (!strcmp(n, "lt") || !strcmp(n, "le") || !strcmp(n, "gt") || !strcmp(n, "ge")) {
+        if (!x)
+            rfail(r, VTOK_EINVAL, "test '%s' needs an argument", n);
+        int c = jv_cmp(r, v, x, n);
+        return mk_bool(n[0] == 'l' ? (n[1] == 't' ? c < 0 : c <= 0) : (n[1] == 't' ? c > 0 : c >= 0));
+    }
+    rfail(r, VTOK_EUNSUPPORTED, "unknown test '%s'", n);
+}
+
+/* attribute path "a.b" of an item (jinja2 filters.make_attrgetter) */
+static jv attr_path(R *r, jv it, const jv *path)
+{
+    need_str(r, path, "attribute");
+    const char *p = path->u.s.p;
+    size_t n = path->u.s.n, s = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || p[i] == '.') {
+            jv k;
+            int isnum = i > s;
+            int64_t num = 0;
+            for (size_t m = s; m < i; m++) {
+                if (p[m] < '0' || p[m] > '9')
+                    isnum = 0;
+                else if (num < 100000000)
+                    num = num * 10 + (p[m] - '0');
+            }
+            if (isnum) {
+                k = mk_int(num);
+            } else {
+                char *nm = str_alloc(r, i - s);
+                memcpy(nm, p + s, i - s);
+                nm[i - s] = 0;
+                k = mk_str(nm, i - s);
+            }
+            if (it.t == V_UNDEF)
+                return it;
+            it = get_item(r, &it, &k);
+            s = i + 1;
+        }
+    }
+    return it;
+}
+
+/* select/reject/selectattr/rejectattr (jinja2 filters.py select_or_reject) */
+static jv select_items(R *r, jv v, const jargs *a, int attr, int want)
+{
+    jlist *items = iter_items(r, &v);
+    jlist *out = list_new(r, items->n);
+    int first = attr ? 1 : 0;
+    const jv *path = attr ? arg(a, 0, "attribute") : NULL;
+    const jv *tn = a->npos > first ? &a->v[first] : NULL;
+    if (tn)
+        need_str(r, tn, "select test");
+    jargs ta = {a->v + first + 1, NULL, a->npos > first + 1 ? a->npos - first - 1 : 0, 0};
+    for (size_t i = 0; i < items->n; i++) {
+        step(r);
+        jv x = attr ? attr_path(r, items->v[i], path) : items->v[i];
+        int ok;
+        if (tn)
+            ok = (int)run_test(r, tn->u.s.p, &x, &ta).u.i;
+        else
+            ok = truthy(&x);
+        if (ok == want)
+            list_push(r, out, items->v[i]);
+    }
+    return mk_list(out);
+}
+
+static int64_t to_int_default(R *r, jv v, int64_t def)
+{
+    (void)r;
+    if (v.t == V_INT || v.t == V_BOOL)
+        return v.u.i;
+    if (v.t == V_FLOAT)
+        return isfinite(v.u.f) && fabs(v.u.f) < 9.2e18 ? (int64_t)v.u.f : def;
+    if (v.t == V_STR) {
+        char buf[64];
+        jv t = str_strip(v, NULL, 0, 1, 1);
+        if (t.u.s.n == 0 || t.u.s.n >= sizeof(buf))
+            return def;
+        memcpy(buf, t.u.s.p, t.u.s.n);
+        buf[t.u.s.n] = 0;
+        char *end;
+        long long x = strtoll(buf, &end, 10);
+        if (*end == 0)
+            return x;
+        double d = strtod(buf, &end);
+        if (*end == 0 && isfinite(d) && fabs(d) < 9.2e18)
+            return (int64_t)d;
+    }
+    return def;
+}
+
+static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
+{
+    if (!strcmp(n, "length") || !strcmp(n, "count")) {
+        if (v.t == V_STR)
+            return mk_int((int64_t)cp_len(v.u.s.p, v.u.s.n));
+        if (v.t == V_LIST)
+            return mk_int((int64_t)v.u.l->n);
+        if (v.t == V_DICT || v.t == V_NS)
+            return mk_int((int64_t)v.u.d->n);
+        if (v.t == V_UNDEF)
+            return mk_int(0);
+        rfail(r, VTOK_EINVAL, "object of type '%s' has no len()", type_name(&v));
+    }
+    if (!strcmp(n, "tojson")) {
+        const jv *ind = arg(a, 0, "indent");
+        int indent = -1;
+        if (ind && ind->t != V_NONE) {
+            if (ind->t != V_INT || ind->u.i < 0 || ind->u.i > 64)
+                rfail(r, VTOK_EINVAL, "tojson: indent must be an int from 0 to 64");
+            indent = (int)ind->u.i;
+        }
+        sbuf b = {r, NULL, 0, 0};
+        json_to(r, &b, &v, indent, 0);
+        return mk_str(b.p ? b.p : "", b.n);
+    }
+    if (!strcmp(n, "default") || !strcmp(n, "d")) {
+        const jv *d = arg(a, 0, "default_value");
+        const jv *bo = arg(a, 1, "boolean");
+        int use = v.t == V_UNDEF || (bo && truthy(bo) && !truthy(&v));
+        return use ? (d ? *d : mk_str("", 0)) : v;
+    }
+    if (!strcmp(n, "safe") || !strcmp(n, "string")) {
+        return !strcmp(n, "safe") ? v : to_str(r, &v);
+    }
+    if (!strcmp(n, "items")) {
+        if (v.t == V_UNDEF)
+            return mk_list(list_new(r, 1));
+        if (v.t != V_DICT)
+            rfail(r, VTOK_EINVAL, "items: expected a mapping, got %s", type_name(&v));
+        jmeth m = {v, "items"};
+        jargs none = {NULL, NULL, 0, 0};
+        return call_method(r, &m, &none);
+    }
+    if (!strcmp(n, "list"))
+        return mk_list(iter_items(r, &v));
+    if (!strcmp(n, "join")) {
+        const jv *sep = arg(a, 0, "d");
+        const jv *at2 = arg(a, 1, "attribute");
+        jv s = sep ? to_str(r, sep) : mk_str("", 0);
+        return join_items(r, iter_items(r, &v), &s, at2);
+    }
+    if (!strcmp(n, "first") || !strcmp(n, "last")) {
+        jlist *l = iter_items(r, &v);
+        if (l->n == 0)
+            return mk_undef(NULL);
+        return n[0] == 'f' ? l->v[0] : l->v[l->n - 1];
+    }
+    if (!strcmp(n, "reverse")) {
+        if (v.t == V_STR) {
+            jlist *l = iter_items(r, &v);
+            sbuf b = {r, NULL, 0, 0};
+            for (size_t i = l->n; i-- > 0;)
+                sb_put(&b, l->v[i].u.s.p, l->v[i].u.s.n);
+            return mk_str(b.p ? b.p : "", b.n);
+        }
+        jlist *l = iter_items(r, &v);
+        jlist *o = list_new(r, l->n);
+        for (size_t i = l->n; i-- > 0;)
+            list_push(r, o, l->v[i]);
+        return mk_list(o);
+    }
+    if (!strcmp(n, "int")) {
+        const jv *d = arg(a, 0, "default");
+        return mk_int(to_int_default(r, v, d && d->t == V_INT ? d->u.i : 0));
+    }
+    if (!strcmp(n, "float")) {
+        if (is_num(&v))
+            return mk_float(num_f(&v));
+        if (v.t == V_STR) {
+            char buf[64];
+            jv t = str_strip(v, NULL, 0, 1, 1);
+            if (t.u.s.n && t.u.s.n < sizeof(buf)) {
+                memcpy(buf, t.u.s.p, t.u.s.n);
+                buf[t.u.s.n] = 0;
+                char *end;
+                double d = strtod(buf, &end);
+                if (*end == 0)
+                    return mk_float(d);
+            }
+        }
+        const jv *d = arg(a, 0, "default");
+        return d ? *d : mk_float(0.0);
+    }
+    if (!strcmp(n, "abs")) {
+        if (v.t == V_INT || v.t == V_BOOL) {
+            if (v.u.i == INT64_MIN)
+                rfail(r, VTOK_EINVAL, "integer overflow");
+            return mk_int(v.u.i < 0 ? -v.u.i : v.u.i);
+        }
+        if (v.t == V_FLOAT)
+            return mk_float(fabs(v.u.f));
+        rfail(r, VTOK_EINVAL, "abs: bad operand type %s", type_name(&v));
+    }
+    if (!strcmp(n, "selectattr") || !strcmp(n, "rejectattr"))
+        return select_items(r, v, a, 1, n[0] == 's');
+    if (!strcmp(n, "select") || !strcmp(n, "reject"))
+        return select_items(r, v, a, 0, n[0] == 's');
+    if (!strcmp(n, "map")) {
+        jlist *l = iter_items(r, &v);
+        jlist *o = list_new(r, l->n);
+        const jv *at2 = arg(a, -1, "attribute");
+        if (at2) {
+            const jv *def = arg(a, -1, "default");
+            for (size_t i = 0; i < l->n; i++) {
+                jv x = attr_path(r, l->v[i], at2);
+                list_push(r, o, x.t == V_UNDEF && def ? *def : x);
+            }
+            return mk_list(o);
+        }
+        const jv *fn = need_str(r, arg(a, 0, NULL), "map");
+        jargs fa = {a->v + 1, a->kwn, a->npos - 1, a->nkw};
+        for (size_t i = 0; i < l->n; i++)
+            list_push(r, o, run_filter(r, f, fn->u.s.p, l->v[i], &fa));
+        return mk_list(o);
+    }
+    if (v.t == V_UNDEF)
+        v = mk_str("", 0); /* string filters see Undefined as "" (jinja2 soft_str) */
+    if (v.t != V_STR)
+        v = to_str(r, &v);
+    if (!strcmp(n, "trim")) {
+        const jv *c = arg(a, 0, "chars");
+        if (c && c->t == V_NONE)
+            c = NULL;
+        if (c)
+            need_str(r, c, "trim");
+        return str_strip(v, c ? c->u.s.p : NULL, c ? c->u.s.n : 0, 1, 1);
+    }
+    if (!strcmp(n, "upper"))
+        return str_case(r, v, 0);
+    if (!strcmp(n, "lower"))
+        return str_case(r, v, 1);
+    if (!strcmp(n, "title"))
+        return str_case(r, v, 2);
+    if (!strcmp(n, "capitalize"))
+        return str_case(r, str_case(r, v, 1), 3);
+    if (!strcmp(n, "replace"))
+        return str_replace(r, v, arg(a, 0, "old"), arg(a, 1, "new"), arg(a, 2, "count"));
+    rfail(r, VTOK_EUNSUPPORTED, "unknown filter '%s'", n);
+}
+
+/* ------------------------------------------------------------- statements */
+
+static void bind_targets(R *r, jframe *f, const js *s, jv item)
+{
+    if (s->nnames == 1) {
+        frame_set(r, f, s->names[0], item);
+        return;
+    }
+    if (item.t != V_LIST || item.u.l->n != (size_t)s->nnames)
+        rfail(r, VTOK_EINVAL, "cannot unpack %s into %d loop variables", type_name(&item), s->nnames);
+    for (int i = 0; i < s->nnames; i++)
+        frame_set(r, f, s->names[i], item.u.l->v[i]);
+}
+
+static void exec_for(R *r, jframe *f, const js *s)
+{
+    r->line = s->line;
+    r->col = s->col;
+    jv it = eval(r, f, s->e);
+    jlist *items = iter_items(r, &it);
+    jframe *lf = frame_new(r, f);
+    if (s->e2) {
+        /* "for x in xs if cond": filter first, so loop.length counts kept items */
+        jlist *kept = list_new(r, items->n);
+        for (size_t i = 0; i < items->n; i++) {
+            if (++r->iters > VT_JINJA_MAX_ITERS)
+                rfail(r, VTOK_ELIMIT, "loops ran more than %d iterations", VT_JINJA_MAX_ITERS);
+            bind_targets(r, lf, s, items->v[i]);
+            jv c = eval(r, lf, s->e2);
+            if (truthy(&c))
+                list_push(r, kept, items->v[i]);
+        }
+        items = kept;
+    }
+    if (items->n == 0) {
+        exec_body(r, f, s->els, s->nels);
+        return;
+    }
+    jloop *lp = ralloc(r, sizeof(jloop));
+    lp->n = items->n;
+    lp->items = items;
+    jv lv = {V_LOOP, 0, {0}};
+    lv.u.lp = lp;
+    for (size_t i = 0; i < items->n; i++) {
+        if (++r->iters > VT_JINJA_MAX_ITERS)
+            rfail(r, VTOK_ELIMIT, "loops ran more than %d iterations", VT_JINJA_MAX_ITERS);
+        lp->i = i;
+        frame_set(r, lf, "loop", lv);
+        bind_targets(r, lf, s, items->v[i]);
+        exec_body(r, lf, s->body, s->nbody);
+        if (r->brk) {
+            r->brk = 0;
+            break;
+        }
+        r->cont = 0;
+    }
+}
+
+static void exec_body(R *r, jframe *f, js *const *body, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const js *s = body[i];
+        step(r);
+        r->line = s->line;
+        r->col = s->col;
+        switch (s->kind) {
+        case S_TEXT:
+            out_put(r, s->s, s->n);
+            break;
+        case S_OUT: {
+            jv v = eval(r, f, s->e);
+            if (v.t == V_STR) {
+                out_put(r, v.u.s.p, v.u.s.n);
+            } else {
+                sbuf b = {r, NULL, 0, 0};
+                str_to(r, &b, &v);
+                out_put(r, b.p ? b.p : "", b.n);
+            }
+            break;
+        }
+        case S_IF: {
+            jv c = eval(r, f, s->e);
+            if (truthy(&c))
+                exec_body(r, f, s->body, s->nbody);
+            else
+                exec_body(r, f, s->els, s->nels);
+            break;
+        }
+        case S_FOR:
+            if (r->calls + 1 > VT_JINJA_MAX_DEPTH)
+                rfail(r, VTOK_ELIMIT, "template nested too deeply");
+            exec_for(r, f, s);
+            break;
+        case S_SET:
+        case S_SETBLOCK: {
+            jv v;
+            if (s->kind == S_SET) {
+                v = eval(r, f, s->e);
+            } else {
+                size_t mark = r->on;
+                exec_body(r, f, s->body, s->nbody);
+                size_t len = r->on - mark;
+                char *p = str_alloc(r, len);
+                memcpy(p, r->out ? r->out + mark : "", len);
+                p[len] = 0;
+                r->on = mark;
+                v = mk_str(p, len);
+            }
+            if (s->nnames == 2) {
+                jv ns = lookup(r, f, s->names[0]);
+                r->line = s->line;
+                r->col = s->col;
+                if (ns.t != V_NS)
+                    rfail(r, VTOK_EINVAL, "cannot assign attribute on non-namespace object '%s'", s->names[0]);
+                dict_set(r, ns.u.d, mk_str(s->names[1], strlen(s->names[1])), v);
+            } else {
+                frame_set(r, f, s->names[0], v);
+            }
+            break;
+        }
+        case S_MACRO: {
+            jmacro *m = ralloc(r, sizeof(jmacro));
+            m->def = s;
+            m->scope = f;
+            jv v = {V_MACRO, 0, {0}};
+            v.u.mac = m;
+            frame_set(r, f, s->names[0], v);
+            break;
+        }
+        case S_BREAK:
+            r->brk = 1;
+            return;
+        case S_CONTINUE:
+            r->cont = 1;
+            return;
+        default:
+            break;
+        }
+        if (r->brk || r->cont)
+            return;
+    }
+}
+
+/* ---------------------------------------------------------------- context */
+
+static jv from_json(R *r, const cJSON *j, int depth)
+{
+    if (depth > 256)
+        rfail(r, VTOK_ELIMIT, "context nested deeper than 256");
+    if (cJSON_IsTrue(j))
+        return mk_bool(1);
+    if (cJSON_IsFalse(j))
+        return mk_bool(0);
+    if (cJSON_IsNumber(j)) {
+        double d = j->valuedouble;
+        if (d == floor(d) && fabs(d) < 9007199254740992.0)
+            return mk_int((int64_t)d);
+        return mk_float(d);
+    }
+    if (cJSON_IsString(j))
+        return mk_str(j->valuestring ? j->valuestring : "", j->valuestring ? strlen(j->valuestring) : 0);
+    if (cJSON_IsArray(j)) {
+        jlist *l = list_new(r, (size_t)cJSON_GetArraySize(j));
+        for (const cJSON *c = j->child; c; c = c->next)
+            list_push(r, l, from_json(r, c, depth + 1));
+        return mk_list(l);
+    }
+    if (cJSON_IsObject(j)) {
+        jdict *d = dict_new(r, (size_t)cJSON_GetArraySize(j));
+        for (const cJSON *c = j->child; c; c = c->next) {
+            const char *k = c->string ? c->string : "";
+            dict_set(r, d, mk_str(k, strlen(k)), from_json(r, c, depth + 1));
+        }
+        return mk_dict(d, V_DICT);
+    }
+    return mk_none();
+}
+
+/* ------------------------------------------------------------------- API */
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+}
+
+int vt_jinja_parse(vt_jinja **out, const char *src, size_t len, char *err, size_t errlen)
+{
+    if (!out || (!src && len)) {
+        set_err(err, errlen, "vt_jinja_parse: NULL argument");
+        return VTOK_EINVAL;
+    }
+    *out = NULL;
+    if (len > VT_JINJA_MAX_SOURCE) {
+        if (err && errlen)
+            snprintf(err, errlen, "template of %zu bytes exceeds %u", len, VT_JINJA_MAX_SOURCE);
+        return VTOK_ELIMIT;
+    }
+    vt_jinja *t = calloc(1, sizeof(*t));
+    if (!t) {
+        set_err(err, errlen, "out of memory");
+        return VTOK_ENOMEM;
+    }
+    /* the AST takes a bounded multiple of the source */
+    t->arena.limit = 64 * (size_t)len + ((size_t)1 << 20);
+    char msg[512] = "";
+    jerr e;
+    e.code = 0;
+    e.msg = msg;
+    e.msglen = sizeof(msg);
+    if (setjmp(e.jb)) {
+        free(t->scratch);
+        jarena_free(&t->arena);
+        free(t);
+        set_err(err, errlen, msg);
+        return e.code;
+    }
+    jinja_parse_into(t, src ? src : "", len, &e);
+    free(t->scratch);
+    t->scratch = NULL;
+    *out = t;
+    if (err && errlen)
+        err[0] = 0;
+    return 0;
+}
+
+void vt_jinja_free(vt_jinja *t)
+{
+    if (!t)
+        return;
+    jarena_free(&t->arena);
+    free(t);
+}
+
+int vt_jinja_render(const vt_jinja *t, const cJSON *context, char **out, size_t *out_len, char *err,
+                    size_t errlen)
+{
+    if (!t || !out) {
+        set_err(err, errlen, "vt_jinja_render: NULL argument");
+        return VTOK_EINVAL;
+    }
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    if (context && !cJSON_IsObject(context)) {
+        set_err(err, errlen, "template context must be a JSON object");
+        return VTOK_EINVAL;
+    }
+    char msg[512] = "";
+    jerr e;
+    e.code = 0;
+    e.msg = msg;
+    e.msglen = sizeof(msg);
+    R *r = calloc(1, sizeof(R));
+    if (!r) {
+        set_err(err, errlen, "out of memory");
+        return VTOK_ENOMEM;
+    }
+    r->ar.limit = VT_JINJA_MAX_MEMORY;
+    r->e = &e;
+    if (setjmp(e.jb)) {
+        jarena_free(&r->ar);
+        free(r->out);
+        free(r);
+        set_err(err, errlen, msg);
+        return e.code;
+    }
+    if (context) {
+        jv c = from_json(r, context, 0);
+        r->ctx = c.u.d;
+    }
+    r->root = frame_new(r, NULL);
+    exec_body(r, r->root, t->body, t->nbody);
+    out_put(r, "", 0);
+    r->out[r->on] = 0;
+    *out = r->out;
+    if (out_len)
+        *out_len = r->on;
+    jarena_free(&r->ar);
+    free(r);
+    if (err && errlen)
+        err[0] = 0;
+    return 0;
+}
