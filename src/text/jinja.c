@@ -1439,16 +1439,30 @@ static jv str_replace(R *r, jv s, const jv *old, const jv *nw, const jv *cnt)
     return mk_str(b.p ? b.p : "", b.n);
 }
 
-/* ASCII case mapping (non-ASCII letters are left as they are) */
+static int is_space_byte(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+/* ASCII case mapping (non-ASCII letters are left as they are). mode 0 upper,
+ * 1 lower, 2 str.title() (a letter after a non-letter is upper), 3 first
+ * character upper, 4 jinja2's title filter: upper at the start and after
+ * '-', whitespace, '(', '{', '[' or '<', lower elsewhere (filters.py
+ * do_title, _word_beginning_split_re). */
 static jv str_case(R *r, jv s, int mode)
 {
     char *p = str_alloc(r, s.u.s.n);
-    int prev_alpha = 0;
+    int prev_alpha = 0, prev_sep = 1;
     for (size_t i = 0; i < s.u.s.n; i++) {
         char c = s.u.s.p[i];
         int up = c >= 'a' && c <= 'z', lo = c >= 'A' && c <= 'Z';
         int alpha = up || lo || ((unsigned char)c >= 0x80);
-        int want_up = mode == 0 ? 1 : mode == 1 ? 0 : mode == 2 ? !prev_alpha : i == 0;
+        int want_up = mode == 0   ? 1
+                      : mode == 1 ? 0
+                      : mode == 2 ? !prev_alpha
+                      : mode == 3 ? i == 0
+                                  : prev_sep;
+        prev_sep = c == '-' || is_space_byte(c) || c == '(' || c == '{' || c == '[' || c == '<';
         if (want_up && up)
             c = (char)(c - 32);
         else if (!want_up && lo)
@@ -2102,7 +2116,7 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
     if (!strcmp(n, "lower"))
         return str_case(r, v, 1);
     if (!strcmp(n, "title"))
-        return str_case(r, v, 2);
+        return str_case(r, v, 4);
     if (!strcmp(n, "capitalize"))
         return str_case(r, str_case(r, v, 1), 3);
     if (!strcmp(n, "replace"))

@@ -1255,12 +1255,25 @@ void jinja_parse_into(struct vt_jinja *t, const char *src, size_t len, jerr *e)
     p.ar = &t->arena;
     p.e = e;
     p.scratch = &t->scratch;
-    /* keep_trailing_newline=False (jinja2 default; lexer.ts:162) */
-    if (len && src[len - 1] == '\n')
-        len--;
+    /* jinja2 splits the source on \r\n, \r and \n and joins the lines with
+     * \n before lexing (lexer.py Lexer.tokeniter, newline_re), dropping a
+     * final empty line (keep_trailing_newline=False; @huggingface/jinja
+     * lexer.ts:162 drops the final \n but keeps \r) */
     char *copy = palloc(&p, len + 1);
-    memcpy(copy, src, len);
-    copy[len] = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] == '\r') {
+            copy[n++] = '\n';
+            if (i + 1 < len && src[i + 1] == '\n')
+                i++;
+        } else {
+            copy[n++] = src[i];
+        }
+    }
+    if (n && copy[n - 1] == '\n')
+        n--;
+    copy[n] = 0;
+    len = n;
     p.src = copy;
     p.len = len;
     p.lc_line = p.lc_col = 1;
