@@ -2171,6 +2171,11 @@ static void exec_for(R *r, jframe *f, const js *s)
         if (++r->iters > VT_JINJA_MAX_ITERS)
             rfail(r, VTOK_ELIMIT, "loops ran more than %d iterations", VT_JINJA_MAX_ITERS);
         lp->i = i;
+        /* each iteration starts from a fresh scope over the enclosing one:
+         * names set in the body neither carry to the next iteration nor
+         * shadow the outer value before they are set, as in jinja2 (probes
+         * loop_carry and outer_read_in_loop in tests/jinja/check.py) */
+        lf->n = 0;
         frame_set(r, lf, "loop", lv);
         bind_targets(r, lf, s, items->v[i]);
         exec_body(r, lf, s->body, s->nbody);

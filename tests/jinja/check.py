@@ -197,6 +197,16 @@ PROBES = {
     "undefined_plus_error": "{{ nope + 'x' }}",
     "type_error": "{{ 'a' + 1 }}",
     "strftime": "{{ strftime_now('%Y')|length }}",
+    "loop_carry": "{% for i in [1, 2, 3] %}{% if i > 1 %}[{{ v }}]{% endif %}{% set v = i %}{% endfor %}[{{ v }}]",
+    "outer_read_in_loop": "{% set c = 'out' %}{% for i in [1, 2] %}{{ c }}{% set c = i %}{% endfor %}{{ c }}",
+    "none_attr": "[{{ none_var.x }}][{{ none_var['y'] is defined }}][{{ d.b.c }}]",
+    "nested_ns_and_macro": "{% set ns = namespace(items=[]) %}{% for m in msgs %}"
+                           "{% set ns.items = ns.items + [m.role|upper] %}{% endfor %}{{ ns.items|join(',') }}"
+                           "{% macro row(m, i) -%}\n  {{ i }}: {{ m.content }}\n{%- endmacro %}"
+                           "{% for m in msgs %}{{ row(m, loop.index) }}{% endfor %}",
+    "string_escapes_out": "{{ 'tab\\there' }}|{{ \"a\\\\b\" }}|{{ 'x\\ny' }}|{{ '\\u4e2d' }}",
+    "unicode_ops": "{{ u|length }}|{{ u[0] }}{{ u[-1] }}|{{ u.split(' ') }}|{{ '\u00e9' in u }}|{{ u|tojson }}|"
+                   "{{ u.startswith('h\u00e9') }}|{{ u|reverse }}|{{ u.find('w') }}|{{ u.replace('\u00f6', 'o') }}",
     "comments": "a{# one #}b{#- two -#}  c  {# three\nlines #}\nd",
 }
 
