@@ -89,7 +89,7 @@ typedef struct {
     size_t on, ocap;
     jdict *ctx;
     jframe *root;
-    int calls;
+    int calls, depth;
     long iters, steps;
     int brk, cont;
     int line, col; /* of the node being evaluated, for messages */
@@ -1704,7 +1704,20 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
     rfail(r, VTOK_EINVAL, "'%s' object is not callable", type_name(fn));
 }
 
+static jv eval_node(R *r, jframe *f, const jx *x);
+
+/* every nested evaluation and statement body passes here, so the C stack a
+ * render uses is bounded whatever mix of nesting and macro calls it has */
 static jv eval(R *r, jframe *f, const jx *x)
+{
+    if (++r->depth > VT_JINJA_MAX_RDEPTH)
+        rfail(r, VTOK_ELIMIT, "template evaluation nested deeper than %d", VT_JINJA_MAX_RDEPTH);
+    jv v = eval_node(r, f, x);
+    r->depth--;
+    return v;
+}
+
+static jv eval_node(R *r, jframe *f, const jx *x)
 {
     step(r);
     at(r, x);
@@ -2187,7 +2200,17 @@ static void exec_for(R *r, jframe *f, const js *s)
     }
 }
 
+static void exec_stmts(R *r, jframe *f, js *const *body, int n);
+
 static void exec_body(R *r, jframe *f, js *const *body, int n)
+{
+    if (++r->depth > VT_JINJA_MAX_RDEPTH)
+        rfail(r, VTOK_ELIMIT, "template evaluation nested deeper than %d", VT_JINJA_MAX_RDEPTH);
+    exec_stmts(r, f, body, n);
+    r->depth--;
+}
+
+static void exec_stmts(R *r, jframe *f, js *const *body, int n)
 {
     for (int i = 0; i < n; i++) {
         const js *s = body[i];
@@ -2218,8 +2241,6 @@ static void exec_body(R *r, jframe *f, js *const *body, int n)
             break;
         }
         case S_FOR:
-            if (r->calls + 1 > VT_JINJA_MAX_DEPTH)
-                rfail(r, VTOK_ELIMIT, "template nested too deeply");
             exec_for(r, f, s);
             break;
         case S_SET:

@@ -29,6 +29,7 @@ typedef struct vt_jinja vt_jinja;
 #define VT_JINJA_MAX_SOURCE   (1u << 20)   /* template bytes (parse)          */
 #define VT_JINJA_MAX_DEPTH    128          /* syntax nesting (parse)          */
 #define VT_JINJA_MAX_CALLS    32           /* macro call depth                */
+#define VT_JINJA_MAX_RDEPTH   600          /* nested evaluation (C stack)     */
 #define VT_JINJA_MAX_ITERS    1000000      /* loop iterations, all loops      */
 #define VT_JINJA_MAX_STEPS    20000000     /* statements + expressions run    */
 #define VT_JINJA_MAX_MEMORY   ((size_t)64 << 20)  /* render arena bytes      */

@@ -316,7 +316,7 @@ static size_t lex_tag(P *p, size_t i, char kind, int *strip_after, int *keep_nl)
             /* "-%}" / "+%}" / "%}" (or the "}}" forms) */
             size_t k = i;
             int mod = 0;
-            if ((c == '-' || c == '+') && k + 2 < p->len + 0 && p->src[k + 1] == endc && p->src[k + 2] == '}') {
+            if ((c == '-' || c == '+') && k + 2 < p->len && p->src[k + 1] == endc && p->src[k + 2] == '}') {
                 mod = c;
                 k++;
             }
@@ -452,9 +452,10 @@ static void lex(P *p)
                 while (te > ts && is_ws(p->src[te - 1]))
                     te--;
             } else if (mod != '+' && kind != '{') {
-                /* lstrip_blocks: only blanks between a line start and the tag */
+                /* lstrip_blocks: only whitespace other than newlines between a
+                 * line start and the tag (jinja2 lexer.py lstrip_unless_re) */
                 size_t k = te;
-                while (k > ts && (p->src[k - 1] == ' ' || p->src[k - 1] == '\t'))
+                while (k > ts && p->src[k - 1] != '\n' && is_ws(p->src[k - 1]))
                     k--;
                 if ((k > ts && p->src[k - 1] == '\n') || (k == ts && (k == 0 || p->src[k - 1] == '\n')))
                     te = k;

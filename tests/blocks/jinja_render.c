@@ -150,6 +150,12 @@ static int cmd_builtin(const char *name, const char *ctxp)
 
 /* ---------------------------------------------------------------- hostile */
 
+#define DEEP_MACRO(CALL)                                                                              \
+    "{% macro f(n) %}{% if n > 0 %}{% if 1 %}{% if 1 %}{% if 1 %}{% if 1 %}{% if 1 %}{% if 1 %}{% if 1 %}" \
+    "{% for i in [1] %}{% for j in [1] %}{{ " CALL " ~ '' }}{% endfor %}{% endfor %}"                    \
+    "{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}"           \
+    "{% endmacro %}"
+
 typedef struct {
     const char *what;
     const char *src; /* NULL: built by the test */
@@ -239,6 +245,10 @@ static int cmd_hostile(void)
         {"assign attr of non-namespace", "{% set x = {} %}{% set x.a = 1 %}", 0, VTOK_EINVAL},
         {"iterate none", "{% for x in none %}{% endfor %}", 0, VTOK_EINVAL},
         {"slice step zero", "{{ [1, 2][::0] }}", 0, VTOK_EINVAL},
+        /* 32 macro levels of ~20 nested evaluations: the render depth cap
+         * (not the C stack) stops it; run under ASan with a 1 MiB stack too */
+        {"deep macro x nesting", DEEP_MACRO("[[[[[[[[[[f(n - 1)]]]]]]]]]]|length") "{{ f(31) }}", 0, VTOK_ELIMIT},
+        {"ok: macro x nesting below the caps", DEEP_MACRO("f(n - 1)") "{{ f(20) }}", 0, 0},
         {"ok: normal template", "{% for m in messages %}{{ m.role }}{% endfor %}", 0, 0},
         {"ok: undefined prints empty", "[{{ nope }}]{% if nope %}x{% endif %}", 0, 0},
     };
