@@ -672,18 +672,28 @@ static jv to_str(R *r, const jv *v)
     return mk_str(b.p ? b.p : "", b.n);
 }
 
-/* JSON as transformers' tojson: json.dumps(x, ensure_ascii=False, indent=indent)
- * (transformers/utils/chat_template_utils.py tojson); separators ", " / ": "
- * without indent and "," / ": " with it, as Python's json module and
- * @huggingface/jinja src/runtime.ts:342-420 (toJSON) produce. */
-static void json_str(sbuf *b, const char *p, size_t n)
+/* JSON as transformers' tojson: json.dumps(x, ensure_ascii=False, indent=None,
+ * separators=None, sort_keys=False) with those four arguments passed through
+ * (transformers/utils/chat_template_utils.py tojson). Python's defaults:
+ * separators ", " / ": " without indent and "," / ": " with it (also
+ * @huggingface/jinja src/runtime.ts:342-420, toJSON); control characters as
+ * \uXXXX except \n \r \t \b \f; ensure_ascii escapes every non-ASCII code
+ * point, astral ones as a surrogate pair (Lib/json/encoder.py). */
+typedef struct {
+    int indent; /* -1: none */
+    int ascii, sort;
+    jv isep, ksep;
+} jopts;
+
+static void json_str(sbuf *b, const char *p, size_t n, int ascii)
 {
     sb_puts(b, "\"");
     size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)p[i];
         const char *esc = NULL;
-        char u[8];
+        char u[16];
+        size_t next = i + 1;
         if (c == '"')
             esc = "\\\"";
         else if (c == '\\')
@@ -698,21 +708,43 @@ static void json_str(sbuf *b, const char *p, size_t n)
             esc = "\\b";
         else if (c == '\f')
             esc = "\\f";
-        else if (c < 0x20) {
+        else if (c < 0x20 || (ascii && c == 0x7f)) {
             snprintf(u, sizeof(u), "\\u%04x", c);
+            esc = u;
+        } else if (ascii && c >= 0x80) {
+            size_t k = i;
+            unsigned cp = cp_next(p, n, &k);
+            next = k;
+            if (cp >= 0x10000) {
+                cp -= 0x10000;
+                snprintf(u, sizeof(u), "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+            } else {
+                snprintf(u, sizeof(u), "\\u%04x", cp);
+            }
             esc = u;
         }
         if (esc) {
             sb_put(b, p + run, i - run);
             sb_puts(b, esc);
-            run = i + 1;
+            run = next;
         }
+        i = next;
     }
     sb_put(b, p + run, n - run);
     sb_puts(b, "\"");
 }
 
-static void json_to(R *r, sbuf *b, const jv *v, int indent, int depth)
+static int key_cmp(const void *a, const void *b)
+{
+    const jv *x = *(const jv *const *)a, *y = *(const jv *const *)b;
+    size_t n = x->u.s.n < y->u.s.n ? x->u.s.n : y->u.s.n;
+    int c = memcmp(x->u.s.p, y->u.s.p, n);
+    if (c)
+        return c;
+    return (x->u.s.n > y->u.s.n) - (x->u.s.n < y->u.s.n);
+}
+
+static void json_to(R *r, sbuf *b, const jv *v, const jopts *o, int depth)
 {
     char tmp[64];
     step(r);
@@ -734,7 +766,7 @@ static void json_to(R *r, sbuf *b, const jv *v, int indent, int depth)
         sb_puts(b, tmp);
         return;
     case V_STR:
-        json_str(b, v->u.s.p, v->u.s.n);
+        json_str(b, v->u.s.p, v->u.s.n, o->ascii);
         return;
     case V_LIST:
     case V_DICT: {
@@ -745,36 +777,63 @@ static void json_to(R *r, sbuf *b, const jv *v, int indent, int depth)
             sb_puts(b, isl ? "]" : "}");
             return;
         }
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                sb_puts(b, indent >= 0 ? "," : ", ");
-            if (indent >= 0) {
+        const jv **keys = NULL;
+        if (!isl) {
+            /* keys as json.dumps writes them: str as is; int, float, bool and
+             * None converted to their JSON text */
+            keys = ralloc(r, n * sizeof(jv *));
+            for (size_t i = 0; i < n; i++) {
+                const jv *k = &v->u.d->k[i];
+                if (k->t != V_STR) {
+                    if (k->t != V_INT && k->t != V_FLOAT && k->t != V_BOOL && k->t != V_NONE)
+                        rfail(r, VTOK_EINVAL, "tojson: keys must be str, int, float, bool or None, not %s",
+                              type_name(k));
+                    if (o->sort)
+                        rfail(r, VTOK_EINVAL, "tojson: sort_keys needs string keys");
+                    sbuf kb = {r, NULL, 0, 0};
+                    json_to(r, &kb, k, o, depth + 1);
+                    jv *ks = ralloc(r, sizeof(jv));
+                    *ks = mk_str(kb.p, kb.n);
+                    k = ks;
+                }
+                keys[i] = k;
+            }
+        }
+        size_t *order = ralloc(r, n * sizeof(size_t));
+        for (size_t i = 0; i < n; i++)
+            order[i] = i;
+        if (!isl && o->sort) {
+            /* sort stably by key (code point order = UTF-8 byte order) */
+            for (size_t i = 1; i < n; i++) {
+                size_t x = order[i], j = i;
+                while (j > 0 && key_cmp(&keys[order[j - 1]], &keys[x]) > 0) {
+                    order[j] = order[j - 1];
+                    j--;
+                    step(r);
+                }
+                order[j] = x;
+            }
+        }
+        for (size_t q = 0; q < n; q++) {
+            size_t i = order[q];
+            if (q)
+                sb_put(b, o->isep.u.s.p, o->isep.u.s.n);
+            if (o->indent >= 0) {
                 sb_puts(b, "\n");
-                for (int k = 0; k < indent * (depth + 1); k++)
+                for (int k = 0; k < o->indent * (depth + 1); k++)
                     sb_puts(b, " ");
             }
             if (isl) {
-                json_to(r, b, &v->u.l->v[i], indent, depth + 1);
+                json_to(r, b, &v->u.l->v[i], o, depth + 1);
             } else {
-                const jv *k = &v->u.d->k[i];
-                if (k->t == V_STR) {
-                    json_str(b, k->u.s.p, k->u.s.n);
-                } else if (k->t == V_INT || k->t == V_FLOAT || k->t == V_BOOL || k->t == V_NONE) {
-                    /* json.dumps turns these keys into strings */
-                    sbuf kb = {r, NULL, 0, 0};
-                    json_to(r, &kb, k, -1, depth + 1);
-                    json_str(b, kb.p, kb.n);
-                } else {
-                    rfail(r, VTOK_EINVAL, "tojson: keys must be str, int, float, bool or None, not %s",
-                          type_name(k));
-                }
-                sb_puts(b, ": ");
-                json_to(r, b, &v->u.d->v[i], indent, depth + 1);
+                json_str(b, keys[i]->u.s.p, keys[i]->u.s.n, o->ascii);
+                sb_put(b, o->ksep.u.s.p, o->ksep.u.s.n);
+                json_to(r, b, &v->u.d->v[i], o, depth + 1);
             }
         }
-        if (indent >= 0) {
+        if (o->indent >= 0) {
             sb_puts(b, "\n");
-            for (int k = 0; k < indent * depth; k++)
+            for (int k = 0; k < o->indent * depth; k++)
                 sb_puts(b, " ");
         }
         sb_puts(b, isl ? "]" : "}");
@@ -2001,15 +2060,32 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
         rfail(r, VTOK_EINVAL, "object of type '%s' has no len()", type_name(&v));
     }
     if (!strcmp(n, "tojson")) {
-        const jv *ind = arg(a, 0, "indent");
-        int indent = -1;
+        /* transformers' signature: tojson(x, ensure_ascii=False, indent=None,
+         * separators=None, sort_keys=False), so tojson(4) is ensure_ascii=4 */
+        const jv *ea = arg(a, 0, "ensure_ascii");
+        const jv *ind = arg(a, 1, "indent");
+        const jv *seps = arg(a, 2, "separators");
+        const jv *sk = arg(a, 3, "sort_keys");
+        jopts o;
+        o.indent = -1;
         if (ind && ind->t != V_NONE) {
-            if (ind->t != V_INT || ind->u.i < 0 || ind->u.i > 64)
-                rfail(r, VTOK_EINVAL, "tojson: indent must be an int from 0 to 64");
-            indent = (int)ind->u.i;
+            if (ind->t != V_INT || ind->u.i > 64)
+                rfail(r, VTOK_EINVAL, "tojson: indent must be an int up to 64");
+            o.indent = ind->u.i < 0 ? 0 : (int)ind->u.i;
+        }
+        o.ascii = ea && truthy(ea);
+        o.sort = sk && truthy(sk);
+        o.isep = mk_str(o.indent >= 0 ? "," : ", ", o.indent >= 0 ? 1 : 2);
+        o.ksep = mk_str(": ", 2);
+        if (seps && seps->t != V_NONE) {
+            if (seps->t != V_LIST || seps->u.l->n != 2 || seps->u.l->v[0].t != V_STR ||
+                seps->u.l->v[1].t != V_STR)
+                rfail(r, VTOK_EINVAL, "tojson: separators must be a pair of strings");
+            o.isep = seps->u.l->v[0];
+            o.ksep = seps->u.l->v[1];
         }
         sbuf b = {r, NULL, 0, 0};
-        json_to(r, &b, &v, indent, 0);
+        json_to(r, &b, &v, &o, 0);
         return mk_str(b.p ? b.p : "", b.n);
     }
     if (!strcmp(n, "default") || !strcmp(n, "d")) {

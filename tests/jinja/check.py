@@ -138,6 +138,10 @@ PROBES = {
               "{{ {}|tojson }}|{{ u|tojson }}|{{ f|tojson }}|{{ [1.5, 2, true, none, 'x']|tojson }}|"
               "{{ {'q': 'a\"b\\\\c', 'nl': '\\n\\t\\r', 'ctl': '\\x01\\x1f\\x7f', 'e': ''}|tojson }}|"
               "{{ msgs|tojson }}|{{ {'a': {'b': []}, 'c': {}}|tojson(indent=1) }}|{{ 'x'|tojson(2) }}",
+    "tojson_args": "{{ d|tojson(sort_keys=true) }}|{{ u|tojson(ensure_ascii=true) }}|"
+                   "{{ '\U0001F642\x7f'|tojson(ensure_ascii=true) }}|{{ d|tojson(separators=(',', ':')) }}|"
+                   "{{ d|tojson(indent=2, separators=(', ', ' = ')) }}|{{ {'b': 1, 'a': {'d': 2, 'c': 3}}|tojson(indent=0, sort_keys=true) }}|"
+                   "{{ {1: 'i', 2.5: 'f', true: 'b', none: 'n'}|tojson }}|{{ l|tojson(none, 2) }}|{{ u|tojson(4) }}",
     "items": "{% for k, v in d|items %}{{ k }}={{ v|tojson }};{% endfor %}"
              "{% for k, v in d.items() %}{{ k }}{% endfor %}{% for k in d %}{{ k }}{% endfor %}"
              "{{ d.keys()|list }}{{ d.values()|list|length }}",
