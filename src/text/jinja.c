@@ -573,31 +573,50 @@ static void str_to(R *r, sbuf *b, const jv *v)
     }
 }
 
+/* Code points Python's repr escapes (str.isprintable() is false): controls,
+ * separators other than ' ', format characters. A subset of the Unicode
+ * tables (Objects/unicodectype.c): the ones text is likely to carry. */
+static int py_unprintable(unsigned cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0xA0) || cp == 0xAD || (cp >= 0x600 && cp <= 0x605) ||
+           cp == 0x61C || cp == 0x6DD || cp == 0x70F || cp == 0x1680 || cp == 0x180E ||
+           (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) || (cp >= 0x205F && cp <= 0x2064) ||
+           (cp >= 0x2066 && cp <= 0x206F) || cp == 0x3000 || (cp >= 0xD800 && cp <= 0xF8FF) || cp == 0xFEFF ||
+           (cp >= 0xFFF9 && cp <= 0xFFFB) || (cp >= 0xE0000 && cp <= 0xE007F) || cp >= 0xF0000;
+}
+
 static void repr_str(sbuf *b, const char *p, size_t n)
 {
     /* Python repr: single quotes unless the text has ' and no " */
     int sq = memchr(p, '\'', n) != NULL, dq = memchr(p, '"', n) != NULL;
     char q = sq && !dq ? '"' : '\'';
     sb_put(b, &q, 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        char esc[8];
-        if (c == (unsigned char)q || c == '\\') {
+    for (size_t i = 0; i < n;) {
+        size_t k = i;
+        unsigned cp = cp_next(p, n, &k);
+        char esc[16];
+        if (cp == (unsigned char)q || cp == '\\') {
             esc[0] = '\\';
-            esc[1] = (char)c;
+            esc[1] = (char)cp;
             sb_put(b, esc, 2);
-        } else if (c == '\n') {
+        } else if (cp == '\n') {
             sb_puts(b, "\\n");
-        } else if (c == '\r') {
+        } else if (cp == '\r') {
             sb_puts(b, "\\r");
-        } else if (c == '\t') {
+        } else if (cp == '\t') {
             sb_puts(b, "\\t");
-        } else if (c < 0x20 || c == 0x7F) {
-            snprintf(esc, sizeof(esc), "\\x%02x", c);
+        } else if (py_unprintable(cp)) {
+            if (cp < 0x100)
+                snprintf(esc, sizeof(esc), "\\x%02x", cp);
+            else if (cp < 0x10000)
+                snprintf(esc, sizeof(esc), "\\u%04x", cp);
+            else
+                snprintf(esc, sizeof(esc), "\\U%08x", cp);
             sb_puts(b, esc);
         } else {
-            sb_put(b, (const char *)&p[i], 1);
+            sb_put(b, p + i, k - i);
         }
+        i = k;
     }
     sb_put(b, &q, 1);
 }

@@ -223,6 +223,8 @@ PROBES = {
     "string_escapes_out": "{{ 'tab\\there' }}|{{ \"a\\\\b\" }}|{{ 'x\\ny' }}|{{ '\\u4e2d' }}",
     "unicode_ops": "{{ u|length }}|{{ u[0] }}{{ u[-1] }}|{{ u.split(' ') }}|{{ '\u00e9' in u }}|{{ u|tojson }}|"
                    "{{ u.startswith('h\u00e9') }}|{{ u|reverse }}|{{ u.find('w') }}|{{ u.replace('\u00f6', 'o') }}",
+    "repr_unicode": "{{ [u, '\u00a0\u2028\u200b\x85\xad\ufeff\U0001F642 \u00e9', \"it's\", '\\\\'] }}|"
+                    "{{ {'k\u3000': 'v\x01'} }}",
     "comments": "a{# one #}b{#- two -#}  c  {# three\nlines #}\nd",
 }
 
