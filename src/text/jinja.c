@@ -2189,6 +2189,41 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
         return select_items(r, v, a, 1, n[0] == 's');
     if (!strcmp(n, "select") || !strcmp(n, "reject"))
         return select_items(r, v, a, 0, n[0] == 's');
+    if (!strcmp(n, "sort")) {
+        /* jinja2 do_sort(value, reverse=False, case_sensitive=False,
+         * attribute=None): a stable sort, strings compared lower-cased
+         * unless case_sensitive */
+        const jv *rev = arg(a, 0, "reverse");
+        const jv *cs = arg(a, 1, "case_sensitive");
+        const jv *at2 = arg(a, 2, "attribute");
+        jlist *l = iter_items(r, &v);
+        size_t cnt = l->n;
+        jv *keys = ralloc(r, (cnt + 1) * sizeof(jv));
+        jlist *o = list_new(r, cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            keys[i] = at2 ? attr_path(r, l->v[i], at2) : l->v[i];
+            if (keys[i].t == V_STR && !(cs && truthy(cs)))
+                keys[i] = str_case(r, keys[i], 1);
+            list_push(r, o, l->v[i]);
+        }
+        int desc = rev && truthy(rev);
+        for (size_t i = 1; i < cnt; i++) {
+            jv kx = keys[i], vx = o->v[i];
+            size_t j = i;
+            while (j > 0) {
+                step(r);
+                int c = jv_cmp(r, &keys[j - 1], &kx, "<");
+                if (desc ? c >= 0 : c <= 0)
+                    break;
+                keys[j] = keys[j - 1];
+                o->v[j] = o->v[j - 1];
+                j--;
+            }
+            keys[j] = kx;
+            o->v[j] = vx;
+        }
+        return mk_list(o);
+    }
     if (!strcmp(n, "map")) {
         jlist *l = iter_items(r, &v);
         jlist *o = list_new(r, l->n);
@@ -2211,6 +2246,65 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
         v = mk_str("", 0); /* string filters see Undefined as "" (jinja2 soft_str) */
     if (v.t != V_STR)
         v = to_str(r, &v);
+    if (!strcmp(n, "indent")) {
+        /* jinja2 do_indent(s, width=4, first=False, blank=False): lines as
+         * str.splitlines() after appending "\n", joined with "\n" + the
+         * indent, which blank lines get only when blank is true */
+        const jv *w = arg(a, 0, "width");
+        const jv *first = arg(a, 1, "first");
+        const jv *blank = arg(a, 2, "blank");
+        jv ind;
+        if (!w || w->t == V_INT || w->t == V_BOOL) {
+            int64_t k = w ? w->u.i : 4;
+            if (k > 256)
+                rfail(r, VTOK_EINVAL, "indent: width over 256");
+            ind = repeat(r, &(jv){V_STR, 0, {.s = {" ", 1}}}, k < 0 ? 0 : k);
+        } else {
+            ind = *need_str(r, w, "indent");
+        }
+        sbuf b = {r, NULL, 0, 0};
+        if (first && truthy(first))
+            sb_put(&b, ind.u.s.p, ind.u.s.n);
+        const char *p = v.u.s.p;
+        size_t len = v.u.s.n, i = 0, ls = 0;
+        int line_no = 0;
+        for (;;) {
+            /* find the end of the line at ls: \n \r \r\n \v \f \x1c-\x1e \x85 U+2028 U+2029 */
+            size_t e = ls, next = len;
+            int found = 0;
+            for (i = ls; i < len;) {
+                size_t k = i;
+                unsigned cp = cp_next(p, len, &k);
+                if (cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C || (cp >= 0x1C && cp <= 0x1E) ||
+                    cp == 0x85 || cp == 0x2028 || cp == 0x2029) {
+                    e = i;
+                    next = k;
+                    if (cp == '\r' && k < len && p[k] == '\n')
+                        next = k + 1;
+                    found = 1;
+                    break;
+                }
+                i = k;
+            }
+            if (!found) {
+                e = len;
+                next = len;
+            }
+            if (line_no > 0) {
+                sb_puts(&b, "\n");
+                if (e > ls || (blank && truthy(blank)))
+                    sb_put(&b, ind.u.s.p, ind.u.s.n);
+            }
+            sb_put(&b, p + ls, e - ls);
+            line_no++;
+            step(r);
+            /* the appended "\n" ends the last line: stop after it */
+            if (!found)
+                break;
+            ls = next;
+        }
+        return mk_str(b.p ? b.p : "", b.n);
+    }
     if (!strcmp(n, "trim")) {
         const jv *c = arg(a, 0, "chars");
         if (c && c->t == V_NONE)

@@ -225,6 +225,11 @@ PROBES = {
                    "{{ u.startswith('h\u00e9') }}|{{ u|reverse }}|{{ u.find('w') }}|{{ u.replace('\u00f6', 'o') }}",
     "repr_unicode": "{{ [u, '\u00a0\u2028\u200b\x85\xad\ufeff\U0001F642 \u00e9', \"it's\", '\\\\'] }}|"
                     "{{ {'k\u3000': 'v\x01'} }}",
+    "sort": "{{ [3, 1, 2]|sort }}|{{ ['b', 'A', 'a', 'C']|sort }}|{{ ['b', 'A', 'a', 'C']|sort(case_sensitive=true) }}|"
+            "{{ [3, 1, 2]|sort(reverse=true) }}|{{ msgs|sort(attribute='content')|map(attribute='content')|join(',') }}|"
+            "{{ [2.5, 1, true]|sort }}",
+    "indent": "[{{ 'a\\nb\\n\\nc'|indent }}][{{ 'a\\nb\\n'|indent(2, true) }}][{{ 'x\\n\\ny'|indent(1, blank=true) }}]"
+              "[{{ ''|indent }}][{{ 'one'|indent(first=true) }}][{{ 'a\\r\\nb\\rc'|indent('--') }}][{{ '\\n'|indent(3, true, true) }}]",
     "comments": "a{# one #}b{#- two -#}  c  {# three\nlines #}\nd",
 }
 
