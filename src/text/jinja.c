@@ -1,5 +1,7 @@
 /*
- * jinja.c - the renderer of the Jinja subset (see jinja.h, jinja_parse.c).
+ * jinja.c - the renderer of the Jinja subset: scopes, expressions, filters,
+ * tests, methods, statements and the public entry points (see jinja.h;
+ * parsing is jinja_parse.c, values and their text forms jinja_value.c).
  *
  * Semantics follow Python jinja2 as transformers runs it (an
  * ImmutableSandboxedEnvironment, so nothing mutates lists or dicts except
@@ -18,850 +20,11 @@
 
 #include <cjson/cJSON.h>
 
-#include <inttypes.h>
-#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ------------------------------------------------------------------ values */
-
-enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_LOOP, V_MACRO, V_FUNC, V_METHOD };
-enum { F_RANGE, F_NAMESPACE, F_RAISE, F_STRFTIME, F_DICT };
-
-typedef struct jv jv;
-typedef struct jlist {
-    jv *v;
-    size_t n, cap;
-} jlist;
-typedef struct jdict {
-    jv *k, *v;
-    size_t n, cap;
-} jdict;
-typedef struct jloop {
-    size_t i, n;
-    jlist *items;
-} jloop;
-struct jframe;
-typedef struct jmacro {
-    const js *def;
-    struct jframe *scope;
-} jmacro;
-struct jmeth;
-
-struct jv {
-    int t;
-    int tuple; /* V_LIST built as a tuple (prints with parentheses) */
-    union {
-        int64_t i;
-        double f;
-        struct {
-            const char *p;
-            size_t n;
-        } s;             /* V_STR; V_UNDEF: the missing name (may be NULL) */
-        jlist *l;
-        jdict *d;        /* V_DICT, V_NS */
-        jloop *lp;
-        jmacro *mac;
-        int fn;
-        struct jmeth *m;
-    } u;
-};
-
-typedef struct jmeth {
-    jv self;
-    const char *name;
-} jmeth;
-
-typedef struct jframe {
-    struct jframe *parent;
-    const char **names;
-    jv *vals;
-    size_t n, cap;
-} jframe;
-
-typedef struct {
-    jarena ar;
-    jerr *e;
-    char *out;
-    size_t on, ocap;
-    jdict *ctx;
-    jframe *root;
-    int calls, depth;
-    long iters, steps;
-    int brk, cont;
-    int line, col; /* of the node being evaluated, for messages */
-} R;
-
-static const jv UNDEF = {V_UNDEF, 0, {0}};
-
-#if defined(__GNUC__)
-__attribute__((noreturn, format(printf, 3, 4)))
-#endif
-static void rfail(R *r, int code, const char *fmt, ...)
-{
-    char buf[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (code == VTOK_ELIMIT || code == VTOK_ENOMEM || r->line == 0)
-        jfail(r->e, code, "%s", buf);
-    jfail(r->e, code, "line %d:%d: %s", r->line, r->col, buf);
-}
-
-static void *ralloc(R *r, size_t n)
-{
-    int over = 0;
-    void *p = jarena_alloc(&r->ar, n, &over);
-    if (!p) {
-        if (over)
-            rfail(r, VTOK_ELIMIT, "template used more than %zu MiB of memory", VT_JINJA_MAX_MEMORY >> 20);
-        rfail(r, VTOK_ENOMEM, "out of memory rendering the template");
-    }
-    return p;
-}
-
-static void step(R *r)
-{
-    if (++r->steps > VT_JINJA_MAX_STEPS)
-        rfail(r, VTOK_ELIMIT, "template ran more than %d steps", VT_JINJA_MAX_STEPS);
-}
-
-static jv mk_int(int64_t i)
-{
-    jv v = {V_INT, 0, {0}};
-    v.u.i = i;
-    return v;
-}
-static jv mk_bool(int b)
-{
-    jv v = {V_BOOL, 0, {0}};
-    v.u.i = b != 0;
-    return v;
-}
-static jv mk_float(double f)
-{
-    jv v = {V_FLOAT, 0, {0}};
-    v.u.f = f;
-    return v;
-}
-static jv mk_none(void)
-{
-    jv v = {V_NONE, 0, {0}};
-    return v;
-}
-static jv mk_str(const char *p, size_t n)
-{
-    jv v = {V_STR, 0, {0}};
-    v.u.s.p = p;
-    v.u.s.n = n;
-    return v;
-}
-static jv mk_undef(const char *name)
-{
-    jv v = UNDEF;
-    v.u.s.p = name;
-    return v;
-}
-
-static char *str_alloc(R *r, size_t n)
-{
-    if (n > VT_JINJA_MAX_MEMORY)
-        rfail(r, VTOK_ELIMIT, "string of %zu bytes exceeds the memory limit", n);
-    return ralloc(r, n + 1);
-}
-
-static jlist *list_new(R *r, size_t cap)
-{
-    jlist *l = ralloc(r, sizeof(jlist));
-    l->n = 0;
-    l->cap = cap ? cap : 4;
-    if (l->cap > VT_JINJA_MAX_MEMORY / sizeof(jv))
-        rfail(r, VTOK_ELIMIT, "list too large");
-    l->v = ralloc(r, l->cap * sizeof(jv));
-    return l;
-}
-static void list_push(R *r, jlist *l, jv x)
-{
-    if (l->n == l->cap) {
-        size_t nc = l->cap * 2;
-        if (nc > VT_JINJA_MAX_MEMORY / sizeof(jv))
-            rfail(r, VTOK_ELIMIT, "list too large");
-        jv *nv = ralloc(r, nc * sizeof(jv));
-        memcpy(nv, l->v, l->n * sizeof(jv));
-        l->v = nv;
-        l->cap = nc;
-    }
-    l->v[l->n++] = x;
-}
-static jv mk_list(jlist *l)
-{
-    jv v = {V_LIST, 0, {0}};
-    v.u.l = l;
-    return v;
-}
-static jdict *dict_new(R *r, size_t cap)
-{
-    jdict *d = ralloc(r, sizeof(jdict));
-    d->n = 0;
-    d->cap = cap ? cap : 4;
-    if (d->cap > VT_JINJA_MAX_MEMORY / sizeof(jv))
-        rfail(r, VTOK_ELIMIT, "dict too large");
-    d->k = ralloc(r, d->cap * sizeof(jv));
-    d->v = ralloc(r, d->cap * sizeof(jv));
-    return d;
-}
-static jv mk_dict(jdict *d, int t)
-{
-    jv v = {t, 0, {0}};
-    v.u.d = d;
-    return v;
-}
-
-static int is_num(const jv *v)
-{
-    return v->t == V_INT || v->t == V_FLOAT || v->t == V_BOOL;
-}
-static double num_f(const jv *v)
-{
-    return v->t == V_FLOAT ? v->u.f : (double)v->u.i;
-}
-
-static int jv_eq(const jv *a, const jv *b);
-
-static jv *dict_find(jdict *d, const jv *k)
-{
-    for (size_t i = 0; i < d->n; i++)
-        if (jv_eq(&d->k[i], k))
-            return &d->v[i];
-    return NULL;
-}
-static jv *dict_find_s(jdict *d, const char *k, size_t n)
-{
-    for (size_t i = 0; i < d->n; i++)
-        if (d->k[i].t == V_STR && d->k[i].u.s.n == n && memcmp(d->k[i].u.s.p, k, n) == 0)
-            return &d->v[i];
-    return NULL;
-}
-static void dict_set(R *r, jdict *d, jv k, jv v)
-{
-    jv *slot = dict_find(d, &k);
-    if (slot) {
-        *slot = v;
-        return;
-    }
-    if (d->n == d->cap) {
-        size_t nc = d->cap * 2;
-        if (nc > VT_JINJA_MAX_MEMORY / sizeof(jv))
-            rfail(r, VTOK_ELIMIT, "dict too large");
-        jv *nk = ralloc(r, nc * sizeof(jv)), *nv = ralloc(r, nc * sizeof(jv));
-        memcpy(nk, d->k, d->n * sizeof(jv));
-        memcpy(nv, d->v, d->n * sizeof(jv));
-        d->k = nk;
-        d->v = nv;
-        d->cap = nc;
-    }
-    d->k[d->n] = k;
-    d->v[d->n] = v;
-    d->n++;
-}
-
-static int jv_eq(const jv *a, const jv *b)
-{
-    if (is_num(a) && is_num(b)) {
-        if (a->t != V_FLOAT && b->t != V_FLOAT)
-            return a->u.i == b->u.i;
-        return num_f(a) == num_f(b);
-    }
-    if (a->t != b->t)
-        return 0;
-    switch (a->t) {
-    case V_UNDEF:
-    case V_NONE:
-        return 1;
-    case V_STR:
-        return a->u.s.n == b->u.s.n && memcmp(a->u.s.p, b->u.s.p, a->u.s.n) == 0;
-    case V_LIST:
-        if (a->u.l->n != b->u.l->n)
-            return 0;
-        for (size_t i = 0; i < a->u.l->n; i++)
-            if (!jv_eq(&a->u.l->v[i], &b->u.l->v[i]))
-                return 0;
-        return 1;
-    case V_DICT:
-    case V_NS:
-        if (a->u.d->n != b->u.d->n)
-            return 0;
-        for (size_t i = 0; i < a->u.d->n; i++) {
-            jv *o = dict_find(b->u.d, &a->u.d->k[i]);
-            if (!o || !jv_eq(&a->u.d->v[i], o))
-                return 0;
-        }
-        return 1;
-    case V_LOOP:
-        return a->u.lp == b->u.lp;
-    case V_MACRO:
-        return a->u.mac == b->u.mac;
-    case V_FUNC:
-        return a->u.fn == b->u.fn;
-    default:
-        return 0;
-    }
-}
-
-static int truthy(const jv *v)
-{
-    switch (v->t) {
-    case V_UNDEF:
-    case V_NONE:
-        return 0;
-    case V_BOOL:
-    case V_INT:
-        return v->u.i != 0;
-    case V_FLOAT:
-        return v->u.f != 0.0;
-    case V_STR:
-        return v->u.s.n > 0;
-    case V_LIST:
-        return v->u.l->n > 0;
-    case V_DICT:
-        return v->u.d->n > 0;
-    default:
-        return 1;
-    }
-}
-
-static const char *type_name(const jv *v)
-{
-    static const char *const names[] = {"undefined", "none", "bool", "int", "float", "str", "list",
-                                        "dict", "namespace", "loop", "macro", "function", "method"};
-    if (v->t == V_LIST && v->tuple)
-        return "tuple";
-    return names[v->t];
-}
-
-#if defined(__GNUC__)
-__attribute__((noreturn))
-#endif
-static void undefined_fail(R *r, const jv *v)
-{
-    if (v->u.s.p)
-        rfail(r, VTOK_EINVAL, "'%s' is undefined", v->u.s.p);
-    rfail(r, VTOK_EINVAL, "an undefined value was used");
-}
-
-/* ------------------------------------------------------------ UTF-8 helpers */
-
-static size_t cp_len(const char *s, size_t n)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        c += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return c;
-}
-/* byte offset of code point idx (idx <= count) */
-static size_t cp_off(const char *s, size_t n, size_t idx)
-{
-    size_t i = 0;
-    while (i < n && idx) {
-        i++;
-        while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
-            i++;
-        idx--;
-    }
-    return i;
-}
-/* decode one code point at s[*i]; invalid bytes decode as themselves */
-static unsigned cp_next(const char *s, size_t n, size_t *i)
-{
-    unsigned char c = (unsigned char)s[*i];
-    unsigned cp;
-    int extra;
-    if (c < 0x80) {
-        (*i)++;
-        return c;
-    } else if ((c & 0xE0) == 0xC0) {
-        cp = c & 0x1F;
-        extra = 1;
-    } else if ((c & 0xF0) == 0xE0) {
-        cp = c & 0x0F;
-        extra = 2;
-    } else if ((c & 0xF8) == 0xF0) {
-        cp = c & 0x07;
-        extra = 3;
-    } else {
-        (*i)++;
-        return c;
-    }
-    size_t j = *i + 1;
-    for (int k = 0; k < extra; k++, j++) {
-        if (j >= n || ((unsigned char)s[j] & 0xC0) != 0x80) {
-            (*i)++;
-            return c;
-        }
-        cp = (cp << 6) | ((unsigned char)s[j] & 0x3F);
-    }
-    *i = j;
-    return cp;
-}
-
-/* Python's str.isspace() code points (Objects/unicodetype_db.h _PyUnicode_IsWhitespace) */
-static int py_space(unsigned cp)
-{
-    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-           cp == 0x205F || cp == 0x3000;
-}
-
-/* does code point cp occur in chars (UTF-8)? */
-static int cp_in(unsigned cp, const char *chars, size_t cn)
-{
-    size_t i = 0;
-    while (i < cn)
-        if (cp_next(chars, cn, &i) == cp)
-            return 1;
-    return 0;
-}
-
-/* strip per Python str.strip/lstrip/rstrip; chars NULL = whitespace */
-static jv str_strip(jv s, const char *chars, size_t cn, int left, int right)
-{
-    const char *p = s.u.s.p;
-    size_t n = s.u.s.n, a = 0, b = n;
-    if (left) {
-        while (a < b) {
-            size_t i = a;
-            unsigned cp = cp_next(p, n, &i);
-            if (chars ? !cp_in(cp, chars, cn) : !py_space(cp))
-                break;
-            a = i;
-        }
-    }
-    if (right) {
-        while (b > a) {
-            size_t k = b - 1;
-            while (k > a && ((unsigned char)p[k] & 0xC0) == 0x80)
-                k--;
-            size_t i = k;
-            unsigned cp = cp_next(p, n, &i);
-            if (chars ? !cp_in(cp, chars, cn) : !py_space(cp))
-                break;
-            b = k;
-        }
-    }
-    return mk_str(p + a, b - a);
-}
-
-/* ------------------------------------------------------------- formatting */
-
-typedef struct {
-    R *r;
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 64;
-        while (nc < b->n + n + 1)
-            nc *= 2;
-        char *np = str_alloc(b->r, nc);
-        if (b->n)
-            memcpy(np, b->p, b->n);
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_puts(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-/* Python repr(float) / json.dumps float: the shortest digits that round-trip,
- * fixed notation for exponents -4..15, else d.ddde+XX (Python's float_repr_style
- * 'short', Python/pystrtod.c format_float_short with mode 'r'). */
-static void fmt_float(double f, char *out, size_t outlen, int json)
-{
-    if (isnan(f)) {
-        snprintf(out, outlen, "%s", json ? "NaN" : "nan");
-        return;
-    }
-    if (isinf(f)) {
-        snprintf(out, outlen, "%s", f < 0 ? (json ? "-Infinity" : "-inf") : (json ? "Infinity" : "inf"));
-        return;
-    }
-    char e[40];
-    int prec;
-    for (prec = 1; prec <= 17; prec++) {
-        snprintf(e, sizeof(e), "%.*e", prec - 1, f);
-        if (strtod(e, NULL) == f)
-            break;
-    }
-    /* e = [-]d[.ddd]e[+-]XX */
-    char digits[24];
-    int nd = 0, neg = 0;
-    const char *q = e;
-    if (*q == '-') {
-        neg = 1;
-        q++;
-    }
-    for (; *q && *q != 'e'; q++)
-        if (*q >= '0' && *q <= '9')
-            digits[nd++] = *q;
-    int exp = atoi(q + 1);
-    while (nd > 1 && digits[nd - 1] == '0')
-        nd--;
-    digits[nd] = 0;
-    char *o = out;
-    size_t left = outlen;
-#define PUT(...)                                                                                      \
-    do {                                                                                              \
-        int w_ = snprintf(o, left, __VA_ARGS__);                                                      \
-        if (w_ < 0 || (size_t)w_ >= left)                                                             \
-            return;                                                                                   \
-        o += w_;                                                                                      \
-        left -= (size_t)w_;                                                                           \
-    } while (0)
-    if (neg)
-        PUT("-");
-    if (exp >= -4 && exp < 16) {
-        if (exp < 0) {
-            PUT("0.");
-            for (int k = 0; k < -exp - 1; k++)
-                PUT("0");
-            PUT("%s", digits);
-        } else {
-            for (int k = 0; k <= exp; k++)
-                PUT("%c", k < nd ? digits[k] : '0');
-            PUT(".");
-            if (nd > exp + 1)
-                PUT("%s", digits + exp + 1);
-            else
-                PUT("0");
-        }
-    } else {
-        PUT("%c", digits[0]);
-        if (nd > 1)
-            PUT(".%s", digits + 1);
-        PUT("e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
-    }
-#undef PUT
-}
-
-static void repr_to(R *r, sbuf *b, const jv *v);
-
-/* Python str(): what {{ }} prints (jinja2 runtime.py str / markup_join). */
-static void str_to(R *r, sbuf *b, const jv *v)
-{
-    char tmp[64];
-    switch (v->t) {
-    case V_UNDEF:
-        return;
-    case V_STR:
-        sb_put(b, v->u.s.p, v->u.s.n);
-        return;
-    default:
-        repr_to(r, b, v);
-        (void)tmp;
-    }
-}
-
-/* Code points Python's repr escapes (str.isprintable() is false): controls,
- * separators other than ' ', format characters. A subset of the Unicode
- * tables (Objects/unicodectype.c): the ones text is likely to carry. */
-static int py_unprintable(unsigned cp)
-{
-    return cp < 0x20 || (cp >= 0x7F && cp <= 0xA0) || cp == 0xAD || (cp >= 0x600 && cp <= 0x605) ||
-           cp == 0x61C || cp == 0x6DD || cp == 0x70F || cp == 0x1680 || cp == 0x180E ||
-           (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) || (cp >= 0x205F && cp <= 0x2064) ||
-           (cp >= 0x2066 && cp <= 0x206F) || cp == 0x3000 || (cp >= 0xD800 && cp <= 0xF8FF) || cp == 0xFEFF ||
-           (cp >= 0xFFF9 && cp <= 0xFFFB) || (cp >= 0xE0000 && cp <= 0xE007F) || cp >= 0xF0000;
-}
-
-static void repr_str(sbuf *b, const char *p, size_t n)
-{
-    /* Python repr: single quotes unless the text has ' and no " */
-    int sq = memchr(p, '\'', n) != NULL, dq = memchr(p, '"', n) != NULL;
-    char q = sq && !dq ? '"' : '\'';
-    sb_put(b, &q, 1);
-    for (size_t i = 0; i < n;) {
-        size_t k = i;
-        unsigned cp = cp_next(p, n, &k);
-        char esc[16];
-        if (cp == (unsigned char)q || cp == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)cp;
-            sb_put(b, esc, 2);
-        } else if (cp == '\n') {
-            sb_puts(b, "\\n");
-        } else if (cp == '\r') {
-            sb_puts(b, "\\r");
-        } else if (cp == '\t') {
-            sb_puts(b, "\\t");
-        } else if (py_unprintable(cp)) {
-            if (cp < 0x100)
-                snprintf(esc, sizeof(esc), "\\x%02x", cp);
-            else if (cp < 0x10000)
-                snprintf(esc, sizeof(esc), "\\u%04x", cp);
-            else
-                snprintf(esc, sizeof(esc), "\\U%08x", cp);
-            sb_puts(b, esc);
-        } else {
-            sb_put(b, p + i, k - i);
-        }
-        i = k;
-    }
-    sb_put(b, &q, 1);
-}
-
-static void repr_to(R *r, sbuf *b, const jv *v)
-{
-    char tmp[64];
-    step(r);
-    switch (v->t) {
-    case V_UNDEF:
-        return;
-    case V_NONE:
-        sb_puts(b, "None");
-        return;
-    case V_BOOL:
-        sb_puts(b, v->u.i ? "True" : "False");
-        return;
-    case V_INT:
-        snprintf(tmp, sizeof(tmp), "%" PRId64, v->u.i);
-        sb_puts(b, tmp);
-        return;
-    case V_FLOAT:
-        fmt_float(v->u.f, tmp, sizeof(tmp), 0);
-        sb_puts(b, tmp);
-        return;
-    case V_STR:
-        repr_str(b, v->u.s.p, v->u.s.n);
-        return;
-    case V_LIST:
-        sb_puts(b, v->tuple ? "(" : "[");
-        for (size_t i = 0; i < v->u.l->n; i++) {
-            if (i)
-                sb_puts(b, ", ");
-            repr_to(r, b, &v->u.l->v[i]);
-        }
-        if (v->tuple && v->u.l->n == 1)
-            sb_puts(b, ",");
-        sb_puts(b, v->tuple ? ")" : "]");
-        return;
-    case V_DICT:
-        sb_puts(b, "{");
-        for (size_t i = 0; i < v->u.d->n; i++) {
-            if (i)
-                sb_puts(b, ", ");
-            repr_to(r, b, &v->u.d->k[i]);
-            sb_puts(b, ": ");
-            repr_to(r, b, &v->u.d->v[i]);
-        }
-        sb_puts(b, "}");
-        return;
-    case V_NS:
-        sb_puts(b, "<Namespace>");
-        return;
-    case V_LOOP:
-        sb_puts(b, "<LoopContext>");
-        return;
-    case V_MACRO:
-        sb_puts(b, "<Macro>");
-        return;
-    default:
-        sb_puts(b, "<function>");
-        return;
-    }
-}
-
-static jv to_str(R *r, const jv *v)
-{
-    if (v->t == V_STR)
-        return *v;
-    sbuf b = {r, NULL, 0, 0};
-    str_to(r, &b, v);
-    return mk_str(b.p ? b.p : "", b.n);
-}
-
-/* JSON as transformers' tojson: json.dumps(x, ensure_ascii=False, indent=None,
- * separators=None, sort_keys=False) with those four arguments passed through
- * (transformers/utils/chat_template_utils.py tojson). Python's defaults:
- * separators ", " / ": " without indent and "," / ": " with it (also
- * @huggingface/jinja src/runtime.ts:342-420, toJSON); control characters as
- * \uXXXX except \n \r \t \b \f; ensure_ascii escapes every non-ASCII code
- * point, astral ones as a surrogate pair (Lib/json/encoder.py). */
-typedef struct {
-    int indent; /* -1: none */
-    int ascii, sort;
-    jv isep, ksep;
-} jopts;
-
-static void json_str(sbuf *b, const char *p, size_t n, int ascii)
-{
-    sb_puts(b, "\"");
-    size_t run = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)p[i];
-        const char *esc = NULL;
-        char u[16];
-        size_t next = i + 1;
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c == '\n')
-            esc = "\\n";
-        else if (c == '\r')
-            esc = "\\r";
-        else if (c == '\t')
-            esc = "\\t";
-        else if (c == '\b')
-            esc = "\\b";
-        else if (c == '\f')
-            esc = "\\f";
-        else if (c < 0x20 || (ascii && c == 0x7f)) {
-            snprintf(u, sizeof(u), "\\u%04x", c);
-            esc = u;
-        } else if (ascii && c >= 0x80) {
-            size_t k = i;
-            unsigned cp = cp_next(p, n, &k);
-            next = k;
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                snprintf(u, sizeof(u), "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
-            } else {
-                snprintf(u, sizeof(u), "\\u%04x", cp);
-            }
-            esc = u;
-        }
-        if (esc) {
-            sb_put(b, p + run, i - run);
-            sb_puts(b, esc);
-            run = next;
-        }
-        i = next;
-    }
-    sb_put(b, p + run, n - run);
-    sb_puts(b, "\"");
-}
-
-static int key_cmp(const void *a, const void *b)
-{
-    const jv *x = *(const jv *const *)a, *y = *(const jv *const *)b;
-    size_t n = x->u.s.n < y->u.s.n ? x->u.s.n : y->u.s.n;
-    int c = memcmp(x->u.s.p, y->u.s.p, n);
-    if (c)
-        return c;
-    return (x->u.s.n > y->u.s.n) - (x->u.s.n < y->u.s.n);
-}
-
-static void json_to(R *r, sbuf *b, const jv *v, const jopts *o, int depth)
-{
-    char tmp[64];
-    step(r);
-    if (depth > 512)
-        rfail(r, VTOK_ELIMIT, "tojson: value nested too deeply");
-    switch (v->t) {
-    case V_NONE:
-        sb_puts(b, "null");
-        return;
-    case V_BOOL:
-        sb_puts(b, v->u.i ? "true" : "false");
-        return;
-    case V_INT:
-        snprintf(tmp, sizeof(tmp), "%" PRId64, v->u.i);
-        sb_puts(b, tmp);
-        return;
-    case V_FLOAT:
-        fmt_float(v->u.f, tmp, sizeof(tmp), 1);
-        sb_puts(b, tmp);
-        return;
-    case V_STR:
-        json_str(b, v->u.s.p, v->u.s.n, o->ascii);
-        return;
-    case V_LIST:
-    case V_DICT: {
-        int isl = v->t == V_LIST;
-        size_t n = isl ? v->u.l->n : v->u.d->n;
-        sb_puts(b, isl ? "[" : "{");
-        if (n == 0) {
-            sb_puts(b, isl ? "]" : "}");
-            return;
-        }
-        const jv **keys = NULL;
-        if (!isl) {
-            /* keys as json.dumps writes them: str as is; int, float, bool and
-             * None converted to their JSON text */
-            keys = ralloc(r, n * sizeof(jv *));
-            for (size_t i = 0; i < n; i++) {
-                const jv *k = &v->u.d->k[i];
-                if (k->t != V_STR) {
-                    if (k->t != V_INT && k->t != V_FLOAT && k->t != V_BOOL && k->t != V_NONE)
-                        rfail(r, VTOK_EINVAL, "tojson: keys must be str, int, float, bool or None, not %s",
-                              type_name(k));
-                    if (o->sort)
-                        rfail(r, VTOK_EINVAL, "tojson: sort_keys needs string keys");
-                    sbuf kb = {r, NULL, 0, 0};
-                    json_to(r, &kb, k, o, depth + 1);
-                    jv *ks = ralloc(r, sizeof(jv));
-                    *ks = mk_str(kb.p, kb.n);
-                    k = ks;
-                }
-                keys[i] = k;
-            }
-        }
-        size_t *order = ralloc(r, n * sizeof(size_t));
-        for (size_t i = 0; i < n; i++)
-            order[i] = i;
-        if (!isl && o->sort) {
-            /* sort stably by key (code point order = UTF-8 byte order) */
-            for (size_t i = 1; i < n; i++) {
-                size_t x = order[i], j = i;
-                while (j > 0 && key_cmp(&keys[order[j - 1]], &keys[x]) > 0) {
-                    order[j] = order[j - 1];
-                    j--;
-                    step(r);
-                }
-                order[j] = x;
-            }
-        }
-        for (size_t q = 0; q < n; q++) {
-            size_t i = order[q];
-            if (q)
-                sb_put(b, o->isep.u.s.p, o->isep.u.s.n);
-            if (o->indent >= 0) {
-                sb_puts(b, "\n");
-                for (int k = 0; k < o->indent * (depth + 1); k++)
-                    sb_puts(b, " ");
-            }
-            if (isl) {
-                json_to(r, b, &v->u.l->v[i], o, depth + 1);
-            } else {
-                json_str(b, keys[i]->u.s.p, keys[i]->u.s.n, o->ascii);
-                sb_put(b, o->ksep.u.s.p, o->ksep.u.s.n);
-                json_to(r, b, &v->u.d->v[i], o, depth + 1);
-            }
-        }
-        if (o->indent >= 0) {
-            sb_puts(b, "\n");
-            for (int k = 0; k < o->indent * depth; k++)
-                sb_puts(b, " ");
-        }
-        sb_puts(b, isl ? "]" : "}");
-        return;
-    }
-    default:
-        rfail(r, VTOK_EINVAL, "tojson: object of type %s is not JSON serializable", type_name(v));
-    }
-}
 
 /* --------------------------------------------------------------- output */
 
@@ -869,7 +32,7 @@ static void out_put(R *r, const char *s, size_t n)
 {
     if (r->on + n + 1 > r->ocap) {
         if (r->on + n + 1 > VT_JINJA_MAX_OUTPUT)
-            rfail(r, VTOK_ELIMIT, "rendered text exceeds %zu MiB", VT_JINJA_MAX_OUTPUT >> 20);
+            jn_rfail(r, VTOK_ELIMIT, "rendered text exceeds %zu MiB", VT_JINJA_MAX_OUTPUT >> 20);
         size_t nc = r->ocap ? r->ocap * 2 : 1024;
         while (nc < r->on + n + 1)
             nc *= 2;
@@ -877,7 +40,7 @@ static void out_put(R *r, const char *s, size_t n)
             nc = VT_JINJA_MAX_OUTPUT;
         char *np = realloc(r->out, nc);
         if (!np)
-            rfail(r, VTOK_ENOMEM, "out of memory rendering the template");
+            jn_rfail(r, VTOK_ENOMEM, "out of memory rendering the template");
         r->out = np;
         r->ocap = nc;
     }
@@ -889,7 +52,7 @@ static void out_put(R *r, const char *s, size_t n)
 
 static jframe *frame_new(R *r, jframe *parent)
 {
-    jframe *f = ralloc(r, sizeof(jframe));
+    jframe *f = jn_ralloc(r, sizeof(jframe));
     memset(f, 0, sizeof(*f));
     f->parent = parent;
     return f;
@@ -905,8 +68,8 @@ static void frame_set(R *r, jframe *f, const char *name, jv v)
     }
     if (f->n == f->cap) {
         size_t nc = f->cap ? f->cap * 2 : 8;
-        const char **nn = ralloc(r, nc * sizeof(char *));
-        jv *nv = ralloc(r, nc * sizeof(jv));
+        const char **nn = jn_ralloc(r, nc * sizeof(char *));
+        jv *nv = jn_ralloc(r, nc * sizeof(jv));
         if (f->n) {
             memcpy(nn, f->names, f->n * sizeof(char *));
             memcpy(nv, f->vals, f->n * sizeof(jv));
@@ -926,7 +89,7 @@ static jv lookup(R *r, jframe *f, const char *name)
         for (size_t i = 0; i < f->n; i++)
             if (!strcmp(f->names[i], name))
                 return f->vals[i];
-    jv *c = r->ctx ? dict_find_s(r->ctx, name, strlen(name)) : NULL;
+    jv *c = r->ctx ? jn_dict_find_s(r->ctx, name, strlen(name)) : NULL;
     if (c)
         return *c;
     static const char *const fns[] = {"range", "namespace", "raise_exception", "strftime_now", "dict", NULL};
@@ -956,34 +119,34 @@ static jlist *iter_items(R *r, const jv *v)
 {
     switch (v->t) {
     case V_UNDEF:
-        return list_new(r, 1);
+        return jn_list_new(r, 1);
     case V_LIST:
         return v->u.l;
     case V_DICT:
     case V_NS: {
-        jlist *l = list_new(r, v->u.d->n);
+        jlist *l = jn_list_new(r, v->u.d->n);
         for (size_t i = 0; i < v->u.d->n; i++)
-            list_push(r, l, v->u.d->k[i]);
+            jn_list_push(r, l, v->u.d->k[i]);
         return l;
     }
     case V_STR: {
-        jlist *l = list_new(r, v->u.s.n);
+        jlist *l = jn_list_new(r, v->u.s.n);
         size_t i = 0;
         while (i < v->u.s.n) {
             size_t s = i;
-            cp_next(v->u.s.p, v->u.s.n, &i);
-            list_push(r, l, mk_str(v->u.s.p + s, i - s));
+            jn_cp_next(v->u.s.p, v->u.s.n, &i);
+            jn_list_push(r, l, mk_str(v->u.s.p + s, i - s));
         }
         return l;
     }
     default:
-        rfail(r, VTOK_EINVAL, "'%s' object is not iterable", type_name(v));
+        jn_rfail(r, VTOK_EINVAL, "'%s' object is not iterable", jn_type_name(v));
     }
 }
 
 static jv method(R *r, jv self, const char *name)
 {
-    jmeth *m = ralloc(r, sizeof(jmeth));
+    jmeth *m = jn_ralloc(r, sizeof(jmeth));
     m->self = self;
     m->name = name;
     jv v = {V_METHOD, 0, {0}};
@@ -1040,16 +203,16 @@ static jv get_attr(R *r, const jv *o, const char *name)
     switch (o->t) {
     case V_UNDEF:
         if (o->u.s.p)
-            rfail(r, VTOK_EINVAL, "'%s' is undefined (reading its attribute '%s')", o->u.s.p, name);
-        rfail(r, VTOK_EINVAL, "undefined value has no attribute '%s'", name);
+            jn_rfail(r, VTOK_EINVAL, "'%s' is undefined (reading its attribute '%s')", o->u.s.p, name);
+        jn_rfail(r, VTOK_EINVAL, "undefined value has no attribute '%s'", name);
     case V_DICT: {
         if (is_dict_method(name))
             return method(r, *o, name);
-        jv *v = dict_find_s(o->u.d, name, strlen(name));
+        jv *v = jn_dict_find_s(o->u.d, name, strlen(name));
         return v ? *v : mk_undef(name);
     }
     case V_NS: {
-        jv *v = dict_find_s(o->u.d, name, strlen(name));
+        jv *v = jn_dict_find_s(o->u.d, name, strlen(name));
         return v ? *v : mk_undef(name);
     }
     case V_STR:
@@ -1076,8 +239,8 @@ static jv get_item(R *r, const jv *o, const jv *k)
     switch (o->t) {
     case V_UNDEF:
         if (o->u.s.p)
-            rfail(r, VTOK_EINVAL, "'%s' is undefined (subscripting it)", o->u.s.p);
-        rfail(r, VTOK_EINVAL, "an undefined value was subscripted");
+            jn_rfail(r, VTOK_EINVAL, "'%s' is undefined (subscripting it)", o->u.s.p);
+        jn_rfail(r, VTOK_EINVAL, "an undefined value was subscripted");
     case V_LIST:
         if (k->t == V_INT || k->t == V_BOOL) {
             int64_t i = norm_index(k->u.i, o->u.l->n, &ok);
@@ -1086,19 +249,19 @@ static jv get_item(R *r, const jv *o, const jv *k)
         return mk_undef(NULL);
     case V_STR:
         if (k->t == V_INT || k->t == V_BOOL) {
-            size_t n = cp_len(o->u.s.p, o->u.s.n);
+            size_t n = jn_cp_len(o->u.s.p, o->u.s.n);
             int64_t i = norm_index(k->u.i, n, &ok);
             if (!ok)
                 return mk_undef(NULL);
-            size_t a = cp_off(o->u.s.p, o->u.s.n, (size_t)i);
+            size_t a = jn_cp_off(o->u.s.p, o->u.s.n, (size_t)i);
             size_t b = a;
-            cp_next(o->u.s.p, o->u.s.n, &b);
+            jn_cp_next(o->u.s.p, o->u.s.n, &b);
             return mk_str(o->u.s.p + a, b - a);
         }
         return k->t == V_STR ? get_attr(r, o, k->u.s.p) : mk_undef(NULL);
     case V_DICT:
     case V_NS: {
-        jv *v = dict_find(o->u.d, k);
+        jv *v = jn_dict_find(o->u.d, k);
         if (v)
             return *v;
         if (k->t == V_STR && o->t == V_DICT && is_dict_method(k->u.s.p))
@@ -1118,18 +281,18 @@ static jv do_slice(R *r, const jv *o, const jv *a, const jv *b, const jv *c)
     int64_t st = 1;
     if (c && c->t != V_NONE && c->t != V_UNDEF) {
         if (c->t != V_INT)
-            rfail(r, VTOK_EINVAL, "slice step must be an int");
+            jn_rfail(r, VTOK_EINVAL, "slice step must be an int");
         st = c->u.i;
         if (st == 0)
-            rfail(r, VTOK_EINVAL, "slice step cannot be zero");
+            jn_rfail(r, VTOK_EINVAL, "slice step cannot be zero");
     }
     int isstr = o->t == V_STR;
     if (!isstr && o->t != V_LIST) {
         if (o->t == V_UNDEF)
-            undefined_fail(r, o);
-        rfail(r, VTOK_EINVAL, "cannot slice a %s", type_name(o));
+            jn_undefined_fail(r, o);
+        jn_rfail(r, VTOK_EINVAL, "cannot slice a %s", jn_type_name(o));
     }
-    int64_t n = isstr ? (int64_t)cp_len(o->u.s.p, o->u.s.n) : (int64_t)o->u.l->n;
+    int64_t n = isstr ? (int64_t)jn_cp_len(o->u.s.p, o->u.s.n) : (int64_t)o->u.l->n;
     int64_t lo, hi;
     const jv *ends[2] = {a, b};
     int64_t vals[2];
@@ -1140,7 +303,7 @@ static jv do_slice(R *r, const jv *o, const jv *a, const jv *b, const jv *c)
             continue;
         }
         if (e->t != V_INT && e->t != V_BOOL)
-            rfail(r, VTOK_EINVAL, "slice indices must be integers");
+            jn_rfail(r, VTOK_EINVAL, "slice indices must be integers");
         int64_t v = e->u.i;
         if (v < 0) {
             v += n;
@@ -1154,24 +317,24 @@ static jv do_slice(R *r, const jv *o, const jv *a, const jv *b, const jv *c)
     lo = vals[0];
     hi = vals[1];
     /* gather code point offsets for strings */
-    jlist *l = list_new(r, 4);
+    jlist *l = jn_list_new(r, 4);
     sbuf sb = {r, NULL, 0, 0};
     size_t *offs = NULL;
     if (isstr) {
-        offs = ralloc(r, ((size_t)n + 1) * sizeof(size_t));
+        offs = jn_ralloc(r, ((size_t)n + 1) * sizeof(size_t));
         size_t i = 0;
         for (int64_t k = 0; k < n; k++) {
             offs[k] = i;
-            cp_next(o->u.s.p, o->u.s.n, &i);
+            jn_cp_next(o->u.s.p, o->u.s.n, &i);
         }
         offs[n] = o->u.s.n;
     }
     for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
-        step(r);
+        jn_step(r);
         if (isstr)
-            sb_put(&sb, o->u.s.p + offs[i], offs[i + 1] - offs[i]);
+            jn_sb_put(&sb, o->u.s.p + offs[i], offs[i + 1] - offs[i]);
         else
-            list_push(r, l, o->u.l->v[i]);
+            jn_list_push(r, l, o->u.l->v[i]);
     }
     if (isstr)
         return mk_str(sb.p ? sb.p : "", sb.n);
@@ -1187,30 +350,30 @@ static int64_t add_ovf(R *r, int64_t a, int64_t b, int op)
               : op == OP_SUB ? __builtin_sub_overflow(a, b, &res)
                              : __builtin_mul_overflow(a, b, &res);
     if (bad)
-        rfail(r, VTOK_EINVAL, "integer overflow");
+        jn_rfail(r, VTOK_EINVAL, "integer overflow");
     return res;
 }
 
 static jv repeat(R *r, const jv *s, int64_t n)
 {
     if (n <= 0)
-        return s->t == V_STR ? mk_str("", 0) : mk_list(list_new(r, 1));
+        return s->t == V_STR ? mk_str("", 0) : mk_list(jn_list_new(r, 1));
     if (s->t == V_STR) {
         if (s->u.s.n && (uint64_t)n > VT_JINJA_MAX_OUTPUT / s->u.s.n)
-            rfail(r, VTOK_ELIMIT, "string repetition too large");
+            jn_rfail(r, VTOK_ELIMIT, "string repetition too large");
         size_t tot = s->u.s.n * (size_t)n;
-        char *p = str_alloc(r, tot);
+        char *p = jn_str_alloc(r, tot);
         for (int64_t i = 0; i < n; i++)
             memcpy(p + (size_t)i * s->u.s.n, s->u.s.p, s->u.s.n);
         p[tot] = 0;
         return mk_str(p, tot);
     }
     if (s->u.l->n && (uint64_t)n > VT_JINJA_MAX_ITERS / s->u.l->n)
-        rfail(r, VTOK_ELIMIT, "list repetition too large");
-    jlist *l = list_new(r, s->u.l->n * (size_t)n);
+        jn_rfail(r, VTOK_ELIMIT, "list repetition too large");
+    jlist *l = jn_list_new(r, s->u.l->n * (size_t)n);
     for (int64_t i = 0; i < n; i++)
         for (size_t k = 0; k < s->u.l->n; k++)
-            list_push(r, l, s->u.l->v[k]);
+            jn_list_push(r, l, s->u.l->v[k]);
     return mk_list(l);
 }
 
@@ -1232,16 +395,16 @@ static int jv_cmp(R *r, const jv *a, const jv *b, const char *op)
     if (a->t == V_LIST && b->t == V_LIST) {
         size_t n = a->u.l->n < b->u.l->n ? a->u.l->n : b->u.l->n;
         for (size_t i = 0; i < n; i++) {
-            if (!jv_eq(&a->u.l->v[i], &b->u.l->v[i]))
+            if (!jn_jv_eq(&a->u.l->v[i], &b->u.l->v[i]))
                 return jv_cmp(r, &a->u.l->v[i], &b->u.l->v[i], op);
         }
         return (a->u.l->n > b->u.l->n) - (a->u.l->n < b->u.l->n);
     }
     if (a->t == V_UNDEF)
-        undefined_fail(r, a);
+        jn_undefined_fail(r, a);
     if (b->t == V_UNDEF)
-        undefined_fail(r, b);
-    rfail(r, VTOK_EINVAL, "'%s' not supported between %s and %s", op, type_name(a), type_name(b));
+        jn_undefined_fail(r, b);
+    jn_rfail(r, VTOK_EINVAL, "'%s' not supported between %s and %s", op, jn_type_name(a), jn_type_name(b));
 }
 
 static int contains(R *r, const jv *hay, const jv *needle)
@@ -1251,7 +414,7 @@ static int contains(R *r, const jv *hay, const jv *needle)
         return 0;
     case V_STR:
         if (needle->t != V_STR)
-            rfail(r, VTOK_EINVAL, "'in <string>' requires a string, not %s", type_name(needle));
+            jn_rfail(r, VTOK_EINVAL, "'in <string>' requires a string, not %s", jn_type_name(needle));
         if (needle->u.s.n == 0)
             return 1;
         for (size_t i = 0; i + needle->u.s.n <= hay->u.s.n; i++)
@@ -1260,14 +423,14 @@ static int contains(R *r, const jv *hay, const jv *needle)
         return 0;
     case V_LIST:
         for (size_t i = 0; i < hay->u.l->n; i++)
-            if (jv_eq(&hay->u.l->v[i], needle))
+            if (jn_jv_eq(&hay->u.l->v[i], needle))
                 return 1;
         return 0;
     case V_DICT:
     case V_NS:
-        return dict_find(hay->u.d, needle) != NULL;
+        return jn_dict_find(hay->u.d, needle) != NULL;
     default:
-        rfail(r, VTOK_EINVAL, "argument of type '%s' is not iterable", type_name(hay));
+        jn_rfail(r, VTOK_EINVAL, "argument of type '%s' is not iterable", jn_type_name(hay));
     }
 }
 
@@ -1277,9 +440,9 @@ static jv binop(R *r, int op, jv a, jv b)
                                       "==", "!=", "<", "<=", ">", ">=", "in", "not in"};
     switch (op) {
     case OP_EQ:
-        return mk_bool(jv_eq(&a, &b));
+        return mk_bool(jn_jv_eq(&a, &b));
     case OP_NE:
-        return mk_bool(!jv_eq(&a, &b));
+        return mk_bool(!jn_jv_eq(&a, &b));
     case OP_LT:
         return mk_bool(jv_cmp(r, &a, &b, "<") < 0);
     case OP_LE:
@@ -1293,8 +456,8 @@ static jv binop(R *r, int op, jv a, jv b)
     case OP_NOTIN:
         return mk_bool(!contains(r, &b, &a));
     case OP_CONCAT: {
-        jv sa = to_str(r, &a), sb2 = to_str(r, &b);
-        char *p = str_alloc(r, sa.u.s.n + sb2.u.s.n);
+        jv sa = jn_to_str(r, &a), sb2 = jn_to_str(r, &b);
+        char *p = jn_str_alloc(r, sa.u.s.n + sb2.u.s.n);
         memcpy(p, sa.u.s.p, sa.u.s.n);
         memcpy(p + sa.u.s.n, sb2.u.s.p, sb2.u.s.n);
         p[sa.u.s.n + sb2.u.s.n] = 0;
@@ -1304,9 +467,9 @@ static jv binop(R *r, int op, jv a, jv b)
         break;
     }
     if (a.t == V_UNDEF)
-        undefined_fail(r, &a);
+        jn_undefined_fail(r, &a);
     if (b.t == V_UNDEF)
-        undefined_fail(r, &b);
+        jn_undefined_fail(r, &b);
     if (is_num(&a) && is_num(&b)) {
         int fl = a.t == V_FLOAT || b.t == V_FLOAT;
         double x = num_f(&a), y = num_f(&b);
@@ -1319,15 +482,15 @@ static jv binop(R *r, int op, jv a, jv b)
             return mk_float(op == OP_ADD ? x + y : op == OP_SUB ? x - y : x * y);
         case OP_DIV:
             if (y == 0)
-                rfail(r, VTOK_EINVAL, "division by zero");
+                jn_rfail(r, VTOK_EINVAL, "division by zero");
             return mk_float(x / y);
         case OP_FDIV:
         case OP_MOD:
             if (y == 0)
-                rfail(r, VTOK_EINVAL, "division by zero");
+                jn_rfail(r, VTOK_EINVAL, "division by zero");
             if (!fl) {
                 if (a.u.i == INT64_MIN && b.u.i == -1)
-                    rfail(r, VTOK_EINVAL, "integer overflow");
+                    jn_rfail(r, VTOK_EINVAL, "integer overflow");
                 int64_t q = a.u.i / b.u.i, m = a.u.i % b.u.i;
                 if (m != 0 && ((m < 0) != (b.u.i < 0))) {
                     q -= 1;
@@ -1344,7 +507,7 @@ static jv binop(R *r, int op, jv a, jv b)
             if (!fl && b.u.i >= 0) {
                 int64_t res = 1, base = a.u.i;
                 for (int64_t e = b.u.i; e > 0; e--) {
-                    step(r);
+                    jn_step(r);
                     res = add_ovf(r, res, base, OP_MUL);
                     if (res == 0 || res == 1)
                         break;
@@ -1357,18 +520,18 @@ static jv binop(R *r, int op, jv a, jv b)
         }
     }
     if (op == OP_ADD && a.t == V_STR && b.t == V_STR) {
-        char *p = str_alloc(r, a.u.s.n + b.u.s.n);
+        char *p = jn_str_alloc(r, a.u.s.n + b.u.s.n);
         memcpy(p, a.u.s.p, a.u.s.n);
         memcpy(p + a.u.s.n, b.u.s.p, b.u.s.n);
         p[a.u.s.n + b.u.s.n] = 0;
         return mk_str(p, a.u.s.n + b.u.s.n);
     }
     if (op == OP_ADD && a.t == V_LIST && b.t == V_LIST) {
-        jlist *l = list_new(r, a.u.l->n + b.u.l->n);
+        jlist *l = jn_list_new(r, a.u.l->n + b.u.l->n);
         for (size_t i = 0; i < a.u.l->n; i++)
-            list_push(r, l, a.u.l->v[i]);
+            jn_list_push(r, l, a.u.l->v[i]);
         for (size_t i = 0; i < b.u.l->n; i++)
-            list_push(r, l, b.u.l->v[i]);
+            jn_list_push(r, l, b.u.l->v[i]);
         jv v = mk_list(l);
         v.tuple = a.tuple && b.tuple;
         return v;
@@ -1377,7 +540,7 @@ static jv binop(R *r, int op, jv a, jv b)
         return repeat(r, &a, b.u.i);
     if (op == OP_MUL && (b.t == V_STR || b.t == V_LIST) && (a.t == V_INT || a.t == V_BOOL))
         return repeat(r, &b, a.u.i);
-    rfail(r, VTOK_EINVAL, "unsupported operand types for %s: %s and %s", opn[op], type_name(&a), type_name(&b));
+    jn_rfail(r, VTOK_EINVAL, "unsupported operand types for %s: %s and %s", opn[op], jn_type_name(&a), jn_type_name(&b));
 }
 
 /* evaluated call arguments: positional then keyword */
@@ -1391,7 +554,7 @@ static jargs eval_args(R *r, jframe *f, const jx *x, int skip)
 {
     jargs a;
     int n = x->nargs;
-    a.v = ralloc(r, (size_t)(n + 1) * sizeof(jv));
+    a.v = jn_ralloc(r, (size_t)(n + 1) * sizeof(jv));
     for (int i = 0; i < n; i++)
         a.v[i] = eval(r, f, x->args[i]);
     a.nkw = x->nkw;
@@ -1415,7 +578,7 @@ static const jv *arg(const jargs *a, int pos, const char *name)
 static const jv *need_str(R *r, const jv *v, const char *what)
 {
     if (!v || v->t != V_STR)
-        rfail(r, VTOK_EINVAL, "%s expects a string%s%s", what, v ? ", got " : "", v ? type_name(v) : "");
+        jn_rfail(r, VTOK_EINVAL, "%s expects a string%s%s", what, v ? ", got " : "", v ? jn_type_name(v) : "");
     return v;
 }
 
@@ -1426,7 +589,7 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a);
 static jv str_split(R *r, jv s, const jv *sep, const jv *maxs)
 {
     int64_t max = maxs && maxs->t == V_INT ? maxs->u.i : -1;
-    jlist *l = list_new(r, 4);
+    jlist *l = jn_list_new(r, 4);
     const char *p = s.u.s.p;
     size_t n = s.u.s.n;
     if (!sep || sep->t == V_NONE) {
@@ -1434,7 +597,7 @@ static jv str_split(R *r, jv s, const jv *sep, const jv *maxs)
         for (;;) {
             while (i < n) {
                 size_t k = i;
-                if (!py_space(cp_next(p, n, &k)))
+                if (!jn_py_space(jn_cp_next(p, n, &k)))
                     break;
                 i = k;
             }
@@ -1442,35 +605,35 @@ static jv str_split(R *r, jv s, const jv *sep, const jv *maxs)
                 break;
             if (max >= 0 && (int64_t)l->n >= max) {
                 /* the rest, right-stripped */
-                jv rest = str_strip(mk_str(p + i, n - i), NULL, 0, 0, 1);
-                list_push(r, l, rest);
+                jv rest = jn_str_strip(mk_str(p + i, n - i), NULL, 0, 0, 1);
+                jn_list_push(r, l, rest);
                 break;
             }
             size_t st = i;
             while (i < n) {
                 size_t k = i;
-                if (py_space(cp_next(p, n, &k)))
+                if (jn_py_space(jn_cp_next(p, n, &k)))
                     break;
                 i = k;
             }
-            list_push(r, l, mk_str(p + st, i - st));
+            jn_list_push(r, l, mk_str(p + st, i - st));
         }
         return mk_list(l);
     }
     need_str(r, sep, "split");
     if (sep->u.s.n == 0)
-        rfail(r, VTOK_EINVAL, "split: empty separator");
+        jn_rfail(r, VTOK_EINVAL, "split: empty separator");
     size_t st = 0, i = 0;
     while (i + sep->u.s.n <= n) {
         if ((max < 0 || (int64_t)l->n < max) && memcmp(p + i, sep->u.s.p, sep->u.s.n) == 0) {
-            list_push(r, l, mk_str(p + st, i - st));
+            jn_list_push(r, l, mk_str(p + st, i - st));
             i += sep->u.s.n;
             st = i;
         } else {
             i++;
         }
     }
-    list_push(r, l, mk_str(p + st, n - st));
+    jn_list_push(r, l, mk_str(p + st, n - st));
     return mk_list(l);
 }
 
@@ -1486,16 +649,16 @@ static jv str_replace(R *r, jv s, const jv *old, const jv *nw, const jv *cnt)
         /* Python inserts between every code point */
         while (i <= n) {
             if (max >= 0 && (int64_t)done >= max) {
-                sb_put(&b, p + i, n - i);
+                jn_sb_put(&b, p + i, n - i);
                 break;
             }
-            sb_put(&b, nw->u.s.p, nw->u.s.n);
+            jn_sb_put(&b, nw->u.s.p, nw->u.s.n);
             done++;
             if (i == n)
                 break;
             size_t k = i;
-            cp_next(p, n, &k);
-            sb_put(&b, p + i, k - i);
+            jn_cp_next(p, n, &k);
+            jn_sb_put(&b, p + i, k - i);
             i = k;
         }
         return mk_str(b.p ? b.p : "", b.n);
@@ -1503,17 +666,17 @@ static jv str_replace(R *r, jv s, const jv *old, const jv *nw, const jv *cnt)
     size_t st = 0;
     while (i + old->u.s.n <= n) {
         if ((max < 0 || (int64_t)done < max) && memcmp(p + i, old->u.s.p, old->u.s.n) == 0) {
-            sb_put(&b, p + st, i - st);
-            sb_put(&b, nw->u.s.p, nw->u.s.n);
+            jn_sb_put(&b, p + st, i - st);
+            jn_sb_put(&b, nw->u.s.p, nw->u.s.n);
             i += old->u.s.n;
             st = i;
             done++;
-            step(r);
+            jn_step(r);
         } else {
             i++;
         }
     }
-    sb_put(&b, p + st, n - st);
+    jn_sb_put(&b, p + st, n - st);
     return mk_str(b.p ? b.p : "", b.n);
 }
 
@@ -1529,7 +692,7 @@ static int is_space_byte(char c)
  * do_title, _word_beginning_split_re). */
 static jv str_case(R *r, jv s, int mode)
 {
-    char *p = str_alloc(r, s.u.s.n);
+    char *p = jn_str_alloc(r, s.u.s.n);
     int prev_alpha = 0, prev_sep = 1;
     for (size_t i = 0; i < s.u.s.n; i++) {
         char c = s.u.s.p[i];
@@ -1571,12 +734,12 @@ static jv join_items(R *r, jlist *items, const jv *sep, const jv *attr)
     sbuf b = {r, NULL, 0, 0};
     for (size_t i = 0; i < items->n; i++) {
         if (i && sep)
-            sb_put(&b, sep->u.s.p, sep->u.s.n);
+            jn_sb_put(&b, sep->u.s.p, sep->u.s.n);
         jv it = items->v[i];
         if (attr)
             it = get_item(r, &it, attr);
-        str_to(r, &b, &it);
-        step(r);
+        jn_str_to(r, &b, &it);
+        jn_step(r);
     }
     return mk_str(b.p ? b.p : "", b.n);
 }
@@ -1587,28 +750,28 @@ static jv call_method(R *r, const jmeth *m, const jargs *a)
     jv s = m->self;
     if (s.t == V_DICT) {
         if (!strcmp(n, "items")) {
-            jlist *l = list_new(r, s.u.d->n);
+            jlist *l = jn_list_new(r, s.u.d->n);
             for (size_t i = 0; i < s.u.d->n; i++) {
-                jlist *t = list_new(r, 2);
-                list_push(r, t, s.u.d->k[i]);
-                list_push(r, t, s.u.d->v[i]);
+                jlist *t = jn_list_new(r, 2);
+                jn_list_push(r, t, s.u.d->k[i]);
+                jn_list_push(r, t, s.u.d->v[i]);
                 jv tv = mk_list(t);
                 tv.tuple = 1;
-                list_push(r, l, tv);
+                jn_list_push(r, l, tv);
             }
             return mk_list(l);
         }
         if (!strcmp(n, "keys") || !strcmp(n, "values")) {
-            jlist *l = list_new(r, s.u.d->n);
+            jlist *l = jn_list_new(r, s.u.d->n);
             for (size_t i = 0; i < s.u.d->n; i++)
-                list_push(r, l, n[0] == 'k' ? s.u.d->k[i] : s.u.d->v[i]);
+                jn_list_push(r, l, n[0] == 'k' ? s.u.d->k[i] : s.u.d->v[i]);
             return mk_list(l);
         }
         /* get */
         const jv *k = arg(a, 0, "key");
         if (!k)
-            rfail(r, VTOK_EINVAL, "get() needs a key");
-        jv *v = dict_find(s.u.d, k);
+            jn_rfail(r, VTOK_EINVAL, "get() needs a key");
+        jv *v = jn_dict_find(s.u.d, k);
         if (v)
             return *v;
         const jv *d = arg(a, 1, "default");
@@ -1623,7 +786,7 @@ static jv call_method(R *r, const jmeth *m, const jargs *a)
             c = NULL;
         if (c)
             need_str(r, c, n);
-        return str_strip(s, c ? c->u.s.p : NULL, c ? c->u.s.n : 0, n[0] != 'r', n[0] != 'l');
+        return jn_str_strip(s, c ? c->u.s.p : NULL, c ? c->u.s.n : 0, n[0] != 'r', n[0] != 'l');
     }
     if (!strcmp(n, "split"))
         return str_split(r, s, arg(a, 0, "sep"), arg(a, 1, "maxsplit"));
@@ -1640,7 +803,7 @@ static jv call_method(R *r, const jmeth *m, const jargs *a)
     if (!strcmp(n, "join")) {
         const jv *it = arg(a, 0, NULL);
         if (!it)
-            rfail(r, VTOK_EINVAL, "join() needs an iterable");
+            jn_rfail(r, VTOK_EINVAL, "join() needs an iterable");
         return join_items(r, iter_items(r, it), &s, NULL);
     }
     if (!strcmp(n, "find") || !strcmp(n, "count")) {
@@ -1649,7 +812,7 @@ static jv call_method(R *r, const jmeth *m, const jargs *a)
         for (size_t i = 0; i + x->u.s.n <= s.u.s.n;) {
             if (memcmp(s.u.s.p + i, x->u.s.p, x->u.s.n) == 0) {
                 if (n[0] == 'f')
-                    return mk_int((int64_t)cp_len(s.u.s.p, i));
+                    return mk_int((int64_t)jn_cp_len(s.u.s.p, i));
                 cnt++;
                 i += x->u.s.n ? x->u.s.n : 1;
             } else {
@@ -1658,7 +821,7 @@ static jv call_method(R *r, const jmeth *m, const jargs *a)
         }
         return mk_int(n[0] == 'f' ? -1 : cnt);
     }
-    rfail(r, VTOK_EUNSUPPORTED, "method '%s' is not supported", n);
+    jn_rfail(r, VTOK_EUNSUPPORTED, "method '%s' is not supported", n);
 }
 
 static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
@@ -1670,15 +833,15 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
         switch (fn->u.fn) {
         case F_RAISE: {
             const jv *m = arg(a, 0, NULL);
-            jv s = m ? to_str(r, m) : mk_str("", 0);
+            jv s = m ? jn_to_str(r, m) : mk_str("", 0);
             /* transformers raises jinja2.exceptions.TemplateError(message) */
-            rfail(r, VTOK_EINVAL, "template error: %.*s", (int)(s.u.s.n > 300 ? 300 : s.u.s.n), s.u.s.p);
+            jn_rfail(r, VTOK_EINVAL, "template error: %.*s", (int)(s.u.s.n > 300 ? 300 : s.u.s.n), s.u.s.p);
         }
         case F_RANGE: {
             int64_t st = 0, en, sp = 1;
             for (int i = 0; i < a->npos; i++)
                 if (a->v[i].t != V_INT && a->v[i].t != V_BOOL)
-                    rfail(r, VTOK_EINVAL, "range() expects integers");
+                    jn_rfail(r, VTOK_EINVAL, "range() expects integers");
             if (a->npos == 1) {
                 en = a->v[0].u.i;
             } else if (a->npos == 2 || a->npos == 3) {
@@ -1687,30 +850,30 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
                 if (a->npos == 3)
                     sp = a->v[2].u.i;
             } else {
-                rfail(r, VTOK_EINVAL, "range() takes 1 to 3 arguments");
+                jn_rfail(r, VTOK_EINVAL, "range() takes 1 to 3 arguments");
             }
             if (sp == 0)
-                rfail(r, VTOK_EINVAL, "range() step must not be zero");
+                jn_rfail(r, VTOK_EINVAL, "range() step must not be zero");
             double cnt = sp > 0 ? ((double)en - (double)st) / (double)sp : ((double)st - (double)en) / (double)-sp;
             if (cnt > VT_JINJA_MAX_ITERS)
-                rfail(r, VTOK_ELIMIT, "range() of more than %d items", VT_JINJA_MAX_ITERS);
-            jlist *l = list_new(r, cnt > 0 ? (size_t)cnt + 1 : 1);
+                jn_rfail(r, VTOK_ELIMIT, "range() of more than %d items", VT_JINJA_MAX_ITERS);
+            jlist *l = jn_list_new(r, cnt > 0 ? (size_t)cnt + 1 : 1);
             for (int64_t i = st; sp > 0 ? i < en : i > en; i += sp)
-                list_push(r, l, mk_int(i));
+                jn_list_push(r, l, mk_int(i));
             return mk_list(l);
         }
         case F_NAMESPACE:
         case F_DICT: {
-            jdict *d = dict_new(r, 4);
+            jdict *d = jn_dict_new(r, 4);
             for (int i = 0; i < a->npos; i++) {
                 if (a->v[i].t != V_DICT && a->v[i].t != V_NS)
-                    rfail(r, VTOK_EINVAL, "%s() positional arguments must be dicts",
+                    jn_rfail(r, VTOK_EINVAL, "%s() positional arguments must be dicts",
                           fn->u.fn == F_DICT ? "dict" : "namespace");
                 for (size_t k = 0; k < a->v[i].u.d->n; k++)
-                    dict_set(r, d, a->v[i].u.d->k[k], a->v[i].u.d->v[k]);
+                    jn_dict_set(r, d, a->v[i].u.d->k[k], a->v[i].u.d->v[k]);
             }
             for (int i = 0; i < a->nkw; i++)
-                dict_set(r, d, mk_str(a->kwn[i], strlen(a->kwn[i])), a->v[a->npos + i]);
+                jn_dict_set(r, d, mk_str(a->kwn[i], strlen(a->kwn[i])), a->v[a->npos + i]);
             return mk_dict(d, fn->u.fn == F_DICT ? V_DICT : V_NS);
         }
         case F_STRFTIME: {
@@ -1722,7 +885,7 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
             time_t now = time(NULL);
             struct tm tmv;
             if (!localtime_r(&now, &tmv))
-                rfail(r, VTOK_EINVAL, "strftime_now: no local time");
+                jn_rfail(r, VTOK_EINVAL, "strftime_now: no local time");
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
@@ -1732,7 +895,7 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
-            char *p = str_alloc(r, n);
+            char *p = jn_str_alloc(r, n);
             memcpy(p, ob, n);
             p[n] = 0;
             return mk_str(p, n);
@@ -1744,11 +907,11 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
     if (fn->t == V_MACRO) {
         const js *d = fn->u.mac->def;
         if (r->calls >= VT_JINJA_MAX_CALLS)
-            rfail(r, VTOK_ELIMIT, "macro calls nested deeper than %d", VT_JINJA_MAX_CALLS);
+            jn_rfail(r, VTOK_ELIMIT, "macro calls nested deeper than %d", VT_JINJA_MAX_CALLS);
         jframe *mf = frame_new(r, fn->u.mac->scope);
         int np = d->nnames - 1;
         if (a->npos > np)
-            rfail(r, VTOK_EINVAL, "macro '%s' takes %d arguments, got %d", d->names[0], np, a->npos);
+            jn_rfail(r, VTOK_EINVAL, "macro '%s' takes %d arguments, got %d", d->names[0], np, a->npos);
         for (int i = 0; i < np; i++) {
             const jv *v = arg(a, i, d->names[i + 1]);
             jv val = v ? *v : d->defs[i + 1] ? eval(r, mf, d->defs[i + 1]) : mk_undef(d->names[i + 1]);
@@ -1759,7 +922,7 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
             for (int k = 1; k < d->nnames; k++)
                 found |= !strcmp(d->names[k], a->kwn[i]);
             if (!found)
-                rfail(r, VTOK_EINVAL, "macro '%s' has no argument '%s'", d->names[0], a->kwn[i]);
+                jn_rfail(r, VTOK_EINVAL, "macro '%s' has no argument '%s'", d->names[0], a->kwn[i]);
         }
         /* the body renders into the output and is cut back out as the value */
         size_t mark = r->on;
@@ -1771,15 +934,15 @@ static jv call_value(R *r, jframe *f, const jv *fn, const jargs *a)
         r->line = saved_line;
         r->col = saved_col;
         size_t n = r->on - mark;
-        char *p = str_alloc(r, n);
+        char *p = jn_str_alloc(r, n);
         memcpy(p, r->out ? r->out + mark : "", n);
         p[n] = 0;
         r->on = mark;
         return mk_str(p, n);
     }
     if (fn->t == V_UNDEF)
-        undefined_fail(r, fn);
-    rfail(r, VTOK_EINVAL, "'%s' object is not callable", type_name(fn));
+        jn_undefined_fail(r, fn);
+    jn_rfail(r, VTOK_EINVAL, "'%s' object is not callable", jn_type_name(fn));
 }
 
 static jv eval_node(R *r, jframe *f, const jx *x);
@@ -1789,7 +952,7 @@ static jv eval_node(R *r, jframe *f, const jx *x);
 static jv eval(R *r, jframe *f, const jx *x)
 {
     if (++r->depth > VT_JINJA_MAX_RDEPTH)
-        rfail(r, VTOK_ELIMIT, "template evaluation nested deeper than %d", VT_JINJA_MAX_RDEPTH);
+        jn_rfail(r, VTOK_ELIMIT, "template evaluation nested deeper than %d", VT_JINJA_MAX_RDEPTH);
     jv v = eval_node(r, f, x);
     r->depth--;
     return v;
@@ -1797,7 +960,7 @@ static jv eval(R *r, jframe *f, const jx *x)
 
 static jv eval_node(R *r, jframe *f, const jx *x)
 {
-    step(r);
+    jn_step(r);
     at(r, x);
     switch (x->kind) {
     case E_LIT:
@@ -1817,19 +980,19 @@ static jv eval_node(R *r, jframe *f, const jx *x)
         return lookup(r, f, x->name);
     case E_LIST:
     case E_TUPLE: {
-        jlist *l = list_new(r, (size_t)x->nargs);
+        jlist *l = jn_list_new(r, (size_t)x->nargs);
         for (int i = 0; i < x->nargs; i++)
-            list_push(r, l, eval(r, f, x->args[i]));
+            jn_list_push(r, l, eval(r, f, x->args[i]));
         jv v = mk_list(l);
         v.tuple = x->kind == E_TUPLE;
         return v;
     }
     case E_DICT: {
-        jdict *d = dict_new(r, (size_t)x->nargs / 2 + 1);
+        jdict *d = jn_dict_new(r, (size_t)x->nargs / 2 + 1);
         for (int i = 0; i + 1 < x->nargs; i += 2) {
             jv k = eval(r, f, x->args[i]);
             jv v = eval(r, f, x->args[i + 1]);
-            dict_set(r, d, k, v);
+            jn_dict_set(r, d, k, v);
         }
         return mk_dict(d, V_DICT);
     }
@@ -1873,7 +1036,7 @@ static jv eval_node(R *r, jframe *f, const jx *x)
     }
     case E_NOT: {
         jv v = eval(r, f, x->a);
-        return mk_bool(!truthy(&v));
+        return mk_bool(!jn_truthy(&v));
     }
     case E_NEG:
     case E_POS: {
@@ -1881,14 +1044,14 @@ static jv eval_node(R *r, jframe *f, const jx *x)
         at(r, x);
         if (v.t == V_INT || v.t == V_BOOL) {
             if (x->kind == E_NEG && v.u.i == INT64_MIN)
-                rfail(r, VTOK_EINVAL, "integer overflow");
+                jn_rfail(r, VTOK_EINVAL, "integer overflow");
             return mk_int(x->kind == E_NEG ? -v.u.i : v.u.i);
         }
         if (v.t == V_FLOAT)
             return mk_float(x->kind == E_NEG ? -v.u.f : v.u.f);
         if (v.t == V_UNDEF)
-            undefined_fail(r, &v);
-        rfail(r, VTOK_EINVAL, "bad operand type for unary %c: %s", x->kind == E_NEG ? '-' : '+', type_name(&v));
+            jn_undefined_fail(r, &v);
+        jn_rfail(r, VTOK_EINVAL, "bad operand type for unary %c: %s", x->kind == E_NEG ? '-' : '+', jn_type_name(&v));
     }
     case E_BIN: {
         jv a = eval(r, f, x->a);
@@ -1898,20 +1061,20 @@ static jv eval_node(R *r, jframe *f, const jx *x)
     }
     case E_AND: {
         jv a = eval(r, f, x->a);
-        return truthy(&a) ? eval(r, f, x->b) : a;
+        return jn_truthy(&a) ? eval(r, f, x->b) : a;
     }
     case E_OR: {
         jv a = eval(r, f, x->a);
-        return truthy(&a) ? a : eval(r, f, x->b);
+        return jn_truthy(&a) ? a : eval(r, f, x->b);
     }
     case E_COND: {
         jv c = eval(r, f, x->b);
-        if (truthy(&c))
+        if (jn_truthy(&c))
             return eval(r, f, x->a);
         return x->c ? eval(r, f, x->c) : mk_undef(NULL);
     }
     default:
-        rfail(r, VTOK_EINVAL, "bad expression node");
+        jn_rfail(r, VTOK_EINVAL, "bad expression node");
     }
 }
 
@@ -1952,33 +1115,33 @@ static jv run_test(R *r, const char *n, const jv *v, const jargs *a)
         if (v->t != V_STR)
             return mk_bool(0);
         jv c = str_case(r, *v, n[0] == 'l' ? 1 : 0);
-        return mk_bool(jv_eq(&c, v));
+        return mk_bool(jn_jv_eq(&c, v));
     }
     if (!strcmp(n, "equalto") || !strcmp(n, "eq") || !strcmp(n, "==") || !strcmp(n, "sameas"))
-        return mk_bool(x && jv_eq(v, x) && (strcmp(n, "sameas") || v->t == x->t));
+        return mk_bool(x && jn_jv_eq(v, x) && (strcmp(n, "sameas") || v->t == x->t));
     if (!strcmp(n, "ne") || !strcmp(n, "!="))
-        return mk_bool(!(x && jv_eq(v, x)));
+        return mk_bool(!(x && jn_jv_eq(v, x)));
     if (!strcmp(n, "in")) {
         if (!x)
-            rfail(r, VTOK_EINVAL, "test 'in' needs an argument");
+            jn_rfail(r, VTOK_EINVAL, "test 'in' needs an argument");
         return mk_bool(contains(r, x, v));
     }
     if (!strcmp(n, "odd") || !strcmp(n, "even") || !strcmp(n, "divisibleby")) {
         if (v->t != V_INT && v->t != V_BOOL)
-            rfail(r, VTOK_EINVAL, "test '%s' needs an int", n);
+            jn_rfail(r, VTOK_EINVAL, "test '%s' needs an int", n);
         int64_t d = n[0] == 'd' ? (x && (x->t == V_INT) ? x->u.i : 0) : 2;
         if (d == 0)
-            rfail(r, VTOK_EINVAL, "divisibleby needs a non-zero int");
+            jn_rfail(r, VTOK_EINVAL, "divisibleby needs a non-zero int");
         int64_t m = v->u.i % d;
         return mk_bool(n[0] == 'o' ? m != 0 : m == 0);
     }
     if (!strcmp(n, "lt") || !strcmp(n, "le") || !strcmp(n, "gt") || !strcmp(n, "ge")) {
         if (!x)
-            rfail(r, VTOK_EINVAL, "test '%s' needs an argument", n);
+            jn_rfail(r, VTOK_EINVAL, "test '%s' needs an argument", n);
         int c = jv_cmp(r, v, x, n);
         return mk_bool(n[0] == 'l' ? (n[1] == 't' ? c < 0 : c <= 0) : (n[1] == 't' ? c > 0 : c >= 0));
     }
-    rfail(r, VTOK_EUNSUPPORTED, "unknown test '%s'", n);
+    jn_rfail(r, VTOK_EUNSUPPORTED, "unknown test '%s'", n);
 }
 
 /* attribute path "a.b" of an item (jinja2 filters.make_attrgetter) */
@@ -2001,7 +1164,7 @@ static jv attr_path(R *r, jv it, const jv *path)
             if (isnum) {
                 k = mk_int(num);
             } else {
-                char *nm = str_alloc(r, i - s);
+                char *nm = jn_str_alloc(r, i - s);
                 memcpy(nm, p + s, i - s);
                 nm[i - s] = 0;
                 k = mk_str(nm, i - s);
@@ -2019,7 +1182,7 @@ static jv attr_path(R *r, jv it, const jv *path)
 static jv select_items(R *r, jv v, const jargs *a, int attr, int want)
 {
     jlist *items = iter_items(r, &v);
-    jlist *out = list_new(r, items->n);
+    jlist *out = jn_list_new(r, items->n);
     int first = attr ? 1 : 0;
     const jv *path = attr ? arg(a, 0, "attribute") : NULL;
     const jv *tn = a->npos > first ? &a->v[first] : NULL;
@@ -2027,15 +1190,15 @@ static jv select_items(R *r, jv v, const jargs *a, int attr, int want)
         need_str(r, tn, "select test");
     jargs ta = {a->v + first + 1, NULL, a->npos > first + 1 ? a->npos - first - 1 : 0, 0};
     for (size_t i = 0; i < items->n; i++) {
-        step(r);
+        jn_step(r);
         jv x = attr ? attr_path(r, items->v[i], path) : items->v[i];
         int ok;
         if (tn)
             ok = (int)run_test(r, tn->u.s.p, &x, &ta).u.i;
         else
-            ok = truthy(&x);
+            ok = jn_truthy(&x);
         if (ok == want)
-            list_push(r, out, items->v[i]);
+            jn_list_push(r, out, items->v[i]);
     }
     return mk_list(out);
 }
@@ -2049,7 +1212,7 @@ static int64_t to_int_default(R *r, jv v, int64_t def)
         return isfinite(v.u.f) && fabs(v.u.f) < 9.2e18 ? (int64_t)v.u.f : def;
     if (v.t == V_STR) {
         char buf[64];
-        jv t = str_strip(v, NULL, 0, 1, 1);
+        jv t = jn_str_strip(v, NULL, 0, 1, 1);
         if (t.u.s.n == 0 || t.u.s.n >= sizeof(buf))
             return def;
         memcpy(buf, t.u.s.p, t.u.s.n);
@@ -2069,14 +1232,14 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
 {
     if (!strcmp(n, "length") || !strcmp(n, "count")) {
         if (v.t == V_STR)
-            return mk_int((int64_t)cp_len(v.u.s.p, v.u.s.n));
+            return mk_int((int64_t)jn_cp_len(v.u.s.p, v.u.s.n));
         if (v.t == V_LIST)
             return mk_int((int64_t)v.u.l->n);
         if (v.t == V_DICT || v.t == V_NS)
             return mk_int((int64_t)v.u.d->n);
         if (v.t == V_UNDEF)
             return mk_int(0);
-        rfail(r, VTOK_EINVAL, "object of type '%s' has no len()", type_name(&v));
+        jn_rfail(r, VTOK_EINVAL, "object of type '%s' has no len()", jn_type_name(&v));
     }
     if (!strcmp(n, "tojson")) {
         /* transformers' signature: tojson(x, ensure_ascii=False, indent=None,
@@ -2089,38 +1252,38 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
         o.indent = -1;
         if (ind && ind->t != V_NONE) {
             if (ind->t != V_INT || ind->u.i > 64)
-                rfail(r, VTOK_EINVAL, "tojson: indent must be an int up to 64");
+                jn_rfail(r, VTOK_EINVAL, "tojson: indent must be an int up to 64");
             o.indent = ind->u.i < 0 ? 0 : (int)ind->u.i;
         }
-        o.ascii = ea && truthy(ea);
-        o.sort = sk && truthy(sk);
+        o.ascii = ea && jn_truthy(ea);
+        o.sort = sk && jn_truthy(sk);
         o.isep = mk_str(o.indent >= 0 ? "," : ", ", o.indent >= 0 ? 1 : 2);
         o.ksep = mk_str(": ", 2);
         if (seps && seps->t != V_NONE) {
             if (seps->t != V_LIST || seps->u.l->n != 2 || seps->u.l->v[0].t != V_STR ||
                 seps->u.l->v[1].t != V_STR)
-                rfail(r, VTOK_EINVAL, "tojson: separators must be a pair of strings");
+                jn_rfail(r, VTOK_EINVAL, "tojson: separators must be a pair of strings");
             o.isep = seps->u.l->v[0];
             o.ksep = seps->u.l->v[1];
         }
         sbuf b = {r, NULL, 0, 0};
-        json_to(r, &b, &v, &o, 0);
+        jn_json_to(r, &b, &v, &o, 0);
         return mk_str(b.p ? b.p : "", b.n);
     }
     if (!strcmp(n, "default") || !strcmp(n, "d")) {
         const jv *d = arg(a, 0, "default_value");
         const jv *bo = arg(a, 1, "boolean");
-        int use = v.t == V_UNDEF || (bo && truthy(bo) && !truthy(&v));
+        int use = v.t == V_UNDEF || (bo && jn_truthy(bo) && !jn_truthy(&v));
         return use ? (d ? *d : mk_str("", 0)) : v;
     }
     if (!strcmp(n, "safe") || !strcmp(n, "string")) {
-        return !strcmp(n, "safe") ? v : to_str(r, &v);
+        return !strcmp(n, "safe") ? v : jn_to_str(r, &v);
     }
     if (!strcmp(n, "items")) {
         if (v.t == V_UNDEF)
-            return mk_list(list_new(r, 1));
+            return mk_list(jn_list_new(r, 1));
         if (v.t != V_DICT)
-            rfail(r, VTOK_EINVAL, "items: expected a mapping, got %s", type_name(&v));
+            jn_rfail(r, VTOK_EINVAL, "items: expected a mapping, got %s", jn_type_name(&v));
         jmeth m = {v, "items"};
         jargs none = {NULL, NULL, 0, 0};
         return call_method(r, &m, &none);
@@ -2130,7 +1293,7 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
     if (!strcmp(n, "join")) {
         const jv *sep = arg(a, 0, "d");
         const jv *at2 = arg(a, 1, "attribute");
-        jv s = sep ? to_str(r, sep) : mk_str("", 0);
+        jv s = sep ? jn_to_str(r, sep) : mk_str("", 0);
         return join_items(r, iter_items(r, &v), &s, at2);
     }
     if (!strcmp(n, "first") || !strcmp(n, "last")) {
@@ -2144,13 +1307,13 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
             jlist *l = iter_items(r, &v);
             sbuf b = {r, NULL, 0, 0};
             for (size_t i = l->n; i-- > 0;)
-                sb_put(&b, l->v[i].u.s.p, l->v[i].u.s.n);
+                jn_sb_put(&b, l->v[i].u.s.p, l->v[i].u.s.n);
             return mk_str(b.p ? b.p : "", b.n);
         }
         jlist *l = iter_items(r, &v);
-        jlist *o = list_new(r, l->n);
+        jlist *o = jn_list_new(r, l->n);
         for (size_t i = l->n; i-- > 0;)
-            list_push(r, o, l->v[i]);
+            jn_list_push(r, o, l->v[i]);
         return mk_list(o);
     }
     if (!strcmp(n, "int")) {
@@ -2162,7 +1325,7 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
             return mk_float(num_f(&v));
         if (v.t == V_STR) {
             char buf[64];
-            jv t = str_strip(v, NULL, 0, 1, 1);
+            jv t = jn_str_strip(v, NULL, 0, 1, 1);
             if (t.u.s.n && t.u.s.n < sizeof(buf)) {
                 memcpy(buf, t.u.s.p, t.u.s.n);
                 buf[t.u.s.n] = 0;
@@ -2178,12 +1341,12 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
     if (!strcmp(n, "abs")) {
         if (v.t == V_INT || v.t == V_BOOL) {
             if (v.u.i == INT64_MIN)
-                rfail(r, VTOK_EINVAL, "integer overflow");
+                jn_rfail(r, VTOK_EINVAL, "integer overflow");
             return mk_int(v.u.i < 0 ? -v.u.i : v.u.i);
         }
         if (v.t == V_FLOAT)
             return mk_float(fabs(v.u.f));
-        rfail(r, VTOK_EINVAL, "abs: bad operand type %s", type_name(&v));
+        jn_rfail(r, VTOK_EINVAL, "abs: bad operand type %s", jn_type_name(&v));
     }
     if (!strcmp(n, "selectattr") || !strcmp(n, "rejectattr"))
         return select_items(r, v, a, 1, n[0] == 's');
@@ -2198,20 +1361,20 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
         const jv *at2 = arg(a, 2, "attribute");
         jlist *l = iter_items(r, &v);
         size_t cnt = l->n;
-        jv *keys = ralloc(r, (cnt + 1) * sizeof(jv));
-        jlist *o = list_new(r, cnt);
+        jv *keys = jn_ralloc(r, (cnt + 1) * sizeof(jv));
+        jlist *o = jn_list_new(r, cnt);
         for (size_t i = 0; i < cnt; i++) {
             keys[i] = at2 ? attr_path(r, l->v[i], at2) : l->v[i];
-            if (keys[i].t == V_STR && !(cs && truthy(cs)))
+            if (keys[i].t == V_STR && !(cs && jn_truthy(cs)))
                 keys[i] = str_case(r, keys[i], 1);
-            list_push(r, o, l->v[i]);
+            jn_list_push(r, o, l->v[i]);
         }
-        int desc = rev && truthy(rev);
+        int desc = rev && jn_truthy(rev);
         for (size_t i = 1; i < cnt; i++) {
             jv kx = keys[i], vx = o->v[i];
             size_t j = i;
             while (j > 0) {
-                step(r);
+                jn_step(r);
                 int c = jv_cmp(r, &keys[j - 1], &kx, "<");
                 if (desc ? c >= 0 : c <= 0)
                     break;
@@ -2226,26 +1389,26 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
     }
     if (!strcmp(n, "map")) {
         jlist *l = iter_items(r, &v);
-        jlist *o = list_new(r, l->n);
+        jlist *o = jn_list_new(r, l->n);
         const jv *at2 = arg(a, -1, "attribute");
         if (at2) {
             const jv *def = arg(a, -1, "default");
             for (size_t i = 0; i < l->n; i++) {
                 jv x = attr_path(r, l->v[i], at2);
-                list_push(r, o, x.t == V_UNDEF && def ? *def : x);
+                jn_list_push(r, o, x.t == V_UNDEF && def ? *def : x);
             }
             return mk_list(o);
         }
         const jv *fn = need_str(r, arg(a, 0, NULL), "map");
         jargs fa = {a->v + 1, a->kwn, a->npos - 1, a->nkw};
         for (size_t i = 0; i < l->n; i++)
-            list_push(r, o, run_filter(r, f, fn->u.s.p, l->v[i], &fa));
+            jn_list_push(r, o, run_filter(r, f, fn->u.s.p, l->v[i], &fa));
         return mk_list(o);
     }
     if (v.t == V_UNDEF)
         v = mk_str("", 0); /* string filters see Undefined as "" (jinja2 soft_str) */
     if (v.t != V_STR)
-        v = to_str(r, &v);
+        v = jn_to_str(r, &v);
     if (!strcmp(n, "indent")) {
         /* jinja2 do_indent(s, width=4, first=False, blank=False): lines as
          * str.splitlines() after appending "\n", joined with "\n" + the
@@ -2257,14 +1420,14 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
         if (!w || w->t == V_INT || w->t == V_BOOL) {
             int64_t k = w ? w->u.i : 4;
             if (k > 256)
-                rfail(r, VTOK_EINVAL, "indent: width over 256");
+                jn_rfail(r, VTOK_EINVAL, "indent: width over 256");
             ind = repeat(r, &(jv){V_STR, 0, {.s = {" ", 1}}}, k < 0 ? 0 : k);
         } else {
             ind = *need_str(r, w, "indent");
         }
         sbuf b = {r, NULL, 0, 0};
-        if (first && truthy(first))
-            sb_put(&b, ind.u.s.p, ind.u.s.n);
+        if (first && jn_truthy(first))
+            jn_sb_put(&b, ind.u.s.p, ind.u.s.n);
         const char *p = v.u.s.p;
         size_t len = v.u.s.n, i = 0, ls = 0;
         int line_no = 0;
@@ -2274,7 +1437,7 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
             int found = 0;
             for (i = ls; i < len;) {
                 size_t k = i;
-                unsigned cp = cp_next(p, len, &k);
+                unsigned cp = jn_cp_next(p, len, &k);
                 if (cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C || (cp >= 0x1C && cp <= 0x1E) ||
                     cp == 0x85 || cp == 0x2028 || cp == 0x2029) {
                     e = i;
@@ -2291,13 +1454,13 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
                 next = len;
             }
             if (line_no > 0) {
-                sb_puts(&b, "\n");
-                if (e > ls || (blank && truthy(blank)))
-                    sb_put(&b, ind.u.s.p, ind.u.s.n);
+                jn_sb_puts(&b, "\n");
+                if (e > ls || (blank && jn_truthy(blank)))
+                    jn_sb_put(&b, ind.u.s.p, ind.u.s.n);
             }
-            sb_put(&b, p + ls, e - ls);
+            jn_sb_put(&b, p + ls, e - ls);
             line_no++;
-            step(r);
+            jn_step(r);
             /* the appended "\n" ends the last line: stop after it */
             if (!found)
                 break;
@@ -2311,7 +1474,7 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
             c = NULL;
         if (c)
             need_str(r, c, "trim");
-        return str_strip(v, c ? c->u.s.p : NULL, c ? c->u.s.n : 0, 1, 1);
+        return jn_str_strip(v, c ? c->u.s.p : NULL, c ? c->u.s.n : 0, 1, 1);
     }
     if (!strcmp(n, "upper"))
         return str_case(r, v, 0);
@@ -2323,7 +1486,7 @@ static jv run_filter(R *r, jframe *f, const char *n, jv v, const jargs *a)
         return str_case(r, str_case(r, v, 1), 3);
     if (!strcmp(n, "replace"))
         return str_replace(r, v, arg(a, 0, "old"), arg(a, 1, "new"), arg(a, 2, "count"));
-    rfail(r, VTOK_EUNSUPPORTED, "unknown filter '%s'", n);
+    jn_rfail(r, VTOK_EUNSUPPORTED, "unknown filter '%s'", n);
 }
 
 /* ------------------------------------------------------------- statements */
@@ -2335,7 +1498,7 @@ static void bind_targets(R *r, jframe *f, const js *s, jv item)
         return;
     }
     if (item.t != V_LIST || item.u.l->n != (size_t)s->nnames)
-        rfail(r, VTOK_EINVAL, "cannot unpack %s into %d loop variables", type_name(&item), s->nnames);
+        jn_rfail(r, VTOK_EINVAL, "cannot unpack %s into %d loop variables", jn_type_name(&item), s->nnames);
     for (int i = 0; i < s->nnames; i++)
         frame_set(r, f, s->names[i], item.u.l->v[i]);
 }
@@ -2349,14 +1512,14 @@ static void exec_for(R *r, jframe *f, const js *s)
     jframe *lf = frame_new(r, f);
     if (s->e2) {
         /* "for x in xs if cond": filter first, so loop.length counts kept items */
-        jlist *kept = list_new(r, items->n);
+        jlist *kept = jn_list_new(r, items->n);
         for (size_t i = 0; i < items->n; i++) {
             if (++r->iters > VT_JINJA_MAX_ITERS)
-                rfail(r, VTOK_ELIMIT, "loops ran more than %d iterations", VT_JINJA_MAX_ITERS);
+                jn_rfail(r, VTOK_ELIMIT, "loops ran more than %d iterations", VT_JINJA_MAX_ITERS);
             bind_targets(r, lf, s, items->v[i]);
             jv c = eval(r, lf, s->e2);
-            if (truthy(&c))
-                list_push(r, kept, items->v[i]);
+            if (jn_truthy(&c))
+                jn_list_push(r, kept, items->v[i]);
         }
         items = kept;
     }
@@ -2364,14 +1527,14 @@ static void exec_for(R *r, jframe *f, const js *s)
         exec_body(r, f, s->els, s->nels);
         return;
     }
-    jloop *lp = ralloc(r, sizeof(jloop));
+    jloop *lp = jn_ralloc(r, sizeof(jloop));
     lp->n = items->n;
     lp->items = items;
     jv lv = {V_LOOP, 0, {0}};
     lv.u.lp = lp;
     for (size_t i = 0; i < items->n; i++) {
         if (++r->iters > VT_JINJA_MAX_ITERS)
-            rfail(r, VTOK_ELIMIT, "loops ran more than %d iterations", VT_JINJA_MAX_ITERS);
+            jn_rfail(r, VTOK_ELIMIT, "loops ran more than %d iterations", VT_JINJA_MAX_ITERS);
         lp->i = i;
         /* each iteration starts from a fresh scope over the enclosing one:
          * names set in the body neither carry to the next iteration nor
@@ -2394,7 +1557,7 @@ static void exec_stmts(R *r, jframe *f, js *const *body, int n);
 static void exec_body(R *r, jframe *f, js *const *body, int n)
 {
     if (++r->depth > VT_JINJA_MAX_RDEPTH)
-        rfail(r, VTOK_ELIMIT, "template evaluation nested deeper than %d", VT_JINJA_MAX_RDEPTH);
+        jn_rfail(r, VTOK_ELIMIT, "template evaluation nested deeper than %d", VT_JINJA_MAX_RDEPTH);
     exec_stmts(r, f, body, n);
     r->depth--;
 }
@@ -2403,7 +1566,7 @@ static void exec_stmts(R *r, jframe *f, js *const *body, int n)
 {
     for (int i = 0; i < n; i++) {
         const js *s = body[i];
-        step(r);
+        jn_step(r);
         r->line = s->line;
         r->col = s->col;
         switch (s->kind) {
@@ -2416,14 +1579,14 @@ static void exec_stmts(R *r, jframe *f, js *const *body, int n)
                 out_put(r, v.u.s.p, v.u.s.n);
             } else {
                 sbuf b = {r, NULL, 0, 0};
-                str_to(r, &b, &v);
+                jn_str_to(r, &b, &v);
                 out_put(r, b.p ? b.p : "", b.n);
             }
             break;
         }
         case S_IF: {
             jv c = eval(r, f, s->e);
-            if (truthy(&c))
+            if (jn_truthy(&c))
                 exec_body(r, f, s->body, s->nbody);
             else
                 exec_body(r, f, s->els, s->nels);
@@ -2441,7 +1604,7 @@ static void exec_stmts(R *r, jframe *f, js *const *body, int n)
                 size_t mark = r->on;
                 exec_body(r, f, s->body, s->nbody);
                 size_t len = r->on - mark;
-                char *p = str_alloc(r, len);
+                char *p = jn_str_alloc(r, len);
                 memcpy(p, r->out ? r->out + mark : "", len);
                 p[len] = 0;
                 r->on = mark;
@@ -2452,15 +1615,15 @@ static void exec_stmts(R *r, jframe *f, js *const *body, int n)
                 r->line = s->line;
                 r->col = s->col;
                 if (ns.t != V_NS)
-                    rfail(r, VTOK_EINVAL, "cannot assign attribute on non-namespace object '%s'", s->names[0]);
-                dict_set(r, ns.u.d, mk_str(s->names[1], strlen(s->names[1])), v);
+                    jn_rfail(r, VTOK_EINVAL, "cannot assign attribute on non-namespace object '%s'", s->names[0]);
+                jn_dict_set(r, ns.u.d, mk_str(s->names[1], strlen(s->names[1])), v);
             } else {
                 frame_set(r, f, s->names[0], v);
             }
             break;
         }
         case S_MACRO: {
-            jmacro *m = ralloc(r, sizeof(jmacro));
+            jmacro *m = jn_ralloc(r, sizeof(jmacro));
             m->def = s;
             m->scope = f;
             jv v = {V_MACRO, 0, {0}};
@@ -2487,7 +1650,7 @@ static void exec_stmts(R *r, jframe *f, js *const *body, int n)
 static jv from_json(R *r, const cJSON *j, int depth)
 {
     if (depth > 256)
-        rfail(r, VTOK_ELIMIT, "context nested deeper than 256");
+        jn_rfail(r, VTOK_ELIMIT, "context nested deeper than 256");
     if (cJSON_IsTrue(j))
         return mk_bool(1);
     if (cJSON_IsFalse(j))
@@ -2501,16 +1664,16 @@ static jv from_json(R *r, const cJSON *j, int depth)
     if (cJSON_IsString(j))
         return mk_str(j->valuestring ? j->valuestring : "", j->valuestring ? strlen(j->valuestring) : 0);
     if (cJSON_IsArray(j)) {
-        jlist *l = list_new(r, (size_t)cJSON_GetArraySize(j));
+        jlist *l = jn_list_new(r, (size_t)cJSON_GetArraySize(j));
         for (const cJSON *c = j->child; c; c = c->next)
-            list_push(r, l, from_json(r, c, depth + 1));
+            jn_list_push(r, l, from_json(r, c, depth + 1));
         return mk_list(l);
     }
     if (cJSON_IsObject(j)) {
-        jdict *d = dict_new(r, (size_t)cJSON_GetArraySize(j));
+        jdict *d = jn_dict_new(r, (size_t)cJSON_GetArraySize(j));
         for (const cJSON *c = j->child; c; c = c->next) {
             const char *k = c->string ? c->string : "";
-            dict_set(r, d, mk_str(k, strlen(k)), from_json(r, c, depth + 1));
+            jn_dict_set(r, d, mk_str(k, strlen(k)), from_json(r, c, depth + 1));
         }
         return mk_dict(d, V_DICT);
     }

@@ -95,4 +95,188 @@ struct vt_jinja {
 /* Parse into t (arena already set up). Fails through e. */
 void jinja_parse_into(struct vt_jinja *t, const char *src, size_t len, jerr *e);
 
+
+/* ---- render-time values (jinja_value.c) and the renderer state ---- */
+enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_LOOP, V_MACRO, V_FUNC, V_METHOD };
+enum { F_RANGE, F_NAMESPACE, F_RAISE, F_STRFTIME, F_DICT };
+
+typedef struct jv jv;
+typedef struct jlist {
+    jv *v;
+    size_t n, cap;
+} jlist;
+typedef struct jdict {
+    jv *k, *v;
+    size_t n, cap;
+} jdict;
+typedef struct jloop {
+    size_t i, n;
+    jlist *items;
+} jloop;
+struct jframe;
+typedef struct jmacro {
+    const js *def;
+    struct jframe *scope;
+} jmacro;
+struct jmeth;
+
+struct jv {
+    int t;
+    int tuple; /* V_LIST built as a tuple (prints with parentheses) */
+    union {
+        int64_t i;
+        double f;
+        struct {
+            const char *p;
+            size_t n;
+        } s;             /* V_STR; V_UNDEF: the missing name (may be NULL) */
+        jlist *l;
+        jdict *d;        /* V_DICT, V_NS */
+        jloop *lp;
+        jmacro *mac;
+        int fn;
+        struct jmeth *m;
+    } u;
+};
+
+typedef struct jmeth {
+    jv self;
+    const char *name;
+} jmeth;
+
+typedef struct jframe {
+    struct jframe *parent;
+    const char **names;
+    jv *vals;
+    size_t n, cap;
+} jframe;
+
+typedef struct {
+    jarena ar;
+    jerr *e;
+    char *out;
+    size_t on, ocap;
+    jdict *ctx;
+    jframe *root;
+    int calls, depth;
+    long iters, steps;
+    int brk, cont;
+    int line, col; /* of the node being evaluated, for messages */
+} R;
+
+typedef struct {
+    R *r;
+    char *p;
+    size_t n, cap;
+} sbuf;
+typedef struct {
+    int indent; /* -1: none */
+    int ascii, sort;
+    jv isep, ksep;
+} jopts;
+
+static const jv UNDEF = {V_UNDEF, 0, {0}};
+
+static inline jv mk_int(int64_t i)
+{
+    jv v = {V_INT, 0, {0}};
+    v.u.i = i;
+    return v;
+}
+
+static inline jv mk_bool(int b)
+{
+    jv v = {V_BOOL, 0, {0}};
+    v.u.i = b != 0;
+    return v;
+}
+
+static inline jv mk_float(double f)
+{
+    jv v = {V_FLOAT, 0, {0}};
+    v.u.f = f;
+    return v;
+}
+
+static inline jv mk_none(void)
+{
+    jv v = {V_NONE, 0, {0}};
+    return v;
+}
+
+static inline jv mk_str(const char *p, size_t n)
+{
+    jv v = {V_STR, 0, {0}};
+    v.u.s.p = p;
+    v.u.s.n = n;
+    return v;
+}
+
+static inline jv mk_undef(const char *name)
+{
+    jv v = UNDEF;
+    v.u.s.p = name;
+    return v;
+}
+
+static inline jv mk_list(jlist *l)
+{
+    jv v = {V_LIST, 0, {0}};
+    v.u.l = l;
+    return v;
+}
+
+static inline jv mk_dict(jdict *d, int t)
+{
+    jv v = {t, 0, {0}};
+    v.u.d = d;
+    return v;
+}
+
+static inline int is_num(const jv *v)
+{
+    return v->t == V_INT || v->t == V_FLOAT || v->t == V_BOOL;
+}
+
+static inline double num_f(const jv *v)
+{
+    return v->t == V_FLOAT ? v->u.f : (double)v->u.i;
+}
+
+/* jinja_value.c: errors and memory of a render, containers, equality and
+ * truth, UTF-8 helpers, str()/repr()/JSON formatting. */
+#if defined(__GNUC__)
+__attribute__((noreturn, format(printf, 3, 4)))
+#endif
+void jn_rfail(R *r, int code, const char *fmt, ...);
+void *jn_ralloc(R *r, size_t n);
+void jn_step(R *r);
+char *jn_str_alloc(R *r, size_t n);
+jlist *jn_list_new(R *r, size_t cap);
+void jn_list_push(R *r, jlist *l, jv x);
+jdict *jn_dict_new(R *r, size_t cap);
+int jn_jv_eq(const jv *a, const jv *b);
+jv *jn_dict_find(jdict *d, const jv *k);
+jv *jn_dict_find_s(jdict *d, const char *k, size_t n);
+void jn_dict_set(R *r, jdict *d, jv k, jv v);
+int jn_truthy(const jv *v);
+const char *jn_type_name(const jv *v);
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+void jn_undefined_fail(R *r, const jv *v);
+size_t jn_cp_len(const char *s, size_t n);
+size_t jn_cp_off(const char *s, size_t n, size_t idx);
+unsigned jn_cp_next(const char *s, size_t n, size_t *i);
+int jn_py_space(unsigned cp);
+int jn_cp_in(unsigned cp, const char *chars, size_t cn);
+jv jn_str_strip(jv s, const char *chars, size_t cn, int left, int right);
+void jn_sb_put(sbuf *b, const char *s, size_t n);
+void jn_sb_puts(sbuf *b, const char *s);
+void jn_fmt_float(double f, char *out, size_t outlen, int json);
+void jn_str_to(R *r, sbuf *b, const jv *v);
+void jn_repr_to(R *r, sbuf *b, const jv *v);
+jv jn_to_str(R *r, const jv *v);
+void jn_json_to(R *r, sbuf *b, const jv *v, const jopts *o, int depth);
+
 #endif

@@ -7,7 +7,8 @@
  * every failure must come back as a code with a message. On success the
  * output length is checked and its last byte touched. The engine's own caps
  * (VT_JINJA_MAX_*) keep each input well under libFuzzer's -timeout.
- * Sources: src/text/jinja.c, jinja_parse.c, jinja_templates.c; link -lcjson -lm.
+ * Sources: src/text/jinja.c, jinja_parse.c, jinja_value.c, jinja_templates.c;
+ * link -lcjson -lm.
  */
 #include "text/jinja.h"
 
