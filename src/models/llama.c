@@ -433,11 +433,12 @@ int64_t vt_llm_linears(vt_llm *m, vt_linear **out)
 /* ---- sequences ---- */
 
 /* Work floats of a call of up to T tokens: x, xn [T, H], q, att [T, qd],
- * gate|up [T, 2I], act [T, I]. */
+ * gate|up [T, 2I], act [T, I]; -1 on overflow. */
 static int64_t work_floats(const vt_llm_config *c, int64_t T)
 {
-    const int64_t qd = c->heads * c->head_dim;
-    return T * (2 * c->hidden + 2 * qd + 3 * c->inter) + 64;
+    const int64_t per = 2 * c->hidden + 2 * c->heads * c->head_dim + 3 * c->inter;
+    int64_t n;
+    return vt_mul_ok(T, per, &n) && n < INT64_MAX / 8 ? n + 64 : -1;
 }
 
 int vt_llm_seq_init(vt_llm_seq *s, const vt_llm *m, int64_t cap, int64_t max_chunk,
@@ -513,6 +514,11 @@ static int check_input(const vt_llm_seq *s, const vt_llm_input *in, vtok_status 
     const int64_t n = in->n;
     if (n <= 0)
         return vt_fail(st, VTOK_EINVAL, "no tokens to run");
+    if (s->n_past + n > c->max_tokens)
+        return vt_fail(st, VTOK_ELIMIT,
+                       "%lld tokens after %lld cached exceed the model's %lld positions "
+                       "(max_position_embeddings)",
+                       (long long)n, (long long)s->n_past, (long long)c->max_tokens);
     if (n > s->max_chunk)
         return vt_fail(st, VTOK_ELIMIT, "%lld tokens in one call exceed the planned %lld",
                        (long long)n, (long long)s->max_chunk);
@@ -520,11 +526,6 @@ static int check_input(const vt_llm_seq *s, const vt_llm_input *in, vtok_status 
         return vt_fail(st, VTOK_ELIMIT,
                        "%lld tokens after %lld cached exceed the KV capacity of %lld positions",
                        (long long)n, (long long)s->n_past, (long long)s->cap);
-    if (s->n_past + n > c->max_tokens)
-        return vt_fail(st, VTOK_ELIMIT,
-                       "%lld tokens after %lld cached exceed the model's %lld positions "
-                       "(max_position_embeddings)",
-                       (long long)n, (long long)s->n_past, (long long)c->max_tokens);
     if (c->sliding_window > 0 && s->n_past + n > c->sliding_window)
         return vt_fail(st, VTOK_EUNSUPPORTED,
                        "sequences longer than sliding_window (%lld) are not supported",
