@@ -42,6 +42,7 @@
 #include "llm.h"
 
 #include "../io/opt.h"
+#include "pack.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -407,6 +408,7 @@ void vt_llm_free(vt_llm *m)
     if (!m)
         return;
     free(m->layers);
+    vt_free(m->packed);
     vt_owned_free(&m->own);
     vt_weights_close(m->w);
     memset(m, 0, sizeof *m);
@@ -428,6 +430,21 @@ int64_t vt_llm_linears(vt_llm *m, vt_linear **out)
         n++;
     }
     return n;
+}
+
+int vt_llm_pack(vt_llm *m, int dtype, vt_pool *pool, vtok_status *st)
+{
+    if (m->packed)
+        return vt_fail(st, VTOK_EINVAL, "model already converted");
+    const int64_t n = vt_llm_linears(m, NULL);
+    vt_linear **ls = malloc((size_t)n * sizeof *ls);
+    if (!ls)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    vt_llm_linears(m, ls);
+    vt_wsrc src = vt_wsrc_one(m->w, "llm", "");
+    int rc = vt_pack_linears(ls, n, dtype, &src, pool, 0, &m->packed, &m->lp_max_in, st);
+    free(ls);
+    return rc;
 }
 
 /* ---- sequences ---- */

@@ -64,6 +64,8 @@ typedef struct vt_llm {
     float         attn_scaling;
     vt_weights   *w;
     vt_owned      own;
+    void         *packed;    /* vt_llm_pack's block */
+    int64_t       lp_max_in; /* widest low-precision Linear input (vt_exec_lp_bytes) */
 } vt_llm;
 
 /* Load the folder (or a .safetensors / index file with config.json beside
@@ -76,6 +78,13 @@ void vt_llm_free(vt_llm *m);
 /* Linears of the model (for packing/low precision later): fills out (NULL:
  * count only), returns the count. */
 int64_t vt_llm_linears(vt_llm *m, vt_linear **out);
+
+/* Convert the Linears once (src/models/pack.h, vtok_dtype): F32 packs the
+ * active table's GEMM panels (results unchanged up to the table's own
+ * rounding); BF16 / INT8 replace the weights, and the exec then needs an
+ * lp_buf of vt_exec_lp_bytes(max_chunk, m->lp_max_in). A tied lm_head
+ * (the embedding matrix) stays float32. */
+int vt_llm_pack(vt_llm *m, int dtype, vt_pool *pool, vtok_status *st);
 
 typedef struct vt_llm_seq {
     const vt_llm *m;

@@ -151,6 +151,25 @@ def embeds_cases(tool, case, T, seed):
             np.load(case.path("logits.npy")), logits.numpy())
 
 
+def pack_case(tool, case, T, seed):
+    """Linears packed at load (vt_llm_pack f32) give the same results; bf16 runs."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, case.cfg["vocab_size"], (T,), generator=g)
+    np.save(case.path("ids.npy"), ids.numpy().astype(np.int64))
+    m = case.ref()
+    with torch.no_grad():
+        logits, hidden, _ = m.forward(m.embed(ids))
+    args = ["--model", case.dir, "--ids", case.path("ids.npy"), "--all", "1",
+            "--logits", case.path("logits.npy"), "--hidden", case.path("hidden.npy"),
+            "--split", "8", "--threads", "2"]
+    run(tool, args + ["--dtype", "f32"])
+    compare("%s packed f32 logits" % case.name, np.load(case.path("logits.npy")), logits.numpy())
+    compare_hidden("%s packed f32" % case.name, np.load(case.path("hidden.npy")), hidden.numpy())
+    run(tool, args + ["--dtype", "bf16"])
+    r = rel(np.load(case.path("logits.npy")), logits.numpy())
+    check("%s bf16 weights run (loose: rel < 5e-2)" % case.name, r < 5e-2, "rel %.2e" % r)
+
+
 def error_cases(tool, work):
     def expect(name, args, words):
         p = run(tool, args, expect_fail=True)
@@ -213,6 +232,7 @@ def main():
     gqa = Case(W, "llama_gqa", cfg(layers=3, kv_heads=2), 1)
     prompt_case(a.tool, gqa, 23, 100, threads=2, split=(9, 1), gen=16)
     embeds_cases(a.tool, gqa, 14, 101)
+    pack_case(a.tool, gqa, 23, 110)
 
     mha = Case(W, "llama_mha_bias", cfg(kv_heads=4, attention_bias=True, mlp_bias=True), 2)
     prompt_case(a.tool, mha, 19, 102, split=(7,), gen=16)

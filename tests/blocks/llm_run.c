@@ -4,6 +4,7 @@
  *   llm_run --model DIR [--ids I.npy] [--embeds E.npy [--embed-pos P.npy]]
  *           [--logits L.npy [--all 1]] [--hidden H.npy] [--split K]
  *           [--gen N --gen-out G.npy] [--threads N] [--ctx C] [--time 1]
+ *           [--dtype f32|bf16|int8]
  *
  *   ids        int64 [T] prompt ids; embeds float [T, hidden] without ids (inputs_embeds),
  *              or [K, hidden] with ids and embed-pos int64 [K] (rows replacing those positions)
@@ -13,6 +14,7 @@
  *   gen N      greedy continuation of N tokens after the prompt -> int64 [N]
  *   ctx C      KV capacity (default: prompt + N, capped at the model's positions)
  *   time 1     print prefill and decode tokens/s on stderr
+ *   dtype      convert the Linears at load (vt_llm_pack): f32 = packed GEMM panels
  * Errors: one line on stderr, exit status 1.
  */
 #include "models/llm.h"
@@ -49,6 +51,7 @@ typedef struct job {
     vt_llm_seq   s;
     vt_exec      e;
     vt_pool     *pool;
+    void        *lp_buf;
     float       *scratch, *embeds, *logits, *last, *hidden, *sub_emb;
     int64_t     *ids, *epos, *sub_pos, *gen;
 } job;
@@ -59,6 +62,7 @@ static void job_free(job *j)
     vt_llm_free(&j->m);
     vt_pool_free(j->pool);
     vt_free(j->scratch);
+    vt_free(j->lp_buf);
     vt_free(j->embeds);
     vt_free(j->logits);
     vt_free(j->last);
@@ -109,7 +113,7 @@ static int run_range(job *j, int64_t a, int64_t b, int64_t T, int64_t n_embed, i
 int main(int argc, char **argv)
 {
     const char *model = NULL, *ids_p = NULL, *emb_p = NULL, *epos_p = NULL, *log_p = NULL,
-               *hid_p = NULL, *gen_p = NULL;
+               *hid_p = NULL, *gen_p = NULL, *dtype = NULL;
     int threads = 1, all = 0, timing = 0;
     int64_t split = 0, n_gen = 0, ctx = 0;
     for (int i = 1; i < argc; i += 2) {
@@ -129,6 +133,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--ctx")) ctx = atoll(v);
         else if (!strcmp(a, "--time")) timing = atoi(v);
+        else if (!strcmp(a, "--dtype")) dtype = v;
         else return die("unknown option");
     }
     if (!model || (!ids_p && !emb_p) || threads < 1 || n_gen < 0 || split < 0 ||
@@ -187,6 +192,24 @@ int main(int argc, char **argv)
     if ((rc = vt_llm_seq_init(&j.s, &j.m, ctx, T, &st)))
         goto done;
     j.pool = vt_pool_new(threads);
+    if (dtype) {
+        int dt = !strcmp(dtype, "f32") ? VTOK_DTYPE_F32 : !strcmp(dtype, "bf16") ? VTOK_DTYPE_BF16
+                 : !strcmp(dtype, "int8") ? VTOK_DTYPE_INT8 : -1;
+        if (dt < 0) {
+            rc = vt_fail(&st, VTOK_EINVAL, "unknown dtype '%s'", dtype);
+            goto done;
+        }
+        if (!j.pool || (rc = vt_llm_pack(&j.m, dt, j.pool, &st)))
+            goto done;
+        if (j.m.lp_max_in) {
+            j.e.lp_bytes = vt_exec_lp_bytes(T, j.m.lp_max_in);
+            if (!(j.lp_buf = vt_alloc(j.e.lp_bytes))) {
+                rc = vt_fail(&st, VTOK_ENOMEM, "out of memory");
+                goto done;
+            }
+            j.e.lp_buf = j.lp_buf;
+        }
+    }
     j.e.pool = j.pool;
     j.e.k = vt_kernels_get();
     j.e.scratch_stride = vt_exec_scratch_floats(T);
