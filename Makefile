@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PY         ?= /usr/bin/python3
 WERROR     ?= ON
 
-.PHONY: all build asan aarch64 demo test test-release test-asan test-tsan test-aarch64 fuzz fuzz-long bench clean deps
+.PHONY: npm-deps all build asan aarch64 demo test test-release test-asan test-tsan test-aarch64 fuzz fuzz-long bench clean deps
 
 all: build
 
@@ -78,9 +78,15 @@ deps:
 	$(SUDO) apt-get update
 	$(SUDO) apt-get install -y --no-install-recommends \
 		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev \
-		python3-pil python3-numpy python3-torch clang-14 libclang-rt-14-dev \
+		python3-pil python3-numpy python3-torch python3-jinja2 clang-14 libclang-rt-14-dev \
 		gcc-aarch64-linux-gnu qemu-user libcjson-dev:arm64 libjpeg62-turbo-dev:arm64 libpng-dev:arm64 \
 		libwebp-dev:arm64 zlib1g-dev:arm64
+	command -v npm >/dev/null 2>&1 || $(SUDO) apt-get install -y --no-install-recommends nodejs npm
+	$(MAKE) npm-deps
+
+# The JS references of the text tests (npm registry, pinned by package-lock.json).
+npm-deps:
+	for d in tests/jinja tests/text; do [ ! -f $$d/package-lock.json ] || (cd $$d && npm ci --no-audit --no-fund --loglevel=error); done
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(AARCH64_BUILD) out

@@ -396,6 +396,8 @@ typedef struct {
     int64_t        n, M, heads, dh, ldx;
     float          a, eps, theta;
     const int64_t *pos;
+    const float   *inv_freq; /* rope_freq: per-pair inverse frequencies ... */
+    float          cs_scale; /* ... and the cos/sin factor (attention_scaling) */
 } elt_job;
 
 #define ELT_CHUNK 16384 /* floats per task of add / scale: 64 KiB, L2-sized */
@@ -459,8 +461,12 @@ static void rope_task(void *arg, int64_t i, int tid)
     float *cs = thread_scratch(j->e, tid), *sn = cs + j->dh / 2;
     const int64_t r1 = (i + 1) * NORM_ROWS < j->M ? (i + 1) * NORM_ROWS : j->M;
     for (int64_t r = i * NORM_ROWS; r < r1; r++) {
-        if (r == i * NORM_ROWS || j->pos[r] != j->pos[r - 1])
-            vt_rope_angles(j->dh, j->pos[r], j->theta, cs, sn);
+        if (r == i * NORM_ROWS || j->pos[r] != j->pos[r - 1]) {
+            if (j->inv_freq)
+                vt_rope_angles_freq(j->dh, j->pos[r], j->inv_freq, j->cs_scale, cs, sn);
+            else
+                vt_rope_angles(j->dh, j->pos[r], j->theta, cs, sn);
+        }
         j->e->k->rope_f32(j->heads, j->dh, j->y + r * j->ldx, j->dh, cs, sn);
     }
 }
@@ -474,6 +480,18 @@ void vt_op_rope(const vt_exec *e, int64_t M, int64_t heads, int64_t dh, float *x
         return;
     elt_job j = {.e = e, .y = x, .M = M, .heads = heads, .dh = dh,
                  .ldx = ldx ? ldx : heads * dh, .pos = pos, .theta = theta};
+    vt_pool_run(e->pool, rope_task, &j, (M + NORM_ROWS - 1) / NORM_ROWS);
+}
+
+void vt_op_rope_freq(const vt_exec *e, int64_t M, int64_t heads, int64_t dh, float *x,
+                     int64_t ldx, const int64_t *pos, const float *inv_freq, float cs_scale)
+{
+    assert(dh % 2 == 0 && dh <= e->scratch_stride);
+    if (M <= 0 || heads <= 0 || dh <= 0)
+        return;
+    elt_job j = {.e = e, .y = x, .M = M, .heads = heads, .dh = dh,
+                 .ldx = ldx ? ldx : heads * dh, .pos = pos, .inv_freq = inv_freq,
+                 .cs_scale = cs_scale};
     vt_pool_run(e->pool, rope_task, &j, (M + NORM_ROWS - 1) / NORM_ROWS);
 }
 

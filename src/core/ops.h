@@ -222,6 +222,13 @@ void vt_op_rmsnorm(const vt_exec *e, int64_t M, int64_t n, const float *x, const
 void vt_op_rope(const vt_exec *e, int64_t M, int64_t heads, int64_t dh, float *x, int64_t ldx,
                 const int64_t *pos, float theta);
 
+/* vt_op_rope with the angles pos * inv_freq[i] (i < dh / 2) of a scaled
+ * RoPE (transformers' modeling_rope_utils.py: linear, dynamic NTK, llama3
+ * change inv_freq) and cos, sin multiplied by cs_scale (the rope's
+ * attention_scaling; 1 for those three). */
+void vt_op_rope_freq(const vt_exec *e, int64_t M, int64_t heads, int64_t dh, float *x,
+                     int64_t ldx, const int64_t *pos, const float *inv_freq, float cs_scale);
+
 /* Name -> activation ("gelu", "quick_gelu", ...); -1 if unknown. */
 int vt_act_from_name(const char *name);
 const char *vt_act_name(vt_act a);

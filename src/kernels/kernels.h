@@ -259,6 +259,11 @@ typedef void (*vt_rope_f32_fn)(int64_t heads, int64_t dh, float *x, int64_t ldh,
  * transformers' LlamaRotaryEmbedding (ref/ref_eltwise.c). Plain C, shared
  * by every table (the op calls it once per row, not per head). */
 void vt_rope_angles(int64_t dh, int64_t pos, float theta, float *cs, float *sn);
+/* The same from given inverse frequencies inv_freq [dh / 2]: f = pos * inv_freq[i]
+ * (float32), cs[i] = cos(f) * scale, sn[i] = sin(f) * scale, as
+ * LlamaRotaryEmbedding.forward with its attention_scaling. */
+void vt_rope_angles_freq(int64_t dh, int64_t pos, const float *inv_freq, float scale, float *cs,
+                         float *sn);
 
 /*
  * Image resampling passes (src/image/resample.c), bit-exact with Pillow's

@@ -65,6 +65,19 @@ void vt_rope_angles(int64_t dh, int64_t pos, float theta, float *cs, float *sn)
     }
 }
 
+void vt_rope_angles_freq(int64_t dh, int64_t pos, const float *inv_freq, float scale, float *cs,
+                         float *sn)
+{
+    for (int64_t i = 0; i < dh / 2; i++) {
+        /* freqs = inv_freq @ position_ids.float() (a K = 1 matmul: one
+         * float32 product), cos/sin in float32, then `cos * attention_scaling`
+         * (modeling_llama.py, LlamaRotaryEmbedding.forward). */
+        const float f = (float)pos * inv_freq[i];
+        cs[i] = cosf(f) * scale;
+        sn[i] = sinf(f) * scale;
+    }
+}
+
 void vt_ref_rope_f32(int64_t heads, int64_t dh, float *x, int64_t ldh, const float *cs,
                      const float *sn)
 {

@@ -1,0 +1,142 @@
+/*
+ * llm.h - decoder-only language models of the LLaMA family (internal).
+ *
+ * Hugging Face folders (config.json + model.safetensors, or shards with
+ * model.safetensors.index.json) of LlamaForCausalLM (LLaMA-2 / Vicuna,
+ * LLaMA-3 / 3.1), MistralForCausalLM and Qwen2ForCausalLM, in float32, with
+ * transformers' numerics (src/transformers/models/llama/modeling_llama.py,
+ * modeling_mistral.py, modeling_qwen2.py, modeling_rope_utils.py; see
+ * llama.c for the rules and their sources).
+ *
+ * A model (vt_llm) is read-only after load and may be shared; a sequence
+ * (vt_llm_seq) holds one sequence's KV cache, its dynamic-RoPE state and the
+ * work memory of a forward call, all allocated once by vt_llm_seq_init: a
+ * forward call never allocates. One call runs any number of new tokens (a
+ * whole prompt in batched matmuls, or one decode step) after those already
+ * cached.
+ *
+ * Linears are vt_linear (src/core/ops.h), so packed f32, bf16 and int8
+ * weights can plug in later through the same vt_op_linear path.
+ */
+#ifndef VT_LLM_H
+#define VT_LLM_H
+
+#include "../io/loader.h"
+
+typedef enum vt_llm_arch {
+    VT_LLM_LLAMA = 0, /* model_type "llama",   LlamaForCausalLM   */
+    VT_LLM_MISTRAL,   /* model_type "mistral", MistralForCausalLM */
+    VT_LLM_QWEN2,     /* model_type "qwen2",   Qwen2ForCausalLM   */
+} vt_llm_arch;
+
+typedef enum vt_llm_rope {
+    VT_ROPE_DEFAULT = 0,
+    VT_ROPE_LINEAR,
+    VT_ROPE_DYNAMIC,
+    VT_ROPE_LLAMA3,
+} vt_llm_rope;
+
+typedef struct vt_llm_config {
+    int     arch;                      /* vt_llm_arch */
+    int64_t vocab, hidden, inter, n_layers, heads, kv_heads, head_dim;
+    int64_t max_pos;                   /* max_position_embeddings */
+    int64_t max_tokens;                /* positions a sequence may reach (see llama.c) */
+    double  eps, rope_theta;
+    int     rope_type;                 /* vt_llm_rope */
+    double  rope_factor, low_freq_factor, high_freq_factor;
+    int64_t rope_orig_max;             /* llama3: original_max_position_embeddings */
+    int64_t sliding_window;            /* 0: none in effect */
+    int     attn_bias, o_bias, mlp_bias, tie;
+} vt_llm_config;
+
+typedef struct vt_llm_layer {
+    const float *attn_norm, *mlp_norm; /* input_layernorm, post_attention_layernorm [hidden] */
+    vt_linear    q, k, v, o, gate, up, down;
+} vt_llm_layer;
+
+typedef struct vt_llm {
+    vt_llm_config c;
+    const float  *embed;     /* model.embed_tokens.weight [vocab, hidden] */
+    vt_llm_layer *layers;
+    const float  *norm;      /* model.norm.weight [hidden] */
+    vt_linear     lm_head;   /* lm_head.weight, or embed_tokens when tied */
+    float        *inv_freq;  /* [head_dim / 2], as the rotary module builds at init */
+    float         attn_scaling;
+    vt_weights   *w;
+    vt_owned      own;
+    void         *packed;    /* vt_llm_pack's block */
+    int64_t       lp_max_in; /* widest low-precision Linear input (vt_exec_lp_bytes) */
+} vt_llm;
+
+/* Load the folder (or a .safetensors / index file with config.json beside
+ * it). Unknown model_type / architecture, options outside the supported set
+ * and missing or misshaped tensors (all named in one message) fail with
+ * st set. vt_llm_free undoes it (also after a failed load). */
+int  vt_llm_load(vt_llm *m, const char *path, vtok_status *st);
+void vt_llm_free(vt_llm *m);
+
+/* Linears of the model (for packing/low precision later): fills out (NULL:
+ * count only), returns the count. */
+int64_t vt_llm_linears(vt_llm *m, vt_linear **out);
+
+/* Convert the Linears once (src/models/pack.h, vtok_dtype): F32 packs the
+ * active table's GEMM panels (results unchanged up to the table's own
+ * rounding); BF16 / INT8 replace the weights, and the exec then needs an
+ * lp_buf of vt_exec_lp_bytes(max_chunk, m->lp_max_in). A tied lm_head
+ * (the embedding matrix) stays float32. */
+int vt_llm_pack(vt_llm *m, int dtype, vt_pool *pool, vtok_status *st);
+
+typedef struct vt_llm_seq {
+    const vt_llm *m;
+    int64_t       cap;       /* KV capacity (positions) */
+    int64_t       max_chunk; /* most tokens one forward call may run */
+    int64_t       n_past;    /* positions cached */
+    float        *kv;        /* per layer: K [cap, kv_dim] then V [cap, kv_dim] */
+    float        *inv_freq;  /* the sequence's current inv_freq (dynamic NTK) */
+    int64_t       rope_cached; /* max_seq_len_cached of the rotary module */
+    float        *work;
+    int64_t      *pos;
+} vt_llm_seq;
+
+/* cap: KV capacity (0 = the model's max_tokens); max_chunk: the most tokens
+ * of one call (0 = cap). Refuses cap over the model's max_tokens. */
+int  vt_llm_seq_init(vt_llm_seq *s, const vt_llm *m, int64_t cap, int64_t max_chunk,
+                     vtok_status *st);
+void vt_llm_seq_reset(vt_llm_seq *s); /* forget the cached positions */
+void vt_llm_seq_free(vt_llm_seq *s);
+
+/* One call's inputs: n tokens at positions n_past .. n_past + n - 1.
+ *   ids:       n token ids, or NULL (then every row comes from embeds);
+ *   embeds:    rows of hidden floats (inputs_embeds: image rows);
+ *   embed_pos: with ids, the n_embed positions (< n) whose rows are
+ *              embeds[k] instead of the id's embedding (their ids are not
+ *              read); NULL with ids: embeds unused. Without ids, embeds has
+ *              n rows. */
+typedef struct vt_llm_input {
+    int64_t        n;
+    const int64_t *ids;
+    const float   *embeds;
+    const int64_t *embed_pos;
+    int64_t        n_embed;
+} vt_llm_input;
+
+/* Outputs of a call (any may be NULL):
+ *   logits:  [vocab] of the last position, or [n, vocab] with all_logits;
+ *   hidden:  n_layers + 1 states as HF output_hidden_states (0 = the
+ *            embeddings, i = after layer i - 1, the last = after the final
+ *            norm), state l at hidden + l * hidden_stride, rows of `hidden`
+ *            floats (hidden_stride 0 = n * hidden). */
+typedef struct vt_llm_output {
+    float  *logits;
+    int     all_logits;
+    float  *hidden;
+    int64_t hidden_stride;
+} vt_llm_output;
+
+/* Runs the call and appends its positions to the cache. Refuses (st, cache
+ * untouched) ids outside [0, vocab), n over max_chunk, and positions past
+ * the KV capacity or the model's max_tokens. */
+int vt_llm_forward(vt_llm_seq *s, const vt_exec *e, const vt_llm_input *in, vt_llm_output *out,
+                   vtok_status *st);
+
+#endif /* VT_LLM_H */
