@@ -29,8 +29,6 @@ struct vtok_llm {
     vt_jinja     *tmpl;          /* tokenizer_config.json chat_template, or NULL */
     char          tmpl_err[160]; /* why there is none, for vtok_chat_render     */
     cJSON        *special;       /* {"bos_token": "...", ...} for templates      */
-    void         *packed;
-    int64_t       lp_max_in;
     int           dtype;
 };
 
@@ -159,19 +157,8 @@ vtok_llm *vtok_llm_load(const char *path, const vtok_model_params *user_p, vtok_
     }
     if (!rc)
         rc = read_tokenizer_config(L, dir, st);
-    if (!rc) {
-        int64_t n = vt_llm_linears(&L->m, NULL);
-        vt_linear **l = n > 0 ? malloc((size_t)n * sizeof *l) : NULL;
-        if (n > 0 && !l) {
-            rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
-        } else if (n > 0) {
-            vt_llm_linears(&L->m, l);
-            vt_wsrc src = vt_wsrc_one(L->m.w, NULL, NULL);
-            rc = vt_pack_linears(l, n, p.dtype, &src, p.threadpool, p.n_threads, &L->packed,
-                                 &L->lp_max_in, st);
-            free(l);
-        }
-    }
+    if (!rc) /* f32: the table's GEMM panels; bf16 / int8 / q4 replace the weights */
+        rc = vt_llm_pack(&L->m, p.dtype, p.threadpool, st);
     if (rc) {
         vtok_llm_free(L);
         return NULL;
@@ -187,7 +174,6 @@ void vtok_llm_free(vtok_llm *L)
     vt_tok_free(L->tok);
     vt_jinja_free(L->tmpl);
     cJSON_Delete(L->special);
-    vt_free(L->packed);
     free(L);
 }
 
@@ -324,7 +310,7 @@ vtok_llm_ctx *vtok_llm_ctx_new(vtok_llm *L, int64_t n_ctx, const vtok_ctx_params
     if (!rc) {
         vt_planner pl;
         vt_planner_init(&pl);
-        vt_ctx_plan_exec(&c->b, &pl, chunk, chunk, L->lp_max_in);
+        vt_ctx_plan_exec(&c->b, &pl, chunk, chunk, L->m.lp_max_in);
         vt_plan_floats(&pl, &c->logits, L->m.c.vocab);
         rc = vt_ctx_commit(&c->b, &pl, &c->arena, "an LLM context", st);
         vt_planner_free(&pl);
