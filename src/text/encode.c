@@ -41,11 +41,13 @@ static int match_added(const vt_tokenizer *t, const char *s, size_t n, size_t i,
         /* tokens that are normalized only match normalized text, when a
          * normalizer exists (Tokenizer.ts: normalized && normalizer) */
         int is_norm = a->normalized && t->n_norm > 0;
-        if (is_norm != normalized || a->len > n - i || memcmp(s + i, a->content, a->len))
+        const char *ct = is_norm ? a->ncontent : a->content;
+        size_t cl = is_norm ? a->nlen : a->len;
+        if (is_norm != normalized || cl == 0 || cl > n - i || memcmp(s + i, ct, cl))
             continue;
         if (a->single_word) {
             uint32_t cp;
-            size_t e = i + a->len;
+            size_t e = i + cl;
             if (e < n && vt_utf8_decode((const unsigned char *)s + e, n - e, &cp) && is_word_cp(cp))
                 continue;
             if (i > 0) {
@@ -101,7 +103,7 @@ static int split_added(enc_ctx *c, const char *s, size_t n, int normalized, int 
             continue;
         }
         const vt_added_tok *a = &t->added[k];
-        size_t end = i + a->len, tstart = a->lstrip ? trim_end(s, start, i) : i;
+        size_t end = i + (a->normalized && t->n_norm > 0 ? a->nlen : a->len), tstart = a->lstrip ? trim_end(s, start, i) : i;
         if (tstart > start && (r = fn(c, s + start, tstart - start, sec_first))) return r;
         if ((r = vt_idvec_push(c->out, a->id))) return r;
         sec_first = 0;
@@ -125,8 +127,10 @@ static int pre_metaspace(enc_ctx *c, int step, const vt_pre_step *p, const char 
     vt_tokbuf b = {0};
     int r = 0;
     int pre = p->prepend == VT_PREPEND_ALWAYS || (p->prepend == VT_PREPEND_FIRST && c->first);
-    if (pre && !(n >= p->repl_len && !memcmp(s, p->repl, p->repl_len)))
-        r = vt_tokbuf_put(&b, p->repl, p->repl_len);
+    /* the test is on the text after the replacement: " x" gets no second
+     * one */
+    int starts = n > 0 && (s[0] == ' ' || (n >= p->repl_len && !memcmp(s, p->repl, p->repl_len)));
+    if (pre && !starts) r = vt_tokbuf_put(&b, p->repl, p->repl_len);
     for (size_t i = 0; i < n && !r; i++)
         r = s[i] == ' ' ? vt_tokbuf_put(&b, p->repl, p->repl_len) : vt_tokbuf_put(&b, s + i, 1);
     if (r || !b.n) goto done;
@@ -227,9 +231,8 @@ static int replace_all(vt_tokbuf *out, const char *s, size_t n, const char *a, s
     return r;
 }
 
-static int raw_section(enc_ctx *c, const char *s, size_t n, int first)
+int vt_tok_normalize(const vt_tokenizer *t, const char *s, size_t n, vt_tokbuf *out)
 {
-    const vt_tokenizer *t = c->t;
     vt_tokbuf cur = {0}, nxt = {0};
     int r = vt_tokbuf_put(&cur, s, n);
     for (int k = 0; k < t->n_norm && !r; k++) {
@@ -252,10 +255,22 @@ static int raw_section(enc_ctx *c, const char *s, size_t n, int first)
         cur = nxt;
         nxt = tmp;
     }
+    free(nxt.s);
+    if (r) {
+        free(cur.s);
+        return r;
+    }
+    *out = cur;
+    return 0;
+}
+
+static int raw_section(enc_ctx *c, const char *s, size_t n, int first)
+{
+    vt_tokbuf cur = {0};
+    int r = vt_tok_normalize(c->t, s, n, &cur);
     c->first = first;
     if (!r && cur.n) r = split_added(c, cur.s, cur.n, 1, first, normalized_section);
     free(cur.s);
-    free(nxt.s);
     return r;
 }
 

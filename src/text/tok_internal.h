@@ -29,6 +29,8 @@ int vt_idvec_push(vt_idvec *v, int32_t id);
 typedef struct {
     char   *content;
     size_t  len;
+    char   *ncontent;                 /* normalized content (normalized tokens only) */
+    size_t  nlen;
     int32_t id;
     int     special, normalized, lstrip, rstrip, single_word;
 } vt_added_tok;
@@ -98,6 +100,9 @@ int vt_pretok_regex_kind(const char *rx);
 /* Length in bytes of the next regex match at s[0..n) (n > 0, valid UTF-8);
  * the supported patterns match every non-empty input, so this is >= 1. */
 size_t vt_pretok_regex_next(int kind, const char *s, size_t n);
+
+/* encode.c: the normalizer chain on s[0..n) into *out (caller frees) */
+int vt_tok_normalize(const vt_tokenizer *t, const char *s, size_t n, vt_tokbuf *out);
 
 /* bpe.c */
 int vt_bpe_load_merges(vt_tokenizer *t, const cJSON *merges, vtok_status *st);

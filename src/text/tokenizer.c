@@ -595,7 +595,10 @@ void vt_tok_free(vt_tokenizer *t)
     free(t->is_added);
     free(t->vocab.e);
     free(t->merges.e);
-    for (int i = 0; i < t->n_added; i++) free(t->added[i].content);
+    for (int i = 0; i < t->n_added; i++) {
+        free(t->added[i].content);
+        free(t->added[i].ncontent);
+    }
     free(t->added);
     free(t->added_first);
     free(t->added_order);
@@ -605,20 +608,44 @@ void vt_tok_free(vt_tokenizer *t)
     free(t);
 }
 
+/* what the splitter matches: the normalized form for normalized tokens */
+static unsigned char first_byte(const vt_tokenizer *t, const vt_added_tok *a)
+{
+    return (unsigned char)(a->normalized && t->n_norm ? a->ncontent[0] : a->content[0]);
+}
+
+static size_t match_len(const vt_tokenizer *t, const vt_added_tok *a)
+{
+    return a->normalized && t->n_norm ? a->nlen : a->len;
+}
+
 static int cmp_added_len(const void *a, const void *b, const vt_tokenizer *t)
 {
     const vt_added_tok *x = &t->added[*(const int *)a], *y = &t->added[*(const int *)b];
-    unsigned char fx = (unsigned char)x->content[0], fy = (unsigned char)y->content[0];
+    unsigned char fx = first_byte(t, x), fy = first_byte(t, y);
     if (fx != fy) return fx < fy ? -1 : 1;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    if (match_len(t, x) != match_len(t, y)) return match_len(t, x) > match_len(t, y) ? -1 : 1;
     return *(const int *)a - *(const int *)b;
 }
 
 /* Index the added tokens by first byte, longest first, so the splitter
  * tries only the candidates that can start at a position. */
-static int index_added(vt_tokenizer *t)
+static int index_added(vt_tokenizer *t, vtok_status *st)
 {
     int n = t->n_added;
+    /* added_vocabulary.rs refresh_added_tokens: normalized tokens are
+     * matched in their normalized form (Tokenizer.ts does the same) */
+    for (int i = 0; i < n && t->n_norm; i++) {
+        vt_added_tok *a = &t->added[i];
+        if (!a->normalized) continue;
+        vt_tokbuf b = {0};
+        if (vt_tok_normalize(t, a->content, a->len, &b)) return VTOK_ENOMEM;
+        a->ncontent = b.s;
+        a->nlen = b.n;
+        if (!b.n)
+            return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: added token '%.40s' "
+                           "normalizes to nothing", a->content);
+    }
     t->added_order = malloc(((size_t)n + 1) * sizeof *t->added_order);
     t->added_first = calloc(257, sizeof *t->added_first);
     if (!t->added_order || !t->added_first) return VTOK_ENOMEM;
@@ -632,7 +659,7 @@ static int index_added(vt_tokenizer *t)
         }
         t->added_order[j] = v;
     }
-    for (int i = 0; i < n; i++) t->added_first[(unsigned char)t->added[t->added_order[i]].content[0] + 1]++;
+    for (int i = 0; i < n; i++) t->added_first[first_byte(t, &t->added[t->added_order[i]]) + 1]++;
     for (int b = 0; b < 256; b++) t->added_first[b + 1] += t->added_first[b];
     return 0;
 }
@@ -665,7 +692,7 @@ int vt_tok_load_from_memory(vt_tokenizer **out, const char *json, size_t json_le
         (r = load_pre(t, obj_get(j, "pre_tokenizer"), st)) ||
         (r = load_post(t, obj_get(j, "post_processor"), st)) ||
         (r = load_decoder(t, obj_get(j, "decoder"), st)) ||
-        (r = index_added(t)))
+        (r = index_added(t, st)))
         goto done;
     if (cfg && (r = apply_config(t, cfg, st))) goto done;
     /* Without a template, add_bos_token / add_eos_token of the config decide

@@ -290,7 +290,7 @@ static int cmd_selftest(const char *tok, const char *work)
     vt_tok_free(NULL);
 
     /* a real tokenizer: a 10k-character word, and a long random run */
-    if (tok && vt_tok_load(&t, tok, &st) == 0) {
+    if (vt_tok_load(&t, tok, &st) == 0) {
         size_t n = 10000;
         char *w = malloc(n + 1);
         unsigned x = 12345;
@@ -311,8 +311,9 @@ static int cmd_selftest(const char *tok, const char *work)
         free(back);
         free(w);
         vt_tok_free(t);
-    } else if (tok) {
-        CHECK(0, "load %s: %s", tok, st.msg);
+    } else {
+        CHECK(0, "load %s: %s (for the npm packages: cd tests/text && npm ci --ignore-scripts)",
+              tok, st.msg);
     }
     if (fails) fprintf(stderr, "tok_dump selftest: %d failure(s)\n", fails);
     else fprintf(stderr, "tok_dump selftest: ok\n");

