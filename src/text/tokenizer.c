@@ -46,7 +46,8 @@ static char *dup_n(const char *s, size_t n)
 int vt_tokbuf_put(vt_tokbuf *b, const char *s, size_t n)
 {
     if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
+        /* small first: decoding keeps one buffer per token */
+        size_t nc = b->cap ? b->cap : 16;
         while (nc < b->n + n + 1) {
             if (nc > SIZE_MAX / 2) return VTOK_ENOMEM;
             nc *= 2;
