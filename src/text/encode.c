@@ -297,7 +297,7 @@ int64_t vt_tok_encode(const vt_tokenizer *t, const char *text, size_t len, int a
         res = &all;
     }
     int64_t n = (int64_t)res->n;
-    if (!r && ids) memcpy(ids, res->v, (size_t)(n < cap ? n : cap) * sizeof *ids);
+    if (!r && ids && n > 0 && cap > 0) memcpy(ids, res->v, (size_t)(n < cap ? n : cap) * sizeof *ids);
     free(body.v);
     free(all.v);
     if (r) return vt_fail(st, r, "vt_tok_encode: out of memory");

@@ -720,6 +720,9 @@ done:
     if (r) {
         if (st && strncmp(st->msg, "tokenizer", 9) && strncmp(st->msg, name, strlen(name)))
             vt_msg_prefix(st, name);
+        /* messages quote names from the file: keep them one line */
+        for (char *p = st ? st->msg : NULL; p && *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
         vt_tok_free(t);
     } else {
         *out = t;

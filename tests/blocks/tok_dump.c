@@ -321,7 +321,8 @@ static int cmd_selftest(const char *tok, const char *work)
                 x = x * 1103515245u + 12345u;
                 size_t pos = (x >> 8) % bn;
                 x = x * 1103515245u + 12345u;
-                m[pos] = (char)(" \"{}[],:01_ab<>sS\\x\x80\xff"[(x >> 8) % 23]);
+                static const char alpha[] = " \"{}[],:01_ab<>sS\\x\x80\xff";
+                m[pos] = alpha[(x >> 8) % (sizeof alpha - 1)];
             }
             if (vt_tok_load_from_memory(&t, m, bn, NULL, 0, "mutant", &st) != 0) {
                 CHECK(!t && st.msg[0] && !strchr(st.msg, '\n'), "mutant error: %s", st.msg);

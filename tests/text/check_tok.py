@@ -79,6 +79,34 @@ def variants():
     return out
 
 
+def random_strings(n, seed=1234):
+    """Seeded random text over pools of characters both references agree on
+    (Unicode <= 14.0, no U+0085 / U+FEFF): ASCII, whitespace, Latin-1,
+    combining marks, Hangul jamo and syllables, CJK, emoji, Devanagari,
+    Arabic, the replacement character and special-token fragments."""
+    import random
+    rnd = random.Random(seed)
+    pools = [
+        [chr(c) for c in range(0x20, 0x7F)] * 3,
+        list(" \t\n\r") * 4 + ["\r\n", "  ", "\u00a0", "\u3000"],
+        [chr(c) for c in range(0xA1, 0x180)],
+        [chr(c) for c in range(0x300, 0x370)],
+        [chr(c) for c in range(0x1100, 0x1113)] + [chr(c) for c in range(0x1161, 0x1176)] +
+        [chr(c) for c in range(0x11A8, 0x11C3)] + [chr(c) for c in range(0xAC00, 0xAC80)],
+        [chr(c) for c in range(0x4E00, 0x4F00)],
+        [chr(c) for c in range(0x1F600, 0x1F650)] + ["\u200d", "\ufe0f", "\U0001F3FD"],
+        [chr(c) for c in range(0x0900, 0x0980)],
+        [chr(c) for c in range(0x0621, 0x064B)],
+        ["\ufffd", "'s", "'LL", "<s>", "</s>", "<|eot_id|>", "<|im_end|>", "1234", "\u212b"],
+    ]
+    out = []
+    for _ in range(n):
+        k = rnd.randint(1, 60)
+        mix = rnd.sample(range(len(pools)), rnd.randint(1, 4))
+        out.append("".join(rnd.choice(pools[rnd.choice(mix)]) for _ in range(k)))
+    return out
+
+
 def run(cmd):
     p = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8")
     if p.returncode != 0:
@@ -92,16 +120,20 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--node", default="node")
     ap.add_argument("--only", default=None)
+    ap.add_argument("--random", type=int, default=60, help="random strings added to the corpus")
+    ap.add_argument("--seed", type=int, default=1234)
     a = ap.parse_args()
     missing = [p for p in ["@huggingface/transformers"] + list(PKG.values())
                if not os.path.isdir(os.path.join(NM, p))]
     if missing:
         sys.exit("FAIL: npm packages missing (%s): run `cd tests/text && npm ci "
                  "--ignore-scripts` first" % ", ".join(missing))
-    corpus = os.path.join(HERE, "corpus.json")
-    with open(corpus, encoding="utf-8") as f:
-        strings = json.load(f)
+    with open(os.path.join(HERE, "corpus.json"), encoding="utf-8") as f:
+        strings = json.load(f) + random_strings(a.random, a.seed)
     os.makedirs(a.work, exist_ok=True)
+    corpus = os.path.join(a.work, "corpus.json")
+    with open(corpus, "w", encoding="utf-8") as f:
+        json.dump(strings, f)
     total_bad = 0
     for name, tok, cfg in variants():
         if a.only and a.only != name:
