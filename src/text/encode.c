@@ -543,6 +543,13 @@ static int cleanup(vt_tokbuf *b)
     return 0;
 }
 
+static const vt_added_tok *find_added(const vt_tokenizer *t, int32_t id)
+{
+    for (int i = t->n_added - 1; i >= 0; i--)
+        if (t->added[i].id == id) return &t->added[i];
+    return NULL;
+}
+
 int64_t vt_tok_decode(const vt_tokenizer *t, const int32_t *ids, int64_t n, int skip_special,
                       char *buf, size_t cap, vtok_status *st)
 {
@@ -557,9 +564,16 @@ int64_t vt_tok_decode(const vt_tokenizer *t, const int32_t *ids, int64_t n, int 
     int r = 0;
     size_t k = 0;
     for (int64_t i = 0; i < n && !r; i++) {
-        if (skip_special && t->special[ids[i]]) continue;
+        int32_t id = ids[i];
+        if (skip_special && t->special[id]) continue;
         if ((r = toklist_set(&l, k + 1))) break;
-        r = vt_tokbuf_put(&l.v[k++], t->piece[ids[i]], t->plen[ids[i]]);
+        /* an added token that is matched in normalized form enters the
+         * decoder in that form, so the decoder can undo the normalizer
+         * (tokenizers >= 0.22 added_vocabulary.rs simple_id_to_token:
+         * normalized_cache); transformers.js passes its content instead */
+        const vt_added_tok *a = t->is_added[id] ? find_added(t, id) : NULL;
+        if (a && a->ncontent) r = vt_tokbuf_put(&l.v[k++], a->ncontent, a->nlen);
+        else r = vt_tokbuf_put(&l.v[k++], t->piece[id], t->plen[id]);
     }
     for (int s = 0; s < t->n_dec && !r; s++) r = dec_step(t, &t->dec[s], &l);
     vt_tokbuf text = {0};

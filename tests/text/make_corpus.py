@@ -3,9 +3,11 @@
 encodes with vtok and with transformers.js (kept as a script so the escapes
 stay readable). Run: /usr/bin/python3 tests/text/make_corpus.py
 
-Left out on purpose: U+0085 and U+FEFF, where the reference engines disagree
-(Oniguruma's \\s, which tokenizers uses, has U+0085 and not U+FEFF; JavaScript's
-\\s the reverse), and characters newer than the Unicode version of the tables.
+Includes U+0085, U+FEFF and U+017F, where the two references disagree
+(Oniguruma's \\s, which tokenizers uses, has U+0085 and not U+FEFF;
+JavaScript's \\s the reverse; (?i) folds U+017F to 's' in Oniguruma only):
+tokenizers decides there. Leaves out characters newer than the Unicode
+version of the tables.
 """
 import json
 import os
@@ -48,6 +50,7 @@ C = [
     "a" * 300, "supercalifragilisticexpialidocious" * 30, "x" * 3000, " " * 50, "\n" * 20,
     "ab" * 700, "0123456789" * 30, "!" * 100, "-" * 64 + "\n" + "=" * 64,
     # replacement character and odd text
+    "a\u0085b \u0085 x\u0085\u0085", "a\ufeffb \ufeff x", "IT'\u017f it'\u017f", "\u212a\u212b",
     "\ufffd", "a\ufffdb", "\ufffd\ufffd\ufffd", "\x01\x02\x1b[0m", "\ud7ff\ue000\U0010fffd",
 ]
 
