@@ -541,6 +541,14 @@ static int load_model(vt_tokenizer *t, const cJSON *m, vtok_status *st)
     }
     for (int i = 0; i < t->n_added; i++) {
         vt_added_tok *a = &t->added[i];
+        /* tokenizers gives an added token that is also a vocab entry the
+         * vocab's id (added_vocabulary.rs add_tokens) and renumbers the
+         * tokens after it; a file where the two ids differ would encode
+         * differently there, so it is refused */
+        int32_t vid = vt_strmap_get(&t->vocab, a->content, a->len);
+        if (vid >= 0 && vid != a->id)
+            return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: added token '%.40s' has id %d but "
+                           "the vocab gives it %d", a->content, (int)a->id, (int)vid);
         /* An added token may repeat a vocab entry (e.g. "<s>"); a different
          * string under the same id is an error. */
         if ((r = set_piece(t, a->id, a->content, a->len, st))) return r;

@@ -252,6 +252,10 @@ static int cmd_selftest(const char *tok, const char *work)
                       "\"added_tokens\": [{\"id\": 0, \"content\": \"x\"}]}", VTOK_EFORMAT,
                       "id 0 is both");
 
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []}, "
+                      "\"added_tokens\": [{\"id\": 2, \"content\": \"a\"}]}", VTOK_EFORMAT,
+                      "added token 'a' has id 2 but the vocab gives it 0");
+
     /* a tiny tokenizer: encode/decode conventions */
     snprintf(json, sizeof json, TINY_BPE, ", \"post_processor\": {\"type\": \"TemplateProcessing\","
              " \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}, {\"Sequence\": {\"id\": \"A\"}}],"

@@ -82,9 +82,16 @@ def variants():
         # not a vocab piece: transformers.js maps pieces to ids through the
         # added tokens first, so a BPE piece equal to one would get its id
         # (tokenizers works on ids and would not)
+        # single_word: only where no word character touches it
+        # (transformers.js ignores the flag)
+        {"id": n + 3, "content": "zqj", "single_word": True, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": False},
+        {"id": n + 4, "content": "<sw>", "single_word": True, "lstrip": False, "rstrip": True,
+         "normalized": False, "special": True},
         {"id": n + 2, "content": "xyzzy", "single_word": False, "lstrip": False, "rstrip": False,
          "normalized": True, "special": False},
     ]
+    t["added_tokens"].sort(key=lambda x: x["id"])   # tokenizers expects them in id order
     out.append(("mistral-added", t, cfg))
     return out
 

@@ -46,6 +46,7 @@ C = [
     "<think>\nok\n</think>", "<unk>", "<|endoftext|>", "<s><s></s>", "<<s>>",
     "<|begin_of_text|", " <s> spaced </s> ", "<|start_header_id|>system<|end_header_id|>\n\nX<|eot_id|>",
     "<tool_call>\n{\"a\": 1}\n</tool_call>", "x <mask> y", "[SEP]after", "xyzzy axyzzy xyzzys, hotdog dog",
+    "zqj azqj zqja zqj. (zqj) _zqj 1zqj zqj\u00e9 \u00e9zqj zqj", "<sw>x a<sw> <sw>  b <sw>\u00e9 .<sw>.",
     # long words and runs
     "a" * 300, "supercalifragilisticexpialidocious" * 30, "x" * 3000, " " * 50, "\n" * 20,
     "ab" * 700, "0123456789" * 30, "!" * 100, "-" * 64 + "\n" + "=" * 64,
