@@ -180,11 +180,20 @@ done:
     return r;
 }
 
+typedef struct { enc_ctx *c; int step; } bert_arg;
+
+static int bert_word(void *arg, const char *s, size_t n)
+{
+    bert_arg *a = arg;
+    return pre_step(a->c, a->step + 1, s, n);
+}
+
 static int pre_step(enc_ctx *c, int step, const char *s, size_t n)
 {
     const vt_tokenizer *t = c->t;
     if (n == 0) return 0;
-    if (step == t->n_pre) return vt_bpe_word(t, s, n, c->out);
+    if (step == t->n_pre)
+        return t->wordpiece ? vt_wordpiece_word(t, s, n, c->out) : vt_bpe_word(t, s, n, c->out);
     const vt_pre_step *p = &t->pre[step];
     switch (p->kind) {
     case VT_PRE_SPLIT: {
@@ -199,6 +208,10 @@ static int pre_step(enc_ctx *c, int step, const char *s, size_t n)
     }
     case VT_PRE_METASPACE:
         return pre_metaspace(c, step, p, s, n);
+    case VT_PRE_BERT: {
+        bert_arg a = {c, step};
+        return vt_bert_pretok(s, n, bert_word, &a);
+    }
     default:
         return pre_bytelevel(c, step, p, s, n);
     }
@@ -244,6 +257,8 @@ int vt_tok_normalize(const vt_tokenizer *t, const char *s, size_t n, vt_tokbuf *
             if (vt_uni_nfc(cur.s, cur.n, &o, &on)) { r = VTOK_ENOMEM; break; }
             r = vt_tokbuf_put(&nxt, o, on);
             free(o);
+        } else if (ns->kind == VT_NORM_BERT) {
+            r = vt_bert_normalize(ns, cur.s, cur.n, &nxt);
         } else if (ns->kind == VT_NORM_PREPEND) {
             /* normalizers/prepend.rs: only a non-empty string gets it */
             if (cur.n) r = vt_tokbuf_put(&nxt, ns->a, ns->alen);
@@ -465,6 +480,29 @@ static int dec_bytefallback(toklist *l)
     return 0;
 }
 
+static int cleanup_pat(vt_tokbuf *b, const char *const (*pat)[2], size_t np)
+{
+    for (size_t k = 0; k < np; k++) {
+        vt_tokbuf o = {0};
+        int r = replace_all(&o, b->s ? b->s : "", b->n, pat[k][0], strlen(pat[k][0]), pat[k][1],
+                            strlen(pat[k][1]));
+        if (r) { free(o.s); return r; }
+        free(b->s);
+        *b = o;
+    }
+    return 0;
+}
+
+/* decoders/wordpiece.rs cleanup (it has " do not" -> " don't" besides
+ * transformers' list) */
+static int cleanup_wp(vt_tokbuf *b)
+{
+    static const char *const pat[][2] = {
+        {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
+        {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+    return cleanup_pat(b, pat, sizeof pat / sizeof pat[0]);
+}
+
 static int dec_step(const vt_tokenizer *t, const vt_dec_step *d, toklist *l)
 {
     int r = 0;
@@ -503,6 +541,26 @@ static int dec_step(const vt_tokenizer *t, const vt_dec_step *d, toklist *l)
             l->v[i] = o;
         }
         return r;
+    case VT_DEC_WORDPIECE:
+        /* decoders/wordpiece.rs: tokens after the first lose the prefix or
+         * gain a leading space; each then gets wordpiece's cleanup */
+        for (size_t i = 0; i < l->n && !r; i++) {
+            vt_tokbuf o = {0};
+            const char *s = l->v[i].s ? l->v[i].s : "";
+            size_t n = l->v[i].n;
+            if (i && n >= d->alen && !memcmp(s, d->a, d->alen)) {
+                s += d->alen;
+                n -= d->alen;
+            } else if (i) {
+                r = vt_tokbuf_put(&o, " ", 1);
+            }
+            if (!r) r = vt_tokbuf_put(&o, s, n);
+            if (!r && d->start) r = cleanup_wp(&o);
+            if (r) { free(o.s); break; }
+            free(l->v[i].s);
+            l->v[i] = o;
+        }
+        return r;
     case VT_DEC_STRIP:
         /* decoders/strip.rs: up to `start` leading and `stop` trailing
          * characters equal to content are removed from each token */
@@ -532,15 +590,7 @@ static int cleanup(vt_tokbuf *b)
     static const char *const pat[][2] = {
         {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
         {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-    for (size_t k = 0; k < sizeof pat / sizeof pat[0]; k++) {
-        vt_tokbuf o = {0};
-        int r = replace_all(&o, b->s ? b->s : "", b->n, pat[k][0], strlen(pat[k][0]), pat[k][1],
-                            strlen(pat[k][1]));
-        if (r) { free(o.s); return r; }
-        free(b->s);
-        *b = o;
-    }
-    return 0;
+    return cleanup_pat(b, pat, sizeof pat / sizeof pat[0]);
 }
 
 static const vt_added_tok *find_added(const vt_tokenizer *t, int32_t id)

@@ -6,6 +6,9 @@ Run: /usr/bin/python3 src/text/gen_unicode.py > src/text/unicode_tables.c
 Tables (all sorted, searched by bisection in unicode.c):
   letter / number ranges  - general categories L* and N*, what the regexes'
                             \\p{L} and \\p{N} test;
+  punct / Mn / other      - P*, Mn, and Cc Cf Co Cs (BERT's is_control keeps
+                            unassigned code points, as tokenizers does);
+  lowercase               - each code point's context-free full lowercase;
   ccc ranges              - canonical combining class (non-zero only);
   decompositions          - full canonical decomposition (NFD of one code
                             point) for every code point that has one, Hangul
@@ -59,6 +62,30 @@ def main():
     print("const char vt_unicode_version[] = \"%s\";\n" % ud.unidata_version)
     emit_ranges("vt_uni_letter", ranges(lambda c: cat(c)[0] == "L"))
     emit_ranges("vt_uni_number", ranges(lambda c: cat(c)[0] == "N"))
+
+    # for BERT (normalizers/bert.rs, pre_tokenizers/bert.rs)
+    emit_ranges("vt_uni_punct", ranges(lambda c: cat(c)[0] == "P"))
+    emit_ranges("vt_uni_mn", ranges(lambda c: cat(c) == "Mn"))
+    emit_ranges("vt_uni_other", ranges(lambda c: cat(c) in ("Cc", "Cf", "Co", "Cs")))
+    # simple (context-free) full lowercase mapping of each code point, as
+    # Rust's char::to_lowercase: Python's lower() of the lone character
+    low, lpool = [], []
+    for cp in range(MAXCP):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        l = chr(cp).lower()
+        if l != chr(cp):
+            low.append((cp, len(lpool), len(l)))
+            lpool.extend(ord(x) for x in l)
+    print("const uint32_t vt_uni_lower_pool[] = {")
+    for i in range(0, len(lpool), 8):
+        print("    " + " ".join("0x%04X," % x for x in lpool[i:i + 8]))
+    print("};")
+    print("const vt_uni_decomp vt_uni_lower_tab[] = {")
+    for cp, off, n in low:
+        print("    {0x%04X, %d, %d}," % (cp, off, n))
+    print("};")
+    print("const size_t vt_uni_lower_n = %d;\n" % len(low))
 
     # ccc as runs of equal non-zero class
     runs = []

@@ -35,10 +35,13 @@ typedef struct {
     int     special, normalized, lstrip, rstrip, single_word;
 } vt_added_tok;
 
-enum { VT_NORM_NFC, VT_NORM_PREPEND, VT_NORM_REPLACE };
-typedef struct { int kind; char *a; size_t alen; char *b; size_t blen; } vt_norm_step;
+enum { VT_NORM_NFC, VT_NORM_PREPEND, VT_NORM_REPLACE, VT_NORM_BERT };
+typedef struct {
+    int kind; char *a; size_t alen; char *b; size_t blen;
+    int clean, chinese, strip, lower;  /* BertNormalizer */
+} vt_norm_step;
 
-enum { VT_PRE_SPLIT, VT_PRE_BYTELEVEL, VT_PRE_METASPACE };
+enum { VT_PRE_SPLIT, VT_PRE_BYTELEVEL, VT_PRE_METASPACE, VT_PRE_BERT };
 enum { VT_RX_GPT2, VT_RX_LLAMA3, VT_RX_QWEN2 };
 enum { VT_PREPEND_ALWAYS, VT_PREPEND_FIRST, VT_PREPEND_NEVER };
 typedef struct {
@@ -51,12 +54,13 @@ typedef struct {
 } vt_pre_step;
 
 enum { VT_DEC_BYTELEVEL, VT_DEC_REPLACE, VT_DEC_BYTEFALLBACK, VT_DEC_FUSE, VT_DEC_STRIP,
-       VT_DEC_METASPACE };
+       VT_DEC_METASPACE, VT_DEC_WORDPIECE };
 typedef struct {
     int    kind;
     char  *a;  size_t alen;           /* Replace pattern, Strip content, Metaspace replacement */
     char  *b;  size_t blen;           /* Replace content */
-    int    start, stop;               /* Strip; Metaspace: start = strip first space */
+    int    start, stop;               /* Strip; Metaspace: start = strip first space;
+                                         WordPiece: start = cleanup */
 } vt_dec_step;
 
 struct vt_tokenizer {
@@ -77,6 +81,10 @@ struct vt_tokenizer {
     vt_dec_step  dec[VT_TOK_MAX_STEPS];  int n_dec;
     int          has_decoder;
 
+    int     wordpiece;                /* model: 0 BPE, 1 WordPiece */
+    char    wp_prefix[32];            /* WordPiece continuing_subword_prefix */
+    size_t  wp_prefix_len;
+    int64_t wp_max_chars;             /* max_input_chars_per_word */
     int32_t unk;
     int     fuse_unk, byte_fallback, ignore_merges, byte_level;
     int32_t byte_id[256];             /* ids of "<0xNN>", -1 if absent */
@@ -103,6 +111,12 @@ size_t vt_pretok_regex_next(int kind, const char *s, size_t n);
 
 /* encode.c: the normalizer chain on s[0..n) into *out (caller frees) */
 int vt_tok_normalize(const vt_tokenizer *t, const char *s, size_t n, vt_tokbuf *out);
+
+/* wordpiece.c: BertNormalizer, BertPreTokenizer's split, the WordPiece model */
+int vt_bert_normalize(const vt_norm_step *ns, const char *s, size_t n, vt_tokbuf *out);
+/* calls fn on each word of s (whitespace removed, punctuation isolated) */
+int vt_bert_pretok(const char *s, size_t n, int (*fn)(void *, const char *, size_t), void *arg);
+int vt_wordpiece_word(const vt_tokenizer *t, const char *w, size_t n, vt_idvec *out);
 
 /* bpe.c */
 int vt_bpe_load_merges(vt_tokenizer *t, const cJSON *merges, vtok_status *st);

@@ -256,9 +256,20 @@ static int load_normalizer(vt_tokenizer *t, const cJSON *n, vtok_status *st)
         if (!b || !a[0])
             return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: normalizer Replace needs a "
                            "non-empty pattern and a 'content'");
+    } else if (!strcmp(type, "BertNormalizer")) {
+        s->kind = VT_NORM_BERT;
+        const char *w = "tokenizer.json: BertNormalizer";
+        int r;
+        /* normalizers/bert.rs: strip_accents None follows lowercase */
+        if ((r = get_bool(n, "clean_text", 1, &s->clean, w, st)) ||
+            (r = get_bool(n, "handle_chinese_chars", 1, &s->chinese, w, st)) ||
+            (r = get_bool(n, "lowercase", 1, &s->lower, w, st)))
+            return r;
+        if ((r = get_bool(n, "strip_accents", s->lower, &s->strip, w, st))) return r;
     } else {
         return vt_fail(st, VTOK_EUNSUPPORTED, "tokenizer.json: normalizer '%.64s' is not "
-                       "supported (supported: NFC, Prepend, Replace, Sequence)", type);
+                       "supported (supported: NFC, Prepend, Replace, BertNormalizer, Sequence)",
+                       type);
     }
     if (a && !(s->a = dup_n(a, s->alen = strlen(a)))) return VTOK_ENOMEM;
     if (b && !(s->b = dup_n(b, s->blen = strlen(b)))) return VTOK_ENOMEM;
@@ -333,9 +344,11 @@ static int load_pre(vt_tokenizer *t, const cJSON *p, vtok_status *st)
         else if (!strcmp(scheme, "never")) s->prepend = VT_PREPEND_NEVER;
         else return vt_fail(st, VTOK_EFORMAT, "%s: unknown prepend_scheme '%.32s'", w, scheme);
         if ((r = get_bool(p, "split", 1, &s->split, w, st))) return r;
+    } else if (!strcmp(type, "BertPreTokenizer")) {
+        s->kind = VT_PRE_BERT;
     } else {
         return vt_fail(st, VTOK_EUNSUPPORTED, "%s '%.64s' is not supported (supported: "
-                       "ByteLevel, Split, Metaspace, Sequence)", w, type);
+                       "ByteLevel, Split, Metaspace, BertPreTokenizer, Sequence)", w, type);
     }
     t->n_pre++;
     return 0;
@@ -395,10 +408,16 @@ static int load_decoder(vt_tokenizer *t, const cJSON *d, vtok_status *st)
         if ((r = get_bool(d, "add_prefix_space", 1, &aps, "tokenizer.json: decoder", st)))
             return r;
         s->start = scheme ? strcmp(scheme, "never") != 0 : aps;
+    } else if (!strcmp(type, "WordPiece")) {
+        s->kind = VT_DEC_WORDPIECE;
+        a = str_or_null(d, "prefix");
+        if (!a) a = "##";
+        int r;
+        if ((r = get_bool(d, "cleanup", 1, &s->start, "tokenizer.json: decoder", st))) return r;
     } else {
         return vt_fail(st, VTOK_EUNSUPPORTED, "tokenizer.json: decoder '%.64s' is not "
                        "supported (supported: ByteLevel, ByteFallback, Fuse, Replace, Strip, "
-                       "Metaspace, Sequence)", type);
+                       "Metaspace, WordPiece, Sequence)", type);
     }
     if (a && !(s->a = dup_n(a, s->alen = strlen(a)))) return VTOK_ENOMEM;
     if (b && !(s->b = dup_n(b, s->blen = strlen(b)))) return VTOK_ENOMEM;
@@ -458,6 +477,25 @@ static int load_post(vt_tokenizer *t, const cJSON *p, vtok_status *st)
     /* ByteLevel as a post-processor only trims offsets (byte_level.rs
      * process): ids are unchanged. */
     if (!strcmp(type, "ByteLevel")) return 0;
+    if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing")) {
+        /* processors/bert.rs, roberta.rs: a single sequence becomes
+         * cls $A sep; "cls" and "sep" are [token, id] pairs */
+        const cJSON *cls = obj_get(p, "cls"), *sep = obj_get(p, "sep");
+        const cJSON *ci = cJSON_IsArray(cls) ? cJSON_GetArrayItem(cls, 1) : NULL;
+        const cJSON *si = cJSON_IsArray(sep) ? cJSON_GetArrayItem(sep, 1) : NULL;
+        if (!cJSON_IsNumber(ci) || !cJSON_IsNumber(si) || ci->valuedouble < 0 ||
+            si->valuedouble < 0 || ci->valuedouble >= (double)t->n_vocab ||
+            si->valuedouble >= (double)t->n_vocab)
+            return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: %s needs 'cls' and 'sep' as "
+                           "[token, id] with ids in the vocabulary", type);
+        if (t->has_tmpl)
+            return vt_fail(st, VTOK_EUNSUPPORTED, "tokenizer.json: two template post-processors");
+        if (vt_idvec_push(&t->tmpl, (int32_t)ci->valuedouble) || vt_idvec_push(&t->tmpl, -1) ||
+            vt_idvec_push(&t->tmpl, (int32_t)si->valuedouble))
+            return VTOK_ENOMEM;
+        t->has_tmpl = 1;
+        return 0;
+    }
     if (!strcmp(type, "TemplateProcessing")) {
         if (t->has_tmpl)
             return vt_fail(st, VTOK_EUNSUPPORTED, "tokenizer.json: two TemplateProcessing "
@@ -465,7 +503,8 @@ static int load_post(vt_tokenizer *t, const cJSON *p, vtok_status *st)
         return load_template(t, p, st);
     }
     return vt_fail(st, VTOK_EUNSUPPORTED, "tokenizer.json: post_processor '%.64s' is not "
-                   "supported (supported: TemplateProcessing, ByteLevel, Sequence)", type);
+                   "supported (supported: TemplateProcessing, BertProcessing, RobertaProcessing, "
+                   "ByteLevel, Sequence)", type);
 }
 
 /* Set piece[id] = s (copied), refusing an id given two different strings. */
@@ -489,20 +528,35 @@ static int load_model(vt_tokenizer *t, const cJSON *m, vtok_status *st)
     const cJSON *vocab = obj_get(m, "vocab"), *merges = obj_get(m, "merges");
     if (!type && cJSON_IsObject(vocab) && merges) type = "BPE";   /* older files omit it */
     if (!type) return vt_fail(st, VTOK_EFORMAT, "%s has no 'type'", w);
-    if (strcmp(type, "BPE"))
+    if (!strcmp(type, "WordPiece")) {
+        t->wordpiece = 1;
+    } else if (strcmp(type, "BPE")) {
         return vt_fail(st, VTOK_EUNSUPPORTED, "%s type '%.32s' is not supported (supported: "
-                       "BPE)", w, type);
+                       "BPE, WordPiece)", w, type);
+    }
     if (!cJSON_IsObject(vocab)) return vt_fail(st, VTOK_EFORMAT, "%s: 'vocab' must be an object", w);
-    if (!cJSON_IsArray(merges)) return vt_fail(st, VTOK_EFORMAT, "%s: 'merges' must be a list", w);
-    const char *pfx = str_or_null(m, "continuing_subword_prefix");
-    const char *sfx = str_or_null(m, "end_of_word_suffix");
+    int r;
+    if (t->wordpiece) {
+        /* models/wordpiece/mod.rs defaults: "##", 100 */
+        const char *pfx = str_or_null(m, "continuing_subword_prefix");
+        if (!pfx) pfx = "##";
+        if (strlen(pfx) >= sizeof t->wp_prefix)
+            return vt_fail(st, VTOK_EUNSUPPORTED, "%s: continuing_subword_prefix too long", w);
+        t->wp_prefix_len = strlen(pfx);
+        memcpy(t->wp_prefix, pfx, t->wp_prefix_len + 1);
+        if ((r = vt_opt_int(m, "max_input_chars_per_word", 100, &t->wp_max_chars, w, st)))
+            return r;
+    } else if (!cJSON_IsArray(merges)) {
+        return vt_fail(st, VTOK_EFORMAT, "%s: 'merges' must be a list", w);
+    }
+    const char *pfx = t->wordpiece ? NULL : str_or_null(m, "continuing_subword_prefix");
+    const char *sfx = t->wordpiece ? NULL : str_or_null(m, "end_of_word_suffix");
     if ((pfx && pfx[0]) || (sfx && sfx[0]))
         return vt_fail(st, VTOK_EUNSUPPORTED, "%s: continuing_subword_prefix / "
                        "end_of_word_suffix are not supported", w);
     const cJSON *dropout = obj_get(m, "dropout");
     if (dropout && !cJSON_IsNull(dropout) && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0))
         return vt_fail(st, VTOK_EUNSUPPORTED, "%s: BPE dropout is not supported", w);
-    int r;
     if ((r = get_bool(m, "fuse_unk", 0, &t->fuse_unk, w, st)) ||
         (r = get_bool(m, "byte_fallback", 0, &t->byte_fallback, w, st)) ||
         (r = get_bool(m, "ignore_merges", 0, &t->ignore_merges, w, st)))
@@ -563,6 +617,11 @@ static int load_model(vt_tokenizer *t, const cJSON *m, vtok_status *st)
         t->unk = vt_strmap_get(&t->vocab, unk, strlen(unk));
         if (t->unk < 0)
             return vt_fail(st, VTOK_EFORMAT, "%s: unk_token '%.40s' is not in the vocab", w, unk);
+    }
+    if (t->wordpiece) {
+        if (t->unk < 0)
+            return vt_fail(st, VTOK_EFORMAT, "%s: WordPiece needs an unk_token in the vocab", w);
+        return 0;
     }
     for (int b = 0; b < 256; b++) {
         char name[8];

@@ -266,3 +266,55 @@ oom:
     free(b.v);
     return -1;
 }
+
+int vt_uni_is_punct(uint32_t cp) { return in_ranges(vt_uni_punct, vt_uni_punct_n, cp); }
+int vt_uni_is_mn(uint32_t cp) { return cp >= 0x300 && in_ranges(vt_uni_mn, vt_uni_mn_n, cp); }
+int vt_uni_is_other(uint32_t cp) { return in_ranges(vt_uni_other, vt_uni_other_n, cp); }
+
+static const vt_uni_decomp *find_in(const vt_uni_decomp *tab, size_t n, uint32_t cp)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < tab[mid].cp) hi = mid;
+        else if (cp > tab[mid].cp) lo = mid + 1;
+        else return &tab[mid];
+    }
+    return NULL;
+}
+
+int vt_uni_lower(uint32_t cp, uint32_t out[3])
+{
+    if (cp < 0x80) {
+        out[0] = cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
+        return 1;
+    }
+    const vt_uni_decomp *d = find_in(vt_uni_lower_tab, vt_uni_lower_n, cp);
+    if (!d || d->n > 3) {
+        out[0] = cp;
+        return 1;
+    }
+    for (uint32_t i = 0; i < d->n; i++) out[i] = vt_uni_lower_pool[d->off + i];
+    return (int)d->n;
+}
+
+int vt_uni_nfd_cp(uint32_t cp, uint32_t *out)
+{
+    if (cp >= S_BASE && cp < S_BASE + S_COUNT) {
+        uint32_t si = cp - S_BASE;
+        out[0] = L_BASE + si / N_COUNT;
+        out[1] = V_BASE + (si % N_COUNT) / T_COUNT;
+        if (si % T_COUNT) {
+            out[2] = T_BASE + si % T_COUNT;
+            return 3;
+        }
+        return 2;
+    }
+    const vt_uni_decomp *d = cp >= 0xC0 ? find_decomp(cp) : NULL;
+    if (!d || d->n > 18) {
+        out[0] = cp;
+        return 1;
+    }
+    for (uint32_t i = 0; i < d->n; i++) out[i] = vt_uni_decomp_pool[d->off + i];
+    return (int)d->n;
+}

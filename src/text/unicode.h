@@ -23,6 +23,15 @@ extern const uint32_t       vt_uni_letter[][2];
 extern const size_t         vt_uni_letter_n;
 extern const uint32_t       vt_uni_number[][2];
 extern const size_t         vt_uni_number_n;
+extern const uint32_t       vt_uni_punct[][2];
+extern const size_t         vt_uni_punct_n;
+extern const uint32_t       vt_uni_mn[][2];
+extern const size_t         vt_uni_mn_n;
+extern const uint32_t       vt_uni_other[][2];
+extern const size_t         vt_uni_other_n;
+extern const uint32_t       vt_uni_lower_pool[];
+extern const vt_uni_decomp  vt_uni_lower_tab[];
+extern const size_t         vt_uni_lower_n;
 extern const vt_uni_ccc_run vt_uni_ccc_tab[];
 extern const size_t         vt_uni_ccc_tab_n;
 extern const uint32_t       vt_uni_decomp_pool[];
@@ -45,6 +54,15 @@ int vt_uni_is_number(uint32_t cp);
  * White_Space property. */
 int vt_uni_is_space(uint32_t cp);
 int vt_uni_ccc(uint32_t cp);
+int vt_uni_is_punct(uint32_t cp);     /* general category P* */
+int vt_uni_is_mn(uint32_t cp);        /* general category Mn */
+int vt_uni_is_other(uint32_t cp);     /* Cc, Cf, Co, Cs (not Cn) */
+/* Lowercase of cp (context-free, full: may be up to 3 code points) into
+ * out[3]; returns the count. */
+int vt_uni_lower(uint32_t cp, uint32_t out[3]);
+/* Canonical decomposition of cp (NFD of one code point) into out[4+];
+ * returns the count (1 = none). out must hold 18 code points. */
+int vt_uni_nfd_cp(uint32_t cp, uint32_t *out);
 
 /* NFC of valid UTF-8 s[0..n) into a malloc'ed buffer (*out, *out_len; NUL
  * terminated). Returns 0, or -1 when out of memory. */

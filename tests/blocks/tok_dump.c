@@ -216,8 +216,10 @@ static int cmd_selftest(const char *tok, const char *work)
     /* structure */
     expect_load_error("[1, 2]", VTOK_EFORMAT, "not a valid JSON object");
     expect_load_error("{}", VTOK_EFORMAT, "model is missing");
-    expect_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", VTOK_EUNSUPPORTED,
-                      "type 'WordPiece' is not supported");
+    expect_load_error("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}", VTOK_EUNSUPPORTED,
+                      "type 'WordLevel' is not supported");
+    expect_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}",
+                      VTOK_EFORMAT, "WordPiece needs an unk_token");
     expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", VTOK_EUNSUPPORTED,
                       "'Unigram'");
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"a\": 1}, "
@@ -234,17 +236,19 @@ static int cmd_selftest(const char *tok, const char *work)
                       "\"merges\": []}}", VTOK_EFORMAT, "far beyond");
     snprintf(json, sizeof json, TINY_BPE, ", \"normalizer\": {\"type\": \"NFKC\"}");
     expect_load_error(json, VTOK_EUNSUPPORTED, "normalizer 'NFKC' is not supported");
-    snprintf(json, sizeof json, TINY_BPE, ", \"normalizer\": {\"type\": \"BertNormalizer\"}");
-    expect_load_error(json, VTOK_EUNSUPPORTED, "'BertNormalizer'");
+    snprintf(json, sizeof json, TINY_BPE, ", \"normalizer\": {\"type\": \"NFKD\"}");
+    expect_load_error(json, VTOK_EUNSUPPORTED, "'NFKD'");
     snprintf(json, sizeof json, TINY_BPE, ", \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": "
              "{\"Regex\": \"\\\\w+\"}, \"behavior\": \"Isolated\"}");
     expect_load_error(json, VTOK_EUNSUPPORTED, "Split regex '\\w+'");
     snprintf(json, sizeof json, TINY_BPE, ", \"pre_tokenizer\": {\"type\": \"Whitespace\"}");
     expect_load_error(json, VTOK_EUNSUPPORTED, "'Whitespace' is not supported");
-    snprintf(json, sizeof json, TINY_BPE, ", \"decoder\": {\"type\": \"WordPiece\"}");
-    expect_load_error(json, VTOK_EUNSUPPORTED, "decoder 'WordPiece'");
+    snprintf(json, sizeof json, TINY_BPE, ", \"decoder\": {\"type\": \"CTC\"}");
+    expect_load_error(json, VTOK_EUNSUPPORTED, "decoder 'CTC'");
     snprintf(json, sizeof json, TINY_BPE, ", \"post_processor\": {\"type\": \"BertProcessing\"}");
-    expect_load_error(json, VTOK_EUNSUPPORTED, "'BertProcessing'");
+    expect_load_error(json, VTOK_EFORMAT, "BertProcessing needs 'cls' and 'sep'");
+    snprintf(json, sizeof json, TINY_BPE, ", \"post_processor\": {\"type\": \"ByteLevelX\"}");
+    expect_load_error(json, VTOK_EUNSUPPORTED, "post_processor 'ByteLevelX'");
     snprintf(json, sizeof json, TINY_BPE, ", \"post_processor\": {\"type\": \"TemplateProcessing\","
              " \"single\": [{\"SpecialToken\": {\"id\": \"<x>\"}}], \"special_tokens\": {}}");
     expect_load_error(json, VTOK_EFORMAT, "'<x>' has no 'ids'");

@@ -124,6 +124,65 @@ def random_strings(n, seed=1234):
     return out
 
 
+def bert_variants(strings):
+    """WordPiece tokenizers with a vocabulary made here from the corpus (no
+    BERT vocab ships with the npm packages): every character, "##" + every
+    character, and a deterministic selection of whole words and word
+    pieces; some characters are left out so that [UNK] occurs."""
+    import hashlib
+    import re
+    import unicodedata
+
+    def keep(x, pct):
+        return int(hashlib.md5(x.encode("utf-8", "surrogatepass")).hexdigest()[:4], 16) % 100 < pct
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    out = []
+    for cased in (False, True):
+        vocab = {t: i for i, t in enumerate(specials)}
+
+        def add(t):
+            if t not in vocab:
+                vocab[t] = len(vocab)
+        words = set()
+        for s in strings:
+            t = s if cased else "".join(c for c in unicodedata.normalize("NFD", s.lower())
+                                        if unicodedata.category(c) != "Mn")
+            for w in re.findall(r"\w+|[^\w\s]", t):
+                words.add(w)
+        for w in sorted(words):
+            for c in w:
+                if keep(c, 92):
+                    add(c)
+                    add("##" + c)
+            if len(w) <= 10 and keep(w, 50):
+                add(w)
+            for k in (2, 3, 4):
+                if len(w) > k and keep(w + str(k), 40):
+                    add(w[:k])
+                    add("##" + w[-k:])
+        tok = {
+            "version": "1.0", "truncation": None, "padding": None,
+            "added_tokens": [{"id": i, "content": t, "single_word": False, "lstrip": False,
+                              "rstrip": False, "normalized": False, "special": True}
+                             for i, t in enumerate(specials)],
+            "normalizer": {"type": "BertNormalizer", "clean_text": True,
+                           "handle_chinese_chars": True, "strip_accents": None,
+                           "lowercase": not cased},
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+            "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+            "model": {"type": "WordPiece", "unk_token": "[UNK]",
+                      "continuing_subword_prefix": "##",
+                      "max_input_chars_per_word": 100 if not cased else 24, "vocab": vocab},
+        }
+        cfg = {"do_lower_case": not cased, "clean_up_tokenization_spaces": True,
+               "cls_token": "[CLS]", "sep_token": "[SEP]", "unk_token": "[UNK]",
+               "pad_token": "[PAD]", "mask_token": "[MASK]", "tokenizer_class": "BertTokenizer"}
+        out.append(("bert-" + ("cased" if cased else "uncased"), tok, cfg))
+    return out
+
+
 def run(cmd):
     p = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8")
     if p.returncode != 0:
@@ -152,7 +211,7 @@ def main():
     with open(corpus, "w", encoding="utf-8") as f:
         json.dump(strings, f)
     total_bad = 0
-    for name, tok, cfg in variants():
+    for name, tok, cfg in variants() + bert_variants(strings):
         if a.only and a.only != name:
             continue
         d = os.path.join(a.work, name)
