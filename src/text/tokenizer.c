@@ -485,7 +485,8 @@ static int load_post(vt_tokenizer *t, const cJSON *p, vtok_status *st)
         const cJSON *si = cJSON_IsArray(sep) ? cJSON_GetArrayItem(sep, 1) : NULL;
         if (!cJSON_IsNumber(ci) || !cJSON_IsNumber(si) || ci->valuedouble < 0 ||
             si->valuedouble < 0 || ci->valuedouble >= (double)t->n_vocab ||
-            si->valuedouble >= (double)t->n_vocab)
+            si->valuedouble >= (double)t->n_vocab || !t->piece[(int32_t)ci->valuedouble] ||
+            !t->piece[(int32_t)si->valuedouble])
             return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: %s needs 'cls' and 'sep' as "
                            "[token, id] with ids in the vocabulary", type);
         if (t->has_tmpl)
