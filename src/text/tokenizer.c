@@ -10,8 +10,8 @@
  *      aho-corasick MatchKind::LeftmostLongest);
  *   2. normalize each remaining section, then split it on the normalized
  *      added tokens (added_vocabulary.rs extract_and_normalize);
- *   3. pre-tokenize each piece into words (pretext.c, encode.c), run BPE on
- *      each word (bpe.c);
+ *   3. pre-tokenize each piece into words (pretext.c, encode.c), run the
+ *      model on each word (BPE: bpe.c; WordPiece: wordpiece.c);
  *   4. the post-processor (TemplateProcessing adds BOS etc.).
  * Decoding maps ids to pieces and runs the decoder chain (src/decoders/).
  *

@@ -293,6 +293,27 @@ static int cmd_selftest(const char *tok, const char *work)
         vt_tok_free(t);
         t = NULL;
     }
+    /* no template: add_bos_token / add_eos_token of the config decide
+     * (transformers' LlamaTokenizerFast.update_post_processor) */
+    snprintf(json, sizeof json, TINY_BPE, "");
+    {
+        static const char cfg[] = "{\"bos_token\": {\"content\": \"<s>\"}, \"eos_token\": \"ab\", "
+                                  "\"add_bos_token\": true, \"add_eos_token\": true}";
+        int32_t ids[8] = {0};
+        CHECK(vt_tok_load_from_memory(&t, json, strlen(json), cfg, strlen(cfg), "cfg", &st) == 0,
+              "config bos: %s", st.msg);
+        CHECK(t && vt_tok_encode(t, "a", 1, 1, ids, 8, &st) == 3 && ids[0] == 3 && ids[1] == 0 &&
+              ids[2] == 2, "add_bos/add_eos from config");
+        CHECK(t && vt_tok_encode(t, "a", 1, 0, ids, 8, &st) == 1, "add_special=0");
+        vt_tok_free(t);
+        t = NULL;
+        static const char bad[] = "{\"add_bos_token\": true}";
+        CHECK(vt_tok_load_from_memory(&t, json, strlen(json), bad, strlen(bad), "cfg", &st) ==
+              VTOK_EFORMAT && !t && strstr(st.msg, "add_bos_token"), "add_bos without bos: %s",
+              st.msg);
+        CHECK(vt_tok_load_from_memory(&t, json, strlen(json), "[", 1, "cfg", &st) == VTOK_EFORMAT &&
+              !t && strstr(st.msg, "tokenizer_config.json"), "bad config: %s", st.msg);
+    }
     vt_tok_free(NULL);
 
     /* mutated files: every byte-flip of a small valid file either loads or
