@@ -86,7 +86,7 @@ deps:
 
 # The JS references of the text tests (npm registry, pinned by package-lock.json).
 npm-deps:
-	for d in tests/jinja tests/text; do [ ! -f $$d/package-lock.json ] || (cd $$d && npm ci --no-audit --no-fund --loglevel=error); done
+	for d in tests/jinja tests/text; do [ ! -f $$d/package-lock.json ] || (cd $$d && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); done
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(AARCH64_BUILD) out
