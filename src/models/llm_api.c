@@ -27,7 +27,7 @@ struct vtok_llm {
     vt_llm        m;
     vt_tokenizer *tok;
     vt_jinja     *tmpl;          /* tokenizer_config.json chat_template, or NULL */
-    char          tmpl_err[160]; /* why there is none, for vtok_chat_render     */
+    char          tmpl_err[384]; /* why there is none, for vtok_chat_render     */
     cJSON        *special;       /* {"bos_token": "...", ...} for templates      */
     int           dtype;
 };
@@ -77,13 +77,14 @@ static const char *token_text(const cJSON *v)
 static int read_tokenizer_config(vtok_llm *L, const char *dir, vtok_status *st)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if (snprintf(path, sizeof path, "%s/tokenizer_config.json", dir) >= (int)sizeof path)
+        return vt_fail(st, VTOK_EINVAL, "path too long: %.200s", dir);
     L->special = cJSON_CreateObject();
     if (!L->special)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        snprintf(L->tmpl_err, sizeof L->tmpl_err, "%s: no tokenizer_config.json", dir);
+        snprintf(L->tmpl_err, sizeof L->tmpl_err, "%.200s: no tokenizer_config.json", dir);
         return 0;
     }
     char *text = NULL;
@@ -91,11 +92,10 @@ static int read_tokenizer_config(vtok_llm *L, const char *dir, vtok_status *st)
     int rc = vt_read_file(path, MAX_TOKENIZER_CONFIG, &text, &len, st);
     if (rc)
         return rc;
-    cJSON *cfg = NULL;
-    rc = vt_json_parse_object(text, len, "tokenizer_config.json", &cfg, st);
+    cJSON *cfg = vt_json_parse_object(text, len, "tokenizer_config.json", st);
     free(text);
-    if (rc)
-        return rc;
+    if (!cfg)
+        return st && st->code ? st->code : VTOK_EFORMAT;
     static const char *const names[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     for (int i = 0; i < 4; i++) {
         const char *t = token_text(cJSON_GetObjectItemCaseSensitive(cfg, names[i]));
@@ -117,11 +117,12 @@ static int read_tokenizer_config(vtok_llm *L, const char *dir, vtok_status *st)
         }
     }
     if (!src) {
-        snprintf(L->tmpl_err, sizeof L->tmpl_err, "%s has no chat_template", path);
+        snprintf(L->tmpl_err, sizeof L->tmpl_err, "%.200s has no chat_template", path);
     } else {
         char err[128];
         if (vt_jinja_parse(&L->tmpl, src, strlen(src), err, sizeof err))
-            snprintf(L->tmpl_err, sizeof L->tmpl_err, "chat_template of %s: %s", path, err);
+            snprintf(L->tmpl_err, sizeof L->tmpl_err, "chat_template of %.200s: %.127s", path,
+                     err);
     }
     cJSON_Delete(cfg);
     return 0;
@@ -761,16 +762,21 @@ int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *
         if ((rc = il_tokenize(&ids, L, sb.p ? sb.p : "", sb.n, add_special, 0, st)))
             goto done;
         if (fill[0] && n_images) {
-            /* the fill token: fill x T must be T copies of one id */
+            /* the fill token: the id that fill x T holds T times (other ids
+             * may come from its edges: "I " x T ends in a lone space piece) */
             ilist f = {0};
             sbuf fs = {0};
             for (int64_t t = 0; t < T; t++)
                 sb_add(&fs, fill, strlen(fill));
             rc = fs.oom ? vt_fail(st, VTOK_ENOMEM, "out of memory")
                         : il_tokenize(&f, L, fs.p, fs.n, 0, 0, st);
-            int32_t fid = !rc && f.n == T ? f.p[0] : -1;
-            for (int64_t i = 0; fid >= 0 && i < f.n; i++)
-                fid = f.p[i] == f.p[0] ? fid : -1;
+            int32_t fid = -1;
+            for (int64_t i = 0; !rc && fid < 0 && i < f.n && i < 4; i++) {
+                int64_t cnt = 0;
+                for (int64_t j = 0; j < f.n; j++)
+                    cnt += f.p[j] == f.p[i];
+                fid = cnt == T ? f.p[i] : -1;
+            }
             free(f.p);
             free(fs.p);
             if (rc)

