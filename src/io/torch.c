@@ -44,9 +44,11 @@
  *    its storage, so 4 bytes can become gigabytes. The bytes of all tensors
  *    yielded, counting each path, may exceed the checkpoint's data (the file
  *    size, or the inflated entries if larger) by max(PT_EXPAND_FLOOR,
- *    PT_EXPAND_RATIO x data), and never by more than PT_EXPAND_CAP. Real
+ *    min(PT_EXPAND_RATIO x data, PT_EXPAND_CAP)): 64 MiB for a small file,
+ *    16x the data for a mid-sized one, 16 GiB at most beyond the data. Real
  *    checkpoints stay near 1x (tied weights add a few percent); the floor
- *    keeps small broadcast buffers working.
+ *    keeps broadcast buffers (position_ids = arange(n).expand(1, -1))
+ *    working. The check comes before any copy is made.
  */
 #include "io.h"
 
