@@ -9,6 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+void vt_msg_oneline(char *msg)
+{
+    for (unsigned char *p = (unsigned char *)msg; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
 int vt_fail(vtok_status *st, int code, const char *fmt, ...)
 {
     if (st) {
@@ -17,6 +24,10 @@ int vt_fail(vtok_status *st, int code, const char *fmt, ...)
         st->code = code;
         vsnprintf(st->msg, sizeof st->msg, fmt, ap);
         va_end(ap);
+        /* Messages quote names from files (tensor names, JSON keys), which may
+         * hold newlines or escapes: a status message is one printable line
+         * (found by tests/fuzz/fuzz_model and fuzz_json). */
+        vt_msg_oneline(st->msg);
     }
     return code;
 }

@@ -15,6 +15,10 @@
 
 #define VT_ALIGN 64
 
+/* Control characters (newline, ESC, ...) of msg replaced by '?', in place:
+ * vt_fail applies it, so every status message is one printable line. */
+void vt_msg_oneline(char *msg);
+
 /* Set st (may be NULL) to code + printf-style message; returns code. */
 int vt_fail(vtok_status *st, int code, const char *fmt, ...)
 #if defined(__GNUC__)

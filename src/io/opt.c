@@ -23,6 +23,7 @@ void vt_msg_prefix(vtok_status *st, const char *prefix)
         n = sizeof st->msg - 1;
     memcpy(st->msg, tmp, n);
     st->msg[n] = '\0';
+    vt_msg_oneline(st->msg); /* the prefix may quote a name from a file */
 }
 
 /* ---- options ---- */

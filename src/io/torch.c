@@ -25,11 +25,30 @@
  *    the raw bytes.
  *
  * Every size is bounded: opcodes' lengths against the pickle, objects,
- * stack, marks and memo by fixed limits, memo indices checked, flattening
- * depth and visits bounded (a memo can make a DAG exponential), tensor
+ * stack, marks and memo by fixed limits, memo indices checked, tensor
  * extents (offset + sum((size-1)*stride)) checked against the storage's bytes
  * before any data is touched. Contiguous tensors point into the image;
- * others are materialised into owned contiguous memory.
+ * others are materialised into owned contiguous memory, once per tensor
+ * object however many paths reach it.
+ *
+ * What a checkpoint flattens to is bounded relative to its own size, because
+ * a few bytes can describe a lot (issue 10, finding 6):
+ *  - the memo lets one container be referenced from many places, so nesting
+ *    k shared dicts yields 2^k paths from a pickle of O(k) bytes. Paths are
+ *    re-walked (torch.load would give every one of them), but the objects
+ *    visited are limited to PT_VISITS_FLOOR + PT_VISITS_PER_BYTE per pickle
+ *    byte, and the bytes of all tensor names to PT_NAMES_FLOOR +
+ *    PT_NAMES_PER_BYTE per pickle byte (a plain state dict visits about one
+ *    object and spells its names in about one byte per pickle byte).
+ *  - a stride-0 or overlapping view (x.expand(...)) has more elements than
+ *    its storage, so 4 bytes can become gigabytes. The bytes of all tensors
+ *    yielded, counting each path, may exceed the checkpoint's data (the file
+ *    size, or the inflated entries if larger) by max(PT_EXPAND_FLOOR,
+ *    min(PT_EXPAND_RATIO x data, PT_EXPAND_CAP)): 64 MiB for a small file,
+ *    16x the data for a mid-sized one, 16 GiB at most beyond the data. Real
+ *    checkpoints stay near 1x (tied weights add a few percent); the floor
+ *    keeps broadcast buffers (position_ids = arange(n).expand(1, -1))
+ *    working. The check comes before any copy is made.
  */
 #include "io.h"
 
@@ -51,6 +70,15 @@
 #define PT_MAX_TENSORS ((int64_t)1 << 20)
 #define PT_MAX_VISITS  ((int64_t)1 << 24)
 #define PT_MAX_NAME    4096
+/* Flattening work and output relative to the input (see the top comment). */
+#define PT_VISITS_FLOOR    ((int64_t)1 << 16)
+#define PT_VISITS_PER_BYTE 8
+#define PT_NAMES_FLOOR     ((int64_t)1 << 20)
+#define PT_NAMES_PER_BYTE  16
+#define PT_MAX_NAME_BYTES  ((int64_t)1 << 28)
+#define PT_EXPAND_FLOOR    ((int64_t)64 << 20)
+#define PT_EXPAND_RATIO    16
+#define PT_EXPAND_CAP      ((int64_t)16 << 30)
 /* Deflate cannot expand more than ~1032:1; a larger declared size is a lie. */
 #define ZIP_MAX_RATIO  1032
 
@@ -158,10 +186,11 @@ typedef struct pt_storage {
 } pt_storage;
 
 typedef struct pt_tens {
-    int32_t storage;
-    int     n_dims;
-    int64_t offset;
-    int64_t shape[VT_MAX_DIMS], stride[VT_MAX_DIMS];
+    int32_t        storage;
+    int            n_dims;
+    int64_t        offset;
+    int64_t        shape[VT_MAX_DIMS], stride[VT_MAX_DIMS];
+    const uint8_t *mat;    /* materialised copy (owned by out), made on first use */
 } pt_tens;
 
 typedef struct pk {
@@ -182,6 +211,10 @@ typedef struct pk {
     int64_t        n_tens, cap_tens;
     vt_pt_checkpoint *out;
     int64_t        cap_out, cap_owned, visits;
+    int64_t        pkl_bytes;        /* bytes of the object pickle */
+    int64_t        stor_bytes;       /* bytes of all storage entries (inflated) */
+    int64_t        max_visits, name_bytes, max_name_bytes;
+    int64_t        out_bytes, max_out_bytes, data_bytes;
 } pk;
 
 #if defined(__GNUC__)
@@ -729,30 +762,42 @@ static int add_owned(pk *k, void *blk)
     return 0;
 }
 
-/* Check a tensor against its storage and add it under `name`. */
-static int emit(pk *k, const pt_tens *t, const char *name)
+/* a + b into *out if it does not pass INT64_MAX (both non-negative). */
+static int add_ok(int64_t a, int64_t b, int64_t *out)
 {
+    if (a < 0 || b < 0 || a > INT64_MAX - b)
+        return 0;
+    *out = a + b;
+    return 1;
+}
+
+/* Check a tensor against its storage and add it under `name`. */
+static int emit(pk *k, pt_tens *t, const char *name)
+{
+    /* Names come from the file: messages get a printable, bounded copy. */
+    char pn[160];
+    printable(pn, sizeof pn, (const uint8_t *)name, strlen(name));
     const pt_storage *s = &k->stor[t->storage];
     if (!s->resolved)
-        return pk_fail(k, "tensor '%s': storage has no data", name);
+        return pk_fail(k, "tensor '%s': storage has no data", pn);
     int64_t esz = (int64_t)vt_dtype_size(s->dtype);
     int64_t numel = 1, extent = t->offset, shape1[VT_MAX_DIMS], stride1[VT_MAX_DIMS];
     for (int d = 0; d < t->n_dims; d++) {
         if (!vt_mul_ok(numel, t->shape[d], &numel))
-            return pk_fail(k, "tensor '%s': element count overflows", name);
+            return pk_fail(k, "tensor '%s': element count overflows", pn);
         shape1[d] = t->shape[d];
         stride1[d] = t->shape[d] == 1 ? 0 : t->stride[d]; /* a size-1 dim never steps */
     }
     int64_t nbytes;
     if (!vt_mul_ok(numel, esz, &nbytes) || (uint64_t)nbytes > SIZE_MAX)
-        return pk_fail(k, "tensor '%s': byte size overflows", name);
+        return pk_fail(k, "tensor '%s': byte size overflows", pn);
     const uint8_t *data = s->data;
     int contiguous = 1;
     if (numel > 0) {
         int64_t span, expect = 1;
         for (int d = 0; d < t->n_dims; d++) {
             if (!vt_mul_ok(shape1[d] - 1, stride1[d], &span) || extent > INT64_MAX - span)
-                return pk_fail(k, "tensor '%s': strides overflow", name);
+                return pk_fail(k, "tensor '%s': strides overflow", pn);
             extent += span;
         }
         for (int d = t->n_dims - 1; d >= 0; d--) {
@@ -763,14 +808,29 @@ static int emit(pk *k, const pt_tens *t, const char *name)
         /* last element index is `extent`: it and its bytes must be in the storage */
         if (extent >= s->nbytes / esz)
             return pk_fail(k, "tensor '%s': offset %lld + extent needs %lld elements, storage "
-                           "has %lld", name, (long long)t->offset, (long long)extent + 1,
+                           "has %lld", pn, (long long)t->offset, (long long)extent + 1,
                            (long long)(s->nbytes / esz));
+    }
+    /* Budgets (top comment): checked before anything is copied. */
+    int64_t nb = (int64_t)strlen(name) + 1;
+    if (!add_ok(k->name_bytes, nb, &k->name_bytes) || k->name_bytes > k->max_name_bytes)
+        return pk_fail(k, "tensor '%s': tensor names total more than %lld bytes for a "
+                       "%lld-byte pickle (containers shared through the pickle memo?)", pn,
+                       (long long)k->max_name_bytes, (long long)k->pkl_bytes);
+    if (!add_ok(k->out_bytes, nbytes, &k->out_bytes) || k->out_bytes > k->max_out_bytes)
+        return pk_fail(k, "tensor '%s' (%lld bytes) takes the checkpoint's tensors over the "
+                       "limit of %lld bytes for %lld bytes of data (a stride-0 or overlapping "
+                       "view, or a tensor reached through many paths)", pn, (long long)nbytes,
+                       (long long)k->max_out_bytes, (long long)k->data_bytes);
+    if (numel > 0) {
         data = s->data + t->offset * esz;
-        if (!contiguous) {
+        if (!contiguous && t->mat) {
+            data = t->mat; /* the same tensor object reached again through the memo */
+        } else if (!contiguous) {
             uint8_t *dst = vt_alloc((size_t)nbytes);
             if (!dst)
                 return vt_fail(k->st, VTOK_ENOMEM, "%s: out of memory for tensor '%s'",
-                               k->name, name);
+                               k->name, pn);
             if (add_owned(k, dst))
                 return VTOK_ENOMEM;
             int64_t idx[VT_MAX_DIMS] = {0}, src = t->offset;
@@ -784,7 +844,7 @@ static int emit(pk *k, const pt_tens *t, const char *name)
                     idx[d] = 0;
                 }
             }
-            data = dst;
+            data = t->mat = dst;
         }
     }
     vt_pt_checkpoint *c = k->out;
@@ -809,12 +869,37 @@ static int emit(pk *k, const pt_tens *t, const char *name)
     return 0;
 }
 
+/* The flattening budgets of the top comment, from the pickle's and the
+ * data's sizes (the products cannot overflow: sizes are below 2^62). */
+static void set_budgets(pk *k, size_t file_size)
+{
+    int64_t pb = k->pkl_bytes;
+    k->max_visits = PT_VISITS_FLOOR + PT_VISITS_PER_BYTE * pb;
+    if (k->max_visits > PT_MAX_VISITS)
+        k->max_visits = PT_MAX_VISITS;
+    k->max_name_bytes = PT_NAMES_FLOOR + PT_NAMES_PER_BYTE * pb;
+    if (k->max_name_bytes > PT_MAX_NAME_BYTES)
+        k->max_name_bytes = PT_MAX_NAME_BYTES;
+    int64_t data = (uint64_t)file_size > (uint64_t)k->stor_bytes ? (int64_t)file_size
+                                                                 : k->stor_bytes;
+    int64_t extra;
+    if (!vt_mul_ok(data, PT_EXPAND_RATIO, &extra) || extra > PT_EXPAND_CAP)
+        extra = PT_EXPAND_CAP;
+    if (extra < PT_EXPAND_FLOOR)
+        extra = PT_EXPAND_FLOOR;
+    k->data_bytes = data;
+    if (!add_ok(data, extra, &k->max_out_bytes))
+        k->max_out_bytes = INT64_MAX;
+}
+
 /* Walk dicts/lists/tuples from object o; name[0..len) is its path. */
 static int flatten(pk *k, int32_t o, char *name, size_t len, int depth)
 {
     const pk_obj *ob = &k->objs[o];
-    if (++k->visits > PT_MAX_VISITS)
-        return pk_fail(k, "checkpoint structure is too large (shared containers?)");
+    if (++k->visits > k->max_visits)
+        return pk_fail(k, "checkpoint structure is too large: more than %lld objects visited "
+                       "for a %lld-byte pickle (containers shared through the pickle memo?)",
+                       (long long)k->max_visits, (long long)k->pkl_bytes);
     if (ob->type == PO_TENSOR) {
         if (len == 0)
             memcpy(name, "tensor", 7); /* torch.save(tensor): one unnamed tensor */
@@ -1091,6 +1176,10 @@ static int assign(pk *k, pt_storage **g, int64_t n, const uint8_t *data, uint64_
         g[j]->nbytes = (int64_t)len;
         g[j]->resolved = 1;
     }
+    /* len <= the file size or an inflated block's: no overflow past INT64_MAX in practice;
+     * saturate anyway. */
+    if (!add_ok(k->stor_bytes, (int64_t)len, &k->stor_bytes))
+        k->stor_bytes = INT64_MAX;
     return 0;
 }
 
@@ -1141,6 +1230,7 @@ static int parse_zip(pk *k, const uint8_t *buf, size_t size, int32_t *root)
         goto done;
     k->start = k->p = pd;
     k->end = pd + pl;
+    k->pkl_bytes = (int64_t)pl;
     if ((rc = unpickle(k, root)))
         goto done;
 
@@ -1209,8 +1299,10 @@ static int parse_legacy(pk *k, const uint8_t *buf, size_t size, int32_t *root)
             v->type == PO_BOOL && !v->v)
             return pk_fail(k, "checkpoint was saved big-endian");
     }
+    const uint8_t *obj_start = k->p;
     if ((rc = unpickle(k, root)))
         return rc;
+    k->pkl_bytes = k->p - obj_start;
     int32_t keys;
     if ((rc = unpickle(k, &keys)))
         return rc;
@@ -1314,6 +1406,7 @@ int vt_torch_parse(const void *buf, size_t size, const char *name, vt_pt_checkpo
     else
         rc = pk_fail(&k, "not a PyTorch checkpoint (neither a zip nor a legacy pickle)");
     if (!rc) {
+        set_budgets(&k, size);
         char nm[PT_MAX_NAME + 8];
         nm[0] = '\0';
         rc = flatten(&k, root, nm, 0, 0);

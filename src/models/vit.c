@@ -43,6 +43,17 @@ int64_t vt_vit_tokens(const vt_vit *v, int64_t h, int64_t w, vtok_status *st)
                 (long long)h, (long long)w, (long long)v->image_size, (long long)v->image_size);
         return 0;
     }
+    /* Without interpolation the position table is added as it is: its grid must
+     * be the input's (a config whose image_size disagrees with the weights' table
+     * would read past it; transformers refuses such a checkpoint at load). Found
+     * by tests/fuzz/fuzz_model. */
+    if (!v->pos_interp && v->pos && (grid_of(v, h) != v->grid_h || grid_of(v, w) != v->grid_w)) {
+        vt_fail(st, VTOK_ESHAPE, "the position table is for a %lldx%lld patch grid, the input "
+                "gives %lldx%lld (config image_size / patch_size disagree with the weights)",
+                (long long)v->grid_h, (long long)v->grid_w, (long long)grid_of(v, h),
+                (long long)grid_of(v, w));
+        return 0;
+    }
     if (v->rope_cos && (grid_of(v, h) != v->grid_h || grid_of(v, w) != v->grid_w)) {
         vt_fail(st, VTOK_ESHAPE, "the rotary table is for a %lldx%lld patch grid",
                 (long long)v->grid_h, (long long)v->grid_w);

@@ -5,13 +5,27 @@
 # Usage: tests/fuzz/run_fuzz.sh [SECONDS]     (per target, default 30)
 #
 # The targets are not part of the CMake build because they need clang's
-# -fsanitize=fuzzer. They compile the parsers directly (src/io/*.c plus
-# src/core/util.c; for fuzz_image the decoders src/image/decode*.c and
-# exif.c, linked with libjpeg, libpng and libwebp) with ASan and UBSan.
-# Corpora live in tests/fuzz/corpus-<target>/ (git-ignored) and grow across
-# runs; binaries and crash reproducers go to build/fuzz/ (or
-# $VTOK_FUZZ_OUT). Reproduce a crash
-# with: build/fuzz/fuzz_<target> build/fuzz/crash-<target>-<hash>
+# -fsanitize=fuzzer. The parser targets compile their sources directly
+# (src/io/*.c plus src/core/util.c; for fuzz_image the decoders
+# src/image/decode*.c and exif.c, linked with libjpeg, libpng and libwebp);
+# fuzz_json (config.json, preprocessor_config.json, recipes) and fuzz_model
+# (vtok_model_load_from_memory + a tiny encode) link the whole library,
+# built by CMake with clang into build/fuzz/lib (instrumented, not linked
+# with the fuzzer). Everything has ASan and UBSan.
+#
+# Each target first replays its committed regression corpus,
+# tests/fuzz/regress-<target>/ (seeds, and the reproducer of every crash
+# found, renamed crash-<what>): any failure there fails the script before
+# fuzzing starts. Then it fuzzes for SECONDS with the regression files as
+# read-only input and tests/fuzz/corpus-<target>/ (git-ignored, grows
+# across runs) as the working corpus. Binaries and crash reproducers go to
+# build/fuzz/ (or $VTOK_FUZZ_OUT). Reproduce a crash with:
+#   build/fuzz/fuzz_<target> build/fuzz/crash-<target>-<hash>
+# and once fixed, copy the file into tests/fuzz/regress-<target>/. The
+# seeds of fuzz_json and fuzz_model come from tests/fuzz/make_seeds.py; the
+# others are written below (the same bytes every run).
+#
+# VTOK_FUZZ_TARGETS="json model" limits the run to some targets.
 #
 # Without clang the script fails, unless VTOK_FUZZ_OPTIONAL=1 (for CI hosts
 # where fuzzing is best-effort), in which case it says so and exits 0.
@@ -58,9 +72,9 @@ srcs="$root/src/core/util.c $(ls "$root"/src/io/*.c)"
 
 # Seeds: one small valid file per format, so the fuzzer starts past the magic.
 seed() { # target name printf-format
-    mkdir -p "$root/tests/fuzz/corpus-$1"
+    mkdir -p "$root/tests/fuzz/regress-$1"
     # shellcheck disable=SC2059
-    printf "$3" > "$root/tests/fuzz/corpus-$1/$2"
+    printf "$3" > "$root/tests/fuzz/regress-$1/$2"
 }
 st_hdr='{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[1,1],"data_offsets":[4,6]},"c":{"dtype":"F32","shape":[],"data_offsets":[6,10]}}'
 st_len=$(printf '%s' "$st_hdr" | wc -c)
@@ -73,7 +87,7 @@ seed npy seed-v2 "\\223NUMPY\\002\\000$(printf '\\%03o' "$(printf '%s' "$npy_hdr
 # Image seeds are tiny files written by Pillow (and one hand-made interlaced
 # palette PNG), as hex: one per format and coding mode the decoders handle.
 seed_hex() { # target name hex
-    mkdir -p "$root/tests/fuzz/corpus-$1"
+    mkdir -p "$root/tests/fuzz/regress-$1"
     h=$3
     bytes=
     while [ -n "$h" ]; do
@@ -82,7 +96,7 @@ seed_hex() { # target name hex
         h=$rest
     done
     # shellcheck disable=SC2059
-    printf "$bytes" > "$root/tests/fuzz/corpus-$1/$2"
+    printf "$bytes" > "$root/tests/fuzz/regress-$1/$2"
 }
 seed_hex image seed-jpeg "$(printf %s \
     ffd8ffe000104a46494600010100000100010000ffdb004300100b0c0e0c0a100e0d0e1211101318281a181616183123 \
@@ -148,24 +162,60 @@ seed_hex torch seed-legacy "$(printf %s \
     8671144b014b0286711589680a2952711674711752711873752e80025d71002858090000003330363230333936387101 \
     58090000003336383130323139327102652e02000000000000000000803f000000400200000000000000003c0040)"
 
+targets=${VTOK_FUZZ_TARGETS:-safetensors npy image torch json model}
+san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+
+# The whole library for fuzz_json / fuzz_model, instrumented for coverage.
+lib=
+case " $targets " in
+    *" json "*|*" model "*)
+        echo "== building the library with $cc into $out/lib"
+        cmake -S "$root" -B "$out/lib" -DCMAKE_C_COMPILER="$(command -v "$cc")" \
+            -DCMAKE_BUILD_TYPE=Debug -DVTOK_BUILD_TESTS=OFF \
+            -DCMAKE_C_FLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $san" \
+            >"$out/lib-cmake.log" 2>&1 || { cat "$out/lib-cmake.log" >&2; exit 1; }
+        cmake --build "$out/lib" --target vtok_static -j"${VTOK_FUZZ_JOBS:-2}" >"$out/lib-build.log" 2>&1 ||
+            { tail -50 "$out/lib-build.log" >&2; exit 1; }
+        lib="$out/lib/libvtok.a"
+        ;;
+esac
+
 status=0
-for t in safetensors npy image torch; do
+for t in $targets; do
     tsrcs=$srcs
     tlibs="-lcjson -lz -lm" # zlib: torch.c inflates DEFLATE zip entries
-    if [ "$t" = image ]; then
-        # The decoders (src/image/decode*.c, exif.c) and what they use.
-        tsrcs="$root/src/core/util.c $root/src/io/file.c $(ls "$root"/src/image/decode*.c)
-               $root/src/image/exif.c"
-        tlibs="-ljpeg -lpng -lwebp -lm"
-    fi
+    case $t in
+        image)
+            # The decoders (src/image/decode*.c, exif.c) and what they use.
+            tsrcs="$root/src/core/util.c $root/src/io/file.c $(ls "$root"/src/image/decode*.c)
+                   $root/src/image/exif.c"
+            tlibs="-ljpeg -lpng -lwebp -lm" ;;
+        json|model)
+            tsrcs="-DVTOK_FUZZ_ROOT=\"$root\" $lib"
+            tlibs="-lcjson -ljpeg -lpng -lwebp -lz -lm -lpthread" ;;
+    esac
     bin="$out/fuzz_$t"
+    reg="$root/tests/fuzz/regress-$t"
     echo "== building $bin with $cc"
     # shellcheck disable=SC2086
     "$cc" $cflags -I"$root/include" -I"$out/include" -I"$root/src" "$root/tests/fuzz/fuzz_$t.c" $tsrcs \
         $tlibs -o "$bin"
+    # Replay: every committed file must run clean (one process, files in order).
+    if [ -d "$reg" ] && [ -n "$(ls -A "$reg")" ]; then
+        echo "== replaying $(ls "$reg" | wc -l) files of tests/fuzz/regress-$t"
+        if ! "$bin" -timeout=10 -rss_limit_mb=2048 "$reg"/* >"$out/replay-$t.log" 2>&1; then
+            tail -40 "$out/replay-$t.log" >&2
+            echo "== fuzz_$t FAILED on its regression corpus (log: $out/replay-$t.log)" >&2
+            status=1
+            continue
+        fi
+    fi
+    mkdir -p "$root/tests/fuzz/corpus-$t"
     echo "== running fuzz_$t for ${secs}s"
+    # shellcheck disable=SC2046
     if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-            -artifact_prefix="$out/crash-$t-" "$root/tests/fuzz/corpus-$t"; then
+            -artifact_prefix="$out/crash-$t-" "$root/tests/fuzz/corpus-$t" \
+            $([ -d "$reg" ] && echo "$reg"); then
         echo "== fuzz_$t FAILED: reproducer in $out/crash-$t-*" >&2
         status=1
     fi

@@ -89,8 +89,11 @@ def state_dicts():
         "step": base[:, ::2],                # non-unit inner stride
         "row": base[2],                      # contiguous with an offset
         "expand": torch.ones(3).expand(2, 3),  # stride 0
+        "expand_rows": torch.arange(4.0).expand(512, 4),  # stride 0, 8 KB from 16 bytes
         "perm": torch.randn(2, 3, 4, generator=g).permute(2, 0, 1),
     }
+    views["t_again"] = views["t"]  # the same (non-contiguous) tensor object twice: memo-shared
+    shared = {"w": torch.randn(2, 2, generator=g), "e": torch.ones(2).expand(3, 2)}
     odd = {
         "scalar": torch.tensor(3.5),
         "scalar_i": torch.tensor(7),
@@ -110,6 +113,9 @@ def state_dicts():
         "views": views,
         "odd": odd,
         "bare_tensor": torch.arange(5, dtype=torch.float32),
+        # one dict object under two keys (and twice more, nested): torch.load gives
+        # every path, so the flattening walks it once per path
+        "shared_container": {"model": shared, "ema": shared, "both": [shared, shared]},
     }
 
 
@@ -165,8 +171,61 @@ def torch_zip(pkl, extra=None, name="archive"):
     return b.getvalue()
 
 
+def rebuild_v2(key, numel, size, stride, offset=0):
+    """Pickle ops for _rebuild_tensor_v2 on FloatStorage `key` (protocol 2)."""
+    def ints(v):
+        return b"(" + b"".join(b"J" + struct.pack("<i", x) for x in v) + b"t"
+    return (b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+            + ustr(key) + ustr("cpu") + b"J" + struct.pack("<i", numel) + b"tQ"
+            + b"J" + struct.pack("<i", offset) + ints(size) + ints(stride) + b"\x89)tR")
+
+
+def ustr(s):
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def memo_shared(levels, keylen, leaf):
+    """d_0 = leaf; d_i = {A: d_(i-1), B: d_(i-1)}, each d_i and both keys stored
+    once in the memo and fetched with LONG_BINGET: 2^levels paths, names of
+    levels * (keylen + 1) bytes, from a pickle of a few hundred bytes."""
+    get = lambda i: b"j" + struct.pack("<I", i)
+    put = lambda i: b"r" + struct.pack("<I", i)
+    p = b"\x80\x02" + ustr("a" * keylen) + put(0) + b"0" + ustr("b" * keylen) + put(1) + b"0"
+    p += leaf + put(2)
+    for i in range(1, levels + 1):
+        p += b"0}(" + get(0) + get(i + 1) + get(1) + get(i + 1) + b"u" + put(i + 2)
+    return p + b"."
+
+
 def bad_files(good_zip, good_legacy):
     bad = {}
+    # Finding 6: small files that flatten to huge amounts. torch.save of a
+    # stride-0 view writes the 1-element storage and the view's size: 1 GB
+    # (16 GB) from under 1 KB.
+    for fn, n, legacy in (("expand_1g.pt", 1 << 28, False), ("expand_16g.pth", 1 << 32, False),
+                          ("expand_1g_legacy.pth", 1 << 28, True)):
+        b = io.BytesIO()
+        torch.save({"w": torch.zeros(1).expand(n)}, b,
+                   _use_new_zipfile_serialization=not legacy)
+        bad[fn] = (b.getvalue(), "over the limit")
+    # Overlapping strides (as_strided): 2^26 x 4 view of 4 floats, rows overlapping.
+    bad["overlap_strides.pt"] = (
+        torch_zip(b"\x80\x02}X\x01\x00\x00\x00a" + rebuild_v2("0", 4, [1 << 26, 4], [0, 1]) +
+                  b"s.", {"0": b"\0" * 16}),
+        "over the limit")
+    # Dicts shared through the memo: 2^21 paths with 4 KB names (8 GB of
+    # names), 2^24 paths with short ones, and 2^12 paths to one contiguous
+    # 1 MB tensor (4 GB of output that `convert` would write).
+    leaf = rebuild_v2("0", 1, [1], [1])
+    bad["memo_shared_names.pt"] = (torch_zip(memo_shared(21, 190, leaf), {"0": b"\0" * 4}),
+                                   "shared through the pickle memo")
+    bad["memo_shared_paths.pt"] = (torch_zip(memo_shared(24, 1, leaf), {"0": b"\0" * 4}),
+                                   "shared through the pickle memo")
+    bad["memo_shared_bytes.pt"] = (
+        torch_zip(memo_shared(12, 1, rebuild_v2("0", 1 << 18, [1 << 18], [1])),
+                  {"0": b"\0" * (1 << 20)}),
+        "over the limit")
     bad["global_os_system.pt"] = (
         torch_zip(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00echoq\x01\x85q\x02Rq\x03."),
         "refusing pickle global 'os.system'")
@@ -250,6 +309,14 @@ def main():
     for fn in ("seed_like.pth", "by_content.weights"):
         torch.save(sd, os.path.join(out, fn))
         write_expect(sd, os.path.join(out, fn + ".expect"))
+        good.append(fn)
+
+    # A modest broadcast, as torch.save writes x.expand(...): 4 MB from 32 bytes
+    # (under the expansion floor), in both formats.
+    ex = {"pos": torch.arange(8.0).expand(1 << 17, 8)}
+    for fn, z in (("expand_modest.pt", True), ("expand_modest_legacy.pth", False)):
+        torch.save(ex, os.path.join(out, fn), _use_new_zipfile_serialization=z)
+        write_expect(ex, os.path.join(out, fn + ".expect"))
         good.append(fn)
 
     with open(os.path.join(out, "views.pt"), "rb") as f:

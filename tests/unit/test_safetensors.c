@@ -339,6 +339,10 @@ static void test_malformed(void)
     write_bytes(tpath("zero.safetensors"), "", 0);
     EXPECT_FAIL(tpath("zero.safetensors"), VTOK_EFORMAT, "shorter than 8 bytes");
 
+    /* A name with a newline and an escape (JSON \u000a, \u001b): the message
+     * stays one printable line, control bytes shown as '?' (fuzz_model). */
+    BAD("ctrl_name.safetensors", "{\"a\\u000ab\\u001b[31m\": {}}", 0, "'a?b?[31m': missing dtype");
+
     size_t n;
     uint8_t *img = make_st("{}", 1000, NULL, 0, &n);
     write_bytes(tpath("bighdr.safetensors"), img, n);

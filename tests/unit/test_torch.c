@@ -7,7 +7,9 @@
  * values, dtypes, views (transpose, offset) of one shared storage, 0-d and
  * Parameters, the '.'-flattening of nested dicts and lists, the route through
  * vt_weights_open_mem / vt_weights_f32, and the refusals (foreign globals,
- * bad memo, stack underflow, out-of-storage views, limits). Every prefix of a
+ * bad memo, stack underflow, out-of-storage views, limits), the flattening
+ * budgets (stride-0 bombs, memo-shared dicts) and one copy of a view reached
+ * through two names. Every prefix of a
  * valid image must fail cleanly. Returns non-zero on failure.
  */
 #include "io/io.h"
@@ -376,6 +378,64 @@ static void test_refusals(void)
     bad(&pb, "deeper", __LINE__);
 }
 
+/* Finding 6: what a small pickle flattens to is budgeted; a tensor reached
+ * through many paths is materialised once. */
+static void test_budgets(void)
+{
+    static buf pb, z;
+    static const int row6[] = {1000, 6}, st06[] = {0, 1}, huge[] = {1 << 24, 6};
+    static const int s23[] = {2, 3}, st_t[] = {1, 2};
+    /* A stride-0 broadcast of "0": 24 KB is fine, 384 MB from 24 bytes is not. */
+    pb.n = 0;
+    op(&pb, 0x80), op(&pb, 2), op(&pb, '}'), ustr(&pb, "a");
+    tensor(&pb, "FloatStorage", "0", 6, 0, 2, huge, st06);
+    op(&pb, 's'), op(&pb, '.');
+    bad(&pb, "over the limit", __LINE__);
+    /* {"a": x, "b": x} with x = [1000, 6] broadcast and {"t": y, "u": y}, y a
+     * transposed view: one copy each, shared by both names. */
+    pb.n = 0;
+    op(&pb, 0x80), op(&pb, 2), op(&pb, '}'), op(&pb, '(');
+    ustr(&pb, "a");
+    tensor(&pb, "FloatStorage", "0", 6, 0, 2, row6, st06);
+    op(&pb, 'q'), op(&pb, 0);
+    ustr(&pb, "b"), op(&pb, 'h'), op(&pb, 0);
+    ustr(&pb, "t");
+    tensor(&pb, "FloatStorage", "0", 6, 0, 2, s23, st_t);
+    op(&pb, 'q'), op(&pb, 1);
+    ustr(&pb, "u"), op(&pb, 'h'), op(&pb, 1);
+    op(&pb, 'u'), op(&pb, '.');
+    z.n = 0;
+    torch_zip(&z, &pb);
+    vt_pt_checkpoint c;
+    vtok_status st = {0};
+    int rc = vt_torch_parse(z.data, z.n, "shared", &c, &st);
+    CHECK(rc == 0, "shared views: %s", st.msg);
+    if (rc == 0) {
+        const vt_pt_tensor *a = find(&c, "a"), *b = find(&c, "b");
+        const vt_pt_tensor *t = find(&c, "t"), *u = find(&c, "u");
+        CHECK(a && b && a->numel == 6000 && a->data == b->data && fat(a, 5999) == 6 &&
+              fat(a, 6) == 1, "broadcast shared once");
+        CHECK(t && u && t->data == u->data && fat(t, 1) == 3, "transposed view shared once");
+        CHECK(c.n_owned == 2, "%lld owned blocks, want 2", (long long)c.n_owned);
+        vt_torch_release(&c);
+    }
+    /* Dicts shared through the memo: d_i = {"a": d_(i-1), "b": d_(i-1)}, 2^30
+     * paths from ~400 bytes, refused by the visit budget. */
+    static const int one[] = {1}, st1[] = {1};
+    pb.n = 0;
+    op(&pb, 0x80), op(&pb, 2);
+    tensor(&pb, "FloatStorage", "0", 6, 0, 1, one, st1);
+    op(&pb, 'q'), op(&pb, 0);
+    for (int i = 1; i <= 30; i++) {
+        op(&pb, '0'), op(&pb, '}'), op(&pb, '(');
+        ustr(&pb, "a"), op(&pb, 'h'), op(&pb, (uint8_t)(i - 1));
+        ustr(&pb, "b"), op(&pb, 'h'), op(&pb, (uint8_t)(i - 1));
+        op(&pb, 'u'), op(&pb, 'q'), op(&pb, (uint8_t)i);
+    }
+    op(&pb, '.');
+    bad(&pb, "shared through the pickle memo", __LINE__);
+}
+
 static void test_weights_route(const buf *zimg)
 {
     vt_weights *w = NULL;
@@ -403,6 +463,7 @@ int main(void)
     check_good(&leg, "legacy");
     check_good(&zimg, "zip");
     test_refusals();
+    test_budgets();
     test_weights_route(&zimg);
 
     CHECK(vt_torch_detect(NULL, zimg.data, zimg.n) == 1, "zip by content");
