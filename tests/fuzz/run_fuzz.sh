@@ -8,8 +8,10 @@
 # -fsanitize=fuzzer. The parser targets compile their sources directly
 # (src/io/*.c plus src/core/util.c; for fuzz_image the decoders
 # src/image/decode*.c and exif.c, linked with libjpeg, libpng and libwebp);
-# fuzz_json (config.json, preprocessor_config.json, recipes) and fuzz_model
-# (vtok_model_load_from_memory + a tiny encode) link the whole library,
+# fuzz_json (config.json, preprocessor_config.json, recipes), fuzz_model
+# (vtok_model_load_from_memory + a tiny encode), fuzz_jinja (chat
+# templates: parse + render) and fuzz_tokenizer (tokenizer.json loads, and
+# arbitrary bytes through two fixed tokenizers) link the whole library,
 # built by CMake with clang into build/fuzz/lib (instrumented, not linked
 # with the fuzzer). Everything has ASan and UBSan.
 #
@@ -162,13 +164,13 @@ seed_hex torch seed-legacy "$(printf %s \
     8671144b014b0286711589680a2952711674711752711873752e80025d71002858090000003330363230333936387101 \
     58090000003336383130323139327102652e02000000000000000000803f000000400200000000000000003c0040)"
 
-targets=${VTOK_FUZZ_TARGETS:-safetensors npy image torch json model}
+targets=${VTOK_FUZZ_TARGETS:-safetensors npy image torch json model jinja tokenizer}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
 # The whole library for fuzz_json / fuzz_model, instrumented for coverage.
 lib=
 case " $targets " in
-    *" json "*|*" model "*)
+    *" json "*|*" model "*|*" jinja "*|*" tokenizer "*)
         echo "== building the library with $cc into $out/lib"
         cmake -S "$root" -B "$out/lib" -DCMAKE_C_COMPILER="$(command -v "$cc")" \
             -DCMAKE_BUILD_TYPE=Debug -DVTOK_BUILD_TESTS=OFF \
@@ -192,6 +194,9 @@ for t in $targets; do
             tlibs="-ljpeg -lpng -lwebp -lm" ;;
         json|model)
             tsrcs="-DVTOK_FUZZ_ROOT=\"$root\" $lib"
+            tlibs="-lcjson -ljpeg -lpng -lwebp -lz -lm -lpthread" ;;
+        jinja|tokenizer) # chat templates; tokenizer.json and text (src/text/)
+            tsrcs="$lib"
             tlibs="-lcjson -ljpeg -lpng -lwebp -lz -lm -lpthread" ;;
     esac
     bin="$out/fuzz_$t"
