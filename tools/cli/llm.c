@@ -18,6 +18,8 @@
 #include "llm_cli.h"
 
 #include <errno.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,7 +230,9 @@ static int gen_option(gen_opts *o, int argc, char **argv, int *i, int *used)
 }
 
 /* Eval b, generate, print (streamed or --json). */
-static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batch *b)
+/* reply (may be NULL): the answer's text, allocated (free). */
+static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batch *b,
+                  char **reply)
 {
     vtok_status st = {0};
     int32_t *out = malloc((size_t)(o->gp.max_tokens > 0 ? o->gp.max_tokens : 1) * sizeof *out);
@@ -252,6 +256,14 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
     if (e) {
         fail("%s", vtok_llm_errmsg(c));
         goto done;
+    }
+    if (reply) {
+        int64_t len = vtok_detokenize(m, out, n_out, 1, NULL, 0, &st);
+        if (len < 0 || !(*reply = malloc((size_t)len + 1)) ||
+            vtok_detokenize(m, out, n_out, 1, *reply, (size_t)len + 1, &st) != len) {
+            fail("%s", st.msg[0] ? st.msg : "out of memory");
+            goto done;
+        }
     }
     if (o->json) {
         int64_t len = vtok_detokenize(m, out, n_out, 1, NULL, 0, &st);
@@ -352,7 +364,7 @@ int cli_generate(int argc, char **argv)
         fail("%s", st.msg);
         goto done;
     }
-    rc = answer(m, c, &o, &b);
+    rc = answer(m, c, &o, &b, NULL);
 done:
     vtok_llm_batch_free(&b);
     vtok_llm_ctx_free(c);
@@ -399,6 +411,71 @@ static char *read_stdin_all(void)
     if (s)
         s[n] = '\0';
     return s;
+}
+
+#define MAX_TURNS 64
+
+/* An interactive conversation on a terminal: each line a user turn (the
+ * images' placeholders go before the first), the whole conversation
+ * re-rendered and re-evaluated every turn (no KV reuse yet). An empty line
+ * or end of input ends it. */
+static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
+                    const vtok_recipe_info *ri, const char *format, int has_template,
+                    int n_images, int64_t T, const int64_t *ids, const float *rows)
+{
+    vtok_status st = {0};
+    vtok_chat_msg msgs[2 * MAX_TURNS];
+    char *own[2 * MAX_TURNS];
+    int n = 0, rc = 0;
+    const char *name = format && strcmp(format, "template") ? format
+                       : format || has_template ? NULL : "vicuna_v1";
+    vtok_llm_ctx *c = vtok_llm_ctx_new(m, o->n_ctx, cp, &st);
+    if (!c)
+        return fail("%s", st.msg);
+    char *line = NULL;
+    size_t cap = 0;
+    fprintf(stderr, "vtok: ask about the image%s (empty line to end)\n", n_images == 1 ? "" : "s");
+    while (n + 2 <= 2 * MAX_TURNS) {
+        fprintf(stderr, "> ");
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len <= 0)
+            break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (!len)
+            break;
+        own[n] = n == 0 ? user_turn(ri->placeholder, n_images, line) : strdup(line);
+        if (!own[n]) {
+            rc = fail("out of memory");
+            break;
+        }
+        msgs[n] = (vtok_chat_msg){.role = "user", .content = own[n]};
+        n++;
+        char *text = NULL;
+        vtok_llm_batch b = {0};
+        if (vtok_chat_render(m, name, msgs, n, 1, &text, &st) ||
+            vtok_llm_prompt(m, ri, text, n_images, T, ids, name != NULL, &b, &st)) {
+            vtok_free(text);
+            rc = fail("%s", st.msg);
+            break;
+        }
+        vtok_free(text);
+        b.embeds = rows;
+        vtok_llm_reset(c);
+        char *reply = NULL;
+        rc = answer(m, c, o, &b, &reply);
+        vtok_llm_batch_free(&b);
+        if (rc)
+            break;
+        own[n] = reply;
+        msgs[n] = (vtok_chat_msg){.role = "assistant", .content = reply};
+        n++;
+    }
+    for (int i = 0; i < n; i++)
+        free(own[i]);
+    free(line);
+    vtok_llm_ctx_free(c);
+    return rc;
 }
 
 int cli_chat(int argc, char **argv)
@@ -504,12 +581,16 @@ int cli_chat(int argc, char **argv)
              (long long)ri.d_out, (long long)li.hidden_size);
         goto done;
     }
+    int raw = format && !strcmp(format, "raw"), add_special = 1;
+    if (!prompt && isatty(0) && !raw && !o.json) {
+        rc = converse(m, &o, &cp, &ri, format, li.has_chat_template, n_images, T, ids, rows);
+        goto done;
+    }
     if (!prompt && !(question = read_stdin_all())) {
         fail("cannot read the question from stdin");
         goto done;
     }
     const char *q = prompt ? prompt : question;
-    int raw = format && !strcmp(format, "raw"), add_special = 1;
     if (!raw) {
         if (!(turn = user_turn(ri.placeholder, n_images, q))) {
             fail("out of memory");
@@ -534,7 +615,7 @@ int cli_chat(int argc, char **argv)
         fail("%s", st.msg);
         goto done;
     }
-    rc = answer(m, c, &o, &b);
+    rc = answer(m, c, &o, &b, NULL);
 done:
     vtok_llm_batch_free(&b);
     vtok_llm_ctx_free(c);
