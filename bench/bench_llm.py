@@ -144,7 +144,11 @@ class Torch:
             rep = nh // nkv
             kr = k.repeat_interleave(rep, 0)
             vr = v.repeat_interleave(rep, 0)
-            a = F.scaled_dot_product_attention(q, kr, vr, is_causal=T > 1)
+            # Debian's torch 1.13 has no F.scaled_dot_product_attention
+            s = torch.matmul(q, kr.transpose(1, 2)) / math.sqrt(self.dh)
+            if T > 1:
+                s = s + torch.full((T, T), float("-inf"), dtype=s.dtype).triu(1)
+            a = torch.matmul(torch.softmax(s.float(), -1).to(self.dtype), vr)
             h = h + F.linear(a.transpose(0, 1).reshape(T, -1), W[p + "self_attn.o_proj.weight"])
             x = self.norm(h, W[p + "post_attention_layernorm.weight"])
             h = h + F.linear(F.silu(F.linear(x, W[p + "mlp.gate_proj.weight"])) *

@@ -242,3 +242,35 @@ int64_t vt_id_format(const char *f, int64_t id, char *out, size_t n)
         out[at < n ? at : n - 1] = '\0';
     return (int64_t)at;
 }
+
+int vt_id_parse(const char *f, const char *text, int64_t *id)
+{
+    size_t pre, post;
+    int width, zero;
+    if (id_format_parse(f, &pre, &width, &zero, &post))
+        return -1;
+    char head[96], tail[96];
+    size_t nh = put_literal(f, 0, pre, head, sizeof head, 0);
+    size_t nt = put_literal(f, post, strlen(f), tail, sizeof tail, 0);
+    head[nh < sizeof head ? nh : sizeof head - 1] = '\0';
+    tail[nt < sizeof tail ? nt : sizeof tail - 1] = '\0';
+    size_t n = strlen(text);
+    if (nh >= sizeof head || nt >= sizeof tail || n < nh + nt + 1 || memcmp(text, head, nh) ||
+        memcmp(text + n - nt, tail, nt))
+        return -1;
+    int64_t v = 0;
+    for (size_t i = nh; i < n - nt; i++) {
+        if (text[i] == ' ' && !zero && v == 0)
+            continue; /* "%5d" pads with spaces */
+        if (text[i] < '0' || text[i] > '9' || v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (text[i] - '0');
+    }
+    /* only the exact text vt_id_format writes: no extra zeros, no other widths */
+    char back[192];
+    int64_t len = vt_id_format(f, v, back, sizeof back);
+    if (len < 0 || (size_t)len != n || strcmp(back, text))
+        return -1;
+    *id = v;
+    return 0;
+}

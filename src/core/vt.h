@@ -70,6 +70,8 @@ int vt_mul_ok(int64_t a, int64_t b, int64_t *out);
  * snprintf (returns the full length, or -1 for a bad format). */
 int     vt_id_format_check(const char *f);
 int64_t vt_id_format(const char *f, int64_t id, char *out, size_t n);
+/* vt_id_parse: the id whose vt_id_format text is exactly text, or -1. */
+int     vt_id_parse(const char *f, const char *text, int64_t *id);
 
 /* Saturating size arithmetic for memory plans. Work sizes are sums of products
  * of caller-given counts (images, tokens, widths); computed with these, a size

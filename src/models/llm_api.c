@@ -701,6 +701,28 @@ void vtok_llm_batch_free(vtok_llm_batch *b)
     memset(b, 0, sizeof *b);
 }
 
+int64_t vtok_llm_image_ids(const vtok_llm *L, const vtok_recipe_info *lay, const int32_t *ids,
+                           int64_t n, int64_t *codes, int64_t cap, vtok_status *st)
+{
+    if (!L || !lay || n < 0 || (n && !ids) || cap < 0 || (cap && !codes))
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_image_ids: bad argument");
+    if (!lay->id_format || !lay->id_format[0] || vt_id_format_check(lay->id_format))
+        return vt_fail(st, VTOK_EINVAL, "recipe %s writes no image ids (no layout id_format)",
+                       lay->name ? lay->name : "?");
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const char *piece = vtok_token_piece(L, ids[i]);
+        int64_t code;
+        if (!piece || vt_id_parse(lay->id_format, piece, &code) ||
+            (lay->vocab > 0 && code >= lay->vocab))
+            continue;
+        if (k < cap)
+            codes[k] = code;
+        k++;
+    }
+    return k;
+}
+
 int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *text,
                     int64_t n_images, int64_t T, const int64_t *image_ids, int add_special,
                     vtok_llm_batch *b, vtok_status *st)

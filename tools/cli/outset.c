@@ -117,3 +117,24 @@ int outset_finish(int rc)
     n_files = cap_files = 0;
     return rc;
 }
+
+/* Create path and its parents; 0 only if path is then a directory (an
+ * existing regular file of that name is an error before any work). */
+int outset_mkdir(const char *path)
+{
+    char buf[4096];
+    struct stat sb;
+    if (!*path || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return -1;
+    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
+}

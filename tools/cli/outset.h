@@ -26,4 +26,7 @@ int   outset_close(FILE *f, const char *staged);
  * rc in, or a failed rename: returns 1 with a message). Call once, at exit. */
 int outset_finish(int rc);
 
+/* Create path and its parents: 0 only if it is then a directory. */
+int outset_mkdir(const char *path);
+
 #endif
