@@ -15,6 +15,7 @@
 #include "../text/tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -376,6 +377,20 @@ static int hist_push(vtok_llm_ctx *c, const int32_t *ids, int64_t n)
 }
 
 /* Run b in chunks of the sequence's max_chunk; logits of the last position. */
+/* NaN or Inf in the logits: weights that hold them (a corrupt or badly
+ * converted checkpoint) or an overflow. Sampling them would be a silent
+ * wrong answer, so it is an error; the logits stay unusable. */
+static int logits_check(vtok_llm_ctx *c, vtok_status *st)
+{
+    const int64_t V = c->m->m.c.vocab;
+    for (int64_t i = 0; i < V; i++)
+        if (!isfinite(c->logits[i]))
+            return vt_fail(st, VTOK_EFORMAT, "the model's logits are not finite (logit %lld is "
+                           "%g after %lld positions): NaN or Inf in its weights, or an overflow",
+                           (long long)i, (double)c->logits[i], (long long)c->seq.n_past);
+    return 0;
+}
+
 static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
 {
     vtok_status *st = &c->st;
@@ -443,6 +458,8 @@ static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
     }
     free(ids64);
     free(pos);
+    if (!rc)
+        rc = logits_check(c, st);
     if (!rc) {
         c->have_logits = 1;
         /* transformers' repetition penalty sees input_ids: a prompt given as
@@ -587,7 +604,8 @@ static int generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int
         vt_llm_input in = {.n = 1, .ids = &(int64_t){id}};
         vt_llm_output o = {.logits = c->logits};
         c->have_logits = 0;
-        if ((rc = vt_llm_forward(&c->seq, &c->b.exec, &in, &o, st)))
+        if ((rc = vt_llm_forward(&c->seq, &c->b.exec, &in, &o, st)) ||
+            (rc = logits_check(c, st)))
             break;
         c->have_logits = 1;
     }

@@ -336,6 +336,24 @@ def main():
         e = p.stderr.decode().strip()
         check(p.returncode == 1 and len(e.splitlines()) == 1 and needle in e,
               "%s refused: %s" % (what, e))
+    # NaN / Inf weights: one clear error, not a silent answer
+    for what, key, val in (("a NaN in a layer", "model.layers.1.mlp.down_proj.weight",
+                            float("nan")),
+                           ("an Inf in the final norm", "model.norm.weight", float("inf"))):
+        bad_sd = dict(sd)
+        t = bad_sd[key].clone()
+        t.view(-1)[7] = val
+        bad_sd[key] = t
+        bad = os.path.join(a.work, "llm_bad")
+        shutil.rmtree(bad, ignore_errors=True)
+        L.write_model(bad, cfg, bad_sd)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(TOKDIR, f), bad)
+        p = subprocess.run([vtok, "generate", "--llm", bad, "-p", "Hello there", "--max-tokens",
+                            "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+        e = p.stderr.decode().strip()
+        check(p.returncode == 1 and len(e.splitlines()) == 1 and "not finite" in e,
+              "%s refused: %s" % (what, e))
     p = subprocess.run([vtok, "generate", "--llm", os.path.join(a.work, "nope"), "-p", "x"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     check(p.returncode == 1 and len(p.stderr.decode().strip().splitlines()) == 1,
