@@ -671,6 +671,11 @@ vtok_llm_ctx *vtok_llm_ctx_new(vtok_llm *m, int64_t n_ctx, const vtok_ctx_params
 void          vtok_llm_ctx_free(vtok_llm_ctx *c);
 void          vtok_llm_reset(vtok_llm_ctx *c);             /* forget the sequence  */
 int64_t       vtok_llm_n_past(const vtok_llm_ctx *c);      /* positions held       */
+/* Keep the first n positions held (0 <= n <= n_past) and forget the rest,
+ * with their ids in the repetition penalty's history: a conversation whose
+ * next prompt starts as the last one did evaluates only the new part. The
+ * logits are gone until the next eval. */
+int           vtok_llm_truncate(vtok_llm_ctx *c, int64_t n);
 const char   *vtok_llm_errmsg(const vtok_llm_ctx *c);
 
 /* New positions after those held: n ids, or rows of hidden_size floats

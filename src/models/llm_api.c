@@ -41,6 +41,7 @@ struct vtok_llm_ctx {
     float      *logits;     /* [vocab], arena */
     int         have_logits;
     int32_t    *hist;       /* ids of the sequence for the repetition penalty */
+    int64_t    *hist_at;    /* the position of each (a generated id not yet run: n_past) */
     int64_t     n_hist, cap_hist;
     vtok_status st;
 };
@@ -332,6 +333,7 @@ void vtok_llm_ctx_free(vtok_llm_ctx *c)
     vt_arena_free(&c->arena);
     vt_ctx_base_free(&c->b);
     free(c->hist);
+    free(c->hist_at);
     free(c);
 }
 
@@ -359,20 +361,44 @@ const float *vtok_llm_logits(const vtok_llm_ctx *c)
     return c && c->have_logits ? c->logits : NULL;
 }
 
-static int hist_push(vtok_llm_ctx *c, const int32_t *ids, int64_t n)
+/* ids at positions at0, at0 + 1, ... into the repetition-penalty history */
+static int hist_push(vtok_llm_ctx *c, const int32_t *ids, int64_t n, int64_t at0)
 {
     if (c->n_hist + n > c->cap_hist) {
         int64_t cap = c->cap_hist ? c->cap_hist : 256;
         while (cap < c->n_hist + n)
             cap *= 2;
         int32_t *h = realloc(c->hist, (size_t)cap * sizeof *h);
-        if (!h)
+        if (h)
+            c->hist = h;
+        int64_t *a = h ? realloc(c->hist_at, (size_t)cap * sizeof *a) : NULL;
+        if (!a)
             return vt_fail(&c->st, VTOK_ENOMEM, "out of memory");
-        c->hist = h;
+        c->hist_at = a;
         c->cap_hist = cap;
     }
     memcpy(c->hist + c->n_hist, ids, (size_t)n * sizeof *ids);
+    for (int64_t i = 0; i < n; i++)
+        c->hist_at[c->n_hist + i] = at0 + i;
     c->n_hist += n;
+    return 0;
+}
+
+int vtok_llm_truncate(vtok_llm_ctx *c, int64_t n)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    if (n < 0 || n > c->seq.n_past)
+        return vt_fail(&c->st, VTOK_EINVAL, "vtok_llm_truncate: %lld positions of %lld held",
+                       (long long)n, (long long)c->seq.n_past);
+    if (n == c->seq.n_past)
+        return 0;
+    c->seq.n_past = n; /* later positions are overwritten by the next eval */
+    c->have_logits = 0;
+    int64_t k = 0;
+    while (k < c->n_hist && c->hist_at[k] < n)
+        k++;
+    c->n_hist = k;
     return 0;
 }
 
@@ -465,7 +491,7 @@ static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
         /* transformers' repetition penalty sees input_ids: a prompt given as
          * ids counts, one given as inputs_embeds (with image rows) does not */
         if (b->ids && !b->n_embeds)
-            rc = hist_push(c, b->ids, b->n);
+            rc = hist_push(c, b->ids, b->n, c->seq.n_past - b->n);
     }
     return rc;
 }
@@ -550,7 +576,7 @@ static int generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int
         gen[n++] = id;
         if (out)
             out[n - 1] = id;
-        if ((rc = hist_push(c, &id, 1)))
+        if ((rc = hist_push(c, &id, 1, c->seq.n_past)))
             break;
         int stop = 0;
         for (int64_t k = 0; k < p->n_stop_ids; k++)

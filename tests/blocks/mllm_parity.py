@@ -292,6 +292,38 @@ def main():
               "%s" % (n_img, N, got["ids"]))
         del img_pos
 
+    # A conversation (chat -i, stdin lines): turn 2 re-renders the whole
+    # conversation (conv_llava_v1, SeparatorStyle.TWO: sep " ", sep2 "</s>")
+    # and evaluates only what differs from the positions held; its answer
+    # must equal a fresh greedy run over the whole turn-2 prompt.
+    q1, q2 = "What is shown in this picture?", "And what colours does it have?"
+    p = subprocess.run([vtok, "chat", "-i", "--recipe", "llava-1.5", "--model", tiny, "--llm",
+                        llm, "--image", img, "--format", "llava_v1", "--max-tokens", str(N),
+                        "--json"], input=(q1 + "\n" + q2 + "\n").encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    turns = [json.loads(x) for x in p.stdout.decode().splitlines() if x.startswith("{")]
+    check(p.returncode == 0 and len(turns) == 2, "chat -i: two turns answered %s" %
+          p.stderr.decode().strip()[-300:])
+    if len(turns) == 2:
+        t1, t2 = turns
+        conv = [LLAVA_SYSTEM + " USER: <image>\n" + q1 + " ASSISTANT:",
+                LLAVA_SYSTEM + " USER: <image>\n" + q1 + " ASSISTANT: " + t1["text"] + "</s>" +
+                "USER: " + q2 + " ASSISTANT:"]
+        for k, (t, prompt) in enumerate(zip(turns, conv)):
+            ids = llava_prompt_ids(a.node, a.work, prompt, bos)
+            parts = [rows if i == -200 else model.embed(torch.tensor([i])) for i in ids]
+            full = [x for i in ids for x in ([None] * T if i == -200 else [i])]
+            ref = model.greedy(torch.cat(parts), N)
+            tail = full[t["reused_positions"]:]
+            tail_ok = len(tail) == len(t["prompt_ids"]) and all(
+                r is None or r == g for r, g in zip(tail, t["prompt_ids"]))
+            check(tail_ok and t["ids"] == ref,
+                  "chat -i turn %d: %d positions kept, %d evaluated = the whole prompt (%d), "
+                  "%d greedy ids equal a fresh run" % (k + 1, t["reused_positions"],
+                                                       len(t["prompt_ids"]), len(full), N))
+        check(t2["reused_positions"] >= len(full) // 2 and t1["reused_positions"] == 0,
+              "chat -i: turn 2 reuses the KV of turn 1 (%d positions)" % t2["reused_positions"])
+
     # GVT's splice rule through a recipe whose layout is GVT's.
     with open(os.path.join(REPO, "recipes", "llava-1.5.json")) as f:
         rec = json.load(f)

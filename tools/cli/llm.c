@@ -7,7 +7,7 @@
  *                 [--dtype D] [--threads N] [--ctx N] [--json]
  *   vtok tokenize-text --llm DIR [--no-special] TEXT
  *   vtok chat --recipe NAME|FILE --model DIR --llm DIR --image FILE... [-p TEXT]
- *             [--format NAME|template|raw] [--out DIR] [generation options as generate]
+ *             [--format NAME|template|raw] [--out DIR] [-i] [generation options as generate]
  *
  * generate streams the answer to stdout as it is made (--json: one JSON
  * object at the end instead: ids, text, timings); --chat renders the prompt
@@ -164,6 +164,8 @@ typedef struct gen_opts {
      * holds go to "image_ids" (--json) and out/ids.npy (--out) */
     const vtok_recipe_info *ri;
     const char *out;
+    int interactive;  /* chat -i: a conversation from stdin lines, tty or not */
+    int64_t reused;   /* positions of this prompt already held (KV reuse)     */
 } gen_opts;
 
 static int gen_option(gen_opts *o, int argc, char **argv, int *i, int *used)
@@ -173,6 +175,10 @@ static int gen_option(gen_opts *o, int argc, char **argv, int *i, int *used)
     *used = 1;
     if (!strcmp(k, "--json")) {
         o->json = 1;
+        return 0;
+    }
+    if (!strcmp(k, "-i") || !strcmp(k, "--interactive")) {
+        o->interactive = 1;
         return 0;
     }
     static const char *const valued[] = {"--dtype", "--stop", "--max-tokens", "--temperature",
@@ -260,8 +266,10 @@ static int save_codes(const char *dir, const vtok_recipe_info *ri, const int64_t
     return 0;
 }
 
+/* Evaluate b, generate, print. reply: the answer's text; gen / n_gen: its
+ * ids (malloc'd), for a caller that keeps the conversation. */
 static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batch *b,
-                  char **reply)
+                  char **reply, int32_t **gen, int64_t *n_gen)
 {
     vtok_status st = {0};
     int32_t *out = malloc((size_t)(o->gp.max_tokens > 0 ? o->gp.max_tokens : 1) * sizeof *out);
@@ -313,7 +321,8 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
             fail("%s", st.msg[0] ? st.msg : "out of memory");
             goto done;
         }
-        printf("{\"prompt_tokens\": %lld, \"prompt_ids\": [", (long long)b->n);
+        printf("{\"reused_positions\": %lld, \"prompt_tokens\": %lld, \"prompt_ids\": [",
+               (long long)o->reused, (long long)b->n);
         for (int64_t i = 0; i < b->n; i++)
             printf("%s%d", i ? ", " : "", b->ids ? b->ids[i] : -1);
         printf("], \"image_positions\": %lld, \"ids\": [", (long long)b->n_embeds);
@@ -336,6 +345,11 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
     rc = 0;
 done:
     free(codes);
+    if (gen && !rc) {
+        *gen = out;
+        *n_gen = n_out;
+        out = NULL;
+    }
     free(out);
     return rc;
 }
@@ -423,7 +437,7 @@ int cli_generate(int argc, char **argv)
         fail("%s", st.msg);
         goto done;
     }
-    rc = answer(m, c, &o, &b, NULL);
+    rc = answer(m, c, &o, &b, NULL, NULL, NULL);
 done:
     vtok_llm_batch_free(&b);
     vtok_llm_ctx_free(c);
@@ -480,10 +494,12 @@ static char *read_stdin_all(void)
 
 #define MAX_TURNS 64
 
-/* An interactive conversation on a terminal: each line a user turn (the
- * images' placeholders go before the first), the whole conversation
- * re-rendered and re-evaluated every turn (no KV reuse yet). An empty line
- * or end of input ends it. */
+/* An interactive conversation (a terminal, or -i): each line a user turn
+ * (the images' placeholders go before the first). Every turn the whole
+ * conversation is rendered and tokenized again, and only what differs from
+ * the positions already held (prompt and answers so far) is evaluated: the
+ * KV cache is kept up to the first position that changed. An empty line or
+ * end of input ends it. */
 static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
                     const vtok_recipe_info *ri, const char *format, int has_template,
                     int n_images, int64_t T, const int64_t *ids, const float *rows)
@@ -497,6 +513,10 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
     vtok_llm_ctx *c = vtok_llm_ctx_new(m, o->n_ctx, cp, &st);
     if (!c)
         return fail("%s", st.msg);
+    vtok_llm_info li;
+    vtok_llm_get_info(m, &li);
+    int32_t *held = NULL; /* the id at each position held, -1 for an image row */
+    int64_t n_held = 0;
     char *line = NULL;
     size_t cap = 0;
     fprintf(stderr, "vtok: ask about the image%s (empty line to end)\n", n_images == 1 ? "" : "s");
@@ -527,9 +547,54 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
         }
         vtok_free(text);
         b.embeds = rows;
-        vtok_llm_reset(c);
+        int32_t *cur = malloc((size_t)b.n * sizeof *cur), *gen = NULL;
+        int64_t *epos = malloc((size_t)(b.n_embeds ? b.n_embeds : 1) * sizeof *epos), n_gen = 0;
+        if (!cur || !epos) {
+            free(cur);
+            free(epos);
+            vtok_llm_batch_free(&b);
+            rc = fail("out of memory");
+            break;
+        }
+        for (int64_t i = 0; i < b.n; i++)
+            cur[i] = b.ids ? b.ids[i] : -1;
+        for (int64_t k = 0; k < b.n_embeds; k++)
+            cur[b.embed_pos[k]] = -1;
+        /* keep the common prefix; at least one position is evaluated (logits) */
+        int64_t keep = 0;
+        while (keep < n_held && keep < b.n - 1 && held[keep] == cur[keep])
+            keep++;
+        int64_t first = 0; /* image rows of the kept part */
+        while (first < b.n_embeds && b.embed_pos[first] < keep)
+            first++;
+        for (int64_t k = first; k < b.n_embeds; k++)
+            epos[k - first] = b.embed_pos[k] - keep;
+        vtok_llm_batch rest = {.n = b.n - keep, .ids = b.ids ? b.ids + keep : NULL,
+                               .embeds = b.n_embeds > first ? rows + first * li.hidden_size : NULL,
+                               .embed_pos = b.n_embeds > first ? epos : NULL,
+                               .n_embeds = b.n_embeds - first};
         char *reply = NULL;
-        rc = answer(m, c, o, &b, &reply);
+        o->reused = keep;
+        rc = vtok_llm_truncate(c, keep) ? fail("%s", vtok_llm_errmsg(c))
+                                        : answer(m, c, o, &rest, &reply, &gen, &n_gen);
+        /* held: this prompt, then the answer's ids that were run (not the last) */
+        int64_t n_run = vtok_llm_n_past(c) - b.n;
+        if (!rc && n_run >= 0 && n_run <= n_gen) {
+            int32_t *h = realloc(held, (size_t)(b.n + n_run) * sizeof *h);
+            if (h) {
+                memcpy(h, cur, (size_t)b.n * sizeof *h);
+                memcpy(h + b.n, gen, (size_t)n_run * sizeof *h);
+                held = h;
+                n_held = b.n + n_run;
+            } else {
+                n_held = 0; /* nothing reused next turn */
+            }
+        } else {
+            n_held = 0;
+        }
+        free(cur);
+        free(epos);
+        free(gen);
         vtok_llm_batch_free(&b);
         if (rc)
             break;
@@ -539,6 +604,7 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
     }
     for (int i = 0; i < n; i++)
         free(own[i]);
+    free(held);
     free(line);
     vtok_llm_ctx_free(c);
     return rc;
@@ -659,7 +725,11 @@ int cli_chat(int argc, char **argv)
         goto done;
     }
     int raw = format && !strcmp(format, "raw"), add_special = 1;
-    if (!prompt && isatty(0) && !raw && !o.json) {
+    if (o.interactive && (prompt || raw)) {
+        fail("-i: the conversation comes from stdin, one turn per line (no -p, no raw format)");
+        goto done;
+    }
+    if (o.interactive || (!prompt && isatty(0) && !raw && !o.json)) {
         if (o.out) {
             fail("--out keeps one answer's image ids: give the question with -p");
             goto done;
@@ -696,7 +766,7 @@ int cli_chat(int argc, char **argv)
         fail("%s", st.msg);
         goto done;
     }
-    rc = answer(m, c, &o, &b, NULL);
+    rc = answer(m, c, &o, &b, NULL, NULL, NULL);
 done:
     vtok_llm_batch_free(&b);
     vtok_llm_ctx_free(c);
