@@ -230,6 +230,7 @@ static int replace_all(vt_tokbuf *out, const char *s, size_t n, const char *a, s
 {
     size_t i = 0, st = 0;
     int r = 0;
+    if (!al) return vt_tokbuf_put(out, s, n); /* the loaders refuse it; never loop */
     while (i + al <= n && !r) {
         if (!memcmp(s + i, a, al)) {
             r = vt_tokbuf_put(out, s + st, i - st);

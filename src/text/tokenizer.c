@@ -271,6 +271,9 @@ static int load_normalizer(vt_tokenizer *t, const cJSON *n, vtok_status *st)
                        "supported (supported: NFC, Prepend, Replace, BertNormalizer, Sequence)",
                        type);
     }
+    if (s->kind == VT_NORM_REPLACE && a && !*a)
+        return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: normalizer 'Replace' has an "
+                       "empty pattern");
     if (a && !(s->a = dup_n(a, s->alen = strlen(a)))) return VTOK_ENOMEM;
     if (b && !(s->b = dup_n(b, s->blen = strlen(b)))) return VTOK_ENOMEM;
     t->n_norm++;
@@ -419,6 +422,10 @@ static int load_decoder(vt_tokenizer *t, const cJSON *d, vtok_status *st)
                        "supported (supported: ByteLevel, ByteFallback, Fuse, Replace, Strip, "
                        "Metaspace, WordPiece, Sequence)", type);
     }
+    /* an empty pattern would match at every position without advancing */
+    if ((s->kind == VT_DEC_REPLACE || s->kind == VT_DEC_METASPACE) && a && !*a)
+        return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: decoder '%.64s' has an empty "
+                       "pattern", type);
     if (a && !(s->a = dup_n(a, s->alen = strlen(a)))) return VTOK_ENOMEM;
     if (b && !(s->b = dup_n(b, s->blen = strlen(b)))) return VTOK_ENOMEM;
     t->n_dec++;
