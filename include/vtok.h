@@ -699,7 +699,7 @@ const float *vtok_llm_logits(const vtok_llm_ctx *c);
  * it gets alone, except with rope_scaling "dynamic", whose scaling the batch
  * shares, taken from its largest position, as in transformers. The row-wise
  * work is one matmul over all sequences' rows (a decode step: n_seq rows),
- * so n_seq sequences decode faster together than one after another.
+ * which reads each weight once per step for every sequence.
  *   vtok_llm_ctx_new_batch: 1 to 4096 sequences of up to n_ctx positions
  *     each (n_ctx 0 as vtok_llm_ctx_new); n_seq 1 is vtok_llm_ctx_new.
  *   vtok_llm_eval_batch: n_ids[i] >= 1 ids for each sequence i, after its
