@@ -697,6 +697,38 @@ int          vtok_llm_eval(vtok_llm_ctx *c, const vtok_llm_batch *b);
 const float *vtok_llm_logits(const vtok_llm_ctx *c);
 
 /*
+ * Batches: n_seq sequences in one context, run together as transformers
+ * runs a batch left-padded to the longest with its attention_mask
+ * (generate(): position_ids = cumsum(mask) - 1; the pads are masked out for
+ * every query, so vtok never computes them). A sequence's logits are those
+ * it gets alone, except with rope_scaling "dynamic", whose scaling the batch
+ * shares, taken from its largest position, as in transformers. The row-wise
+ * work is one matmul over all sequences' rows (a decode step: n_seq rows),
+ * which reads each weight once per step for every sequence.
+ *   vtok_llm_ctx_new_batch: 1 to 4096 sequences of up to n_ctx positions
+ *     each (n_ctx 0 as vtok_llm_ctx_new); n_seq 1 is vtok_llm_ctx_new.
+ *   vtok_llm_eval_batch: n_ids[i] >= 1 ids for each sequence i, after its
+ *     held positions. vtok_llm_eval_seqs: the same from one vtok_llm_batch
+ *     per sequence (ids, inputs_embeds rows, or ids with rows: images).
+ *   vtok_llm_decode_batch: one id per sequence (ids[n_seq]), a decode step.
+ *   All refuse (no sequence changed) an empty sequence, ids outside the
+ *   vocabulary and a sequence past n_ctx, naming the sequence.
+ *   vtok_llm_logits_seq: sequence seq's last-position logits [vocab] after
+ *     the last eval / decode (NULL if none or seq out of range).
+ * On a context of n_seq > 1, vtok_llm_eval and vtok_llm_generate refuse;
+ * vtok_llm_logits and vtok_llm_n_past give sequence 0's.
+ */
+vtok_llm_ctx *vtok_llm_ctx_new_batch(vtok_llm *m, int64_t n_seq, int64_t n_ctx,
+                                     const vtok_ctx_params *p, vtok_status *st);
+int64_t       vtok_llm_n_seq(const vtok_llm_ctx *c);
+int64_t       vtok_llm_n_past_seq(const vtok_llm_ctx *c, int64_t seq);
+int           vtok_llm_eval_batch(vtok_llm_ctx *c, const int32_t *const *ids,
+                                  const int64_t *n_ids);
+int           vtok_llm_eval_seqs(vtok_llm_ctx *c, const vtok_llm_batch *seqs);
+int           vtok_llm_decode_batch(vtok_llm_ctx *c, const int32_t *ids);
+const float  *vtok_llm_logits_seq(const vtok_llm_ctx *c, int64_t seq);
+
+/*
  * A prompt with images, spliced as a recipe's layout says (vtok_recipe_info):
  * text holds layout->placeholder once per image, each image giving
  * tokens_per_image (T) tokens:

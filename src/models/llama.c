@@ -29,13 +29,33 @@
  *   sequence (HF keeps it in the module, across generate calls).
  * - Positions without an attention mask are cache_position = past .. past +
  *   n - 1 (LlamaModel.forward).
+ * - Left-padded batches (vt_llm_forward_batch): generate() makes
+ *   position_ids = attention_mask.long().cumsum(-1) - 1, then
+ *   masked_fill_(attention_mask == 0, 1), and keeps the last new columns on
+ *   later steps (generation/utils.py, GenerationMixin.
+ *   prepare_inputs_for_generation, "Create missing `position_ids` on the
+ *   fly"): a sequence's real tokens sit at 0, 1, ... whatever its padding.
+ *   The 4D mask (modeling_llama.py, _prepare_4d_causal_attention_mask_with_
+ *   cache_position) adds finfo.min where the 2D mask is 0, so a pad key is
+ *   masked for every query and its softmax weight is exactly 0 in float32:
+ *   a real query reads only its sequence's real keys up to itself. vtok
+ *   therefore stores each sequence's real positions alone (K/V rows from
+ *   slot 0) and runs no pad rows at all; a pad query row, whose every key
+ *   is masked, gets a uniform softmax over finfo.min scores in the eager
+ *   path (the sdpa path unmasks such rows on CUDA, _unmask_unattended):
+ *   don't-care values that never reach a real row. The one batch-wide
+ *   term is dynamic NTK: _dynamic_frequency_update takes seq_len =
+ *   torch.max(position_ids) + 1 over the whole [batch, len] tensor (the
+ *   pads' 1 never exceeds it: a batch with pads has a longest sequence of
+ *   2 or more), so a batch shares one rope state, updated from the largest
+ *   position of the call.
  * - LlamaForCausalLM: logits = lm_head(h) (tie_word_embeddings: the
  *   embedding matrix; Qwen2's small models tie).
  *
  * Not covered (refused): other rope types (yarn, longrope, ntk), hidden_act
  * other than silu, Mistral/Qwen2 sequences longer than an active
  * sliding_window (the window mask of MistralModel._update_causal_mask would
- * change the result), left-padded batches. pretraining_tp > 1 splits
+ * change the result). pretraining_tp > 1 splits
  * LLaMA's matmuls into slices: the same sums in another order, so it is
  * accepted and ignored.
  */
@@ -449,52 +469,79 @@ int vt_llm_pack(vt_llm *m, int dtype, vt_pool *pool, vtok_status *st)
 
 /* ---- sequences ---- */
 
-/* Work floats of a call of up to T tokens: x, xn [T, H], q, att [T, qd],
- * gate|up [T, 2I], act [T, I]; -1 on overflow. */
-static int64_t work_floats(const vt_llm_config *c, int64_t T)
+/* Work floats of a call of up to T rows over n_seq sequences: x, xn [T, H],
+ * q, att [T, qd], gate|up [T, 2I], act [T, I]; with n_seq > 1 also the new
+ * K and V rows [T, kv_dim] each (scattered to the sequences' caches) and the
+ * last rows [n_seq, H] for lm_head; -1 on overflow. */
+static int64_t work_floats(const vt_llm_config *c, int64_t T, int64_t n_seq)
 {
-    const int64_t per = 2 * c->hidden + 2 * c->heads * c->head_dim + 3 * c->inter;
-    int64_t n;
-    return vt_mul_ok(T, per, &n) && n < INT64_MAX / 8 ? n + 64 : -1;
+    const int64_t kvd = c->kv_heads * c->head_dim;
+    const int64_t per = 2 * c->hidden + 2 * c->heads * c->head_dim + 3 * c->inter +
+                        (n_seq > 1 ? 2 * kvd : 0);
+    int64_t n, g;
+    if (!vt_mul_ok(T, per, &n) || !vt_mul_ok(n_seq > 1 ? n_seq : 0, c->hidden, &g) ||
+        n > INT64_MAX / 16 || g > INT64_MAX / 16)
+        return -1;
+    return n + g + 64;
 }
 
-int vt_llm_seq_init(vt_llm_seq *s, const vt_llm *m, int64_t cap, int64_t max_chunk,
-                    vtok_status *st)
+int vt_llm_seq_init_batch(vt_llm_seq *s, const vt_llm *m, int64_t n_seq, int64_t cap,
+                          int64_t max_rows, vtok_status *st)
 {
     memset(s, 0, sizeof *s);
     const vt_llm_config *c = &m->c;
+    if (n_seq < 1 || n_seq > VT_LLM_MAX_SEQ)
+        return vt_fail(st, VTOK_EINVAL, "%lld sequences: a batch holds 1 to %d",
+                       (long long)n_seq, VT_LLM_MAX_SEQ);
     if (cap <= 0)
         cap = c->max_tokens;
     if (cap > c->max_tokens)
         return vt_fail(st, VTOK_ELIMIT, "KV capacity %lld exceeds the model's %lld positions",
                        (long long)cap, (long long)c->max_tokens);
-    if (max_chunk <= 0 || max_chunk > cap)
-        max_chunk = cap;
+    const int64_t rows_all = vt_szmul(n_seq, cap);
+    if (max_rows <= 0 || max_rows > rows_all)
+        max_rows = rows_all;
+    if (max_rows < n_seq)
+        max_rows = n_seq;
     const int64_t kvd = c->kv_heads * c->head_dim;
     int64_t kv_n, w_n;
-    if (!vt_mul_ok(cap, 2 * kvd, &kv_n) || !vt_mul_ok(kv_n, c->n_layers, &kv_n) ||
-        kv_n > INT64_MAX / 8 || (w_n = work_floats(c, max_chunk)) <= 0)
-        return vt_fail(st, VTOK_ELIMIT, "KV cache of %lld positions is too large",
-                       (long long)cap);
+    if (!vt_mul_ok(rows_all, 2 * kvd, &kv_n) || !vt_mul_ok(kv_n, c->n_layers, &kv_n) ||
+        kv_n > INT64_MAX / 8 || (w_n = work_floats(c, max_rows, n_seq)) <= 0)
+        return vt_fail(st, VTOK_ELIMIT, "KV cache of %lld x %lld positions is too large",
+                       (long long)n_seq, (long long)cap);
     s->m = m;
+    s->n_seq = n_seq;
     s->cap = cap;
-    s->max_chunk = max_chunk;
+    s->max_chunk = max_rows;
     s->kv = vt_alloc((size_t)kv_n * sizeof(float));
     s->work = vt_alloc((size_t)w_n * sizeof(float));
-    s->pos = vt_alloc((size_t)max_chunk * sizeof(int64_t));
+    s->pos = vt_alloc((size_t)max_rows * sizeof(int64_t));
     s->inv_freq = vt_alloc((size_t)(c->head_dim / 2) * sizeof(float));
-    if (!s->kv || !s->work || !s->pos || !s->inv_freq) {
+    s->past = n_seq > 1 ? vt_alloc((size_t)n_seq * sizeof(int64_t)) : NULL;
+    if (!s->kv || !s->work || !s->pos || !s->inv_freq || (n_seq > 1 && !s->past)) {
         vt_llm_seq_free(s);
-        return vt_fail(st, VTOK_ENOMEM, "out of memory for a KV cache of %lld positions",
-                       (long long)cap);
+        return vt_fail(st, VTOK_ENOMEM, "out of memory for a KV cache of %lld x %lld positions",
+                       (long long)n_seq, (long long)cap);
     }
     vt_llm_seq_reset(s);
     return 0;
 }
 
+int vt_llm_seq_init(vt_llm_seq *s, const vt_llm *m, int64_t cap, int64_t max_chunk,
+                    vtok_status *st)
+{
+    if (cap <= 0)
+        cap = m->c.max_tokens;
+    if (max_chunk <= 0 || max_chunk > cap)
+        max_chunk = cap;
+    return vt_llm_seq_init_batch(s, m, 1, cap, max_chunk, st);
+}
+
 void vt_llm_seq_reset(vt_llm_seq *s)
 {
     s->n_past = 0;
+    for (int64_t i = 0; s->past && i < s->n_seq; i++)
+        s->past[i] = 0;
     memcpy(s->inv_freq, s->m->inv_freq, (size_t)(s->m->c.head_dim / 2) * sizeof(float));
     s->rope_cached = s->m->c.max_pos; /* max_seq_len_cached at init */
 }
@@ -507,11 +554,19 @@ void vt_llm_seq_free(vt_llm_seq *s)
     vt_free(s->work);
     vt_free(s->pos);
     vt_free(s->inv_freq);
+    vt_free(s->past);
     memset(s, 0, sizeof *s);
 }
 
-/* LlamaRotaryEmbedding._dynamic_frequency_update for a call whose last
- * position is seq_len - 1. */
+int64_t vt_llm_seq_past(const vt_llm_seq *s, int64_t i)
+{
+    if (i < 0 || i >= s->n_seq)
+        return 0;
+    return s->past ? s->past[i] : s->n_past;
+}
+
+/* LlamaRotaryEmbedding._dynamic_frequency_update for a call whose largest
+ * position is seq_len - 1 (over the whole batch: torch.max(position_ids)). */
 static void dynamic_update(vt_llm_seq *s, int64_t seq_len)
 {
     const vt_llm_config *c = &s->m->c;
@@ -525,36 +580,35 @@ static void dynamic_update(vt_llm_seq *s, int64_t seq_len)
     }
 }
 
-static int check_input(const vt_llm_seq *s, const vt_llm_input *in, vtok_status *st)
+/* One sequence's inputs after p0 cached positions; who: "" or "sequence i: ". */
+static int check_input(const vt_llm_seq *s, int64_t p0, const vt_llm_input *in, const char *who,
+                       vtok_status *st)
 {
     const vt_llm_config *c = &s->m->c;
     const int64_t n = in->n;
-    if (n <= 0)
-        return vt_fail(st, VTOK_EINVAL, "no tokens to run");
-    if (s->n_past + n > c->max_tokens)
+    if (p0 + n > c->max_tokens)
         return vt_fail(st, VTOK_ELIMIT,
-                       "%lld tokens after %lld cached exceed the model's %lld positions "
+                       "%s%lld tokens after %lld cached exceed the model's %lld positions "
                        "(max_position_embeddings)",
-                       (long long)n, (long long)s->n_past, (long long)c->max_tokens);
-    if (n > s->max_chunk)
-        return vt_fail(st, VTOK_ELIMIT, "%lld tokens in one call exceed the planned %lld",
-                       (long long)n, (long long)s->max_chunk);
-    if (s->n_past + n > s->cap)
+                       who, (long long)n, (long long)p0, (long long)c->max_tokens);
+    if (p0 + n > s->cap)
         return vt_fail(st, VTOK_ELIMIT,
-                       "%lld tokens after %lld cached exceed the KV capacity of %lld positions",
-                       (long long)n, (long long)s->n_past, (long long)s->cap);
-    if (c->sliding_window > 0 && s->n_past + n > c->sliding_window)
+                       "%s%lld tokens after %lld cached exceed the KV capacity of %lld positions",
+                       who, (long long)n, (long long)p0, (long long)s->cap);
+    if (c->sliding_window > 0 && p0 + n > c->sliding_window)
         return vt_fail(st, VTOK_EUNSUPPORTED,
-                       "sequences longer than sliding_window (%lld) are not supported",
+                       "%ssequences longer than sliding_window (%lld) are not supported", who,
                        (long long)c->sliding_window);
+    if (n == 0)
+        return 0;
     if (!in->ids && !in->embeds)
-        return vt_fail(st, VTOK_EINVAL, "neither ids nor embeddings given");
+        return vt_fail(st, VTOK_EINVAL, "%sneither ids nor embeddings given", who);
     if (in->ids && in->n_embed && (!in->embeds || !in->embed_pos))
-        return vt_fail(st, VTOK_EINVAL, "embedding positions without embeddings");
+        return vt_fail(st, VTOK_EINVAL, "%sembedding positions without embeddings", who);
     if (in->ids) {
         for (int64_t k = 0; k < in->n_embed; k++)
             if (in->embed_pos[k] < 0 || in->embed_pos[k] >= n)
-                return vt_fail(st, VTOK_EINVAL, "embedding position %lld outside [0, %lld)",
+                return vt_fail(st, VTOK_EINVAL, "%sembedding position %lld outside [0, %lld)", who,
                                (long long)in->embed_pos[k], (long long)n);
         for (int64_t i = 0; i < n; i++) {
             if (in->ids[i] >= 0 && in->ids[i] < c->vocab)
@@ -563,84 +617,186 @@ static int check_input(const vt_llm_seq *s, const vt_llm_input *in, vtok_status 
             for (int64_t k = 0; k < in->n_embed && !replaced; k++)
                 replaced = in->embed_pos[k] == i;
             if (!replaced)
-                return vt_fail(st, VTOK_EINVAL, "token id %lld at position %lld outside [0, %lld)",
+                return vt_fail(st, VTOK_EINVAL,
+                               "%stoken id %lld at position %lld outside [0, %lld)", who,
                                (long long)in->ids[i], (long long)i, (long long)c->vocab);
         }
     }
     return 0;
 }
 
-int vt_llm_forward(vt_llm_seq *s, const vt_exec *e, const vt_llm_input *in, vt_llm_output *out,
-                   vtok_status *st)
+/* Every sequence's inputs, and the rows of the call; 0 or a failure. */
+static int check_call(const vt_llm_seq *s, const int64_t *past, const vt_llm_input *in,
+                      int64_t *rows, vtok_status *st)
 {
-    int rc = check_input(s, in, st);
+    int64_t R = 0;
+    for (int64_t b = 0; b < s->n_seq; b++) {
+        char who[48] = "";
+        if (s->n_seq > 1)
+            snprintf(who, sizeof who, "sequence %lld: ", (long long)b);
+        if (in[b].n < 0 || (s->n_seq == 1 && in[b].n == 0))
+            return vt_fail(st, VTOK_EINVAL, "%sno tokens to run", who);
+        int rc = check_input(s, past[b], &in[b], who, st);
+        if (rc)
+            return rc;
+        R += in[b].n; /* <= n_seq * cap: no overflow */
+    }
+    if (R == 0)
+        return vt_fail(st, VTOK_EINVAL, "no tokens to run");
+    if (R > s->max_chunk)
+        return vt_fail(st, VTOK_ELIMIT, "%lld tokens in one call exceed the planned %lld",
+                       (long long)R, (long long)s->max_chunk);
+    *rows = R;
+    return 0;
+}
+
+/*
+ * The forward pass over the packed rows of every sequence in the call: the
+ * row-wise parts (norms, projections, MLP, lm_head) as one matmul over all
+ * rows (decode: M = n_seq), the attention per sequence over its own cache
+ * rows. With one sequence the calls are those of the single-sequence path
+ * (new K/V rows straight into the cache).
+ */
+static int forward_rows(vt_llm_seq *s, int64_t *past, const vt_exec *e, const vt_llm_input *in,
+                        vt_llm_output *out, vtok_status *st)
+{
+    int64_t R = 0;
+    int rc = check_call(s, past, in, &R, st);
     if (rc)
         return rc;
     const vt_llm *m = s->m;
     const vt_llm_config *c = &m->c;
-    const int64_t n = in->n, H = c->hidden, I = c->inter, dh = c->head_dim;
-    const int64_t qd = c->heads * dh, kvd = c->kv_heads * dh, p0 = s->n_past;
-    float *x = s->work, *xn = x + n * H, *q = xn + n * H, *att = q + n * qd, *gu = att + n * qd,
-          *act = gu + n * 2 * I;
-    const size_t row = (size_t)H * sizeof(float);
-    const int64_t hs = out && out->hidden ? (out->hidden_stride ? out->hidden_stride : n * H) : 0;
+    const int64_t B = s->n_seq, H = c->hidden, I = c->inter, dh = c->head_dim;
+    const int64_t qd = c->heads * dh, kvd = c->kv_heads * dh, kv_seq = s->cap * kvd;
+    float *x = s->work, *xn = x + R * H, *q = xn + R * H, *att = q + R * qd, *gu = att + R * qd,
+          *act = gu + R * 2 * I;
+    /* batches only (work_floats): new K and V rows, the last row of each sequence */
+    float *knew = B > 1 ? act + R * I : NULL, *vnew = B > 1 ? knew + R * kvd : NULL;
+    float *last = B > 1 ? vnew + R * kvd : NULL;
+    const size_t row = (size_t)H * sizeof(float), kv_row = (size_t)kvd * sizeof(float);
+    const int64_t hs = out && out->hidden ? (out->hidden_stride ? out->hidden_stride : R * H) : 0;
 
-    /* Embeddings: rows of embed_tokens, then the given rows over them. */
-    if (in->ids) {
-        for (int64_t i = 0; i < n; i++)
-            if (in->ids[i] >= 0 && in->ids[i] < c->vocab)
-                memcpy(x + i * H, m->embed + in->ids[i] * H, row);
-        for (int64_t k = 0; k < in->n_embed; k++)
-            memcpy(x + in->embed_pos[k] * H, in->embeds + k * H, row);
-    } else {
-        memcpy(x, in->embeds, (size_t)n * row);
+    /* Embeddings: rows of embed_tokens, then the given rows over them;
+     * positions continue each sequence's own (position_ids = cumsum(mask)
+     * - 1 of a left-padded batch: a sequence's real tokens count from 0). */
+    int64_t seq_len = 0;
+    for (int64_t b = 0, r = 0; b < B; r += in[b].n, b++) {
+        const vt_llm_input *ib = &in[b];
+        float *xb = x + r * H;
+        if (ib->n == 0)
+            continue;
+        if (ib->ids) {
+            for (int64_t i = 0; i < ib->n; i++)
+                if (ib->ids[i] >= 0 && ib->ids[i] < c->vocab)
+                    memcpy(xb + i * H, m->embed + ib->ids[i] * H, row);
+            for (int64_t k = 0; k < ib->n_embed; k++)
+                memcpy(xb + ib->embed_pos[k] * H, ib->embeds + k * H, row);
+        } else {
+            memcpy(xb, ib->embeds, (size_t)ib->n * row);
+        }
+        for (int64_t i = 0; i < ib->n; i++)
+            s->pos[r + i] = past[b] + i;
+        seq_len = past[b] + ib->n > seq_len ? past[b] + ib->n : seq_len;
     }
-    for (int64_t i = 0; i < n; i++)
-        s->pos[i] = p0 + i;
     if (c->rope_type == VT_ROPE_DYNAMIC)
-        dynamic_update(s, p0 + n);
+        dynamic_update(s, seq_len);
     if (hs)
-        memcpy(out->hidden, x, (size_t)n * row);
+        memcpy(out->hidden, x, (size_t)R * row);
 
     const float scale = (float)(1.0 / sqrt((double)dh));
     for (int64_t l = 0; l < c->n_layers; l++) {
         if (vt_run_poll(e))
             return vt_fail(st, VTOK_EABORTED, "aborted");
         const vt_llm_layer *L = &m->layers[l];
-        float *K = s->kv + l * 2 * s->cap * kvd, *V = K + s->cap * kvd;
-        /* attention block; new K/V rows go straight into the cache */
-        vt_op_rmsnorm(e, n, H, x, L->attn_norm, (float)c->eps, xn);
-        vt_op_linear(e, n, xn, 0, &L->q, q, 0);
-        vt_op_linear(e, n, xn, 0, &L->k, K + p0 * kvd, kvd);
-        vt_op_linear(e, n, xn, 0, &L->v, V + p0 * kvd, kvd);
-        vt_op_rope_freq(e, n, c->heads, dh, q, qd, s->pos, s->inv_freq, m->attn_scaling);
-        vt_op_rope_freq(e, n, c->kv_heads, dh, K + p0 * kvd, kvd, s->pos, s->inv_freq,
-                        m->attn_scaling);
-        vt_attn_args a = {.batch = 1, .heads = c->heads, .tq = n, .tk = p0 + n, .dh = dh,
-                          .q = q, .k = K, .v = V, .ldq = qd, .ldk = kvd, .ldv = kvd,
-                          .out = att, .ldo = qd, .scale = scale, .causal = VT_ATTN_CAUSAL_POS,
-                          .kv_heads = c->kv_heads, .q_pos = p0};
-        vt_op_attention_ex(e, &a);
+        float *K = s->kv + l * 2 * B * kv_seq, *V = K + B * kv_seq;
+        /* attention block */
+        vt_op_rmsnorm(e, R, H, x, L->attn_norm, (float)c->eps, xn);
+        vt_op_linear(e, R, xn, 0, &L->q, q, 0);
+        vt_op_rope_freq(e, R, c->heads, dh, q, qd, s->pos, s->inv_freq, m->attn_scaling);
+        if (B == 1) { /* new K/V rows straight into the cache */
+            vt_op_linear(e, R, xn, 0, &L->k, K + past[0] * kvd, kvd);
+            vt_op_linear(e, R, xn, 0, &L->v, V + past[0] * kvd, kvd);
+            vt_op_rope_freq(e, R, c->kv_heads, dh, K + past[0] * kvd, kvd, s->pos, s->inv_freq,
+                            m->attn_scaling);
+        } else { /* all rows at once, then each sequence's to its cache */
+            vt_op_linear(e, R, xn, 0, &L->k, knew, kvd);
+            vt_op_linear(e, R, xn, 0, &L->v, vnew, kvd);
+            vt_op_rope_freq(e, R, c->kv_heads, dh, knew, kvd, s->pos, s->inv_freq,
+                            m->attn_scaling);
+            for (int64_t b = 0, r = 0; b < B; r += in[b].n, b++) {
+                memcpy(K + b * kv_seq + past[b] * kvd, knew + r * kvd, (size_t)in[b].n * kv_row);
+                memcpy(V + b * kv_seq + past[b] * kvd, vnew + r * kvd, (size_t)in[b].n * kv_row);
+            }
+        }
+        /* Each sequence's queries over its own keys 0 .. past + n - 1: the
+         * keys of a left-padded batch that its mask leaves (the pads come
+         * first and are masked for every query; see the file comment). */
+        for (int64_t b = 0, r = 0; b < B; r += in[b].n, b++) {
+            if (in[b].n == 0)
+                continue;
+            vt_attn_args a = {.batch = 1, .heads = c->heads, .tq = in[b].n,
+                              .tk = past[b] + in[b].n, .dh = dh, .q = q + r * qd,
+                              .k = K + b * kv_seq, .v = V + b * kv_seq, .ldq = qd, .ldk = kvd,
+                              .ldv = kvd, .out = att + r * qd, .ldo = qd, .scale = scale,
+                              .causal = VT_ATTN_CAUSAL_POS, .kv_heads = c->kv_heads,
+                              .q_pos = past[b]};
+            vt_op_attention_ex(e, &a);
+        }
         vt_linear_opts acc = {.accumulate = 1};
-        vt_op_linear_ex(e, n, att, 0, &L->o, x, 0, &acc); /* residual + o_proj(...) */
+        vt_op_linear_ex(e, R, att, 0, &L->o, x, 0, &acc); /* residual + o_proj(...) */
         /* MLP: down(silu(gate(x)) * up(x)), gate | up side by side for vt_op_swiglu */
-        vt_op_rmsnorm(e, n, H, x, L->mlp_norm, (float)c->eps, xn);
-        vt_op_linear(e, n, xn, 0, &L->gate, gu, 2 * I);
-        vt_op_linear(e, n, xn, 0, &L->up, gu + I, 2 * I);
-        vt_op_swiglu(e, n, I, gu, act);
-        vt_op_linear_ex(e, n, act, 0, &L->down, x, 0, &acc);
+        vt_op_rmsnorm(e, R, H, x, L->mlp_norm, (float)c->eps, xn);
+        vt_op_linear(e, R, xn, 0, &L->gate, gu, 2 * I);
+        vt_op_linear(e, R, xn, 0, &L->up, gu + I, 2 * I);
+        vt_op_swiglu(e, R, I, gu, act);
+        vt_op_linear_ex(e, R, act, 0, &L->down, x, 0, &acc);
         if (hs && l + 1 < c->n_layers)
-            memcpy(out->hidden + (l + 1) * hs, x, (size_t)n * row);
+            memcpy(out->hidden + (l + 1) * hs, x, (size_t)R * row);
     }
-    vt_op_rmsnorm(e, n, H, x, m->norm, (float)c->eps, xn);
+    vt_op_rmsnorm(e, R, H, x, m->norm, (float)c->eps, xn);
     if (hs)
-        memcpy(out->hidden + c->n_layers * hs, xn, (size_t)n * row);
+        memcpy(out->hidden + c->n_layers * hs, xn, (size_t)R * row);
     if (out && out->logits) {
-        if (out->all_logits)
-            vt_op_linear(e, n, xn, 0, &m->lm_head, out->logits, 0);
-        else
-            vt_op_linear(e, 1, xn + (n - 1) * H, 0, &m->lm_head, out->logits, 0);
+        int all_active = 1;
+        for (int64_t b = 0; b < B; b++)
+            all_active &= in[b].n > 0;
+        if (out->all_logits) {
+            vt_op_linear(e, R, xn, 0, &m->lm_head, out->logits, 0);
+        } else if (B == 1) {
+            vt_op_linear(e, 1, xn + (R - 1) * H, 0, &m->lm_head, out->logits, 0);
+        } else if (all_active) { /* the last rows together: one matmul of M = n_seq */
+            for (int64_t b = 0, r = 0; b < B; b++) {
+                r += in[b].n;
+                memcpy(last + b * H, xn + (r - 1) * H, row);
+            }
+            vt_op_linear(e, B, last, 0, &m->lm_head, out->logits, 0);
+        } else {
+            for (int64_t b = 0, r = 0; b < B; b++) {
+                r += in[b].n;
+                if (in[b].n)
+                    vt_op_linear(e, 1, xn + (r - 1) * H, 0, &m->lm_head,
+                                 out->logits + b * c->vocab, 0);
+            }
+        }
     }
-    s->n_past += n;
+    for (int64_t b = 0; b < B; b++)
+        past[b] += in[b].n;
     return 0;
+}
+
+int vt_llm_forward(vt_llm_seq *s, const vt_exec *e, const vt_llm_input *in, vt_llm_output *out,
+                   vtok_status *st)
+{
+    if (s->n_seq != 1)
+        return vt_fail(st, VTOK_EINVAL, "a batch of %lld sequences: use vt_llm_forward_batch",
+                       (long long)s->n_seq);
+    return forward_rows(s, &s->n_past, e, in, out, st);
+}
+
+int vt_llm_forward_batch(vt_llm_seq *s, const vt_exec *e, const vt_llm_input *in,
+                         vt_llm_output *out, vtok_status *st)
+{
+    if (!in)
+        return vt_fail(st, VTOK_EINVAL, "no inputs");
+    return forward_rows(s, s->past ? s->past : &s->n_past, e, in, out, st);
 }

@@ -9,11 +9,11 @@
  * llama.c for the rules and their sources).
  *
  * A model (vt_llm) is read-only after load and may be shared; a sequence
- * (vt_llm_seq) holds one sequence's KV cache, its dynamic-RoPE state and the
- * work memory of a forward call, all allocated once by vt_llm_seq_init: a
- * forward call never allocates. One call runs any number of new tokens (a
- * whole prompt in batched matmuls, or one decode step) after those already
- * cached.
+ * (vt_llm_seq) holds one sequence's KV cache (or a batch's), its dynamic-RoPE
+ * state and the work memory of a forward call, all allocated once by
+ * vt_llm_seq_init: a forward call never allocates. One call runs any number
+ * of new tokens (a whole prompt in batched matmuls, or one decode step)
+ * after those already cached.
  *
  * Linears are vt_linear (src/core/ops.h), so packed f32, bf16 and int8
  * weights can plug in later through the same vt_op_linear path.
@@ -86,13 +86,25 @@ int64_t vt_llm_linears(vt_llm *m, vt_linear **out);
  * (the embedding matrix) stays float32. */
 int vt_llm_pack(vt_llm *m, int dtype, vt_pool *pool, vtok_status *st);
 
+/*
+ * Sequences: one (vt_llm_seq_init) or a batch of n_seq (vt_llm_seq_init_batch)
+ * sharing one KV block, one dynamic-RoPE state and one work area. A batch
+ * gives the real positions of transformers' left-padded batch (an
+ * attention_mask and position_ids = cumsum(mask) - 1; see llama.c): each
+ * sequence holds only its own positions, from slot 0 of its KV rows, since
+ * the mask removes every pad from every real query; the one batch-wide
+ * effect, dynamic NTK's seq_len = max(position_ids) + 1 over the batch, is
+ * kept (one rope state).
+ */
 typedef struct vt_llm_seq {
     const vt_llm *m;
-    int64_t       cap;       /* KV capacity (positions) */
-    int64_t       max_chunk; /* most tokens one forward call may run */
-    int64_t       n_past;    /* positions cached */
-    float        *kv;        /* per layer: K [cap, kv_dim] then V [cap, kv_dim] */
-    float        *inv_freq;  /* the sequence's current inv_freq (dynamic NTK) */
+    int64_t       n_seq;     /* sequences: 1, or a batch's B                     */
+    int64_t       cap;       /* KV capacity (positions) of each sequence         */
+    int64_t       max_chunk; /* most rows one forward call may run (all sequences) */
+    int64_t       n_past;    /* positions cached (n_seq 1)                       */
+    int64_t      *past;      /* n_seq > 1: [n_seq] positions cached; NULL for 1  */
+    float        *kv;        /* per layer: K [n_seq][cap][kv_dim], then V alike  */
+    float        *inv_freq;  /* the current inv_freq (dynamic NTK)               */
     int64_t       rope_cached; /* max_seq_len_cached of the rotary module */
     float        *work;
     int64_t      *pos;
@@ -102,8 +114,17 @@ typedef struct vt_llm_seq {
  * of one call (0 = cap). Refuses cap over the model's max_tokens. */
 int  vt_llm_seq_init(vt_llm_seq *s, const vt_llm *m, int64_t cap, int64_t max_chunk,
                      vtok_status *st);
-void vt_llm_seq_reset(vt_llm_seq *s); /* forget the cached positions */
+/* n_seq sequences of cap positions each (1 <= n_seq <= VT_LLM_MAX_SEQ);
+ * max_rows: the most rows of one call over all sequences (0 = n_seq * cap;
+ * raised to n_seq so that one decode step of every sequence fits). n_seq 1
+ * is vt_llm_seq_init. */
+#define VT_LLM_MAX_SEQ 4096
+int  vt_llm_seq_init_batch(vt_llm_seq *s, const vt_llm *m, int64_t n_seq, int64_t cap,
+                           int64_t max_rows, vtok_status *st);
+void vt_llm_seq_reset(vt_llm_seq *s); /* forget the cached positions (of every sequence) */
 void vt_llm_seq_free(vt_llm_seq *s);
+/* Positions cached by sequence i. */
+int64_t vt_llm_seq_past(const vt_llm_seq *s, int64_t i);
 
 /* One call's inputs: n tokens at positions n_past .. n_past + n - 1.
  *   ids:       n token ids, or NULL (then every row comes from embeds);
@@ -138,5 +159,16 @@ typedef struct vt_llm_output {
  * the KV capacity or the model's max_tokens. */
 int vt_llm_forward(vt_llm_seq *s, const vt_exec *e, const vt_llm_input *in, vt_llm_output *out,
                    vtok_status *st);
+
+/* One call over a batch: in[i] holds sequence i's new tokens (n 0: the
+ * sequence sits this call out; at least one must have some), after its own
+ * cached positions. Their rows are packed in sequence order (sequence i's
+ * rows start at the sum of the n before it), and out is as for
+ * vt_llm_forward over those rows, except that without all_logits logits is
+ * [n_seq, vocab]: row i the last position of sequence i (rows of sequences
+ * sitting out are not written). Refuses as vt_llm_forward, naming the
+ * sequence, with every cache untouched. */
+int vt_llm_forward_batch(vt_llm_seq *s, const vt_exec *e, const vt_llm_input *in,
+                         vt_llm_output *out, vtok_status *st);
 
 #endif /* VT_LLM_H */

@@ -37,8 +37,9 @@ struct vtok_llm_ctx {
     vtok_llm   *m;
     vt_ctx_base b;
     vt_arena    arena;
-    vt_llm_seq  seq;
-    float      *logits;     /* [vocab], arena */
+    vt_llm_seq  seq;        /* n_seq sequences (vtok_llm_ctx_new_batch) */
+    int64_t     n_seq;
+    float      *logits;     /* [n_seq, vocab], arena */
     int         have_logits;
     int32_t    *hist;       /* ids of the sequence for the repetition penalty */
     int64_t    *hist_at;    /* the position of each (a generated id not yet run: n_past) */
@@ -285,11 +286,16 @@ done:
 
 /* ---- contexts ---- */
 
-vtok_llm_ctx *vtok_llm_ctx_new(vtok_llm *L, int64_t n_ctx, const vtok_ctx_params *p,
-                               vtok_status *st)
+static vtok_llm_ctx *ctx_make(vtok_llm *L, int64_t n_seq, int64_t n_ctx,
+                              const vtok_ctx_params *p, vtok_status *st)
 {
     if (!L) {
         vt_fail(st, VTOK_EINVAL, "no LLM");
+        return NULL;
+    }
+    if (n_seq < 1 || n_seq > VT_LLM_MAX_SEQ) {
+        vt_fail(st, VTOK_EINVAL, "a batch context holds 1 to %d sequences, not %lld",
+                VT_LLM_MAX_SEQ, (long long)n_seq);
         return NULL;
     }
     const int64_t max = L->m.c.max_tokens;
@@ -306,15 +312,20 @@ vtok_llm_ctx *vtok_llm_ctx_new(vtok_llm *L, int64_t n_ctx, const vtok_ctx_params
         return NULL;
     }
     c->m = L;
-    const int64_t chunk = n_ctx < MAX_CHUNK ? n_ctx : MAX_CHUNK;
+    c->n_seq = n_seq;
+    /* rows of one call: prefill in chunks of MAX_CHUNK rows over all
+     * sequences, and never fewer than one decode step of every sequence */
+    const int64_t all = vt_szmul(n_seq, n_ctx);
+    int64_t chunk = all < MAX_CHUNK ? all : MAX_CHUNK;
+    chunk = chunk < n_seq ? n_seq : chunk;
     int rc = vt_ctx_base_init(&c->b, p, "LLM context", st);
     if (!rc)
-        rc = vt_llm_seq_init(&c->seq, &L->m, n_ctx, chunk, st);
+        rc = vt_llm_seq_init_batch(&c->seq, &L->m, n_seq, n_ctx, chunk, st);
     if (!rc) {
         vt_planner pl;
         vt_planner_init(&pl);
         vt_ctx_plan_exec(&c->b, &pl, chunk, chunk, L->m.lp_max_in);
-        vt_plan_floats(&pl, &c->logits, L->m.c.vocab);
+        vt_plan_floats(&pl, &c->logits, vt_szmul(n_seq, L->m.c.vocab));
         rc = vt_ctx_commit(&c->b, &pl, &c->arena, "an LLM context", st);
         vt_planner_free(&pl);
     }
@@ -323,6 +334,18 @@ vtok_llm_ctx *vtok_llm_ctx_new(vtok_llm *L, int64_t n_ctx, const vtok_ctx_params
         return NULL;
     }
     return c;
+}
+
+vtok_llm_ctx *vtok_llm_ctx_new(vtok_llm *L, int64_t n_ctx, const vtok_ctx_params *p,
+                               vtok_status *st)
+{
+    return ctx_make(L, 1, n_ctx, p, st);
+}
+
+vtok_llm_ctx *vtok_llm_ctx_new_batch(vtok_llm *L, int64_t n_seq, int64_t n_ctx,
+                                     const vtok_ctx_params *p, vtok_status *st)
+{
+    return ctx_make(L, n_seq, n_ctx, p, st);
 }
 
 void vtok_llm_ctx_free(vtok_llm_ctx *c)
@@ -348,7 +371,7 @@ void vtok_llm_reset(vtok_llm_ctx *c)
 
 int64_t vtok_llm_n_past(const vtok_llm_ctx *c)
 {
-    return c ? c->seq.n_past : 0;
+    return c ? vt_llm_seq_past(&c->seq, 0) : 0;
 }
 
 const char *vtok_llm_errmsg(const vtok_llm_ctx *c)
@@ -421,6 +444,9 @@ static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
 {
     vtok_status *st = &c->st;
     const vt_llm_config *cf = &c->m->m.c;
+    if (c->n_seq > 1)
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_eval: the context holds %lld sequences "
+                       "(use vtok_llm_eval_batch)", (long long)c->n_seq);
     if (!b || b->n < 1 || (!b->ids && !b->embeds) || b->n_embeds < 0 ||
         (b->n_embeds && !b->embeds) || (b->ids && b->n_embeds && !b->embed_pos))
         return vt_fail(st, VTOK_EINVAL, "vtok_llm_eval: a batch needs n >= 1 and ids and/or "
@@ -506,6 +532,206 @@ int vtok_llm_eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
     return vt_ctx_end(&c->b, &c->st, eval(c, b));
 }
 
+/* ---- batches (vtok_llm_ctx_new_batch) ---- */
+
+int64_t vtok_llm_n_seq(const vtok_llm_ctx *c)
+{
+    return c ? c->n_seq : 0;
+}
+
+int64_t vtok_llm_n_past_seq(const vtok_llm_ctx *c, int64_t seq)
+{
+    return c ? vt_llm_seq_past(&c->seq, seq) : 0;
+}
+
+const float *vtok_llm_logits_seq(const vtok_llm_ctx *c, int64_t seq)
+{
+    if (!c || !c->have_logits || seq < 0 || seq >= c->n_seq)
+        return NULL;
+    return c->logits + seq * c->m->m.c.vocab;
+}
+
+/* Sequence i's new positions, checked as vtok_llm_eval checks a batch. */
+static int check_seq(vtok_llm_ctx *c, const vtok_llm_batch *b, int64_t i)
+{
+    vtok_status *st = &c->st;
+    const vt_llm_config *cf = &c->m->m.c;
+    const int64_t held = vt_llm_seq_past(&c->seq, i);
+    if (b->n < 1)
+        return vt_fail(st, VTOK_EINVAL, "sequence %lld is empty (every sequence needs at least "
+                       "one position)", (long long)i);
+    if (!b->ids && !b->embeds)
+        return vt_fail(st, VTOK_EINVAL, "sequence %lld has neither ids nor embeds",
+                       (long long)i);
+    if (b->n_embeds < 0 || (b->n_embeds && !b->embeds) || (b->ids && b->n_embeds &&
+                                                           !b->embed_pos))
+        return vt_fail(st, VTOK_EINVAL, "sequence %lld: embeds rows need embeds (and embed_pos "
+                       "with ids)", (long long)i);
+    if (!b->ids && b->n_embeds != b->n)
+        return vt_fail(st, VTOK_EINVAL, "sequence %lld: %lld embedding rows for %lld positions",
+                       (long long)i, (long long)b->n_embeds, (long long)b->n);
+    if (b->n > c->seq.cap - held)
+        return vt_fail(st, VTOK_ELIMIT, "sequence %lld: %lld positions held + %lld new exceed "
+                       "the context of %lld", (long long)i, (long long)held, (long long)b->n,
+                       (long long)c->seq.cap);
+    for (int64_t j = 0; b->ids && j < b->n; j++)
+        if (b->ids[j] < 0 || b->ids[j] >= cf->vocab)
+            return vt_fail(st, VTOK_EINVAL, "sequence %lld: id %d at position %lld is outside "
+                           "the vocabulary (0..%lld)", (long long)i, b->ids[j], (long long)j,
+                           (long long)cf->vocab - 1);
+    for (int64_t k = 0; b->ids && k < b->n_embeds; k++)
+        if (b->embed_pos[k] < 0 || b->embed_pos[k] >= b->n ||
+            (k && b->embed_pos[k] <= b->embed_pos[k - 1]))
+            return vt_fail(st, VTOK_EINVAL, "sequence %lld: embed_pos[%lld] = %lld: positions "
+                           "must rise inside the batch of %lld", (long long)i, (long long)k,
+                           (long long)b->embed_pos[k], (long long)b->n);
+    return 0;
+}
+
+/*
+ * Every sequence's new positions, as one left-padded batch: right-aligned
+ * to the longest, run in column ranges of max_chunk / n_seq columns (one
+ * call when the rows fit), each sequence taking its real tokens of the
+ * range. All end in the last range, which writes every sequence's logits.
+ */
+static int eval_seqs(vtok_llm_ctx *c, const vtok_llm_batch *seqs)
+{
+    vtok_status *st = &c->st;
+    const vt_llm_config *cf = &c->m->m.c;
+    const int64_t B = c->n_seq, H = cf->hidden;
+    if (!seqs)
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_eval_batch: no sequences");
+    int64_t T = 0, n_ids = 0, n_rows = 0;
+    for (int64_t i = 0; i < B; i++) {
+        int rc = check_seq(c, &seqs[i], i);
+        if (rc)
+            return rc;
+        T = seqs[i].n > T ? seqs[i].n : T;
+        n_ids += seqs[i].ids ? seqs[i].n : 0; /* each <= n_ctx: no overflow */
+        n_rows += seqs[i].ids ? seqs[i].n_embeds : 0;
+    }
+    c->have_logits = 0;
+    int64_t *ids64 = malloc((size_t)(n_ids > 0 ? n_ids : 1) * sizeof *ids64);
+    int64_t *pos = malloc((size_t)(n_rows > 0 ? n_rows : 1) * sizeof *pos);
+    vt_llm_input *in = malloc((size_t)B * sizeof *in);
+    if (!ids64 || !pos || !in) {
+        free(ids64);
+        free(pos);
+        free(in);
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    }
+    /* ids as int64, each sequence's from its offset */
+    for (int64_t i = 0, o = 0; i < B; i++)
+        for (int64_t j = 0; seqs[i].ids && j < seqs[i].n; j++)
+            ids64[o++] = seqs[i].ids[j];
+    const int64_t cols = c->seq.max_chunk / B; /* >= 1: max_chunk >= n_seq */
+    int rc = 0;
+    for (int64_t c0 = 0; c0 < T && !rc; c0 += cols) {
+        if (vt_run_poll(&c->b.exec)) {
+            rc = vt_fail(st, VTOK_EABORTED, "LLM eval aborted by the abort callback after %lld "
+                         "of %lld columns", (long long)c0, (long long)T);
+            break;
+        }
+        const int64_t c1 = T - c0 < cols ? T : c0 + cols;
+        int64_t *ip = ids64, *pp = pos;
+        for (int64_t i = 0; i < B; i++) {
+            const vtok_llm_batch *b = &seqs[i];
+            const int64_t pad = T - b->n;
+            int64_t t0 = c0 - pad, t1 = c1 - pad;
+            t0 = t0 < 0 ? 0 : t0;
+            t1 = t1 < 0 ? 0 : t1;
+            vt_llm_input *x = &in[i];
+            memset(x, 0, sizeof *x);
+            x->n = t1 > t0 ? t1 - t0 : 0;
+            if (b->ids) {
+                x->ids = ip + t0;
+                int64_t ne = 0, first = -1;
+                for (int64_t k = 0; k < b->n_embeds; k++)
+                    if (b->embed_pos[k] >= t0 && b->embed_pos[k] < t1) {
+                        first = first < 0 ? k : first;
+                        pp[ne++] = b->embed_pos[k] - t0;
+                    }
+                /* rows of this range: embeds in embed_pos order, consecutive */
+                x->embeds = ne ? b->embeds + first * H : NULL;
+                x->embed_pos = ne ? pp : NULL;
+                x->n_embed = ne;
+                ip += b->n;
+                pp += b->n_embeds;
+            } else {
+                x->embeds = b->embeds + t0 * H;
+            }
+        }
+        vt_llm_output out = {.logits = c1 == T ? c->logits : NULL};
+        rc = vt_llm_forward_batch(&c->seq, &c->b.exec, in, &out, st);
+    }
+    free(ids64);
+    free(pos);
+    free(in);
+    if (!rc) {
+        c->have_logits = 1;
+        /* one sequence: its ids count for vtok_llm_generate's repetition
+         * penalty, as in vtok_llm_eval */
+        if (B == 1 && seqs[0].ids && !seqs[0].n_embeds)
+            rc = hist_push(c, seqs[0].ids, seqs[0].n);
+    }
+    return rc;
+}
+
+/* vtok_llm_eval_batch (n_ids given) and vtok_llm_decode_batch (one id each). */
+static int eval_ids(vtok_llm_ctx *c, const int32_t *const *ids, const int32_t *one,
+                    const int64_t *n_ids)
+{
+    vtok_status *st = &c->st;
+    if ((!ids && !one) || (ids && !n_ids))
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_eval_batch: no ids");
+    vtok_llm_batch *seqs = calloc((size_t)c->n_seq, sizeof *seqs);
+    if (!seqs)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int64_t i = 0; i < c->n_seq && !rc; i++) {
+        seqs[i].n = one ? 1 : n_ids[i];
+        seqs[i].ids = one ? one + i : ids[i];
+        if (!seqs[i].ids && seqs[i].n > 0)
+            rc = vt_fail(st, VTOK_EINVAL, "sequence %lld: no ids", (long long)i);
+    }
+    if (!rc)
+        rc = eval_seqs(c, seqs);
+    free(seqs);
+    return rc;
+}
+
+int vtok_llm_eval_seqs(vtok_llm_ctx *c, const vtok_llm_batch *seqs)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    c->st.code = 0;
+    c->st.msg[0] = '\0';
+    vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
+    return vt_ctx_end(&c->b, &c->st, eval_seqs(c, seqs));
+}
+
+int vtok_llm_eval_batch(vtok_llm_ctx *c, const int32_t *const *ids, const int64_t *n_ids)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    c->st.code = 0;
+    c->st.msg[0] = '\0';
+    vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
+    return vt_ctx_end(&c->b, &c->st, eval_ids(c, ids, NULL, n_ids));
+}
+
+int vtok_llm_decode_batch(vtok_llm_ctx *c, const int32_t *ids)
+{
+    if (!c)
+        return VTOK_EINVAL;
+    c->st.code = 0;
+    c->st.msg[0] = '\0';
+    vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
+    return vt_ctx_end(&c->b, &c->st, ids ? eval_ids(c, NULL, ids, NULL)
+                                         : vt_fail(&c->st, VTOK_EINVAL,
+                                                   "vtok_llm_decode_batch: no ids"));
+}
+
 /* ---- generation ---- */
 
 void vtok_gen_params_init(vtok_gen_params *p, size_t size)
@@ -543,6 +769,9 @@ static int generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int
 {
     vtok_status *st = &c->st;
     const vtok_llm *L = c->m;
+    if (c->n_seq > 1)
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_generate: the context holds %lld sequences "
+                       "(step them with vtok_llm_decode_batch)", (long long)c->n_seq);
     if (!c->have_logits)
         return vt_fail(st, VTOK_EINVAL, "vtok_llm_generate: evaluate a prompt first");
     if ((!out && cap) || cap < 0 || p->max_tokens < 0 || p->n_stop_ids < 0 ||

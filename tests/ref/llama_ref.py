@@ -111,7 +111,9 @@ class Rotary:
         self.cached = cfg["max_position_embeddings"]
         self.orig_max = cfg["max_position_embeddings"]
 
-    def __call__(self, position_ids):
+    def _dynamic_update(self, position_ids):
+        """_dynamic_frequency_update: seq_len = torch.max(position_ids) + 1 over
+        the whole tensor (every sequence of a batch, pads included)."""
         if self.type == "dynamic":
             seq_len = torch.max(position_ids) + 1  # a tensor: float32 math below
             if seq_len > self.cached:
@@ -120,6 +122,20 @@ class Rotary:
             if seq_len < self.orig_max and self.cached > self.orig_max:
                 self.inv_freq = self.original
                 self.cached = self.orig_max
+
+    def batch(self, position_ids):
+        """cos, sin [B, T, head_dim] for position_ids [B, T] (LlamaRotaryEmbedding.forward:
+        inv_freq expanded over the batch @ position_ids, in float32)."""
+        self._dynamic_update(position_ids)
+        B = position_ids.shape[0]
+        inv = self.inv_freq[None, :, None].float().expand(B, -1, 1)
+        pos = position_ids[:, None, :].float()
+        freqs = (inv @ pos).transpose(1, 2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos() * self.scaling, emb.sin() * self.scaling
+
+    def __call__(self, position_ids):
+        self._dynamic_update(position_ids)
         inv = self.inv_freq[None, :, None].float()
         pos = position_ids[None, None, :].float()
         freqs = (inv @ pos).transpose(1, 2)[0]
@@ -226,6 +242,105 @@ class Model:
                 break
             logits, _, past = self.forward(self.embed(torch.tensor([t])), past)
         return out
+
+
+    # ---- left-padded batches (generate() with an attention_mask) ----
+
+    def forward_batch(self, x, attention_mask, position_ids, past=None):
+        """x [B, T, hidden] new rows, attention_mask [B, past + T] (1 real, 0 pad),
+        position_ids [B, T], past as returned (per layer (k, v) [B, kv, past, dh]).
+        LlamaModel.forward with the eager attention: the 4D mask of
+        _prepare_4d_causal_attention_mask_with_cache_position (finfo.min where
+        causal or padding masks; a row whose keys are all masked gets a uniform
+        softmax over finfo.min scores: finite). Returns logits [B, T, vocab],
+        hidden [L + 1, B, T, hidden], new past."""
+        cfg, sd, b = self.cfg, self.sd, self.b
+        B, T, _ = x.shape
+        P = 0 if past is None else past[0][0].shape[2]
+        nh, nkv, dh = (cfg["num_attention_heads"],
+                       cfg.get("num_key_value_heads") or cfg["num_attention_heads"], head_dim(cfg))
+        eps = cfg.get("rms_norm_eps", 1e-6)
+        cos, sin = self.rotary.batch(position_ids)
+        cos, sin = cos[:, None], sin[:, None]  # unsqueeze_dim=1
+        mn = torch.finfo(torch.float32).min
+        cache_position = torch.arange(P, P + T)
+        target = attention_mask.shape[-1]
+        causal = torch.full((T, target), mn)
+        if T != 1:
+            causal = torch.triu(causal, diagonal=1)
+        causal *= torch.arange(target) > cache_position.reshape(-1, 1)
+        causal = causal[None, None].expand(B, 1, -1, -1).clone()
+        padding = (causal + attention_mask[:, None, None, :].to(causal.dtype)) == 0
+        mask = causal.masked_fill(padding, mn)
+        hidden, new_past, h = [], [], x
+        for i in range(cfg["num_hidden_layers"]):
+            hidden.append(h)
+            p = "model.layers.%d." % i
+            xn = rms_norm(h, sd[p + "input_layernorm.weight"], eps)
+            q = linear(xn, sd, p + "self_attn.q_proj", b["attention_bias"])
+            k = linear(xn, sd, p + "self_attn.k_proj", b["attention_bias"])
+            v = linear(xn, sd, p + "self_attn.v_proj", b["attention_bias"])
+            q = q.view(B, T, nh, dh).transpose(1, 2)
+            k = k.view(B, T, nkv, dh).transpose(1, 2)
+            v = v.view(B, T, nkv, dh).transpose(1, 2)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            if past is not None:
+                k = torch.cat((past[i][0], k), dim=2)
+                v = torch.cat((past[i][1], v), dim=2)
+            new_past.append((k, v))
+            rep = nh // nkv
+            kr = k[:, :, None].expand(B, nkv, rep, *k.shape[2:]).reshape(B, nh, -1, dh)
+            vr = v[:, :, None].expand(B, nkv, rep, *v.shape[2:]).reshape(B, nh, -1, dh)
+            w = torch.matmul(q, kr.transpose(2, 3)) / math.sqrt(dh)
+            w = w + mask
+            w = F.softmax(w, dim=-1, dtype=torch.float32)
+            a = torch.matmul(w, vr).transpose(1, 2).reshape(B, T, nh * dh)
+            h = h + linear(a, sd, p + "self_attn.o_proj", b["o_bias"])
+            xn = rms_norm(h, sd[p + "post_attention_layernorm.weight"], eps)
+            g = linear(xn, sd, p + "mlp.gate_proj", b["mlp_bias"])
+            u = linear(xn, sd, p + "mlp.up_proj", b["mlp_bias"])
+            h = h + linear(F.silu(g) * u, sd, p + "mlp.down_proj", b["mlp_bias"])
+        h = rms_norm(h, sd["model.norm.weight"], eps)
+        hidden.append(h)
+        lm = sd["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else \
+            sd["lm_head.weight"]
+        return F.linear(h, lm), torch.stack(hidden), new_past
+
+    def generate_batch(self, rows, n, pad_id=0):
+        """Greedy generate() of a left-padded batch: rows = one [n_i, hidden]
+        tensor per sequence (inputs_embeds; ids through embed()). The prompt is
+        left-padded to the longest with pad_id's embedding and attention_mask
+        0; position_ids = attention_mask.cumsum(-1) - 1 with the pads set to 1
+        (GenerationMixin.prepare_inputs_for_generation), the last column on
+        each later step, the mask growing by a 1 per step.
+        Returns (prefill logits [B, T, vocab], hidden, attention_mask, new ids [B][n])."""
+        B, T = len(rows), max(r.shape[0] for r in rows)
+        H = rows[0].shape[1]
+        x = self.embed(torch.full((B * T,), pad_id)).view(B, T, H).clone()
+        mask = torch.zeros(B, T, dtype=torch.long)
+        for i, r in enumerate(rows):
+            x[i, T - r.shape[0]:] = r
+            mask[i, T - r.shape[0]:] = 1
+
+        def positions(m):
+            pos = m.long().cumsum(-1) - 1
+            pos.masked_fill_(m == 0, 1)
+            return pos
+
+        logits, hidden, past = self.forward_batch(x, mask, positions(mask))
+        prefill = logits
+        out = [[] for _ in range(B)]
+        for step in range(n):
+            t = torch.argmax(logits[:, -1], dim=-1)
+            for i in range(B):
+                out[i].append(int(t[i]))
+            if step + 1 == n:
+                break
+            mask = torch.cat((mask, torch.ones(B, 1, dtype=torch.long)), dim=1)
+            logits, _, past = self.forward_batch(self.embed(t)[:, None], mask,
+                                                 positions(mask)[:, -1:], past)
+        return prefill, hidden, mask[:, :T], out
 
 
 def make_config(model_type="llama", hidden=64, layers=2, heads=4, kv_heads=2, vocab=300,
