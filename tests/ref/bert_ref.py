@@ -200,7 +200,7 @@ def make_vocab():
             v.append(w)
     # fill with two-letter pieces so the vocabulary is a few hundred long
     for a in "aeiou":
-        for b in "nrstl":
+        for b in "nrstlmdcgp":
             for p in (a + b, "##" + a + b):
                 if p not in v:
                     v.append(p)
