@@ -38,6 +38,27 @@ void vt_qformer_free(vt_qformer *q)
     memset(q, 0, sizeof *q);
 }
 
+void vt_bert_get_norm(vt_loader *ld, vt_norm *n, const char *name, int64_t d, float eps)
+{
+    /* BERT checkpoints converted from TensorFlow (bert-base/large-uncased as
+     * released) name LayerNorm parameters gamma / beta; transformers renames
+     * "LayerNorm.gamma" -> "LayerNorm.weight", "LayerNorm.beta" ->
+     * "LayerNorm.bias" at load (modeling_utils.py _fix_state_dict_key_on_load). */
+    char w[512], g[512];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(g, sizeof g, "%s.gamma", name);
+    const size_t len = strlen(name);
+    if (len >= 9 && !strcmp(name + len - 9, "LayerNorm") && !vt_find(ld, w) && vt_find(ld, g)) {
+        char b[512];
+        snprintf(b, sizeof b, "%s.beta", name);
+        n->w = vt_get(ld, g, 1, d, 0, 0, 0);
+        n->b = vt_get(ld, b, 1, d, 0, 0, 0);
+        n->eps = eps;
+        return;
+    }
+    vt_get_norm(ld, n, name, d, eps);
+}
+
 void vt_bert_attn_load(vt_loader *ld, vt_bert_attn *a, const char *base, int64_t d,
                        int64_t kv_in, float eps)
 {
@@ -47,7 +68,7 @@ void vt_bert_attn_load(vt_loader *ld, vt_bert_attn *a, const char *base, int64_t
     vt_get_linear(ld, &a->k, N("self.key"), d, kv_in, 1);
     vt_get_linear(ld, &a->v, N("self.value"), d, kv_in, 1);
     vt_get_linear(ld, &a->o, N("output.dense"), d, d, 1);
-    vt_get_norm(ld, &a->ln, N("output.LayerNorm"), d, eps);
+    vt_bert_get_norm(ld, &a->ln, N("output.LayerNorm"), d, eps);
 #undef N
 }
 

@@ -90,9 +90,14 @@ int64_t vt_qformer_linears(vt_qformer *q, vt_linear **out, int64_t cap);
 
 /* ---- BERT attention, shared with the BERT text encoder (models/bert.c) ---- */
 
+/* A LayerNorm "name.weight", "name.bias"; for a name ending in "LayerNorm",
+ * "name.gamma", "name.beta" when the file has those instead (TF-converted
+ * BERT checkpoints, which transformers renames at load). */
+void vt_bert_get_norm(vt_loader *ld, vt_norm *n, const char *name, int64_t d, float eps);
+
 /* BertAttention's tensors under base ("....attention"): self.{query,key,value}
  * ([d, d], [d, kv_in], [d, kv_in] + biases), output.dense, output.LayerNorm
- * (eps). Missing tensors are collected in ld (block.h). */
+ * (eps, vt_bert_get_norm). Missing tensors are collected in ld (block.h). */
 void vt_bert_attn_load(vt_loader *ld, vt_bert_attn *a, const char *base, int64_t d,
                        int64_t kv_in, float eps);
 

@@ -20,6 +20,8 @@
  * - BertIntermediate: ACT2FN[hidden_act](dense(h)) ("gelu" is the exact erf
  *   form, "gelu_new" the tanh one); BertOutput: LayerNorm(dense(x) + h).
  * - BertPooler: tanh(dense(hidden_states[:, 0])).
+ * - Checkpoints converted from TensorFlow name LayerNorm parameters
+ *   gamma / beta (vt_bert_get_norm), as bert-base/large-uncased still do.
  */
 #include "bert.h"
 
@@ -129,7 +131,7 @@ static void load_layer(vt_bert *m, vt_loader *ld, int64_t i)
     vt_bert_attn_load(ld, &L->attn, NM("attention"), H, H, eps);
     vt_get_linear(ld, &L->fc1, NM("intermediate.dense"), c->inter, H, 1);
     vt_get_linear(ld, &L->fc2, NM("output.dense"), H, c->inter, 1);
-    vt_get_norm(ld, &L->ln, NM("output.LayerNorm"), H, eps);
+    vt_bert_get_norm(ld, &L->ln, NM("output.LayerNorm"), H, eps);
 #undef NM
 }
 
@@ -181,7 +183,7 @@ int vt_bert_load(vt_bert *m, const char *path, int use_mmap, int dtype, vt_pool 
     m->word = vt_get(&ld, "embeddings.word_embeddings.weight", 2, c->vocab, H, 0, 0);
     m->pos = vt_get(&ld, "embeddings.position_embeddings.weight", 2, c->max_pos, H, 0, 0);
     m->type = vt_get(&ld, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0, 0);
-    vt_get_norm(&ld, &m->ln_emb, "embeddings.LayerNorm", H, (float)c->eps);
+    vt_bert_get_norm(&ld, &m->ln_emb, "embeddings.LayerNorm", H, (float)c->eps);
     for (int64_t i = 0; m->layers && i < c->n_layers; i++)
         load_layer(m, &ld, i);
     /* BertModel(add_pooling_layer=False) and BertForMaskedLM have no pooler;

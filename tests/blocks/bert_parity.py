@@ -8,7 +8,9 @@ and `vtok embed-text`.
 Cases (tiny random BertModel folders, hidden 64, heads 4, intermediate 96,
 vocab ~400 WordPiece tokens, 40 positions):
   unprefixed BertModel names in model.safetensors; "bert."-prefixed
-  BertForPreTraining names (with the MLM head's tensors) in pytorch_model.bin;
+  BertForPreTraining names (with the MLM head's tensors) in pytorch_model.bin,
+  zip and legacy (pre-1.6) format, the legacy one with TF-style LayerNorm
+  gamma / beta names (as bert-base/large-uncased are released);
   hidden_act gelu / gelu_new / relu, layer_norm_eps 1e-5 vs 1e-12; no pooler;
   2 threads; several texts (punctuation, accents, CJK, [MASK] in the text,
   unknown words, empty text = [CLS] [SEP]); ids given directly; a text longer
@@ -78,7 +80,7 @@ def run(args, expect_fail=False):
 
 class Case:
     def __init__(self, work, name, vocab, seed, prefix="", fmt="safetensors", pooler=True,
-                 **cfg_kw):
+                 gamma_beta=False, **cfg_kw):
         self.dir = os.path.join(work, name)
         if os.path.isdir(self.dir):
             shutil.rmtree(self.dir)
@@ -87,7 +89,7 @@ class Case:
         self.cfg = bert_ref.make_config(len(vocab), **cfg_kw)
         self.sd = bert_ref.make_weights(self.cfg, seed, pooler=pooler)
         self.pooler = pooler
-        bert_ref.write_model(self.dir, self.cfg, self.sd, prefix, fmt)
+        bert_ref.write_model(self.dir, self.cfg, self.sd, prefix, fmt, gamma_beta)
         bert_ref.write_tokenizer(self.dir, vocab)
         self.out = os.path.join(self.dir, "out")
         os.makedirs(self.out, exist_ok=True)
@@ -255,8 +257,10 @@ def main():
 
     cases = [
         Case(a.work, "plain", vocab, 1),
-        Case(a.work, "prefixed_bin", vocab, 2, prefix="bert.", fmt="bin"),
-        Case(a.work, "gelu_new_eps", vocab, 3, act="gelu_new", eps=1e-5, layers=3),
+        Case(a.work, "prefixed_bin", vocab, 2, prefix="bert.", fmt="bin_legacy",
+             gamma_beta=True),
+        Case(a.work, "gelu_new_eps", vocab, 3, prefix="bert.", fmt="bin", act="gelu_new",
+             eps=1e-5, layers=3),
         Case(a.work, "relu_nopool", vocab, 4, act="relu", pooler=False),
     ]
     for c in cases:

@@ -91,15 +91,24 @@ def make_weights(cfg, seed, pooler=True):
     return sd
 
 
-def write_model(folder, cfg, sd, prefix="", fmt="safetensors"):
+def write_model(folder, cfg, sd, prefix="", fmt="safetensors", gamma_beta=False):
     """config.json + weights. prefix "bert.": the pre-training checkpoint's
-    layout, with its MLM head tensors added. fmt "bin": pytorch_model.bin."""
+    layout, with its MLM head tensors added. fmt "bin": pytorch_model.bin
+    (zip), "bin_legacy": the pre-1.6 torch format. gamma_beta: LayerNorm
+    parameters named as in TF-converted checkpoints (bert-base-uncased's
+    "LayerNorm.gamma" / "LayerNorm.beta"), which transformers renames at load."""
     os.makedirs(folder, exist_ok=True)
     for fn in ("model.safetensors", "pytorch_model.bin"):
         if os.path.exists(os.path.join(folder, fn)):
             os.remove(os.path.join(folder, fn))
     c = dict(cfg)
-    t = {prefix + k: v.contiguous() for k, v in sd.items()}
+    def rename(k):
+        if gamma_beta and ".LayerNorm." in k:
+            return k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias",
+                                                                            "LayerNorm.beta")
+        return k
+
+    t = {prefix + rename(k): v.contiguous() for k, v in sd.items()}
     if prefix:
         c["architectures"] = ["BertForPreTraining"]
         H = cfg["hidden_size"]
@@ -109,8 +118,9 @@ def write_model(folder, cfg, sd, prefix="", fmt="safetensors"):
         t["cls.seq_relationship.weight"] = torch.zeros(2, H)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(c, f, indent=2)
-    if fmt == "bin":
-        torch.save(t, os.path.join(folder, "pytorch_model.bin"))
+    if fmt in ("bin", "bin_legacy"):
+        torch.save(t, os.path.join(folder, "pytorch_model.bin"),
+                   _use_new_zipfile_serialization=fmt == "bin")
     else:
         safetensors_io.write_file(os.path.join(folder, "model.safetensors"), t)
 
