@@ -799,6 +799,76 @@ static inline vtok_gen_params vtok_gen_default_params(void)
 int vtok_llm_generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int64_t cap,
                       int64_t *n_out);
 
+/* ----------------------------------------------------------------- BERT -- */
+
+/*
+ * BERT text encoders (Hugging Face BertModel: bert-base/large-uncased and
+ * the like) from a folder: config.json + weights (model.safetensors, shards
+ * or pytorch_model.bin; BertModel's tensor names or the released "bert."
+ * prefixed ones of BertForPreTraining / BertForMaskedLM) + tokenizer.json
+ * (WordPiece; its post-processor adds [CLS] ... [SEP]). float32 is the
+ * parity path (transformers' modeling_bert.py); see docs/BERT.md.
+ *
+ * Thread safety: a vtok_bert is read-only after load and may be shared by
+ * threads; a vtok_bert_ctx (work memory and the last result) belongs to one
+ * thread at a time. Pointers returned by a context are valid until its next
+ * encode or vtok_bert_ctx_free.
+ */
+typedef struct vtok_bert     vtok_bert;
+typedef struct vtok_bert_ctx vtok_bert_ctx;
+
+/* What vtok_bert_encode writes (vtok_bert_dim floats). */
+typedef enum vtok_bert_pooling {
+    VTOK_BERT_CLS    = 0, /* last_hidden_state[0]: the [CLS] token's row              */
+    VTOK_BERT_POOLER = 1, /* pooler_output = tanh(pooler.dense(CLS)); VTOK_EUNSUPPORTED */
+                          /*   for a checkpoint without a pooler                        */
+    VTOK_BERT_MEAN   = 2, /* mean of last_hidden_state over the tokens, weighted by the */
+                          /*   attention mask (all ones: one unpadded sequence)         */
+} vtok_bert_pooling;
+
+/* path: the folder (or its config.json). p: dtype, n_threads, threadpool,
+ * use_mmap as for vision models (NULL = defaults). Missing tensors are all
+ * named in one message. NULL on error with *st filled. */
+vtok_bert *vtok_bert_load(const char *path, const vtok_model_params *p, vtok_status *st);
+void       vtok_bert_free(vtok_bert *m); /* after every context; NULL is a no-op */
+
+int64_t vtok_bert_dim(const vtok_bert *m);        /* hidden_size                       */
+int64_t vtok_bert_max_tokens(const vtok_bert *m); /* max_position_embeddings           */
+int     vtok_bert_has_pooler(const vtok_bert *m); /* 1 if VTOK_BERT_POOLER is possible */
+
+/* Ids of text as the encoder reads them ([CLS] ... [SEP], not truncated):
+ * returns the count, writing at most cap (cap 0 sizes), or a negative code. */
+int64_t vtok_bert_tokenize(const vtok_bert *m, const char *text, int32_t *ids, int64_t cap,
+                           vtok_status *st);
+
+/* A context (p as for vision contexts: threads, pool, mem_limit, callbacks;
+ * abort_cb is polled before each layer). NULL on error with *st filled. */
+vtok_bert_ctx *vtok_bert_ctx_new(vtok_bert *m, const vtok_ctx_params *p, vtok_status *st);
+void           vtok_bert_ctx_free(vtok_bert_ctx *c); /* NULL is a no-op */
+const char    *vtok_bert_errmsg(const vtok_bert_ctx *c);
+
+/*
+ * Encode UTF-8 text (NUL-terminated): tokenize, run the encoder, and write
+ * the pooling's vtok_bert_dim floats to out (out may be NULL: read the
+ * states with vtok_bert_last_hidden). A text of more tokens than
+ * max_position_embeddings fails with VTOK_ELIMIT unless truncate is nonzero:
+ * then the text's tokens are cut so that they fit with [CLS]/[SEP], as
+ * transformers' tokenizer(text, truncation=True, max_length=max_tokens).
+ * A text giving no tokens at all (no post-processor, empty text) is
+ * VTOK_EINVAL. Returns 0 or a negative code (vtok_bert_errmsg says why).
+ */
+int vtok_bert_encode(vtok_bert_ctx *c, const char *text, int pooling, int truncate, float *out);
+
+/* The same from ids (as vtok_bert_tokenize gives; each in [0, vocab_size),
+ * 1 <= n <= max_tokens). */
+int vtok_bert_encode_ids(vtok_bert_ctx *c, const int32_t *ids, int64_t n, int pooling,
+                         float *out);
+
+/* last_hidden_state of the last encode, [1, tokens, hidden], and the ids it
+ * read (*n of them). Valid until the next encode on c. */
+int vtok_bert_last_hidden(const vtok_bert_ctx *c, vtok_view *out);
+int vtok_bert_get_ids(const vtok_bert_ctx *c, const int32_t **ids, int64_t *n);
+
 /* ------------------------------------------------------------- platform -- */
 
 /* Force the plain-C reference kernels (1) or allow ISA-specific ones (0).

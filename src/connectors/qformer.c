@@ -38,8 +38,29 @@ void vt_qformer_free(vt_qformer *q)
     memset(q, 0, sizeof *q);
 }
 
-static void load_attn(vt_loader *ld, vt_bert_attn *a, const char *base, int64_t d, int64_t kv_in,
-                      float eps)
+void vt_bert_get_norm(vt_loader *ld, vt_norm *n, const char *name, int64_t d, float eps)
+{
+    /* BERT checkpoints converted from TensorFlow (bert-base/large-uncased as
+     * released) name LayerNorm parameters gamma / beta; transformers renames
+     * "LayerNorm.gamma" -> "LayerNorm.weight", "LayerNorm.beta" ->
+     * "LayerNorm.bias" at load (modeling_utils.py _fix_state_dict_key_on_load). */
+    char w[512], g[512];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(g, sizeof g, "%s.gamma", name);
+    const size_t len = strlen(name);
+    if (len >= 9 && !strcmp(name + len - 9, "LayerNorm") && !vt_find(ld, w) && vt_find(ld, g)) {
+        char b[512];
+        snprintf(b, sizeof b, "%s.beta", name);
+        n->w = vt_get(ld, g, 1, d, 0, 0, 0);
+        n->b = vt_get(ld, b, 1, d, 0, 0, 0);
+        n->eps = eps;
+        return;
+    }
+    vt_get_norm(ld, n, name, d, eps);
+}
+
+void vt_bert_attn_load(vt_loader *ld, vt_bert_attn *a, const char *base, int64_t d,
+                       int64_t kv_in, float eps)
 {
     char b[512];
 #define N(s) (snprintf(b, sizeof b, "%s.%s", base, s), b)
@@ -47,7 +68,7 @@ static void load_attn(vt_loader *ld, vt_bert_attn *a, const char *base, int64_t 
     vt_get_linear(ld, &a->k, N("self.key"), d, kv_in, 1);
     vt_get_linear(ld, &a->v, N("self.value"), d, kv_in, 1);
     vt_get_linear(ld, &a->o, N("output.dense"), d, d, 1);
-    vt_get_norm(ld, &a->ln, N("output.LayerNorm"), d, eps);
+    vt_bert_get_norm(ld, &a->ln, N("output.LayerNorm"), d, eps);
 #undef N
 }
 
@@ -120,11 +141,11 @@ int vt_qformer_load_ex(vt_qformer *q, vt_loader *ld, const cJSON *cfg,
         char base[256];
         snprintf(base, sizeof base, "%s.bert.encoder.layer.%lld", module, (long long)i);
 #define N(s) (snprintf(b, sizeof b, "%s.%s", base, s), b)
-        load_attn(ld, &L->self_attn, N("attention"), d, d, e);
+        vt_bert_attn_load(ld, &L->self_attn, N("attention"), d, d, e);
         /* BertLayer: crossattention iff layer_num % cross_attention_freq == 0 */
         L->has_cross = i % q->cross_freq == 0;
         if (L->has_cross)
-            load_attn(ld, &L->cross, N("crossattention"), d, q->enc_width, e);
+            vt_bert_attn_load(ld, &L->cross, N("crossattention"), d, q->enc_width, e);
         vt_get_linear(ld, &L->fc1, N("intermediate_query.dense"), q->d_ff, d, 1);
         vt_get_linear(ld, &L->fc2, N("output_query.dense"), d, q->d_ff, 1);
         vt_get_norm(ld, &L->ln_ffn, N("output_query.LayerNorm"), d, e);
@@ -158,23 +179,30 @@ int64_t vt_qformer_work_floats(const vt_qformer *q, int64_t n, int64_t t_in)
     return f;
 }
 
+void vt_bert_attn_forward(const vt_exec *e, const vt_bert_attn *a, int64_t heads, float *h,
+                          int64_t n, int64_t tq, const float *kv, int64_t kv_w, int64_t t_kv,
+                          int causal, const vt_bert_attn_bufs *w)
+{
+    int64_t d = a->q.n_out, rows = n * tq, dh = d / heads;
+    vt_op_linear(e, rows, h, d, &a->q, w->q, d);
+    vt_op_linear(e, n * t_kv, kv, kv_w, &a->k, w->k, d);
+    vt_op_linear(e, n * t_kv, kv, kv_w, &a->v, w->v, d);
+    vt_attn_args at = {.batch = n, .heads = heads, .tq = tq, .tk = t_kv, .dh = dh, .q = w->q,
+                       .k = w->k, .v = w->v, .ldq = d, .ldk = d, .ldv = d, .out = w->ctx,
+                       .ldo = d, .scale = (float)(1.0 / sqrt((double)dh)), .causal = causal};
+    vt_op_attention_ex(e, &at);
+    vt_op_linear(e, rows, w->ctx, d, &a->o, w->tmp, d);
+    vt_add_inplace(w->tmp, h, rows * d);
+    vt_op_layernorm(e, rows, d, w->tmp, &a->ln, h);
+}
+
 /* h = LN(h + o(attn(q(h), k(kv), v(kv)))) over n items; kv has t_kv rows each. */
 static void attn_block(const vt_qformer *q, const vt_exec *e, const vt_bert_attn *a, float *h,
                        const float *kv, int64_t kv_w, int64_t n, int64_t t_kv, int causal,
                        float *bq, float *bk, float *bv, float *ctx, float *tmp)
 {
-    int64_t d = q->d, rows = n * q->n_query, dh = d / q->n_heads;
-    vt_op_linear(e, rows, h, d, &a->q, bq, d);
-    vt_op_linear(e, n * t_kv, kv, kv_w, &a->k, bk, d);
-    vt_op_linear(e, n * t_kv, kv, kv_w, &a->v, bv, d);
-    vt_attn_args at = {.batch = n, .heads = q->n_heads, .tq = q->n_query, .tk = t_kv,
-                       .dh = dh, .q = bq, .k = bk, .v = bv, .ldq = d, .ldk = d, .ldv = d,
-                       .out = ctx, .ldo = d, .scale = (float)(1.0 / sqrt((double)dh)),
-                       .causal = causal};
-    vt_op_attention_ex(e, &at);
-    vt_op_linear(e, rows, ctx, d, &a->o, tmp, d);
-    vt_add_inplace(tmp, h, rows * d);
-    vt_op_layernorm(e, rows, d, tmp, &a->ln, h);
+    const vt_bert_attn_bufs w = {.q = bq, .k = bk, .v = bv, .ctx = ctx, .tmp = tmp};
+    vt_bert_attn_forward(e, a, q->n_heads, h, n, q->n_query, kv, kv_w, t_kv, causal, &w);
 }
 
 void vt_qformer_forward(const vt_qformer *q, const vt_exec *e, const float *x, int64_t n,

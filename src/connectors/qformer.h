@@ -88,6 +88,34 @@ void vt_qformer_free(vt_qformer *q);   /* frees layers; NULL is a no-op */
  * to cap pointers into out and returns how many there are. */
 int64_t vt_qformer_linears(vt_qformer *q, vt_linear **out, int64_t cap);
 
+/* ---- BERT attention, shared with the BERT text encoder (models/bert.c) ---- */
+
+/* A LayerNorm "name.weight", "name.bias"; for a name ending in "LayerNorm",
+ * "name.gamma", "name.beta" when the file has those instead (TF-converted
+ * BERT checkpoints, which transformers renames at load). */
+void vt_bert_get_norm(vt_loader *ld, vt_norm *n, const char *name, int64_t d, float eps);
+
+/* BertAttention's tensors under base ("....attention"): self.{query,key,value}
+ * ([d, d], [d, kv_in], [d, kv_in] + biases), output.dense, output.LayerNorm
+ * (eps, vt_bert_get_norm). Missing tensors are collected in ld (block.h). */
+void vt_bert_attn_load(vt_loader *ld, vt_bert_attn *a, const char *base, int64_t d,
+                       int64_t kv_in, float eps);
+
+/* Work buffers of vt_bert_attn_forward: q, ctx, tmp [n * tq, d]; k, v
+ * [n * t_kv, d] (d = a->q.n_out). */
+typedef struct vt_bert_attn_bufs {
+    float *q, *k, *v, *ctx, *tmp;
+} vt_bert_attn_bufs;
+
+/* BertAttention with the post-LN residual (BertSelfOutput):
+ *   h = LN(h + O(softmax(Q(h) K(kv)^T / sqrt(dh)) V(kv)))
+ * over n items of tq rows of h [n * tq, d] and t_kv rows of kv (row width
+ * kv_w); kv may be h itself (self-attention). No padding mask; causal as
+ * vt_op_attention_ex. Does not allocate. */
+void vt_bert_attn_forward(const vt_exec *e, const vt_bert_attn *a, int64_t heads, float *h,
+                          int64_t n, int64_t tq, const float *kv, int64_t kv_w, int64_t t_kv,
+                          int causal, const vt_bert_attn_bufs *w);
+
 /* ---- helpers the SEED blocks share ---- */
 
 /* y[i] += x[i] over n elements. */

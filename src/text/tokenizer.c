@@ -875,3 +875,9 @@ int vt_tok_is_special(const vt_tokenizer *t, int32_t id)
 {
     return t && id >= 0 && id < t->n_vocab && t->special[id];
 }
+
+const int32_t *vt_tok_template(const vt_tokenizer *t, int64_t *n)
+{
+    *n = t && t->has_tmpl ? (int64_t)t->tmpl.n : 0;
+    return *n ? t->tmpl.v : NULL;
+}

@@ -55,4 +55,9 @@ int32_t     vt_tok_bos(const vt_tokenizer *t);                     /* -1 if none
 int32_t     vt_tok_eos(const vt_tokenizer *t);                     /* -1 if none */
 int         vt_tok_is_special(const vt_tokenizer *t, int32_t id);
 
+/* What add_special wraps around the text (the post-processor's template, or
+ * the config's bos/eos): *n ids, -1 where the text goes; NULL and 0 when
+ * nothing is added. Owned by t. (Truncating callers rebuild the ids.) */
+const int32_t *vt_tok_template(const vt_tokenizer *t, int64_t *n);
+
 #endif /* VT_TEXT_TOKENIZER_H */

@@ -13,6 +13,7 @@
  */
 #include "vtok.h"
 #include "llm_cli.h"
+#include "embed_text.h"
 #include "outset.h"
 
 #include <errno.h>
@@ -86,6 +87,10 @@ static void usage(FILE *f)
             "         (the KV cache of earlier turns kept)\n"
             "  tokenize-text --llm DIR [--no-special] TEXT\n"
             "         the ids and vocabulary pieces of TEXT, one per line\n"
+            "  embed-text --model DIR (--text TEXT | --text-file F) [--pool cls|pooler|mean]\n"
+            "         [--out F.npy] [--hidden H.npy] [--truncate] [--dtype D] [--threads N] [--json]\n"
+            "         a BERT text embedding (BertModel folder + tokenizer.json): printed, or\n"
+            "         float32 .npy [dim]; --hidden writes last_hidden_state [1, tokens, dim]\n"
             "  recipes                list the shipped recipes\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
@@ -764,6 +769,8 @@ int main(int argc, char **argv)
         return cli_tokenize_text(argc, argv);
     if (!strcmp(cmd, "chat"))
         return outset_finish(cli_chat(argc, argv));
+    if (!strcmp(cmd, "embed-text"))
+        return cli_embed_text(argc, argv);
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;
