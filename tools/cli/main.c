@@ -83,6 +83,9 @@ static void usage(FILE *f)
             "         one); raw: TEXT is the whole prompt with its placeholders\n"
             "  tokenize-text --llm DIR [--no-special] TEXT\n"
             "         the ids and vocabulary pieces of TEXT, one per line\n"
+            "  zeroshot --model CLIPDIR --image FILE --labels \"a cat,a dog\"\n"
+            "         [--template \"a photo of {}\"] [--truncate] [--threads N] [--json]\n"
+            "         CLIP zero-shot: label probabilities, softmax of exp(logit_scale) * cosine\n"
             "  recipes                list the shipped recipes\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
@@ -782,6 +785,8 @@ int main(int argc, char **argv)
         return cli_tokenize_text(argc, argv);
     if (!strcmp(cmd, "chat"))
         return cli_chat(argc, argv);
+    if (!strcmp(cmd, "zeroshot"))
+        return cli_zeroshot(argc, argv);
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;
