@@ -869,6 +869,40 @@ int vtok_bert_encode_ids(vtok_bert_ctx *c, const int32_t *ids, int64_t n, int po
 int vtok_bert_last_hidden(const vtok_bert_ctx *c, vtok_view *out);
 int vtok_bert_get_ids(const vtok_bert_ctx *c, const int32_t **ids, int64_t *n);
 
+/* ------------------------------------------------------------ CLIP text -- */
+
+/*
+ * CLIP's text tower (CLIPModel.get_text_features) and tokenizer, from a full
+ * CLIPModel folder (config.json with text_config, safetensors with
+ * text_model.* / text_projection.weight / logit_scale, tokenizer.json); the
+ * same folder's vision side loads with vtok_model_load (VTOK_OUT_IMAGE_EMBEDS
+ * is image_embeds). Zero-shot: L2-normalise both, logits =
+ * exp(logit_scale) * cosine, as CLIPModel's logits_per_image. A vision-only
+ * folder is VTOK_EUNSUPPORTED ("no text tower"). Read-only after load:
+ * share it between threads; each call plans its own work memory.
+ */
+typedef struct vtok_text_model vtok_text_model;
+
+/* p: dtype must be f32 (NULL = defaults). NULL on error with *st filled. */
+vtok_text_model *vtok_text_model_load(const char *path, const vtok_model_params *p,
+                                      vtok_status *st);
+void    vtok_text_model_free(vtok_text_model *m);            /* NULL is a no-op */
+int64_t vtok_text_model_dim(const vtok_text_model *m);       /* projection_dim; 0 if none */
+float   vtok_text_model_logit_scale(const vtok_text_model *m); /* stored (log) value */
+
+/* The ids the tower reads for text (<|startoftext|> ... <|endoftext|>).
+ * Longer than max_position_embeddings (77): VTOK_ELIMIT, or with truncate
+ * the text's ids are cut to fit (HF truncation=True, max_length=77).
+ * Returns the count, writing at most cap (cap 0 sizes), or a code. */
+int64_t vtok_text_tokenize(const vtok_text_model *m, const char *text, int truncate,
+                           int32_t *ids, int64_t cap, vtok_status *st);
+
+/* text_embeds of one UTF-8 text into out_projected [vtok_text_model_dim]
+ * (not normalised, as get_text_features). cp: threads / pool / mem_limit /
+ * abort_cb as for a vision context (NULL = defaults). Returns 0 or a code. */
+int vtok_text_encode(const vtok_text_model *m, const char *text, float *out_projected,
+                     int truncate, const vtok_ctx_params *cp, vtok_status *st);
+
 /* ------------------------------------------------------------- platform -- */
 
 /* Force the plain-C reference kernels (1) or allow ISA-specific ones (0).

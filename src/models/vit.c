@@ -406,7 +406,8 @@ static void layer_forward(const vt_vit *v, const vt_vit_layer *L, const vt_exec 
     const vt_attn_args at = {.batch = n, .heads = v->n_heads, .tq = T, .tk = T, .dh = dh,
                              .q = b->qkv, .k = b->qkv + d, .v = b->qkv + 2 * d,
                              .ldq = 3 * d, .ldk = 3 * d, .ldv = 3 * d, .out = b->att, .ldo = d,
-                             .scale = 1.0f / sqrtf((float)dh), .lowp = v->attn_lowp};
+                             .scale = 1.0f / sqrtf((float)dh), .lowp = v->attn_lowp,
+                             .causal = v->causal ? VT_ATTN_CAUSAL : 0};
     vt_op_attention_ex(e, &at);
     if (L->attn_ln.w)
         vt_op_layernorm(e, M, d, b->att, &L->attn_ln, b->att);
@@ -542,4 +543,45 @@ void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int6
     }
     if (v->proj.n_out && out->embeds)
         vt_op_linear(e, n, out->pooler, 0, &v->proj, out->embeds, 0);
+}
+
+/* ---- the encoder blocks alone ---- */
+
+static int64_t encoder_layout(const vt_vit *v, int64_t n, int64_t T, float *base, vit_buffers *b)
+{
+    int64_t M = vt_szmul(n, T), d = v->d, off = 0;
+    int64_t sizes[5] = {vt_szmul(M, d), vt_szmul3(M, 3, d), vt_szmul(M, d),
+                        vt_szmul(M, mlp_width(v)), v->swiglu ? vt_szmul(M, v->d_ff) : 0};
+    float **dst[5] = {&b->hb, &b->qkv, &b->att, &b->mlp, &b->glu};
+    for (int i = 0; i < 5; i++) {
+        if (base)
+            *dst[i] = base + off;
+        off = vt_szadd(off, vt_szr16(sizes[i]));
+    }
+    return off;
+}
+
+int64_t vt_vit_encoder_work_floats(const vt_vit *v, int64_t n, int64_t T)
+{
+    vit_buffers b;
+    return encoder_layout(v, n, T, NULL, &b);
+}
+
+void vt_vit_encoder(const vt_vit *v, const vt_exec *e, int64_t n, int64_t T, float *x,
+                    float *work, float **hidden)
+{
+    vit_buffers b = {0};
+    size_t row_bytes = (size_t)(n * T * v->d) * sizeof(float);
+    encoder_layout(v, n, T, work, &b);
+    b.x = x;
+    if (hidden && hidden[0])
+        memcpy(hidden[0], x, row_bytes);
+    for (int64_t l = 0; l < v->n_layers; l++) {
+        if (vt_run_poll(e))
+            return;
+        layer_forward(v, &v->layers[l], e, n, T, &b);
+        if (hidden && hidden[l + 1])
+            memcpy(hidden[l + 1], x, row_bytes);
+        vt_run_step_done(e);
+    }
 }

@@ -71,6 +71,7 @@ typedef struct vt_vit {
     vt_act  act;
     int     swiglu;            /* MLP is SwiGLU: silu(x1) * x2, fc1 = [x1; x2]            */
     int     attn_lowp;         /* attention with bf16 products (--dtype bf16 / int8)       */
+    int     causal;            /* causal self-attention (CLIP's text tower)               */
     float   eps;
 
     /* embeddings */
@@ -150,5 +151,13 @@ typedef struct vt_vit_out {
  * e->run->aborted), progress reported after each. */
 void vt_vit_forward(const vt_vit *v, const vt_exec *e, const float *pixels, int64_t n, int64_t h,
                     int64_t w, float *work, const vt_vit_out *out);
+
+/* The encoder blocks alone, for towers that embed their own inputs (CLIP's
+ * text tower): x [n*T, d] is updated in place; work holds
+ * vt_vit_encoder_work_floats(v, n, T) floats; hidden (may be NULL) as in
+ * vt_vit_out (hidden[0] = x on entry). Attention is causal if v->causal. */
+int64_t vt_vit_encoder_work_floats(const vt_vit *v, int64_t n, int64_t T);
+void    vt_vit_encoder(const vt_vit *v, const vt_exec *e, int64_t n, int64_t T, float *x,
+                       float *work, float **hidden);
 
 #endif /* VT_VIT_H */

@@ -11,7 +11,12 @@
  *     (word.rs: Merge's Ord compares rank, then pos), from a binary heap of
  *     candidate pairs whose stale entries are skipped: O(n log n) per word;
  *   - ignore_merges (LLaMA-3): a word that is itself in the vocab is one
- *     token (model.rs tokenize: "if self.ignore_merges").
+ *     token (model.rs tokenize: "if self.ignore_merges"; looked up without
+ *     the suffix, as there);
+ *   - end_of_word_suffix (CLIP "</w>"): the word's last character is looked
+ *     up with the suffix appended (model.rs merge_word), so merges build
+ *     "photo</w>"-style pieces; the suffix stays in the pieces (decoding
+ *     keeps it, as tokenizers' ByteLevel decoder does).
  * Merges are read as "a b" strings or ["a", "b"] pairs (model.rs
  * deserialization accepts both); a merge whose parts or result are not in
  * the vocab is an error, as MergeTokenOutOfVocabulary is there; a pair
@@ -189,7 +194,17 @@ int vt_bpe_word(const vt_tokenizer *t, const char *s, size_t n, vt_idvec *out)
         uint32_t cp;
         int k = vt_utf8_decode((const unsigned char *)s + i, n - i, &cp);
         if (k == 0) k = 1;
-        int32_t id = vt_strmap_get(&t->vocab, s + i, (size_t)k);
+        int32_t id;
+        if (t->eow_len && i + (size_t)k == n) {
+            /* the last character carries end_of_word_suffix (model.rs
+             * merge_word: is_last) */
+            char last[4 + sizeof t->eow];
+            memcpy(last, s + i, (size_t)k);
+            memcpy(last + k, t->eow, t->eow_len);
+            id = vt_strmap_get(&t->vocab, last, (size_t)k + t->eow_len);
+        } else {
+            id = vt_strmap_get(&t->vocab, s + i, (size_t)k);
+        }
         if (id >= 0) {
             w.id[w.n++] = id;
             last_unk = 0;

@@ -199,7 +199,16 @@ static int pre_step(enc_ctx *c, int step, const char *s, size_t n)
     case VT_PRE_SPLIT: {
         size_t i = 0;
         while (i < n) {
+            if (p->removed) {          /* CLIP: whitespace between matches is dropped */
+                uint32_t cp;
+                int k = vt_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+                if (k && vt_uni_is_space(cp)) {
+                    i += (size_t)k;
+                    continue;
+                }
+            }
             size_t m = vt_pretok_regex_next(p->regex, s + i, n - i);
+            if (m == 0) m = 1;         /* not reached: only whitespace fails to match */
             int r = pre_step(c, step + 1, s + i, m);
             if (r) return r;
             i += m;
@@ -245,6 +254,54 @@ static int replace_all(vt_tokbuf *out, const char *s, size_t n, const char *a, s
     return r;
 }
 
+/* Replace(Regex "\s+", b): each maximal run of White_Space characters
+ * becomes b (Oniguruma's \s, as tokenizers compiles the pattern). */
+static int replace_space_runs(vt_tokbuf *out, const char *s, size_t n, const char *b, size_t bl)
+{
+    size_t i = 0;
+    int r = 0, in_run = 0;
+    while (i < n && !r) {
+        uint32_t cp;
+        int k = vt_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        int sp = k && vt_uni_is_space(cp);
+        if (k == 0) k = 1;                  /* not reached: text is checked */
+        if (sp) {
+            if (!in_run) r = vt_tokbuf_put(out, b, bl);
+            in_run = 1;
+        } else {
+            r = vt_tokbuf_put(out, s + i, (size_t)k);
+            in_run = 0;
+        }
+        i += (size_t)k;
+    }
+    return r;
+}
+
+/* Lowercase (normalizers/utils.rs -> NormalizedString::lowercase): each
+ * character's char::to_lowercase, context-free, so a final capital sigma
+ * becomes U+03C3 (transformers.js' String.toLowerCase would give U+03C2). */
+static int lowercase(vt_tokbuf *out, const char *s, size_t n)
+{
+    size_t i = 0;
+    int r = 0;
+    while (i < n && !r) {
+        uint32_t cp, low[3];
+        int k = vt_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        if (k == 0) {                        /* not reached: text is checked */
+            r = vt_tokbuf_put(out, s + i, 1);
+            i++;
+            continue;
+        }
+        int m = vt_uni_lower(cp, low);
+        for (int j = 0; j < m && !r; j++) {
+            char u[4];
+            r = vt_tokbuf_put(out, u, (size_t)vt_utf8_encode(low[j], u));
+        }
+        i += (size_t)k;
+    }
+    return r;
+}
+
 int vt_tok_normalize(const vt_tokenizer *t, const char *s, size_t n, vt_tokbuf *out)
 {
     vt_tokbuf cur = {0}, nxt = {0};
@@ -260,6 +317,10 @@ int vt_tok_normalize(const vt_tokenizer *t, const char *s, size_t n, vt_tokbuf *
             free(o);
         } else if (ns->kind == VT_NORM_BERT) {
             r = vt_bert_normalize(ns, cur.s, cur.n, &nxt);
+        } else if (ns->kind == VT_NORM_WS) {
+            r = replace_space_runs(&nxt, cur.s, cur.n, ns->b, ns->blen);
+        } else if (ns->kind == VT_NORM_LOWER) {
+            r = lowercase(&nxt, cur.s, cur.n);
         } else if (ns->kind == VT_NORM_PREPEND) {
             /* normalizers/prepend.rs: only a non-empty string gets it */
             if (cur.n) r = vt_tokbuf_put(&nxt, ns->a, ns->alen);

@@ -5,7 +5,10 @@
  * (tokenizers/src/utils/onig.rs) and pre-tokenizes with find_matches: the
  * leftmost match, alternatives tried in order, quantifiers greedy with
  * backtracking. The three patterns below are those of GPT-2 (byte_level.rs
- * RE), LLaMA-3 and Qwen2/3 (their tokenizer.json Split); each matcher below
+ * RE), LLaMA-3 and Qwen2/3 (their tokenizer.json Split), and CLIP's (its
+ * tokenizer.json Split, with or without the two special-token literals in
+ * front; openai/clip-vit-base-patch32 has them, clip-vit-large-patch14's
+ * newer file not); each matcher below
  * walks the alternatives in the pattern's order and resolves the
  * backtracking of each by hand (derivations beside each). Every one of them
  * matches some non-empty prefix of any non-empty text (the last
@@ -28,8 +31,18 @@ static const char RX_QWEN2[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+/* CLIP's pattern has no \s alternative: whitespace is what its Split
+ * (behavior Removed, invert true) drops between the matches. */
+static const char RX_CLIP[] =
+    "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|"
+    "[^\\s\\p{L}\\p{N}]+";
+static const char RX_CLIP_PLAIN[] = "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|"
+                                    "[^\\s\\p{L}\\p{N}]+";
+
 int vt_pretok_regex_kind(const char *rx)
 {
+    if (!strcmp(rx, RX_CLIP)) return VT_RX_CLIP;
+    if (!strcmp(rx, RX_CLIP_PLAIN)) return VT_RX_CLIP_PLAIN;
     if (!strcmp(rx, RX_GPT2)) return VT_RX_GPT2;
     if (!strcmp(rx, RX_LLAMA3)) return VT_RX_LLAMA3;
     if (!strcmp(rx, RX_QWEN2)) return VT_RX_QWEN2;
@@ -110,6 +123,19 @@ size_t vt_pretok_regex_next(int kind, const char *s, size_t n)
     int64_t c1 = cp_at(s, n, l0, &l1);
     int k0 = cls(c0), k1 = cls(c1);
 
+    if (kind == VT_RX_CLIP || kind == VT_RX_CLIP_PLAIN) {
+        /* the alternatives in order: the literals, the contractions (case
+         * as written: the file's pattern has no (?i)), a letter run, ONE
+         * number, a run of the rest. Whitespace matches none (0). */
+        static const char *const lit[] = {"<|startoftext|>", "<|endoftext|>"};
+        for (int i = 0; kind == VT_RX_CLIP && i < 2; i++)
+            if (n >= strlen(lit[i]) && !memcmp(s, lit[i], strlen(lit[i]))) return strlen(lit[i]);
+        if ((m = contraction(s, n, 0))) return m;
+        if (k0 == C_L) return run(s, n, 0, C_L, 0);
+        if (k0 == C_N) return l0;
+        if (k0 == C_O) return run(s, n, 0, C_O, 0);
+        return 0;
+    }
     if (kind == VT_RX_GPT2) {
         if ((m = contraction(s, n, 0))) return m;
         /* ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+': the optional space

@@ -35,18 +35,25 @@ typedef struct {
     int     special, normalized, lstrip, rstrip, single_word;
 } vt_added_tok;
 
-enum { VT_NORM_NFC, VT_NORM_PREPEND, VT_NORM_REPLACE, VT_NORM_BERT };
+/* VT_NORM_WS: Replace with the Regex pattern "\\s+" (CLIP), the only regex
+ * accepted there; VT_NORM_LOWER: Lowercase */
+enum { VT_NORM_NFC, VT_NORM_PREPEND, VT_NORM_REPLACE, VT_NORM_BERT, VT_NORM_WS, VT_NORM_LOWER };
 typedef struct {
     int kind; char *a; size_t alen; char *b; size_t blen;
     int clean, chinese, strip, lower;  /* BertNormalizer */
 } vt_norm_step;
 
 enum { VT_PRE_SPLIT, VT_PRE_BYTELEVEL, VT_PRE_METASPACE, VT_PRE_BERT };
-enum { VT_RX_GPT2, VT_RX_LLAMA3, VT_RX_QWEN2 };
+/* VT_RX_CLIP / VT_RX_CLIP_PLAIN: CLIP's pattern with and without the two
+ * special-token literals in front; unlike the others they match no
+ * whitespace (their Split removes it: behavior Removed, invert true) */
+enum { VT_RX_GPT2, VT_RX_LLAMA3, VT_RX_QWEN2, VT_RX_CLIP, VT_RX_CLIP_PLAIN };
 enum { VT_PREPEND_ALWAYS, VT_PREPEND_FIRST, VT_PREPEND_NEVER };
 typedef struct {
     int    kind;
     int    regex;                     /* VT_RX_* (Split) */
+    int    removed;                   /* Split: keep the matches, drop the rest
+                                         (behavior Removed with invert) */
     int    add_prefix_space, use_regex;   /* ByteLevel */
     char   repl[5];                   /* Metaspace */
     size_t repl_len;
@@ -85,6 +92,8 @@ struct vt_tokenizer {
     char    wp_prefix[32];            /* WordPiece continuing_subword_prefix */
     size_t  wp_prefix_len;
     int64_t wp_max_chars;             /* max_input_chars_per_word */
+    char    eow[16];                  /* BPE end_of_word_suffix ("</w>": CLIP) */
+    size_t  eow_len;
     int32_t unk;
     int     fuse_unk, byte_fallback, ignore_merges, byte_level;
     int32_t byte_id[256];             /* ids of "<0xNN>", -1 if absent */
@@ -106,7 +115,8 @@ struct vt_tokenizer {
 /* pretext.c: which supported Split regex this is (VT_RX_*), or -1 */
 int vt_pretok_regex_kind(const char *rx);
 /* Length in bytes of the next regex match at s[0..n) (n > 0, valid UTF-8);
- * the supported patterns match every non-empty input, so this is >= 1. */
+ * the supported patterns match every non-empty input, so this is >= 1.
+ * The CLIP patterns match wherever s does not start with whitespace. */
 size_t vt_pretok_regex_next(int kind, const char *s, size_t n);
 
 /* encode.c: the normalizer chain on s[0..n) into *out (caller frees) */

@@ -248,6 +248,20 @@ static int load_normalizer(vt_tokenizer *t, const cJSON *n, vtok_status *st)
         s->kind = VT_NORM_PREPEND;
         a = str_or_null(n, "prepend");
         if (!a) return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: Prepend needs 'prepend'");
+    } else if (!strcmp(type, "Replace") && str_or_null(obj_get(n, "pattern"), "Regex")) {
+        /* CLIP's whitespace collapse: Regex "\s+" -> " " (normalizers/
+         * replace.rs compiles it with Oniguruma: \s is White_Space) */
+        s->kind = VT_NORM_WS;
+        const char *rx = str_or_null(obj_get(n, "pattern"), "Regex");
+        b = str_or_null(n, "content");
+        if (strcmp(rx, "\\s+"))
+            return vt_fail(st, VTOK_EUNSUPPORTED, "tokenizer.json: normalizer Replace: Regex "
+                           "pattern '%.60s' is not supported (only \\s+)", rx);
+        if (!b)
+            return vt_fail(st, VTOK_EFORMAT, "tokenizer.json: normalizer Replace needs a "
+                           "'content'");
+    } else if (!strcmp(type, "Lowercase")) {
+        s->kind = VT_NORM_LOWER;
     } else if (!strcmp(type, "Replace")) {
         s->kind = VT_NORM_REPLACE;
         int r = string_pattern(n, "tokenizer.json: normalizer Replace", &a, st);
@@ -268,7 +282,8 @@ static int load_normalizer(vt_tokenizer *t, const cJSON *n, vtok_status *st)
         if ((r = get_bool(n, "strip_accents", s->lower, &s->strip, w, st))) return r;
     } else {
         return vt_fail(st, VTOK_EUNSUPPORTED, "tokenizer.json: normalizer '%.64s' is not "
-                       "supported (supported: NFC, Prepend, Replace, BertNormalizer, Sequence)",
+                       "supported (supported: NFC, Prepend, Replace, Lowercase, BertNormalizer, "
+                       "Sequence)",
                        type);
     }
     if (s->kind == VT_NORM_REPLACE && a && !*a)
@@ -318,13 +333,21 @@ static int load_pre(vt_tokenizer *t, const cJSON *p, vtok_status *st)
         s->regex = vt_pretok_regex_kind(rx);
         if (s->regex < 0)
             return vt_fail(st, VTOK_EUNSUPPORTED, "%s: Split regex '%.120s' is not one of the "
-                           "supported patterns (GPT-2, LLaMA-3, Qwen2)", w, rx);
+                           "supported patterns (GPT-2, LLaMA-3, Qwen2, CLIP)", w, rx);
         const char *beh = str_or_null(p, "behavior");
         int inv = 0;
         if ((r = get_bool(p, "invert", 0, &inv, w, st))) return r;
-        if (!beh || strcmp(beh, "Isolated") || inv)
+        /* CLIP's Split is behavior Removed with invert: the matches are the
+         * pieces and what lies between them (whitespace) is dropped
+         * (pre_tokenizers/split.rs, Invert flips which parts are matches) */
+        int clip = s->regex == VT_RX_CLIP || s->regex == VT_RX_CLIP_PLAIN;
+        if (clip && (!beh || strcmp(beh, "Removed") || !inv))
+            return vt_fail(st, VTOK_EUNSUPPORTED, "%s: Split with CLIP's regex supports "
+                           "behavior 'Removed' with invert only", w);
+        if (!clip && (!beh || strcmp(beh, "Isolated") || inv))
             return vt_fail(st, VTOK_EUNSUPPORTED, "%s: Split supports behavior 'Isolated' "
                            "without invert only", w);
+        s->removed = clip;
     } else if (!strcmp(type, "Metaspace")) {
         s->kind = VT_PRE_METASPACE;
         const char *rep = str_or_null(p, "replacement");
@@ -559,9 +582,18 @@ static int load_model(vt_tokenizer *t, const cJSON *m, vtok_status *st)
     }
     const char *pfx = t->wordpiece ? NULL : str_or_null(m, "continuing_subword_prefix");
     const char *sfx = t->wordpiece ? NULL : str_or_null(m, "end_of_word_suffix");
-    if ((pfx && pfx[0]) || (sfx && sfx[0]))
-        return vt_fail(st, VTOK_EUNSUPPORTED, "%s: continuing_subword_prefix / "
-                       "end_of_word_suffix are not supported", w);
+    if (pfx && pfx[0])
+        return vt_fail(st, VTOK_EUNSUPPORTED, "%s: a non-empty continuing_subword_prefix is "
+                       "not supported", w);
+    /* end_of_word_suffix (CLIP "</w>"): appended to a word's last character
+     * before the vocab lookup (models/bpe/model.rs merge_word) */
+    if (sfx && strlen(sfx) >= sizeof t->eow)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "%s: end_of_word_suffix longer than %zu bytes",
+                       w, sizeof t->eow - 1);
+    if (sfx) {
+        t->eow_len = strlen(sfx);
+        memcpy(t->eow, sfx, t->eow_len + 1);
+    }
     const cJSON *dropout = obj_get(m, "dropout");
     if (dropout && !cJSON_IsNull(dropout) && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0))
         return vt_fail(st, VTOK_EUNSUPPORTED, "%s: BPE dropout is not supported", w);
@@ -569,6 +601,11 @@ static int load_model(vt_tokenizer *t, const cJSON *m, vtok_status *st)
         (r = get_bool(m, "byte_fallback", 0, &t->byte_fallback, w, st)) ||
         (r = get_bool(m, "ignore_merges", 0, &t->ignore_merges, w, st)))
         return r;
+    /* model.rs would spell the suffix's bytes as <0xNN> tokens too: no file
+     * does that; refuse rather than guess */
+    if (t->byte_fallback && t->eow_len)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "%s: byte_fallback with end_of_word_suffix is "
+                       "not supported", w);
 
     /* ids: the vocab's and the added tokens' */
     int64_t max_id = -1;

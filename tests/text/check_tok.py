@@ -114,7 +114,8 @@ def random_strings(n, seed=1234):
         [chr(c) for c in range(0x1F600, 0x1F650)] + ["\u200d", "\ufe0f", "\U0001F3FD"],
         [chr(c) for c in range(0x0900, 0x0980)],
         [chr(c) for c in range(0x0621, 0x064B)],
-        ["\ufffd", "'s", "'LL", "<s>", "</s>", "<|eot_id|>", "<|im_end|>", "1234", "\u212b"],
+        ["\ufffd", "'s", "'LL", "<s>", "</s>", "<|eot_id|>", "<|im_end|>", "1234", "\u212b",
+         "<|startoftext|>", "<|endoftext|>", "<|ENDOFTEXT|>", "\u03a3", "\u0130", "A photo"],
     ]
     out = []
     for _ in range(n):
@@ -183,6 +184,23 @@ def bert_variants(strings):
     return out
 
 
+def clip_variants(strings):
+    """CLIP-format tokenizers (clip_tok.py: NFC + \\s+ collapse + Lowercase,
+    CLIP's Split regex with behavior Removed/invert, ByteLevel, BPE with
+    end_of_word_suffix "</w>", RobertaProcessing) with merges learned from
+    the corpus: the pattern with the special-token literals and normalized
+    added tokens (openai/clip-vit-base-patch32's file), and without them
+    (clip-vit-large-patch14's newer file) with raw added tokens."""
+    sys.path.insert(0, HERE)
+    from clip_tok import make_clip_tokenizer
+    out = []
+    tok, cfg = make_clip_tokenizer(strings, 600, literals=True, normalized=True)
+    out.append(("clip", tok, cfg))
+    tok, cfg = make_clip_tokenizer(strings, 300, literals=False, normalized=False)
+    out.append(("clip-plain", tok, cfg))
+    return out
+
+
 def run(cmd):
     p = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8")
     if p.returncode != 0:
@@ -211,7 +229,7 @@ def main():
     with open(corpus, "w", encoding="utf-8") as f:
         json.dump(strings, f)
     total_bad = 0
-    for name, tok, cfg in variants() + bert_variants(strings):
+    for name, tok, cfg in variants() + bert_variants(strings) + clip_variants(strings):
         if a.only and a.only != name:
             continue
         d = os.path.join(a.work, name)

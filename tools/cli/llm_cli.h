@@ -5,5 +5,6 @@
 int cli_generate(int argc, char **argv);      /* vtok generate ...      */
 int cli_tokenize_text(int argc, char **argv); /* vtok tokenize-text ... */
 int cli_chat(int argc, char **argv);          /* vtok chat ...          */
+int cli_zeroshot(int argc, char **argv);      /* vtok zeroshot (zeroshot.c) */
 
 #endif

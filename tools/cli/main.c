@@ -91,6 +91,9 @@ static void usage(FILE *f)
             "         [--out F.npy] [--hidden H.npy] [--truncate] [--dtype D] [--threads N] [--json]\n"
             "         a BERT text embedding (BertModel folder + tokenizer.json): printed, or\n"
             "         float32 .npy [dim]; --hidden writes last_hidden_state [1, tokens, dim]\n"
+            "  zeroshot --model CLIPDIR --image FILE --labels \"a cat,a dog\"\n"
+            "         [--template \"a photo of {}\"] [--truncate] [--threads N] [--json]\n"
+            "         CLIP zero-shot: label probabilities, softmax of exp(logit_scale) * cosine\n"
             "  recipes                list the shipped recipes\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
@@ -771,6 +774,8 @@ int main(int argc, char **argv)
         return outset_finish(cli_chat(argc, argv));
     if (!strcmp(cmd, "embed-text"))
         return cli_embed_text(argc, argv);
+    if (!strcmp(cmd, "zeroshot"))
+        return cli_zeroshot(argc, argv);
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;
