@@ -674,7 +674,7 @@ int64_t       vtok_llm_n_past(const vtok_llm_ctx *c);      /* positions held    
 /* Keep the first n positions held (0 <= n <= n_past) and forget the rest,
  * with their ids in the repetition penalty's history: a conversation whose
  * next prompt starts as the last one did evaluates only the new part. The
- * logits are gone until the next eval. */
+ * logits are gone until the next eval. One-sequence contexts only. */
 int           vtok_llm_truncate(vtok_llm_ctx *c, int64_t n);
 const char   *vtok_llm_errmsg(const vtok_llm_ctx *c);
 

@@ -411,6 +411,9 @@ int vtok_llm_truncate(vtok_llm_ctx *c, int64_t n)
 {
     if (!c)
         return VTOK_EINVAL;
+    if (c->n_seq > 1)
+        return vt_fail(&c->st, VTOK_EUNSUPPORTED, "vtok_llm_truncate: a context of %lld "
+                       "sequences (one sequence only)", (long long)c->n_seq);
     if (n < 0 || n > c->seq.n_past)
         return vt_fail(&c->st, VTOK_EINVAL, "vtok_llm_truncate: %lld positions of %lld held",
                        (long long)n, (long long)c->seq.n_past);
@@ -672,7 +675,7 @@ static int eval_seqs(vtok_llm_ctx *c, const vtok_llm_batch *seqs)
         /* one sequence: its ids count for vtok_llm_generate's repetition
          * penalty, as in vtok_llm_eval */
         if (B == 1 && seqs[0].ids && !seqs[0].n_embeds)
-            rc = hist_push(c, seqs[0].ids, seqs[0].n);
+            rc = hist_push(c, seqs[0].ids, seqs[0].n, vt_llm_seq_past(&c->seq, 0) - seqs[0].n);
     }
     return rc;
 }
