@@ -87,7 +87,7 @@ int cli_zeroshot(int argc, char **argv)
     vtok_processor *proc = NULL;
     vtok_ctx *ctx = NULL;
     float *px = NULL, *temb = NULL, *img = NULL;
-    double *prob = NULL;
+    double *prob = NULL, *logit = NULL;
     int *order = NULL;
     vtok_ctx_params cp = vtok_ctx_default_params();
     cp.n_threads = threads;
@@ -121,8 +121,9 @@ int cli_zeroshot(int argc, char **argv)
     img = malloc((size_t)dim * sizeof *img);
     temb = malloc((size_t)n * (size_t)dim * sizeof *temb);
     prob = malloc((size_t)n * sizeof *prob);
+    logit = malloc((size_t)n * sizeof *logit);
     order = malloc((size_t)n * sizeof *order);
-    if (!img || !temb || !prob || !order) { zdie("out of memory", NULL); goto out; }
+    if (!img || !temb || !prob || !logit || !order) { zdie("out of memory", NULL); goto out; }
     memcpy(img, v.data, (size_t)dim * sizeof *img);
     l2_normalise(img, dim);
     for (int i = 0; i < n; i++) {
@@ -147,7 +148,7 @@ int cli_zeroshot(int argc, char **argv)
         float c = 0.0f;
         for (int64_t j = 0; j < dim; j++)
             c += temb[(int64_t)i * dim + j] * img[j];
-        prob[i] = (double)(c * scale);
+        prob[i] = logit[i] = (double)(c * scale);
         if (prob[i] > mx) mx = prob[i];
     }
     for (int i = 0; i < n; i++) sum += prob[i] = exp(prob[i] - mx);
@@ -162,7 +163,7 @@ int cli_zeroshot(int argc, char **argv)
         if (json) {
             printf("%s{\"label\": ", k ? ", " : "");
             json_str(names[i]);
-            printf(", \"prob\": %.9g}", prob[i]);
+            printf(", \"prob\": %.9g, \"logit\": %.9g}", prob[i], logit[i]);
         } else {
             printf("%8.4f%%  %s\n", 100.0 * prob[i], names[i]);
         }
@@ -172,6 +173,7 @@ int cli_zeroshot(int argc, char **argv)
 out:
     free(order);
     free(prob);
+    free(logit);
     free(temb);
     free(img);
     vtok_free(px);
