@@ -1,4 +1,4 @@
-# Thin wrapper over CMake. `make demo` builds and runs the shipped tiny model;
+# Thin wrapper over CMake. `make demo` builds and asks the shipped trained model;
 # `make test` runs every test layer in a release build, again under
 # AddressSanitizer + UBSan, and the C tests of an aarch64 cross build under
 # qemu-user (reference kernels only). Warnings are errors here (WERROR=OFF to
@@ -31,12 +31,20 @@ aarch64:
 		-DCMAKE_BUILD_TYPE=Release -DVTOK_WERROR=$(WERROR) >/dev/null
 	cmake --build $(AARCH64_BUILD) -j $(JOBS)
 
+# A tiny LLaVA and CLIP trained here on synthetic scenes (models/shapes, see
+# models/README.md) look at a shipped scene: three questions, then zero-shot.
+SHAPES = models/shapes
+DEMO_SCENE = $(SHAPES)/demo/scene-2000000.png
 demo: build
-	$(BUILD)/vtok info --model models/tiny-clip
-	$(BUILD)/vtok encode --model models/tiny-clip --image models/sample.jpg \
-		--layers all --out out/demo
-	$(BUILD)/vtok run --recipe llava-1.5 --model models/tiny-llava --image models/sample.jpg \
-		--out out/demo-llava --dump out/demo-llava/stages
+	@echo "== $(DEMO_SCENE): an orange star at the top, blue squares at the top right and right"
+	@for q in "What colour is the star?" "How many squares are there?" "What is at the top right?"; do \
+		echo "Q: $$q"; printf "A: "; \
+		$(BUILD)/vtok chat --recipe llava-1.5 --model $(SHAPES)/llava --llm $(SHAPES)/llava/llm \
+			--image $(DEMO_SCENE) -p "$$q" 2>/dev/null || exit 1; \
+	done
+	@echo "== vtok zeroshot $(SHAPES)/demo/scene-2000002.png (a red star)"
+	$(BUILD)/vtok zeroshot --model $(SHAPES)/clip --image $(SHAPES)/demo/scene-2000002.png \
+		--labels "a red star,a red circle,a blue star,a green triangle,a yellow square"
 
 test: test-release test-asan test-tsan test-aarch64 fuzz
 

@@ -51,6 +51,38 @@ def _words(strings):
     return out
 
 
+def learn_merges(counts, words, n_merges, mergeable=None):
+    """Plain BPE training: n_merges times, merge the most frequent adjacent
+    pair (ties: the pair seen first) in every word. counts: word -> count;
+    words: word -> its symbols (updated in place); mergeable(a, b) may veto
+    a pair. Returns the merges in order."""
+    merges = []
+    for _ in range(n_merges):
+        pairs = collections.Counter()
+        first = {}
+        for w, syms in words.items():
+            for a, b in zip(syms, syms[1:]):
+                if mergeable is None or mergeable(a, b):
+                    pairs[(a, b)] += counts[w]
+                    first.setdefault((a, b), len(first))
+        if not pairs:
+            break
+        best = max(pairs, key=lambda p: (pairs[p], -first[p]))
+        merges.append(best)
+        a, b = best
+        for w, syms in words.items():
+            i, out = 0, []
+            while i < len(syms):
+                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
+                    out.append(a + b)
+                    i += 2
+                else:
+                    out.append(syms[i])
+                    i += 1
+            words[w] = out
+    return merges
+
+
 def make_clip_tokenizer(strings, n_merges=400, literals=True, normalized=True):
     """(tokenizer.json dict, tokenizer_config.json dict)."""
     b2u = bytes_to_unicode()
@@ -62,30 +94,9 @@ def make_clip_tokenizer(strings, n_merges=400, literals=True, normalized=True):
         vocab.setdefault(c + "</w>", len(vocab))
     counts = collections.Counter(_words(strings))
     words = {w: list(w[:-1]) + [w[-1] + "</w>"] for w in counts}
-    merges = []
-    for _ in range(n_merges):
-        pairs = collections.Counter()
-        first = {}
-        for w, syms in words.items():
-            for a, b in zip(syms, syms[1:]):
-                pairs[(a, b)] += counts[w]
-                first.setdefault((a, b), len(first))
-        if not pairs:
-            break
-        best = max(pairs, key=lambda p: (pairs[p], -first[p]))
-        merges.append(best)
-        a, b = best
+    merges = learn_merges(counts, words, n_merges)
+    for a, b in merges:
         vocab.setdefault(a + b, len(vocab))
-        for w, syms in words.items():
-            i, out = 0, []
-            while i < len(syms):
-                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(syms[i])
-                    i += 1
-            words[w] = out
     bos, eos = len(vocab), len(vocab) + 1
     vocab["<|startoftext|>"] = bos
     vocab["<|endoftext|>"] = eos
