@@ -23,8 +23,10 @@ Stage 1: CLIP, contrastive (symmetric InfoNCE) on scene captions. Stage 2:
 the vision tower frozen, its hidden_states[-2] patch rows (what llava-1.5
 selects) feed a fresh projector + LLaMA trained on multi-turn vicuna_v1
 conversations about the scene, loss on the answers and their </s> (LLaVA's
-preprocess_v1 masking). Accuracy per question type is then measured with
-vtok itself by models/shapes/eval.py.
+preprocess_v1 masking), in two rounds (--llm-rounds) of --llm-steps, each
+with its own warm-up and cosine schedule. --resume DIR runs one more round
+on a folder this script wrote. Accuracy per question type is then measured
+with vtok itself by models/shapes/eval.py.
 """
 import argparse
 import copy
@@ -323,14 +325,21 @@ def batch_rows(llm, proj, feats, convs):
     return torch.stack(rows), tgt
 
 
-def train_llm(args, sp, vis, imgs, scs, cfg):
+def train_llm(args, sp, vis, imgs, scs, cfg, init=None):
     """LLaVA's fine-tune, end to end: the vision tower (from CLIP) at a lower
-    learning rate, the projector and the LLM from scratch."""
+    learning rate, the projector and the LLM from scratch (or init: (LLM
+    state dict, projector state) to go on from)."""
     torch.manual_seed(3)
     sd = init_llm(cfg, 3)
-    llm = lr.Model(cfg, sd)
     d_vis = vis.config.hidden_size
     proj = Projector(d_vis, cfg["hidden_size"])
+    if init:
+        with torch.no_grad():
+            for k in sd:
+                sd[k].copy_(init[0][k])
+            for k, v in proj.state().items():
+                v.copy_(init[1][k])
+    llm = lr.Model(cfg, sd)
     params = list(sd.values()) + list(proj.parameters())
     opt = torch.optim.AdamW([{"params": params, "base": 2e-3},
                              {"params": list(vis.parameters()), "base": 3e-4}],
@@ -409,6 +418,32 @@ def bf16(t):
     return t.detach().to(torch.bfloat16).contiguous()
 
 
+def load_clip(folder):
+    """A CLIP this script wrote (for --resume)."""
+    cdir = os.path.join(folder, "clip")
+    cfg = json.load(open(os.path.join(cdir, "config.json")))
+    tc = {k: v for k, v in cfg["text_config"].items() if k != "model_type"}
+    model = ctr.CLIPModel(ctr.Cfg(**tc), ctr.Cfg(**VISION), PROJ_DIM)
+    res = model.load_state_dict({k: v.float() for k, v in sio.read_model(cdir).items()},
+                                strict=False)
+    assert not res.unexpected_keys and all(k.endswith("position_ids") for k in res.missing_keys)
+    model.eval()
+    tok_json = json.load(open(os.path.join(cdir, "tokenizer.json")))
+    tok_cfg = json.load(open(os.path.join(cdir, "tokenizer_config.json")))
+    return model, ClipTok(tok_json), tok_json, tok_cfg, tc
+
+
+def load_llava(folder, vis):
+    """The LLaVA weights this script wrote, into vis; (LLM state, projector state)."""
+    vdir = os.path.join(folder, "llava", "clip-vit-large-patch14-336")
+    res = vis.load_state_dict({k[len("vision_model."):]: v.float()
+                               for k, v in sio.read_model(vdir).items()}, strict=False)
+    assert not res.unexpected_keys and all(k.endswith("position_ids") for k in res.missing_keys)
+    p = torch.load(os.path.join(folder, "llava", "mm_projector.bin"))
+    sd = sio.read_model(os.path.join(folder, "llava", "llm"))
+    return ({k: v.float() for k, v in sd.items()}, {k: v.float() for k, v in p.items()})
+
+
 def write_json(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, indent=1)
@@ -464,6 +499,11 @@ def main():
     ap.add_argument("--llm-steps", type=int, default=3000)
     ap.add_argument("--n-train", type=int, default=12000)
     ap.add_argument("--n-val", type=int, default=300)
+    ap.add_argument("--llm-rounds", type=int, default=2,
+                    help="LLaVA training rounds of --llm-steps each (warm-up and cosine "
+                    "schedule per round, weights rounded to bf16 between rounds)")
+    ap.add_argument("--resume", help="a folder this script wrote: keep its CLIP and tokenizers, "
+                    "go on training its LLaVA for --llm-steps more")
     args = ap.parse_args()
     if args.quick:
         args.clip_steps, args.llm_steps, args.n_train, args.n_val = 30, 30, 600, 40
@@ -475,7 +515,10 @@ def main():
     log("scenes: %d train, %d val (%.0f s)" % (len(scs), len(vscs), time.time() - t_all))
 
     t0 = time.time()
-    clip, ctok, tok_json, tok_cfg, tc = train_clip(args, scs, imgs, (vscs, vimgs))
+    if args.resume:
+        clip, ctok, tok_json, tok_cfg, tc = load_clip(args.resume)
+    else:
+        clip, ctok, tok_json, tok_cfg, tc = train_clip(args, scs, imgs, (vscs, vimgs))
     round_bf16_(clip)  # what ships
     t_clip = time.time() - t0
     zs, nzs = zeroshot_eval(clip, ctok, vscs, vimgs)
@@ -489,20 +532,30 @@ def main():
         texts.append(SYSTEM + " USER: ")
         texts.append(prompt_chunks([(q, a) for _, q, a in qs])[1])
     sp = SPTokenizer.train(texts, 400)
+    if args.resume:
+        sj = json.load(open(os.path.join(args.resume, "llava", "llm", "tokenizer.json")))
+        if sj["model"]["merges"] != ["%s %s" % m for m in sp.merges]:
+            raise SystemExit("--resume: the folder's tokenizer is not this script's")
     cfg = lr.make_config("llama", hidden=LLM["hidden"], layers=LLM["layers"], heads=LLM["heads"],
                          kv_heads=LLM["kv_heads"], vocab=len(sp.vocab), inter=LLM["inter"],
                          max_pos=LLM["max_pos"])
     log("llm tokenizer: %d pieces; system prompt = %d ids" % (len(sp.vocab),
                                                             len(sp.encode(SYSTEM + " USER: "))))
     vis = copy.deepcopy(clip.vision_model)
+    init = load_llava(args.resume, vis) if args.resume else None
     t0 = time.time()
-    llm, proj = train_llm(args, sp, vis, imgs, scs, cfg)
+    for r in range(1 if args.resume else args.llm_rounds):
+        if r:
+            log("llm round %d" % (r + 1))
+        llm, proj = train_llm(args, sp, vis, imgs, scs, cfg, init)
+        with torch.no_grad():  # as a --resume from the written files would start
+            for v in llm.sd.values():
+                v.copy_(bf16(v).float())
+            round_bf16_(proj)
+            round_bf16_(vis)
+        init = ({k: v.detach().clone() for k, v in llm.sd.items()},
+                {k: v.detach().clone() for k, v in proj.state().items()})
     t_llm = time.time() - t0
-    with torch.no_grad():
-        for v in llm.sd.values():
-            v.copy_(bf16(v).float())
-        round_bf16_(proj)
-        round_bf16_(vis)
     vfeats = vision_rows(vis, vimgs)
     llm = lr.Model(cfg, {k: v.detach() for k, v in llm.sd.items()})
     acc = qa_eval(llm, proj, sp, vfeats, vscs, 6)
@@ -510,12 +563,14 @@ def main():
         log("val %-9s %.3f (%d questions)" % (t, a, n))
     export(args.out, clip, vis, tok_json, tok_cfg, tc, llm, proj, sp, cfg)
     metrics = {"train_scenes": len(scs), "val_scenes": len(vscs), "clip_steps": args.clip_steps,
-               "llm_steps": args.llm_steps, "threads": args.threads,
+               "llm_steps": args.llm_steps,
+               "llm_rounds": 1 if args.resume else args.llm_rounds, "threads": args.threads,
                "clip_seconds": round(t_clip), "llm_seconds": round(t_llm),
                "total_seconds": round(time.time() - t_all),
                "val_zeroshot_top1": round(zs, 4), "val_zeroshot_scenes": nzs,
                "val_accuracy": {t: round(a, 4) for t, (a, n) in acc.items()},
                "val_questions": {t: n for t, (a, n) in acc.items()},
+               "resumed_from_a_previous_run": bool(args.resume),
                "torch": torch.__version__}
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
