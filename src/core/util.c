@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void vt_msg_oneline(char *msg)
 {
@@ -272,5 +273,25 @@ int vt_id_parse(const char *f, const char *text, int64_t *id)
     if (len < 0 || (size_t)len != n || strcmp(back, text))
         return -1;
     *id = v;
+    return 0;
+}
+
+int vt_is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+int vt_folder_of(const char *path, char *dir, size_t n)
+{
+    if (vt_is_dir(path)) {
+        snprintf(dir, n, "%s", path);
+        return 1;
+    }
+    const char *s = strrchr(path, '/');
+    if (!s)
+        snprintf(dir, n, ".");
+    else
+        snprintf(dir, n, "%.*s", (int)(s - path) > 0 ? (int)(s - path) : 1, path);
     return 0;
 }

@@ -73,6 +73,12 @@ int64_t vt_id_format(const char *f, int64_t id, char *out, size_t n);
 /* vt_id_parse: the id whose vt_id_format text is exactly text, or -1. */
 int     vt_id_parse(const char *f, const char *text, int64_t *id);
 
+/* Model paths: vt_is_dir, 1 if path is a directory; vt_folder_of, the folder
+ * of path (path itself if a directory, else the part before its last '/',
+ * "." without one) into dir[n], returning vt_is_dir(path). */
+int vt_is_dir(const char *path);
+int vt_folder_of(const char *path, char *dir, size_t n);
+
 /* Saturating size arithmetic for memory plans. Work sizes are sums of products
  * of caller-given counts (images, tokens, widths); computed with these, a size
  * that does not fit in int64_t becomes VT_SIZE_INF, which every later product

@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_CONFIG_BYTES (1 << 20)
 
@@ -89,16 +88,9 @@ static int read_config(vt_bert_config *c, const cJSON *cfg, vtok_status *st)
  * itself a weights file to open (not the folder's config.json). */
 static int split_path(const char *path, char *dir, size_t n)
 {
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        snprintf(dir, n, "%s", path);
+    if (vt_folder_of(path, dir, n))
         return 0;
-    }
     const char *s = strrchr(path, '/');
-    if (!s)
-        snprintf(dir, n, ".");
-    else
-        snprintf(dir, n, "%.*s", (int)(s - path) > 0 ? (int)(s - path) : 1, path);
     const char *base = s ? s + 1 : path;
     return strcmp(base, "config.json") != 0;
 }

@@ -11,7 +11,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_TEXT_BYTES ((size_t)16 << 20)
 
@@ -31,20 +30,6 @@ struct vtok_bert_ctx {
 };
 
 /* ---- model ---- */
-
-static void folder_of(const char *path, char *dir, size_t n)
-{
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        snprintf(dir, n, "%s", path);
-        return;
-    }
-    const char *s = strrchr(path, '/');
-    if (!s)
-        snprintf(dir, n, ".");
-    else
-        snprintf(dir, n, "%.*s", (int)(s - path) > 0 ? (int)(s - path) : 1, path);
-}
 
 vtok_bert *vtok_bert_load(const char *path, const vtok_model_params *user_p, vtok_status *st)
 {
@@ -66,7 +51,7 @@ vtok_bert *vtok_bert_load(const char *path, const vtok_model_params *user_p, vto
         return NULL;
     }
     char dir[4096];
-    folder_of(path, dir, sizeof dir);
+    vt_folder_of(path, dir, sizeof dir);
     /* the tokenizer first: it is cheap, and a folder without one is useless */
     int rc = vt_tok_load(&B->tok, dir, st);
     if (!rc)

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_CONFIG_BYTES (16u << 20)
 #define CLIP_LEGACY_EOS 49407
@@ -33,12 +32,6 @@ static const vt_vit_defaults text_defaults = {
     .d = 512, .d_ff = 2048, .layers = 12, .heads = 8, .image = 1, .patch = 1,
     .channels = 1, .act = "quick_gelu", .eps = 1e-5,
 };
-
-static int is_dir(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
 
 /* config.json of the folder, and the text settings inside it. */
 static int read_config(const char *dir, cJSON **cfg, const cJSON **tcfg, int *composite,
@@ -85,7 +78,7 @@ int vt_clip_text_load(vt_clip_text *m, const char *path, vtok_status *st)
         return vt_fail(st, VTOK_EINVAL, "no or too long model path");
     char dir[4100];
     snprintf(dir, sizeof dir, "%s", path);
-    if (!is_dir(dir)) { /* DIR/config.json names the folder too */
+    if (!vt_is_dir(dir)) { /* DIR/config.json names the folder too */
         char *slash = strrchr(dir, '/');
         if (!slash || strcmp(slash + 1, "config.json"))
             return vt_fail(st, VTOK_EIO, "%s: not a model folder", path);

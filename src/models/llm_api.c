@@ -49,21 +49,6 @@ struct vtok_llm_ctx {
 
 /* ---- load ---- */
 
-/* The folder of path (a folder, or a file in one). */
-static void folder_of(const char *path, char *dir, size_t n)
-{
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        snprintf(dir, n, "%s", path);
-        return;
-    }
-    const char *s = strrchr(path, '/');
-    if (!s)
-        snprintf(dir, n, ".");
-    else
-        snprintf(dir, n, "%.*s", (int)(s - path) > 0 ? (int)(s - path) : 1, path);
-}
-
 /* A special token as tokenizer_config.json writes it: a string, or an
  * AddedToken dict {"content": ...}. */
 static const char *token_text(const cJSON *v)
@@ -151,7 +136,7 @@ vtok_llm *vtok_llm_load(const char *path, const vtok_model_params *user_p, vtok_
     }
     L->dtype = p.dtype;
     char dir[4096];
-    folder_of(path, dir, sizeof dir);
+    vt_folder_of(path, dir, sizeof dir);
     int rc = vt_llm_load(&L->m, path, st);
     if (!rc && (rc = vt_tok_load(&L->tok, dir, st)) == 0 &&
         vt_tok_vocab_size(L->tok) > L->m.c.vocab) {

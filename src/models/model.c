@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const vt_family *const families[] = {
     &vt_family_clip, &vt_family_siglip, &vt_family_dinov2, &vt_family_vit, &vt_family_blip2,
@@ -69,16 +68,10 @@ static int has_type(const char *const *list, const char *t)
     return 0;
 }
 
-static int is_dir(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 /* config.json and the weights path for `path` (a folder or a config.json). */
 static int resolve_paths(const char *path, char *cfg, char *weights, size_t n, vtok_status *st)
 {
-    if (is_dir(path)) {
+    if (vt_is_dir(path)) {
         if (snprintf(cfg, n, "%s/config.json", path) >= (int)n)
             return vt_fail(st, VTOK_EINVAL, "path too long: %s", path);
         snprintf(weights, n, "%s", path);

@@ -67,7 +67,7 @@ static int num(const char *opt, const char *v, double lo, double hi, double *out
     return 0;
 }
 
-static void json_text(FILE *f, const char *s, size_t n)
+void cli_json_text(FILE *f, const char *s, size_t n)
 {
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
@@ -142,7 +142,7 @@ int cli_tokenize_text(int argc, char **argv)
         for (int64_t i = 0; i < n; i++) {
             const char *piece = vtok_token_piece(m, ids[i]);
             printf("%d\t", ids[i]);
-            json_text(stdout, piece ? piece : "", piece ? strlen(piece) : 0);
+            cli_json_text(stdout, piece ? piece : "", piece ? strlen(piece) : 0);
             printf("\n");
         }
         rc = 0;
@@ -334,7 +334,7 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
                 printf("%s%lld", i ? ", " : "", (long long)codes[i]);
         }
         printf("], \"text\": ");
-        json_text(stdout, s, (size_t)len);
+        cli_json_text(stdout, s, (size_t)len);
         printf(", \"prefill_ms\": %.3f, \"decode_ms\": %.3f}\n", (t1 - t0) * 1e3,
                (t2 - t1) * 1e3);
         free(s);

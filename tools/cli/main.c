@@ -488,20 +488,9 @@ static int cmd_convert(const args *a)
     return 0;
 }
 
-/* A JSON string literal of s (quotes and control characters escaped). */
 static void json_str(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
+    cli_json_text(f, s, strlen(s));
 }
 
 /* layout.json: how many tokens each image gives and where they go in the prompt. */

@@ -40,13 +40,7 @@ static void l2_normalise(float *v, int64_t n)
 
 static void json_str(const char *s)
 {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
-    }
-    putchar('"');
+    cli_json_text(stdout, s, strlen(s));
 }
 
 int cli_zeroshot(int argc, char **argv)
