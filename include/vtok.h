@@ -715,7 +715,8 @@ const float *vtok_llm_logits(const vtok_llm_ctx *c);
  *   vocabulary and a sequence past n_ctx, naming the sequence.
  *   vtok_llm_logits_seq: sequence seq's last-position logits [vocab] after
  *     the last eval / decode (NULL if none or seq out of range).
- * On a context of n_seq > 1, vtok_llm_eval and vtok_llm_generate refuse;
+ * Generate with vtok_llm_generate_batch (below). On a context of n_seq > 1,
+ * vtok_llm_eval and vtok_llm_generate refuse;
  * vtok_llm_logits and vtok_llm_n_past give sequence 0's.
  */
 vtok_llm_ctx *vtok_llm_ctx_new_batch(vtok_llm *m, int64_t n_seq, int64_t n_ctx,
@@ -781,6 +782,10 @@ typedef struct vtok_gen_params {
      * whole); nonzero stops generation. NULL: no streaming. */
     int    (*on_token)(void *user, int32_t id, const char *text, size_t len);
     void    *user;
+    /* The same naming the sequence (vtok_llm_generate_batch; used instead of
+     * on_token when set, also for one sequence, as seq 0); nonzero stops
+     * that sequence only. */
+    int    (*on_token_seq)(void *user, int64_t seq, int32_t id, const char *text, size_t len);
 } vtok_gen_params;
 
 void vtok_gen_params_init(vtok_gen_params *p, size_t size);
@@ -798,6 +803,21 @@ static inline vtok_gen_params vtok_gen_default_params(void)
  * Returns 0 or a code (the ids before the failure are in out). */
 int vtok_llm_generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int64_t cap,
                       int64_t *n_out);
+
+/* Generate for every sequence of a batch context (after vtok_llm_eval_batch
+ * / _seqs), all in step: each step samples every running sequence from its
+ * own logits and runs those still running as one decode call (M = running
+ * sequences: the weights are read once per step for all of them); a
+ * sequence that stops (stop id or string, on_token_seq, max_tokens) sits
+ * out the later steps. Sequence i: up to max_tokens ids into out + i * cap,
+ * n_out[i] written (n_out has n_seq entries); it samples with seed + i, its
+ * repetition penalty sees its own prompt ids and generated ids. A sequence
+ * that fills its context stops there and the others go on; VTOK_ELIMIT is
+ * then returned at the end, naming it. Stop rules and streaming as
+ * vtok_llm_generate (stream a batch with on_token_seq). On a one-sequence
+ * context this is vtok_llm_generate. */
+int vtok_llm_generate_batch(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out,
+                            int64_t cap, int64_t *n_out);
 
 /* ----------------------------------------------------------------- BERT -- */
 

@@ -4,17 +4,12 @@
  * (text/jinja.h), contexts over a KV cache, and generation with the
  * sampler (sample.h).
  */
-#include "llm.h"
+#include "llm_ctx.h"
 #include "pack.h"
-#include "sample.h"
 
-#include "../core/ctx.h"
 #include "../io/io.h"
 #include "../io/opt.h"
-#include "../text/jinja.h"
-#include "../text/tokenizer.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,29 +18,6 @@
 #define DEFAULT_N_CTX 4096
 #define MAX_CHUNK 512          /* positions one forward call runs (prefill in chunks) */
 #define MAX_TOKENIZER_CONFIG ((size_t)16 << 20)
-
-struct vtok_llm {
-    vt_llm        m;
-    vt_tokenizer *tok;
-    vt_jinja     *tmpl;          /* tokenizer_config.json chat_template, or NULL */
-    char          tmpl_err[384]; /* why there is none, for vtok_chat_render     */
-    cJSON        *special;       /* {"bos_token": "...", ...} for templates      */
-    int           dtype;
-};
-
-struct vtok_llm_ctx {
-    vtok_llm   *m;
-    vt_ctx_base b;
-    vt_arena    arena;
-    vt_llm_seq  seq;        /* n_seq sequences (vtok_llm_ctx_new_batch) */
-    int64_t     n_seq;
-    float      *logits;     /* [n_seq, vocab], arena */
-    int         have_logits;
-    int32_t    *hist;       /* ids of the sequence for the repetition penalty */
-    int64_t    *hist_at;    /* the position of each (a generated id not yet run: n_past) */
-    int64_t     n_hist, cap_hist;
-    vtok_status st;
-};
 
 /* ---- load ---- */
 
@@ -298,6 +270,12 @@ static vtok_llm_ctx *ctx_make(vtok_llm *L, int64_t n_seq, int64_t n_ctx,
     }
     c->m = L;
     c->n_seq = n_seq;
+    c->hist = calloc((size_t)n_seq, sizeof *c->hist);
+    if (!c->hist) {
+        free(c);
+        vt_fail(st, VTOK_ENOMEM, "out of memory");
+        return NULL;
+    }
     /* rows of one call: prefill in chunks of MAX_CHUNK rows over all
      * sequences, and never fewer than one decode step of every sequence */
     const int64_t all = vt_szmul(n_seq, n_ctx);
@@ -340,8 +318,11 @@ void vtok_llm_ctx_free(vtok_llm_ctx *c)
     vt_llm_seq_free(&c->seq);
     vt_arena_free(&c->arena);
     vt_ctx_base_free(&c->b);
+    for (int64_t i = 0; c->hist && i < c->n_seq; i++) {
+        free(c->hist[i].id);
+        free(c->hist[i].at);
+    }
     free(c->hist);
-    free(c->hist_at);
     free(c);
 }
 
@@ -351,7 +332,8 @@ void vtok_llm_reset(vtok_llm_ctx *c)
         return;
     vt_llm_seq_reset(&c->seq);
     c->have_logits = 0;
-    c->n_hist = 0;
+    for (int64_t i = 0; i < c->n_seq; i++)
+        c->hist[i].n = 0;
 }
 
 int64_t vtok_llm_n_past(const vtok_llm_ctx *c)
@@ -369,26 +351,26 @@ const float *vtok_llm_logits(const vtok_llm_ctx *c)
     return c && c->have_logits ? c->logits : NULL;
 }
 
-/* ids at positions at0, at0 + 1, ... into the repetition-penalty history */
-static int hist_push(vtok_llm_ctx *c, const int32_t *ids, int64_t n, int64_t at0)
+int llm_hist_push(vtok_llm_ctx *c, int64_t seq, const int32_t *ids, int64_t n, int64_t at0)
 {
-    if (c->n_hist + n > c->cap_hist) {
-        int64_t cap = c->cap_hist ? c->cap_hist : 256;
-        while (cap < c->n_hist + n)
+    llm_hist *h = &c->hist[seq];
+    if (h->n + n > h->cap) {
+        int64_t cap = h->cap ? h->cap : 256;
+        while (cap < h->n + n)
             cap *= 2;
-        int32_t *h = realloc(c->hist, (size_t)cap * sizeof *h);
-        if (h)
-            c->hist = h;
-        int64_t *a = h ? realloc(c->hist_at, (size_t)cap * sizeof *a) : NULL;
-        if (!a)
+        int32_t *id = realloc(h->id, (size_t)cap * sizeof *id);
+        if (id)
+            h->id = id;
+        int64_t *at = id ? realloc(h->at, (size_t)cap * sizeof *at) : NULL;
+        if (!at)
             return vt_fail(&c->st, VTOK_ENOMEM, "out of memory");
-        c->hist_at = a;
-        c->cap_hist = cap;
+        h->at = at;
+        h->cap = cap;
     }
-    memcpy(c->hist + c->n_hist, ids, (size_t)n * sizeof *ids);
+    memcpy(h->id + h->n, ids, (size_t)n * sizeof *ids);
     for (int64_t i = 0; i < n; i++)
-        c->hist_at[c->n_hist + i] = at0 + i;
-    c->n_hist += n;
+        h->at[h->n + i] = at0 + i;
+    h->n += n;
     return 0;
 }
 
@@ -406,28 +388,32 @@ int vtok_llm_truncate(vtok_llm_ctx *c, int64_t n)
         return 0;
     c->seq.n_past = n; /* later positions are overwritten by the next eval */
     c->have_logits = 0;
+    llm_hist *h = &c->hist[0];
     int64_t k = 0;
-    while (k < c->n_hist && c->hist_at[k] < n)
+    while (k < h->n && h->at[k] < n)
         k++;
-    c->n_hist = k;
+    h->n = k;
+    return 0;
+}
+
+int llm_logits_check(vtok_llm_ctx *c, int64_t seq, vtok_status *st)
+{
+    const int64_t V = c->m->m.c.vocab;
+    const float *x = c->logits + seq * V;
+    for (int64_t i = 0; i < V; i++)
+        if (!isfinite(x[i])) {
+            char who[48] = "";
+            if (c->n_seq > 1)
+                snprintf(who, sizeof who, "sequence %lld: ", (long long)seq);
+            return vt_fail(st, VTOK_EFORMAT, "%sthe model's logits are not finite (logit %lld "
+                           "is %g after %lld positions): NaN or Inf in its weights, or an "
+                           "overflow", who, (long long)i, (double)x[i],
+                           (long long)vt_llm_seq_past(&c->seq, seq));
+        }
     return 0;
 }
 
 /* Run b in chunks of the sequence's max_chunk; logits of the last position. */
-/* NaN or Inf in the logits: weights that hold them (a corrupt or badly
- * converted checkpoint) or an overflow. Sampling them would be a silent
- * wrong answer, so it is an error; the logits stay unusable. */
-static int logits_check(vtok_llm_ctx *c, vtok_status *st)
-{
-    const int64_t V = c->m->m.c.vocab;
-    for (int64_t i = 0; i < V; i++)
-        if (!isfinite(c->logits[i]))
-            return vt_fail(st, VTOK_EFORMAT, "the model's logits are not finite (logit %lld is "
-                           "%g after %lld positions): NaN or Inf in its weights, or an overflow",
-                           (long long)i, (double)c->logits[i], (long long)c->seq.n_past);
-    return 0;
-}
-
 static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
 {
     vtok_status *st = &c->st;
@@ -499,13 +485,13 @@ static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
     free(ids64);
     free(pos);
     if (!rc)
-        rc = logits_check(c, st);
+        rc = llm_logits_check(c, 0, st);
     if (!rc) {
         c->have_logits = 1;
         /* transformers' repetition penalty sees input_ids: a prompt given as
          * ids counts, one given as inputs_embeds (with image rows) does not */
         if (b->ids && !b->n_embeds)
-            rc = hist_push(c, b->ids, b->n, c->seq.n_past - b->n);
+            rc = llm_hist_push(c, 0, b->ids, b->n, c->seq.n_past - b->n);
     }
     return rc;
 }
@@ -655,12 +641,17 @@ static int eval_seqs(vtok_llm_ctx *c, const vtok_llm_batch *seqs)
     free(ids64);
     free(pos);
     free(in);
+    for (int64_t i = 0; i < B && !rc; i++)
+        rc = llm_logits_check(c, i, st);
     if (!rc) {
         c->have_logits = 1;
-        /* one sequence: its ids count for vtok_llm_generate's repetition
-         * penalty, as in vtok_llm_eval */
-        if (B == 1 && seqs[0].ids && !seqs[0].n_embeds)
-            rc = hist_push(c, seqs[0].ids, seqs[0].n, vt_llm_seq_past(&c->seq, 0) - seqs[0].n);
+        /* each sequence's ids count for generation's repetition penalty, as
+         * in vtok_llm_eval (its own ids: not the pads transformers' batched
+         * input_ids would hold) */
+        for (int64_t i = 0; i < B && !rc; i++)
+            if (seqs[i].ids && !seqs[i].n_embeds)
+                rc = llm_hist_push(c, i, seqs[i].ids, seqs[i].n,
+                                   vt_llm_seq_past(&c->seq, i) - seqs[i].n);
     }
     return rc;
 }
@@ -718,162 +709,6 @@ int vtok_llm_decode_batch(vtok_llm_ctx *c, const int32_t *ids)
     return vt_ctx_end(&c->b, &c->st, ids ? eval_ids(c, NULL, ids, NULL)
                                          : vt_fail(&c->st, VTOK_EINVAL,
                                                    "vtok_llm_decode_batch: no ids"));
-}
-
-/* ---- generation ---- */
-
-void vtok_gen_params_init(vtok_gen_params *p, size_t size)
-{
-    const vtok_gen_params d = {.size = sizeof d, .max_tokens = 256, .greedy = 1,
-                               .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
-                               .repetition_penalty = 1.0f, .seed = 0};
-    vt_params_init(p, size, &d, sizeof d);
-}
-
-/* Bytes of s that form whole UTF-8 characters, not ending in an incomplete
- * sequence or a U+FFFD (a byte-fallback character still being completed). */
-static size_t complete_prefix(const char *s, size_t n)
-{
-    size_t i = n;
-    int back = 0;
-    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
-        i--;
-        back++;
-    }
-    if (i > 0) {
-        const unsigned char c = (unsigned char)s[i - 1];
-        const int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                        : (c & 0xF8) == 0xF0 ? 4 : 1;
-        if (len > 1 && back + 1 < len)
-            return i - 1; /* incomplete character at the end */
-    }
-    if (n >= 3 && !memcmp(s + n - 3, "\xEF\xBF\xBD", 3))
-        return n - 3;
-    return n;
-}
-
-static int generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int64_t cap,
-                     int64_t *n_out)
-{
-    vtok_status *st = &c->st;
-    const vtok_llm *L = c->m;
-    if (c->n_seq > 1)
-        return vt_fail(st, VTOK_EINVAL, "vtok_llm_generate: the context holds %lld sequences "
-                       "(step them with vtok_llm_decode_batch)", (long long)c->n_seq);
-    if (!c->have_logits)
-        return vt_fail(st, VTOK_EINVAL, "vtok_llm_generate: evaluate a prompt first");
-    if ((!out && cap) || cap < 0 || p->max_tokens < 0 || p->n_stop_ids < 0 ||
-        (p->n_stop_ids && !p->stop_ids) || p->n_stop_strings < 0 ||
-        (p->n_stop_strings && !p->stop_strings))
-        return vt_fail(st, VTOK_EINVAL, "vtok_gen_params: bad argument");
-    vt_sample_params sp = {.greedy = p->greedy, .temperature = p->temperature,
-                           .top_k = p->top_k, .top_p = p->top_p, .min_p = p->min_p,
-                           .repetition_penalty = p->repetition_penalty, .seed = p->seed};
-    vt_sampler s;
-    int rc = vt_sampler_init(&s, &sp, L->m.c.vocab, st);
-    if (rc)
-        return rc;
-    const int32_t eos = vt_tok_eos(L->tok);
-    const int64_t limit = p->max_tokens < cap || !out ? p->max_tokens : cap;
-    int32_t *gen = malloc((size_t)(limit > 0 ? limit : 1) * sizeof *gen);
-    size_t tcap = 256, emitted = 0;
-    char *text = malloc(tcap);
-    if (!gen || !text) {
-        rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
-        goto done;
-    }
-    int64_t n = 0;
-    while (n < limit) {
-        if (vt_run_poll(&c->b.exec)) {
-            rc = vt_fail(st, VTOK_EABORTED, "generation aborted by the abort callback after "
-                         "%lld tokens", (long long)n);
-            break;
-        }
-        const int32_t id = vt_sample(&s, c->logits, c->hist, c->n_hist);
-        gen[n++] = id;
-        if (out)
-            out[n - 1] = id;
-        if ((rc = hist_push(c, &id, 1, c->seq.n_past)))
-            break;
-        int stop = 0;
-        for (int64_t k = 0; k < p->n_stop_ids; k++)
-            stop |= p->stop_ids[k] == id;
-        if (!p->stop_ids && id == eos)
-            stop = 1;
-        /* the text so far, decoded whole (decoders look at neighbours) */
-        if (p->on_token || p->n_stop_strings) {
-            int64_t len = vt_tok_decode(L->tok, gen, n, 1, text, tcap, st);
-            if (len >= 0 && (size_t)len >= tcap) {
-                tcap = (size_t)len + 256;
-                char *t = realloc(text, tcap);
-                if (!t) {
-                    rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
-                    break;
-                }
-                text = t;
-                len = vt_tok_decode(L->tok, gen, n, 1, text, tcap, st);
-            }
-            if (len < 0) {
-                rc = (int)len;
-                break;
-            }
-            for (int64_t k = 0; !stop && k < p->n_stop_strings; k++) {
-                const char *ss = p->stop_strings[k];
-                const size_t sl = ss ? strlen(ss) : 0;
-                /* a stop string that ends in text not yet streamed */
-                if (sl && (size_t)len >= sl) {
-                    const size_t from = emitted >= sl ? emitted - sl + 1 : 0;
-                    for (size_t i = from; i + sl <= (size_t)len && !stop; i++)
-                        stop = !memcmp(text + i, ss, sl);
-                }
-            }
-            const size_t upto = stop ? (size_t)len : complete_prefix(text, (size_t)len);
-            if (p->on_token && upto > emitted) {
-                if (p->on_token(p->user, id, text + emitted, upto - emitted))
-                    stop = 1;
-                emitted = upto;
-            } else if (p->on_token && upto <= emitted && !stop) {
-                if (p->on_token(p->user, id, "", 0))
-                    stop = 1;
-            }
-        }
-        if (stop || n == limit)
-            break;
-        if (c->seq.n_past + 1 > c->seq.cap) {
-            rc = vt_fail(st, VTOK_ELIMIT, "the context of %lld positions is full after %lld new "
-                         "tokens", (long long)c->seq.cap, (long long)n);
-            break;
-        }
-        vt_llm_input in = {.n = 1, .ids = &(int64_t){id}};
-        vt_llm_output o = {.logits = c->logits};
-        c->have_logits = 0;
-        if ((rc = vt_llm_forward(&c->seq, &c->b.exec, &in, &o, st)) ||
-            (rc = logits_check(c, st)))
-            break;
-        c->have_logits = 1;
-    }
-    *n_out = n;
-done:
-    free(gen);
-    free(text);
-    vt_sampler_free(&s);
-    return rc;
-}
-
-int vtok_llm_generate(vtok_llm_ctx *c, const vtok_gen_params *user_p, int32_t *out, int64_t cap,
-                      int64_t *n_out)
-{
-    if (!c || !n_out)
-        return VTOK_EINVAL;
-    *n_out = 0;
-    c->st.code = 0;
-    c->st.msg[0] = '\0';
-    vtok_gen_params p = vtok_gen_default_params();
-    int rc = vt_params_read(&p, sizeof p, user_p, "vtok_gen_params", &c->st);
-    if (rc)
-        return vt_ctx_end(&c->b, &c->st, rc);
-    vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
-    return vt_ctx_end(&c->b, &c->st, generate(c, &p, out, cap, n_out));
 }
 
 /* ---- prompts with images (vtok_llm_prompt) ---- */

@@ -145,6 +145,12 @@ def batch_case(tool, case, lens, seed, gen=10, rows=None, alone=True, threads=2,
             "--threads", str(threads)] + extra
     if alone:
         args += ["--alone", case.path("alone.npy")]
+    # vtok_llm_generate_batch: sequences stop at different steps (the id
+    # sequence 0 makes third, when B > 1; sequence 1's callback at its 4th)
+    stop = want[0][2] if B > 1 and gen > 3 else -1
+    cb_stop = 4 if B > 1 and gen > 4 else 0
+    args += ["--gen-batch", case.path("gen_batch.npy"), "--stop-id", str(stop),
+             "--cb-stop", str(cb_stop)]
     run(tool, args)
     last = np.load(case.path("last.npy"))
     r = rel(last, prefill[:, -1].numpy())
@@ -152,6 +158,14 @@ def batch_case(tool, case, lens, seed, gen=10, rows=None, alone=True, threads=2,
     got = np.load(case.path("gen_api.npy")).tolist()
     check("%s greedy %d, API == batched generate()" % (name, gen), got == want,
           "" if got == want else "got %s want %s" % (got, want))
+    exp = []
+    for i, w in enumerate(want):
+        k = w.index(stop) + 1 if stop in w else len(w)
+        k = min(k, cb_stop) if i == 1 and cb_stop else k
+        exp.append(w[:k] + [-1] * (len(w) - k))
+    got = np.load(case.path("gen_batch.npy")).tolist()
+    check("%s vtok_llm_generate_batch (stop id %d, seq 1 stops at %d) == batched generate()"
+          % (name, stop, cb_stop), got == exp, "" if got == exp else "got %s want %s" % (got, exp))
     if alone:
         check("%s reference: batched == each alone" % name, want == alone_ref,
               "" if want == alone_ref else "batched %s alone %s" % (want, alone_ref))

@@ -19,6 +19,12 @@
  *     alone    each sequence alone: vtok_llm_ctx_new + vtok_llm_eval + greedy
  *              vtok_llm_generate -> int64 [B, N]
  *     n-seq    the n_seq given to vtok_llm_ctx_new_batch (default: the files' count)
+ *     gen-batch  G.npy: a second batch context, greedy vtok_llm_generate_batch of up
+ *              to N ids per sequence -> int64 [B, N], -1 after a sequence stopped;
+ *              streamed through on_token_seq (each sequence's callbacks must
+ *              match its ids, or the tool fails)
+ *     stop-id  S: generate_batch stops a sequence at id S (default: never)
+ *     cb-stop  K: sequence 1's on_token_seq asks to stop at its K-th token
  *   ctx        positions per sequence (default: longest + N)
  * Errors: one line on stderr, exit status 1.
  */
@@ -52,9 +58,9 @@ static void *alloc_n(int64_t n, size_t size)
 }
 
 typedef struct opts {
-    const char *model, *rows_p, *epos_p, *log_p, *hid_p, *gen_p, *last_p, *alone_p;
+    const char *model, *rows_p, *epos_p, *log_p, *hid_p, *gen_p, *last_p, *alone_p, *gb_p;
     int         threads, api;
-    int64_t     n_gen, ctx, rows_seq, n_seq_new;
+    int64_t     n_gen, ctx, rows_seq, n_seq_new, stop_id, cb_stop;
 } opts;
 
 typedef struct seqs {
@@ -166,6 +172,67 @@ done:
 }
 
 /* The public API path. */
+/* on_token_seq of --gen-batch: ids seen per sequence, checked against the
+ * output; sequence 1 asks to stop at its cb_stop-th token. */
+typedef struct cb_state {
+    int64_t n[MAX_SEQ_FILES], cb_stop, bad;
+    int32_t last[MAX_SEQ_FILES];
+} cb_state;
+
+static int on_seq(void *user, int64_t seq, int32_t id, const char *text, size_t len)
+{
+    cb_state *s = user;
+    (void)text;
+    (void)len;
+    if (seq < 0 || seq >= MAX_SEQ_FILES) {
+        s->bad = 1;
+        return 1;
+    }
+    s->n[seq]++;
+    s->last[seq] = id;
+    return seq == 1 && s->n[seq] == s->cb_stop;
+}
+
+/* --gen-batch: greedy vtok_llm_generate_batch in a fresh batch context. */
+static int gen_batch(const opts *o, vtok_llm *m, const vtok_llm_batch *bs, int64_t B,
+                     int64_t cap, const vtok_ctx_params *cp, int64_t *gen, vtok_status *st)
+{
+    const int64_t N = o->n_gen > 0 ? o->n_gen : 1;
+    int32_t *out = alloc_n(B * N, sizeof(int32_t));
+    int64_t n_out[MAX_SEQ_FILES] = {0};
+    vtok_llm_ctx *c = vtok_llm_ctx_new_batch(m, B, cap, cp, st);
+    if (!out || !c) {
+        vt_free(out);
+        vtok_llm_ctx_free(c);
+        return out ? (st->code ? st->code : VTOK_EINVAL) : vt_fail(st, VTOK_ENOMEM, "oom");
+    }
+    cb_state cs = {.cb_stop = o->cb_stop};
+    const int32_t stop = o->stop_id >= 0 ? (int32_t)o->stop_id : -1;
+    vtok_gen_params gp = vtok_gen_default_params();
+    gp.max_tokens = o->n_gen;
+    gp.stop_ids = &stop;
+    gp.n_stop_ids = 1;
+    gp.on_token_seq = on_seq;
+    gp.user = &cs;
+    int rc = vtok_llm_eval_seqs(c, bs);
+    if (!rc)
+        rc = vtok_llm_generate_batch(c, &gp, out, N, n_out);
+    if (rc)
+        vt_fail(st, rc, "%s", vtok_llm_errmsg(c));
+    for (int64_t b = 0; b < B && !rc; b++) {
+        if (cs.bad || cs.n[b] != n_out[b] || (n_out[b] && cs.last[b] != out[b * N + n_out[b] - 1]))
+            rc = vt_fail(st, VTOK_EINVAL, "sequence %lld: %lld callbacks for %lld ids",
+                         (long long)b, (long long)cs.n[b], (long long)n_out[b]);
+        for (int64_t g = 0; g < o->n_gen; g++)
+            gen[b * o->n_gen + g] = g < n_out[b] ? out[b * N + g] : -1;
+    }
+    if (!rc)
+        rc = vt_npy_write_i64(o->gb_p, gen, 2, (int64_t[2]){B, o->n_gen}, st);
+    vtok_llm_ctx_free(c);
+    vt_free(out);
+    return rc;
+}
+
 static int run_api(const opts *o, seqs *q, vtok_status *st)
 {
     const int64_t B = q->B;
@@ -264,6 +331,8 @@ static int run_api(const opts *o, seqs *q, vtok_status *st)
         }
         rc = vt_npy_write_i64(o->alone_p, gen, 2, (int64_t[2]){B, o->n_gen}, st);
     }
+    if (!rc && o->gb_p)
+        rc = gen_batch(o, m, bs, B, cap, &cp, gen, st);
 done:
     vtok_llm_ctx_free(c);
     vtok_llm_free(m);
@@ -277,7 +346,7 @@ done:
 
 int main(int argc, char **argv)
 {
-    opts o = {.threads = 1, .rows_seq = -1, .n_seq_new = -1};
+    opts o = {.threads = 1, .rows_seq = -1, .n_seq_new = -1, .stop_id = -1};
     char *ids_list = NULL;
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -296,6 +365,9 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--last")) o.last_p = v;
         else if (!strcmp(a, "--alone")) o.alone_p = v;
         else if (!strcmp(a, "--n-seq")) o.n_seq_new = atoll(v);
+        else if (!strcmp(a, "--gen-batch")) o.gb_p = v;
+        else if (!strcmp(a, "--stop-id")) o.stop_id = atoll(v);
+        else if (!strcmp(a, "--cb-stop")) o.cb_stop = atoll(v);
         else if (!strcmp(a, "--ctx")) o.ctx = atoll(v);
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
         else return die("unknown option");

@@ -1,7 +1,7 @@
 /*
  * llm.c - the CLI's language-model commands, on the public API only:
  *
- *   vtok generate --llm DIR -p TEXT [--chat [FORMAT]] [--max-tokens N]
+ *   vtok generate --llm DIR -p TEXT | --prompts FILE [--batch N] [--chat [FORMAT]] [--max-tokens N]
  *                 [--temperature T] [--top-k K] [--top-p P] [--min-p M]
  *                 [--repetition-penalty R] [--seed S] [--stop STR]...
  *                 [--dtype D] [--threads N] [--ctx N] [--json]
@@ -12,7 +12,8 @@
  * generate streams the answer to stdout as it is made (--json: one JSON
  * object at the end instead: ids, text, timings); --chat renders the prompt
  * as one user turn through the folder's chat template (or the named
- * built-in format) with the generation prompt added. chat with a recipe
+ * built-in format) with the generation prompt added. --prompts runs a
+ * file of prompts (one per line) in batches of --batch (16) sequences. chat with a recipe
  * that writes image ids (SEED) also reads them back out of the answer:
  * "image_ids" in --json, DIR/ids.npy with --out (vtok detokenize's input).
  */
@@ -370,10 +371,219 @@ static int add_bos(const vtok_llm *m, int builtin, const char *text)
     return !(bos && bos[0] && !strncmp(text, bos, strlen(bos)));
 }
 
+static char *read_stdin_all(void)
+{
+    size_t n = 0, cap = 4096;
+    char *s = malloc(cap);
+    for (size_t r; s && (r = fread(s + n, 1, cap - n - 1, stdin)) > 0;) {
+        n += r;
+        if (cap - n < 2) {
+            char *t = cap < ((size_t)1 << 26) ? realloc(s, cap * 2) : NULL;
+            if (!t) {
+                free(s);
+                return NULL;
+            }
+            s = t;
+            cap *= 2;
+        }
+    }
+    if (s)
+        s[n] = '\0';
+    return s;
+}
+
+/* Lines of a prompts file ("-": stdin), empty ones skipped; *text owns them. */
+static int read_lines(const char *path, char **text, char ***lines, int64_t *n)
+{
+    char *s = NULL;
+    if (!strcmp(path, "-")) {
+        s = read_stdin_all();
+    } else {
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            return fail("%s: %s", path, strerror(errno));
+        long len = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
+        if (len < 0 || len > (1L << 30) || fseek(f, 0, SEEK_SET)) {
+            fclose(f);
+            return fail("%s: cannot read it (or over 1 GiB)", path);
+        }
+        s = malloc((size_t)len + 1);
+        if (s && fread(s, 1, (size_t)len, f) != (size_t)len) {
+            free(s);
+            fclose(f);
+            return fail("%s: read error", path);
+        }
+        if (s)
+            s[len] = '\0';
+        fclose(f);
+    }
+    if (!s)
+        return fail("out of memory");
+    int64_t cap = 0, k = 0;
+    for (const char *p = s; *p; p++)
+        cap += *p == '\n';
+    char **l = malloc((size_t)(cap + 1) * sizeof *l);
+    if (!l) {
+        free(s);
+        return fail("out of memory");
+    }
+    for (char *p = s; *p;) {
+        char *e = strchr(p, '\n');
+        char *next = e ? e + 1 : p + strlen(p);
+        if (e)
+            *e = '\0';
+        if (e && e > p && e[-1] == '\r')
+            e[-1] = '\0';
+        if (*p)
+            l[k++] = p;
+        p = next;
+    }
+    *text = s;
+    *lines = l;
+    *n = k;
+    return 0;
+}
+
+/* The ids of one prompt (rendered as a user turn with --chat); NULL after
+ * printing why. */
+static int32_t *prompt_ids(vtok_llm *m, const char *prompt, int use_chat, const char *chat,
+                           int64_t *n_ids)
+{
+    vtok_status st = {0};
+    char *text = NULL;
+    const char *ptext = prompt;
+    if (use_chat) {
+        vtok_chat_msg msg = {.role = "user", .content = prompt};
+        if (vtok_chat_render(m, chat, &msg, 1, 1, &text, &st)) {
+            fail("%s", st.msg);
+            return NULL;
+        }
+        ptext = text;
+    }
+    const int add_special = !use_chat || add_bos(m, chat != NULL, ptext);
+    int64_t n = vtok_tokenize(m, ptext, strlen(ptext), add_special, NULL, 0, &st);
+    int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
+    if (n <= 0 || !ids) {
+        fail("%s", n < 0 ? st.msg : n == 0 ? "the prompt has no tokens" : "out of memory");
+        free(ids);
+        ids = NULL;
+    } else {
+        vtok_tokenize(m, ptext, strlen(ptext), add_special, ids, n, &st);
+        *n_ids = n;
+    }
+    vtok_free(text);
+    return ids;
+}
+
+/*
+ * generate --prompts FILE: every line a prompt, run in batches of up to
+ * --batch sequences (vtok_llm_generate_batch: one decode call per step for
+ * the whole batch). Prints each answer as "[index] text" lines, or one JSON
+ * object per line with --json, in the file's order.
+ */
+static int generate_file(vtok_llm *m, gen_opts *o, const char *path, int use_chat,
+                         const char *chat, int64_t batch)
+{
+    char *text = NULL, **lines = NULL;
+    int64_t n = 0;
+    if (read_lines(path, &text, &lines, &n))
+        return 1;
+    if (n == 0) {
+        free(text);
+        free(lines);
+        return fail("%s: no prompts (one per line)", path);
+    }
+    vtok_llm_info li;
+    vtok_llm_get_info(m, &li);
+    const int64_t B = n < batch ? n : batch, cap = o->gp.max_tokens > 0 ? o->gp.max_tokens : 1;
+    int32_t **ids = calloc((size_t)B, sizeof *ids);
+    int64_t *n_ids = calloc((size_t)B, sizeof *n_ids), *n_out = calloc((size_t)B, sizeof *n_out);
+    int32_t *out = malloc((size_t)(B * cap) * sizeof *out);
+    int rc = ids && n_ids && n_out && out ? 0 : fail("out of memory");
+    o->gp.stop_strings = o->n_stops ? o->stops : NULL;
+    o->gp.n_stop_strings = o->n_stops;
+    o->gp.on_token = NULL;
+    vtok_ctx_params cp = vtok_ctx_default_params();
+    cp.n_threads = o->threads;
+    for (int64_t i0 = 0; i0 < n && !rc; i0 += B) {
+        const int64_t nb = n - i0 < B ? n - i0 : B;
+        int64_t longest = 0;
+        for (int64_t j = 0; j < nb && !rc; j++) {
+            free(ids[j]);
+            if (!(ids[j] = prompt_ids(m, lines[i0 + j], use_chat, chat, &n_ids[j])))
+                rc = 1;
+            else
+                longest = n_ids[j] > longest ? n_ids[j] : longest;
+        }
+        if (rc)
+            break;
+        /* a batch holds nb KV caches: size them to the work, not the model */
+        int64_t n_ctx = o->n_ctx ? o->n_ctx : longest + o->gp.max_tokens;
+        n_ctx = n_ctx > li.max_tokens ? li.max_tokens : n_ctx;
+        vtok_status st = {0};
+        vtok_llm_ctx *c = vtok_llm_ctx_new_batch(m, nb, n_ctx, &cp, &st);
+        if (!c) {
+            rc = fail("%s", st.msg);
+            break;
+        }
+        double t0 = now_s();
+        int e = vtok_llm_eval_batch(c, (const int32_t *const *)ids, n_ids);
+        double t1 = now_s();
+        if (!e)
+            e = vtok_llm_generate_batch(c, &o->gp, out, cap, n_out);
+        double t2 = now_s();
+        if (e)
+            rc = fail("prompts %lld..%lld: %s", (long long)i0, (long long)(i0 + nb - 1),
+                      vtok_llm_errmsg(c));
+        int64_t pos = 0, gen = 0;
+        for (int64_t j = 0; j < nb && !rc; j++) {
+            const int32_t *g = out + j * cap;
+            int64_t len = vtok_detokenize(m, g, n_out[j], 1, NULL, 0, &st);
+            char *s = len >= 0 ? malloc((size_t)len + 1) : NULL;
+            if (!s || vtok_detokenize(m, g, n_out[j], 1, s, (size_t)len + 1, &st) != len) {
+                free(s);
+                rc = fail("%s", st.msg[0] ? st.msg : "out of memory");
+                break;
+            }
+            if (o->json) {
+                printf("{\"index\": %lld, \"prompt_tokens\": %lld, \"ids\": [",
+                       (long long)(i0 + j), (long long)n_ids[j]);
+                for (int64_t k = 0; k < n_out[j]; k++)
+                    printf("%s%d", k ? ", " : "", g[k]);
+                printf("], \"text\": ");
+                cli_json_text(stdout, s, (size_t)len);
+                printf("}\n");
+            } else {
+                printf("[%lld] %s\n", (long long)(i0 + j), s);
+            }
+            free(s);
+            pos += n_ids[j];
+            gen += n_out[j];
+        }
+        fflush(stdout);
+        if (!rc)
+            fprintf(stderr, "vtok: prompts %lld..%lld: %lld prompt positions in %.1f ms, %lld new "
+                    "tokens in %.1f ms (%.1f tok/s)\n", (long long)i0, (long long)(i0 + nb - 1),
+                    (long long)pos, (t1 - t0) * 1e3, (long long)gen, (t2 - t1) * 1e3,
+                    gen > 0 ? (double)gen / (t2 - t1) : 0.0);
+        vtok_llm_ctx_free(c);
+    }
+    for (int64_t j = 0; ids && j < B; j++)
+        free(ids[j]);
+    free(ids);
+    free(n_ids);
+    free(n_out);
+    free(out);
+    free(lines);
+    free(text);
+    return rc;
+}
+
 int cli_generate(int argc, char **argv)
 {
-    const char *dir = NULL, *prompt = NULL, *chat = NULL;
+    const char *dir = NULL, *prompt = NULL, *chat = NULL, *prompts = NULL;
     int use_chat = 0;
+    double batch = 16;
     gen_opts o = {.gp = vtok_gen_default_params()};
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -397,38 +607,34 @@ int cli_generate(int argc, char **argv)
             dir = v;
         else if (!strcmp(k, "-p") || !strcmp(k, "--prompt"))
             prompt = v;
-        else
+        else if (!strcmp(k, "--prompts"))
+            prompts = v;
+        else if (!strcmp(k, "--batch")) {
+            if (num(k, v, 1, 4096, &batch))
+                return 1;
+        } else
             return fail("generate: unknown option %s", k);
     }
-    if (!dir || !prompt)
-        return fail("usage: vtok generate --llm DIR -p TEXT [--chat [FORMAT]] [--max-tokens N] "
-                    "[--temperature T] ... (see vtok --help)");
+    if (!dir || !prompt == !prompts)
+        return fail("usage: vtok generate --llm DIR -p TEXT | --prompts FILE [--batch N] "
+                    "[--chat [FORMAT]] [--max-tokens N] [--temperature T] ... (see vtok --help)");
     vtok_llm *m = load(dir, o.dtype, o.threads);
     if (!m)
         return 1;
+    if (prompts) {
+        int r = generate_file(m, &o, prompts, use_chat, chat, (int64_t)batch);
+        vtok_llm_free(m);
+        return r;
+    }
     vtok_status st = {0};
     int rc = 1;
     char *text = NULL;
     vtok_llm_ctx *c = NULL;
     vtok_llm_batch b = {0};
-    const char *ptext = prompt;
-    if (use_chat) {
-        vtok_chat_msg msg = {.role = "user", .content = prompt};
-        if (vtok_chat_render(m, chat, &msg, 1, 1, &text, &st)) {
-            fail("%s", st.msg);
-            goto done;
-        }
-        ptext = text;
-    }
-    const int add_special = !use_chat || add_bos(m, chat != NULL, ptext);
-    int64_t n = vtok_tokenize(m, ptext, strlen(ptext), add_special, NULL, 0, &st);
-    int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
-    if (n <= 0 || !ids) {
-        fail("%s", n < 0 ? st.msg : n == 0 ? "the prompt has no tokens" : "out of memory");
-        free(ids);
+    int64_t n = 0;
+    int32_t *ids = prompt_ids(m, prompt, use_chat, chat, &n);
+    if (!ids)
         goto done;
-    }
-    vtok_tokenize(m, ptext, strlen(ptext), add_special, ids, n, &st);
     b.n = n;
     b.ids = ids; /* freed by vtok_llm_batch_free */
     vtok_ctx_params cp = vtok_ctx_default_params();
@@ -470,27 +676,6 @@ static char *user_turn(const char *ph, int n_images, const char *q, const char *
     return s;
 }
 
-
-static char *read_stdin_all(void)
-{
-    size_t n = 0, cap = 4096;
-    char *s = malloc(cap);
-    for (size_t r; s && (r = fread(s + n, 1, cap - n - 1, stdin)) > 0;) {
-        n += r;
-        if (cap - n < 2) {
-            char *t = cap < ((size_t)1 << 26) ? realloc(s, cap * 2) : NULL;
-            if (!t) {
-                free(s);
-                return NULL;
-            }
-            s = t;
-            cap *= 2;
-        }
-    }
-    if (s)
-        s[n] = '\0';
-    return s;
-}
 
 #define MAX_TURNS 64
 
