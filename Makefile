@@ -32,15 +32,18 @@ aarch64:
 	cmake --build $(AARCH64_BUILD) -j $(JOBS)
 
 # A tiny LLaVA and CLIP trained here on synthetic scenes (models/shapes, see
-# models/README.md) look at a shipped scene: three questions, then zero-shot.
+# models/README.md) look at a shipped scene: four questions (each printed with
+# the scene's true answer), then zero-shot.
 SHAPES = models/shapes
 DEMO_SCENE = $(SHAPES)/demo/scene-2000000.png
 demo: build
 	@echo "== $(DEMO_SCENE): an orange star at the top, blue squares at the top right and right"
-	@for q in "What colour is the star?" "How many squares are there?" "What is at the top right?"; do \
-		echo "Q: $$q"; printf "A: "; \
-		$(BUILD)/vtok chat --recipe llava-1.5 --model $(SHAPES)/llava --llm $(SHAPES)/llava/llm \
-			--image $(DEMO_SCENE) -p "$$q" 2>/dev/null || exit 1; \
+	@for qa in "What colour is the star?|orange" "What shape is the orange object?|star" \
+		"How many squares are there?|two" "What is at the top right?|a blue square"; do \
+		q="$${qa%|*}"; echo "Q: $$q"; \
+		a=$$($(BUILD)/vtok chat --recipe llava-1.5 --model $(SHAPES)/llava --llm $(SHAPES)/llava/llm \
+			--image $(DEMO_SCENE) -p "$$q" 2>/dev/null) || exit 1; \
+		echo "A: $$a    (the scene: $${qa#*|})"; \
 	done
 	@echo "== vtok zeroshot $(SHAPES)/demo/scene-2000002.png (a red star)"
 	$(BUILD)/vtok zeroshot --model $(SHAPES)/clip --image $(SHAPES)/demo/scene-2000002.png \

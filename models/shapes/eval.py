@@ -143,6 +143,8 @@ def run_test(args, ref):
     scs = [S.scene(s) for s in S.split_seeds("test", args.test)]
     rng = random.Random(7)
     per = {t: [0, 0] for t in S.QTYPES}
+    said = {t: {} for t in S.QTYPES}
+    truth = {t: {} for t in S.QTYPES}
     agree = total = 0
     zs_same = zs_n = zs_ok = 0
     zs_cos = 1.0
@@ -159,6 +161,8 @@ def run_test(args, ref):
                     raise SystemExit("prompt ids differ for %r: vtok %s vs %s" % (q, vp, pp))
                 per[typ][0] += vtext == a
                 per[typ][1] += 1
+                said[typ][vtext] = said[typ].get(vtext, 0) + 1
+                truth[typ][a] = truth[typ].get(a, 0) + 1
                 agree += vids == pids
                 total += 1
             if len(sc["objects"]) == 1:
@@ -170,8 +174,15 @@ def run_test(args, ref):
                 zs_cos = min(zs_cos, cosine(vl, pl))
             if (k + 1) % 20 == 0:
                 print("  %d/%d scenes" % (k + 1, len(scs)), flush=True)
+    def top(counts):  # the most common answer and its share
+        if not counts:
+            return None
+        a = max(sorted(counts), key=counts.get)
+        return [a, round(counts[a] / sum(counts.values()), 4)]
     res = {"test_scenes": len(scs),
            "vtok_accuracy": {t: round(v[0] / v[1], 4) if v[1] else None for t, v in per.items()},
+           "vtok_most_common_answer": {t: top(said[t]) for t in per},
+           "most_common_truth": {t: top(truth[t]) for t in per},
            "questions": {t: v[1] for t, v in per.items()},
            "vtok_equals_pytorch_ids": "%d/%d" % (agree, total),
            "zeroshot_top1": round(zs_ok / zs_n, 4) if zs_n else None,

@@ -68,22 +68,39 @@ def _star(cx, cy, r):
     return pts
 
 
+def _draw(dr, o, fill):
+    cx, cy, r = o["cx"], o["cy"], o["r"]
+    if o["shape"] == "circle":
+        dr.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif o["shape"] == "square":
+        s = r * 0.85
+        dr.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
+    elif o["shape"] == "triangle":
+        dr.polygon([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)], fill=fill)
+    else:
+        dr.polygon(_star(cx, cy, r * 1.15), fill=fill)
+
+
+def visible_masks(sc):
+    """[n_objects, SIZE, SIZE] bool: the pixels of each object that the
+    scene shows (later objects are drawn over earlier ones)."""
+    out = np.zeros((len(sc["objects"]), SIZE, SIZE), bool)
+    for i, o in enumerate(sc["objects"]):
+        m = Image.new("L", (SIZE, SIZE), 0)
+        _draw(ImageDraw.Draw(m), o, 255)
+        out[i] = np.asarray(m) > 0
+    for i in range(len(out) - 1):
+        out[i] &= ~out[i + 1:].any(0)
+    return out
+
+
 def render(sc):
     d = np.random.RandomState(sc["noise"]).randint(-12, 13, (SIZE, SIZE, 1))
     a = np.clip(np.array(sc["bg"], dtype=np.int64)[None, None, :] + d, 0, 255)
     img = Image.fromarray(a.astype(np.uint8), "RGB")
     dr = ImageDraw.Draw(img)
     for o in sc["objects"]:
-        cx, cy, r, col = o["cx"], o["cy"], o["r"], COLOURS[o["colour"]]
-        if o["shape"] == "circle":
-            dr.ellipse([cx - r, cy - r, cx + r, cy + r], fill=col)
-        elif o["shape"] == "square":
-            s = r * 0.85
-            dr.rectangle([cx - s, cy - s, cx + s, cy + s], fill=col)
-        elif o["shape"] == "triangle":
-            dr.polygon([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)], fill=col)
-        else:
-            dr.polygon(_star(cx, cy, r * 1.15), fill=col)
+        _draw(dr, o, COLOURS[o["colour"]])
     return img
 
 

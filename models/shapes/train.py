@@ -93,6 +93,27 @@ def pixels(imgs):
     return (x - m) / s
 
 
+N_SHAPE, N_COLOUR = len(S.SHAPES) + 1, len(S.COLOURS) + 1   # + "no object"
+
+
+def patch_labels(sc, patch):
+    """Per patch (row-major, as the vision rows are): the shape and colour
+    index + 1 of the object covering most of it, 0 where none covers at
+    least an eighth of it. Targets of the auxiliary head (train_clip)."""
+    g = S.SIZE // patch
+    vis = S.visible_masks(sc).reshape(-1, g, patch, g, patch).sum((2, 4))
+    sh = np.zeros((g, g), np.int64)
+    co = np.zeros((g, g), np.int64)
+    if len(vis):
+        best, most = vis.argmax(0), vis.max(0)
+        colours = sorted(S.COLOURS)
+        for y, x in zip(*np.nonzero(most >= max(2, patch * patch // 8))):
+            o = sc["objects"][best[y, x]]
+            sh[y, x] = S.SHAPES.index(o["shape"]) + 1
+            co[y, x] = colours.index(o["colour"]) + 1
+    return sh.reshape(-1), co.reshape(-1)
+
+
 def lr_at(step, total, base, warm):
     if step < warm:
         return base * (step + 1) / warm
@@ -160,9 +181,21 @@ def train_clip(args, scs, imgs, val):
                 p.fill_(1.0 if "norm" in name and name.endswith("weight") else 0.0)
             else:
                 p.normal_(0.0, 0.02)
+    # The auxiliary head: llava-1.5 hands the LLM the patch rows of
+    # hidden_states[-2], and a contrastive loss alone puts shape in the
+    # pooled CLS row, not in the rows (a probe of the shape at an object's
+    # centre patch read ~50%). A per-patch shape/colour classifier on those
+    # rows, trained with CLIP and then dropped, puts it there (~98%).
+    head = torch.nn.Linear(VISION["hidden_size"], N_SHAPE + N_COLOUR)
+    lab = [patch_labels(sc, VISION["patch_size"]) for sc in scs]
+    lab_sh = torch.tensor(np.stack([a for a, _ in lab]))
+    lab_co = torch.tensor(np.stack([b for _, b in lab]))
+    vpx = pixels(val[1])
+    vlab = [patch_labels(sc, VISION["patch_size"]) for sc in val[0]]
     px = pixels(imgs)
     steps, bs = args.clip_steps, 128
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=args.clip_lr,
+                            weight_decay=0.05, betas=(0.9, 0.98))
     rng = random.Random(2)
     model.train()
     t0 = time.time()
@@ -175,26 +208,48 @@ def train_clip(args, scs, imgs, val):
             c = c[:T - 1] + [tok.eos] if len(c) > T else c
             ids[k, :len(c)] = torch.tensor(c)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, 1e-3, 100)
+            g["lr"] = lr_at(step, steps, args.clip_lr, 100)
         ids = ids[:, :max(len(c) for c in caps)]  # causal: padding after the eos is inert
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            img = model.get_image_features(px[idx])
+            out = model.vision_model(px[idx])
+            img = model.visual_projection(out["pooler_output"])
             _, _, txt = model.get_text_features(ids)
+            aux = head(out["hidden_states"][-2][:, 1:]).float()
         img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.t()
         # scenes with identical captions in one batch are rare; plain targets
         tgt = torch.arange(bs)
         loss = (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.t(), tgt)) / 2
+        loss_aux = (F.cross_entropy(aux[..., :N_SHAPE].reshape(-1, N_SHAPE), lab_sh[idx].reshape(-1)) +
+                    F.cross_entropy(aux[..., N_SHAPE:].reshape(-1, N_COLOUR), lab_co[idx].reshape(-1)))
+        loss = loss + args.aux_weight * loss_aux
         opt.zero_grad()
         loss.backward()
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if step % 100 == 0 or step == steps - 1:
-            log("clip step %4d/%d  loss %.4f  scale %.1f  %.0f s" %
-                (step, steps, loss.item(), model.logit_scale.exp().item(), time.time() - t0))
+            log("clip step %4d/%d  loss %.4f (aux %.4f)  scale %.1f  %.0f s" %
+                (step, steps, loss.item(), loss_aux.item(), model.logit_scale.exp().item(),
+                 time.time() - t0))
+        if step % 500 == 0 or step == steps - 1:
+            log("clip step %4d: patch probe on val, shape %.3f colour %.3f" %
+                ((step,) + patch_probe(model.vision_model, head, vpx, vlab)))
     model.eval()
     return model, tok, tok_json, tok_cfg, tc
+
+
+@torch.no_grad()
+def patch_probe(vis, head, px, labels):
+    """The auxiliary head's accuracy on the patches that an object covers."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        o = head(vis(px)["hidden_states"][-2][:, 1:]).float()
+    sh = torch.tensor(np.stack([a for a, _ in labels]))
+    co = torch.tensor(np.stack([b for _, b in labels]))
+    on = sh > 0
+    ok_s = (o[..., :N_SHAPE].argmax(-1) == sh)[on].float().mean().item()
+    ok_c = (o[..., N_SHAPE:].argmax(-1) == co)[on].float().mean().item()
+    return ok_s, ok_c
 
 
 def round_bf16_(module):
@@ -326,9 +381,11 @@ def batch_rows(llm, proj, feats, convs):
 
 
 def train_llm(args, sp, vis, imgs, scs, cfg, init=None):
-    """LLaVA's fine-tune, end to end: the vision tower (from CLIP) at a lower
-    learning rate, the projector and the LLM from scratch (or init: (LLM
-    state dict, projector state) to go on from)."""
+    """LLaVA's fine-tune: the projector and the LLM from scratch (or init:
+    (LLM state dict, projector state) to go on from). The vision tower is
+    frozen as llava-1.5 freezes it (its rows are computed once), unless
+    --vision-lr trains it too (an end-to-end fine-tune here lost the shape
+    information the rows carried)."""
     torch.manual_seed(3)
     sd = init_llm(cfg, 3)
     d_vis = vis.config.hidden_size
@@ -341,13 +398,17 @@ def train_llm(args, sp, vis, imgs, scs, cfg, init=None):
                 v.copy_(init[1][k])
     llm = lr.Model(cfg, sd)
     params = list(sd.values()) + list(proj.parameters())
-    opt = torch.optim.AdamW([{"params": params, "base": 2e-3},
-                             {"params": list(vis.parameters()), "base": 3e-4}],
-                            lr=2e-3, weight_decay=0.01, betas=(0.9, 0.98))
+    groups = [{"params": params, "base": args.llm_lr}]
+    tune_vis = args.vision_lr > 0
+    if tune_vis:
+        groups.append({"params": list(vis.parameters()), "base": args.vision_lr})
+        vis.train()
+    else:
+        rows = vision_rows(vis, imgs, fast=True)
+    opt = torch.optim.AdamW(groups, lr=args.llm_lr, weight_decay=0.01, betas=(0.9, 0.98))
     rng = random.Random(4)
     n_img = (VISION["image_size"] // VISION["patch_size"]) ** 2
     steps, bs = args.llm_steps, 32
-    vis.train()
     t0 = time.time()
     for step in range(steps):
         convs = []
@@ -356,7 +417,10 @@ def train_llm(args, sp, vis, imgs, scs, cfg, init=None):
             ids, m = encode_conv_cached(sp, conversation(scs[i], rng), n_img)
             convs.append((i, ids, m))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            feats = vis(pixels(imgs[idx]))["hidden_states"][-2][:, 1:]
+            if tune_vis:
+                feats = vis(pixels(imgs[idx]))["hidden_states"][-2][:, 1:]
+            else:
+                feats = rows[idx]
             x, tgt = batch_rows(llm, proj, feats, convs)
             B, T, _ = x.shape
             mask = torch.ones(B, T, dtype=torch.long)
@@ -368,7 +432,7 @@ def train_llm(args, sp, vis, imgs, scs, cfg, init=None):
             g["lr"] = lr_at(step, steps, g["base"], 100)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params + list(vis.parameters()), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         opt.step()
         if step % 100 == 0 or step == steps - 1:
             log("llm  step %4d/%d  loss %.4f  %.0f s" % (step, steps, loss.item(), time.time() - t0))
@@ -495,8 +559,14 @@ def main():
     ap.add_argument("--out", default=HERE)
     ap.add_argument("--quick", action="store_true", help="a smoke run: few steps, few scenes")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--clip-steps", type=int, default=2500)
+    ap.add_argument("--clip-steps", type=int, default=3000)
+    ap.add_argument("--clip-lr", type=float, default=2e-3)
+    ap.add_argument("--aux-weight", type=float, default=1.0,
+                    help="weight of the per-patch shape/colour loss beside CLIP's")
     ap.add_argument("--llm-steps", type=int, default=3000)
+    ap.add_argument("--llm-lr", type=float, default=2e-3)
+    ap.add_argument("--vision-lr", type=float, default=0.0,
+                    help="train the vision tower with the LLM at this rate (default: frozen)")
     ap.add_argument("--n-train", type=int, default=12000)
     ap.add_argument("--n-val", type=int, default=300)
     ap.add_argument("--llm-rounds", type=int, default=2,
