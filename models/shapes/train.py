@@ -19,7 +19,8 @@ layouts real releases use:
                                PyTorch model's greedy answers and ids
   OUT/metrics.json             what the training measured (PyTorch, bf16 weights)
 
-Stage 1: CLIP, contrastive (symmetric InfoNCE) on scene captions. Stage 2:
+Stage 1: CLIP, contrastive (symmetric InfoNCE) on scene captions, with an
+auxiliary per-patch shape/colour head on hidden_states[-2] (dropped). Stage 2:
 the vision tower frozen, its hidden_states[-2] patch rows (what llava-1.5
 selects) feed a fresh projector + LLaMA trained on multi-turn vicuna_v1
 conversations about the scene, loss on the answers and their </s> (LLaVA's
@@ -114,6 +115,13 @@ def patch_labels(sc, patch):
     return sh.reshape(-1), co.reshape(-1)
 
 
+def label_tensors(scs):
+    """patch_labels of each scene, stacked: (shape [n, rows], colour [n, rows])."""
+    lab = [patch_labels(sc, VISION["patch_size"]) for sc in scs]
+    return (torch.tensor(np.stack([a for a, _ in lab])),
+            torch.tensor(np.stack([b for _, b in lab])))
+
+
 def lr_at(step, total, base, warm):
     if step < warm:
         return base * (step + 1) / warm
@@ -187,11 +195,9 @@ def train_clip(args, scs, imgs, val):
     # centre patch read ~50%). A per-patch shape/colour classifier on those
     # rows, trained with CLIP and then dropped, puts it there (~98%).
     head = torch.nn.Linear(VISION["hidden_size"], N_SHAPE + N_COLOUR)
-    lab = [patch_labels(sc, VISION["patch_size"]) for sc in scs]
-    lab_sh = torch.tensor(np.stack([a for a, _ in lab]))
-    lab_co = torch.tensor(np.stack([b for _, b in lab]))
+    lab_sh, lab_co = label_tensors(scs)
     vpx = pixels(val[1])
-    vlab = [patch_labels(sc, VISION["patch_size"]) for sc in val[0]]
+    vlab = label_tensors(val[0])
     px = pixels(imgs)
     steps, bs = args.clip_steps, 128
     opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=args.clip_lr,
@@ -244,8 +250,7 @@ def patch_probe(vis, head, px, labels):
     """The auxiliary head's accuracy on the patches that an object covers."""
     with torch.autocast("cpu", dtype=torch.bfloat16):
         o = head(vis(px)["hidden_states"][-2][:, 1:]).float()
-    sh = torch.tensor(np.stack([a for a, _ in labels]))
-    co = torch.tensor(np.stack([b for _, b in labels]))
+    sh, co = labels
     on = sh > 0
     ok_s = (o[..., :N_SHAPE].argmax(-1) == sh)[on].float().mean().item()
     ok_c = (o[..., N_SHAPE:].argmax(-1) == co)[on].float().mean().item()
