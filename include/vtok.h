@@ -731,8 +731,9 @@ const float  *vtok_llm_logits_seq(const vtok_llm_ctx *c, int64_t seq);
 
 /*
  * A prompt with images, spliced as a recipe's layout says (vtok_recipe_info):
- * text holds layout->placeholder once per image, each image giving
- * tokens_per_image (T) tokens:
+ * text holds layout->placeholder once per image, image k giving
+ * image_tokens[k] tokens (vtok_recipe_get_image_output's row count; the
+ * same T for every image with the fill and id_format layouts):
  *   id_format set (SEED): each placeholder becomes before + the image's T ids
  *     written as vocabulary tokens + after, and the whole text is tokenized:
  *     b gets ids only (image_ids: n_images * T ids);
@@ -748,7 +749,7 @@ const float  *vtok_llm_logits_seq(const vtok_llm_ctx *c, int64_t seq);
  * to the recipe's output rows (image 0's T rows first) before vtok_llm_eval.
  */
 int  vtok_llm_prompt(const vtok_llm *m, const vtok_recipe_info *layout, const char *text,
-                     int64_t n_images, int64_t tokens_per_image, const int64_t *image_ids,
+                     int64_t n_images, const int64_t *image_tokens, const int64_t *image_ids,
                      int add_special, vtok_llm_batch *b, vtok_status *st);
 void vtok_llm_batch_free(vtok_llm_batch *b);
 

@@ -79,4 +79,35 @@ struct cJSON;
  * recipes merge their overrides into it first). */
 vtok_processor *vt_processor_from_json(const struct cJSON *cfg, vtok_status *st);
 
+/* ---- high-resolution slicing (slice.c) ---- */
+
+#define VT_SLICE_MAX_PIN  64
+#define VT_SLICE_MAX_SIDE 65500
+#define VT_SLICE_MAX_TILES 256 /* base view + crops of one image */
+
+enum { VT_SLICE_NONE = 0, VT_SLICE_ANYRES, VT_SLICE_UHD };
+
+typedef struct vt_slicing {
+    int     type;                      /* VT_SLICE_*                                  */
+    int     n_pin;                     /* anyres: (w, h) pinpoints, in list order      */
+    int64_t pin[2 * VT_SLICE_MAX_PIN];
+    int64_t unit;                      /* uhd: grid cell side (SliME: 336)            */
+    int64_t max_slices;                /* uhd: clamp of the cell count (SliME: 6)     */
+} vt_slicing;
+
+/* The target resolution bw x bh (multiples of crop) for a W x H image. */
+int vt_slice_grid(const vt_slicing *s, int64_t W, int64_t H, int64_t crop, int64_t *bw,
+                  int64_t *bh, vtok_status *st);
+
+/* tiles[0] = the image squashed to base x base; tiles[1 + y * gw + x] = crop
+ * (x, y) of the image resized and padded on black to bw x bh (gw = bw / crop,
+ * gh = bh / crop). Each tile is allocated (vtok_image_free); on failure none. */
+int vt_slice_image(const vtok_image *img, int64_t bw, int64_t bh, int64_t crop, int64_t base,
+                   vtok_image *tiles, vtok_status *st);
+
+/* The processor's resize side (shortest_edge or the exact height) and crop
+ * height (the resize side when it does not crop): LLaVA's
+ * processor.size['shortest_edge'] and processor.crop_size['height']. */
+void vt_processor_slice_sizes(const vtok_processor *p, int64_t *base, int64_t *crop);
+
 #endif /* VT_IMAGE_H */

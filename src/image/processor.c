@@ -387,6 +387,12 @@ int vtok_processor_output_size(const vtok_processor *p, int64_t width, int64_t h
     return out_size(p, width, height, vtok_image_default_params().max_pixels, h, w, st);
 }
 
+void vt_processor_slice_sizes(const vtok_processor *p, int64_t *base, int64_t *crop)
+{
+    *base = p->resize == RESIZE_SHORTEST ? p->shortest : p->resize == RESIZE_EXACT ? p->rh : 0;
+    *crop = p->crop ? p->ch : *base;
+}
+
 /* expand2square / pad_to_square: paste centered on a square of the pad color. */
 static int pad_square(const vtok_processor *p, const vtok_image *src, vtok_image *dst,
                       vtok_status *st)

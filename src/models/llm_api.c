@@ -820,15 +820,25 @@ int64_t vtok_llm_image_ids(const vtok_llm *L, const vtok_recipe_info *lay, const
 }
 
 int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *text,
-                    int64_t n_images, int64_t T, const int64_t *image_ids, int add_special,
-                    vtok_llm_batch *b, vtok_status *st)
+                    int64_t n_images, const int64_t *image_tokens, const int64_t *image_ids,
+                    int add_special, vtok_llm_batch *b, vtok_status *st)
 {
     if (!b)
         return vt_fail(st, VTOK_EINVAL, "vtok_llm_prompt: no batch");
     memset(b, 0, sizeof *b);
-    if (!L || !lay || !text || n_images < 0 || T < 0 || (n_images && T < 1) ||
+    if (!L || !lay || !text || n_images < 0 || (n_images && !image_tokens) ||
         !lay->placeholder || !lay->placeholder[0])
         return vt_fail(st, VTOK_EINVAL, "vtok_llm_prompt: bad argument");
+    /* all_rows: the image rows in all; T: the count when every image has the
+     * same (fill and id_format layouts need that) */
+    int64_t all_rows = 0, T = n_images ? image_tokens[0] : 0;
+    for (int64_t k = 0; k < n_images; k++) {
+        if (image_tokens[k] < 1 || image_tokens[k] > (INT64_MAX / 8) - all_rows)
+            return vt_fail(st, VTOK_EINVAL, "vtok_llm_prompt: image %lld has %lld tokens",
+                           (long long)k, (long long)image_tokens[k]);
+        all_rows += image_tokens[k];
+        T = image_tokens[k] == T ? T : -1;
+    }
     const char *ph = lay->placeholder, *before = lay->before ? lay->before : "";
     const char *after = lay->after ? lay->after : "", *fill = lay->fill ? lay->fill : "";
     const char *idf = lay->id_format ? lay->id_format : "";
@@ -842,9 +852,9 @@ int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *
     if (idf[0] && n_images && !image_ids)
         return vt_fail(st, VTOK_EINVAL, "recipe layout writes image ids (%s): give image_ids",
                        idf);
-    if (n_images > 0 && T > (INT64_MAX / 8) / n_images)
-        return vt_fail(st, VTOK_ELIMIT, "%lld images of %lld tokens", (long long)n_images,
-                       (long long)T);
+    if ((idf[0] || fill[0]) && T < 0)
+        return vt_fail(st, VTOK_EINVAL, "recipe layout '%s' needs the same token count for "
+                       "every image", idf[0] ? idf : fill);
     ilist ids = {0};
     int64_t *pos = NULL, n_pos = 0;
     int rc = 0;
@@ -928,7 +938,7 @@ int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *
     } else {
         /* LLaVA tokenizer_image_token: pieces tokenized alone; if the first
          * starts with BOS, BOS is kept once and every piece loses its first id */
-        if (!(pos = malloc((size_t)(n_images * T > 0 ? n_images * T : 1) * sizeof *pos))) {
+        if (!(pos = malloc((size_t)(all_rows > 0 ? all_rows : 1) * sizeof *pos))) {
             rc = vt_fail(st, VTOK_ENOMEM, "out of memory");
             goto done;
         }
@@ -954,7 +964,7 @@ int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *
                 offset = 1; /* the first piece keeps its BOS; later pieces drop theirs */
                 (void)start;
             }
-            for (int64_t t = 0; k < n_images && t < T; t++) {
+            for (int64_t t = 0; k < n_images && t < image_tokens[k]; t++) {
                 pos[n_pos++] = ids.n;
                 if ((rc = il_push(&ids, 0, st))) /* not read: the row replaces it */
                     goto done;

@@ -9,9 +9,27 @@
  * The image tokens then replace the <image> placeholder of the prompt
  * (llava_arch.py, prepare_inputs_labels_for_multimodal).
  *
+ * LLaVA-NeXT (llava-v1.6, "anyres" slicing on the encoder): every tile
+ * (base view, then crops row by row) goes through the tower and projector,
+ * then per image (LlavaMetaForCausalLM.prepare_inputs_labels_for_multimodal,
+ * mm_patch_merge_type; spec mova-slime-llava.md 1.5):
+ *   flat           all tiles' tokens in tile order;
+ *   spatial        base, then the crops' p x p patch maps joined into one
+ *                  (gh p) x (gw p) map, read in raster order;
+ *   spatial_unpad  base, then that map cut back to the image's aspect
+ *                  (unpad_image: if W / H > cw / ch, keep rows
+ *                  [pad, ch - pad) with pad = (ch - int(H * (cw / W))) // 2,
+ *                  else the same over columns; an odd margin keeps one more
+ *                  row), each row followed by the learned image_newline.
+ * An image that is a single tile (no crops) gives its tokens, plus one
+ * newline under spatial_unpad. Each image has its own count (ragged).
+ *
  * Options ("connector" object): encoder ("vit"), select_layer (-2),
- * select_feature ("patch"), projector {type, file, prefix, bias, act}.
- * Stages: <encoder> [n, T, d], select [n, T', d], projector [n, T', d_llm].
+ * select_feature ("patch"), merge ("flat"), projector {type, file, prefix,
+ * bias, act, newline: names of image_newline tried without the prefix,
+ * default ["model.image_newline", "image_newline"]}.
+ * Stages: <encoder> [items, T, d], select [items, T', d], projector
+ * [items, T', d_llm]; sliced runs add tokens [sum of counts, d_llm].
  */
 #include "recipe.h"
 
@@ -21,10 +39,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { MERGE_FLAT = 0, MERGE_SPATIAL, MERGE_UNPAD };
+
 typedef struct {
-    int     enc;
-    int     keep_cls;
-    vt_mlp  proj;
+    int          enc;
+    int          keep_cls;
+    int          merge;
+    vt_mlp       proj;
+    const float *newline;   /* [d_llm], spatial_unpad */
 } llava_state;
 
 static void llava_unload(void *state)
@@ -36,8 +58,9 @@ static int llava_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON 
                        vtok_status *st)
 {
     static const char *const keys[] = {"type", "encoder", "select_layer", "select_feature",
-                                       "projector", NULL};
+                                       "merge", "projector", NULL};
     static const char *const feats[] = {"patch", "cls_patch", NULL};
+    static const char *const merges[] = {"flat", "spatial", "spatial_unpad", NULL};
     llava_state *s = state;
     char where[128];
     snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
@@ -47,7 +70,8 @@ static int llava_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON 
     if ((rc = vt_opt_check_keys(cfg, keys, where, st)) ||
         (rc = vt_opt_str(cfg, "encoder", "vit", &enc, where, st)) ||
         (rc = vt_opt_int(cfg, "select_layer", -2, &layer, where, st)) ||
-        (rc = vt_opt_enum(cfg, "select_feature", feats, 0, &s->keep_cls, where, st)))
+        (rc = vt_opt_enum(cfg, "select_feature", feats, 0, &s->keep_cls, where, st)) ||
+        (rc = vt_opt_enum(cfg, "merge", merges, MERGE_FLAT, &s->merge, where, st)))
         return rc;
     if ((s->enc = vt_recipe_encoder(r, enc, where, st)) < 0)
         return s->enc;
@@ -60,13 +84,81 @@ static int llava_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON 
     return 0;
 }
 
+/* image_newline sits beside the projector (model.image_newline next to
+ * model.mm_projector.*; image_newline next to multi_modal_projector.*): its
+ * names are tried whole, without the projector's prefix. */
+static int load_newline(llava_state *s, vt_loader *ld, const cJSON *pj, const char *where)
+{
+    static const char *const def[] = {"model.image_newline", "image_newline"};
+    const cJSON *nl = cJSON_GetObjectItemCaseSensitive(pj, "newline");
+    int n = nl ? (cJSON_IsArray(nl) ? cJSON_GetArraySize(nl) : 1) : 2;
+    if (nl && !cJSON_IsString(nl) && !cJSON_IsArray(nl))
+        return vt_loader_fail(ld, VTOK_EFORMAT, "%s: 'newline' must be a name or a list", where);
+    const char *prefix = ld->src.prefix, *first = NULL;
+    ld->src.prefix = "";
+    for (int i = 0; i < n && !s->newline; i++) {
+        const cJSON *it = !nl ? NULL : cJSON_IsArray(nl) ? cJSON_GetArrayItem(nl, i) : nl;
+        const char *name = !nl ? def[i] : cJSON_IsString(it) ? it->valuestring : NULL;
+        if (!name) {
+            ld->src.prefix = prefix;
+            return vt_loader_fail(ld, VTOK_EFORMAT, "%s: 'newline' names must be strings", where);
+        }
+        first = first ? first : name;
+        if (vt_find(ld, name))
+            s->newline = vt_get(ld, name, 1, s->proj.d_out, 0, 0, 0);
+    }
+    if (!s->newline && first)
+        vt_get(ld, first, 1, s->proj.d_out, 0, 0, 0); /* recorded as missing */
+    ld->src.prefix = prefix;
+    return ld->err;
+}
+
 static int llava_load(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld)
 {
     llava_state *s = state;
     char where[128];
     snprintf(where, sizeof where, "recipe %s: projector", vt_recipe_name(r));
-    return vt_mlp_load(&s->proj, ld, "", cJSON_GetObjectItemCaseSensitive(cfg, "projector"), 0,
-                       where);
+    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(cfg, "projector");
+    int rc = vt_mlp_load(&s->proj, ld, "", pj, 0, where);
+    if (!rc && s->merge == MERGE_UNPAD)
+        rc = load_newline(s, ld, pj, where);
+    return rc;
+}
+
+/* unpad_image's kept rows [*r0, *r1) and columns [*c0, *c1) of a ch x cw
+ * map for a w x h image, in the original's float order. */
+static void unpad(int64_t w, int64_t h, int64_t ch, int64_t cw, int64_t *r0, int64_t *r1,
+                  int64_t *c0, int64_t *c1)
+{
+    *r0 = *c0 = 0;
+    *r1 = ch;
+    *c1 = cw;
+    if ((double)w / (double)h > (double)cw / (double)ch) {
+        const int64_t nh = (int64_t)((double)h * ((double)cw / (double)w));
+        const int64_t pad = (ch - nh) / 2;
+        *r0 = pad;
+        *r1 = ch - pad;
+    } else {
+        const int64_t nw = (int64_t)((double)w * ((double)ch / (double)h));
+        const int64_t pad = (cw - nw) / 2;
+        *c0 = pad;
+        *c1 = cw - pad;
+    }
+}
+
+/* Tokens image g gives (t per tile, a p x p patch map per crop). */
+static int64_t merged_rows(const llava_state *s, const vt_tile_grid *g, int64_t t, int64_t p)
+{
+    const int64_t crops = g->gw * g->gh;
+    if (s->merge == MERGE_FLAT)
+        return (1 + crops) * t;
+    if (!crops)
+        return t + (s->merge == MERGE_UNPAD);
+    if (s->merge == MERGE_SPATIAL)
+        return t + crops * t;
+    int64_t r0, r1, c0, c1;
+    unpad(g->w, g->h, g->gh * p, g->gw * p, &r0, &r1, &c0, &c1);
+    return t + (r1 - r0) * (c1 - c0 + 1);
 }
 
 static int64_t llava_linears(void *state, vt_linear **l)
@@ -79,16 +171,65 @@ static int llava_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_p
 {
     const llava_state *s = state;
     const vt_enc_feats *f = &in[s->enc];
-    int64_t t = s->keep_cls ? f->T : f->T - f->prefix;
+    const int64_t m = f->items, t = s->keep_cls ? f->T : f->T - f->prefix;
+    const int64_t d = s->proj.depth ? s->proj.d_out : f->d;
     if (s->proj.depth && s->proj.d_in != f->d)
         return vt_fail(st, VTOK_ESHAPE, "projector takes %lld features, the encoder gives %lld",
                        (long long)s->proj.d_in, (long long)f->d);
-    vt_stage_set(&p->stages[p->n_stages++], "select", 3, n, t, f->d, 0);
-    vt_stage_set(&p->stages[p->n_stages++], "projector", 3, n, t,
-                 s->proj.depth ? s->proj.d_out : f->d, 0);
-    p->work_floats = vt_mlp_work_floats(&s->proj, n, t);
-    p->lp_rows = n * t;
+    vt_stage_set(&p->stages[p->n_stages++], "select", 3, m, t, f->d, 0);
+    vt_stage_set(&p->stages[p->n_stages++], "projector", 3, m, t, d, 0);
+    p->work_floats = vt_mlp_work_floats(&s->proj, m, t);
+    p->lp_rows = m * t;
+    if (!f->grid)
+        return 0;
+    /* the spatial merges read each crop as a p x p map (no CLS row) */
+    const int64_t pp = f->vit->patch > 0 ? f->T - f->prefix : 0;
+    int64_t p1 = 0, total = 0;
+    while (p1 * p1 < pp)
+        p1++;
+    if (s->merge != MERGE_FLAT && (s->keep_cls || p1 * p1 != pp || p1 * p1 != t))
+        return vt_fail(st, VTOK_ESHAPE, "merge '%s' needs a square patch map without the CLS "
+                       "token (select_feature 'patch')",
+                       s->merge == MERGE_SPATIAL ? "spatial" : "spatial_unpad");
+    for (int64_t i = 0; i < n; i++) {
+        p->out_rows[i] = merged_rows(s, &f->grid[i], t, p1);
+        total += p->out_rows[i];
+    }
+    p->ragged = 1;
+    vt_stage_set(&p->stages[p->n_stages++], "tokens", 2, total, d, 0, 0);
     return 0;
+}
+
+/* Image g's tokens from the projected tiles P [tiles, t, d] into out. */
+static void merge_image(const llava_state *s, const vt_tile_grid *g, const float *P, int64_t t,
+                        int64_t p, int64_t d, float *out)
+{
+    const int64_t crops = g->gw * g->gh;
+    const size_t row = (size_t)d * sizeof(float);
+    const float *base = P + g->first * t * d;
+    if (s->merge == MERGE_FLAT || !crops) {
+        memcpy(out, base, (size_t)((1 + (s->merge == MERGE_FLAT ? crops : 0)) * t) * row);
+        if (s->merge == MERGE_UNPAD && !crops)
+            memcpy(out + t * d, s->newline, row);
+        return;
+    }
+    memcpy(out, base, (size_t)t * row);
+    out += t * d;
+    const int64_t ch = g->gh * p, cw = g->gw * p;
+    int64_t r0 = 0, r1 = ch, c0 = 0, c1 = cw;
+    if (s->merge == MERGE_UNPAD)
+        unpad(g->w, g->h, ch, cw, &r0, &r1, &c0, &c1);
+    for (int64_t y = r0; y < r1; y++) {
+        for (int64_t x = c0; x < c1; x++) {
+            const int64_t tile = 1 + (y / p) * g->gw + x / p, k = (y % p) * p + x % p;
+            memcpy(out, base + (tile * t + k) * d, row);
+            out += d;
+        }
+        if (s->merge == MERGE_UNPAD) {
+            memcpy(out, s->newline, row);
+            out += d;
+        }
+    }
 }
 
 static void llava_forward(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
@@ -98,8 +239,18 @@ static void llava_forward(const void *state, const vt_exec *e, const vt_enc_feat
     const vt_enc_feats *f = &in[s->enc];
     vt_stage *sel = &stages[0], *out = &stages[1];
     (void)ids;
-    vt_select_rows(f->hidden, n, f->T, f->d, s->keep_cls ? 0 : f->prefix, sel->data);
-    vt_mlp_forward(&s->proj, e, sel->data, n, sel->ne[1], out->data, work);
+    vt_select_rows(f->hidden, f->items, f->T, f->d, s->keep_cls ? 0 : f->prefix, sel->data);
+    vt_mlp_forward(&s->proj, e, sel->data, f->items, sel->ne[1], out->data, work);
+    if (!f->grid)
+        return;
+    const int64_t t = sel->ne[1], d = out->ne[2];
+    int64_t p = 0, off = 0;
+    while (p * p < t)
+        p++;
+    for (int64_t i = 0; i < n; i++) {
+        merge_image(s, &f->grid[i], out->data, t, p, d, stages[2].data + off * d);
+        off += stages[2].rows[i];
+    }
 }
 
 const vt_connector_kind vt_connector_llava = {

@@ -587,11 +587,127 @@ static int load_hf(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *
     return 0;
 }
 
+/* image_grid_pinpoints as config.json holds them: [[w, h], ...]. */
+static int read_pinpoints(vt_slicing *s, const cJSON *pl, const char *where, vtok_status *st)
+{
+    int n = cJSON_IsArray(pl) ? cJSON_GetArraySize(pl) : 0;
+    if (n < 1 || n > VT_SLICE_MAX_PIN)
+        return vt_fail(st, VTOK_EFORMAT, "%s: grid_pinpoints must list 1..%d [width, height] "
+                       "pairs", where, VT_SLICE_MAX_PIN);
+    for (int i = 0; i < n; i++) {
+        const cJSON *pr = cJSON_GetArrayItem(pl, i);
+        for (int k = 0; k < 2; k++) {
+            const cJSON *v = cJSON_IsArray(pr) && cJSON_GetArraySize(pr) == 2
+                                 ? cJSON_GetArrayItem(pr, k) : NULL;
+            if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble ||
+                v->valuedouble < 1 || v->valuedouble > VT_SLICE_MAX_SIDE)
+                return vt_fail(st, VTOK_EFORMAT, "%s: grid_pinpoints[%d] must be [width, height] "
+                               "of whole pixels in 1..%d", where, i, VT_SLICE_MAX_SIDE);
+            s->pin[2 * i + k] = (int64_t)v->valuedouble;
+        }
+    }
+    s->n_pin = n;
+    return 0;
+}
+
+/*
+ * "slicing": {"type": "anyres", "grid_pinpoints": [[w, h], ...]} (LLaVA-NeXT;
+ * without grid_pinpoints, image_grid_pinpoints of the model folder's
+ * config.json, as llava-v1.6 and llava-hf checkpoints hold them), or
+ * {"type": "uhd", "unit": 336, "max_slices": 6} (SliME). Crops are the
+ * processor's crop size, the base view its resize side.
+ */
+static int load_slicing(vt_recipe *r, vt_recipe_enc *e, const cJSON *sj, int idx,
+                        const char *where, vtok_status *st)
+{
+    static const char *const keys[] = {"type", "grid_pinpoints", "unit", "max_slices", NULL};
+    static const char *const types[] = {"none", "anyres", "uhd", NULL};
+    if (!sj)
+        return 0;
+    char w[160];
+    snprintf(w, sizeof w, "%s: slicing", where);
+    vt_slicing *s = &e->slicing;
+    int rc;
+    if (!cJSON_IsObject(sj))
+        return vt_fail(st, VTOK_EFORMAT, "%s must be an object", w);
+    if ((rc = vt_opt_check_keys(sj, keys, w, st)) ||
+        (rc = vt_opt_enum(sj, "type", types, 0, &s->type, w, st)) ||
+        (rc = vt_opt_int(sj, "unit", 336, &s->unit, w, st)) ||
+        (rc = vt_opt_int(sj, "max_slices", 6, &s->max_slices, w, st)))
+        return rc;
+    if (s->type == VT_SLICE_NONE)
+        return 0;
+    if (!e->proc)
+        return vt_fail(st, VTOK_EMISSING, "%s: the encoder has no image processor to slice for",
+                       w);
+    if (r->slice_enc >= 0)
+        return vt_fail(st, VTOK_EFORMAT, "%s: only one encoder of a recipe may slice", w);
+    vt_processor_slice_sizes(e->proc, &e->slice_base, &e->slice_crop);
+    if (e->slice_base < 1 || e->slice_crop < 1)
+        return vt_fail(st, VTOK_EFORMAT, "%s: the processor neither resizes nor crops to a "
+                       "fixed size", w);
+    if (s->unit < 1 || s->unit > 4096 || s->max_slices < 1 || s->max_slices > 64)
+        return vt_fail(st, VTOK_EFORMAT, "%s: unit must be 1..4096 and max_slices 1..64", w);
+    if (s->type == VT_SLICE_ANYRES) {
+        const cJSON *pl = cJSON_GetObjectItemCaseSensitive(sj, "grid_pinpoints");
+        cJSON *cfg = NULL;
+        if (!pl) {
+            char file[4200], *text = NULL;
+            size_t len = 0;
+            snprintf(file, sizeof file, "%s/config.json", r->model_dir);
+            if (!exists(file))
+                return vt_fail(st, VTOK_EMISSING, "%s: no grid_pinpoints and no %s to read "
+                               "image_grid_pinpoints from", w, file);
+            if (vt_read_file(file, 4u << 20, &text, &len, st))
+                return st->code;
+            cfg = vt_json_parse_object(text, len, file, st);
+            free(text);
+            if (!cfg)
+                return st->code;
+            pl = cJSON_GetObjectItemCaseSensitive(cfg, "image_grid_pinpoints");
+            if (!pl) {
+                cJSON_Delete(cfg);
+                return vt_fail(st, VTOK_EMISSING, "%s: no grid_pinpoints, and %s has no "
+                               "image_grid_pinpoints", w, file);
+            }
+        }
+        rc = read_pinpoints(s, pl, w, st);
+        cJSON_Delete(cfg);
+        if (rc)
+            return rc;
+        for (int i = 0; i < s->n_pin; i++)
+            if (s->pin[2 * i] % e->slice_crop || s->pin[2 * i + 1] % e->slice_crop)
+                return vt_fail(st, VTOK_EFORMAT, "%s: pinpoint %lldx%lld is not a multiple of "
+                               "the %lld-pixel crop", w, (long long)s->pin[2 * i],
+                               (long long)s->pin[2 * i + 1], (long long)e->slice_crop);
+    } else if (s->unit % e->slice_crop) {
+        return vt_fail(st, VTOK_EFORMAT, "%s: unit %lld is not a multiple of the %lld-pixel "
+                       "crop", w, (long long)s->unit, (long long)e->slice_crop);
+    }
+    r->slice_enc = idx;
+    return 0;
+}
+
+int vt_recipe_slice_grid(const vt_recipe *r, int64_t w, int64_t h, vt_tile_grid *g,
+                         vtok_status *st)
+{
+    const vt_recipe_enc *e = &r->enc[r->slice_enc];
+    int64_t bw, bh;
+    int rc = vt_slice_grid(&e->slicing, w, h, e->slice_crop, &bw, &bh, st);
+    if (rc)
+        return rc;
+    g->gw = bw / e->slice_crop;
+    g->gh = bh / e->slice_crop;
+    g->w = w;
+    g->h = h;
+    return 0;
+}
+
 static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
 {
-    static const char *const hf_keys[] = {"name", "kind", "path", "processor", NULL};
+    static const char *const hf_keys[] = {"name", "kind", "path", "processor", "slicing", NULL};
     static const char *const eva_keys[] = {"name", "kind", "file", "prefix", "variant", "config",
-                                           "processor", NULL};
+                                           "processor", "slicing", NULL};
     static const char *const enc_kinds[] = {"hf", "eva", NULL};
     char where[128];
     snprintf(where, sizeof where, "recipe %s: encoders[%d]", r->name, idx);
@@ -637,9 +753,15 @@ static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
         e->pixels_from = r->enc[src].pixels_from;
         e->in_h = r->enc[src].in_h;
         e->in_w = r->enc[src].in_w;
+        if (cJSON_GetObjectItemCaseSensitive(ej, "slicing"))
+            return vt_fail(st, VTOK_EFORMAT, "%s: 'slicing' belongs to the encoder whose "
+                           "processor makes the pixels", where);
         return 0;
     }
     if ((rc = load_processor(r, e, pr, where, st)))
+        return rc;
+    if ((rc = load_slicing(r, e, cJSON_GetObjectItemCaseSensitive(ej, "slicing"), idx, where,
+                           st)))
         return rc;
     if (e->proc) { /* native input: what the processor makes of a square image */
         int64_t s = e->vit->image_size, h, w;
@@ -657,10 +779,13 @@ static int64_t pool_dim(const vt_vit *v)
 }
 
 int vt_recipe_plan(const vt_recipe *r, const vt_enc_req *req, int64_t n, const int64_t *h,
-                   const int64_t *w, vt_enc_feats *feats, vt_plan *p, int *enc_stage,
-                   int *enc_out, vtok_status *st)
+                   const int64_t *w, const vt_tile_grid *grid, int64_t tiles,
+                   vt_enc_feats *feats, vt_plan *p, int *enc_stage, int *enc_out,
+                   vtok_status *st)
 {
+    int64_t *rows = p->out_rows; /* the caller's buffer survives the reset */
     memset(p, 0, sizeof *p);
+    p->out_rows = rows;
     for (int i = 0; i < r->n_enc; i++) {
         const vt_recipe_enc *e = &r->enc[i];
         int64_t n_req = req ? req[i].n_req : e->n_req;
@@ -672,6 +797,9 @@ int vt_recipe_plan(const vt_recipe *r, const vt_enc_req *req, int64_t n, const i
             enc_out[3 * i + k] = -1;
         if (!n_req && !e->outputs)
             continue;
+        const int sliced = grid && r->slice_enc >= 0 && e->pixels_from == r->slice_enc;
+        f->items = sliced ? tiles : n;
+        f->grid = sliced ? grid : NULL;
         f->T = vt_vit_tokens(e->vit, h[i], w[i], st);
         if (f->T <= 0) {
             char pre[64];
@@ -686,22 +814,25 @@ int vt_recipe_plan(const vt_recipe *r, const vt_enc_req *req, int64_t n, const i
             enc_stage[i] = p->n_stages;
             vt_stage *s = &p->stages[p->n_stages++];
             if (f->K == 1)
-                vt_stage_set(s, e->name, 3, n, f->T, f->d, 0);
+                vt_stage_set(s, e->name, 3, f->items, f->T, f->d, 0);
             else
-                vt_stage_set(s, e->name, 4, f->K, n, f->T, f->d);
+                vt_stage_set(s, e->name, 4, f->K, f->items, f->T, f->d);
         }
         const vt_vit *v = e->vit;
         if (e->outputs & VT_ENC_OUT_LAST) {
             enc_out[3 * i] = p->n_stages;
-            vt_stage_set(&p->stages[p->n_stages++], "last_hidden_state", 3, n, f->T, f->d, 0);
+            vt_stage_set(&p->stages[p->n_stages++], "last_hidden_state", 3, f->items, f->T, f->d,
+                         0);
         }
         if ((e->outputs & VT_ENC_OUT_POOLER) && v->pool != VT_POOL_NONE) {
             enc_out[3 * i + 1] = p->n_stages;
-            vt_stage_set(&p->stages[p->n_stages++], "pooler_output", 2, n, pool_dim(v), 0, 0);
+            vt_stage_set(&p->stages[p->n_stages++], "pooler_output", 2, f->items, pool_dim(v), 0,
+                         0);
         }
         if ((e->outputs & VT_ENC_OUT_EMBEDS) && v->proj.n_out) {
             enc_out[3 * i + 2] = p->n_stages;
-            vt_stage_set(&p->stages[p->n_stages++], "image_embeds", 2, n, v->proj.n_out, 0, 0);
+            vt_stage_set(&p->stages[p->n_stages++], "image_embeds", 2, f->items, v->proj.n_out, 0,
+                         0);
         }
     }
     int first = p->first = p->n_stages;
@@ -747,6 +878,8 @@ vt_recipe *vt_recipe_for_model(vtok_model *m, const vt_vit *v, int dtype, int64_
                                vtok_status *st)
 {
     vt_recipe *r = calloc(1, sizeof *r);
+    if (r)
+        r->slice_enc = -1;
     if (!r || !(r->conn = calloc(1, 1))) {
         free(r);
         vt_fail(st, VTOK_ENOMEM, "out of memory");
@@ -784,11 +917,22 @@ static int finish_load(vt_recipe *r, vtok_status *st)
     if (!p)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     int eo[3 * VT_RECIPE_MAX_ENC];
-    int rc = vt_recipe_plan(r, NULL, 1, h, w, feats, p, es, eo, st);
+    /* A slicing recipe's native image: a square of its encoder's input size. */
+    vt_tile_grid g = {0};
+    int64_t rows = 0;
+    int rc = 0;
+    if (r->slice_enc >= 0)
+        rc = vt_recipe_slice_grid(r, r->enc[r->slice_enc].in_w, r->enc[r->slice_enc].in_h, &g,
+                                  st);
+    memset(p, 0, sizeof *p);
+    p->out_rows = &rows;
+    if (!rc)
+        rc = vt_recipe_plan(r, NULL, 1, h, w, r->slice_enc >= 0 ? &g : NULL, 1 + g.gw * g.gh,
+                            feats, p, es, eo, st);
     if (!rc) {
         const vt_stage *o = &p->stages[p->n_stages - 1];
-        r->tokens = o->ne[1];
-        r->d_out = o->ne[2];
+        r->tokens = p->ragged ? rows : o->ne[1];
+        r->d_out = o->ne[o->n_dims - 1];
         r->ids_per_image = p->ids_per_image;
         r->vocab = p->vocab;
         /* the inverse exists if it plans for what the forward gives */
@@ -826,6 +970,8 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
     if (!j)
         return NULL;
     vt_recipe *r = calloc(1, sizeof *r);
+    if (r)
+        r->slice_enc = -1;
     if (!r) {
         cJSON_Delete(j);
         vt_fail(st, VTOK_ENOMEM, "out of memory");

@@ -43,14 +43,26 @@ typedef struct vt_stage {
     int     n_dims;
     int64_t ne[4];
     float  *data;        /* set by the runtime before forward */
+    int64_t *rows;       /* the ragged output stage: the plan's out_rows, which the
+                            forward may lower (token selection); the runtime packs
+                            ne[0] to their sum afterwards. NULL otherwise */
 } vt_stage;
+
+/* How a sliced image (LLaVA-NeXT anyres, SliME) became encoder items: its
+ * tiles are items [first, first + 1 + gw * gh) of the run, the base view
+ * first, then the crops row by row; w x h is the image's own size (unpad). */
+typedef struct vt_tile_grid {
+    int64_t first, gw, gh, w, h;
+} vt_tile_grid;
 
 /* The hidden states an encoder delivers to the connector. */
 typedef struct vt_enc_feats {
-    const vt_vit *vit;
-    const float  *hidden;   /* [K, n, T, d]: requested hidden states, in request order */
-    int64_t       K, T, d;
-    int64_t       prefix;   /* CLS + register tokens in front of the patches */
+    const vt_vit       *vit;
+    const float        *hidden;  /* [K, items, T, d]: requested hidden states, in request order */
+    int64_t             K, T, d;
+    int64_t             prefix;  /* CLS + register tokens in front of the patches */
+    int64_t             items;   /* encoder items: n images, or their tiles when sliced */
+    const vt_tile_grid *grid;    /* sliced: one per image; NULL: item i is image i */
 } vt_enc_feats;
 
 typedef struct vt_plan {
@@ -63,11 +75,12 @@ typedef struct vt_plan {
     int64_t  ids_per_image; /* discrete ids the forward writes per image (0: none)       */
     int64_t  vocab;         /* ids are in [0, vocab)                                      */
     /* Ragged output: images of one run may give different token counts
-     * (high-resolution slicing, token selection). NULL: the output stage is
-     * [n, tokens, d] (every image alike). Else out_rows[i] is image i's token
-     * count (n entries, owned by the connector state, valid until its next
-     * plan) and the output stage is the flat [sum of out_rows, d]. */
-    const int64_t *out_rows;
+     * (high-resolution slicing, token selection). ragged 0: the output stage
+     * is [n, tokens, d] (every image alike). ragged 1: the plan wrote image
+     * i's token count to out_rows[i] (n entries the runtime provides) and the
+     * output stage is the flat [sum of out_rows, d]. */
+    int      ragged;
+    int64_t *out_rows;
 } vt_plan;
 
 typedef struct vt_connector_kind {

@@ -7,6 +7,8 @@
 
 #include "recipe.h"
 
+#include "../image/image.h"
+
 #define VT_RECIPE_MAX_PACKS 16
 
 typedef struct vt_recipe_enc {
@@ -23,6 +25,8 @@ typedef struct vt_recipe_enc {
     int64_t         in_h, in_w;    /* native input size                                 */
     int             outputs;       /* VT_ENC_OUT_*: encoder outputs given as stages too */
     int             borrowed;      /* model is not the recipe's (a model's own recipe) */
+    vt_slicing      slicing;       /* high-resolution slicing of its images (type 0: none) */
+    int64_t         slice_base, slice_crop; /* base view and crop sides (its processor's) */
 } vt_recipe_enc;
 
 /* Encoder outputs a recipe hands out as stages of their own (a model's
@@ -63,16 +67,25 @@ struct vtok_recipe {
     int64_t                  ids_per_image, vocab;  /* discrete ids (0: none)    */
     int                      can_detok;       /* the connector maps ids back           */
     int                      wrapper;         /* a model's own one-encoder recipe      */
+    int                      slice_enc;       /* the encoder that slices, or -1        */
 };
 
-/* Plan the stages for n images with per-encoder input sizes h[e] x w[e]:
+/* Plan the stages for n images with per-encoder input sizes h[e] x w[e]
+ * (grid: the sliced encoder's per-image tiles, `tiles` items in all, for
+ * r->slice_enc and the encoders taking its pixels; NULL when none):
  * encoder stages first (its hidden states, then the outputs its `outputs`
  * flags ask for: enc_out[3e + 0/1/2] = stage of last / pooler / embeds or
  * -1), then the connector's. req[e] (NULL: the recipe's requests) says which
  * hidden states. feats gets T/d/K per encoder (hidden pointers unset). */
 int vt_recipe_plan(const vt_recipe *r, const vt_enc_req *req, int64_t n, const int64_t *h,
-                   const int64_t *w, vt_enc_feats *feats, vt_plan *p, int *enc_stage,
-                   int *enc_out, vtok_status *st);
+                   const int64_t *w, const vt_tile_grid *grid, int64_t tiles,
+                   vt_enc_feats *feats, vt_plan *p, int *enc_stage, int *enc_out,
+                   vtok_status *st);
+
+/* The grid of image w x h under the recipe's slicing (r->slice_enc >= 0):
+ * g->gw, gh, w, h (first left to the caller). */
+int vt_recipe_slice_grid(const vt_recipe *r, int64_t w, int64_t h, vt_tile_grid *g,
+                         vtok_status *st);
 
 /* A model's own recipe: one encoder (m, borrowed) whose last_hidden_state,
  * pooler_output and image_embeds are stages, no connector. vtok_encode runs

@@ -50,6 +50,9 @@ struct vtok_recipe_ctx {
     int64_t     *req_buf;     /* maxl + 1: a per-run request (vtok_encode's layers) */
     int          enc_stage[VT_RECIPE_MAX_ENC], enc_out[3 * VT_RECIPE_MAX_ENC];
     const char *const *image_names; /* borrowed for one run (vtok_run_params) */
+    vt_tile_grid *grid;       /* sliced runs: each image's tiles (malloc'ed) */
+    int64_t      *rows;       /* ragged runs: each image's token count (malloc'ed) */
+    int64_t       grid_cap, rows_cap;
     int          ok;
     vtok_status  st;
 };
@@ -96,6 +99,8 @@ void vtok_recipe_ctx_free(vtok_recipe_ctx *c)
     vt_arena_free(&c->arena);
     free(c->hidden);
     free(c->req_buf);
+    free(c->grid);
+    free(c->rows);
     for (int i = 0; i < VT_RECIPE_MAX_ENC; i++)
         vt_free(c->pix[i]);
     free(c);
@@ -123,10 +128,12 @@ static int64_t pool_width(const vt_vit *v)
 /* Where each image's tokens start in the output stage (ragged or not). */
 static void set_token_offsets(vtok_recipe_ctx *c, int64_t n)
 {
-    const vt_stage *o = &c->plan.stages[c->plan.n_stages - 1];
+    vt_stage *o = &c->plan.stages[c->plan.n_stages - 1];
     c->tok_off[0] = 0;
     for (int64_t i = 0; i < n; i++)
-        c->tok_off[i + 1] = c->tok_off[i] + (c->plan.out_rows ? c->plan.out_rows[i] : o->ne[1]);
+        c->tok_off[i + 1] = c->tok_off[i] + (c->plan.ragged ? c->plan.out_rows[i] : o->ne[1]);
+    if (c->plan.ragged)
+        o->ne[0] = c->tok_off[n]; /* what the forward kept */
 }
 
 /* Plan the arena for c->plan: enc_work floats of encoder work, per-thread
@@ -239,9 +246,23 @@ static int run_end(vtok_recipe_ctx *c, int rc)
     return vt_ctx_end(&c->b, &c->st, rc);
 }
 
-/* pixels[e] [n, ch, h[e], w[e]] for each encoder. */
+/* Grow a malloc'ed array to hold n elements of sz bytes. */
+static int grow(void **p, int64_t *cap, int64_t n, size_t sz, vtok_status *st)
+{
+    if (n <= *cap)
+        return 0;
+    void *q = realloc(*p, (size_t)n * sz);
+    if (!q)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* pixels[e] [items(e), ch, h[e], w[e]] for each encoder: n images, or for the
+ * sliced encoder (and those taking its pixels) their `tiles` tiles. */
 static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, const int64_t *ch,
-                   const int64_t *h, const int64_t *w)
+                   const int64_t *h, const int64_t *w, const vt_tile_grid *grid, int64_t tiles)
 {
     vt_recipe *r = c->r;
     vtok_status *st = &c->st;
@@ -254,8 +275,11 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
                            (long long)ch[i], r->enc[i].name, (long long)r->enc[i].vit->channels);
     vt_enc_feats feats[VT_RECIPE_MAX_ENC];
     int *es = c->enc_stage, *eo = c->enc_out;
-    int rc = vt_recipe_plan(r, c->req, n, h, w, feats, &c->plan, es, eo, st);
+    int rc = grow((void **)&c->rows, &c->rows_cap, n, sizeof *c->rows, st);
     if (rc)
+        return rc;
+    c->plan.out_rows = c->rows;
+    if ((rc = vt_recipe_plan(r, c->req, n, h, w, grid, tiles, feats, &c->plan, es, eo, st)))
         return rc;
 
     /* Memory: encoder work, scratch, stages, connector work. */
@@ -267,16 +291,16 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         if (!c->req[i].n_req && !r->enc[i].outputs)
             continue;
         vt_vit v = run_copy(&r->enc[i], &c->req[i]);
-        int64_t T = feats[i].T, x = vt_szmul3(n, T, v.d);
+        int64_t m = feats[i].items, T = feats[i].T, x = vt_szmul3(m, T, v.d);
         steps += v.n_layers + 1; /* embedding + blocks run */
         /* last_hidden_state and pooler go to work memory unless they are stages;
          * saturating sums, refused by the planner past int64_t */
-        x = vt_szadd(vt_szr16(vt_vit_work_floats(&v, n, h[i], w[i])),
+        x = vt_szadd(vt_szr16(vt_vit_work_floats(&v, m, h[i], w[i])),
                      r->enc[i].outputs ? 0
-                                       : vt_szadd(vt_szr16(x), vt_szr16(vt_szmul(n, pool_width(&v)))));
+                                       : vt_szadd(vt_szr16(x), vt_szr16(vt_szmul(m, pool_width(&v)))));
         enc_work = x > enc_work ? x : enc_work;
         max_t = T > max_t ? T : max_t;
-        lp_rows = n * T > lp_rows ? n * T : lp_rows;
+        lp_rows = vt_szmul(m, T) > lp_rows ? vt_szmul(m, T) : lp_rows;
     }
     if ((rc = plan_memory(c, enc_work, max_t, lp_rows, n, what)))
         return rc;
@@ -290,13 +314,13 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         if (!q->n_req && !e->outputs)
             continue;
         vt_vit v = run_copy(e, q);
-        int64_t T = feats[i].T, rows = n * T * v.d;
+        int64_t m = feats[i].items, T = feats[i].T, rows = m * T * v.d;
         float *stage = es[i] >= 0 ? c->plan.stages[es[i]].data : NULL;
         for (int64_t l = 0; l <= v.n_layers; l++)
             c->hidden[l] = NULL;
         for (int64_t k = 0; k < q->n_req; k++)
             c->hidden[q->layers[k]] = stage + k * rows;
-        float *work = encw, *last = work + vt_szr16(vt_vit_work_floats(&v, n, h[i], w[i]));
+        float *work = encw, *last = work + vt_szr16(vt_vit_work_floats(&v, m, h[i], w[i]));
         vt_vit_out out = {.last = last, .pooler = last + vt_szr16(rows), .embeds = NULL,
                           .hidden = c->hidden};
         if (e->outputs) {
@@ -305,7 +329,7 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
             out.pooler = eo[3 * i + 1] >= 0 ? S[eo[3 * i + 1]].data : NULL;
             out.embeds = eo[3 * i + 2] >= 0 ? S[eo[3 * i + 2]].data : NULL;
         }
-        vt_vit_forward(&v, &c->b.exec, pixels[i], n, h[i], w[i], work, &out);
+        vt_vit_forward(&v, &c->b.exec, pixels[i], m, h[i], w[i], work, &out);
         if (c->b.run.aborted)
             return aborted(c);
         feats[i].hidden = stage;
@@ -313,6 +337,7 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
     if (!r->wrapper) {
         if (vt_run_poll(&c->b.exec))
             return aborted(c);
+        c->plan.stages[c->plan.n_stages - 1].rows = c->plan.ragged ? c->plan.out_rows : NULL;
         r->kind->forward(r->conn, &c->b.exec, feats, n, c->plan.stages + c->plan.first, c->ids,
                          c->connw);
         vt_run_step_done(&c->b.exec);
@@ -336,6 +361,10 @@ int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t 
         return run_end(c, rc);
     if (!pixels)
         return run_end(c, vt_fail(&c->st, VTOK_EINVAL, "no pixels"));
+    if (c->r->slice_enc >= 0)
+        return run_end(c, vt_fail(&c->st, VTOK_EUNSUPPORTED, "recipe %s slices each image "
+                                  "into crops: give decoded images (vtok_recipe_run_images)",
+                                  c->r->name));
     const float *px[VT_RECIPE_MAX_ENC];
     int64_t chs[VT_RECIPE_MAX_ENC], hs[VT_RECIPE_MAX_ENC], ws[VT_RECIPE_MAX_ENC];
     for (int i = 0; i < c->r->n_enc; i++) {
@@ -344,13 +373,83 @@ int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t 
         hs[i] = h;
         ws[i] = w;
     }
-    return run_end(c, run_all(c, px, n, chs, hs, ws));
+    return run_end(c, run_all(c, px, n, chs, hs, ws, NULL, 0));
+}
+
+/* Room for per * n floats of encoder i's pixels. */
+static int pix_room(vtok_recipe_ctx *c, int i, int64_t per, int64_t n, const char *what)
+{
+    int64_t need = 0;
+    const int ok = vt_mul_ok(per, n, &need);
+    if (vt_ctx_check_mem(&c->b, ok, need, what, &c->st))
+        return c->st.code;
+    if (need > c->pix_floats[i]) {
+        vt_free(c->pix[i]);
+        c->pix_floats[i] = 0;
+        if (!(c->pix[i] = vt_alloc((size_t)need * sizeof(float))))
+            return vt_fail(&c->st, VTOK_ENOMEM, "out of memory");
+        c->pix_floats[i] = need;
+    }
+    return 0;
+}
+
+/* Encoder i slices: each image becomes its base view and crops (slice.c),
+ * each through the processor, into c->pix[i]; c->grid says which tiles are
+ * whose. *side: the processor's output side for a tile. */
+static int slice_pixels(vtok_recipe_ctx *c, int i, const vtok_image *images, int64_t n,
+                        int64_t *tiles, int64_t *side)
+{
+    const vt_recipe_enc *e = &c->r->enc[i];
+    vtok_status *st = &c->st;
+    int rc = grow((void **)&c->grid, &c->grid_cap, n, sizeof *c->grid, st);
+    if (rc)
+        return rc;
+    int64_t total = 0, oh, ow;
+    for (int64_t k = 0; k < n; k++) {
+        vt_tile_grid *g = &c->grid[k];
+        if ((rc = vt_recipe_slice_grid(c->r, images[k].width, images[k].height, g, st)))
+            return image_fail(c, k, rc);
+        g->first = total;
+        total += 1 + g->gw * g->gh;
+    }
+    if ((rc = vtok_processor_output_size(e->proc, e->slice_crop, e->slice_crop, &oh, &ow, st)))
+        return rc;
+    if (oh != ow || vtok_processor_output_size(e->proc, e->slice_base, e->slice_base, side, &ow,
+                                               st) || *side != oh)
+        return vt_fail(st, VTOK_EFORMAT, "encoder %s: its processor does not turn the %lld-pixel "
+                       "crops and the %lld-pixel base view into one square size", e->name,
+                       (long long)e->slice_crop, (long long)e->slice_base);
+    int64_t per = 3 * oh * oh;
+    char what[160];
+    snprintf(what, sizeof what, "the pixels of %lld tiles of %lld images for encoder %s",
+             (long long)total, (long long)n, e->name);
+    if ((rc = pix_room(c, i, per, total, what)))
+        return rc;
+    vtok_image t[VT_SLICE_MAX_TILES];
+    for (int64_t k = 0; k < n; k++) {
+        const vt_tile_grid *g = &c->grid[k];
+        const int64_t nt = 1 + g->gw * g->gh;
+        if (nt > (int64_t)(sizeof t / sizeof t[0]))
+            return image_fail(c, k, vt_fail(st, VTOK_ELIMIT, "%lld crops", (long long)nt - 1));
+        if ((rc = vt_slice_image(&images[k], g->gw * e->slice_crop, g->gh * e->slice_crop,
+                                 e->slice_crop, e->slice_base, t, st)))
+            return image_fail(c, k, rc);
+        for (int64_t j = 0; j < nt && !rc; j++)
+            rc = vtok_preprocess(e->proc, &t[j], c->pix[i] + (g->first + j) * per, per, st);
+        for (int64_t j = 0; j < nt; j++)
+            vtok_image_free(&t[j]);
+        if (rc)
+            return image_fail(c, k, rc);
+    }
+    *tiles = total;
+    return 0;
 }
 
 static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
 {
     vt_recipe *r = c->r;
     vtok_status *st = &c->st;
+    int64_t tiles = 0;
     if (!images || n < 1 || n > r->max_images)
         return vt_fail(st, VTOK_EINVAL, "recipe %s takes 1 to %lld images per run, got %lld",
                        r->name, (long long)r->max_images, (long long)(images ? n : 0));
@@ -370,6 +469,15 @@ static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
             return vt_fail(st, VTOK_EMISSING,
                            "encoder %s: no preprocessor_config.json in %s; give pixels instead",
                            e->name, e->path);
+        if (i == r->slice_enc) {
+            int rc = slice_pixels(c, i, images, n, &tiles, &hs[i]);
+            if (rc)
+                return rc;
+            px[i] = c->pix[i];
+            chs[i] = 3;
+            ws[i] = hs[i];
+            continue;
+        }
         int64_t h0 = 0, w0 = 0;
         for (int64_t k = 0; k < n; k++) {
             int64_t hh, ww;
@@ -387,31 +495,22 @@ static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
                                (long long)hh, (long long)w0, (long long)h0);
             }
         }
-        int64_t per = 3 * h0 * w0, need;
+        int64_t per = 3 * h0 * w0;
         char what[160];
         snprintf(what, sizeof what, "the pixels of %lld images of %lldx%lld for encoder %s",
                  (long long)n, (long long)w0, (long long)h0, e->name);
-        int ok = vt_mul_ok(per, n, &need);
-        if (vt_ctx_check_mem(&c->b, ok, need, what, st))
-            return st->code;
-        if (need > c->pix_floats[i]) {
-            vt_free(c->pix[i]);
-            c->pix_floats[i] = 0;
-            if (!(c->pix[i] = vt_alloc((size_t)need * sizeof(float))))
-                return vt_fail(st, VTOK_ENOMEM, "out of memory");
-            c->pix_floats[i] = need;
-        }
-        for (int64_t k = 0; k < n; k++) {
-            int rc = vtok_preprocess(e->proc, &images[k], c->pix[i] + k * per, per, st);
-            if (rc)
+        int rc = pix_room(c, i, per, n, what);
+        if (rc)
+            return rc;
+        for (int64_t k = 0; k < n; k++)
+            if ((rc = vtok_preprocess(e->proc, &images[k], c->pix[i] + k * per, per, st)))
                 return image_fail(c, k, rc);
-        }
         px[i] = c->pix[i];
         chs[i] = 3;
         hs[i] = h0;
         ws[i] = w0;
     }
-    return run_all(c, px, n, chs, hs, ws);
+    return run_all(c, px, n, chs, hs, ws, r->slice_enc >= 0 ? c->grid : NULL, tiles);
 }
 
 int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n,

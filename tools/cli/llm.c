@@ -687,7 +687,7 @@ static char *user_turn(const char *ph, int n_images, const char *q, const char *
  * end of input ends it. */
 static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
                     const vtok_recipe_info *ri, const char *format, int has_template,
-                    int n_images, int64_t T, const int64_t *ids, const float *rows)
+                    int n_images, const int64_t *T, const int64_t *ids, const float *rows)
 {
     vtok_status st = {0};
     vtok_chat_msg msgs[2 * MAX_TURNS];
@@ -881,7 +881,7 @@ int cli_chat(int argc, char **argv)
     runp.image_names = images;
     const float *rows = NULL;
     const int64_t *ids = NULL;
-    int64_t T = 0;
+    int64_t T[MAX_CHAT_IMAGES] = {0}, per = 0;
     if (n_images) {
         if (vtok_recipe_run_images(rc_ctx, imgs, n_images, &runp)) {
             fail("%s", vtok_recipe_ctx_errmsg(rc_ctx));
@@ -890,14 +890,18 @@ int cli_chat(int argc, char **argv)
         vtok_view e;
         int64_t n_id = 0;
         if (ri.id_format[0]) {
-            if (vtok_recipe_get_ids(rc_ctx, &ids, &n_id, &T)) {
+            if (vtok_recipe_get_ids(rc_ctx, &ids, &n_id, &per)) {
                 fail("%s", vtok_recipe_ctx_errmsg(rc_ctx));
                 goto done;
             }
+            for (int k = 0; k < n_images; k++)
+                T[k] = per;
         } else {
             vtok_recipe_get_output(rc_ctx, &e);
             rows = e.data;
-            T = e.ne[1];
+            for (int k = 0; k < n_images; k++) /* ragged recipes: each image its own count */
+                if (!vtok_recipe_get_image_output(rc_ctx, k, &e))
+                    T[k] = e.ne[0];
         }
     }
     if (!(m = load(llm, o.dtype, o.threads)))

@@ -494,16 +494,32 @@ static void json_str(FILE *f, const char *s)
 }
 
 /* layout.json: how many tokens each image gives and where they go in the prompt. */
-static int write_layout(const char *dir, const vtok_recipe_info *ri, const vtok_view *e)
+static int write_layout(const char *dir, const vtok_recipe_info *ri, vtok_recipe_ctx *c,
+                        int64_t n, const vtok_view *e)
 {
     const char *path;
     FILE *f = outset_open_text(dir, "layout.json", &path);
     if (!f)
         return 1;
+    /* ragged (slicing, selection): embeddings.npy is [all tokens, d], image i's
+     * rows are tokens[i] of them, in image order */
+    const int ragged = e->n_dims == 2;
+    const int64_t d = e->ne[e->n_dims - 1];
     fprintf(f, "{\n  \"recipe\": ");
     json_str(f, ri->name);
-    fprintf(f, ",\n  \"images\": %lld,\n  \"tokens_per_image\": %lld,\n  \"d_llm\": %lld,\n",
-            (long long)e->ne[0], (long long)e->ne[1], (long long)e->ne[2]);
+    fprintf(f, ",\n  \"images\": %lld,\n", (long long)n);
+    if (ragged) {
+        fprintf(f, "  \"tokens\": [");
+        for (int64_t i = 0; i < n; i++) {
+            vtok_view v;
+            fprintf(f, "%s%lld", i ? ", " : "",
+                    (long long)(vtok_recipe_get_image_output(c, i, &v) ? -1 : v.ne[0]));
+        }
+        fprintf(f, "],\n  \"d_llm\": %lld,\n", (long long)d);
+    } else {
+        fprintf(f, "  \"tokens_per_image\": %lld,\n  \"d_llm\": %lld,\n", (long long)e->ne[1],
+                (long long)d);
+    }
     fprintf(f, "  \"embeddings\": \"embeddings.npy\",\n  \"placeholder\": ");
     json_str(f, ri->placeholder);
     fprintf(f, ",\n  \"before\": ");
@@ -516,11 +532,18 @@ static int write_layout(const char *dir, const vtok_recipe_info *ri, const vtok_
     json_str(f, ri->id_format);
     fprintf(f, ",\n  \"splice\": ");
     char how[512];
-    snprintf(how, sizeof how,
-             "the i-th %s in the prompt becomes %s%s%lld embedding rows embeddings[i]%s%s",
-             ri->placeholder[0] ? ri->placeholder : "image", ri->before,
-             ri->before[0] ? " + " : "", (long long)e->ne[1], ri->after[0] ? " + " : "",
-             ri->after);
+    if (ragged)
+        snprintf(how, sizeof how,
+                 "the i-th %s in the prompt becomes %s%stokens[i] embedding rows (image i's, "
+                 "after those of the images before it)%s%s",
+                 ri->placeholder[0] ? ri->placeholder : "image", ri->before,
+                 ri->before[0] ? " + " : "", ri->after[0] ? " + " : "", ri->after);
+    else
+        snprintf(how, sizeof how,
+                 "the i-th %s in the prompt becomes %s%s%lld embedding rows embeddings[i]%s%s",
+                 ri->placeholder[0] ? ri->placeholder : "image", ri->before,
+                 ri->before[0] ? " + " : "", (long long)e->ne[1], ri->after[0] ? " + " : "",
+                 ri->after);
     json_str(f, how);
     fprintf(f, "\n}\n");
     return outset_close(f, path);
@@ -694,11 +717,13 @@ static int cmd_run(const args *a, run_mode mode)
         n_out = v.ne[0];
         t_out = v.ne[1];
     } else {
-        if (vtok_recipe_get_output(c, &v) || save(a->out, "embeddings.npy", &v) ||
-            write_layout(a->out, &ri, &v))
+        vtok_recipe_get_output(c, &v);
+        const int64_t n_img = v.n_dims == 2 ? a->n_images : v.ne[0];
+        if (save(a->out, "embeddings.npy", &v) ||
+            write_layout(a->out, &ri, c, n_img, &v))
             goto out;
-        n_out = v.ne[0];
-        t_out = v.ne[1];
+        n_out = v.n_dims == 2 ? n_img : v.ne[0];
+        t_out = v.n_dims == 2 ? v.ne[0] / (n_img ? n_img : 1) : v.ne[1];
         if (ri.ids_per_image && (vtok_recipe_get_ids(c, &out_ids, &n_out, &t_out) ||
                                  save_ids(a->out, out_ids, n_out, t_out)))
             goto out;
