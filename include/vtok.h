@@ -572,6 +572,13 @@ int vtok_recipe_detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, in
  * as vtok_recipe_get_output; *name lives as long as c. */
 int vtok_recipe_get_stage(vtok_recipe_ctx *c, int i, const char **name, vtok_view *out);
 
+/* The pixels encoder `enc` (recipe order) ran on in the last
+ * vtok_recipe_run_images, [items, 3, h, w] (a slicing encoder: every tile,
+ * each image's base view then its crops), with the encoder's name.
+ * VTOK_EMISSING when that run made none for it (given pixels, or it shares
+ * another encoder's). Same lifetime as vtok_recipe_get_output. */
+int vtok_recipe_get_pixels(vtok_recipe_ctx *c, int enc, const char **name, vtok_view *out);
+
 /* ------------------------------------------------------------------ npy -- */
 
 /* Read a NumPy .npy file of float32 (or float64/float16, converted) in C

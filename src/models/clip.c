@@ -66,10 +66,11 @@ static int clip_load(vt_vit *v, vt_loader *ld, const cJSON *cfg)
     return ld->err;
 }
 
-/* "llava": llava-hf folders (LlavaForConditionalGeneration), whose
- * vision_config is a CLIP tower stored under vision_tower.vision_model. */
-static const char *const clip_types[] = {"clip_vision_model", "clip", "llava", NULL};
-static const char *const clip_composite[] = {"clip", "llava", NULL};
+/* "llava", "llava_next": llava-hf folders (LlavaForConditionalGeneration,
+ * LlavaNextForConditionalGeneration), whose vision_config is a CLIP tower
+ * stored under vision_tower.vision_model. */
+static const char *const clip_types[] = {"clip_vision_model", "clip", "llava", "llava_next", NULL};
+static const char *const clip_composite[] = {"clip", "llava", "llava_next", NULL};
 
 const vt_family vt_family_clip = {
     .arch = "clip",

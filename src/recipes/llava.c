@@ -25,9 +25,9 @@
  * newline under spatial_unpad. Each image has its own count (ragged).
  *
  * Options ("connector" object): encoder ("vit"), select_layer (-2),
- * select_feature ("patch"), merge ("flat"), projector {type, file, prefix,
- * bias, act, newline: names of image_newline tried without the prefix,
- * default ["model.image_newline", "image_newline"]}.
+ * select_feature ("patch"), merge ("flat"), newline (names of image_newline,
+ * tried whole in the projector's files: default ["model.image_newline",
+ * "image_newline"]), projector {type, file, prefix, bias, act}.
  * Stages: <encoder> [items, T, d], select [items, T', d], projector
  * [items, T', d_llm]; sliced runs add tokens [sum of counts, d_llm].
  */
@@ -58,7 +58,7 @@ static int llava_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON 
                        vtok_status *st)
 {
     static const char *const keys[] = {"type", "encoder", "select_layer", "select_feature",
-                                       "merge", "projector", NULL};
+                                       "merge", "newline", "projector", NULL};
     static const char *const feats[] = {"patch", "cls_patch", NULL};
     static const char *const merges[] = {"flat", "spatial", "spatial_unpad", NULL};
     llava_state *s = state;
@@ -87,10 +87,10 @@ static int llava_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON 
 /* image_newline sits beside the projector (model.image_newline next to
  * model.mm_projector.*; image_newline next to multi_modal_projector.*): its
  * names are tried whole, without the projector's prefix. */
-static int load_newline(llava_state *s, vt_loader *ld, const cJSON *pj, const char *where)
+static int load_newline(llava_state *s, vt_loader *ld, const cJSON *cfg, const char *where)
 {
     static const char *const def[] = {"model.image_newline", "image_newline"};
-    const cJSON *nl = cJSON_GetObjectItemCaseSensitive(pj, "newline");
+    const cJSON *nl = cJSON_GetObjectItemCaseSensitive(cfg, "newline");
     int n = nl ? (cJSON_IsArray(nl) ? cJSON_GetArraySize(nl) : 1) : 2;
     if (nl && !cJSON_IsString(nl) && !cJSON_IsArray(nl))
         return vt_loader_fail(ld, VTOK_EFORMAT, "%s: 'newline' must be a name or a list", where);
@@ -121,7 +121,7 @@ static int llava_load(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(cfg, "projector");
     int rc = vt_mlp_load(&s->proj, ld, "", pj, 0, where);
     if (!rc && s->merge == MERGE_UNPAD)
-        rc = load_newline(s, ld, pj, where);
+        rc = load_newline(s, ld, cfg, where);
     return rc;
 }
 

@@ -53,6 +53,7 @@ struct vtok_recipe_ctx {
     vt_tile_grid *grid;       /* sliced runs: each image's tiles (malloc'ed) */
     int64_t      *rows;       /* ragged runs: each image's token count (malloc'ed) */
     int64_t       grid_cap, rows_cap;
+    int64_t       pix_ne[VT_RECIPE_MAX_ENC][4]; /* the last run's own pixels ([0] = 0: none) */
     int          ok;
     vtok_status  st;
 };
@@ -361,6 +362,7 @@ int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t 
         return run_end(c, rc);
     if (!pixels)
         return run_end(c, vt_fail(&c->st, VTOK_EINVAL, "no pixels"));
+    memset(c->pix_ne, 0, sizeof c->pix_ne);
     if (c->r->slice_enc >= 0)
         return run_end(c, vt_fail(&c->st, VTOK_EUNSUPPORTED, "recipe %s slices each image "
                                   "into crops: give decoded images (vtok_recipe_run_images)",
@@ -445,11 +447,38 @@ static int slice_pixels(vtok_recipe_ctx *c, int i, const vtok_image *images, int
     return 0;
 }
 
+static void set_pix_ne(vtok_recipe_ctx *c, int i, int64_t n, int64_t h, int64_t w)
+{
+    c->pix_ne[i][0] = n;
+    c->pix_ne[i][1] = 3;
+    c->pix_ne[i][2] = h;
+    c->pix_ne[i][3] = w;
+}
+
+int vtok_recipe_get_pixels(vtok_recipe_ctx *c, int enc, const char **name, vtok_view *out)
+{
+    if (!c || !out || enc < 0 || enc >= c->r->n_enc)
+        return VTOK_EINVAL;
+    if (!c->ok)
+        return vt_fail(&c->st, VTOK_EINVAL, "no successful run on this context");
+    if (!c->pix_ne[enc][0])
+        return VTOK_EMISSING;
+    memset(out, 0, sizeof *out);
+    out->data = c->pix[enc];
+    out->n_dims = 4;
+    for (int d = 0; d < 4; d++)
+        out->ne[d] = c->pix_ne[enc][d];
+    if (name)
+        *name = c->r->enc[enc].name;
+    return 0;
+}
+
 static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
 {
     vt_recipe *r = c->r;
     vtok_status *st = &c->st;
     int64_t tiles = 0;
+    memset(c->pix_ne, 0, sizeof c->pix_ne);
     if (!images || n < 1 || n > r->max_images)
         return vt_fail(st, VTOK_EINVAL, "recipe %s takes 1 to %lld images per run, got %lld",
                        r->name, (long long)r->max_images, (long long)(images ? n : 0));
@@ -476,6 +505,7 @@ static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
             px[i] = c->pix[i];
             chs[i] = 3;
             ws[i] = hs[i];
+            set_pix_ne(c, i, tiles, hs[i], ws[i]);
             continue;
         }
         int64_t h0 = 0, w0 = 0;
@@ -509,6 +539,7 @@ static int run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t n)
         chs[i] = 3;
         hs[i] = h0;
         ws[i] = w0;
+        set_pix_ne(c, i, n, h0, w0);
     }
     return run_all(c, px, n, chs, hs, ws, r->slice_enc >= 0 ? c->grid : NULL, tiles);
 }

@@ -70,7 +70,11 @@ CONFIGS = {
 
 
 def hf_reference(cfg, path):
-    img = Image.open(path).convert("RGB")
+    return hf_reference_image(cfg, Image.open(path).convert("RGB"))
+
+
+def hf_reference_image(cfg, img):
+    """The processor on an RGB PIL image (hf_reference's body)."""
     kind = cfg.get("image_processor_type") or cfg.get("feature_extractor_type")
     square_default = kind not in ("CLIPImageProcessor", "CLIPFeatureExtractor",
                                   "LlavaImageProcessor", "BitImageProcessor")

@@ -735,6 +735,14 @@ static int cmd_run(const args *a, run_mode mode)
         if (save(a->dump, file, &v))
             goto out;
     }
+    for (int i = 0; a->dump && i < (int)ri.n_encoders; i++) { /* what each encoder saw */
+        char file[64];
+        if (vtok_recipe_get_pixels(c, i, &name, &v))
+            continue;
+        snprintf(file, sizeof file, "pixels_%s.npy", name);
+        if (save(a->dump, file, &v))
+            goto out;
+    }
     fprintf(stderr, "vtok: %s %s (%s), %lld %s -> %lld %s each in %.1f ms (%s kernels)\n", cmd,
             ri.name, a->dtype ? a->dtype : "f32", (long long)n_out,
             mode == MODE_DETOKENIZE ? "id row(s)" : "image(s)", (long long)t_out,
