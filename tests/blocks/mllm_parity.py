@@ -292,6 +292,51 @@ def main():
               "%s" % (n_img, N, got["ids"]))
         del img_pos
 
+    # LLaVA-NeXT: ragged image rows (each image its own grid and count) through
+    # chat, two images of different shapes; the rows are vtok run's of the same
+    # recipe (its parity: parity_anyres), their counts from layout.json.
+    nx = os.path.join(a.work, "llava-next")
+    shutil.copytree(os.path.join(tiny, "clip-vit-large-patch14-336"),
+                    os.path.join(nx, "clip-vit-large-patch14-336"))
+    st = torch.load(os.path.join(tiny, "mm_projector.bin"))
+    st["model.image_newline"] = torch.randn(96, generator=torch.Generator().manual_seed(4))
+    torch.save(st, os.path.join(nx, "mm_projector.bin"))
+    with open(os.path.join(REPO, "recipes", "llava-next.json")) as f:
+        rec = json.load(f)
+    rec["encoders"][0]["slicing"]["grid_pinpoints"] = [[64, 128], [128, 64]]  # fits n_ctx 512
+    nx_recipe = os.path.join(a.work, "llava-next-tiny.json")
+    with open(nx_recipe, "w") as f:
+        json.dump(rec, f)
+    from PIL import Image
+    wide = os.path.join(a.work, "wide.png")
+    Image.open(img).convert("RGB").resize((150, 60)).save(wide)
+    imgs2 = [img, wide]
+    out = os.path.join(a.work, "run_next")
+    p = subprocess.run([vtok, "run", "--recipe", nx_recipe, "--model", nx, "--out", out] +
+                       sum([["--image", x] for x in imgs2], []), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+    check(p.returncode == 0, "vtok run llava-next: %s" % p.stderr.decode().strip()[-200:])
+    counts = json.load(open(os.path.join(out, "layout.json")))["tokens"]
+    flat = torch.from_numpy(np.load(os.path.join(out, "embeddings.npy")))
+    per = list(torch.split(flat, counts))
+    prompt = LLAVA_SYSTEM + " USER: " + "<image>" * 2 + "\n" + question + " ASSISTANT:"
+    ids = llava_prompt_ids(a.node, a.work, prompt, bos)
+    parts, k = [], 0
+    for t in ids:
+        if t == -200:
+            parts.append(per[k])
+            k += 1
+        else:
+            parts.append(model.embed(torch.tensor([t])))
+    ref = model.greedy(torch.cat(parts), N)
+    got, err = vtok_json([vtok, "chat", "--recipe", nx_recipe, "--model", nx, "--llm", llm,
+                          "-p", question, "--format", "llava_v1", "--max-tokens", str(N),
+                          "--json"] + sum([["--image", x] for x in imgs2], []))
+    check(got is not None and len(set(counts)) == 2 and
+          got["image_positions"] == sum(counts) and got["ids"] == ref,
+          "chat llava-next, 2 images of %s tokens: %d greedy ids equal the reference %s" %
+          (counts, N, err if got is None else got["ids"]))
+
     # A conversation (chat -i, stdin lines): turn 2 re-renders the whole
     # conversation (conv_llava_v1, SeparatorStyle.TWO: sep " ", sep2 "</s>")
     # and evaluates only what differs from the positions held; its answer
