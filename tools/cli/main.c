@@ -704,6 +704,7 @@ static int cmd_run(const args *a, run_mode mode)
         n_stages++;
     const int64_t *out_ids = NULL;
     int64_t n_out = 0, t_out = 0;
+    int ragged = 0;
     if (mode == MODE_TOKENIZE) {
         if (vtok_recipe_get_ids(c, &out_ids, &n_out, &t_out) ||
             save_ids(a->out, out_ids, n_out, t_out))
@@ -723,7 +724,8 @@ static int cmd_run(const args *a, run_mode mode)
             write_layout(a->out, &ri, c, n_img, &v))
             goto out;
         n_out = v.n_dims == 2 ? n_img : v.ne[0];
-        t_out = v.n_dims == 2 ? v.ne[0] / (n_img ? n_img : 1) : v.ne[1];
+        t_out = v.n_dims == 2 ? v.ne[0] : v.ne[1]; /* ragged: all images' tokens */
+        ragged = v.n_dims == 2;
         if (ri.ids_per_image && (vtok_recipe_get_ids(c, &out_ids, &n_out, &t_out) ||
                                  save_ids(a->out, out_ids, n_out, t_out)))
             goto out;
@@ -743,10 +745,11 @@ static int cmd_run(const args *a, run_mode mode)
         if (save(a->dump, file, &v))
             goto out;
     }
-    fprintf(stderr, "vtok: %s %s (%s), %lld %s -> %lld %s each in %.1f ms (%s kernels)\n", cmd,
+    fprintf(stderr, "vtok: %s %s (%s), %lld %s -> %lld %s %s in %.1f ms (%s kernels)\n", cmd,
             ri.name, a->dtype ? a->dtype : "f32", (long long)n_out,
             mode == MODE_DETOKENIZE ? "id row(s)" : "image(s)", (long long)t_out,
-            mode == MODE_TOKENIZE ? "ids" : "tokens", med, vtok_kernel_name());
+            mode == MODE_TOKENIZE ? "ids" : "tokens", ragged ? "in all" : "each", med,
+            vtok_kernel_name());
     if (a->iters > 0)
         printf("{\"command\": \"%s\", \"recipe\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, "
                "\"batch\": %lld, \"iters\": %d, \"median_ms\": %.3f, \"ms_per_image\": %.3f}\n",
