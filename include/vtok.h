@@ -437,6 +437,7 @@ int vtok_preprocess_batch(const vtok_processor *p, const char *const *paths,
  * shared; a recipe context belongs to one thread at a time.
  */
 typedef struct vtok_recipe     vtok_recipe;
+typedef struct vtok_llm        vtok_llm; /* the LLM runtime, below */
 typedef struct vtok_recipe_ctx vtok_recipe_ctx;
 
 typedef struct vtok_recipe_params {
@@ -494,6 +495,8 @@ typedef struct vtok_recipe_info {
      *              one %d (SEED-LLaMA "<img_%05d>") */
     const char *fill;
     const char *id_format;
+    int         needs_text;       /* 1: runs need vtok_run_params.llm and text_ids (SliME) */
+    int         ragged;           /* 1: images may give different token counts            */
 } vtok_recipe_info;
 
 /* Strings point into the recipe and live as long as it does. */
@@ -508,11 +511,15 @@ const char      *vtok_recipe_ctx_errmsg(const vtok_recipe_ctx *c);
 
 /*
  * What a run gets besides the images: conditioning for recipes whose
- * connector routes or selects by the text (MoVA's expert routing, SliME's
- * selection read the prompt). No shipped recipe reads them yet: they are
- * checked (prompt valid UTF-8 of at most 16 MiB; cond non-NULL when
- * n_cond > 0) and handed to the connector for the duration of the call
- * (internally, vt_exec.run: prompt, cond, n_cond), never kept afterwards.
+ * connector routes or selects by the text. SliME's selector
+ * (vtok_recipe_info.needs_text) reads llm and text_ids: the prompt's token
+ * ids as the LLM will see them, without the image positions (BOS, template
+ * and question included: vtok_llm_prompt's ids minus its embed_pos), scored
+ * against the LLM's input embedding table; the recipe's separator row comes
+ * from that table too. All inputs are checked (prompt valid UTF-8 of at most
+ * 16 MiB; cond non-NULL when n_cond > 0; ids in the LLM's vocabulary, its
+ * hidden size the recipe's) and handed to the connector for the duration of
+ * the call only, never kept.
  */
 typedef struct vtok_run_params {
     size_t       size;    /* sizeof(vtok_run_params): set by the default params  */
@@ -522,6 +529,9 @@ typedef struct vtok_run_params {
     const char *const *image_names; /* vtok_recipe_run_images: a name per image   */
                           /*   (its file) for error messages, or NULL (default):  */
                           /*   "image K"                                          */
+    const vtok_llm *llm;      /* text conditioning: the LLM (borrowed), or NULL    */
+    const int32_t  *text_ids; /*   the prompt's ids without image positions      */
+    int64_t         n_text_ids;
 } vtok_run_params;
 
 void vtok_run_params_init(vtok_run_params *p, size_t size);
@@ -623,7 +633,6 @@ void vtok_free(void *p);
  * belongs to one thread at a time. Pointers returned by a context are valid
  * until its next call.
  */
-typedef struct vtok_llm     vtok_llm;
 typedef struct vtok_llm_ctx vtok_llm_ctx;
 
 /* path: the model folder (or its config.json); the tokenizer is read from
@@ -755,6 +764,12 @@ const float  *vtok_llm_logits_seq(const vtok_llm_ctx *c, int64_t seq);
  * b->ids and b->embed_pos are allocated (vtok_llm_batch_free); set b->embeds
  * to the recipe's output rows (image 0's T rows first) before vtok_llm_eval.
  */
+/* The LLM's input embeddings (model.embed_tokens) of n ids into out
+ * [n, hidden_size]: the rows a prompt's ids become. VTOK_EINVAL for an id
+ * outside the vocabulary. */
+int  vtok_llm_embed(const vtok_llm *m, const int32_t *ids, int64_t n, float *out,
+                    vtok_status *st);
+
 int  vtok_llm_prompt(const vtok_llm *m, const vtok_recipe_info *layout, const char *text,
                      int64_t n_images, const int64_t *image_tokens, const int64_t *image_ids,
                      int add_special, vtok_llm_batch *b, vtok_status *st);

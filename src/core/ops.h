@@ -64,7 +64,7 @@ typedef struct vt_norm {
  * One run's control block (core/ctx.c): the caller's abort and progress
  * callbacks, step counting, and the run's conditioning inputs
  * (vtok_run_params), which connectors may read through vt_exec.run during
- * forward; no connector does yet. Mutable behind a const vt_exec: a run
+ * forward (SliME's selector reads llm and text_ids). Mutable behind a const vt_exec: a run
  * belongs to one thread (pool workers never touch it).
  */
 typedef struct vt_run {
@@ -76,6 +76,9 @@ typedef struct vt_run {
     const char  *prompt;         /* UTF-8 or NULL, valid during the run     */
     const float *cond;           /* n_cond floats or NULL                   */
     int64_t      n_cond;
+    const struct vtok_llm *llm;  /* text conditioning (vtok_run_params):    */
+    const int32_t *text_ids;     /*   the LLM and the prompt's ids, or NULL */
+    int64_t      n_text;
 } vt_run;
 
 /* What an op needs to run: the pool, the kernels and per-thread scratch. */

@@ -60,6 +60,8 @@ void  vt_free(void *p);
 /* Half-precision conversions (exact; NaN payloads preserved as quiet NaN). */
 float vt_f16_to_f32(uint16_t h);
 float vt_bf16_to_f32(uint16_t h);
+/* float -> IEEE half, round to nearest even (torch's .to(float16)). */
+uint16_t vt_f32_to_f16(float x);
 
 /* a*b into *out; returns 0 on overflow (or negative operand), 1 otherwise. */
 int vt_mul_ok(int64_t a, int64_t b, int64_t *out);

@@ -70,7 +70,6 @@ void  vt_ref_gemm_i8(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t 
 void  vt_ref_q8_row(int64_t K, const float *x, uint8_t *row);
 void  vt_ref_gemm_q4(int64_t M, int64_t K, int64_t n0, int64_t n, const uint8_t *A, int64_t lda,
                      const uint8_t *W, const float *bias, float *C, int64_t ldc, int accumulate);
-uint16_t vt_f32_to_f16(float x);
 
 /* ref/ref_eltwise.c */
 void vt_ref_add_f32(int64_t n, const float *x, float *y);

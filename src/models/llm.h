@@ -171,4 +171,10 @@ int vt_llm_forward(vt_llm_seq *s, const vt_exec *e, const vt_llm_input *in, vt_l
 int vt_llm_forward_batch(vt_llm_seq *s, const vt_exec *e, const vt_llm_input *in,
                          vt_llm_output *out, vtok_status *st);
 
+/* The input embedding table of an LLM handle (model.embed_tokens.weight
+ * [vocab, hidden], float32, kept whatever the dtype), for connectors that
+ * read it in place (SliME's selector and separator). */
+struct vtok_llm;
+const float *vt_llm_embed_table(const struct vtok_llm *m, int64_t *vocab, int64_t *hidden);
+
 #endif /* VT_LLM_H */

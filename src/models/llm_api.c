@@ -819,6 +819,27 @@ int64_t vtok_llm_image_ids(const vtok_llm *L, const vtok_recipe_info *lay, const
     return k;
 }
 
+const float *vt_llm_embed_table(const vtok_llm *L, int64_t *vocab, int64_t *hidden)
+{
+    *vocab = L->m.c.vocab;
+    *hidden = L->m.c.hidden;
+    return L->m.embed;
+}
+
+int vtok_llm_embed(const vtok_llm *L, const int32_t *ids, int64_t n, float *out, vtok_status *st)
+{
+    if (!L || n < 0 || (n && (!ids || !out)))
+        return vt_fail(st, VTOK_EINVAL, "vtok_llm_embed: bad argument");
+    const int64_t V = L->m.c.vocab, H = L->m.c.hidden;
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= V)
+            return vt_fail(st, VTOK_EINVAL, "token id %d (position %lld) is outside the "
+                           "vocabulary of %lld", ids[i], (long long)i, (long long)V);
+        memcpy(out + i * H, L->m.embed + (int64_t)ids[i] * H, (size_t)H * sizeof(float));
+    }
+    return 0;
+}
+
 int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *text,
                     int64_t n_images, const int64_t *image_tokens, const int64_t *image_ids,
                     int add_special, vtok_llm_batch *b, vtok_status *st)

@@ -192,7 +192,7 @@ static float src_index(float scale, int64_t dst)
  * coordinate scale sy, sx per axis (pos_axis_scale); taps clamped at the border
  * (aten UpSampleKernel.cpp, HelperInterpCubic).
  */
-static void interp_pos(const float *src, int64_t gh0, int64_t gw0, int64_t d, int64_t gh,
+void vt_pos_bicubic(const float *src, int64_t gh0, int64_t gw0, int64_t d, int64_t gh,
                        int64_t gw, float sy, float sx, float *dst)
 {
     for (int64_t oy = 0; oy < gh; oy++) {
@@ -326,7 +326,7 @@ static void embed(const vt_vit *v, const vt_exec *e, const float *px, int64_t n,
             interp_pos_aa(pos, v->grid_h, v->grid_w, d, gh, gw, sy, sx, b->pos + gh * gw * d,
                           b->pos);
         else
-            interp_pos(pos, v->grid_h, v->grid_w, d, gh, gw, sy, sx, b->pos);
+            vt_pos_bicubic(pos, v->grid_h, v->grid_w, d, gh, gw, sy, sx, b->pos);
         pos = b->pos;
     }
     for (int64_t im = 0; im < n; im++) {

@@ -160,4 +160,11 @@ int64_t vt_vit_encoder_work_floats(const vt_vit *v, int64_t n, int64_t T);
 void    vt_vit_encoder(const vt_vit *v, const vt_exec *e, int64_t n, int64_t T, float *x,
                        float *work, float **hidden);
 
+/* Resize a [gh0 * gw0, d] grid of vectors to [gh * gw, d] as
+ * F.interpolate(mode="bicubic", align_corners=False) does (A = -0.75, taps
+ * clamped at the border), with source-coordinate scales sy, sx per axis
+ * (size= mode: (float)in / (float)out). */
+void vt_pos_bicubic(const float *src, int64_t gh0, int64_t gw0, int64_t d, int64_t gh,
+                    int64_t gw, float sy, float sx, float *dst);
+
 #endif /* VT_VIT_H */

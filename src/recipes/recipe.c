@@ -22,7 +22,8 @@
 #define MAX_RECIPE_BYTES (1u << 20)
 
 static const vt_connector_kind *const kinds[] = {&vt_connector_llava, &vt_connector_comm,
-                                                  &vt_connector_gvt, &vt_connector_seed};
+                                                  &vt_connector_gvt, &vt_connector_seed,
+                                                  &vt_connector_slime};
 
 void vtok_recipe_params_init(vtok_recipe_params *p, size_t size)
 {
@@ -617,6 +618,18 @@ static int read_pinpoints(vt_slicing *s, const cJSON *pl, const char *where, vto
  * {"type": "uhd", "unit": 336, "max_slices": 6} (SliME). Crops are the
  * processor's crop size, the base view its resize side.
  */
+cJSON *vt_recipe_model_config(const vt_recipe *r, vtok_status *st)
+{
+    char file[4200], *text = NULL;
+    size_t len = 0;
+    snprintf(file, sizeof file, "%s/config.json", r->model_dir);
+    if (!exists(file) || vt_read_file(file, 4u << 20, &text, &len, st))
+        return NULL;
+    cJSON *cfg = vt_json_parse_object(text, len, file, st);
+    free(text);
+    return cfg;
+}
+
 static int load_slicing(vt_recipe *r, vt_recipe_enc *e, const cJSON *sj, int idx,
                         const char *where, vtok_status *st)
 {
@@ -652,23 +665,15 @@ static int load_slicing(vt_recipe *r, vt_recipe_enc *e, const cJSON *sj, int idx
         const cJSON *pl = cJSON_GetObjectItemCaseSensitive(sj, "grid_pinpoints");
         cJSON *cfg = NULL;
         if (!pl) {
-            char file[4200], *text = NULL;
-            size_t len = 0;
-            snprintf(file, sizeof file, "%s/config.json", r->model_dir);
-            if (!exists(file))
-                return vt_fail(st, VTOK_EMISSING, "%s: no grid_pinpoints and no %s to read "
-                               "image_grid_pinpoints from", w, file);
-            if (vt_read_file(file, 4u << 20, &text, &len, st))
-                return st->code;
-            cfg = vt_json_parse_object(text, len, file, st);
-            free(text);
-            if (!cfg)
+            st->code = 0;
+            cfg = vt_recipe_model_config(r, st);
+            if (!cfg && st->code)
                 return st->code;
             pl = cJSON_GetObjectItemCaseSensitive(cfg, "image_grid_pinpoints");
             if (!pl) {
                 cJSON_Delete(cfg);
-                return vt_fail(st, VTOK_EMISSING, "%s: no grid_pinpoints, and %s has no "
-                               "image_grid_pinpoints", w, file);
+                return vt_fail(st, VTOK_EMISSING, "%s: no grid_pinpoints, and no "
+                               "image_grid_pinpoints in %s/config.json", w, r->model_dir);
             }
         }
         rc = read_pinpoints(s, pl, w, st);
@@ -932,6 +937,7 @@ static int finish_load(vt_recipe *r, vtok_status *st)
     if (!rc) {
         const vt_stage *o = &p->stages[p->n_stages - 1];
         r->tokens = p->ragged ? rows : o->ne[1];
+        r->ragged = p->ragged;
         r->d_out = o->ne[o->n_dims - 1];
         r->ids_per_image = p->ids_per_image;
         r->vocab = p->vocab;
@@ -1046,7 +1052,7 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
             r->kind = kinds[i];
     if (!r->kind) {
         rc = vt_fail(st, VTOK_EUNSUPPORTED,
-                     "%s: unknown connector type '%s' (llava, comm, gvt, seed)",
+                     "%s: unknown connector type '%s' (llava, comm, gvt, seed, slime)",
                      where, type);
         goto fail;
     }
@@ -1099,7 +1105,8 @@ int vtok_recipe_get_info(const vtok_recipe *r, vtok_recipe_info *info)
         .max_images = r->max_images, .placeholder = r->placeholder, .before = r->before,
         .fill = r->fill, .id_format = r->id_format,
         .after = r->after, .ids_per_image = r->ids_per_image, .vocab = r->vocab,
-        .can_detokenize = r->can_detok,
+        .can_detokenize = r->can_detok, .needs_text = r->kind && r->kind->check_run,
+        .ragged = r->ragged,
     };
     return 0;
 }

@@ -101,13 +101,21 @@ typedef struct vt_connector_kind {
                  vtok_status *st);
     void (*forward)(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
                     vt_stage *stages, int64_t *ids, float *work);
+    /* (optional) A connector that reads the run's text (vt_run: llm,
+     * text_ids) checks it here, before anything runs; forward may then rely
+     * on it. Its presence marks the recipe as needing text. */
+    int  (*check_run)(const void *state, const vt_run *run, vtok_status *st);
     int  (*detok_plan)(const void *state, int64_t n, int64_t t, vt_plan *p, vtok_status *st);
     int  (*detok)(const void *state, const vt_exec *e, const int64_t *ids, int64_t n, int64_t t,
                   vt_stage *stages, float *work, vtok_status *st);
 } vt_connector_kind;
 
 extern const vt_connector_kind vt_connector_llava, vt_connector_comm, vt_connector_gvt,
-    vt_connector_seed;
+    vt_connector_seed, vt_connector_slime;
+
+/* The model folder's config.json parsed (cJSON_Delete it), or NULL with
+ * *st untouched when the folder has none; NULL with st set if unreadable. */
+cJSON *vt_recipe_model_config(const vt_recipe *r, vtok_status *st);
 
 /* Index of the encoder named `name` in the recipe, or a failure naming it. */
 int vt_recipe_encoder(vt_recipe *r, const char *name, const char *where, vtok_status *st);

@@ -68,6 +68,7 @@ struct vtok_recipe {
     int                      can_detok;       /* the connector maps ids back           */
     int                      wrapper;         /* a model's own one-encoder recipe      */
     int                      slice_enc;       /* the encoder that slices, or -1        */
+    int                      ragged;          /* token counts differ per image         */
 };
 
 /* Plan the stages for n images with per-encoder input sizes h[e] x w[e]

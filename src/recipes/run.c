@@ -222,8 +222,16 @@ static int run_begin(vtok_recipe_ctx *c, const vtok_run_params *user_rp)
                            "vtok_run_params: prompt is not valid UTF-8 (byte %lld)",
                            (long long)bad - 1);
     }
+    if (rp.n_text_ids < 0 || (rp.n_text_ids > 0 && !rp.text_ids))
+        return vt_fail(&c->st, VTOK_EINVAL, "vtok_run_params: text_ids must hold n_text_ids "
+                       "(%lld) ids", (long long)rp.n_text_ids);
     vt_ctx_run_begin(&c->b, 0, rp.prompt, rp.n_cond ? rp.cond : NULL, rp.n_cond);
+    c->b.run.llm = rp.llm;
+    c->b.run.text_ids = rp.n_text_ids ? rp.text_ids : NULL;
+    c->b.run.n_text = rp.n_text_ids;
     c->image_names = rp.image_names;
+    if (c->r->kind && c->r->kind->check_run)
+        return c->r->kind->check_run(c->r->conn, &c->b.run, &c->st);
     return 0;
 }
 
@@ -243,6 +251,9 @@ static int image_fail(vtok_recipe_ctx *c, int64_t k, int rc)
 static int run_end(vtok_recipe_ctx *c, int rc)
 {
     vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
+    c->b.run.llm = NULL;
+    c->b.run.text_ids = NULL;
+    c->b.run.n_text = 0;
     c->image_names = NULL;
     return vt_ctx_end(&c->b, &c->st, rc);
 }

@@ -677,6 +677,72 @@ static char *user_turn(const char *ph, int n_images, const char *q, const char *
 }
 
 
+/* The one-turn prompt for question q: a user turn (the images'
+ * placeholders first) in the format's template, or q itself when raw (the
+ * whole prompt, placeholders in it; *text stays NULL). *add_special: whether
+ * the tokenizer's BOS still has to be added. */
+static int render_prompt(const vtok_llm *m, const vtok_recipe_info *ri, int n_images,
+                         const char *q, const char *format, int raw, char **text,
+                         int *add_special)
+{
+    *text = NULL;
+    *add_special = 1;
+    if (raw)
+        return 0;
+    vtok_llm_info li;
+    vtok_llm_get_info(m, &li);
+    char *turn = user_turn(ri->placeholder, n_images, q, format);
+    if (!turn)
+        return fail("out of memory");
+    const char *name = format && strcmp(format, "template") ? format
+                       : format || li.has_chat_template ? NULL : "vicuna_v1";
+    vtok_chat_msg msg = {.role = "user", .content = turn};
+    vtok_status st = {0};
+    int rc = vtok_chat_render(m, name, &msg, 1, 1, text, &st);
+    free(turn);
+    if (rc)
+        return fail("%s", st.msg);
+    *add_special = add_bos(m, name != NULL, *text);
+    return 0;
+}
+
+int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, const char *q,
+                 const char *format, int32_t **ids, int64_t *n)
+{
+    char *text = NULL;
+    int add_special, raw = format && !strcmp(format, "raw");
+    vtok_status st = {0};
+    vtok_llm_batch b = {0};
+    int64_t ones[MAX_CHAT_IMAGES];
+    *ids = NULL;
+    *n = 0;
+    if (n_images > MAX_CHAT_IMAGES)
+        return fail("at most %d images", MAX_CHAT_IMAGES);
+    for (int k = 0; k < n_images; k++)
+        ones[k] = 1; /* the LLaVA chunk rule's text ids do not depend on the counts */
+    if (render_prompt(m, ri, n_images, q, format, raw, &text, &add_special))
+        return 1;
+    int rc = vtok_llm_prompt(m, ri, raw ? q : text, n_images, ones, NULL, add_special, &b, &st);
+    vtok_free(text);
+    if (rc)
+        return fail("%s", st.msg);
+    int32_t *out = malloc((size_t)(b.n ? b.n : 1) * sizeof *out);
+    if (!out) {
+        vtok_llm_batch_free(&b);
+        return fail("out of memory");
+    }
+    for (int64_t i = 0, k = 0; i < b.n; i++) {
+        if (k < b.n_embeds && b.embed_pos[k] == i) {
+            k++;
+            continue;
+        }
+        out[(*n)++] = b.ids[i];
+    }
+    vtok_llm_batch_free(&b);
+    *ids = out;
+    return 0;
+}
+
 #define MAX_TURNS 64
 
 /* An interactive conversation (a terminal, or -i): each line a user turn
@@ -842,6 +908,8 @@ int cli_chat(int argc, char **argv)
     vtok_llm *m = NULL;
     vtok_llm_ctx *c = NULL;
     char *question = NULL, *turn = NULL, *text = NULL;
+    int32_t *text_ids = NULL;
+    int64_t n_text_ids = 0;
     vtok_llm_batch b = {0};
     vtok_image_params ip = vtok_image_default_params();
     for (int i = 0; i < n_images; i++)
@@ -877,8 +945,42 @@ int cli_chat(int argc, char **argv)
         fail("%s", st.msg);
         goto done;
     }
+    /* The LLM first: a recipe that selects by the text (SliME) needs the
+     * prompt's ids before its run. */
+    if (!(m = load(llm, o.dtype, o.threads)))
+        goto done;
+    vtok_llm_info li;
+    vtok_llm_get_info(m, &li);
+    if (n_images && !ri.id_format[0] && ri.d_out != li.hidden_size) {
+        fail("recipe %s gives tokens of width %lld, the LLM takes %lld", ri.name,
+             (long long)ri.d_out, (long long)li.hidden_size);
+        goto done;
+    }
+    int raw = format && !strcmp(format, "raw"), add_special = 1;
+    if (o.interactive && (prompt || raw)) {
+        fail("-i: the conversation comes from stdin, one turn per line (no -p, no raw format)");
+        goto done;
+    }
+    int interactive = o.interactive || (!prompt && isatty(0) && !raw && !o.json);
+    if (interactive && ri.needs_text && n_images) {
+        fail("recipe %s chooses image tokens by the question: give it with -p (one question "
+             "per run)", ri.name);
+        goto done;
+    }
+    if (!interactive && !prompt && !(question = read_stdin_all())) {
+        fail("cannot read the question from stdin");
+        goto done;
+    }
     vtok_run_params runp = vtok_run_default_params();
     runp.image_names = images;
+    if (ri.needs_text && n_images) {
+        if (cli_text_ids(m, &ri, n_images, prompt ? prompt : question, format, &text_ids,
+                         &n_text_ids))
+            goto done;
+        runp.llm = m;
+        runp.text_ids = text_ids;
+        runp.n_text_ids = n_text_ids;
+    }
     const float *rows = NULL;
     const int64_t *ids = NULL;
     int64_t T[MAX_CHAT_IMAGES] = {0}, per = 0;
@@ -904,21 +1006,7 @@ int cli_chat(int argc, char **argv)
                     T[k] = e.ne[0];
         }
     }
-    if (!(m = load(llm, o.dtype, o.threads)))
-        goto done;
-    vtok_llm_info li;
-    vtok_llm_get_info(m, &li);
-    if (rows && ri.d_out != li.hidden_size) {
-        fail("recipe %s gives tokens of width %lld, the LLM takes %lld", ri.name,
-             (long long)ri.d_out, (long long)li.hidden_size);
-        goto done;
-    }
-    int raw = format && !strcmp(format, "raw"), add_special = 1;
-    if (o.interactive && (prompt || raw)) {
-        fail("-i: the conversation comes from stdin, one turn per line (no -p, no raw format)");
-        goto done;
-    }
-    if (o.interactive || (!prompt && isatty(0) && !raw && !o.json)) {
+    if (interactive) {
         if (o.out) {
             fail("--out keeps one answer's image ids: give the question with -p");
             goto done;
@@ -926,25 +1014,9 @@ int cli_chat(int argc, char **argv)
         rc = converse(m, &o, &cp, &ri, format, li.has_chat_template, n_images, T, ids, rows);
         goto done;
     }
-    if (!prompt && !(question = read_stdin_all())) {
-        fail("cannot read the question from stdin");
-        goto done;
-    }
     const char *q = prompt ? prompt : question;
-    if (!raw) {
-        if (!(turn = user_turn(ri.placeholder, n_images, q, format))) {
-            fail("out of memory");
-            goto done;
-        }
-        const char *name = format && strcmp(format, "template") ? format
-                           : format || li.has_chat_template ? NULL : "vicuna_v1";
-        vtok_chat_msg msg = {.role = "user", .content = turn};
-        if (vtok_chat_render(m, name, &msg, 1, 1, &text, &st)) {
-            fail("%s", st.msg);
-            goto done;
-        }
-        add_special = add_bos(m, name != NULL, text);
-    }
+    if (render_prompt(m, &ri, n_images, q, format, raw, &text, &add_special))
+        goto done;
     /* raw: the text is the whole prompt, placeholders in it */
     if (vtok_llm_prompt(m, &ri, raw ? q : text, n_images, T, ids, add_special, &b, &st)) {
         fail("%s", st.msg);
@@ -966,6 +1038,7 @@ done:
         vtok_image_free(&imgs[i]);
     free(question);
     free(turn);
+    free(text_ids);
     vtok_free(text);
     return rc;
 }

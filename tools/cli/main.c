@@ -111,6 +111,7 @@ static void usage(FILE *f)
 
 typedef struct {
     const char *model, *pixels, *out, *layers, *dtype, *recipe, *dump, *ids;
+    const char *llm, *prompt, *format; /* run: text conditioning (SliME) */
     int         threads, batch, size, iters;
     const char *images[MAX_IMAGES];
     int         n_images;
@@ -150,6 +151,9 @@ static int parse(int argc, char **argv, args *a)
         else if (!strcmp(k, "--recipe")) a->recipe = val;
         else if (!strcmp(k, "--dump")) a->dump = val;
         else if (!strcmp(k, "--ids")) a->ids = val;
+        else if (!strcmp(k, "--llm")) a->llm = val;
+        else if (!strcmp(k, "-p") || !strcmp(k, "--prompt")) a->prompt = val;
+        else if (!strcmp(k, "--format")) a->format = val;
         else if (!strcmp(k, "--threads") || !strcmp(k, "--batch") || !strcmp(k, "--size") ||
                  !strcmp(k, "--iters")) {
             char *end;
@@ -495,7 +499,7 @@ static void json_str(FILE *f, const char *s)
 
 /* layout.json: how many tokens each image gives and where they go in the prompt. */
 static int write_layout(const char *dir, const vtok_recipe_info *ri, vtok_recipe_ctx *c,
-                        int64_t n, const vtok_view *e)
+                        int64_t n, const vtok_view *e, const vtok_run_params *text)
 {
     const char *path;
     FILE *f = outset_open_text(dir, "layout.json", &path);
@@ -519,6 +523,27 @@ static int write_layout(const char *dir, const vtok_recipe_info *ri, vtok_recipe
     } else {
         fprintf(f, "  \"tokens_per_image\": %lld,\n  \"d_llm\": %lld,\n", (long long)e->ne[1],
                 (long long)d);
+    }
+    if (text->n_text_ids) { /* the prompt's ids the recipe selected by */
+        fprintf(f, "  \"text_ids\": [");
+        for (int64_t i = 0; i < text->n_text_ids; i++)
+            fprintf(f, "%s%d", i ? ", " : "", text->text_ids[i]);
+        fprintf(f, "],\n");
+    }
+    /* a selecting recipe (SliME): each image's kept local token indices */
+    vtok_view kv;
+    const char *sn;
+    for (int i = 0; vtok_recipe_get_stage(c, i, &sn, &kv) == 0; i++) {
+        if (strcmp(sn, "kept") || kv.n_dims != 2)
+            continue;
+        fprintf(f, "  \"kept\": [");
+        for (int64_t r = 0; r < kv.ne[0]; r++) {
+            fprintf(f, "%s[", r ? ", " : "");
+            for (int64_t j = 0; j < kv.ne[1] && kv.data[r * kv.ne[1] + j] >= 0; j++)
+                fprintf(f, "%s%lld", j ? ", " : "", (long long)kv.data[r * kv.ne[1] + j]);
+            fprintf(f, "]");
+        }
+        fprintf(f, "],\n");
     }
     fprintf(f, "  \"embeddings\": \"embeddings.npy\",\n  \"placeholder\": ");
     json_str(f, ri->placeholder);
@@ -581,11 +606,11 @@ typedef enum { MODE_RUN, MODE_TOKENIZE, MODE_DETOKENIZE } run_mode;
 /* One call of the recipe on the inputs of a (pixels, images or ids). */
 static int run_once(vtok_recipe_ctx *c, run_mode mode, const float *px, const int64_t *shape,
                     const vtok_image *imgs, const char *const *names, int n_images,
-                    const int64_t *ids, const int64_t *ids_shape)
+                    const int64_t *ids, const int64_t *ids_shape, const vtok_run_params *text)
 {
     if (mode == MODE_DETOKENIZE)
         return vtok_recipe_detokenize(c, ids, ids_shape[0], ids_shape[1]);
-    vtok_run_params rp = vtok_run_default_params();
+    vtok_run_params rp = *text;
     rp.image_names = names; /* errors name the file */
     return px ? vtok_recipe_run(c, px, shape[0], shape[1], shape[2], shape[3], NULL)
               : vtok_recipe_run_images(c, imgs, n_images, &rp);
@@ -648,6 +673,9 @@ static int cmd_run(const args *a, run_mode mode)
     }
     int rc = 1;
     vtok_recipe_ctx *c = NULL;
+    vtok_llm *llm = NULL;
+    int32_t *text_ids = NULL;
+    int64_t n_text_ids = 0;
     vtok_recipe *r = vtok_recipe_load(a->recipe, a->model, &rp, &st);
     if (!r) {
         die("%s", st.msg[0] ? st.msg : vtok_strerror(st.code));
@@ -669,6 +697,30 @@ static int cmd_run(const args *a, run_mode mode)
         die("%s", st.msg);
         goto out;
     }
+    /* A recipe that selects by the text: the LLM and the prompt's ids. */
+    vtok_run_params text = vtok_run_default_params();
+    if (ri.needs_text && a->n_images) {
+        if (!a->llm || !a->prompt) {
+            die("recipe %s chooses image tokens by the question: give --llm DIR and -p TEXT",
+                ri.name);
+            goto out;
+        }
+        vtok_model_params mp = vtok_model_default_params();
+        mp.n_threads = a->threads;
+        if (!(llm = vtok_llm_load(a->llm, &mp, &st))) {
+            die("%s", st.msg);
+            goto out;
+        }
+        if (cli_text_ids(llm, &ri, a->n_images, a->prompt, a->format, &text_ids, &n_text_ids))
+            goto out;
+        text.llm = llm;
+        text.text_ids = text_ids;
+        text.n_text_ids = n_text_ids;
+    } else if (a->llm || a->prompt) {
+        die("recipe %s does not read the text: --llm / -p are for recipes that select by it "
+            "(slime)", ri.name);
+        goto out;
+    }
     /* --iters N: one warm-up call, then N timed ones (median). */
     int iters = a->iters > 0 ? a->iters : 1;
     double *ms = calloc((size_t)iters, sizeof *ms);
@@ -676,10 +728,10 @@ static int cmd_run(const args *a, run_mode mode)
         die("%s", "out of memory");
         goto out;
     }
-    int e = a->iters > 0 ? run_once(c, mode, px, shape, imgs, a->images, a->n_images, ids, shape) : 0;
+    int e = a->iters > 0 ? run_once(c, mode, px, shape, imgs, a->images, a->n_images, ids, shape, &text) : 0;
     for (int it = 0; it < iters && !e; it++) {
         double t0 = now_ms();
-        e = run_once(c, mode, px, shape, imgs, a->images, a->n_images, ids, shape);
+        e = run_once(c, mode, px, shape, imgs, a->images, a->n_images, ids, shape, &text);
         ms[it] = now_ms() - t0;
     }
     qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
@@ -721,7 +773,7 @@ static int cmd_run(const args *a, run_mode mode)
         vtok_recipe_get_output(c, &v);
         const int64_t n_img = v.n_dims == 2 ? a->n_images : v.ne[0];
         if (save(a->out, "embeddings.npy", &v) ||
-            write_layout(a->out, &ri, c, n_img, &v))
+            write_layout(a->out, &ri, c, n_img, &v, &text))
             goto out;
         n_out = v.n_dims == 2 ? n_img : v.ne[0];
         t_out = v.n_dims == 2 ? v.ne[0] : v.ne[1]; /* ragged: all images' tokens */
@@ -759,6 +811,8 @@ static int cmd_run(const args *a, run_mode mode)
 out:
     vtok_recipe_ctx_free(c);
     vtok_recipe_free(r);
+    vtok_llm_free(llm);
+    free(text_ids);
     vtok_free(px);
     vtok_free(ids);
     free_images(imgs, a->n_images);
