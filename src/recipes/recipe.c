@@ -293,7 +293,7 @@ int vt_recipe_load_part(vt_recipe *r, const cJSON *file, const cJSON *prefix, co
                 continue; /* nothing under this prefix in these files */
             vtok_status s = {0};
             vt_loader ld;
-            vt_loader_init(&ld, &g, where, NULL, &s);
+            vt_loader_init(&ld, &g, where, &r->owned, &s);
             rc = load(arg, &ld);
             if (!rc)
                 rc = vt_loader_finish(&ld);
@@ -315,9 +315,18 @@ int vt_recipe_load_part(vt_recipe *r, const cJSON *file, const cJSON *prefix, co
         }
     }
     if (!found_file) {
+        /* name the first candidate's first absent file */
         const cJSON *c = cJSON_IsArray(file) ? cJSON_GetArrayItem(file, 0) : file;
         const char *first = cJSON_IsArray(c) ? cJSON_GetArrayItem(c, 0)->valuestring
                                              : c->valuestring;
+        for (const cJSON *f = cJSON_IsArray(c) ? c->child : NULL; f; f = f->next) {
+            char *path = resolve(r, f->valuestring);
+            if (!path) {
+                first = f->valuestring;
+                break;
+            }
+            free(path);
+        }
         return vt_fail(st, VTOK_EIO, "%s: missing weight file: %s/%s%s", where, r->model_dir,
                        first, nc > 1 || cJSON_IsArray(c) ? " (or its alternatives in the recipe)"
                                                          : "");
@@ -1085,6 +1094,7 @@ void vtok_recipe_free(vtok_recipe *r)
     }
     for (int i = 0; i < r->n_packs; i++)
         vt_free(r->packs[i]);
+    vt_owned_free(&r->owned);
     for (int i = 0; i < r->n_files; i++) {
         vt_weights_close(r->files[i]);
         free(r->file_names[i]);

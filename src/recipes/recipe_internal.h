@@ -69,6 +69,7 @@ struct vtok_recipe {
     int                      wrapper;         /* a model's own one-encoder recipe      */
     int                      slice_enc;       /* the encoder that slices, or -1        */
     int                      ragged;          /* token counts differ per image         */
+    vt_owned                 owned;           /* blocks parts derive at load (loader.h) */
 };
 
 /* Plan the stages for n images with per-encoder input sizes h[e] x w[e]

@@ -235,6 +235,11 @@ static int slime_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_p
     int64_t crops = f->items - n, max_k = 0, total = 0;
     for (int64_t i = 0; i < n; i++) {
         const int64_t k = f->grid[i].gw * f->grid[i].gh;
+        /* GatedBlock's guard would send such local maps through the mixture */
+        if (k == s->target || q == s->target)
+            return vt_fail(st, VTOK_EUNSUPPORTED, "slime: %lld crops of %lld queries meet the "
+                           "global target length %lld (the official guard would mix them)",
+                           (long long)k, (long long)q, (long long)s->target);
         max_k = k > max_k ? k : max_k;
         p->out_rows[i] = t + 1 + k * q;
         total += p->out_rows[i];
