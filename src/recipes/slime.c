@@ -18,11 +18,8 @@
  *   select  TextGuidedSampler with the cosine router: s_i = sum over the
  *           prompt's text tokens of cos(local_i, embed_tokens(id)) (the image
  *           positions removed, get_pure_text_embedding; their zero rows are
- *           masked out), p = softmax(s / temperature); sort p descending,
- *           cumulative sums c (accumulated in double, as CPU torch.cumsum
- *           does for float32, stored as float); n = #(c <= top_p) with top_p
- *           as a float32 scalar; keep the first n + 1 (all when n is all),
- *           in ascending index order.
+ *           masked out), p = softmax(s / temperature), then the top-p cut
+ *           of topp.h (kept in ascending index order).
  *   out     [global (t) | embed_tokens(separator) | kept local rows].
  *
  * UNVERIFIED choices, as options: the release runs in float16 (the cut may
@@ -47,6 +44,7 @@
 
 #include "../connectors/mlp.h"
 #include "../connectors/resampler.h"
+#include "../connectors/topp.h"
 #include "../models/llm.h"
 
 #include <math.h>
@@ -180,7 +178,7 @@ static int mixture(const slime_state *s, int64_t t, int64_t d)
 }
 
 typedef struct {
-    float *ga, *gb, *loc, *prob, *cum, *mlp, *rs;
+    float *ga, *gb, *loc, *prob, *mlp, *rs;
     int64_t *idx, *tmp;
 } sl_buffers;
 
@@ -197,15 +195,16 @@ static int64_t layout(const slime_state *s, int64_t n, int64_t t, int64_t crops,
     int64_t r2 = vt_resampler_work_floats(&s->local, crops, t);
     mlp = m2 > mlp ? m2 : mlp;
     r1 = r2 > r1 ? r2 : r1;
-    int64_t sizes[9] = {vt_szmul3(n, s->attn.n_q, d), vt_szmul3(n, t, C), vt_szmul(M, C), M, M,
-                        mlp, r1, 2 * M, 2 * M};
-    float **dst[7] = {&b->ga, &b->gb, &b->loc, &b->prob, &b->cum, &b->mlp, &b->rs};
+    /* the index arrays are int64: 2 floats per entry */
+    int64_t sizes[8] = {vt_szmul3(n, s->attn.n_q, d), vt_szmul3(n, t, C), vt_szmul(M, C), M,
+                        mlp, r1, vt_szmul(4, M), vt_szmul(2, M)};
+    float **dst[6] = {&b->ga, &b->gb, &b->loc, &b->prob, &b->mlp, &b->rs};
     int64_t off = 0;
-    for (int i = 0; i < 9; i++) {
-        if (base && i < 7)
+    for (int i = 0; i < 8; i++) {
+        if (base && i < 6)
             *dst[i] = base + off;
         else if (base)
-            *(i == 7 ? &b->idx : &b->tmp) = (int64_t *)(base + off);
+            *(i == 6 ? &b->idx : &b->tmp) = (int64_t *)(base + off);
         off = vt_szadd(off, vt_szr16(sizes[i]));
     }
     return off;
@@ -284,35 +283,11 @@ static int slime_check_run(const void *state, const vt_run *run, vtok_status *st
     return 0;
 }
 
-/* Stable merge sort of idx[0..n) by key descending (ties keep index order). */
-static void sort_desc(int64_t *idx, int64_t *tmp, int64_t n, const float *key)
-{
-    for (int64_t w = 1; w < n; w *= 2) {
-        for (int64_t lo = 0; lo < n; lo += 2 * w) {
-            int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            int64_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                tmp[k++] = key[idx[j]] > key[idx[i]] ? idx[j++] : idx[i++];
-            while (i < mid)
-                tmp[k++] = idx[i++];
-            while (j < hi)
-                tmp[k++] = idx[j++];
-        }
-        memcpy(idx, tmp, (size_t)n * sizeof *idx);
-    }
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* The selector over one image's M local rows L [M, C]: scores, then the
  * kept indices (ascending) into kept; returns how many. */
 static int64_t select_local(const slime_state *s, const vt_run *run, const float *L, int64_t M,
-                            int64_t C, float *score, float *prob, float *cum, int64_t *idx,
-                            int64_t *tmp, int64_t *kept)
+                            int64_t C, float *score, float *prob, int64_t *idx, int64_t *tmp,
+                            int64_t *kept)
 {
     int64_t V, H;
     const float *E = vt_llm_embed_table(run->llm, &V, &H);
@@ -344,23 +319,9 @@ static int64_t select_local(const slime_state *s, const vt_run *run, const float
     double sum = 0;
     for (int64_t i = 0; i < M; i++)
         sum += (prob[i] = expf(prob[i] - mx));
-    for (int64_t i = 0; i < M; i++) {
+    for (int64_t i = 0; i < M; i++)
         prob[i] = (float)(prob[i] / sum);
-        idx[i] = i;
-    }
-    sort_desc(idx, tmp, M, prob);
-    double c = 0;
-    int64_t below = 0;
-    const float top_p = (float)s->top_p;
-    for (int64_t i = 0; i < M; i++) {
-        c += prob[idx[i]];
-        cum[i] = (float)c;
-        below += cum[i] <= top_p;
-    }
-    const int64_t keep = below < M ? below + 1 : M;
-    memcpy(kept, idx, (size_t)keep * sizeof *kept);
-    qsort(kept, (size_t)keep, sizeof *kept, cmp_i64);
-    return keep;
+    return vt_topp_keep(prob, M, (float)s->top_p, idx, tmp, kept);
 }
 
 static void slime_forward(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
@@ -438,8 +399,8 @@ static void slime_forward(const void *state, const vt_exec *e, const vt_enc_feat
             }
         const int64_t W = scores->ne[1];
         float *sc = scores->data + i * W, *kp = kept->data + i * W;
-        const int64_t nsel = M ? select_local(s, e->run, b.loc, M, C, sc, b.prob, b.cum, b.idx,
-                                              b.tmp, b.idx + M)
+        const int64_t nsel = M ? select_local(s, e->run, b.loc, M, C, sc, b.prob, b.idx, b.tmp,
+                                              b.idx + M)
                                : 0;
         memcpy(o, glob->data + i * t * C, (size_t)(t * C) * sizeof(float));
         o += t * C;
