@@ -44,6 +44,15 @@ int vt_load_clip_encoder(vt_vit *v, vt_loader *ld);
  * they planned themselves (recipes: vt_vit_forward on a shallow copy). */
 const vt_vit *vt_model_vit(const vtok_model *m);
 
+/* vtok_model_load with the tower's tensors from elsewhere: config.json (and
+ * the family) from `folder`, weights from `weights` (a folder or a file),
+ * where the tower is found by its anchor tensor whatever its prefix (a
+ * LLaVA-1.6 / SliME checkpoint holds its fine-tuned CLIP under
+ * model.vision_tower.vision_tower.). VTOK_EMISSING with "no vision tower
+ * found" when `weights` holds none. */
+vtok_model *vt_model_load_weights(const char *folder, const char *weights,
+                                  const vtok_model_params *p, vtok_status *st);
+
 /* Widest input of the model's low-precision Linears (0: none), for vt_exec_lp_bytes. */
 int64_t vt_model_lp_max_in(const vtok_model *m);
 

@@ -274,6 +274,21 @@ fail:
     return NULL;
 }
 
+vtok_model *vt_model_load_weights(const char *folder, const char *weights,
+                                  const vtok_model_params *p, vtok_status *st)
+{
+    char cfg_path[4096], w_path[4096];
+    if (resolve_paths(folder, cfg_path, w_path, sizeof cfg_path, st))
+        return NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if (vt_read_file(cfg_path, MAX_CONFIG_BYTES, &text, &len, st))
+        return NULL;
+    vtok_model *m = load_model(cfg_path, text, len, weights, NULL, 0, p, st);
+    free(text);
+    return m;
+}
+
 vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_status *st)
 {
     vtok_status local;

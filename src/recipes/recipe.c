@@ -588,7 +588,34 @@ static int load_hf(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *
     mp.dtype = r->dtype;
     mp.n_threads = r->load_threads;
     mp.threadpool = r->load_pool;
-    e->model = vtok_model_load(e->path, &mp, st);
+    /* "weights": places that may hold a fine-tuned copy of the tower
+     * (LLaVA-1.6 and SliME checkpoints: clip_encoder.py builds CLIP from
+     * the folder, then the checkpoint's state dict overwrites it); the
+     * first that holds one wins, else the folder's own weights. */
+    const cJSON *wj = cJSON_GetObjectItemCaseSensitive(ej, "weights");
+    int nw = cJSON_IsArray(wj) ? cJSON_GetArraySize(wj) : wj ? 1 : 0;
+    for (int i = 0; i < nw && !e->model; i++) {
+        const cJSON *f = cJSON_IsArray(wj) ? cJSON_GetArrayItem(wj, i) : wj;
+        if (!cJSON_IsString(f))
+            return vt_fail(st, VTOK_EFORMAT, "%s: 'weights' must be a name or a list of them",
+                           where);
+        char *wpath = join(r->model_dir, f->valuestring);
+        if (!wpath)
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        if (exists(wpath)) {
+            vtok_status s2 = {0};
+            e->model = vt_model_load_weights(e->path, wpath, &mp, &s2);
+            if (!e->model && s2.code != VTOK_EMISSING) { /* EMISSING: no tower (or no weights) there */
+                *st = s2;
+                vt_msg_prefix(st, wpath);
+                free(wpath);
+                return st->code ? st->code : VTOK_EFORMAT;
+            }
+        }
+        free(wpath);
+    }
+    if (!e->model)
+        e->model = vtok_model_load(e->path, &mp, st);
     if (!e->model)
         return st->code ? st->code : VTOK_EFORMAT;
     e->vit = vt_model_vit(e->model);
@@ -719,7 +746,8 @@ int vt_recipe_slice_grid(const vt_recipe *r, int64_t w, int64_t h, vt_tile_grid 
 
 static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
 {
-    static const char *const hf_keys[] = {"name", "kind", "path", "processor", "slicing", NULL};
+    static const char *const hf_keys[] = {"name", "kind", "path", "weights", "processor",
+                                          "slicing", NULL};
     static const char *const eva_keys[] = {"name", "kind", "file", "prefix", "variant", "config",
                                            "processor", "slicing", NULL};
     static const char *const enc_kinds[] = {"hf", "eva", NULL};

@@ -196,6 +196,27 @@ def main():
               "llava-hf folder (its own pinpoints): embeddings %s rel %s" % (
                   list(emb.shape), "%.2e" % rel(emb, e["tokens"]) if emb.shape == e["tokens"].shape else "shape"))
 
+    # llava-v1.6 as released: the checkpoint holds the fine-tuned tower
+    # (model.vision_tower.vision_tower.vision_model.*) beside the LLM and
+    # projector; the CLIP folder beside it (OpenAI's weights, here another
+    # random tower) only gives the config. The fine-tuned tower must win.
+    V = os.path.join(work, "llava-v1.6")
+    make_encoder(CLIP_CFG, 99, os.path.join(V, "clip-vit-large-patch14-336"), CLIP_PROC)
+    ck = {"model.vision_tower.vision_tower." + k: v for k, v in clip.state_dict().items()}
+    ck.update({k: v for k, v in state.items()})
+    ck["model.embed_tokens.weight"] = torch.zeros(8, 48)
+    sio.write_model(V, {k: v.detach().clone().contiguous() for k, v in ck.items()}, 2)
+    with open(os.path.join(V, "config.json"), "w") as f:
+        json.dump({"model_type": "llava", "image_aspect_ratio": "anyres",
+                   "image_grid_pinpoints": PINS, "mm_patch_merge_type": "spatial_unpad"}, f)
+    o = os.path.join(work, "out_v16")
+    if run_ok(vtok, "llava-v1.6 layout (tower in the checkpoint)",
+              ["run", "--recipe", "llava-next", "--model", V, "--out", o] + img_args):
+        emb = np.load(os.path.join(o, "embeddings.npy"))
+        check(emb.shape == exp["tokens"].shape and rel(emb, exp["tokens"]) <= TOL,
+              "llava-v1.6 layout: the checkpoint's tower is used, embeddings rel %s" % (
+                  "%.2e" % rel(emb, exp["tokens"]) if emb.shape == exp["tokens"].shape else "shape"))
+
     # bad inputs
     bad = copy.deepcopy(json.load(open(os.path.join(REPO, "recipes", "llava-next.json"))))
     bad["encoders"][0]["slicing"]["grid_pinpoints"] = [[20, 32]]
