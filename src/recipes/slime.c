@@ -283,33 +283,38 @@ static int slime_check_run(const void *state, const vt_run *run, vtok_status *st
     return 0;
 }
 
-/* The selector over one image's M local rows L [M, C]: scores, then the
- * kept indices (ascending) into kept; returns how many. */
+/* The selector over one image's M local rows L [M, C]: scores s_i (summed
+ * cosines to the text rows, F.cosine_similarity: each norm clamped at 1e-8),
+ * p = softmax(s / temperature), then the top-p cut; the kept indices
+ * (ascending) into kept; returns how many. */
 static int64_t select_local(const slime_state *s, const vt_run *run, const float *L, int64_t M,
                             int64_t C, float *score, float *prob, int64_t *idx, int64_t *tmp,
                             int64_t *kept)
 {
     int64_t V, H;
     const float *E = vt_llm_embed_table(run->llm, &V, &H);
-    const double eps = 1e-8; /* F.cosine_similarity */
-    for (int64_t i = 0; i < M; i++) {
+    const float eps = 1e-8f;
+    for (int64_t i = 0; i < M; i++) { /* prob holds the local norms first */
         const float *x = L + i * C;
-        double nx = 0;
+        float nx = 0;
         for (int64_t c = 0; c < C; c++)
-            nx += (double)x[c] * x[c];
-        nx = sqrt(nx) > eps ? sqrt(nx) : eps;
-        double acc = 0;
-        for (int64_t k = 0; k < run->n_text; k++) {
-            const float *y = E + (int64_t)run->text_ids[k] * H;
-            double dot = 0, ny = 0;
-            for (int64_t c = 0; c < C; c++) {
-                dot += (double)x[c] * y[c];
-                ny += (double)y[c] * y[c];
-            }
-            ny = sqrt(ny) > eps ? sqrt(ny) : eps;
-            acc += (double)(float)(dot / (nx * ny));
+            nx += x[c] * x[c];
+        prob[i] = sqrtf(nx) > eps ? sqrtf(nx) : eps;
+        score[i] = 0;
+    }
+    for (int64_t k = 0; k < run->n_text; k++) {
+        const float *y = E + (int64_t)run->text_ids[k] * H;
+        float ny = 0;
+        for (int64_t c = 0; c < C; c++)
+            ny += y[c] * y[c];
+        ny = sqrtf(ny) > eps ? sqrtf(ny) : eps;
+        for (int64_t i = 0; i < M; i++) {
+            const float *x = L + i * C;
+            float dot = 0;
+            for (int64_t c = 0; c < C; c++)
+                dot += x[c] * y[c];
+            score[i] += dot / (prob[i] * ny);
         }
-        score[i] = (float)acc;
     }
     float mx = -INFINITY;
     for (int64_t i = 0; i < M; i++) {

@@ -115,7 +115,7 @@ typedef struct {
     int         threads, batch, size, iters;
     const char *images[MAX_IMAGES];
     int         n_images;
-    int         fast, exif;
+    int         fast, exif, profile;
 } args;
 
 static int parse(int argc, char **argv, args *a)
@@ -137,8 +137,8 @@ static int parse(int argc, char **argv, args *a)
             i += k[0] != '-' ? 0 : 1;
             continue;
         }
-        if (!strcmp(k, "--fast") || !strcmp(k, "--exif")) {
-            *(!strcmp(k, "--fast") ? &a->fast : &a->exif) = 1;
+        if (!strcmp(k, "--fast") || !strcmp(k, "--exif") || !strcmp(k, "--profile")) {
+            *(!strcmp(k, "--fast") ? &a->fast : !strcmp(k, "--exif") ? &a->exif : &a->profile) = 1;
             continue;
         }
         if (!val)
@@ -604,6 +604,25 @@ static int save_ids(const char *dir, const int64_t *ids, int64_t n, int64_t t)
 typedef enum { MODE_RUN, MODE_TOKENIZE, MODE_DETOKENIZE } run_mode;
 
 /* One call of the recipe on the inputs of a (pixels, images or ids). */
+/* --profile: when the steps of one run end (progress_cb): the encoders'
+ * embeddings and blocks, then the connector as the last step. */
+typedef struct {
+    double t0, first, enc_end, end; /* ms: run start, step 1, step total - 1, last */
+    double prep, enc, conn;         /* sums over the timed runs */
+} run_profile;
+
+static void profile_step(void *user, int64_t done, int64_t total)
+{
+    run_profile *p = user;
+    double t = now_ms();
+    if (done == 1)
+        p->first = t;
+    if (done == total - 1)
+        p->enc_end = t;
+    if (done == total)
+        p->end = t;
+}
+
 static int run_once(vtok_recipe_ctx *c, run_mode mode, const float *px, const int64_t *shape,
                     const vtok_image *imgs, const char *const *names, int n_images,
                     const int64_t *ids, const int64_t *ids_shape, const vtok_run_params *text)
@@ -693,6 +712,11 @@ static int cmd_run(const args *a, run_mode mode)
     }
     vtok_ctx_params cp = vtok_ctx_default_params();
     cp.n_threads = a->threads;
+    run_profile prof = {0};
+    if (a->profile) {
+        cp.progress_cb = profile_step;
+        cp.user = &prof;
+    }
     if (!(c = vtok_recipe_ctx_new(r, &cp, &st))) {
         die("%s", st.msg);
         goto out;
@@ -731,8 +755,12 @@ static int cmd_run(const args *a, run_mode mode)
     int e = a->iters > 0 ? run_once(c, mode, px, shape, imgs, a->images, a->n_images, ids, shape, &text) : 0;
     for (int it = 0; it < iters && !e; it++) {
         double t0 = now_ms();
+        prof.first = prof.enc_end = prof.end = t0;
         e = run_once(c, mode, px, shape, imgs, a->images, a->n_images, ids, shape, &text);
         ms[it] = now_ms() - t0;
+        prof.prep += prof.first - t0; /* decoded images in; preprocess + first embedding */
+        prof.enc += prof.enc_end - prof.first;
+        prof.conn += prof.end - prof.enc_end;
     }
     qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
     double med = ms[iters / 2];
@@ -804,9 +832,14 @@ static int cmd_run(const args *a, run_mode mode)
             vtok_kernel_name());
     if (a->iters > 0)
         printf("{\"command\": \"%s\", \"recipe\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, "
-               "\"batch\": %lld, \"iters\": %d, \"median_ms\": %.3f, \"ms_per_image\": %.3f}\n",
+               "\"batch\": %lld, \"iters\": %d, \"median_ms\": %.3f, \"ms_per_image\": %.3f, "
+               "\"tokens\": %lld}\n",
                cmd, ri.name, a->dtype ? a->dtype : "f32", a->threads, (long long)n_out, iters,
-               med, med / (double)n_out);
+               med, med / (double)n_out, (long long)t_out * (ragged ? 1 : n_out));
+    if (a->profile) /* means over the timed runs */
+        printf("{\"profile\": {\"preprocess_ms\": %.3f, \"encoders_ms\": %.3f, "
+               "\"connector_ms\": %.3f}}\n", prof.prep / iters, prof.enc / iters,
+               prof.conn / iters);
     rc = 0;
 out:
     vtok_recipe_ctx_free(c);
