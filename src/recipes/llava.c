@@ -23,9 +23,16 @@
  *                  row), each row followed by the learned image_newline.
  * An image that is a single tile (no crops) gives its tokens, plus one
  * newline under spatial_unpad. Each image has its own count (ragged).
+ * The later LLaVA-NeXT repo's variants (LLaVA-VL/LLaVA-NeXT llava_arch.py,
+ * spec 1.6), as options: maxpool2x2 (the joined map max-pooled 2 x 2, no
+ * unpad, no newline); anyres_max N with spatial_unpad (image_aspect_ratio
+ * "anyres_max_N": after unpad, times = sqrt(h w / (N p^2)); over 1.1 the map
+ * is resized bilinear, align_corners=False, to int(h // times) x
+ * int(w // times) before the newlines); nobase (no base-view tokens).
  *
  * Options ("connector" object): encoder ("vit"), select_layer (-2),
- * select_feature ("patch"), merge ("flat"), newline (names of image_newline,
+ * select_feature ("patch"), merge ("flat"; "spatial", "spatial_unpad",
+ * "maxpool2x2"), anyres_max (0: off), nobase (false), newline (names of image_newline,
  * tried whole in the projector's files: default ["model.image_newline",
  * "image_newline"]), projector {type, file, prefix, bias, act}.
  * Stages: <encoder> [items, T, d], select [items, T', d], projector
@@ -35,16 +42,19 @@
 
 #include "../connectors/mlp.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { MERGE_FLAT = 0, MERGE_SPATIAL, MERGE_UNPAD };
+enum { MERGE_FLAT = 0, MERGE_SPATIAL, MERGE_UNPAD, MERGE_MAXPOOL };
 
 typedef struct {
     int          enc;
     int          keep_cls;
     int          merge;
+    int64_t      anyres_max;  /* spatial_unpad: shrink maps over ~N tiles (0: off) */
+    int          nobase;      /* drop the base view's tokens (sliced images)  */
     vt_mlp       proj;
     const float *newline;   /* [d_llm], spatial_unpad */
 } llava_state;
@@ -58,9 +68,11 @@ static int llava_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON 
                        vtok_status *st)
 {
     static const char *const keys[] = {"type", "encoder", "select_layer", "select_feature",
-                                       "merge", "newline", "projector", NULL};
+                                       "merge", "anyres_max", "nobase", "newline",
+                                       "projector", NULL};
     static const char *const feats[] = {"patch", "cls_patch", NULL};
-    static const char *const merges[] = {"flat", "spatial", "spatial_unpad", NULL};
+    static const char *const merges[] = {"flat", "spatial", "spatial_unpad", "maxpool2x2",
+                                         NULL};
     llava_state *s = state;
     char where[128];
     snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
@@ -71,8 +83,13 @@ static int llava_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON 
         (rc = vt_opt_str(cfg, "encoder", "vit", &enc, where, st)) ||
         (rc = vt_opt_int(cfg, "select_layer", -2, &layer, where, st)) ||
         (rc = vt_opt_enum(cfg, "select_feature", feats, 0, &s->keep_cls, where, st)) ||
-        (rc = vt_opt_enum(cfg, "merge", merges, MERGE_FLAT, &s->merge, where, st)))
+        (rc = vt_opt_enum(cfg, "merge", merges, MERGE_FLAT, &s->merge, where, st)) ||
+        (rc = vt_opt_int(cfg, "anyres_max", 0, &s->anyres_max, where, st)) ||
+        (rc = vt_opt_bool(cfg, "nobase", 0, &s->nobase, where, st)))
         return rc;
+    if (s->anyres_max < 0 || s->anyres_max > 1024 || (s->anyres_max && s->merge != MERGE_UNPAD))
+        return vt_fail(st, VTOK_EFORMAT, "%s: anyres_max (0..1024) goes with merge "
+                       "'spatial_unpad'", where);
     if ((s->enc = vt_recipe_encoder(r, enc, where, st)) < 0)
         return s->enc;
     if ((rc = vt_recipe_request(r, s->enc, &layer, 1, where, st)))
@@ -146,6 +163,39 @@ static void unpad(int64_t w, int64_t h, int64_t ch, int64_t cw, int64_t *r0, int
     }
 }
 
+/* The map an image's crops make: (gh p) x (gw p), cut to [r0, r1) x
+ * [c0, c1) by unpad, then (anyres_max) shrunk to oh x ow; *pooled for
+ * maxpool2x2. */
+typedef struct {
+    int64_t ch, cw, r0, r1, c0, c1, oh, ow;
+} merge_geom;
+
+static merge_geom geometry(const llava_state *s, const vt_tile_grid *g, int64_t p)
+{
+    merge_geom m = {.ch = g->gh * p, .cw = g->gw * p};
+    m.r1 = m.ch;
+    m.c1 = m.cw;
+    if (s->merge == MERGE_UNPAD)
+        unpad(g->w, g->h, m.ch, m.cw, &m.r0, &m.r1, &m.c0, &m.c1);
+    m.oh = m.r1 - m.r0;
+    m.ow = m.c1 - m.c0;
+    if (s->merge == MERGE_MAXPOOL) { /* max_pool2d(2): floor */
+        m.oh = m.ch / 2;
+        m.ow = m.cw / 2;
+    }
+    if (s->merge == MERGE_UNPAD && s->anyres_max > 0) {
+        /* times = math.sqrt(h * w / (max_num_patches * unit ** 2)); if > 1.1:
+         * [int(h // times), int(w // times)] */
+        const int64_t h = m.oh, w = m.ow;
+        const double times = sqrt((double)(h * w) / (double)(s->anyres_max * p * p));
+        if (times > 1.1) {
+            m.oh = (int64_t)floor((double)h / times);
+            m.ow = (int64_t)floor((double)w / times);
+        }
+    }
+    return m;
+}
+
 /* Tokens image g gives (t per tile, a p x p patch map per crop). */
 static int64_t merged_rows(const llava_state *s, const vt_tile_grid *g, int64_t t, int64_t p)
 {
@@ -154,11 +204,8 @@ static int64_t merged_rows(const llava_state *s, const vt_tile_grid *g, int64_t 
         return (1 + crops) * t;
     if (!crops)
         return t + (s->merge == MERGE_UNPAD);
-    if (s->merge == MERGE_SPATIAL)
-        return t + crops * t;
-    int64_t r0, r1, c0, c1;
-    unpad(g->w, g->h, g->gh * p, g->gw * p, &r0, &r1, &c0, &c1);
-    return t + (r1 - r0) * (c1 - c0 + 1);
+    const merge_geom m = geometry(s, g, p);
+    return (s->nobase ? 0 : t) + m.oh * (m.ow + (s->merge == MERGE_UNPAD));
 }
 
 static int64_t llava_linears(void *state, vt_linear **l)
@@ -190,19 +237,50 @@ static int llava_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_p
     if (s->merge != MERGE_FLAT && (s->keep_cls || p1 * p1 != pp || p1 * p1 != t))
         return vt_fail(st, VTOK_ESHAPE, "merge '%s' needs a square patch map without the CLS "
                        "token (select_feature 'patch')",
-                       s->merge == MERGE_SPATIAL ? "spatial" : "spatial_unpad");
+                       s->merge == MERGE_SPATIAL ? "spatial" : s->merge == MERGE_UNPAD
+                                                            ? "spatial_unpad" : "maxpool2x2");
+    int64_t map = 0; /* anyres_max: the largest cut map, in the MLP's work (used after it) */
     for (int64_t i = 0; i < n; i++) {
         p->out_rows[i] = merged_rows(s, &f->grid[i], t, p1);
         total += p->out_rows[i];
+        const int64_t cells = f->grid[i].gw * f->grid[i].gh * t;
+        map = s->anyres_max && cells > map ? cells : map;
     }
+    map = vt_szmul(map, d);
+    p->work_floats = map > p->work_floats ? map : p->work_floats;
     p->ragged = 1;
     vt_stage_set(&p->stages[p->n_stages++], "tokens", 2, total, d, 0, 0);
     return 0;
 }
 
-/* Image g's tokens from the projected tiles P [tiles, t, d] into out. */
+/* Row (y, x) of the joined crop map: crop (y / p, x / p), patch (y % p, x % p). */
+static const float *map_row(const vt_tile_grid *g, const float *base, int64_t t, int64_t p,
+                            int64_t d, int64_t y, int64_t x)
+{
+    const int64_t tile = 1 + (y / p) * g->gw + x / p, k = (y % p) * p + x % p;
+    return base + (tile * t + k) * d;
+}
+
+/* F.interpolate(mode="bilinear", align_corners=False) source taps for output
+ * index o of n_out from n_in (aten upsample_bilinear2d: scale = in / out,
+ * src = scale (o + 0.5) - 0.5 clamped at 0, the second tap clamped at the
+ * edge). */
+static void bilinear_taps(int64_t o, int64_t n_in, int64_t n_out, int64_t *i0, int64_t *i1,
+                          float *l0, float *l1)
+{
+    const float scale = (float)n_in / (float)n_out;
+    float src = scale * ((float)o + 0.5f) - 0.5f;
+    src = src < 0 ? 0 : src;
+    *i0 = (int64_t)src;
+    *i1 = *i0 + (*i0 < n_in - 1);
+    *l1 = src - (float)*i0;
+    *l0 = 1.0f - *l1;
+}
+
+/* Image g's tokens from the projected tiles P [tiles, t, d] into out; work
+ * holds the cut map when anyres_max shrinks it. */
 static void merge_image(const llava_state *s, const vt_tile_grid *g, const float *P, int64_t t,
-                        int64_t p, int64_t d, float *out)
+                        int64_t p, int64_t d, float *out, float *work)
 {
     const int64_t crops = g->gw * g->gh;
     const size_t row = (size_t)d * sizeof(float);
@@ -213,22 +291,58 @@ static void merge_image(const llava_state *s, const vt_tile_grid *g, const float
             memcpy(out + t * d, s->newline, row);
         return;
     }
-    memcpy(out, base, (size_t)t * row);
-    out += t * d;
-    const int64_t ch = g->gh * p, cw = g->gw * p;
-    int64_t r0 = 0, r1 = ch, c0 = 0, c1 = cw;
-    if (s->merge == MERGE_UNPAD)
-        unpad(g->w, g->h, ch, cw, &r0, &r1, &c0, &c1);
-    for (int64_t y = r0; y < r1; y++) {
-        for (int64_t x = c0; x < c1; x++) {
-            const int64_t tile = 1 + (y / p) * g->gw + x / p, k = (y % p) * p + x % p;
-            memcpy(out, base + (tile * t + k) * d, row);
-            out += d;
+    if (!s->nobase) {
+        memcpy(out, base, (size_t)t * row);
+        out += t * d;
+    }
+    const merge_geom m = geometry(s, g, p);
+    const int newline = s->merge == MERGE_UNPAD;
+    if (s->merge == MERGE_MAXPOOL) {
+        for (int64_t y = 0; y < m.oh; y++)
+            for (int64_t x = 0; x < m.ow; x++, out += d) {
+                const float *a = map_row(g, base, t, p, d, 2 * y, 2 * x);
+                const float *b = map_row(g, base, t, p, d, 2 * y, 2 * x + 1);
+                const float *c = map_row(g, base, t, p, d, 2 * y + 1, 2 * x);
+                const float *e = map_row(g, base, t, p, d, 2 * y + 1, 2 * x + 1);
+                for (int64_t k = 0; k < d; k++) {
+                    float v = a[k] > b[k] ? a[k] : b[k];
+                    v = c[k] > v ? c[k] : v;
+                    out[k] = e[k] > v ? e[k] : v;
+                }
+            }
+        return;
+    }
+    const int64_t h = m.r1 - m.r0, w = m.c1 - m.c0;
+    if (m.oh == h && m.ow == w) {
+        for (int64_t y = m.r0; y < m.r1; y++) {
+            for (int64_t x = m.c0; x < m.c1; x++, out += d)
+                memcpy(out, map_row(g, base, t, p, d, y, x), row);
+            if (newline) {
+                memcpy(out, s->newline, row);
+                out += d;
+            }
         }
-        if (s->merge == MERGE_UNPAD) {
-            memcpy(out, s->newline, row);
-            out += d;
+        return;
+    }
+    /* anyres_max: the cut map, then bilinear to oh x ow */
+    for (int64_t y = 0; y < h; y++)
+        for (int64_t x = 0; x < w; x++)
+            memcpy(work + (y * w + x) * d, map_row(g, base, t, p, d, m.r0 + y, m.c0 + x), row);
+    for (int64_t y = 0; y < m.oh; y++) {
+        int64_t y0, y1;
+        float hy0, hy1;
+        bilinear_taps(y, h, m.oh, &y0, &y1, &hy0, &hy1);
+        for (int64_t x = 0; x < m.ow; x++, out += d) {
+            int64_t x0, x1;
+            float wx0, wx1;
+            bilinear_taps(x, w, m.ow, &x0, &x1, &wx0, &wx1);
+            const float *a = work + (y0 * w + x0) * d, *b = work + (y0 * w + x1) * d;
+            const float *c = work + (y1 * w + x0) * d, *e = work + (y1 * w + x1) * d;
+            for (int64_t k = 0; k < d; k++)
+                out[k] = hy0 * (wx0 * a[k] + wx1 * b[k]) + hy1 * (wx0 * c[k] + wx1 * e[k]);
         }
+        memcpy(out, s->newline, row);
+        out += d;
     }
 }
 
@@ -248,7 +362,7 @@ static void llava_forward(const void *state, const vt_exec *e, const vt_enc_feat
     while (p * p < t)
         p++;
     for (int64_t i = 0; i < n; i++) {
-        merge_image(s, &f->grid[i], out->data, t, p, d, stages[2].data + off * d);
+        merge_image(s, &f->grid[i], out->data, t, p, d, stages[2].data + off * d, work);
         off += stages[2].rows[i];
     }
 }

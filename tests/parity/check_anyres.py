@@ -70,7 +70,7 @@ def expect_error(vtok, name, args, keywords):
 
 
 @torch.no_grad()
-def reference(clip, proj, newline, images, merge_type, pins=PINS, crop=16, base=16):
+def reference(clip, proj, newline, images, merge_type, pins=PINS, crop=16, base=16, anyres_max=0):
     """Stages of one run over PIL images: pixels, vit, select, projector, tokens."""
     px, grids = [], []
     for im in images:
@@ -83,7 +83,7 @@ def reference(clip, proj, newline, images, merge_type, pins=PINS, crop=16, base=
     out, first = [], 0
     for im, g in zip(images, grids):
         k = 1 + g[0] * g[1]
-        out.append(ar.merge(feats[first:first + k], g, im.size, merge_type, newline))
+        out.append(ar.merge(feats[first:first + k], g, im.size, merge_type, newline, anyres_max))
         first += k
     st["pixels"] = px
     st["tokens"] = torch.cat(out).numpy()
@@ -157,13 +157,30 @@ def main():
         lay = json.load(open(os.path.join(out, "layout.json")))
         check(lay.get("tokens") == exp["counts"] and lay.get("images") == len(paths),
               "layout.json tokens %s" % lay.get("tokens"))
-    # the other merges, recipes given as paths
-    for mt in ("spatial", "flat"):
+    # bf16 / int8: close to f32 and really different
+    f32 = exp["tokens"].astype(np.float64).ravel()
+    for dt, min_cos in (("bf16", 0.999), ("int8", 0.99)):
+        o = os.path.join(work, "out_" + dt)
+        if run_ok(vtok, "llava-next --dtype " + dt, ["run", "--recipe", "llava-next", "--model", M,
+                                                      "--out", o, "--dtype", dt] + img_args):
+            got = np.load(os.path.join(o, "embeddings.npy")).astype(np.float64).ravel()
+            cos = float(got @ f32 / (np.linalg.norm(got) * np.linalg.norm(f32)))
+            check(cos >= min_cos and rel(got, f32) > 1e-6,
+                  "llava-next --dtype %s: cosine %.6f (>= %g)" % (dt, cos, min_cos))
+
+    # the other merges and the later repo's variants, recipes given as paths
+    for mt, opts in (("spatial", {}), ("flat", {}), ("maxpool2x2", {}),
+                     ("spatial_unpad", {"anyres_max": 1}), ("spatial_unpad", {"nobase": True}),
+                     ("maxpool2x2", {"nobase": True})):
         var = json.load(open(os.path.join(REPO, "recipes", "llava-next.json")))
         var["connector"]["merge"] = mt
-        rp = os.path.join(work, mt + ".json")
+        var["connector"].update(opts)
+        tag = mt + "".join("_%s%s" % kv for kv in opts.items())
+        rp = os.path.join(work, tag + ".json")
         json.dump(var, open(rp, "w"))
-        e = reference(clip, proj, newline, images, mt)
+        e = reference(clip, proj, newline, images, mt + ("_nobase" if opts.get("nobase") else ""),
+                      anyres_max=opts.get("anyres_max", 0))
+        mt = tag
         o = os.path.join(work, "out_" + mt)
         if run_ok(vtok, "merge " + mt, ["run", "--recipe", rp, "--model", M, "--out", o] + img_args):
             emb = np.load(os.path.join(o, "embeddings.npy"))

@@ -210,6 +210,20 @@ def main():
             check(all(len(k) < g[0] * g[1] * 4 for k, g in zip(kept, grids)),
                   "%s: the sharp setting drops local tokens of every image" % label)
 
+    # bf16 / int8: the global rows close to f32 and really different (the
+    # kept set may move with the scores, so the tokens are not compared)
+    e_glob = torch.cat([x["global"] for x in reference(ids, 0.95, 1.0)]).numpy().astype(np.float64).ravel()
+    for dt, min_cos in (("bf16", 0.999), ("int8", 0.99)):
+        o, dd = os.path.join(work, "out_" + dt), os.path.join(work, "dump_" + dt)
+        ok, _ = run_ok(vtok, "slime --dtype " + dt, ["run", "--recipe", rp, "--model", M, "--llm",
+                                                     llm, "-p", question, "--out", o, "--dump",
+                                                     dd, "--dtype", dt] + img_args)
+        if ok:
+            got = np.load(os.path.join(dd, "global.npy")).astype(np.float64).ravel()
+            cos = float(got @ e_glob / (np.linalg.norm(got) * np.linalg.norm(e_glob)))
+            check(cos >= min_cos and rel(got, e_glob) > 1e-6,
+                  "slime --dtype %s: global rows cosine %.6f (>= %g)" % (dt, cos, min_cos))
+
     # the float16 rounding of the resampled key positions matters here
     post.round_half = False
     te = table[torch.tensor([1, 5, 9])]

@@ -100,8 +100,10 @@ def unpad_image(tensor, original_size):
     return tensor[:, :, padding:current_width - padding]
 
 
-def merge(image_feature, grid, image_size, merge_type, newline):
-    """One image's projected tiles [1 + gw*gh, p*p, C] -> its tokens."""
+def merge(image_feature, grid, image_size, merge_type, newline, anyres_max=0):
+    """One image's projected tiles [1 + gw*gh, p*p, C] -> its tokens; the later
+    LLaVA-NeXT repo's maxpool2x2 / anyres_max_N / nobase as its llava_arch.py
+    has them (spec 1.6)."""
     if merge_type == "flat":
         return image_feature.flatten(0, 1)
     if image_feature.shape[0] > 1:
@@ -110,7 +112,25 @@ def merge(image_feature, grid, image_size, merge_type, newline):
         height = width = int(round(base_image_feature.shape[0] ** 0.5))
         num_patch_width, num_patch_height = grid
         image_feature = image_feature.view(num_patch_height, num_patch_width, height, width, -1)
-        if "unpad" in merge_type:
+        if "maxpool2x2" in merge_type:
+            image_feature = image_feature.permute(4, 0, 2, 1, 3).contiguous()
+            image_feature = image_feature.flatten(1, 2).flatten(2, 3)
+            image_feature = torch.nn.functional.max_pool2d(image_feature, 2)
+            image_feature = image_feature.flatten(1, 2).transpose(0, 1)
+        elif "unpad" in merge_type and anyres_max:
+            unit = image_feature.shape[2]
+            image_feature = image_feature.permute(4, 0, 2, 1, 3).contiguous()
+            image_feature = image_feature.flatten(1, 2).flatten(2, 3)
+            image_feature = unpad_image(image_feature, image_size)
+            c, h, w = image_feature.shape
+            times = math.sqrt(h * w / (anyres_max * unit ** 2))
+            if times > 1.1:
+                image_feature = torch.nn.functional.interpolate(
+                    image_feature[None], [int(h // times), int(w // times)], mode="bilinear")[0]
+            image_feature = torch.cat((image_feature, newline[:, None, None].expand(
+                *image_feature.shape[:-1], 1)), dim=-1)
+            image_feature = image_feature.flatten(1, 2).transpose(0, 1)
+        elif "unpad" in merge_type:
             image_feature = image_feature.permute(4, 0, 2, 1, 3).contiguous()
             image_feature = image_feature.flatten(1, 2).flatten(2, 3)
             image_feature = unpad_image(image_feature, image_size)
@@ -119,6 +139,8 @@ def merge(image_feature, grid, image_size, merge_type, newline):
             image_feature = image_feature.flatten(1, 2).transpose(0, 1)
         else:
             image_feature = image_feature.permute(0, 2, 1, 3, 4).contiguous().flatten(0, 3)
+        if "nobase" in merge_type:
+            return image_feature
         return torch.cat((base_image_feature, image_feature), dim=0)
     image_feature = image_feature[0]
     if "unpad" in merge_type:
