@@ -45,7 +45,8 @@ int vt_load_clip_encoder(vt_vit *v, vt_loader *ld);
 const vt_vit *vt_model_vit(const vtok_model *m);
 
 /* vtok_model_load with the tower's tensors from elsewhere: config.json (and
- * the family) from `folder`, weights from `weights` (a folder or a file),
+ * the family) from `folder`, weights from `weights` (a folder or a file;
+ * NULL: the folder's own; p already read),
  * where the tower is found by its anchor tensor whatever its prefix (a
  * LLaVA-1.6 / SliME checkpoint holds its fine-tuned CLIP under
  * model.vision_tower.vision_tower.). VTOK_EMISSING with "no vision tower

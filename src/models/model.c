@@ -284,7 +284,7 @@ vtok_model *vt_model_load_weights(const char *folder, const char *weights,
     size_t len = 0;
     if (vt_read_file(cfg_path, MAX_CONFIG_BYTES, &text, &len, st))
         return NULL;
-    vtok_model *m = load_model(cfg_path, text, len, weights, NULL, 0, p, st);
+    vtok_model *m = load_model(cfg_path, text, len, weights ? weights : w_path, NULL, 0, p, st);
     free(text);
     return m;
 }
@@ -303,16 +303,7 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
         vt_fail(st, VTOK_EINVAL, "no model path given");
         return NULL;
     }
-    char cfg_path[4096], w_path[4096];
-    if (resolve_paths(path, cfg_path, w_path, sizeof cfg_path, st))
-        return NULL;
-    char *text = NULL;
-    size_t len = 0;
-    if (vt_read_file(cfg_path, MAX_CONFIG_BYTES, &text, &len, st))
-        return NULL;
-    vtok_model *m = load_model(cfg_path, text, len, w_path, NULL, 0, &mp, st);
-    free(text);
-    return m;
+    return vt_model_load_weights(path, NULL, &mp, st);
 }
 
 vtok_model *vtok_model_load_from_memory(const void *weights, size_t weights_size,

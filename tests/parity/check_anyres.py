@@ -20,7 +20,6 @@ import copy
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -36,37 +35,15 @@ import anyres_ref as ar  # noqa: E402
 import llava_comm_ref as ref  # noqa: E402
 import safetensors_io as sio  # noqa: E402
 from check_processor import hf_reference_image  # noqa: E402
-from check_recipes import CLIP_CFG, CLIP_PROC, SANITIZER, init_projector, make_encoder, rel  # noqa: E402
+from check_recipes import CLIP_CFG, CLIP_PROC, init_projector, make_encoder, rel  # noqa: E402
+from clicheck import check, expect_error, failures, run_ok  # noqa: E402
 
 TOL = 1e-5
 PINS = [[16, 32], [32, 16], [32, 32], [48, 16], [16, 48]]  # llava-v1.6's x 16/336
-failures = []
 
 
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
-
-
-def run(vtok, args):
-    p = subprocess.run([vtok] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
-
-
-def run_ok(vtok, name, args):
-    rc, out, err = run(vtok, args)
-    ok = rc == 0 and not any(s in err for s in SANITIZER)
-    check(ok, "%s: exit %s %s" % (name, rc, "" if ok else err.strip()[-500:]))
-    return ok
-
-
-def expect_error(vtok, name, args, keywords):
-    rc, out, err = run(vtok, args)
-    lines = [l for l in err.splitlines() if l.strip()]
-    ok = (0 < rc < 128 and len(lines) == 1 and all(k.lower() in lines[0].lower() for k in keywords)
-          and not any(s in err for s in SANITIZER))
-    check(ok, "error %-26s exit %s: %s" % (name, rc, " | ".join(lines)[:300]))
+def ok_run(vtok, name, args):
+    return run_ok(vtok, name, args)[0]
 
 
 @torch.no_grad()
@@ -138,7 +115,7 @@ def main():
     print("     grids", exp["grids"], "token counts", exp["counts"])
     img_args = sum([["--image", p] for p in paths], [])
     out, dump = os.path.join(work, "out"), os.path.join(work, "dump")
-    if run_ok(vtok, "llava-next (shipped recipe, pinpoints from config.json)",
+    if ok_run(vtok, "llava-next (shipped recipe, pinpoints from config.json)",
               ["run", "--recipe", "llava-next", "--model", M, "--out", out, "--dump", dump,
                "--threads", "2"] + img_args):
         emb = np.load(os.path.join(out, "embeddings.npy"))
@@ -161,7 +138,7 @@ def main():
     f32 = exp["tokens"].astype(np.float64).ravel()
     for dt, min_cos in (("bf16", 0.999), ("int8", 0.99)):
         o = os.path.join(work, "out_" + dt)
-        if run_ok(vtok, "llava-next --dtype " + dt, ["run", "--recipe", "llava-next", "--model", M,
+        if ok_run(vtok, "llava-next --dtype " + dt, ["run", "--recipe", "llava-next", "--model", M,
                                                       "--out", o, "--dtype", dt] + img_args):
             got = np.load(os.path.join(o, "embeddings.npy")).astype(np.float64).ravel()
             cos = float(got @ f32 / (np.linalg.norm(got) * np.linalg.norm(f32)))
@@ -182,7 +159,7 @@ def main():
                       anyres_max=opts.get("anyres_max", 0))
         mt = tag
         o = os.path.join(work, "out_" + mt)
-        if run_ok(vtok, "merge " + mt, ["run", "--recipe", rp, "--model", M, "--out", o] + img_args):
+        if ok_run(vtok, "merge " + mt, ["run", "--recipe", rp, "--model", M, "--out", o] + img_args):
             emb = np.load(os.path.join(o, "embeddings.npy"))
             check(emb.shape == e["tokens"].shape and rel(emb, e["tokens"]) <= TOL,
                   "merge %s: embeddings %s rel %s" % (mt, list(emb.shape), "%.2e" % rel(emb, e["tokens"])
@@ -206,7 +183,7 @@ def main():
         json.dump(CLIP_PROC, f)
     e = reference(clip, proj, newline, images[:3], "spatial_unpad", pins=[[32, 16], [16, 32]])
     o = os.path.join(work, "out_hf")
-    if run_ok(vtok, "llava-hf folder", ["run", "--recipe", "llava-next", "--model", H, "--out", o]
+    if ok_run(vtok, "llava-hf folder", ["run", "--recipe", "llava-next", "--model", H, "--out", o]
               + sum([["--image", p] for p in paths[:3]], [])):
         emb = np.load(os.path.join(o, "embeddings.npy"))
         check(emb.shape == e["tokens"].shape and rel(emb, e["tokens"]) <= TOL,
@@ -227,7 +204,7 @@ def main():
         json.dump({"model_type": "llava", "image_aspect_ratio": "anyres",
                    "image_grid_pinpoints": PINS, "mm_patch_merge_type": "spatial_unpad"}, f)
     o = os.path.join(work, "out_v16")
-    if run_ok(vtok, "llava-v1.6 layout (tower in the checkpoint)",
+    if ok_run(vtok, "llava-v1.6 layout (tower in the checkpoint)",
               ["run", "--recipe", "llava-next", "--model", V, "--out", o] + img_args):
         emb = np.load(os.path.join(o, "embeddings.npy"))
         check(emb.shape == exp["tokens"].shape and rel(emb, exp["tokens"]) <= TOL,

@@ -22,7 +22,6 @@ import copy
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -38,39 +37,11 @@ import anyres_ref as ar  # noqa: E402
 import llama_ref as L  # noqa: E402
 import slime_ref as sr  # noqa: E402
 from check_processor import hf_reference_image  # noqa: E402
-from check_recipes import CLIP_CFG, CLIP_PROC, SANITIZER, make_encoder, rel  # noqa: E402
+from check_recipes import CLIP_CFG, CLIP_PROC, make_encoder, rel  # noqa: E402
+from clicheck import check, expect_error, failures, run_ok  # noqa: E402
 
 TOL = 1e-5
 TOKDIR = os.path.join(REPO, "models", "shapes", "llava", "llm")
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
-
-
-def run(vtok, args):
-    p = subprocess.run([vtok] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
-
-
-def run_ok(vtok, name, args):
-    rc, out, err = run(vtok, args)
-    ok = rc == 0 and not any(s in err for s in SANITIZER)
-    check(ok, "%s: exit %s %s" % (name, rc, "" if ok else err.strip()[-600:]))
-    return ok, out
-
-
-def expect_error(vtok, name, args, keywords):
-    rc, out, err = run(vtok, args)
-    lines = [l for l in err.splitlines() if l.strip()]
-    ok = (0 < rc < 128 and len(lines) == 1 and all(k.lower() in lines[0].lower() for k in keywords)
-          and not any(s in err for s in SANITIZER))
-    check(ok, "error %-28s exit %s: %s" % (name, rc, " | ".join(lines)[:300]))
-
-
 @torch.no_grad()
 def init(m, seed):
     gen = torch.Generator().manual_seed(seed)
@@ -253,19 +224,13 @@ def main():
             e1 = sr.encode(feats[:n1], grids1, gated, post, table[torch.tensor(text_ids)], 1,
                            table[sep], 0.95, 1.0)[0]["tokens"]
             n_img = int(e1.shape[0])
-            # the image rows sit where the prompt's ids are not text: the one run of
-            # n_img positions the chat reports
-            start = got.get("image_start", None)
-            L_pos = len(pids)
-            text_pos = [i for i in range(L_pos)]
-            # rebuild: text ids with the image block inserted after the first
-            # len(prefix) text ids (LLaVA's chunk rule: text_ids = prompt minus image)
+            # the chat's prompt: the text ids with the image's n_img positions
+            # after the first `pre` of them (LLaVA's chunk rule)
             pre = None
             for k in range(len(text_ids) + 1):
                 if pids[:k] == text_ids[:k] and pids[k + n_img:] == text_ids[k:]:
                     pre = k
                     break
-            del start, text_pos
             check(pre is not None and got["image_positions"] == n_img,
                   "chat: prompt = text ids around %d image rows" % n_img)
             if pre is not None:
