@@ -84,6 +84,21 @@ static const struct {
 };
 #define N_ARCHS ((int)(sizeof archs / sizeof archs[0]))
 
+/* Multimodal checkpoints whose language model is one of those, with the same
+ * tensor names at the root (LLaVA's own LlavaLlamaForCausalLM, SliME's,
+ * LLaVA-1.6-Mistral, LLaVA-NeXT's Qwen): read as the base architecture, the
+ * vision tower and projector tensors beside it left to the recipe. */
+static const struct {
+    const char *model_type, *arch;
+    int         base;
+} wrappers[] = {
+    {"llava", "LlavaLlamaForCausalLM", VT_LLM_LLAMA},
+    {"llava_llama", "LlavaLlamaForCausalLM", VT_LLM_LLAMA},
+    {"llava_mistral", "LlavaMistralForCausalLM", VT_LLM_MISTRAL},
+    {"llava_qwen", "LlavaQwenForCausalLM", VT_LLM_QWEN2},
+};
+#define N_WRAPPERS ((int)(sizeof wrappers / sizeof wrappers[0]))
+
 static int read_rope_scaling(vt_llm_config *c, const cJSON *cfg, vtok_status *st)
 {
     const char *W = "config.json: rope_scaling";
@@ -152,13 +167,21 @@ static int read_config(vt_llm_config *c, const cJSON *cfg, vtok_status *st)
     if (!mt)
         return vt_fail(st, VTOK_EMISSING, "%s: 'model_type' is missing", W);
     int a = -1;
+    const char *arch_name = NULL;
     for (int i = 0; i < N_ARCHS; i++)
         if (!strcmp(mt, archs[i].model_type))
             a = i;
+    for (int i = 0; a < 0 && i < N_WRAPPERS; i++)
+        if (!strcmp(mt, wrappers[i].model_type)) {
+            for (int k = 0; k < N_ARCHS; k++)
+                a = archs[k].id == wrappers[i].base ? k : a;
+            arch_name = wrappers[i].arch;
+        }
     if (a < 0)
         return vt_fail(st, VTOK_EUNSUPPORTED,
-                       "%s: model_type '%s' is not a supported decoder (llama, mistral, qwen2)", W,
-                       mt);
+                       "%s: model_type '%s' is not a supported decoder (llama, mistral, qwen2, "
+                       "or LLaVA's llava_llama / llava_mistral / llava_qwen around one)", W, mt);
+    arch_name = arch_name ? arch_name : archs[a].arch;
     c->arch = archs[a].id;
     /* architectures, when given, must name the causal-LM head of that type. */
     const cJSON *ar = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
@@ -166,11 +189,11 @@ static int read_config(vt_llm_config *c, const cJSON *cfg, vtok_status *st)
         const cJSON *a0 = cJSON_IsArray(ar) ? cJSON_GetArrayItem(ar, 0) : NULL;
         if (!cJSON_IsString(a0))
             return vt_fail(st, VTOK_EFORMAT, "%s: 'architectures' must be a list of names", W);
-        if (strcmp(a0->valuestring, archs[a].arch))
+        if (strcmp(a0->valuestring, arch_name))
             return vt_fail(st, VTOK_EUNSUPPORTED,
                            "%s: architecture '%s' is not supported for model_type '%s' "
                            "(expected %s)",
-                           W, a0->valuestring, mt, archs[a].arch);
+                           W, a0->valuestring, mt, arch_name);
     }
     /* Defaults: LlamaConfig / MistralConfig / Qwen2Config __init__. */
     const int ll = c->arch == VT_LLM_LLAMA, mi = c->arch == VT_LLM_MISTRAL;
@@ -389,15 +412,29 @@ int vt_llm_load(vt_llm *m, const char *path, vtok_status *st)
     cJSON *cfg = NULL;
     char dir[4096];
     int rc = parse_config_file(path, &cfg, dir, sizeof dir, st);
+    /* llava-hf folders (LlavaForConditionalGeneration,
+     * LlavaNextForConditionalGeneration): the decoder's config is text_config,
+     * its tensors under language_model. */
+    const char *prefix = "";
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
+    const cJSON *use = cfg;
+    if (!rc && cJSON_IsObject(tc) && cJSON_IsString(mt) &&
+        (!strcmp(mt->valuestring, "llava") || !strcmp(mt->valuestring, "llava_next"))) {
+        use = tc;
+        prefix = "language_model.";
+        if (!cJSON_GetObjectItemCaseSensitive(tc, "model_type")) /* LlavaConfig's default */
+            cJSON_AddStringToObject((cJSON *)tc, "model_type", "llama");
+    }
     if (!rc)
-        rc = read_config(&m->c, cfg, st);
+        rc = read_config(&m->c, use, st);
     cJSON_Delete(cfg);
     if (rc)
         return rc;
     const vt_llm_config *c = &m->c;
     if ((rc = vt_weights_open(path, 1, &m->w, st)))
         return rc;
-    vt_wsrc src = vt_wsrc_one(m->w, path, "");
+    vt_wsrc src = vt_wsrc_one(m->w, path, prefix);
     vt_loader ld;
     vt_loader_init(&ld, &src, "llm", &m->own, st);
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);

@@ -337,6 +337,50 @@ def main():
           "chat llava-next, 2 images of %s tokens: %d greedy ids equal the reference %s" %
           (counts, N, err if got is None else got["ids"]))
 
+    # The same model in the layouts released checkpoints have, chat without
+    # --llm (the LLM is in the model folder): LLaVA's own (model_type
+    # llava_llama, LlavaLlamaForCausalLM: the decoder's tensors at the root,
+    # model.mm_projector.* and model.image_newline beside them, pinpoints in
+    # config.json) and llava-hf's LlavaNextForConditionalGeneration
+    # (text_config, language_model.*, vision_tower.vision_model.*,
+    # multi_modal_projector.linear_{1,2}, image_newline).
+    import safetensors_io as sio
+    own = os.path.join(a.work, "llava-own")
+    shutil.copytree(os.path.join(tiny, "clip-vit-large-patch14-336"),
+                    os.path.join(own, "clip-vit-large-patch14-336"))
+    cfg_own = dict(cfg, model_type="llava_llama", architectures=["LlavaLlamaForCausalLM"],
+                   image_grid_pinpoints=rec["encoders"][0]["slicing"]["grid_pinpoints"],
+                   mm_patch_merge_type="spatial_unpad")
+    sd_own = dict(sd)
+    sd_own.update({k: v.float() for k, v in st.items()})
+    L.write_model(own, cfg_own, sd_own, 2)
+    hf = os.path.join(a.work, "llava-hf-next")
+    clip_sd = sio.read_model(os.path.join(tiny, "clip-vit-large-patch14-336"))
+    sd_hf = {"language_model." + k: v for k, v in sd.items()}
+    sd_hf.update({"vision_tower." + k: torch.as_tensor(np.asarray(v)).float()
+                  for k, v in clip_sd.items()})
+    sd_hf.update({"multi_modal_projector.linear_1.weight": st["model.mm_projector.0.weight"],
+                  "multi_modal_projector.linear_1.bias": st["model.mm_projector.0.bias"],
+                  "multi_modal_projector.linear_2.weight": st["model.mm_projector.2.weight"],
+                  "multi_modal_projector.linear_2.bias": st["model.mm_projector.2.bias"],
+                  "image_newline": st["model.image_newline"]})
+    with open(os.path.join(tiny, "clip-vit-large-patch14-336", "config.json")) as f:
+        vcfg = json.load(f)
+    cfg_hf = {"architectures": ["LlavaNextForConditionalGeneration"], "model_type": "llava_next",
+              "text_config": dict(cfg), "vision_config": vcfg,
+              "image_grid_pinpoints": cfg_own["image_grid_pinpoints"]}
+    L.write_model(hf, cfg_hf, {k: v.float().contiguous() for k, v in sd_hf.items()}, 1)
+    shutil.copy(os.path.join(tiny, "clip-vit-large-patch14-336", "preprocessor_config.json"), hf)
+    for d in (own, hf):
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(TOKDIR, f), d)
+        got, err = vtok_json([vtok, "chat", "--recipe", "llava-next", "--model", d, "-p",
+                              question, "--format", "llava_v1", "--max-tokens", str(N), "--json"]
+                             + sum([["--image", x] for x in imgs2], []))
+        check(got is not None and got["ids"] == ref,
+              "chat llava-next from one %s folder (no --llm): the same %d greedy ids %s" %
+              (os.path.basename(d), N, err if got is None else got["ids"]))
+
     # A conversation (chat -i, stdin lines): turn 2 re-renders the whole
     # conversation (conv_llava_v1, SeparatorStyle.TWO: sep " ", sep2 "</s>")
     # and evaluates only what differs from the positions held; its answer

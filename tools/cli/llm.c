@@ -896,9 +896,11 @@ int cli_chat(int argc, char **argv)
         } else
             return fail("chat: unknown option %s", k);
     }
-    if (!recipe || !model || !llm)
-        return fail("usage: vtok chat --recipe NAME|FILE --model DIR --llm DIR --image FILE... "
+    if (!recipe || !model)
+        return fail("usage: vtok chat --recipe NAME|FILE --model DIR [--llm DIR] --image FILE... "
                     "[-p TEXT] [--format NAME|template|raw] (see vtok --help)");
+    if (!llm) /* the LLM inside the model's own checkpoint (LLaVA, SliME, llava-hf) */
+        llm = model;
     vtok_status st = {0};
     int rc = 1;
     vtok_image imgs[MAX_CHAT_IMAGES];

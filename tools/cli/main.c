@@ -57,12 +57,15 @@ static void usage(FILE *f)
             "         --fast lets JPEG decoding downscale in the DCT domain (not Pillow-exact);\n"
             "         --exif applies the EXIF orientation (HF does not; off by default)\n"
             "  run    --recipe NAME|FILE --model DIR (--image FILE ... | --pixels X.npy) --out DIR\n"
-            "         [--dump DIR] [--threads N]\n"
+            "         [--dump DIR] [--threads N] [--profile] [-p TEXT [--llm DIR] [--format F]]\n"
             "         the LLM-ready tokens of a recipe (shipped: see `vtok recipes`; or a JSON\n"
             "         file): writes embeddings.npy [N, T, d_llm] and layout.json; --dump writes\n"
-            "         every stage (vit.npy, select.npy, projector.npy, ...); --dtype f32|bf16|int8\n"
-            "         converts every Linear (encoders and connector); --iters N times N runs\n"
-            "         after a warm-up and prints the median ms per image\n"
+            "         every stage (vit.npy, select.npy, projector.npy, ...) and pixels_ENC.npy;\n"
+            "         --dtype f32|bf16|int8 converts every Linear (encoders and connector);\n"
+            "         --iters N times N runs after a warm-up and prints the median ms per image;\n"
+            "         --profile: preprocess / encoder / connector ms; ragged recipes (llava-next,\n"
+            "         slime) write [all tokens, d_llm] and per-image counts; slime selects by\n"
+            "         the question: -p TEXT, with the LLM of --llm DIR (default: --model)\n"
             "  tokenize --recipe NAME|FILE --model DIR (--image FILE ... | --pixels X.npy) --out DIR\n"
             "         [--dump DIR] [--dtype D] [--threads N] [--iters N]\n"
             "         discrete ids of a quantising recipe (seed): writes ids.npy int64 [N, T]\n"
@@ -76,7 +79,7 @@ static void usage(FILE *f)
             "         text generation with a LLaMA / Mistral / Qwen2 folder, streamed to stdout;\n"
             "         --chat wraps TEXT as a user turn in the folder's chat template (or a\n"
             "         built-in FORMAT such as vicuna_v1); greedy unless --temperature > 0\n"
-            "  chat   --recipe NAME|FILE --model DIR --llm DIR --image FILE... [-p TEXT]\n"
+            "  chat   --recipe NAME|FILE --model DIR [--llm DIR] --image FILE... [-p TEXT]\n"
             "         [--format NAME|template|raw] [--out DIR] [generation options as generate]\n"
             "         ask about images: the recipe's tokens spliced into the LLM prompt as its\n"
             "         layout says; the question (-p, or stdin) becomes a user turn after one\n"
@@ -84,7 +87,8 @@ static void usage(FILE *f)
             "         one); raw: TEXT is the whole prompt with its placeholders; a recipe that\n"
             "         writes ids (seed): the answer's image ids to DIR/ids.npy (detokenize);\n"
             "         no -p on a terminal, or -i: a conversation, one turn per line of stdin\n"
-            "         (the KV cache of earlier turns kept)\n"
+            "         (the KV cache of earlier turns kept); --llm defaults to --model (LLaVA,\n"
+            "         SliME and llava-hf checkpoints hold their LLM)\n"
             "  tokenize-text --llm DIR [--no-special] TEXT\n"
             "         the ids and vocabulary pieces of TEXT, one per line\n"
             "  embed-text --model DIR (--text TEXT | --text-file F) [--pool cls|pooler|mean]\n"
@@ -724,14 +728,14 @@ static int cmd_run(const args *a, run_mode mode)
     /* A recipe that selects by the text: the LLM and the prompt's ids. */
     vtok_run_params text = vtok_run_default_params();
     if (ri.needs_text && a->n_images) {
-        if (!a->llm || !a->prompt) {
-            die("recipe %s chooses image tokens by the question: give --llm DIR and -p TEXT",
-                ri.name);
+        if (!a->prompt) {
+            die("recipe %s chooses image tokens by the question: give it with -p TEXT (and "
+                "--llm DIR unless the LLM is in --model's checkpoint)", ri.name);
             goto out;
         }
         vtok_model_params mp = vtok_model_default_params();
         mp.n_threads = a->threads;
-        if (!(llm = vtok_llm_load(a->llm, &mp, &st))) {
+        if (!(llm = vtok_llm_load(a->llm ? a->llm : a->model, &mp, &st))) {
             die("%s", st.msg);
             goto out;
         }
