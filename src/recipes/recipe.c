@@ -624,9 +624,51 @@ static int load_hf(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *
     return 0;
 }
 
-/* image_grid_pinpoints as config.json holds them: [[w, h], ...]. */
-static int read_pinpoints(vt_slicing *s, const cJSON *pl, const char *where, vtok_status *st)
+/* The later LLaVA-NeXT repo's string form "(1x1),...,(6x6)" (llava/mm_utils.py,
+ * process_anyres_image): the first and last "(AxB)" bound a range, every
+ * (i, j) in it, i outer, scaled by the processor's size: [i * side, j * side]. */
+static int read_pinpoint_range(vt_slicing *s, const char *t, int64_t side, const char *where,
+                               vtok_status *st)
 {
+    int64_t first[2] = {-1, -1}, last[2] = {-1, -1};
+    for (const char *p = strchr(t, '('); p; p = strchr(p + 1, '(')) {
+        long a, b;
+        int used = 0;
+        if (sscanf(p, "(%ldx%ld)%n", &a, &b, &used) == 2 && used > 0 && a > 0 && b > 0 &&
+            a < 1000 && b < 1000) {
+            if (first[0] < 0) {
+                first[0] = a;
+                first[1] = b;
+            }
+            last[0] = a;
+            last[1] = b;
+        }
+    }
+    if (first[0] < 0)
+        return vt_fail(st, VTOK_EFORMAT, "%s: grid_pinpoints '%.60s' holds no (AxB)", where, t);
+    int n = 0;
+    for (int64_t i = first[0]; i <= last[0]; i++)
+        for (int64_t j = first[1]; j <= last[1]; j++) {
+            if (n == VT_SLICE_MAX_PIN)
+                return vt_fail(st, VTOK_EFORMAT, "%s: grid_pinpoints '%.60s' makes over %d "
+                               "pinpoints", where, t, VT_SLICE_MAX_PIN);
+            s->pin[2 * n] = i * side;
+            s->pin[2 * n + 1] = j * side;
+            n++;
+        }
+    if (!n)
+        return vt_fail(st, VTOK_EFORMAT, "%s: grid_pinpoints '%.60s' is an empty range", where, t);
+    s->n_pin = n;
+    return 0;
+}
+
+/* image_grid_pinpoints as config.json holds them: [[w, h], ...], or the
+ * string range form. */
+static int read_pinpoints(vt_slicing *s, const cJSON *pl, int64_t side, const char *where,
+                          vtok_status *st)
+{
+    if (cJSON_IsString(pl))
+        return read_pinpoint_range(s, pl->valuestring, side, where, st);
     int n = cJSON_IsArray(pl) ? cJSON_GetArraySize(pl) : 0;
     if (n < 1 || n > VT_SLICE_MAX_PIN)
         return vt_fail(st, VTOK_EFORMAT, "%s: grid_pinpoints must list 1..%d [width, height] "
@@ -712,7 +754,7 @@ static int load_slicing(vt_recipe *r, vt_recipe_enc *e, const cJSON *sj, int idx
                                "image_grid_pinpoints in %s/config.json", w, r->model_dir);
             }
         }
-        rc = read_pinpoints(s, pl, w, st);
+        rc = read_pinpoints(s, pl, e->slice_base, w, st);
         cJSON_Delete(cfg);
         if (rc)
             return rc;

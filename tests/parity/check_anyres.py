@@ -190,6 +190,23 @@ def main():
               "llava-hf folder (its own pinpoints): embeddings %s rel %s" % (
                   list(emb.shape), "%.2e" % rel(emb, e["tokens"]) if emb.shape == e["tokens"].shape else "shape"))
 
+    # the later repo's string range "(1x1),...,(2x3)": every (i, j), i outer,
+    # times the processor's size (16 here)
+    var = json.load(open(os.path.join(REPO, "recipes", "llava-next.json")))
+    var["encoders"][0]["slicing"]["grid_pinpoints"] = "(1x1),...,(2x3)"
+    rp = os.path.join(work, "range.json")
+    json.dump(var, open(rp, "w"))
+    pins_r = [[i * 16, j * 16] for i in range(1, 3) for j in range(1, 4)]
+    e = reference(clip, proj, newline, images, "spatial_unpad", pins=pins_r)
+    o = os.path.join(work, "out_range")
+    if ok_run(vtok, "pinpoint range string", ["run", "--recipe", rp, "--model", M, "--out", o]
+              + img_args):
+        emb = np.load(os.path.join(o, "embeddings.npy"))
+        check(emb.shape == e["tokens"].shape and rel(emb, e["tokens"]) <= TOL,
+              "pinpoint range (1x1)..(2x3): grids %s, embeddings rel %s" % (
+                  e["grids"], "%.2e" % rel(emb, e["tokens"]) if emb.shape == e["tokens"].shape
+                  else "shape"))
+
     # llava-v1.6 as released: the checkpoint holds the fine-tuned tower
     # (model.vision_tower.vision_tower.vision_model.*) beside the LLM and
     # projector; the CLIP folder beside it (OpenAI's weights, here another
