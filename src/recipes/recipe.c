@@ -758,11 +758,18 @@ static int load_slicing(vt_recipe *r, vt_recipe_enc *e, const cJSON *sj, int idx
         cJSON_Delete(cfg);
         if (rc)
             return rc;
-        for (int i = 0; i < s->n_pin; i++)
-            if (s->pin[2 * i] % e->slice_crop || s->pin[2 * i + 1] % e->slice_crop)
+        for (int i = 0; i < s->n_pin; i++) {
+            const int64_t pw = s->pin[2 * i], ph = s->pin[2 * i + 1], c = e->slice_crop;
+            if (pw % c || ph % c)
                 return vt_fail(st, VTOK_EFORMAT, "%s: pinpoint %lldx%lld is not a multiple of "
-                               "the %lld-pixel crop", w, (long long)s->pin[2 * i],
-                               (long long)s->pin[2 * i + 1], (long long)e->slice_crop);
+                               "the %lld-pixel crop", w, (long long)pw, (long long)ph,
+                               (long long)c);
+            if ((pw / c) * (ph / c) >= VT_SLICE_MAX_TILES)
+                return vt_fail(st, VTOK_ELIMIT, "%s: pinpoint %lldx%lld makes %lld crops of %lld "
+                               "pixels (at most %d)", w, (long long)pw, (long long)ph,
+                               (long long)((pw / c) * (ph / c)), (long long)c,
+                               VT_SLICE_MAX_TILES - 1);
+        }
     } else if (s->unit % e->slice_crop) {
         return vt_fail(st, VTOK_EFORMAT, "%s: unit %lld is not a multiple of the %lld-pixel "
                        "crop", w, (long long)s->unit, (long long)e->slice_crop);

@@ -236,6 +236,11 @@ def main():
     expect_error(vtok, "pinpoint not a crop multiple", ["run", "--recipe", rp, "--model", M, "--out",
                                                       os.path.join(work, "x")] + img_args[:2],
                  ["pinpoint", "multiple"])
+    bad["encoders"][0]["slicing"]["grid_pinpoints"] = [[16000, 16000]]
+    json.dump(bad, open(rp, "w"))
+    expect_error(vtok, "pinpoint of a million crops", ["run", "--recipe", rp, "--model", M, "--out",
+                                                       os.path.join(work, "x")] + img_args[:2],
+                 ["crops", "at most"])
     bad["encoders"][0]["slicing"]["grid_pinpoints"] = []
     json.dump(bad, open(rp, "w"))
     expect_error(vtok, "empty pinpoints", ["run", "--recipe", rp, "--model", M, "--out",
