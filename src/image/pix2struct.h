@@ -1,0 +1,20 @@
+/*
+ * pix2struct.h - the patch grid of Pix2StructImageProcessor
+ * (transformers models/pix2struct/image_processing_pix2struct.py,
+ * extract_flattened_patches), which MoVA's Pix2Struct and DePlot experts
+ * depend on: it must be evaluated in double precision in the original's
+ * operation order, because MoVA reshapes max_patches outputs as a square
+ * and the rounding gives 44 x 44 instead of 45 x 45 for some sizes (spec
+ * mova-slime-llava.md 2.1).
+ */
+#ifndef VT_PIX2STRUCT_H
+#define VT_PIX2STRUCT_H
+
+#include <stdint.h>
+
+/* scale = sqrt(max_patches * (ph / h) * (pw / w)); rows = max(min(floor(scale
+ * * h / ph), max_patches), 1), cols likewise with w and pw. */
+void vt_pix2struct_grid(int64_t h, int64_t w, int64_t max_patches, int64_t ph, int64_t pw,
+                        int64_t *rows, int64_t *cols);
+
+#endif /* VT_PIX2STRUCT_H */

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""MoVA's pieces vs the original rules. Routing: the prompt and answer parser
+(src/recipes/mova_route.c) vs the
+rules of TempleX98/MoVA: mova/constants.py builds ROUTING_PROMPT from a base
+sentence, the seven descriptions as "\\n" + letter + ". " + text, and
+"\\n\\nQuestion:\\n"; mova/eval/model_vqa_loader.py get_routing_weights keeps
+the text before the third comma and sets expert k when its capital letter
+occurs in it. Written here from those rules (the repository is not
+installable) and run on a table of answers an LLM may give, malformed ones
+included. Pix2Struct's patch grid (src/image/pix2struct.c) vs transformers'
+extract_flattened_patches expression in Python floats over every square size
+16..5000 and a sweep of rectangles, for max_patches 2025 (MoVA: 45 x 45) and
+2048 (HF's default); the sweep must contain sizes where the rounding gives
+44 rows at 2025 (the bug MoVA inherits).
+
+    mova_parity.py --tool build/mova_run
+"""
+import math
+import argparse
+import subprocess
+import sys
+
+BASE = ("You are a helpful assistant router. Based on the visual content, questions, and model "
+        "pool the user provides, you need to consider the expertise of these models to select "
+        "the most 3 suitable models to help you answer the questions. Answer with the model's "
+        "letter from the given choices directly. If no models are selected, just answer "
+        "'none'.\nModel pool:")
+MODELS = [
+    "This model can effectively extract the accurate spatial and semantic information from natural images.",
+    "This model can handle images with text accurately and efficiently but fails to process natural images.",
+    "This model is a state-of-the-art object detector that can identify objects in images.",
+    "This model shows remarkable skill in text recognition, attaining top-tier text analysis outcomes across diverse areas",
+    "This model is a specialized model designed to achieve state-of-the-art plot and chart understanding performance.",
+    "This model is a foundation model designed for biomedical vision-language processing.",
+    "This model is a leading image segmentation framework and achieves strong zero-shot segmentation performance.",
+]
+
+
+def routing_prompt():
+    p = BASE
+    for letter, m in zip("ABCDEFG", MODELS):
+        p += "\n" + letter + ". " + m
+    return p + "\n\nQuestion:\n"
+
+
+def parse(response):
+    head = ",".join(response.split(",")[:3])
+    return "".join("1" if letter in head else "0" for letter in "ABCDEFG")
+
+
+ANSWERS = ["A", "A, C", "A,C,D", "A, C, D, E", "B,D,E,F,G", "none", "None", "", "a, c",
+           "Answer: C", "DEPLOT", "G", "A\nB", "ABCD", "A, B, C, D", ",,,A", "A,,,B",
+           "The answer is D, E and F", "C.", " D ", "E,F,G,A,B", "Model A and model G",
+           "xyz", "A, A, A", "none, B", "F, G,", "\u00c9, A", "A" * 100 + ",B,C,D", "A\\B"]
+
+
+def grid(h, w, max_patches, p):
+    scale = math.sqrt(max_patches * (p / h) * (p / w))
+    rows = max(min(math.floor(scale * h / p), max_patches), 1)
+    cols = max(min(math.floor(scale * w / p), max_patches), 1)
+    return rows, cols
+
+
+def check_grids(tool):
+    sizes = [(s, s) for s in range(16, 5001)]
+    sizes += [(h, w) for h in range(1, 3000, 37) for w in range(1, 3000, 53)]
+    sizes += [(1, 1), (1, 100000), (100000, 1), (720, 720), (1008, 672)]
+    fails = 0
+    for mp in (2025, 2048):
+        inp = "".join("%d %d\n" % hw for hw in sizes)
+        p = subprocess.run([tool, "--grid", str(mp), "16"], input=inp.encode(),
+                           stdout=subprocess.PIPE, check=True)
+        got = [tuple(map(int, x.split())) for x in p.stdout.decode().splitlines()]
+        want = [grid(h, w, mp, 16) for h, w in sizes]
+        bad = [(s, g, e) for s, g, e in zip(sizes, got, want) if g != e]
+        ok = len(got) == len(want) and not bad
+        fails += not ok
+        print(("ok   " if ok else "FAIL ") + "pix2struct grid, max_patches %d: %d sizes%s" % (
+            mp, len(sizes), "" if ok else ", first mismatch %s" % (bad[:1],)))
+        if mp == 2025:
+            short = sum(1 for (h, w), e in zip(sizes, want) if h == w and e[0] == 44)
+            ok = short > 0 and got[sizes.index((28, 28))] == (44, 44)
+            fails += not ok
+            print(("ok   " if ok else "FAIL ") + "the 44-instead-of-45 rounding reproduced "
+                  "(%d square sizes, e.g. 28 -> %s)" % (short, got[sizes.index((28, 28))]))
+    return fails
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tool", required=True)
+    a = ap.parse_args()
+    fails = 0
+    p = subprocess.run([a.tool, "--prompt"], stdout=subprocess.PIPE, check=True)
+    ok = p.stdout.decode() == routing_prompt()
+    print(("ok   " if ok else "FAIL ") + "routing prompt byte-identical (%d bytes)" % len(p.stdout))
+    fails += not ok
+    lines = "".join(x.replace("\\", "\\\\").replace("\n", "\\n") + "\n" for x in ANSWERS)
+    p = subprocess.run([a.tool], input=lines.encode(), stdout=subprocess.PIPE, check=True)
+    got = p.stdout.decode().splitlines()
+    for ans, g in zip(ANSWERS, got):
+        want = parse(ans)
+        ok = g == want
+        fails += not ok
+        print(("ok   " if ok else "FAIL ") + "%-30r -> %s (expected %s)" % (ans[:30], g, want))
+    if len(got) != len(ANSWERS):
+        print("FAIL %d answers, %d masks" % (len(ANSWERS), len(got)))
+        fails += 1
+    fails += check_grids(a.tool)
+    print("%d failure(s)" % fails)
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
