@@ -1,4 +1,4 @@
-# MoVA's routing prompt and answer parser, Pix2Struct's patch grid, vs the
+# MoVA: routing prompt and answer parser, Pix2Struct's patch grid, the MoV-Adapter vs the
 # rules of the official code (tests/blocks/mova_parity.py).
 if(VTOK_PYTHON)
   add_test(NAME parity_mova

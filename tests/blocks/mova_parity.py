@@ -11,14 +11,28 @@ included. Pix2Struct's patch grid (src/image/pix2struct.c) vs transformers'
 extract_flattened_patches expression in Python floats over every square size
 16..5000 and a sweep of rectangles, for max_patches 2025 (MoVA: 45 x 45) and
 2048 (HF's default); the sweep must contain sizes where the rounding gives
-44 rows at 2025 (the bug MoVA inherits).
+44 rows at 2025 (the bug MoVA inherits). The MoV-Adapter
+(src/connectors/mov_adapter.c) vs tests/ref/mova_ref.py on a tiny random
+configuration (width 128, an 8 x 8 map, 4 experts of 48/32/64/16 channels,
+top-3, two blocks) for routing masks of 3 experts, 1 expert, none (the
+routing pass) and all 4 (more than top-k: the gate keeps its own top 3):
+max|a-e| / max|e| <= 1e-5.
 
     mova_parity.py --tool build/mova_run
 """
 import math
 import argparse
+import os
 import subprocess
 import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ref"))
+import mova_ref as MR  # noqa: E402
+import safetensors_io as sio  # noqa: E402
 
 BASE = ("You are a helpful assistant router. Based on the visual content, questions, and model "
         "pool the user provides, you need to consider the expertise of these models to select "
@@ -86,6 +100,69 @@ def check_grids(tool):
     return fails
 
 
+@torch.no_grad()
+def check_adapter(tool):
+    torch.manual_seed(0)
+    R, d, d_llm, chans, d_text = 8, 128, 96, [48, 32, 64, 16], 40
+    m = MR.MoVAdapter(d, d_llm, chans, d_text, R, topk=3, blocks=2).eval()
+    g = torch.Generator().manual_seed(1)
+    for n, p in m.named_parameters():
+        if p.dim() == 1:
+            p.copy_((1.0 if n.endswith("weight") and ("norm" in n or "ln" in n or "bn" in n)
+                     else 0.0) + 0.2 * torch.randn(p.shape, generator=g))
+        else:
+            fan = p[0].numel() if p.dim() > 1 else 1
+            p.copy_(torch.randn(p.shape, generator=g) / fan ** 0.5)
+    fails = 0
+    with tempfile.TemporaryDirectory() as wd:
+        wpath = os.path.join(wd, "adapter.safetensors")
+        sio.write_file(wpath, {k: v.contiguous() for k, v in m.state_dict().items()})
+        x = torch.randn(1, R * R, d, generator=g)
+        text = torch.randn(1, d_text, generator=g)
+        feats = [torch.randn(1, R * R, c, generator=g) for c in chans]
+        np.save(os.path.join(wd, "x.npy"), x[0].numpy())
+        np.save(os.path.join(wd, "t.npy"), text[0].numpy())
+        fpaths = []
+        for k, f in enumerate(feats):
+            fpaths.append(os.path.join(wd, "f%d.npy" % k))
+            np.save(fpaths[-1], f[0].numpy())
+        for mask in ("1,0,1,1", "0,1,0,0", "none", "1,1,1,1"):
+            r = torch.zeros(1, 4) if mask == "none" else torch.tensor(
+                [[float(v) for v in mask.split(",")]])
+            exp = m(x, feats, text, r)[0].numpy()
+            out = os.path.join(wd, "out.npy")
+            p = subprocess.run([tool, "--adapter", wpath, os.path.join(wd, "x.npy"),
+                                os.path.join(wd, "t.npy"), mask, out] + fpaths,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            if p.returncode:
+                print("FAIL mov-adapter routing %s: %s" % (mask, p.stderr.decode().strip()))
+                fails += 1
+                continue
+            got = np.load(out)
+            err = float(np.max(np.abs(got - exp)) / np.max(np.abs(exp)))
+            ok = got.shape == exp.shape and err <= 1e-5
+            fails += not ok
+            print(("ok   " if ok else "FAIL ") + "mov-adapter, routing %-8s %s rel %.2e" % (
+                mask, list(got.shape), err))
+        # the test can see what it checks: the experts move the output, and with
+        # four experts on, the gate's top-3 cut does
+        r_all, r_none = torch.ones(1, 4), torch.zeros(1, 4)
+        base = m(x, feats, text, r_none)[0]
+        d_exp = float((m(x, feats, text, r_all)[0] - base).abs().max() / base.abs().max())
+        for blk in m.blocks:
+            blk.topk = 4
+        y4 = m(x, feats, text, r_all)[0]
+        for blk in m.blocks:
+            blk.topk = 3
+        y3 = m(x, feats, text, r_all)[0]
+        d_top = float((y4 - y3).abs().max() / y3.abs().max())
+        ok = d_exp > 1e-3 and d_top > 1e-4
+        fails += not ok
+        print(("ok   " if ok else "FAIL ") + "sensitivity: experts on vs off %.2e, top-3 vs top-4 "
+              "%.2e" % (d_exp, d_top))
+    return fails
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True)
@@ -107,6 +184,7 @@ def main():
         print("FAIL %d answers, %d masks" % (len(ANSWERS), len(got)))
         fails += 1
     fails += check_grids(a.tool)
+    fails += check_adapter(a.tool)
     print("%d failure(s)" % fails)
     return 1 if fails else 0
 

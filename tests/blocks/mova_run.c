@@ -9,7 +9,14 @@
  *   mova_run --grid MAX P < sizes.txt
  *                               per "h w" line, "rows cols" of the patch grid for
  *                               max_patches MAX and P x P patches
+ *   mova_run --adapter W.safetensors X.npy TEXT.npy ROUTING OUT.npy [E0.npy ...]
+ *                               the MoV-Adapter (src/connectors/mov_adapter.h):
+ *                               X [R^2, d], TEXT [d_text], ROUTING "1,0,1,..."
+ *                               (or "none": the routing pass), one feature file
+ *                               per expert [R^2, C_e]; OUT [(R/2)^2, d_llm]
  */
+#include "connectors/mov_adapter.h"
+#include "core/pool.h"
 #include "image/pix2struct.h"
 #include "recipes/mova_route.h"
 
@@ -18,8 +25,64 @@
 #include <stdio.h>
 #include <string.h>
 
+static int adapter(int argc, char **argv)
+{
+    vtok_status st = {0};
+    vt_weights *w = NULL;
+    float *x = NULL, *t = NULL, *f[VT_MOV_MAX_EXPERTS] = {0}, *mem = NULL, *out = NULL;
+    vt_mov_adapter a;
+    memset(&a, 0, sizeof a);
+    vt_pool *pool = NULL;
+    int nd, rc;
+    int64_t sx[8], st_[8], sf[8];
+    if ((rc = vt_weights_open(argv[2], 0, &w, &st)) || (rc = vt_npy_read_f32(argv[3], &x, &nd, sx, &st)) ||
+        (rc = vt_npy_read_f32(argv[4], &t, &nd, st_, &st)))
+        goto done;
+    vt_wsrc src = vt_wsrc_one(w, argv[2], "");
+    vt_loader ld;
+    vt_loader_init(&ld, &src, "mov_adapter", NULL, &st);
+    vt_owned own = {0};
+    ld.own = &own;
+    if ((rc = vt_mov_adapter_load(&a, &ld, "", NULL, "mov_adapter")) || (rc = vt_loader_finish(&ld)))
+        goto done;
+    float routing[VT_MOV_MAX_EXPERTS] = {0};
+    const int none = !strcmp(argv[5], "none");
+    for (int64_t k = 0; !none && k < a.n_exp; k++)
+        routing[k] = argv[5][2 * k] == '1';
+    for (int64_t k = 0; k < a.n_exp && 7 + k < argc; k++)
+        if ((rc = vt_npy_read_f32(argv[7 + k], &f[k], &nd, sf, &st)))
+            goto done;
+    const int64_t work = vt_mov_adapter_work_floats(&a), scr = vt_exec_scratch_floats(a.res * a.res);
+    const int64_t H = a.res / 2, n_out = H * H * a.mlp.d_out;
+    if (!(pool = vt_pool_new(2)) || !(mem = vt_alloc((size_t)(work + 2 * scr) * sizeof(float))) ||
+        !(out = vt_alloc((size_t)n_out * sizeof(float)))) {
+        rc = vt_fail(&st, VTOK_ENOMEM, "out of memory");
+        goto done;
+    }
+    vt_exec e = {.pool = pool, .k = vt_kernels_get(), .scratch = mem + work, .scratch_stride = scr};
+    vt_mov_adapter_forward(&a, &e, x, (const float *const *)f, none ? NULL : routing, t, out, mem);
+    int64_t os[2] = {H * H, a.mlp.d_out};
+    rc = vt_npy_write_f32(argv[6], out, 2, os, &st);
+    vt_owned_free(&own);
+done:
+    if (rc)
+        fprintf(stderr, "mova_run: %s\n", st.msg);
+    vt_mov_adapter_free(&a);
+    vt_pool_free(pool);
+    vt_free(mem);
+    vt_free(out);
+    vt_free(x);
+    vt_free(t);
+    for (int k = 0; k < VT_MOV_MAX_EXPERTS; k++)
+        vt_free(f[k]);
+    vt_weights_close(w);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 6 && !strcmp(argv[1], "--adapter"))
+        return adapter(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "--prompt")) {
         fputs(vt_mova_routing_prompt(), stdout);
         return 0;
