@@ -282,6 +282,37 @@ static void swiglu_task(void *arg, int64_t i, int tid)
     }
 }
 
+static void bilinear_taps(int64_t o, int64_t n_in, int64_t n_out, int64_t *i0, int64_t *i1,
+                          float *l0, float *l1)
+{
+    const float scale = (float)n_in / (float)n_out;
+    float src = scale * ((float)o + 0.5f) - 0.5f;
+    src = src < 0 ? 0 : src;
+    *i0 = (int64_t)src;
+    *i1 = *i0 + (*i0 < n_in - 1);
+    *l1 = src - (float)*i0;
+    *l0 = 1.0f - *l1;
+}
+
+void vt_resize_bilinear(const float *src, int64_t h, int64_t w, int64_t C, int64_t oh,
+                        int64_t ow, float *dst)
+{
+    for (int64_t y = 0; y < oh; y++) {
+        int64_t y0, y1;
+        float hy0, hy1;
+        bilinear_taps(y, h, oh, &y0, &y1, &hy0, &hy1);
+        for (int64_t x = 0; x < ow; x++, dst += C) {
+            int64_t x0, x1;
+            float wx0, wx1;
+            bilinear_taps(x, w, ow, &x0, &x1, &wx0, &wx1);
+            const float *a = src + (y0 * w + x0) * C, *b = src + (y0 * w + x1) * C;
+            const float *c = src + (y1 * w + x0) * C, *e = src + (y1 * w + x1) * C;
+            for (int64_t k = 0; k < C; k++)
+                dst[k] = hy0 * (wx0 * a[k] + wx1 * b[k]) + hy1 * (wx0 * c[k] + wx1 * e[k]);
+        }
+    }
+}
+
 void vt_op_swiglu(const vt_exec *e, int64_t M, int64_t hf, const float *in, float *out)
 {
     swiglu_job j = {.e = e, .in = in, .out = out, .M = M, .hf = hf};

@@ -141,6 +141,15 @@ void vt_op_linear_ex(const vt_exec *e, int64_t M, float *x, int64_t ldx, const v
 void vt_op_layernorm(const vt_exec *e, int64_t M, int64_t n, const float *x, const vt_norm *nm,
                      float *y);
 
+/* A channel-last map [h * w, C] resized to [oh * ow, C] as
+ * F.interpolate(mode="bilinear", align_corners=False, antialias=False) does
+ * on the channel-first tensor (aten upsample_bilinear2d: source index
+ * scale * (o + 0.5) - 0.5 clamped at 0, scale = in / out in float, the
+ * second tap clamped at the edge; MoVA's feature_align, LLaVA-NeXT's
+ * anyres_max). Single-threaded: small maps. */
+void vt_resize_bilinear(const float *src, int64_t h, int64_t w, int64_t C, int64_t oh,
+                        int64_t ow, float *dst);
+
 /* SwiGLU rows: out[r, c] = silu(in[r, c]) * in[r, hf + c], in rows of 2*hf,
  * out rows of hf (Dinov2SwiGLUFFN / EVA-02 with a fused fc1). */
 void vt_op_swiglu(const vt_exec *e, int64_t M, int64_t hf, const float *in, float *out);

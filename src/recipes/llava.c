@@ -246,7 +246,7 @@ static int llava_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_p
         const int64_t cells = f->grid[i].gw * f->grid[i].gh * t;
         map = s->anyres_max && cells > map ? cells : map;
     }
-    map = vt_szmul(map, d);
+    map = vt_szmul(2 * map, d); /* the cut map and its shrunk copy */
     p->work_floats = map > p->work_floats ? map : p->work_floats;
     p->ragged = 1;
     vt_stage_set(&p->stages[p->n_stages++], "tokens", 2, total, d, 0, 0);
@@ -259,22 +259,6 @@ static const float *map_row(const vt_tile_grid *g, const float *base, int64_t t,
 {
     const int64_t tile = 1 + (y / p) * g->gw + x / p, k = (y % p) * p + x % p;
     return base + (tile * t + k) * d;
-}
-
-/* F.interpolate(mode="bilinear", align_corners=False) source taps for output
- * index o of n_out from n_in (aten upsample_bilinear2d: scale = in / out,
- * src = scale (o + 0.5) - 0.5 clamped at 0, the second tap clamped at the
- * edge). */
-static void bilinear_taps(int64_t o, int64_t n_in, int64_t n_out, int64_t *i0, int64_t *i1,
-                          float *l0, float *l1)
-{
-    const float scale = (float)n_in / (float)n_out;
-    float src = scale * ((float)o + 0.5f) - 0.5f;
-    src = src < 0 ? 0 : src;
-    *i0 = (int64_t)src;
-    *i1 = *i0 + (*i0 < n_in - 1);
-    *l1 = src - (float)*i0;
-    *l0 = 1.0f - *l1;
 }
 
 /* Image g's tokens from the projected tiles P [tiles, t, d] into out; work
@@ -324,23 +308,16 @@ static void merge_image(const llava_state *s, const vt_tile_grid *g, const float
         }
         return;
     }
-    /* anyres_max: the cut map, then bilinear to oh x ow */
+    /* anyres_max: the cut map, bilinear to oh x ow (in place of the
+     * projector rows already read), then the rows with their newlines */
+    float *small = work + h * w * d;
     for (int64_t y = 0; y < h; y++)
         for (int64_t x = 0; x < w; x++)
             memcpy(work + (y * w + x) * d, map_row(g, base, t, p, d, m.r0 + y, m.c0 + x), row);
+    vt_resize_bilinear(work, h, w, d, m.oh, m.ow, small);
     for (int64_t y = 0; y < m.oh; y++) {
-        int64_t y0, y1;
-        float hy0, hy1;
-        bilinear_taps(y, h, m.oh, &y0, &y1, &hy0, &hy1);
-        for (int64_t x = 0; x < m.ow; x++, out += d) {
-            int64_t x0, x1;
-            float wx0, wx1;
-            bilinear_taps(x, w, m.ow, &x0, &x1, &wx0, &wx1);
-            const float *a = work + (y0 * w + x0) * d, *b = work + (y0 * w + x1) * d;
-            const float *c = work + (y1 * w + x0) * d, *e = work + (y1 * w + x1) * d;
-            for (int64_t k = 0; k < d; k++)
-                out[k] = hy0 * (wx0 * a[k] + wx1 * b[k]) + hy1 * (wx0 * c[k] + wx1 * e[k]);
-        }
+        memcpy(out, small + y * m.ow * d, (size_t)(m.ow * d) * sizeof(float));
+        out += m.ow * d;
         memcpy(out, s->newline, row);
         out += d;
     }

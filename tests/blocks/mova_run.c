@@ -14,6 +14,9 @@
  *                               X [R^2, d], TEXT [d_text], ROUTING "1,0,1,..."
  *                               (or "none": the routing pass), one feature file
  *                               per expert [R^2, C_e]; OUT [(R/2)^2, d_llm]
+ *   mova_run --align OH OW IN.npy OUT.npy
+ *                               feature_align: IN [h, w, C] resized bilinear
+ *                               (vt_resize_bilinear) to OUT [OH, OW, C]
  */
 #include "connectors/mov_adapter.h"
 #include "core/pool.h"
@@ -79,8 +82,34 @@ done:
     return rc ? 1 : 0;
 }
 
+static int align(char **argv)
+{
+    vtok_status st = {0};
+    float *x = NULL, *y = NULL;
+    int nd;
+    int64_t sh[8];
+    const int64_t oh = atoll(argv[2]), ow = atoll(argv[3]);
+    int rc = vt_npy_read_f32(argv[4], &x, &nd, sh, &st);
+    if (!rc && (nd != 3 || oh < 1 || ow < 1))
+        rc = vt_fail(&st, VTOK_ESHAPE, "IN must be [h, w, C] and OH, OW positive");
+    if (!rc && !(y = vt_alloc((size_t)(oh * ow * sh[2]) * sizeof(float))))
+        rc = vt_fail(&st, VTOK_ENOMEM, "out of memory");
+    if (!rc) {
+        vt_resize_bilinear(x, sh[0], sh[1], sh[2], oh, ow, y);
+        int64_t os[3] = {oh, ow, sh[2]};
+        rc = vt_npy_write_f32(argv[5], y, 3, os, &st);
+    }
+    if (rc)
+        fprintf(stderr, "mova_run: %s\n", st.msg);
+    vt_free(x);
+    vt_free(y);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 5 && !strcmp(argv[1], "--align"))
+        return align(argv);
     if (argc > 6 && !strcmp(argv[1], "--adapter"))
         return adapter(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "--prompt")) {
