@@ -245,14 +245,20 @@ static float aa_cubic(float x)
     return 0.0f;
 }
 
-/* Resample n_in rows (stride_in apart, d floats each) to n_out rows, for `outer`
- * blocks; scale maps output to source coordinates (pos_axis_scale). Mixed
- * float/double steps follow the aten expressions they mirror. */
-static void aa_pass(const float *src, int64_t n_in, int64_t n_out, float scale,
-                    int64_t stride_in, int64_t stride_out, int64_t outer, int64_t outer_in,
-                    int64_t outer_out, int64_t d, float *dst)
+/* aten's antialiased bilinear filter (HelperInterpLinear::aa_filter). */
+static float aa_linear(float x)
 {
-    float support = scale >= 1.0f ? 2.0f * scale : 2.0f;
+    x = fabsf(x);
+    return x < 1.0f ? 1.0f - x : 0.0f;
+}
+
+void vt_aa_pass(const float *src, int64_t n_in, int64_t n_out, float scale, int64_t stride_in,
+                int64_t stride_out, int64_t outer, int64_t outer_in, int64_t outer_out,
+                int64_t d, int linear, float *dst)
+{
+    float (*const aa_filter)(float) = linear ? aa_linear : aa_cubic;
+    const float base = linear ? 1.0f : 2.0f; /* the filter's support at scale 1 */
+    float support = scale >= 1.0f ? base * scale : base;
     float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
     int64_t max_taps = (int64_t)ceilf(support) * 2 + 1;
     for (int64_t i = 0; i < n_out; i++) {
@@ -268,7 +274,7 @@ static void aa_pass(const float *src, int64_t n_in, int64_t n_out, float scale,
         /* Weights are recomputed per use rather than stored: no buffer, any scale. */
         float total = 0.0f;
         for (int64_t j = xmin; j < xmax; j++)
-            total += aa_cubic((float)(((double)((float)j - center) + 0.5) * invscale));
+            total += aa_filter((float)(((double)((float)j - center) + 0.5) * invscale));
         float norm = total != 0.0f ? total : 1.0f;
         for (int64_t o = 0; o < outer; o++) {
             const float *s0 = src + o * outer_in;
@@ -276,7 +282,7 @@ static void aa_pass(const float *src, int64_t n_in, int64_t n_out, float scale,
             for (int64_t c = 0; c < d; c++)
                 t[c] = 0.0f;
             for (int64_t j = xmin; j < xmax; j++) {
-                float wj = aa_cubic((float)(((double)((float)j - center) + 0.5) * invscale)) / norm;
+                float wj = aa_filter((float)(((double)((float)j - center) + 0.5) * invscale)) / norm;
                 const float *sj = s0 + j * stride_in;
                 for (int64_t c = 0; c < d; c++)
                     t[c] += sj[c] * wj;
@@ -290,11 +296,11 @@ static void interp_pos_aa(const float *src, int64_t gh0, int64_t gw0, int64_t d,
 {
     const float *cur = src;
     if (gw != gw0) { /* horizontal: [gh0, gw0, d] -> [gh0, gw, d] */
-        aa_pass(cur, gw0, gw, sx, d, d, gh0, gw0 * d, gw * d, d, gh == gh0 ? dst : tmp);
+        vt_aa_pass(cur, gw0, gw, sx, d, d, gh0, gw0 * d, gw * d, d, 0, gh == gh0 ? dst : tmp);
         cur = gh == gh0 ? dst : tmp;
     }
     if (gh != gh0) /* vertical: [gh0, gw, d] -> [gh, gw, d], rows of gw*d */
-        aa_pass(cur, gh0, gh, sy, gw * d, gw * d, 1, 0, 0, gw * d, dst);
+        vt_aa_pass(cur, gh0, gh, sy, gw * d, gw * d, 1, 0, 0, gw * d, 0, dst);
     else if (gw == gw0)
         memcpy(dst, src, (size_t)(gh * gw * d) * sizeof(float));
 }

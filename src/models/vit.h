@@ -167,4 +167,13 @@ void    vt_vit_encoder(const vt_vit *v, const vt_exec *e, int64_t n, int64_t T, 
 void vt_pos_bicubic(const float *src, int64_t gh0, int64_t gw0, int64_t d, int64_t gh,
                     int64_t gw, float sy, float sx, float *dst);
 
+/* One separable pass of torch's antialiased resize (F.interpolate(...,
+ * antialias=True)): n_in rows (stride_in floats apart, d floats each) to
+ * n_out rows, for `outer` blocks (outer_in / outer_out floats apart); scale
+ * maps output to source coordinates (in / out). linear: the bilinear
+ * (triangle) filter, else bicubic (a = -0.5). See vit.c. */
+void vt_aa_pass(const float *src, int64_t n_in, int64_t n_out, float scale, int64_t stride_in,
+                int64_t stride_out, int64_t outer, int64_t outer_in, int64_t outer_out,
+                int64_t d, int linear, float *dst);
+
 #endif /* VT_VIT_H */

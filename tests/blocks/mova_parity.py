@@ -20,6 +20,8 @@ max|a-e| / max|e| <= 1e-5. feature_align's bilinear resize vs torch's
 F.interpolate itself, for the experts' map sizes (<= 1e-5: torch 1.13's
 weights differ from the aten formula's float evaluation in the last bits,
 up to ~6e-6 relative here; UNVERIFIED which arithmetic it uses).
+Pix2Struct's flattened patches vs the processor's steps written with numpy and
+torch (F.interpolate antialias=True, unfold) on random images (<= 1e-5).
 
     mova_parity.py --tool build/mova_run
 """
@@ -193,6 +195,52 @@ def check_align(tool):
     return fails
 
 
+def pix2struct_ref(a, max_patches, p):
+    """Pix2StructImageProcessor (is_vqa=False) on a uint8 HWC array: normalize
+    (np.mean / np.std over everything, std floored at 1 / sqrt(size)), the
+    grid, F.interpolate(bilinear, antialias=True), patches (unfold order: y,
+    x, channel), 1-based row / col ids, zero rows to max_patches."""
+    x = a.astype(np.float32)
+    mean = np.mean(x)
+    std = np.std(x)
+    adj = max(std, 1.0 / math.sqrt(np.prod(x.shape)))
+    x = (x - np.array(mean, dtype=np.float32)) / np.array(adj, dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    rows, cols = grid(a.shape[0], a.shape[1], max_patches, p)
+    t = torch.nn.functional.interpolate(t[None], size=(rows * p, cols * p), mode="bilinear",
+                                        align_corners=False, antialias=True)
+    u = torch.nn.functional.unfold(t, (p, p), stride=(p, p))
+    u = u.reshape(1, 3, p, p, -1).permute(0, 4, 2, 3, 1).reshape(rows * cols, 3 * p * p)
+    rid = torch.arange(rows).reshape(rows, 1).repeat(1, cols).reshape(-1, 1) + 1
+    cid = torch.arange(cols).reshape(1, cols).repeat(rows, 1).reshape(-1, 1) + 1
+    r = torch.cat([rid.float(), cid.float(), u], -1)
+    return torch.nn.functional.pad(r, [0, 0, 0, max_patches - rows * cols]).numpy()
+
+
+def check_pix2struct(tool):
+    from PIL import Image
+    fails = 0
+    rng = np.random.default_rng(5)
+    with tempfile.TemporaryDirectory() as wd:
+        for (h, w, mp) in ((28, 28, 2025), (96, 96, 2025), (50, 120, 2048), (300, 40, 256),
+                           (20, 20, 16)):
+            a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            path = os.path.join(wd, "im.png")
+            Image.fromarray(a).save(path)
+            out = os.path.join(wd, "p.npy")
+            q = subprocess.run([tool, "--pix2struct", str(mp), "16", path, out],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            exp = pix2struct_ref(a, mp, 16)
+            ok = q.returncode == 0
+            got = np.load(out) if ok else None
+            err = float(np.max(np.abs(got - exp)) / np.max(np.abs(exp))) if ok else -1
+            ok = ok and got.shape == exp.shape and err <= 1e-5
+            fails += not ok
+            print(("ok   " if ok else "FAIL ") + "pix2struct patches %dx%d max %d -> %s rows %d "
+                  "rel %.2e" % (w, h, mp, list(exp.shape), int((exp[:, 0] > 0).sum()), err))
+    return fails
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", required=True)
@@ -216,6 +264,7 @@ def main():
     fails += check_grids(a.tool)
     fails += check_adapter(a.tool)
     fails += check_align(a.tool)
+    fails += check_pix2struct(a.tool)
     print("%d failure(s)" % fails)
     return 1 if fails else 0
 

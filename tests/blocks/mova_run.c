@@ -14,13 +14,16 @@
  *                               X [R^2, d], TEXT [d_text], ROUTING "1,0,1,..."
  *                               (or "none": the routing pass), one feature file
  *                               per expert [R^2, C_e]; OUT [(R/2)^2, d_llm]
+ *   mova_run --pix2struct MAX P IMAGE OUT.npy
+ *                               Pix2Struct's flattened patches of an image file
+ *                               (vt_pix2struct_patches): OUT [MAX, 2 + P P 3]
  *   mova_run --align OH OW IN.npy OUT.npy
  *                               feature_align: IN [h, w, C] resized bilinear
  *                               (vt_resize_bilinear) to OUT [OH, OW, C]
  */
 #include "connectors/mov_adapter.h"
 #include "core/pool.h"
-#include "image/pix2struct.h"
+#include "models/pix2struct.h"
 #include "recipes/mova_route.h"
 
 #include <stdlib.h>
@@ -106,8 +109,37 @@ static int align(char **argv)
     return rc ? 1 : 0;
 }
 
+static int pix2struct(char **argv)
+{
+    vtok_status st = {0};
+    vtok_image img = {0};
+    float *out = NULL, *work = NULL;
+    const int64_t mp = atoll(argv[2]), p = atoll(argv[3]);
+    int rc = vtok_image_load(argv[4], NULL, &img, &st);
+    if (!rc && (mp < 1 || p < 1))
+        rc = vt_fail(&st, VTOK_EINVAL, "MAX and P must be positive");
+    if (!rc && (!(out = vt_alloc((size_t)(mp * (2 + p * p * 3)) * sizeof(float))) ||
+                !(work = vt_alloc((size_t)vt_pix2struct_work_floats(img.height, img.width, mp, p) *
+                                  sizeof(float)))))
+        rc = vt_fail(&st, VTOK_ENOMEM, "out of memory");
+    if (!rc)
+        rc = vt_pix2struct_patches(&img, mp, p, out, work, &st);
+    if (!rc) {
+        int64_t os[2] = {mp, 2 + p * p * 3};
+        rc = vt_npy_write_f32(argv[5], out, 2, os, &st);
+    }
+    if (rc)
+        fprintf(stderr, "mova_run: %s\n", st.msg);
+    vtok_image_free(&img);
+    vt_free(out);
+    vt_free(work);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 5 && !strcmp(argv[1], "--pix2struct"))
+        return pix2struct(argv);
     if (argc > 5 && !strcmp(argv[1], "--align"))
         return align(argv);
     if (argc > 6 && !strcmp(argv[1], "--adapter"))
