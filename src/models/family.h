@@ -44,6 +44,13 @@ int vt_load_clip_encoder(vt_vit *v, vt_loader *ld);
  * they planned themselves (recipes: vt_vit_forward on a shallow copy). */
 const vt_vit *vt_model_vit(const vtok_model *m);
 
+/* Let a fixed-size tower (CLIP) run at other sizes with its patch position
+ * table resized (VT_POS_BICUBIC: F.interpolate(size=grid, bicubic,
+ * align_corners=False), the CLS row kept: MoVA's resize_image_embeddings for
+ * CLIP at 672). VTOK_EUNSUPPORTED if the tower has no table or already
+ * interpolates another way. Only on a model not yet shared. */
+int vt_model_set_pos_interp(vtok_model *m, int kind);
+
 /* vtok_model_load with the tower's tensors from elsewhere: config.json (and
  * the family) from `folder`, weights from `weights` (a folder or a file;
  * NULL: the folder's own; p already read),

@@ -348,6 +348,15 @@ const vt_vit *vt_model_vit(const vtok_model *m)
     return m ? &m->vit : NULL;
 }
 
+int vt_model_set_pos_interp(vtok_model *m, int kind)
+{
+    if (!m || !m->vit.pos || m->vit.pos_interp)
+        return m && m->vit.pos_interp == kind ? 0 : VTOK_EUNSUPPORTED;
+    m->vit.pos_interp = kind;
+    m->vit.pos_offset = 0.0; /* size= rule */
+    return 0;
+}
+
 int64_t vt_model_lp_max_in(const vtok_model *m)
 {
     return m ? m->lp_max_in : 0;

@@ -618,6 +618,16 @@ static int load_hf(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *
         e->model = vtok_model_load(e->path, &mp, st);
     if (!e->model)
         return st->code ? st->code : VTOK_EFORMAT;
+    /* "pos_interp": "bicubic": run at the processor's size with the position
+     * table resized (MoVA's CLIP at 672 from a 336 checkpoint) */
+    static const char *const interps[] = {"none", "bicubic", NULL};
+    int interp = 0;
+    int rc = vt_opt_enum(ej, "pos_interp", interps, 0, &interp, where, st);
+    if (rc)
+        return rc;
+    if (interp && vt_model_set_pos_interp(e->model, VT_POS_BICUBIC))
+        return vt_fail(st, VTOK_EUNSUPPORTED, "%s: pos_interp: this tower cannot resize its "
+                       "position table that way", where);
     e->vit = vt_model_vit(e->model);
     int64_t lp = vt_model_lp_max_in(e->model);
     r->lp_max_in = lp > r->lp_max_in ? lp : r->lp_max_in;
@@ -796,7 +806,7 @@ int vt_recipe_slice_grid(const vt_recipe *r, int64_t w, int64_t h, vt_tile_grid 
 static int load_encoder(vt_recipe *r, const cJSON *ej, int idx, vtok_status *st)
 {
     static const char *const hf_keys[] = {"name", "kind", "path", "weights", "processor",
-                                          "slicing", NULL};
+                                          "slicing", "pos_interp", NULL};
     static const char *const eva_keys[] = {"name", "kind", "file", "prefix", "variant", "config",
                                            "processor", "slicing", NULL};
     static const char *const enc_kinds[] = {"hf", "eva", NULL};

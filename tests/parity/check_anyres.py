@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 sys.path.insert(0, os.path.join(REPO, "tests", "image"))
 sys.path.insert(0, HERE)
 import anyres_ref as ar  # noqa: E402
+import hf_vision as hv  # noqa: E402
 import llava_comm_ref as ref  # noqa: E402
 import safetensors_io as sio  # noqa: E402
 from check_processor import hf_reference_image  # noqa: E402
@@ -227,6 +228,40 @@ def main():
         check(emb.shape == exp["tokens"].shape and rel(emb, exp["tokens"]) <= TOL,
               "llava-v1.6 layout: the checkpoint's tower is used, embeddings rel %s" % (
                   "%.2e" % rel(emb, exp["tokens"]) if emb.shape == exp["tokens"].shape else "shape"))
+
+    # MoVA's base encoder rule: a CLIP checkpoint run at twice its size with the
+    # patch position table resized bicubic (resize_image_embeddings: CLS row
+    # kept, F.interpolate(size=grid, bicubic, align_corners=False)); encoder
+    # option pos_interp, the processor at 32
+    var = json.load(open(os.path.join(REPO, "recipes", "llava-1.5.json")))
+    var["encoders"][0]["pos_interp"] = "bicubic"
+    var["encoders"][0]["processor"] = {"size": {"shortest_edge": 32},
+                                       "crop_size": {"height": 32, "width": 32}}
+    rp = os.path.join(work, "pos_interp.json")
+    json.dump(var, open(rp, "w"))
+    sd = {k: v.clone() for k, v in clip.state_dict().items()}
+    pk = [k for k in sd if k.endswith("position_embedding.weight")][0]
+    pos = sd[pk]
+    g0, d0 = 4, pos.shape[1]
+    grid = pos[1:].reshape(1, g0, g0, d0).permute(0, 3, 1, 2)
+    big = torch.nn.functional.interpolate(grid, size=(8, 8), mode="bicubic", align_corners=False)
+    sd[pk] = torch.cat([pos[:1], big.permute(0, 2, 3, 1).reshape(64, d0)])
+    for k in [k for k in sd if k.endswith("position_ids")]:
+        sd[k] = torch.arange(65)[None]
+    clip32 = hv.build_model(dict(CLIP_CFG, image_size=32))
+    clip32.load_state_dict(sd)
+    clip32.eval()
+    proc32 = dict(CLIP_PROC, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    px32 = np.stack([hf_reference_image(proc32, im) for im in images[:3]])
+    e = ref.llava(clip32, px32, proj)
+    o = os.path.join(work, "out_posinterp")
+    if ok_run(vtok, "pos_interp bicubic (CLIP at 2x)", ["run", "--recipe", rp, "--model", M,
+                                                      "--out", o] + img_args[:6]):
+        emb = np.load(os.path.join(o, "embeddings.npy"))
+        check(emb.shape == e["projector"].shape and rel(emb, e["projector"]) <= TOL,
+              "pos_interp bicubic: CLIP 16 -> 32 px, table 4x4 -> 8x8, embeddings %s rel %s" % (
+                  list(emb.shape), "%.2e" % rel(emb, e["projector"])
+                  if emb.shape == e["projector"].shape else "shape"))
 
     # bad inputs
     bad = copy.deepcopy(json.load(open(os.path.join(REPO, "recipes", "llava-next.json"))))
