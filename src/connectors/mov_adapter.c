@@ -111,10 +111,7 @@ int vt_mov_adapter_load(vt_mov_adapter *a, vt_loader *ld, const char *base, cons
     }
     int64_t ps[3] = {1, -1, -1};
     a->pos = vt_get_shape(ld, "pos_embed", 3, ps);
-    int64_t R = 0;
-    if (a->pos)
-        while (R * R < ps[1])
-            R++;
+    const int64_t R = a->pos ? vt_square_side(ps[1]) : 0;
     if (!a->pos || R * R != ps[1] || R % 2 || ps[2] % HD) {
         vt_loader_base(ld, saved);
         return ld->err ? ld->err : vt_loader_fail(ld, VTOK_ESHAPE, "%s: pos_embed must be "

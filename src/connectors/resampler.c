@@ -47,8 +47,7 @@ int vt_resampler_load(vt_resampler *r, vt_loader *ld, const char *base, const cJ
     r->n_q = qs[0];
     r->d = qs[1];
     const int64_t d = r->d;
-    for (r->grid = 0; r->grid * r->grid < r->n_q; r->grid++)
-        ;
+    r->grid = vt_square_side(r->n_q);
     if (r->grid * r->grid != r->n_q || d < 1 || d > 65536) {
         vt_loader_base(ld, saved);
         return vt_loader_fail(ld, VTOK_ESHAPE, "%s: %lld queries of width %lld: not a square "
@@ -136,9 +135,7 @@ void vt_resampler_forward(const vt_resampler *r, const vt_exec *e, const float *
     const int64_t d = r->d, nq = r->n_q;
     rs_buffers b;
     layout(r, n, t_in, work, &b);
-    int64_t t = 0;
-    while (t * t < t_in)
-        t++;
+    const int64_t t = vt_square_side(t_in);
     /* pos_k: the query grid's table resized to the t x t key map, rounded to
      * float16 as get_abs_pos's .to(dtype) of the float16 parameter does (a
      * resize to the same size is the identity) */

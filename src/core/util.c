@@ -323,3 +323,26 @@ int vt_folder_of(const char *path, char *dir, size_t n)
         snprintf(dir, n, "%.*s", (int)(s - path) > 0 ? (int)(s - path) : 1, path);
     return 0;
 }
+
+int vt_grow(void *pp, int64_t *cap, int64_t need, size_t elsz)
+{
+    if (need <= *cap)
+        return 1;
+    int64_t nc = *cap ? *cap * 2 : 16;
+    if (nc < need)
+        nc = need;
+    void *np = realloc(*(void **)pp, (size_t)nc * elsz);
+    if (!np)
+        return 0;
+    *(void **)pp = np;
+    *cap = nc;
+    return 1;
+}
+
+int64_t vt_square_side(int64_t n)
+{
+    int64_t s = 0;
+    while (s * s < n)
+        s++;
+    return s;
+}

@@ -63,6 +63,15 @@ float vt_bf16_to_f32(uint16_t h);
 /* float -> IEEE half, round to nearest even (torch's .to(float16)). */
 uint16_t vt_f32_to_f16(float x);
 
+/* Grow the malloc'ed array *pp (a T **, passed as void *) of *cap elements of
+ * elsz bytes to hold at least need (doubling, at least 16); 1 on success, 0
+ * out of memory (the array untouched). */
+int vt_grow(void *pp, int64_t *cap, int64_t need, size_t elsz);
+
+/* The side of the smallest square holding n cells: the least s >= 0 with
+ * s * s >= n (a token map's side; s * s == n when n is a square). */
+int64_t vt_square_side(int64_t n);
+
 /* a*b into *out; returns 0 on overflow (or negative operand), 1 otherwise. */
 int vt_mul_ok(int64_t a, int64_t b, int64_t *out);
 

@@ -92,21 +92,6 @@ static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] 
 static uint32_t rd32(const uint8_t *p) { return rd16(p) | (uint32_t)rd16(p + 2) << 16; }
 static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
-static int grow(void *pp, int64_t *cap, int64_t need, size_t elsz)
-{
-    if (need <= *cap)
-        return 1;
-    int64_t nc = *cap ? *cap * 2 : 16;
-    if (nc < need)
-        nc = need;
-    void *np = realloc(*(void **)pp, (size_t)nc * elsz);
-    if (!np)
-        return 0;
-    *(void **)pp = np;
-    *cap = nc;
-    return 1;
-}
-
 static int has_suffix(const char *s, const char *suf)
 {
     size_t a = strlen(s), b = strlen(suf);
@@ -241,7 +226,7 @@ static int32_t new_obj(pk *k, int type)
         pk_fail(k, "pickle has more than %lld objects", (long long)PK_MAX_OBJS);
         return -1;
     }
-    if (!grow(&k->objs, &k->cap_objs, k->n_objs + 1, sizeof *k->objs)) {
+    if (!vt_grow(&k->objs, &k->cap_objs, k->n_objs + 1, sizeof *k->objs)) {
         pk_oom(k);
         return -1;
     }
@@ -257,7 +242,7 @@ static int push(pk *k, int32_t o)
         return -1;
     if (k->sp >= PK_MAX_STACK)
         return pk_fail(k, "pickle stack deeper than %lld", (long long)PK_MAX_STACK);
-    if (!grow(&k->stack, &k->cap_stack, k->sp + 1, sizeof *k->stack))
+    if (!vt_grow(&k->stack, &k->cap_stack, k->sp + 1, sizeof *k->stack))
         return pk_oom(k);
     k->stack[k->sp++] = o;
     return 0;
@@ -276,7 +261,7 @@ static int64_t pop_mark(pk *k)
 static int append_item(pk *k, int32_t c, int32_t item)
 {
     pk_obj *o = &k->objs[c];
-    if (!grow(&o->items, &o->cap, o->n + 1, sizeof *o->items))
+    if (!vt_grow(&o->items, &o->cap, o->n + 1, sizeof *o->items))
         return pk_oom(k);
     o->items[o->n++] = item;
     return 0;
@@ -371,7 +356,7 @@ static int32_t make_tensor(pk *k, const pk_obj *args)
                 (long long)sd->n, VT_MAX_DIMS);
         return -1;
     }
-    if (!grow(&k->tens, &k->cap_tens, k->n_tens + 1, sizeof *k->tens)) {
+    if (!vt_grow(&k->tens, &k->cap_tens, k->n_tens + 1, sizeof *k->tens)) {
         pk_oom(k);
         return -1;
     }
@@ -417,7 +402,7 @@ static int32_t make_storage(pk *k, int32_t pid)
         return -1;
     }
     if (k->n_stor >= INT32_MAX ||
-        !grow(&k->stor, &k->cap_stor, k->n_stor + 1, sizeof *k->stor)) {
+        !vt_grow(&k->stor, &k->cap_stor, k->n_stor + 1, sizeof *k->stor)) {
         pk_oom(k);
         return -1;
     }
@@ -480,7 +465,7 @@ static int memo_put(pk *k, uint64_t idx)
     if (idx >= (uint64_t)PK_MAX_MEMO)
         return pk_fail(k, "pickle memo index %llu is over the limit", (unsigned long long)idx);
     int64_t old = k->cap_memo;
-    if (!grow(&k->memo, &k->cap_memo, (int64_t)idx + 1, sizeof *k->memo))
+    if (!vt_grow(&k->memo, &k->cap_memo, (int64_t)idx + 1, sizeof *k->memo))
         return pk_oom(k);
     for (int64_t i = old; i < k->cap_memo; i++)
         k->memo[i] = -1;
@@ -539,7 +524,7 @@ static int unpickle(pk *k, int32_t *result)
             if (k->n_marks >= PK_MAX_MARKS)
                 return pk_fail(k, "pickle has more than %lld nested marks",
                                (long long)PK_MAX_MARKS);
-            if (!grow(&k->marks, &k->cap_marks, k->n_marks + 1, sizeof *k->marks))
+            if (!vt_grow(&k->marks, &k->cap_marks, k->n_marks + 1, sizeof *k->marks))
                 return pk_oom(k);
             k->marks[k->n_marks++] = k->sp;
             continue;
@@ -754,7 +739,7 @@ static int unpickle(pk *k, int32_t *result)
 static int add_owned(pk *k, void *blk)
 {
     vt_pt_checkpoint *c = k->out;
-    if (!grow(&c->owned, &k->cap_owned, c->n_owned + 1, sizeof *c->owned)) {
+    if (!vt_grow(&c->owned, &k->cap_owned, c->n_owned + 1, sizeof *c->owned)) {
         vt_free(blk);
         return pk_oom(k);
     }
@@ -850,7 +835,7 @@ static int emit(pk *k, pt_tens *t, const char *name)
     vt_pt_checkpoint *c = k->out;
     if (c->n_tensors >= PT_MAX_TENSORS)
         return pk_fail(k, "more than %lld tensors", (long long)PT_MAX_TENSORS);
-    if (!grow(&c->tensors, &k->cap_out, c->n_tensors + 1, sizeof *c->tensors))
+    if (!vt_grow(&c->tensors, &k->cap_out, c->n_tensors + 1, sizeof *c->tensors))
         return pk_oom(k);
     vt_pt_tensor *o = &c->tensors[c->n_tensors];
     memset(o, 0, sizeof *o);

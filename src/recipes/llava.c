@@ -231,9 +231,8 @@ static int llava_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_p
         return 0;
     /* the spatial merges read each crop as a p x p map (no CLS row) */
     const int64_t pp = f->vit->patch > 0 ? f->T - f->prefix : 0;
-    int64_t p1 = 0, total = 0;
-    while (p1 * p1 < pp)
-        p1++;
+    const int64_t p1 = vt_square_side(pp);
+    int64_t total = 0;
     if (s->merge != MERGE_FLAT && (s->keep_cls || p1 * p1 != pp || p1 * p1 != t))
         return vt_fail(st, VTOK_ESHAPE, "merge '%s' needs a square patch map without the CLS "
                        "token (select_feature 'patch')",
@@ -335,9 +334,8 @@ static void llava_forward(const void *state, const vt_exec *e, const vt_enc_feat
     if (!f->grid)
         return;
     const int64_t t = sel->ne[1], d = out->ne[2];
-    int64_t p = 0, off = 0;
-    while (p * p < t)
-        p++;
+    const int64_t p = vt_square_side(t);
+    int64_t off = 0;
     for (int64_t i = 0; i < n; i++) {
         merge_image(s, &f->grid[i], out->data, t, p, d, stages[2].data + off * d, work);
         off += stages[2].rows[i];

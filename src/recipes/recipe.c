@@ -699,13 +699,6 @@ static int read_pinpoints(vt_slicing *s, const cJSON *pl, int64_t side, const ch
     return 0;
 }
 
-/*
- * "slicing": {"type": "anyres", "grid_pinpoints": [[w, h], ...]} (LLaVA-NeXT;
- * without grid_pinpoints, image_grid_pinpoints of the model folder's
- * config.json, as llava-v1.6 and llava-hf checkpoints hold them), or
- * {"type": "uhd", "unit": 336, "max_slices": 6} (SliME). Crops are the
- * processor's crop size, the base view its resize side.
- */
 cJSON *vt_recipe_model_config(const vt_recipe *r, vtok_status *st)
 {
     char file[4200], *text = NULL;
@@ -718,6 +711,13 @@ cJSON *vt_recipe_model_config(const vt_recipe *r, vtok_status *st)
     return cfg;
 }
 
+/*
+ * "slicing": {"type": "anyres", "grid_pinpoints": [[w, h], ...]} (LLaVA-NeXT;
+ * without grid_pinpoints, image_grid_pinpoints of the model folder's
+ * config.json, as llava-v1.6 and llava-hf checkpoints hold them), or
+ * {"type": "uhd", "unit": 336, "max_slices": 6} (SliME). Crops are the
+ * processor's crop size, the base view its resize side.
+ */
 static int load_slicing(vt_recipe *r, vt_recipe_enc *e, const cJSON *sj, int idx,
                         const char *where, vtok_status *st)
 {

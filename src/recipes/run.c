@@ -258,19 +258,6 @@ static int run_end(vtok_recipe_ctx *c, int rc)
     return vt_ctx_end(&c->b, &c->st, rc);
 }
 
-/* Grow a malloc'ed array to hold n elements of sz bytes. */
-static int grow(void **p, int64_t *cap, int64_t n, size_t sz, vtok_status *st)
-{
-    if (n <= *cap)
-        return 0;
-    void *q = realloc(*p, (size_t)n * sz);
-    if (!q)
-        return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 /* pixels[e] [items(e), ch, h[e], w[e]] for each encoder: n images, or for the
  * sliced encoder (and those taking its pixels) their `tiles` tiles. */
 static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, const int64_t *ch,
@@ -287,9 +274,9 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
                            (long long)ch[i], r->enc[i].name, (long long)r->enc[i].vit->channels);
     vt_enc_feats feats[VT_RECIPE_MAX_ENC];
     int *es = c->enc_stage, *eo = c->enc_out;
-    int rc = grow((void **)&c->rows, &c->rows_cap, n, sizeof *c->rows, st);
-    if (rc)
-        return rc;
+    if (!vt_grow(&c->rows, &c->rows_cap, n, sizeof *c->rows))
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    int rc;
     c->plan.out_rows = c->rows;
     if ((rc = vt_recipe_plan(r, c->req, n, h, w, grid, tiles, feats, &c->plan, es, eo, st)))
         return rc;
@@ -414,9 +401,9 @@ static int slice_pixels(vtok_recipe_ctx *c, int i, const vtok_image *images, int
 {
     const vt_recipe_enc *e = &c->r->enc[i];
     vtok_status *st = &c->st;
-    int rc = grow((void **)&c->grid, &c->grid_cap, n, sizeof *c->grid, st);
-    if (rc)
-        return rc;
+    if (!vt_grow(&c->grid, &c->grid_cap, n, sizeof *c->grid))
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    int rc;
     int64_t total = 0, oh, ow;
     for (int64_t k = 0; k < n; k++) {
         vt_tile_grid *g = &c->grid[k];

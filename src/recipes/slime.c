@@ -182,9 +182,9 @@ typedef struct {
     int64_t *idx, *tmp;
 } sl_buffers;
 
-/* Work layout: the resampled global rows and their projection, one image's
- * raster-ordered local rows, its probabilities, sort index arrays, then MLP
- * and resampler work (shared: they run one after the other). */
+/* Work layout: one image's resampled global rows and their projection, its
+ * raster-ordered local rows, probabilities and sort index arrays, then MLP
+ * and resampler work for all images (shared: they run one after the other). */
 static int64_t layout(const slime_state *s, int64_t n, int64_t t, int64_t crops, int64_t max_k,
                       float *base, sl_buffers *b)
 {
@@ -196,7 +196,8 @@ static int64_t layout(const slime_state *s, int64_t n, int64_t t, int64_t crops,
     mlp = m2 > mlp ? m2 : mlp;
     r1 = r2 > r1 ? r2 : r1;
     /* the index arrays are int64: 2 floats per entry */
-    int64_t sizes[8] = {vt_szmul3(n, s->attn.n_q, d), vt_szmul3(n, t, C), vt_szmul(M, C), M,
+    (void)n; /* the global branch runs image by image: one image's rows */
+    int64_t sizes[8] = {vt_szmul(s->attn.n_q, d), vt_szmul(t, C), vt_szmul(M, C), M,
                         mlp, r1, vt_szmul(4, M), vt_szmul(2, M)};
     float **dst[6] = {&b->ga, &b->gb, &b->loc, &b->prob, &b->mlp, &b->rs};
     int64_t off = 0;
@@ -222,9 +223,7 @@ static int slime_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_p
     if (d != s->attn.d)
         return vt_fail(st, VTOK_ESHAPE, "slime: the connector takes %lld features, the encoder "
                        "gives %lld", (long long)s->attn.d, (long long)d);
-    int64_t side = 0;
-    while (side * side < t)
-        side++;
+    const int64_t side = vt_square_side(t);
     if (side * side != t)
         return vt_fail(st, VTOK_ESHAPE, "slime: %lld patch tokens are not a square map",
                        (long long)t);
@@ -392,6 +391,8 @@ static void slime_forward(const void *state, const vt_exec *e, const vt_enc_feat
     vt_mlp_forward(&s->proj, e, lq->data, crops, q, loc->data, b.mlp);
 
     /* per image: raster order, selection, the output rows */
+    int64_t V, H;
+    const float *E = vt_llm_embed_table(e->run->llm, &V, &H);
     float *o = out->data;
     for (int64_t i = 0, k0 = 0; i < n; i++) {
         const vt_tile_grid *gr = &f->grid[i];
@@ -409,8 +410,6 @@ static void slime_forward(const void *state, const vt_exec *e, const vt_enc_feat
                                : 0;
         memcpy(o, glob->data + i * t * C, (size_t)(t * C) * sizeof(float));
         o += t * C;
-        int64_t V, H;
-        const float *E = vt_llm_embed_table(e->run->llm, &V, &H);
         memcpy(o, E + s->separator * H, (size_t)C * sizeof(float));
         o += C;
         for (int64_t j = 0; j < W; j++) {

@@ -39,6 +39,7 @@ static int adapter(int argc, char **argv)
     vt_mov_adapter a;
     memset(&a, 0, sizeof a);
     vt_pool *pool = NULL;
+    vt_owned own = {0};
     int nd, rc;
     int64_t sx[8], st_[8], sf[8];
     if ((rc = vt_weights_open(argv[2], 0, &w, &st)) || (rc = vt_npy_read_f32(argv[3], &x, &nd, sx, &st)) ||
@@ -46,9 +47,7 @@ static int adapter(int argc, char **argv)
         goto done;
     vt_wsrc src = vt_wsrc_one(w, argv[2], "");
     vt_loader ld;
-    vt_loader_init(&ld, &src, "mov_adapter", NULL, &st);
-    vt_owned own = {0};
-    ld.own = &own;
+    vt_loader_init(&ld, &src, "mov_adapter", &own, &st);
     if ((rc = vt_mov_adapter_load(&a, &ld, "", NULL, "mov_adapter")) || (rc = vt_loader_finish(&ld)))
         goto done;
     float routing[VT_MOV_MAX_EXPERTS] = {0};
@@ -69,8 +68,8 @@ static int adapter(int argc, char **argv)
     vt_mov_adapter_forward(&a, &e, x, (const float *const *)f, none ? NULL : routing, t, out, mem);
     int64_t os[2] = {H * H, a.mlp.d_out};
     rc = vt_npy_write_f32(argv[6], out, 2, os, &st);
-    vt_owned_free(&own);
 done:
+    vt_owned_free(&own);
     if (rc)
         fprintf(stderr, "mova_run: %s\n", st.msg);
     vt_mov_adapter_free(&a);
