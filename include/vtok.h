@@ -582,6 +582,34 @@ int vtok_recipe_detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, in
  * as vtok_recipe_get_output; *name lives as long as c. */
 int vtok_recipe_get_stage(vtok_recipe_ctx *c, int i, const char **name, vtok_view *out);
 
+/*
+ * Routing recipes (MoVA): an LLM picks the vision experts that run. The
+ * flow is two runs of one context on the same image and question
+ * (vtok_run_params.prompt = the question, for the adapter's text encoder):
+ *   1. run with no routing (cond NULL): stage "routing" holds the coarse
+ *      tokens of the routing prompt (MoVA: 144, the 576 output tokens
+ *      without experts, 2 x 2 averaged);
+ *   2. the LLM answers vtok_recipe_routing_prompt() + question (the
+ *      routing tokens at the image placeholder; greedy, a few tokens);
+ *      vtok_recipe_parse_routing turns the answer into routing weights;
+ *   3. run again with cond = those weights, n_cond = vtok_recipe_n_experts:
+ *      the chosen experts load (once) and run; the output is the answer
+ *      pass's tokens.
+ * An expert whose weight is 0 is neither loaded nor run; cond may also be
+ * set by hand (vtok run --experts A,C).
+ */
+int64_t     vtok_recipe_n_experts(const vtok_recipe *r);   /* 0: the recipe does not route */
+const char *vtok_recipe_expert_name(const vtok_recipe *r, int64_t k); /* NULL past the end */
+/* The text put before the question in the routing prompt (MoVA's
+ * ROUTING_PROMPT, ending "Question:\n"), or NULL. */
+const char *vtok_recipe_routing_prompt(const vtok_recipe *r);
+/* Routing weights [n] (n = vtok_recipe_n_experts) from the LLM's routing
+ * answer, as the original parser reads it (MoVA: the text before the third
+ * comma; expert k is on when its letter 'A' + k occurs in it). Returns how
+ * many experts are on, or a negative code for bad arguments. */
+int64_t     vtok_recipe_parse_routing(const vtok_recipe *r, const char *answer, float *weights,
+                                      int64_t n);
+
 /* The pixels encoder `enc` (recipe order) ran on in the last
  * vtok_recipe_run_images, [items, 3, h, w] (a slicing encoder: every tile,
  * each image's base view then its crops), with the encoder's name.

@@ -79,6 +79,8 @@ typedef struct vt_run {
     const struct vtok_llm *llm;  /* text conditioning (vtok_run_params):    */
     const int32_t *text_ids;     /*   the LLM and the prompt's ids, or NULL */
     int64_t      n_text;
+    const struct vtok_image *images; /* the run's decoded images (vtok_recipe_run_images), */
+    int64_t      n_images;           /*   or NULL: pixels only                          */
 } vt_run;
 
 /* What an op needs to run: the pool, the kernels and per-thread scratch. */

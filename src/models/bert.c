@@ -127,7 +127,7 @@ static void load_layer(vt_bert *m, vt_loader *ld, int64_t i)
 #undef NM
 }
 
-static int64_t bert_linears(vt_bert *m, vt_linear **out)
+int64_t vt_bert_linears(vt_bert *m, vt_linear **out)
 {
     int64_t k = 0;
 #define PUT(l) do { if (out) out[k] = (l); k++; } while (0)
@@ -146,20 +146,46 @@ static int64_t bert_linears(vt_bert *m, vt_linear **out)
     return k;
 }
 
+int vt_bert_read_config(vt_bert *m, const char *dir, vtok_status *st)
+{
+    cJSON *cfg = NULL;
+    int rc = parse_config(dir, &cfg, st);
+    if (!rc)
+        rc = read_config(&m->c, cfg, st);
+    cJSON_Delete(cfg);
+    return rc;
+}
+
+int vt_bert_load_tensors(vt_bert *m, vt_loader *ld)
+{
+    const vt_bert_config *c = &m->c;
+    if (!(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers)))
+        return vt_loader_fail(ld, VTOK_ENOMEM, "out of memory");
+    const int64_t H = c->hidden;
+    m->word = vt_get(ld, "embeddings.word_embeddings.weight", 2, c->vocab, H, 0, 0);
+    m->pos = vt_get(ld, "embeddings.position_embeddings.weight", 2, c->max_pos, H, 0, 0);
+    m->type = vt_get(ld, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0, 0);
+    vt_bert_get_norm(ld, &m->ln_emb, "embeddings.LayerNorm", H, (float)c->eps);
+    for (int64_t i = 0; i < c->n_layers; i++)
+        load_layer(m, ld, i);
+    /* BertModel(add_pooling_layer=False) and BertForMaskedLM have no pooler;
+     * with half of one the file is broken, so then both are required. */
+    if (vt_find(ld, "pooler.dense.weight") || vt_find(ld, "pooler.dense.bias")) {
+        vt_get_linear(ld, &m->pooler, "pooler.dense", H, H, 1);
+        m->has_pooler = 1;
+    }
+    return ld->err;
+}
+
 int vt_bert_load(vt_bert *m, const char *path, int use_mmap, int dtype, vt_pool *pool,
                  vtok_status *st)
 {
     memset(m, 0, sizeof *m);
     char dir[4096];
     const int is_file = split_path(path, dir, sizeof dir);
-    cJSON *cfg = NULL;
-    int rc = parse_config(dir, &cfg, st);
-    if (!rc)
-        rc = read_config(&m->c, cfg, st);
-    cJSON_Delete(cfg);
+    int rc = vt_bert_read_config(m, dir, st);
     if (rc)
         return rc;
-    const vt_bert_config *c = &m->c;
     if ((rc = vt_weights_open(is_file ? path : dir, use_mmap, &m->w, st)))
         return rc;
     /* BertForPreTraining / BertForMaskedLM (the released checkpoints) keep
@@ -168,33 +194,18 @@ int vt_bert_load(vt_bert *m, const char *path, int use_mmap, int dtype, vt_pool 
     vt_wsrc src = vt_wsrc_one(m->w, is_file ? path : dir, m->prefix);
     vt_loader ld;
     vt_loader_init(&ld, &src, "bert", NULL, st);
-    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers)
-        vt_loader_fail(&ld, VTOK_ENOMEM, "out of memory");
-    const int64_t H = c->hidden;
-    m->word = vt_get(&ld, "embeddings.word_embeddings.weight", 2, c->vocab, H, 0, 0);
-    m->pos = vt_get(&ld, "embeddings.position_embeddings.weight", 2, c->max_pos, H, 0, 0);
-    m->type = vt_get(&ld, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0, 0);
-    vt_bert_get_norm(&ld, &m->ln_emb, "embeddings.LayerNorm", H, (float)c->eps);
-    for (int64_t i = 0; m->layers && i < c->n_layers; i++)
-        load_layer(m, &ld, i);
-    /* BertModel(add_pooling_layer=False) and BertForMaskedLM have no pooler;
-     * with half of one the file is broken, so then both are required. */
-    if (vt_find(&ld, "pooler.dense.weight") || vt_find(&ld, "pooler.dense.bias")) {
-        vt_get_linear(&ld, &m->pooler, "pooler.dense", H, H, 1);
-        m->has_pooler = 1;
-    }
+    vt_bert_load_tensors(m, &ld);
     if ((rc = vt_loader_finish(&ld))) {
         vt_bert_free(m);
         return rc;
     }
-    const int64_t n = bert_linears(m, NULL);
+    const int64_t n = vt_bert_linears(m, NULL);
     vt_linear **ls = malloc((size_t)n * sizeof *ls);
     if (!ls) {
         vt_bert_free(m);
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     }
-    bert_linears(m, ls);
+    vt_bert_linears(m, ls);
     rc = vt_pack_linears(ls, n, dtype, &src, pool, 0, &m->packed, &m->lp_max_in, st);
     free(ls);
     if (rc)

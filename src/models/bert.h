@@ -58,6 +58,16 @@ int  vt_bert_load(vt_bert *m, const char *path, int use_mmap, int dtype, vt_pool
                   vtok_status *st);
 void vt_bert_free(vt_bert *m);
 
+/* The same in parts, for a BERT inside another checkpoint (MoVA's text
+ * encoder under model.mm_projector.text_encoder.bert.): the sizes from
+ * dir/config.json, the tensors through ld (BertModel's names under ld's
+ * prefix; missing ones collected), its Linears for packing (out NULL:
+ * count). m->w stays NULL: the caller owns the files; vt_bert_free frees
+ * the rest. */
+int     vt_bert_read_config(vt_bert *m, const char *dir, vtok_status *st);
+int     vt_bert_load_tensors(vt_bert *m, vt_loader *ld);
+int64_t vt_bert_linears(vt_bert *m, vt_linear **out);
+
 /* Work floats of a forward over T tokens (saturating: a huge T gives a size
  * the planner refuses). */
 int64_t vt_bert_work_floats(const vt_bert *m, int64_t T);

@@ -23,7 +23,7 @@
 
 static const vt_connector_kind *const kinds[] = {&vt_connector_llava, &vt_connector_comm,
                                                   &vt_connector_gvt, &vt_connector_seed,
-                                                  &vt_connector_slime};
+                                                  &vt_connector_slime, &vt_connector_mova};
 
 void vtok_recipe_params_init(vtok_recipe_params *p, size_t size)
 {
@@ -54,6 +54,27 @@ const char *const *vtok_recipe_names(void)
 const char *vt_recipe_name(const vt_recipe *r)
 {
     return r->name;
+}
+
+const vt_connector_kind *vt_recipe_kind(const vt_recipe *r)
+{
+    return r->kind;
+}
+
+void *vt_recipe_conn(const vt_recipe *r)
+{
+    return r->conn;
+}
+
+const char *vt_recipe_model_dir(const vt_recipe *r)
+{
+    return r->model_dir ? r->model_dir : ".";
+}
+
+void vt_recipe_load_opts(const vt_recipe *r, int *use_mmap, int *dtype)
+{
+    *use_mmap = r->use_mmap;
+    *dtype = r->dtype;
 }
 
 static int exists(const char *path)
@@ -396,39 +417,40 @@ static int copy_str(const cJSON *o, const char *key, char *dst, size_t n, const 
     return 0;
 }
 
-/* The processor: preprocessor_config.json of the encoder folder (HF), or
- * for a tower read from a checkpoint the torchvision pipeline its code uses
- * (TorchvisionImageProcessor: Resize((224, 224), BICUBIC) on PIL, ToTensor,
- * Normalize with CLIP's mean/std), with the recipe's keys merged over it. */
-static int load_processor(vt_recipe *r, vt_recipe_enc *e, const cJSON *over, const char *where,
-                          vtok_status *st)
+vtok_processor *vt_recipe_processor(const char *folder, const cJSON *over, int *none,
+                                    const char *where, vtok_status *st)
 {
     char file[4200];
     cJSON *cfg;
-    (void)r;
-    if (!e->model) {
+    if (none)
+        *none = 0;
+    if (!folder) {
         if (!(cfg = cJSON_CreateObject()) ||
             !cJSON_AddStringToObject(cfg, "image_processor_type", "TorchvisionImageProcessor")) {
             cJSON_Delete(cfg);
-            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+            vt_fail(st, VTOK_ENOMEM, "out of memory");
+            return NULL;
         }
         goto merge;
     }
-    snprintf(file, sizeof file, "%s/preprocessor_config.json", e->path);
+    snprintf(file, sizeof file, "%s/preprocessor_config.json", folder);
     if (!exists(file)) {
-        if (over && cJSON_GetArraySize(over) > 0)
-            return vt_fail(st, VTOK_EIO, "%s: missing %s (the recipe overrides its keys)", where,
-                           file);
-        return 0; /* pixels only */
+        if (!none || (over && cJSON_GetArraySize(over) > 0)) {
+            vt_fail(st, VTOK_EIO, "%s: missing %s%s", where, file,
+                    none ? " (the recipe overrides its keys)" : "");
+            return NULL;
+        }
+        *none = 1;
+        return NULL; /* pixels only */
     }
     char *text = NULL;
     size_t len = 0;
     if (vt_read_file(file, 4u << 20, &text, &len, st))
-        return st->code;
+        return NULL;
     cfg = vt_json_parse_object(text, len, file, st);
     free(text);
     if (!cfg)
-        return st->code;
+        return NULL;
 merge:
     for (const cJSON *it = over ? over->child : NULL; it; it = it->next) {
         cJSON *dup = cJSON_Duplicate(it, 1);
@@ -437,16 +459,31 @@ merge:
                 continue;
             cJSON_Delete(dup);
             cJSON_Delete(cfg);
-            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+            vt_fail(st, VTOK_ENOMEM, "out of memory");
+            return NULL;
         }
     }
-    e->proc = vt_processor_from_json(cfg, st);
+    vtok_processor *proc = vt_processor_from_json(cfg, st);
     cJSON_Delete(cfg);
-    if (!e->proc) {
+    if (!proc) {
         vt_msg_prefix(st, where);
-        return st->code ? st->code : VTOK_EFORMAT;
+        if (!st->code)
+            st->code = VTOK_EFORMAT;
     }
-    return 0;
+    return proc;
+}
+
+/* The processor: preprocessor_config.json of the encoder folder (HF), or
+ * for a tower read from a checkpoint the torchvision pipeline its code uses
+ * (TorchvisionImageProcessor: Resize((224, 224), BICUBIC) on PIL, ToTensor,
+ * Normalize with CLIP's mean/std), with the recipe's keys merged over it. */
+static int load_processor(vt_recipe *r, vt_recipe_enc *e, const cJSON *over, const char *where,
+                          vtok_status *st)
+{
+    int none = 0;
+    (void)r;
+    e->proc = vt_recipe_processor(e->model ? e->path : NULL, over, &none, where, st);
+    return e->proc || none ? 0 : (st->code ? st->code : VTOK_EFORMAT);
 }
 
 /* An EVA tower inside a PyTorch checkpoint (GVT's .pth, LAVIS eva_vit_g.pth
@@ -553,6 +590,8 @@ static int load_connector(vt_recipe *r, const cJSON *cfg, const char *where, vto
     n = r->kind->linears(r->conn, l);
     rc = vt_recipe_pack(r, l, n, &src, st);
     free(l);
+    if (!rc && r->kind->load_more)
+        rc = r->kind->load_more(r, r->conn, cfg, st);
     return rc;
 }
 
@@ -1169,6 +1208,8 @@ void vtok_recipe_free(vtok_recipe *r)
         return;
     if (r->kind && r->conn)
         r->kind->unload(r->conn);
+    if (r->kind && r->conn && r->kind->free_state)
+        r->kind->free_state(r->conn);
     free(r->conn);
     for (int i = 0; i < r->n_enc; i++) {
         if (!r->enc[i].borrowed)
@@ -1202,7 +1243,7 @@ int vtok_recipe_get_info(const vtok_recipe *r, vtok_recipe_info *info)
         .max_images = r->max_images, .placeholder = r->placeholder, .before = r->before,
         .fill = r->fill, .id_format = r->id_format,
         .after = r->after, .ids_per_image = r->ids_per_image, .vocab = r->vocab,
-        .can_detokenize = r->can_detok, .needs_text = r->kind && r->kind->check_run,
+        .can_detokenize = r->can_detok, .needs_text = r->kind && r->kind->needs_llm,
         .ragged = r->ragged,
     };
     return 0;

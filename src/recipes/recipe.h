@@ -63,6 +63,8 @@ typedef struct vt_enc_feats {
     int64_t             prefix;  /* CLS + register tokens in front of the patches */
     int64_t             items;   /* encoder items: n images, or their tiles when sliced */
     const vt_tile_grid *grid;    /* sliced: one per image; NULL: item i is image i */
+    const float        *pixels;  /* the encoder's input [items, channels, h, w] (forward only) */
+    int64_t             h, w;
 } vt_enc_feats;
 
 typedef struct vt_plan {
@@ -72,6 +74,8 @@ typedef struct vt_plan {
     int64_t  work_floats;
     int64_t  max_tokens;    /* attention length the connector needs scratch for (0: none) */
     int64_t  lp_rows;       /* most rows one connector Linear sees (low-precision buffer) */
+    int64_t  lp_max_in;     /* widest low-precision Linear input of parts the connector
+                               loaded on demand (prepare), beyond the recipe's own    */
     int64_t  ids_per_image; /* discrete ids the forward writes per image (0: none)       */
     int64_t  vocab;         /* ids are in [0, vocab)                                      */
     /* Ragged output: images of one run may give different token counts
@@ -105,17 +109,38 @@ typedef struct vt_connector_kind {
      * text_ids) checks it here, before anything runs; forward may then rely
      * on it. Its presence marks the recipe as needing text. */
     int  (*check_run)(const void *state, const vt_run *run, vtok_status *st);
+    /* (optional) After check_run, before planning: a connector whose parts
+     * load on demand (MoVA's experts, by the run's routing) loads what this
+     * run needs. May run on several contexts' threads at once: the kind
+     * serialises its own loading. */
+    int  (*prepare)(vt_recipe *r, void *state, const vt_run *run, vtok_status *st);
+    /* (optional) forward for a connector that can fail while running (it
+     * preprocesses the run's images itself: e->run->images); replaces forward. */
+    int  (*forward_run)(const void *state, const vt_exec *e, const vt_enc_feats *in, int64_t n,
+                        vt_stage *stages, float *work, vtok_status *st);
+    /* (optional) Parts loaded from a source of their own after the blocks
+     * (MoVA's text encoder), and what setup made besides them (freed last). */
+    int  (*load_more)(vt_recipe *r, void *state, const cJSON *cfg, vtok_status *st);
+    void (*free_state)(void *state);
+    int  needs_llm;  /* runs need vtok_run_params llm + text_ids (check_run checks them) */
     int  (*detok_plan)(const void *state, int64_t n, int64_t t, vt_plan *p, vtok_status *st);
     int  (*detok)(const void *state, const vt_exec *e, const int64_t *ids, int64_t n, int64_t t,
                   vt_stage *stages, float *work, vtok_status *st);
 } vt_connector_kind;
 
 extern const vt_connector_kind vt_connector_llava, vt_connector_comm, vt_connector_gvt,
-    vt_connector_seed, vt_connector_slime;
+    vt_connector_seed, vt_connector_slime, vt_connector_mova;
 
 /* The model folder's config.json parsed (cJSON_Delete it), or NULL with
  * *st untouched when the folder has none; NULL with st set if unreadable. */
 cJSON *vt_recipe_model_config(const vt_recipe *r, vtok_status *st);
+
+/* An image processor: folder's preprocessor_config.json (folder NULL: the
+ * torchvision pipeline, TorchvisionImageProcessor) with the keys of `over`
+ * (may be NULL) merged over it. A folder without the file gives NULL with
+ * *none = 1 when none is not NULL and over is empty, else a failure. */
+vtok_processor *vt_recipe_processor(const char *folder, const cJSON *over, int *none,
+                                    const char *where, vtok_status *st);
 
 /* Index of the encoder named `name` in the recipe, or a failure naming it. */
 int vt_recipe_encoder(vt_recipe *r, const char *name, const char *where, vtok_status *st);
@@ -165,6 +190,12 @@ int vt_recipe_pack(vt_recipe *r, vt_linear *const *l, int64_t n, const vt_wsrc *
 
 /* Name of the recipe (for messages). */
 const char *vt_recipe_name(const vt_recipe *r);
+/* The recipe's connector kind and state. */
+const vt_connector_kind *vt_recipe_kind(const vt_recipe *r);
+void                    *vt_recipe_conn(const vt_recipe *r);
+/* The model folder, and the load options parts loaded later must follow. */
+const char *vt_recipe_model_dir(const vt_recipe *r);
+void        vt_recipe_load_opts(const vt_recipe *r, int *use_mmap, int *dtype);
 
 /* Copy the patch rows of x [B, T, d] (skipping `skip` prefix rows) to y [B, T - skip, d]. */
 void vt_select_rows(const float *x, int64_t B, int64_t T, int64_t d, int64_t skip, float *y);

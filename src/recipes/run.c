@@ -149,7 +149,8 @@ static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int6
     if (!vt_mul_ok(n, c->plan.ids_per_image, &nid))
         p.err = VTOK_ELIMIT;
     vt_plan_floats(&p, &c->encw, enc_work);
-    vt_ctx_plan_exec(&c->b, &p, max_t, lp_rows, c->r->lp_max_in);
+    vt_ctx_plan_exec(&c->b, &p, max_t, lp_rows,
+                     c->plan.lp_max_in > c->r->lp_max_in ? c->plan.lp_max_in : c->r->lp_max_in);
     vt_plan_floats(&p, &c->connw, c->plan.work_floats);
     for (int s = 0; s < c->plan.n_stages; s++) {
         vt_stage *g = &c->plan.stages[s];
@@ -230,8 +231,11 @@ static int run_begin(vtok_recipe_ctx *c, const vtok_run_params *user_rp)
     c->b.run.text_ids = rp.n_text_ids ? rp.text_ids : NULL;
     c->b.run.n_text = rp.n_text_ids;
     c->image_names = rp.image_names;
-    if (c->r->kind && c->r->kind->check_run)
-        return c->r->kind->check_run(c->r->conn, &c->b.run, &c->st);
+    if (c->r->kind && c->r->kind->check_run &&
+        (rc = c->r->kind->check_run(c->r->conn, &c->b.run, &c->st)))
+        return rc;
+    if (c->r->kind && c->r->kind->prepare)
+        return c->r->kind->prepare(c->r, c->r->conn, &c->b.run, &c->st);
     return 0;
 }
 
@@ -254,6 +258,8 @@ static int run_end(vtok_recipe_ctx *c, int rc)
     c->b.run.llm = NULL;
     c->b.run.text_ids = NULL;
     c->b.run.n_text = 0;
+    c->b.run.images = NULL;
+    c->b.run.n_images = 0;
     c->image_names = NULL;
     return vt_ctx_end(&c->b, &c->st, rc);
 }
@@ -332,13 +338,22 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         if (c->b.run.aborted)
             return aborted(c);
         feats[i].hidden = stage;
+        feats[i].pixels = pixels[i];
+        feats[i].h = h[i];
+        feats[i].w = w[i];
     }
     if (!r->wrapper) {
         if (vt_run_poll(&c->b.exec))
             return aborted(c);
         c->plan.stages[c->plan.n_stages - 1].rows = c->plan.ragged ? c->plan.out_rows : NULL;
-        r->kind->forward(r->conn, &c->b.exec, feats, n, c->plan.stages + c->plan.first, c->ids,
-                         c->connw);
+        if (r->kind->forward_run) {
+            if ((rc = r->kind->forward_run(r->conn, &c->b.exec, feats, n,
+                                           c->plan.stages + c->plan.first, c->connw, st)))
+                return rc == VTOK_EABORTED || c->b.run.aborted ? aborted(c) : rc;
+        } else {
+            r->kind->forward(r->conn, &c->b.exec, feats, n, c->plan.stages + c->plan.first,
+                             c->ids, c->connw);
+        }
         vt_run_step_done(&c->b.exec);
     }
     set_token_offsets(c, n);
@@ -550,6 +565,8 @@ int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t
     c->ok = 0;
     c->st.code = 0;
     c->st.msg[0] = '\0';
+    c->b.run.images = images; /* before run_begin: prepare may look at them */
+    c->b.run.n_images = images ? n : 0;
     int rc = run_begin(c, rp);
     return run_end(c, rc ? rc : run_images(c, images, n));
 }

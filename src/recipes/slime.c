@@ -433,4 +433,5 @@ const vt_connector_kind vt_connector_slime = {
     .plan = slime_plan,
     .forward = slime_forward,
     .check_run = slime_check_run,
+    .needs_llm = 1,
 };

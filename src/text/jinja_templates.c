@@ -98,12 +98,43 @@ static const char GVT_CAPTION[] = VT_GVT_HEAD
 static const char SEED_LLAMA_8B[] = VT_SEED_HEAD "{{- 'USER: ' + q + '\\nASSISTANT:' -}}";
 static const char SEED_LLAMA_14B[] = VT_SEED_HEAD "{{- '[INST] ' + q + ' [/INST]\\n' -}}";
 
+/*
+ * MoVA-8B (TempleX98/MoVA mova/conversation.py conv_mova_llama3,
+ * SeparatorStyle.MPT): system + sep, then per message role + text + sep, or
+ * the bare role for an empty message (the generation prompt); sep
+ * "<|eot_id|>", roles the Llama-3 user / assistant headers. The system text
+ * starts with a literal "<|begin_of_text|>" (the tokenizer may add BOS
+ * again: MoVA's prompts begin with two). A first "system" message replaces
+ * the system text after that header, as a changed conv.system would.
+ */
+#define VT_L3_HDR(role) "<|start_header_id|>" role "<|end_header_id|>\n\n"
+static const char MOVA_LLAMA3[] =
+    "{%- set head = '<|begin_of_text|>" VT_L3_HDR("system") "' -%}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set system = head + messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set system = head + 'You are a helpful language and vision assistant. You are able to "
+    "understand the visual content that the user provides, and assist the user with a variety "
+    "of tasks using natural language.' -%}{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{{- system + '<|eot_id|>' -}}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'user' -%}{%- set role = '" VT_L3_HDR("user") "' -%}"
+    "{%- elif message['role'] == 'assistant' -%}{%- set role = '" VT_L3_HDR("assistant") "' -%}"
+    "{%- else -%}{{- raise_exception('Only user and assistant roles are supported after the "
+    "optional system message') -}}{%- endif -%}"
+    "{%- if message['content'] -%}{{- role + message['content'] + '<|eot_id|>' -}}"
+    "{%- else -%}{{- role -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '" VT_L3_HDR("assistant") "' -}}{%- endif -%}";
+
 static const struct {
     const char *name, *src;
 } BUILTINS[] = {
     {"vicuna_v1", VICUNA_V1},           {"llava_v1", LLAVA_V1},   {"shikra", VICUNA_V1},
     {"gvt", GVT},                       {"gvt_vqa", GVT_VQA},     {"gvt_caption", GVT_CAPTION},
     {"seed_llama_8b", SEED_LLAMA_8B},   {"seed_llama_14b", SEED_LLAMA_14B},
+    {"mova_llama3", MOVA_LLAMA3},
 };
 
 const char *vt_jinja_builtin(const char *name)

@@ -7,6 +7,8 @@ re-implementations of the seed systems' own prompt building, byte for byte.
   gvt, gvt_vqa, gvt_caption      TencentARC/GVT modeling_gvt.py _decorate_image_embeds
                                  with the prompts of generate / predict_answers
   seed_llama_8b / _14b           AILab-CVC/SEED scripts/seed_llama_inference_{8B,14B}.py
+  mova_llama3                    TempleX98/MoVA mova/conversation.py conv_mova_llama3
+                                 (SeparatorStyle.MPT)
 
     python3 tests/jinja/check_builtin.py --tool build/jinja_render --work DIR
 """
@@ -41,6 +43,26 @@ def two_style(system, messages, add_generation_prompt):
     return ret
 
 
+MOVA_SYSTEM = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful "
+               "language and vision assistant. You are able to understand the visual content that "
+               "the user provides, and assist the user with a variety of tasks using natural language.")
+
+
+def mpt_style(system, roles, sep, messages, add_generation_prompt):
+    """Conversation(sep_style=MPT).get_prompt(): system + sep, then role + message + sep, or the
+    bare role for an empty message. A system message replaces the text after the system header."""
+    if messages and messages[0]["role"] == "system":
+        head = system[:system.index("\n\n") + 2]
+        system, messages = head + messages[0]["content"], messages[1:]
+    turns = [(roles[m["role"]], m["content"]) for m in messages]
+    if add_generation_prompt:
+        turns.append((roles["assistant"], None))
+    ret = system + sep
+    for role, message in turns:
+        ret += role + message + sep if message else role
+    return ret
+
+
 def gvt(prompt, n):
     # text_input_left + text_image_dummy + text_input_right
     return "<Img> " + " ".join(["I"] * n) + " " + "</Img>" + prompt
@@ -57,6 +79,10 @@ def reference(name, ctx):
         return two_style(VICUNA_SYSTEM, msgs, gen)
     if name == "llava_v1":
         return two_style(LLAVA_SYSTEM, msgs, gen)
+    if name == "mova_llama3":
+        roles = {"user": "<|start_header_id|>user<|end_header_id|>\n\n",
+                 "assistant": "<|start_header_id|>assistant<|end_header_id|>\n\n"}
+        return mpt_style(MOVA_SYSTEM, roles, "<|eot_id|>", msgs, gen)
     if name.startswith("gvt"):
         q = msgs[-1]["content"]
         n = ctx.get("num_image_tokens", 32)
@@ -104,7 +130,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     names = subprocess.run([args.tool, "list"], capture_output=True, text=True, check=True).stdout.split()
-    want = {"vicuna_v1", "llava_v1", "shikra", "gvt", "gvt_vqa", "gvt_caption", "seed_llama_8b", "seed_llama_14b"}
+    want = {"vicuna_v1", "llava_v1", "shikra", "gvt", "gvt_vqa", "gvt_caption", "seed_llama_8b", "seed_llama_14b", "mova_llama3"}
     fails, n = [], 0
     if set(names) != want:
         fails.append(f"built-in names {sorted(names)} != {sorted(want)}")

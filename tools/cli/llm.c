@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define MAX_STOPS 16
@@ -326,7 +327,8 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
                (long long)o->reused, (long long)b->n);
         for (int64_t i = 0; i < b->n; i++)
             printf("%s%d", i ? ", " : "", b->ids ? b->ids[i] : -1);
-        printf("], \"image_positions\": %lld, \"ids\": [", (long long)b->n_embeds);
+        printf("], \"image_positions\": %lld, \"image_start\": %lld, \"ids\": [",
+               (long long)b->n_embeds, (long long)(b->n_embeds ? b->embed_pos[0] : -1));
         for (int64_t i = 0; i < n_out; i++)
             printf("%s%d", i ? ", " : "", out[i]);
         if (o->ri && o->ri->id_format[0]) {
@@ -743,6 +745,175 @@ int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, co
     return 0;
 }
 
+/* --experts: letters ("A,C"), the recipe's expert names, or "none". */
+static int parse_experts(const vtok_recipe *r, const char *spec, float *w, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        w[k] = 0;
+    if (!strcmp(spec, "none"))
+        return 0;
+    char item[64];
+    for (const char *p = spec; *p;) {
+        size_t len = strcspn(p, ",");
+        while (len && (*p == ' ')) {
+            p++;
+            len--;
+        }
+        if (!len || len >= sizeof item)
+            return fail("--experts '%s': expected letters or names separated by commas", spec);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        while (len && item[len - 1] == ' ')
+            item[--len] = '\0';
+        int64_t hit = -1;
+        if (len == 1 && item[0] >= 'A' && item[0] < 'A' + n)
+            hit = item[0] - 'A';
+        for (int64_t k = 0; hit < 0 && k < n; k++)
+            if (!strcasecmp(item, vtok_recipe_expert_name(r, k)))
+                hit = k;
+        if (hit < 0) {
+            char list[512] = "";
+            for (int64_t k = 0; k < n; k++) {
+                size_t m = strlen(list);
+                snprintf(list + m, sizeof list - m, "%s%c %s", k ? ", " : "", (char)('A' + k),
+                         vtok_recipe_expert_name(r, k));
+            }
+            return fail("--experts: unknown expert '%s' (this recipe's: %s)", item, list);
+        }
+        w[hit] = 1;
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+int cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
+              const vtok_recipe_info *ri, const vtok_image *imgs, int n_images,
+              const char *const *names, const char *q, const char *format, const char *experts,
+              float *w, char **answer, int32_t **held, int64_t *n_held, int32_t *gen,
+              int64_t *n_gen)
+{
+    const int64_t n = vtok_recipe_n_experts(r);
+    *answer = NULL;
+    if (held) {
+        *held = NULL;
+        *n_held = 0;
+    }
+    if (experts)
+        return parse_experts(r, experts, w, n);
+    if (!m)
+        return fail("recipe %s chooses its experts with an LLM: give --llm DIR (or pick them "
+                    "with --experts A,C)", ri->name);
+    if (n_images > MAX_CHAT_IMAGES)
+        return fail("at most %d images", MAX_CHAT_IMAGES);
+    /* pass 1: the tokens without experts, and their routing view */
+    vtok_run_params rp = vtok_run_default_params();
+    rp.prompt = q;
+    rp.image_names = names;
+    if (vtok_recipe_run_images(rc, imgs, n_images, &rp))
+        return fail("%s", vtok_recipe_ctx_errmsg(rc));
+    vtok_view v;
+    const char *sname = NULL;
+    int i = 0;
+    while (!vtok_recipe_get_stage(rc, i, &sname, &v) && strcmp(sname, "routing"))
+        i++;
+    if (!sname || strcmp(sname, "routing") || v.n_dims != 3)
+        return fail("recipe %s has no routing stage", ri->name);
+    int64_t T[MAX_CHAT_IMAGES];
+    for (int k = 0; k < n_images; k++)
+        T[k] = v.ne[1];
+    /* pass 1's prompt: the routing prompt + the question, greedy, <= 16 tokens */
+    const char *pre = vtok_recipe_routing_prompt(r);
+    size_t len = strlen(pre) + strlen(q) + 1;
+    char *rq = malloc(len), *text = NULL;
+    if (!rq)
+        return fail("out of memory");
+    snprintf(rq, len, "%s%s", pre, q);
+    int add_special = 1, rcode = 1;
+    vtok_status st = {0};
+    vtok_llm_batch b = {0};
+    vtok_llm_ctx *own = NULL;
+    int32_t out[16];
+    int64_t n_out = 0;
+    if (render_prompt(m, ri, n_images, rq, format, 0, &text, &add_special))
+        goto done;
+    if (vtok_llm_prompt(m, ri, text, n_images, T, NULL, add_special, &b, &st)) {
+        fail("%s", st.msg);
+        goto done;
+    }
+    b.embeds = v.data;
+    if (!c && !(c = own = vtok_llm_ctx_new(m, 0, NULL, &st))) {
+        fail("%s", st.msg);
+        goto done;
+    }
+    vtok_gen_params gp = vtok_gen_default_params();
+    gp.max_tokens = 16; /* model_vqa_loader.py: max_new_tokens=16 for the routing answer */
+    if (vtok_llm_eval(c, &b) || vtok_llm_generate(c, &gp, out, 16, &n_out)) {
+        fail("%s", vtok_llm_errmsg(c));
+        goto done;
+    }
+    int64_t tl = vtok_detokenize(m, out, n_out, 1, NULL, 0, &st);
+    char *ans = tl >= 0 ? malloc((size_t)tl + 1) : NULL;
+    if (!ans || vtok_detokenize(m, out, n_out, 1, ans, (size_t)tl + 1, &st) != tl) {
+        free(ans);
+        fail("%s", st.msg[0] ? st.msg : "out of memory");
+        goto done;
+    }
+    /* outputs.strip() (Python whitespace) before the parser */
+    char *a0 = ans;
+    while (*a0 && strchr(" \t\n\r\f\v", *a0))
+        a0++;
+    memmove(ans, a0, strlen(a0) + 1);
+    for (size_t e = strlen(ans); e && strchr(" \t\n\r\f\v", ans[e - 1]); e--)
+        ans[e - 1] = '\0';
+    *answer = ans;
+    vtok_recipe_parse_routing(r, ans, w, n);
+    if (gen) {
+        memcpy(gen, out, (size_t)n_out * sizeof *out);
+        *n_gen = n_out;
+    }
+    if (held) { /* the positions the context holds: prompt ids (-1: image rows) */
+        int32_t *h = malloc((size_t)b.n * sizeof *h);
+        if (h) {
+            for (int64_t k = 0; k < b.n; k++)
+                h[k] = b.ids ? b.ids[k] : -1;
+            for (int64_t k = 0; k < b.n_embeds; k++)
+                h[b.embed_pos[k]] = -1;
+            *held = h;
+            *n_held = b.n;
+        }
+    }
+    rcode = 0;
+done:
+    vtok_llm_batch_free(&b);
+    vtok_llm_ctx_free(own);
+    vtok_free(text);
+    free(rq);
+    return rcode;
+}
+
+/* "experts: A (dinov2), C (codetr) [routing answer "..."]" on stderr. */
+void cli_route_report(const vtok_recipe *r, const float *w, const char *answer)
+{
+    const int64_t n = vtok_recipe_n_experts(r);
+    int any = 0;
+    fprintf(stderr, "vtok: experts:");
+    for (int64_t k = 0; k < n; k++)
+        if (w[k] != 0) {
+            fprintf(stderr, "%s %c (%s)", any ? "," : "", (char)('A' + k),
+                    vtok_recipe_expert_name(r, k));
+            any = 1;
+        }
+    fprintf(stderr, "%s", any ? "" : " none");
+    if (answer) {
+        fprintf(stderr, " [routing answer: ");
+        cli_json_text(stderr, answer, strlen(answer));
+        fprintf(stderr, "]");
+    }
+    fprintf(stderr, "\n");
+}
+
 #define MAX_TURNS 64
 
 /* An interactive conversation (a terminal, or -i): each line a user turn
@@ -864,6 +1035,7 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
 int cli_chat(int argc, char **argv)
 {
     const char *recipe = NULL, *model = NULL, *llm = NULL, *prompt = NULL, *format = NULL;
+    const char *experts = NULL;
     const char *images[MAX_CHAT_IMAGES];
     int n_images = 0;
     gen_opts o = {.gp = vtok_gen_default_params()};
@@ -887,6 +1059,8 @@ int cli_chat(int argc, char **argv)
             prompt = v;
         else if (!strcmp(k, "--format"))
             format = v;
+        else if (!strcmp(k, "--experts"))
+            experts = v;
         else if (!strcmp(k, "--out"))
             o.out = v;
         else if (!strcmp(k, "--image")) {
@@ -910,8 +1084,10 @@ int cli_chat(int argc, char **argv)
     vtok_llm *m = NULL;
     vtok_llm_ctx *c = NULL;
     char *question = NULL, *turn = NULL, *text = NULL;
-    int32_t *text_ids = NULL;
-    int64_t n_text_ids = 0;
+    int32_t *text_ids = NULL, *held = NULL;
+    int64_t n_text_ids = 0, n_held = 0;
+    float route_w[16];
+    char *route_ans = NULL;
     vtok_llm_batch b = {0};
     vtok_image_params ip = vtok_image_default_params();
     for (int i = 0; i < n_images; i++)
@@ -973,8 +1149,38 @@ int cli_chat(int argc, char **argv)
         fail("cannot read the question from stdin");
         goto done;
     }
+    const char *q = prompt ? prompt : question;
     vtok_run_params runp = vtok_run_default_params();
     runp.image_names = images;
+    /* A routing recipe (MoVA): the coarse pass picks the experts, on the
+     * context the answer then uses (the shared prefix is kept). */
+    const int64_t n_exp = vtok_recipe_n_experts(r);
+    if (experts && !n_exp) {
+        fail("--experts: recipe %s has no experts to route", ri.name);
+        goto done;
+    }
+    if (n_exp && n_images) {
+        if (interactive) {
+            fail("recipe %s routes by the question: give it with -p (one question per run)",
+                 ri.name);
+            goto done;
+        }
+        if (n_exp > 16) {
+            fail("recipe %s: more than 16 experts", ri.name);
+            goto done;
+        }
+        if (!(c = vtok_llm_ctx_new(m, o.n_ctx, &cp, &st))) {
+            fail("%s", st.msg);
+            goto done;
+        }
+        if (cli_route(m, c, r, rc_ctx, &ri, imgs, n_images, images, q, format, experts,
+                      route_w, &route_ans, &held, &n_held, NULL, NULL))
+            goto done;
+        cli_route_report(r, route_w, route_ans);
+        runp.prompt = q;
+        runp.cond = route_w;
+        runp.n_cond = n_exp;
+    }
     if (ri.needs_text && n_images) {
         if (cli_text_ids(m, &ri, n_images, prompt ? prompt : question, format, &text_ids,
                          &n_text_ids))
@@ -1016,7 +1222,6 @@ int cli_chat(int argc, char **argv)
         rc = converse(m, &o, &cp, &ri, format, li.has_chat_template, n_images, T, ids, rows);
         goto done;
     }
-    const char *q = prompt ? prompt : question;
     if (render_prompt(m, &ri, n_images, q, format, raw, &text, &add_special))
         goto done;
     /* raw: the text is the whole prompt, placeholders in it */
@@ -1025,12 +1230,35 @@ int cli_chat(int argc, char **argv)
         goto done;
     }
     b.embeds = rows;
+    if (c) { /* after routing: keep the positions both prompts share */
+        int64_t keep = 0, first = 0;
+        while (keep < n_held && keep < b.n - 1 && b.ids && held[keep] >= 0 &&
+               held[keep] == b.ids[keep] && (first >= b.n_embeds || b.embed_pos[first] > keep))
+            keep++;
+        int64_t *epos = malloc((size_t)(b.n_embeds ? b.n_embeds : 1) * sizeof *epos);
+        if (!epos) {
+            fail("out of memory");
+            goto done;
+        }
+        for (int64_t k = 0; k < b.n_embeds; k++)
+            epos[k] = b.embed_pos[k] - keep;
+        vtok_llm_batch rest = {.n = b.n - keep, .ids = b.ids ? b.ids + keep : NULL,
+                               .embeds = b.embeds, .embed_pos = b.n_embeds ? epos : NULL,
+                               .n_embeds = b.n_embeds};
+        o.reused = keep;
+        rc = vtok_llm_truncate(c, keep) ? fail("%s", vtok_llm_errmsg(c))
+                                        : answer(m, c, &o, &rest, NULL, NULL, NULL);
+        free(epos);
+        goto done;
+    }
     if (!(c = vtok_llm_ctx_new(m, o.n_ctx, &cp, &st))) {
         fail("%s", st.msg);
         goto done;
     }
     rc = answer(m, c, &o, &b, NULL, NULL, NULL);
 done:
+    free(held);
+    free(route_ans);
     vtok_llm_batch_free(&b);
     vtok_llm_ctx_free(c);
     vtok_llm_free(m);

@@ -19,6 +19,22 @@ int cli_zeroshot(int argc, char **argv);      /* vtok zeroshot (zeroshot.c) */
 int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, const char *q,
                  const char *format, int32_t **ids, int64_t *n);
 
+/* Routing recipes (vtok_recipe_n_experts > 0, MoVA): the routing weights w
+ * [n_experts] for question q: from --experts (letters, names or "none") when
+ * given, else MoVA's coarse pass: the recipe run without experts (rc), its
+ * "routing" tokens in the routing prompt + q (the chat format's template),
+ * greedy <= 16 tokens on c (NULL: a context of its own), the answer parsed.
+ * *answer (malloc'ed) is the stripped routing answer (NULL with --experts);
+ * held (may be NULL) gets the positions c then holds (ids, -1 for image
+ * rows; malloc'ed) for reusing the shared prefix; gen (may be NULL) [16]
+ * the generated ids. 0, or 1 after printing. */
+int  cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
+               const vtok_recipe_info *ri, const vtok_image *imgs, int n_images,
+               const char *const *names, const char *q, const char *format,
+               const char *experts, float *w, char **answer, int32_t **held, int64_t *n_held,
+               int32_t *gen, int64_t *n_gen);
+void cli_route_report(const vtok_recipe *r, const float *w, const char *answer);
+
 /* A JSON string literal of s[0..n) on f (quotes, backslashes and control
  * characters escaped; other bytes as they are). */
 void cli_json_text(FILE *f, const char *s, size_t n);

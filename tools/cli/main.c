@@ -115,7 +115,8 @@ static void usage(FILE *f)
 
 typedef struct {
     const char *model, *pixels, *out, *layers, *dtype, *recipe, *dump, *ids;
-    const char *llm, *prompt, *format; /* run: text conditioning (SliME) */
+    const char *llm, *prompt, *format; /* run: text conditioning (SliME, MoVA) */
+    const char *experts;               /* run: MoVA's experts by hand          */
     int         threads, batch, size, iters;
     const char *images[MAX_IMAGES];
     int         n_images;
@@ -158,6 +159,7 @@ static int parse(int argc, char **argv, args *a)
         else if (!strcmp(k, "--llm")) a->llm = val;
         else if (!strcmp(k, "-p") || !strcmp(k, "--prompt")) a->prompt = val;
         else if (!strcmp(k, "--format")) a->format = val;
+        else if (!strcmp(k, "--experts")) a->experts = val;
         else if (!strcmp(k, "--threads") || !strcmp(k, "--batch") || !strcmp(k, "--size") ||
                  !strcmp(k, "--iters")) {
             char *end;
@@ -502,8 +504,20 @@ static void json_str(FILE *f, const char *s)
 }
 
 /* layout.json: how many tokens each image gives and where they go in the prompt. */
+/* The routing of the run (MoVA), for layout.json. */
+typedef struct {
+    const vtok_recipe *r;
+    const float       *w;        /* NULL: the recipe does not route */
+    const char        *answer;   /* the LLM's routing answer, or NULL (--experts) */
+    const int32_t     *prompt;   /* its prompt (ids, -1 for image rows) and answer ids */
+    int64_t            n_prompt;
+    const int32_t     *gen;
+    int64_t            n_gen;
+} run_routing;
+
 static int write_layout(const char *dir, const vtok_recipe_info *ri, vtok_recipe_ctx *c,
-                        int64_t n, const vtok_view *e, const vtok_run_params *text)
+                        int64_t n, const vtok_view *e, const vtok_run_params *text,
+                        const run_routing *rt)
 {
     const char *path;
     FILE *f = outset_open_text(dir, "layout.json", &path);
@@ -548,6 +562,29 @@ static int write_layout(const char *dir, const vtok_recipe_info *ri, vtok_recipe
             fprintf(f, "]");
         }
         fprintf(f, "],\n");
+    }
+    if (rt->w) { /* which experts ran, and why */
+        fprintf(f, "  \"experts\": [");
+        for (int64_t k = 0, m = 0; k < vtok_recipe_n_experts(rt->r); k++)
+            if (rt->w[k] != 0) {
+                fprintf(f, "%s", m++ ? ", " : "");
+                json_str(f, vtok_recipe_expert_name(rt->r, k));
+            }
+        fprintf(f, "],\n  \"routing_answer\": ");
+        if (rt->answer)
+            json_str(f, rt->answer);
+        else
+            fprintf(f, "null");
+        fprintf(f, ",\n");
+        if (rt->answer) {
+            fprintf(f, "  \"routing_prompt_ids\": [");
+            for (int64_t i = 0; i < rt->n_prompt; i++)
+                fprintf(f, "%s%d", i ? ", " : "", rt->prompt[i]);
+            fprintf(f, "],\n  \"routing_ids\": [");
+            for (int64_t i = 0; i < rt->n_gen; i++)
+                fprintf(f, "%s%d", i ? ", " : "", rt->gen[i]);
+            fprintf(f, "],\n");
+        }
     }
     fprintf(f, "  \"embeddings\": \"embeddings.npy\",\n  \"placeholder\": ");
     json_str(f, ri->placeholder);
@@ -699,7 +736,11 @@ static int cmd_run(const args *a, run_mode mode)
     vtok_llm *llm = NULL;
     int32_t *text_ids = NULL;
     int64_t n_text_ids = 0;
+    float route_w[16];
+    char *route_ans = NULL;
+    int32_t *route_prompt = NULL, route_gen[16];
     vtok_recipe *r = vtok_recipe_load(a->recipe, a->model, &rp, &st);
+    run_routing route = {.r = r};
     if (!r) {
         die("%s", st.msg[0] ? st.msg : vtok_strerror(st.code));
         goto out;
@@ -744,9 +785,43 @@ static int cmd_run(const args *a, run_mode mode)
         text.llm = llm;
         text.text_ids = text_ids;
         text.n_text_ids = n_text_ids;
-    } else if (a->llm || a->prompt) {
-        die("recipe %s does not read the text: --llm / -p are for recipes that select by it "
-            "(slime)", ri.name);
+    } else if (vtok_recipe_n_experts(r) && a->n_images) {
+        /* a routing recipe (MoVA): the question for its text encoder; the
+         * experts from --experts or the LLM's coarse pass */
+        if (!a->prompt) {
+            die("recipe %s reads the question: give it with -p TEXT", ri.name);
+            goto out;
+        }
+        if (vtok_recipe_n_experts(r) > 16) {
+            die("recipe %s: more than 16 experts", ri.name);
+            goto out;
+        }
+        if (!a->experts) {
+            vtok_model_params mp = vtok_model_default_params();
+            mp.n_threads = a->threads;
+            if (!(llm = vtok_llm_load(a->llm ? a->llm : a->model, &mp, &st))) {
+                if (a->llm)
+                    die("%s", st.msg);
+                else
+                    die("recipe %s chooses its experts with an LLM: give --llm DIR or "
+                        "--experts A,C (%s)", ri.name, st.msg);
+                goto out;
+            }
+        }
+        if (cli_route(llm, NULL, r, c, &ri, imgs, a->n_images, a->images, a->prompt, a->format,
+                      a->experts, route_w, &route_ans, &route_prompt, &route.n_prompt,
+                      route_gen, &route.n_gen))
+            goto out;
+        route.prompt = route_prompt;
+        route.gen = route_gen;
+        route.w = route_w;
+        route.answer = route_ans;
+        text.prompt = a->prompt;
+        text.cond = route_w;
+        text.n_cond = vtok_recipe_n_experts(r);
+    } else if (a->llm || a->prompt || a->experts) {
+        die("recipe %s does not read the text: --llm / -p / --experts are for recipes that "
+            "select or route by it (slime, mova)", ri.name);
         goto out;
     }
     /* --iters N: one warm-up call, then N timed ones (median). */
@@ -805,7 +880,7 @@ static int cmd_run(const args *a, run_mode mode)
         vtok_recipe_get_output(c, &v);
         const int64_t n_img = v.n_dims == 2 ? a->n_images : v.ne[0];
         if (save(a->out, "embeddings.npy", &v) ||
-            write_layout(a->out, &ri, c, n_img, &v, &text))
+            write_layout(a->out, &ri, c, n_img, &v, &text, &route))
             goto out;
         n_out = v.n_dims == 2 ? n_img : v.ne[0];
         t_out = v.n_dims == 2 ? v.ne[0] : v.ne[1]; /* ragged: all images' tokens */
@@ -829,6 +904,8 @@ static int cmd_run(const args *a, run_mode mode)
         if (save(a->dump, file, &v))
             goto out;
     }
+    if (route.w)
+        cli_route_report(r, route_w, route_ans);
     fprintf(stderr, "vtok: %s %s (%s), %lld %s -> %lld %s %s in %.1f ms (%s kernels)\n", cmd,
             ri.name, a->dtype ? a->dtype : "f32", (long long)n_out,
             mode == MODE_DETOKENIZE ? "id row(s)" : "image(s)", (long long)t_out,
@@ -850,6 +927,8 @@ out:
     vtok_recipe_free(r);
     vtok_llm_free(llm);
     free(text_ids);
+    free(route_ans);
+    free(route_prompt);
     vtok_free(px);
     vtok_free(ids);
     free_images(imgs, a->n_images);

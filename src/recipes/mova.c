@@ -1,0 +1,759 @@
+/*
+ * mova.c - the MoVA connector (TempleX98/MoVA; spec mova-slime-llava.md
+ * section 2). The recipe's encoder is the base CLIP at 672 (48 x 48 patch
+ * tokens, hidden_states[select_layer] without CLS); the connector owns the
+ * rest, per image (MoVA runs batch 1):
+ *
+ *   text     BERT [CLS] of "question 0: " + prompt.lower() + "\n\n"
+ *            (mova/model/multimodal_projector/builder.py, the text given to
+ *            the adapter's text encoder; BertTokenizer, right truncation at
+ *            the model's positions)
+ *   experts  for each expert the run's routing turns on (vtok_run_params
+ *            cond: MoVA's routing_weights, one float per expert in the
+ *            adapter's order, 0 = off; n_cond 0 = all off, the routing
+ *            pass): its input from the image, its forward, its map resized
+ *            bilinearly to 48 x 48 (mova_encoder.py feature_align). Experts
+ *            load on first use (prepare): one routing never picks is neither
+ *            loaded nor run.
+ *   tokens   the MoV-Adapter (connectors/mov_adapter.h) -> 576 tokens
+ *   routing  their 2 x 2 average (adaptive_avg_pool2d 24 -> 12, arch.py's
+ *            has_routing branch): the 144 tokens of the routing prompt.
+ *
+ * The routing pass and the answer pass are two runs: first with no routing
+ * (read the "routing" stage, generate the LLM's routing answer, parse it
+ * with vtok_recipe_parse_routing), then with the mask. The base encoder
+ * runs in both (MoVA caches it; a context that kept it is future work).
+ *
+ * Expert inputs ("input" of each expert):
+ *   "base"     the base encoder's pixels (CLIP-normalised 672) resized
+ *              bilinearly to "resize" (BiomedCLIP: 224, mova_encoder.py)
+ *   "image"    the expert's own processor on the image ("processor": its
+ *              folder's preprocessor_config.json or torchvision's pipeline,
+ *              recipe keys merged over it), then optionally "resize"
+ *              (DINOv2: 672 -> 518, F.interpolate bilinear, no antialias)
+ *   "patches"  Pix2Struct's flattened patches (models/pix2struct.h) of the
+ *              image padded to a square with CLIP's mean colour
+ *              (expand2square with image_processor_4.image_mean).
+ * Expert kinds ("type"): "vit" (an HF vision folder: DINOv2, BiomedCLIP
+ * through open_clip/timm, ...; "layer" an HF hidden-state index or "last"
+ * for last_hidden_state), more as their blocks land.
+ *
+ * Stages: text [n, d_text], experts [n, sum_e R^2 C_e] (each expert's
+ * aligned map, expert after expert; zero when off), routing [n, 144, C],
+ * tokens [n, 576, C].
+ */
+#include "recipe.h"
+
+#include "mova_route.h"
+
+#include "../connectors/mov_adapter.h"
+#include "../image/image.h"
+#include "../models/bert.h"
+#include "../models/family.h"
+#include "../models/pix2struct.h"
+#include "../text/tokenizer.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXP_VIT, EXP_SAM, EXP_CODETR, EXP_P2S, EXP_N_KINDS };
+enum { IN_BASE, IN_IMAGE, IN_PATCHES };
+#define LAYER_LAST INT64_MIN
+
+typedef struct {
+    char         name[32];
+    int          kind, input;
+    char        *path;         /* its folder (absolute or under the model folder)  */
+    const cJSON *json;         /* its recipe object (the recipe's JSON)            */
+    int64_t      resize;       /* bilinear to resize x resize after the input (0: no) */
+    int64_t      layer;        /* "vit": hidden state (HF index) or LAYER_LAST      */
+    int64_t      max_patches, patch; /* "patches" */
+    /* on demand (prepare, under the state's lock) */
+    int          loaded;
+    vtok_model  *model;
+    const vt_vit *vit;
+    vtok_processor *proc;
+    int64_t      in_c, in_h, in_w;   /* its pixel input                               */
+    int64_t      T, prefix, d, side; /* raw output: T tokens (prefix dropped), width d */
+    int64_t      lp_max_in;
+} mova_expert;
+
+typedef struct {
+    int             enc;
+    int64_t         layer;
+    vt_mov_adapter  ad;
+    vt_bert         bert;
+    vt_tokenizer   *tok;
+    int64_t         text_max;        /* BERT positions                      */
+    int             n_exp;
+    mova_expert     ex[VT_MOV_MAX_EXPERTS];
+    pthread_mutex_t lock;
+    int             lock_ok;
+    char            model_dir[4096];
+    int             use_mmap, dtype;
+} mova_state;
+
+static const char *const kind_names[] = {"vit", "sam", "codetr", "pix2struct", NULL};
+static const char *const input_names[] = {"base", "image", "patches", NULL};
+
+/* ---- setup ---- */
+
+static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON *j,
+                        const char *where, vtok_status *st)
+{
+    static const char *const keys[] = {"name", "type", "path", "input", "processor", "resize",
+                                       "layer", "max_patches", "patch", "_comment", NULL};
+    const char *name = NULL, *path = NULL;
+    int rc;
+    if (!cJSON_IsObject(j))
+        return vt_fail(st, VTOK_EFORMAT, "%s: each expert is an object", where);
+    if ((rc = vt_opt_check_keys(j, keys, where, st)) ||
+        (rc = vt_opt_str(j, "name", NULL, &name, where, st)) ||
+        (rc = vt_opt_enum(j, "type", kind_names, EXP_VIT, &x->kind, where, st)) ||
+        (rc = vt_opt_str(j, "path", NULL, &path, where, st)) ||
+        (rc = vt_opt_enum(j, "input", input_names, IN_IMAGE, &x->input, where, st)) ||
+        (rc = vt_opt_int(j, "resize", 0, &x->resize, where, st)) ||
+        (rc = vt_opt_int(j, "max_patches", 2025, &x->max_patches, where, st)) ||
+        (rc = vt_opt_int(j, "patch", 16, &x->patch, where, st)))
+        return rc;
+    if (!name || !name[0] || strlen(name) >= sizeof x->name)
+        return vt_fail(st, VTOK_EFORMAT, "%s: an expert needs a short 'name'", where);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    if (!path)
+        return vt_fail(st, VTOK_EFORMAT, "%s: expert %s needs a 'path'", where, name);
+    const cJSON *lj = cJSON_GetObjectItemCaseSensitive(j, "layer");
+    x->layer = -2;
+    if (cJSON_IsString(lj) && !strcmp(lj->valuestring, "last"))
+        x->layer = LAYER_LAST;
+    else if (lj && (rc = vt_opt_int(j, "layer", -2, &x->layer, where, st)))
+        return rc;
+    if (x->resize < 0 || x->resize > 8192 || x->max_patches < 1 || x->max_patches > 1 << 16 ||
+        x->patch < 1 || x->patch > 64)
+        return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: bad resize, max_patches or patch",
+                       where, name);
+    if ((x->input == IN_PATCHES) != (x->kind == EXP_P2S))
+        return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: 'patches' input goes with type "
+                       "'pix2struct' and only with it", where, name);
+    if (x->input == IN_BASE && !x->resize)
+        return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: input 'base' needs 'resize'", where,
+                       name);
+    size_t n = strlen(path) + strlen(s->model_dir) + 2;
+    if (!(x->path = malloc(n)))
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    if (path[0] == '/')
+        snprintf(x->path, n, "%s", path);
+    else
+        snprintf(x->path, n, "%s/%s", s->model_dir, path);
+    x->json = j;
+    (void)r;
+    return 0;
+}
+
+static int mova_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON **weights,
+                      vtok_status *st)
+{
+    static const char *const keys[] = {"type", "encoder", "select_layer", "file", "prefix",
+                                       "text_encoder", "experts", "adapter", "_comment", NULL};
+    mova_state *s = state;
+    char where[128];
+    snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
+    const char *enc = NULL;
+    int rc;
+    (void)weights;
+    if ((rc = vt_opt_check_keys(cfg, keys, where, st)) ||
+        (rc = vt_opt_str(cfg, "encoder", "clip", &enc, where, st)) ||
+        (rc = vt_opt_int(cfg, "select_layer", -2, &s->layer, where, st)))
+        return rc;
+    if (pthread_mutex_init(&s->lock, NULL))
+        return vt_fail(st, VTOK_ENOMEM, "cannot create a lock");
+    s->lock_ok = 1;
+    snprintf(s->model_dir, sizeof s->model_dir, "%s", vt_recipe_model_dir(r));
+    vt_recipe_load_opts(r, &s->use_mmap, &s->dtype);
+    const cJSON *ej = cJSON_GetObjectItemCaseSensitive(cfg, "experts");
+    if (ej && !cJSON_IsArray(ej))
+        return vt_fail(st, VTOK_EFORMAT, "%s: 'experts' must be a list", where);
+    s->n_exp = cJSON_GetArraySize(ej);
+    if (s->n_exp > VT_MOV_MAX_EXPERTS)
+        return vt_fail(st, VTOK_EFORMAT, "%s: at most %d experts", where, VT_MOV_MAX_EXPERTS);
+    for (int k = 0; k < s->n_exp; k++)
+        if ((rc = expert_setup(r, s, &s->ex[k], cJSON_GetArrayItem(ej, k), where, st)))
+            return rc;
+    /* the BERT's sizes and tokenizer come from a folder (bert-large-uncased) */
+    const cJSON *tj = cJSON_GetObjectItemCaseSensitive(cfg, "text_encoder");
+    static const char *const tkeys[] = {"path", "file", "prefix", "_comment", NULL};
+    const char *tpath = NULL;
+    if (!cJSON_IsObject(tj))
+        return vt_fail(st, VTOK_EFORMAT, "%s: needs a 'text_encoder' object (path: the BERT "
+                       "folder with config.json and the tokenizer)", where);
+    if ((rc = vt_opt_check_keys(tj, tkeys, where, st)) ||
+        (rc = vt_opt_str(tj, "path", "bert-large-uncased", &tpath, where, st)))
+        return rc;
+    char dir[4200];
+    snprintf(dir, sizeof dir, tpath[0] == '/' ? "%s%s" : "%s/%s",
+             tpath[0] == '/' ? "" : s->model_dir, tpath);
+    if ((rc = vt_bert_read_config(&s->bert, dir, st)) || (rc = vt_tok_load(&s->tok, dir, st))) {
+        vt_msg_prefix(st, where);
+        return rc;
+    }
+    s->text_max = s->bert.c.max_pos;
+    if ((s->enc = vt_recipe_encoder(r, enc, where, st)) < 0)
+        return s->enc;
+    return vt_recipe_request(r, s->enc, &s->layer, 1, where, st);
+}
+
+/* ---- load: the adapter (and BERT, from the text_encoder's own source) ---- */
+
+typedef struct {
+    mova_state *s;
+} bert_part;
+
+static int bert_load(void *arg, vt_loader *ld)
+{
+    mova_state *s = ((bert_part *)arg)->s;
+    vt_bert_config c = s->bert.c;
+    vt_bert_free(&s->bert);
+    s->bert.c = c;
+    return vt_bert_load_tensors(&s->bert, ld);
+}
+
+static void bert_unload(void *arg)
+{
+    mova_state *s = ((bert_part *)arg)->s;
+    vt_bert_config c = s->bert.c;
+    vt_bert_free(&s->bert);
+    s->bert.c = c;
+}
+
+static int mova_load(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld)
+{
+    mova_state *s = state;
+    char where[128];
+    snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
+    int rc = vt_mov_adapter_load(&s->ad, ld, "", cJSON_GetObjectItemCaseSensitive(cfg, "adapter"),
+                                 where);
+    if (rc)
+        return rc;
+    if (!ld->err && s->ad.n_exp != s->n_exp)
+        return vt_loader_fail(ld, VTOK_ESHAPE, "%s: the adapter has %lld experts, the recipe "
+                              "lists %d", where, (long long)s->ad.n_exp, s->n_exp);
+    if (!ld->err && s->ad.d_text != s->bert.c.hidden)
+        return vt_loader_fail(ld, VTOK_ESHAPE, "%s: the adapter's gate takes %lld text "
+                              "features, the BERT gives %lld", where, (long long)s->ad.d_text,
+                              (long long)s->bert.c.hidden);
+    return ld->err;
+}
+
+static void mova_unload(void *state)
+{
+    mova_state *s = state;
+    vt_mov_adapter_free(&s->ad);
+}
+
+static int64_t mova_linears(void *state, vt_linear **l)
+{
+    mova_state *s = state;
+    return vt_mov_adapter_linears(&s->ad, l);
+}
+
+/* The text encoder, after the adapter (load_more): config and tokenizer
+ * from its folder (setup), tensors from "file" / "prefix" (default the
+ * checkpoint's fine-tuned copy, model.mm_projector.text_encoder.bert.). */
+static int mova_load_text(vt_recipe *r, void *state, const cJSON *cfg, vtok_status *st)
+{
+    mova_state *s = state;
+    char where[128];
+    snprintf(where, sizeof where, "recipe %s: text_encoder", vt_recipe_name(r));
+    const cJSON *tj = cJSON_GetObjectItemCaseSensitive(cfg, "text_encoder");
+    cJSON *file = NULL, *prefix = NULL;
+    const cJSON *fj = cJSON_GetObjectItemCaseSensitive(tj, "file");
+    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(tj, "prefix");
+    if (!fj)
+        fj = file = cJSON_CreateString(".");
+    if (!pj)
+        pj = prefix = cJSON_CreateString("model.mm_projector.text_encoder.bert.");
+    if (!fj || !pj) {
+        cJSON_Delete(file);
+        cJSON_Delete(prefix);
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    }
+    bert_part bp = {s};
+    vt_wsrc src;
+    int rc = vt_recipe_load_part(r, fj, pj, where, bert_load, bert_unload, &bp, &src, st);
+    cJSON_Delete(file);
+    cJSON_Delete(prefix);
+    if (rc)
+        return rc;
+    const int64_t n = vt_bert_linears(&s->bert, NULL);
+    vt_linear **ls = malloc((size_t)(n > 0 ? n : 1) * sizeof *ls);
+    if (!ls)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    vt_bert_linears(&s->bert, ls);
+    rc = vt_recipe_pack(r, ls, n, &src, st);
+    free(ls);
+    return rc;
+}
+
+/* ---- experts on demand ---- */
+
+static void expert_free(mova_expert *x)
+{
+    vtok_model_free(x->model);
+    vtok_processor_free(x->proc);
+    x->model = NULL;
+    x->proc = NULL;
+    x->vit = NULL;
+    x->loaded = 0;
+}
+
+static int expert_load(mova_state *s, mova_expert *x, int64_t want_ch, int64_t base_side,
+                       vtok_status *st)
+{
+    char where[96];
+    snprintf(where, sizeof where, "MoVA expert %s", x->name);
+    if (x->kind != EXP_VIT)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "%s: expert type '%s' is not in this build yet",
+                       where, kind_names[x->kind]);
+    vtok_model_params mp = vtok_model_default_params();
+    mp.use_mmap = s->use_mmap;
+    mp.dtype = s->dtype;
+    if (!(x->model = vtok_model_load(x->path, &mp, st))) {
+        vt_msg_prefix(st, where);
+        return st->code;
+    }
+    x->vit = vt_model_vit(x->model);
+    x->lp_max_in = vt_model_lp_max_in(x->model);
+    const vt_vit *v = x->vit;
+    const int64_t L = v->n_layers;
+    if (x->layer != LAYER_LAST) {
+        int64_t l = x->layer < 0 ? L + 1 + x->layer : x->layer;
+        if (l < 0 || l > L) {
+            vt_fail(st, VTOK_EINVAL, "%s: layer %lld is outside 0..%lld", where,
+                    (long long)x->layer, (long long)L);
+            goto fail;
+        }
+        x->layer = l;
+    }
+    x->d = v->d;
+    if (x->d != want_ch) {
+        vt_fail(st, VTOK_ESHAPE, "%s gives %lld channels, the adapter takes %lld", where,
+                (long long)x->d, (long long)want_ch);
+        goto fail;
+    }
+    /* the pixel input */
+    if (x->input == IN_BASE) {
+        x->in_c = 3;
+        x->in_h = x->in_w = x->resize;
+    } else {
+        const cJSON *pj = cJSON_GetObjectItemCaseSensitive(x->json, "processor");
+        int none = 0;
+        if (!(x->proc = vt_recipe_processor(x->path, pj, &none, where, st))) {
+            if (none)
+                vt_fail(st, VTOK_EMISSING, "%s: no preprocessor_config.json in %s", where,
+                        x->path);
+            goto fail;
+        }
+        /* a fixed size whatever the image (pad, crop or exact resize) */
+        int64_t h1, w1, h2, w2;
+        if (vtok_processor_output_size(x->proc, 1000, 300, &h1, &w1, st) ||
+            vtok_processor_output_size(x->proc, 300, 1000, &h2, &w2, st))
+            goto fail;
+        if (h1 != h2 || w1 != w2) {
+            vt_fail(st, VTOK_EUNSUPPORTED, "%s: its processor's output size depends on the "
+                    "image (%lldx%lld vs %lldx%lld): crop, pad or resize exactly", where,
+                    (long long)w1, (long long)h1, (long long)w2, (long long)h2);
+            goto fail;
+        }
+        x->in_c = 3;
+        x->in_h = x->resize ? x->resize : h1;
+        x->in_w = x->resize ? x->resize : w1;
+    }
+    int64_t T = vt_vit_tokens(v, x->in_h, x->in_w, st);
+    if (T <= 0)
+        goto fail;
+    x->prefix = (v->cls ? 1 : 0) + v->n_reg;
+    x->T = T - x->prefix;
+    x->side = vt_square_side(x->T);
+    if (x->side * x->side != x->T) {
+        vt_fail(st, VTOK_ESHAPE, "%s: %lld patch tokens are not a square map", where,
+                (long long)x->T);
+        goto fail;
+    }
+    (void)base_side;
+    x->loaded = 1;
+    return 0;
+fail:
+    vt_msg_prefix(st, where);
+    expert_free(x);
+    return st->code ? st->code : VTOK_EFORMAT;
+}
+
+static int mova_check_run(const void *state, const vt_run *run, vtok_status *st)
+{
+    const mova_state *s = state;
+    if (run->n_cond && run->n_cond != s->n_exp)
+        return vt_fail(st, VTOK_EINVAL, "mova: the routing (vtok_run_params cond) has %lld "
+                       "weights, the recipe %d experts", (long long)run->n_cond, s->n_exp);
+    for (int64_t k = 0; k < run->n_cond; k++)
+        if (!isfinite(run->cond[k]) || run->cond[k] < 0)
+            return vt_fail(st, VTOK_EINVAL, "mova: routing weight %lld is not a finite "
+                           "number >= 0", (long long)k);
+    return 0;
+}
+
+static int mova_prepare(vt_recipe *r, void *state, const vt_run *run, vtok_status *st)
+{
+    mova_state *s = state;
+    (void)r;
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    for (int k = 0; k < s->n_exp && !rc; k++)
+        if (k < run->n_cond && run->cond[k] != 0 && !s->ex[k].loaded) {
+            if (!run->images)
+                rc = vt_fail(st, VTOK_EINVAL, "mova: expert %s takes the decoded image: run "
+                             "on images, not pixels", s->ex[k].name);
+            else
+                rc = expert_load(s, &s->ex[k], s->ad.ch[k], s->ad.res, st);
+        }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+/* ---- plan / forward ---- */
+
+typedef struct {
+    float  *bert_h, *bert_w, *pix, *pix2, *ework, *eout, *ad;
+    int32_t *ids;
+} mv_buf;
+
+static int64_t expert_pix_floats(const mova_expert *x)
+{
+    return vt_szmul3(x->in_c, x->in_h, x->in_w);
+}
+
+/* Work layout; the experts counted are those loaded (the run's are, after
+ * prepare); a run plans again, so an expert loaded later is counted then. */
+static int64_t layout(const mova_state *s, int64_t base_px, float *base, mv_buf *b)
+{
+    const int64_t H = s->bert.c.hidden, Tm = s->text_max;
+    int64_t pix = 0, pix2 = 0, ework = 0, eout = 0;
+    for (int k = 0; k < s->n_exp; k++) {
+        const mova_expert *x = &s->ex[k];
+        if (!x->loaded)
+            continue;
+        int64_t p = expert_pix_floats(x), p2 = 0, w = 0, o = 0;
+        if (x->input == IN_IMAGE && x->resize && x->proc) {
+            int64_t h, wd;
+            vtok_status ig = {0};
+            if (vtok_processor_output_size(x->proc, 64, 64, &h, &wd, &ig) == 0)
+                p2 = vt_szmul(3, vt_szmul(h, wd));
+        }
+        if (x->input == IN_BASE)
+            p2 = base_px;
+        if (x->kind == EXP_VIT) {
+            const vt_vit *v = x->vit;
+            int64_t T = x->T + x->prefix;
+            w = vt_szadd(vt_szr16(vt_vit_work_floats(v, 1, x->in_h, x->in_w)),
+                         vt_szadd(vt_szr16(vt_szmul(T, v->d)), vt_szr16(v->d * 2 + 16)));
+            o = vt_szmul(T, v->d);
+        }
+        pix = p > pix ? p : pix;
+        pix2 = p2 > pix2 ? p2 : pix2;
+        ework = w > ework ? w : ework;
+        eout = o > eout ? o : eout;
+    }
+    int64_t sizes[7] = {vt_szmul(Tm, H), vt_bert_work_floats(&s->bert, Tm), pix, pix2, ework,
+                        eout, vt_mov_adapter_work_floats(&s->ad)};
+    float **dst[7] = {&b->bert_h, &b->bert_w, &b->pix, &b->pix2, &b->ework, &b->eout, &b->ad};
+    int64_t off = 0;
+    for (int i = 0; i < 7; i++) {
+        if (base)
+            *dst[i] = base + off;
+        off = vt_szadd(off, vt_szr16(sizes[i]));
+    }
+    if (base)
+        b->ids = (int32_t *)(base + off);
+    off = vt_szadd(off, vt_szr16(Tm / 2 + 1));
+    return off;
+}
+
+static int mova_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
+                     vtok_status *st)
+{
+    const mova_state *s = state;
+    const vt_enc_feats *f = &in[s->enc];
+    const int64_t t = f->T - f->prefix, R = s->ad.res, C = s->ad.mlp.d_out;
+    if (f->grid)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "mova: the base encoder does not slice");
+    if (t != R * R || f->d != s->ad.d)
+        return vt_fail(st, VTOK_ESHAPE, "mova: the adapter takes a %lldx%lld map of %lld "
+                       "features, the base encoder gives %lld tokens of %lld (run it at %lld "
+                       "px)", (long long)R, (long long)R, (long long)s->ad.d, (long long)t,
+                       (long long)f->d, (long long)(R * f->vit->patch));
+    int64_t sumc = 0;
+    for (int k = 0; k < s->n_exp; k++)
+        sumc += s->ad.ch[k];
+    const int64_t q = R / 2, rq = q / 2;
+    vt_stage_set(&p->stages[p->n_stages++], "text", 2, n, s->bert.c.hidden, 0, 0);
+    vt_stage_set(&p->stages[p->n_stages++], "experts", 2, n, vt_szmul(R * R, sumc), 0, 0);
+    vt_stage_set(&p->stages[p->n_stages++], "routing", 3, n, rq * rq, C, 0);
+    vt_stage_set(&p->stages[p->n_stages++], "tokens", 3, n, q * q, C, 0);
+    mv_buf b;
+    const int64_t base_px = vt_szmul3(f->vit->channels, f->h > 0 ? f->h : R * f->vit->patch,
+                                      f->w > 0 ? f->w : R * f->vit->patch);
+    /* plan runs under no lock: the experts' loaded flags only ever turn on
+     * for this run's experts before it (prepare), so reading them is safe
+     * for what this run uses */
+    pthread_mutex_lock((pthread_mutex_t *)&s->lock);
+    p->work_floats = layout(s, base_px, NULL, &b);
+    int64_t maxT = vt_mov_adapter_max_tokens(&s->ad), lpm = 0, rows = R * R;
+    for (int k = 0; k < s->n_exp; k++) {
+        const mova_expert *x = &s->ex[k];
+        if (!x->loaded)
+            continue;
+        maxT = x->T + x->prefix > maxT ? x->T + x->prefix : maxT;
+        rows = x->T + x->prefix > rows ? x->T + x->prefix : rows;
+        lpm = x->lp_max_in > lpm ? x->lp_max_in : lpm;
+    }
+    pthread_mutex_unlock((pthread_mutex_t *)&s->lock);
+    p->max_tokens = maxT > s->text_max ? maxT : s->text_max;
+    p->lp_rows = rows > s->text_max ? rows : s->text_max;
+    p->lp_max_in = lpm;
+    return 0;
+}
+
+/* "question 0: " + q.lower() + "\n\n" as BERT ids into ids (at most
+ * s->text_max, right-truncated keeping [SEP]); returns the count or < 0. */
+static int64_t text_ids(const mova_state *s, const char *q, int32_t *ids, vtok_status *st)
+{
+    size_t n = strlen(q ? q : "");
+    char *t = malloc(n + 16);
+    if (!t)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    /* Python's str.lower(); BERT's uncased tokenizer lowercases (and strips
+     * accents) anyway, so ASCII is the part that must match here */
+    size_t k = (size_t)snprintf(t, 16, "question 0: ");
+    for (size_t i = 0; i < n; i++)
+        t[k++] = (char)tolower((unsigned char)q[i]);
+    t[k++] = '\n';
+    t[k++] = '\n';
+    t[k] = '\0';
+    int64_t m = vt_tok_encode(s->tok, t, k, 1, NULL, 0, st);
+    int32_t *all = m > 0 ? malloc((size_t)m * sizeof *all) : NULL;
+    if (m > 0 && !all)
+        m = vt_fail(st, VTOK_ENOMEM, "out of memory");
+    if (m > 0 && vt_tok_encode(s->tok, t, k, 1, all, m, st) != m)
+        m = vt_fail(st, VTOK_EFORMAT, "the tokenizer gave two counts");
+    free(t);
+    if (m > s->text_max) { /* truncation='longest_first', right: keep the last id ([SEP]) */
+        memcpy(ids, all, (size_t)(s->text_max - 1) * sizeof *ids);
+        ids[s->text_max - 1] = all[m - 1];
+        m = s->text_max;
+    } else if (m > 0) {
+        memcpy(ids, all, (size_t)m * sizeof *ids);
+    }
+    free(all);
+    if (m == 0)
+        m = vt_fail(st, VTOK_EINVAL, "mova: the question gives no BERT tokens");
+    return m;
+}
+
+/* Channel-first planes [c, h, w] resized bilinearly (F.interpolate,
+ * align_corners=False, no antialias) to [c, oh, ow]. */
+static void resize_planes(const float *src, int64_t c, int64_t h, int64_t w, int64_t oh,
+                          int64_t ow, float *dst)
+{
+    for (int64_t i = 0; i < c; i++)
+        vt_resize_bilinear(src + i * h * w, h, w, 1, oh, ow, dst + i * oh * ow);
+}
+
+/* Expert x on image k: its input, its forward, its map aligned to R x R
+ * into out [R^2, d]. */
+static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *e,
+                      const vt_enc_feats *f, int64_t k, const mv_buf *b, float *out,
+                      vtok_status *st)
+{
+    const int64_t R = s->ad.res;
+    const float *pix = b->pix;
+    if (x->input == IN_BASE) {
+        const int64_t c = f->vit->channels;
+        resize_planes(f->pixels + k * c * f->h * f->w, c, f->h, f->w, x->in_h, x->in_w, b->pix);
+    } else {
+        const vtok_image *img = &e->run->images[k];
+        int64_t h, w;
+        int rc;
+        if ((rc = vtok_processor_output_size(x->proc, img->width, img->height, &h, &w, st)))
+            return rc;
+        float *dst = x->resize ? b->pix2 : b->pix;
+        if ((rc = vtok_preprocess(x->proc, img, dst, 3 * h * w, st)))
+            return rc;
+        if (x->resize)
+            resize_planes(b->pix2, 3, h, w, x->in_h, x->in_w, b->pix);
+    }
+    /* "vit" */
+    const vt_vit *v0 = x->vit;
+    vt_vit v = *v0;
+    const int64_t T = x->T + x->prefix, d = v.d;
+    float *hidden[1];
+    float **hs = NULL;
+    float *work = b->ework;
+    float *last = work + vt_szr16(vt_vit_work_floats(v0, 1, x->in_h, x->in_w));
+    float *pool = last + vt_szr16(T * d);
+    float *res = last;
+    float *slots[1024];
+    if (x->layer != LAYER_LAST) {
+        if (x->layer > 1023)
+            return vt_fail(st, VTOK_ELIMIT, "mova: layer %lld too deep", (long long)x->layer);
+        v.n_layers = x->layer;
+        for (int64_t l = 0; l <= x->layer; l++)
+            slots[l] = NULL;
+        slots[x->layer] = b->eout;
+        hs = slots;
+        res = b->eout;
+    }
+    (void)hidden;
+    vt_vit_out o = {.last = last, .pooler = pool, .embeds = NULL, .hidden = hs};
+    vt_vit_forward(&v, e, pix, 1, x->in_h, x->in_w, work, &o);
+    if (e->run && e->run->aborted)
+        return VTOK_EABORTED;
+    const float *map = res + x->prefix * d;
+    if (x->side == R)
+        memcpy(out, map, (size_t)(R * R * d) * sizeof *out);
+    else
+        vt_resize_bilinear(map, x->side, x->side, d, R, R, out);
+    return 0;
+}
+
+static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_feats *in,
+                            int64_t n, vt_stage *stages, float *work, vtok_status *st)
+{
+    const mova_state *s = state;
+    const vt_enc_feats *f = &in[s->enc];
+    const int64_t R = s->ad.res, d = s->ad.d, C = s->ad.mlp.d_out, q = R / 2, rq = q / 2;
+    const int64_t Hb = s->bert.c.hidden;
+    mv_buf b;
+    const int64_t base_px = vt_szmul3(f->vit->channels, f->h, f->w);
+    layout(s, base_px, work, &b);
+    int64_t sumc = 0;
+    for (int k = 0; k < s->n_exp; k++)
+        sumc += s->ad.ch[k];
+    float routing[VT_MOV_MAX_EXPERTS] = {0};
+    int any = 0;
+    for (int k = 0; k < s->n_exp && k < e->run->n_cond; k++) {
+        routing[k] = e->run->cond[k];
+        any |= routing[k] != 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        /* the question's BERT [CLS] */
+        int64_t T = text_ids(s, e->run->prompt, b.ids, st);
+        if (T < 0)
+            return (int)T;
+        int rc = vt_bert_forward(&s->bert, e, b.ids, T, b.bert_h, NULL, b.bert_w);
+        if (rc)
+            return rc;
+        float *text = stages[0].data + i * Hb;
+        memcpy(text, b.bert_h, (size_t)Hb * sizeof *text);
+        /* the experts routing turned on */
+        float *ex = stages[1].data + i * R * R * sumc;
+        const float *eptr[VT_MOV_MAX_EXPERTS] = {0};
+        memset(ex, 0, (size_t)(R * R * sumc) * sizeof *ex);
+        for (int k = 0, off = 0; k < s->n_exp; off += (int)(R * R * s->ad.ch[k]), k++) {
+            if (routing[k] == 0)
+                continue;
+            if ((rc = run_expert(s, &s->ex[k], e, f, i, &b, ex + off, st))) {
+                if (rc != VTOK_EABORTED)
+                    vt_msg_prefix(st, s->ex[k].name);
+                return rc;
+            }
+            eptr[k] = ex + off;
+        }
+        /* the adapter on the base map (patch rows of the requested state) */
+        const float *x0 = f->hidden + (i * f->T + f->prefix) * d;
+        float *tok = stages[3].data + i * q * q * C;
+        vt_mov_adapter_forward(&s->ad, e, x0, eptr, any ? routing : NULL, text, tok, b.ad);
+        /* the routing tokens: 2 x 2 means of the q x q token map */
+        float *rt = stages[2].data + i * rq * rq * C;
+        for (int64_t y = 0; y < rq; y++)
+            for (int64_t x = 0; x < rq; x++)
+                for (int64_t c = 0; c < C; c++) {
+                    const float *t0 = tok + ((2 * y) * q + 2 * x) * C + c;
+                    rt[(y * rq + x) * C + c] =
+                        ((t0[0] + t0[C]) + (t0[q * C] + t0[q * C + C])) / 4.0f;
+                }
+    }
+    return 0;
+}
+
+static void mova_free_state(void *state)
+{
+    mova_state *s = state;
+    for (int k = 0; k < s->n_exp; k++) {
+        expert_free(&s->ex[k]);
+        free(s->ex[k].path);
+        s->ex[k].path = NULL;
+    }
+    vt_bert_free(&s->bert);
+    vt_tok_free(s->tok);
+    s->tok = NULL;
+    if (s->lock_ok)
+        pthread_mutex_destroy(&s->lock);
+    s->lock_ok = 0;
+}
+
+/* ---- the public routing calls (vtok.h) ---- */
+
+static const mova_state *routing_state(const vtok_recipe *r)
+{
+    return r && vt_recipe_kind(r) == &vt_connector_mova ? vt_recipe_conn(r) : NULL;
+}
+
+int64_t vtok_recipe_n_experts(const vtok_recipe *r)
+{
+    const mova_state *s = routing_state(r);
+    return s ? s->n_exp : 0;
+}
+
+const char *vtok_recipe_expert_name(const vtok_recipe *r, int64_t k)
+{
+    const mova_state *s = routing_state(r);
+    return s && k >= 0 && k < s->n_exp ? s->ex[k].name : NULL;
+}
+
+const char *vtok_recipe_routing_prompt(const vtok_recipe *r)
+{
+    return routing_state(r) ? vt_mova_routing_prompt() : NULL;
+}
+
+int64_t vtok_recipe_parse_routing(const vtok_recipe *r, const char *answer, float *weights,
+                                  int64_t n)
+{
+    const mova_state *s = routing_state(r);
+    if (!s || !answer || !weights || n != s->n_exp)
+        return VTOK_EINVAL;
+    int mask[VT_MOVA_EXPERTS];
+    vt_mova_parse_routing(answer, strlen(answer), mask);
+    int64_t on = 0;
+    for (int64_t k = 0; k < n; k++) {
+        weights[k] = k < VT_MOVA_EXPERTS && mask[k] ? 1.0f : 0.0f;
+        on += weights[k] != 0;
+    }
+    return on;
+}
+
+const vt_connector_kind vt_connector_mova = {
+    .name = "mova",
+    .state_size = sizeof(mova_state),
+    .setup = mova_setup,
+    .load = mova_load,
+    .unload = mova_unload,
+    .linears = mova_linears,
+    .plan = mova_plan,
+    .check_run = mova_check_run,
+    .prepare = mova_prepare,
+    .forward_run = mova_forward_run,
+    .free_state = mova_free_state,
+    .load_more = mova_load_text,
+};

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""MoVA through `vtok run` and `vtok chat` vs a PyTorch reference of the
+official pipeline (TempleX98/MoVA: mova_encoder.py, arch.py,
+multimodal_projector/builder.py, eval/model_vqa_loader.py), tiny sizes:
+
+  base     a CLIP (32 px, patch 4: an 8 x 8 map), hidden_states[-2] without CLS,
+           its pixels from CLIP's processor with expand2square (pad)
+  experts  A "dinov2": its own processor (40 px, pad), F.interpolate to 28
+           (bilinear, no antialias: MoVA's 672 -> 518), DINOv2 hidden_states[-2]
+           without CLS (7 x 7); B "clipb": the base pixels F.interpolate'd to 16
+           (BiomedCLIP's path), its last_hidden_state without CLS (4 x 4);
+           C "dinoc": its own processor (28 px), last_hidden_state (7 x 7);
+           every map F.interpolate'd bilinearly to 8 x 8 (feature_align)
+  text     BERT [CLS] of "question 0: " + q.lower() + "\\n\\n" (weights inside the
+           MoVA checkpoint under model.mm_projector.text_encoder.bert.)
+  adapter  tests/ref/mova_ref.py's MoVAdapter (2 blocks, top-2 of 3 experts)
+  routing  the 576-analogue tokens 2 x 2 averaged; the LLM (tiny LLaMA) answers the
+           routing prompt + q greedily (<= 16 ids) on them; the official parser
+           (vtok's is tested in parity_mova) gives the mask
+
+Checks (float32 <= 1e-5): every stage for routings none / A,C / B / all; the
+routing pass's generated ids = PyTorch greedy on the same prompt; the experts
+the LLM's answer turned on; the answer of `vtok chat` = PyTorch greedy on the
+answer prompt, reusing the shared prefix; lazy experts (a missing folder is
+fine until routing picks it, then named); bad --experts; -p required.
+
+    check_mova.py --vtok build/vtok --work DIR
+"""
+import argparse
+import copy
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
+sys.path.insert(0, os.path.join(REPO, "tests", "image"))
+sys.path.insert(0, HERE)
+import bert_ref as B  # noqa: E402
+import hf_vision as hv  # noqa: E402
+import llama_ref as L  # noqa: E402
+import mova_ref as MR  # noqa: E402
+import safetensors_io as sio  # noqa: E402
+from check_processor import hf_reference_image  # noqa: E402
+from check_recipes import CLIP_PROC, make_encoder, rel  # noqa: E402
+from clicheck import check, expect_error, failures, run_ok  # noqa: E402
+
+TOL = 1e-5
+TOKDIR = os.path.join(REPO, "models", "shapes", "llava", "llm")
+ROUTING_PROMPT = None  # read from the C library's copy through vtok's layout (tested in parity_mova)
+
+
+def proc(size, pad=True):
+    p = dict(CLIP_PROC)
+    p.update({"size": {"shortest_edge": size}, "crop_size": {"height": size, "width": size},
+              "do_pad": pad})
+    return p
+
+
+def align(feat, R):
+    """feature_align: [1, L, C] -> [1, R*R, C] (F.interpolate bilinear if L != R*R)."""
+    L_, C = feat.shape[1], feat.shape[2]
+    s = int(round(L_ ** 0.5))
+    if s == R:
+        return feat
+    x = feat.transpose(1, 2).reshape(1, C, s, s)
+    x = F.interpolate(x.float(), size=(R, R), mode="bilinear", align_corners=False)
+    return x.reshape(1, C, R * R).transpose(1, 2)
+
+
+def parse_routing(text, n):
+    """mova get_routing_weights: the text before the third comma, substring letter test."""
+    resp = ",".join(text.split(",")[:3])
+    return [1.0 if chr(ord("A") + k) in resp else 0.0 for k in range(n)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vtok", required=True)
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    vtok = os.path.abspath(a.vtok)
+    work = os.path.abspath(a.work)
+    if os.path.isdir(work):
+        shutil.rmtree(work)
+    os.makedirs(work)
+    torch.set_grad_enabled(False)
+    M = os.path.join(work, "mova")
+
+    R, d = 8, 64
+    base_cfg = {"architectures": ["CLIPVisionModel"], "model_type": "clip_vision_model",
+                "hidden_size": d, "intermediate_size": 96, "num_hidden_layers": 3,
+                "num_attention_heads": 2, "image_size": 32, "patch_size": 4}
+    clip = make_encoder(base_cfg, 51, os.path.join(M, "clip-base"), proc(32))
+    dino_a = {"architectures": ["Dinov2Model"], "model_type": "dinov2", "hidden_size": 24,
+              "num_hidden_layers": 3, "num_attention_heads": 2, "mlp_ratio": 2,
+              "image_size": 28, "patch_size": 4}
+    ea = make_encoder(dino_a, 52, os.path.join(M, "expert-a"), proc(40))
+    clip_b = {"architectures": ["CLIPVisionModel"], "model_type": "clip_vision_model",
+              "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "image_size": 16, "patch_size": 4}
+    eb = make_encoder(clip_b, 53, os.path.join(M, "expert-b"))
+    dino_c = dict(dino_a, hidden_size=16, num_hidden_layers=2)
+    ec = make_encoder(dino_c, 54, os.path.join(M, "expert-c"), proc(28))
+    chans = [24, 32, 16]
+
+    # the LLM
+    llm = os.path.join(work, "llm")
+    with open(os.path.join(TOKDIR, "config.json")) as f:
+        vocab = json.load(f)["vocab_size"]
+    C = 48
+    lcfg = L.make_config("llama", hidden=C, layers=2, heads=4, kv_heads=2, vocab=vocab, inter=96,
+                         max_pos=2048)
+    lsd = L.make_weights(lcfg, 55)
+    L.write_model(llm, lcfg, lsd)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(TOKDIR, f), llm)
+    model = L.Model(lcfg, lsd)
+
+    # BERT: config + tokenizer in a folder, weights in the MoVA checkpoint
+    bvocab = B.make_vocab()
+    bcfg = B.make_config(len(bvocab), hidden=32, layers=2, heads=2, inter=64, max_pos=64)
+    bsd = B.make_weights(bcfg, 56, pooler=False)
+    bdir = os.path.join(M, "bert")
+    os.makedirs(bdir)
+    with open(os.path.join(bdir, "config.json"), "w") as f:
+        json.dump(bcfg, f)
+    B.write_tokenizer(bdir, bvocab)
+    bert = B.Model(bcfg, bsd)
+
+    # the adapter
+    torch.manual_seed(0)
+    ad = MR.MoVAdapter(d, C, chans, 32, R, topk=2, blocks=2).eval()
+    g = torch.Generator().manual_seed(57)
+    for n, p in ad.named_parameters():
+        if p.dim() == 1:
+            p.copy_((1.0 if n.endswith("weight") and ("norm" in n or "ln" in n or "bn" in n)
+                     else 0.0) + 0.2 * torch.randn(p.shape, generator=g))
+        else:
+            p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+    ckpt = {"model.mm_projector." + k: v.contiguous() for k, v in ad.state_dict().items()}
+    ckpt.update({"model.mm_projector.text_encoder.bert." + k: v.contiguous()
+                 for k, v in bsd.items()})
+    sio.write_file(os.path.join(M, "model.safetensors"), ckpt)
+
+    rec = json.load(open(os.path.join(REPO, "recipes", "mova.json")))
+    rec["encoders"][0].update({"path": ["clip-base"], "weights": ["clip-base"],
+                               "processor": {"do_pad": True}})
+    rec["encoders"][0].pop("pos_interp")
+    rec["connector"]["adapter"] = {"topk_experts": 2}
+    rec["connector"]["text_encoder"]["path"] = "bert"
+    rec["connector"]["experts"] = [
+        {"name": "dinov2", "type": "vit", "path": "expert-a", "input": "image", "resize": 28,
+         "layer": -2},
+        {"name": "clipb", "type": "vit", "path": "expert-b", "input": "base", "resize": 16,
+         "layer": "last"},
+        {"name": "dinoc", "type": "vit", "path": "expert-c", "input": "image", "layer": "last"}]
+    rp = os.path.join(work, "mova_tiny.json")
+    json.dump(rec, open(rp, "w"))
+
+    rng = np.random.default_rng(5)
+    img_path = os.path.join(work, "img_45x30.png")
+    Image.fromarray(rng.integers(0, 256, (30, 45, 3), dtype=np.uint8)).save(img_path)
+    im = Image.open(img_path).convert("RGB")
+    q = "What Shape is in the PICTURE?"
+
+    # ---- reference ----
+    px = torch.from_numpy(hf_reference_image(proc(32), im))[None]
+    base = clip(px)["hidden_states"][-2][:, 1:]
+    pa = F.interpolate(torch.from_numpy(hf_reference_image(proc(40), im))[None], size=(28, 28),
+                       mode="bilinear", align_corners=False)
+    fa = align(ea(pa)["hidden_states"][-2][:, 1:], R)
+    pb = F.interpolate(px, size=(16, 16), mode="bilinear", align_corners=False)
+    fb = align(eb(pb)["last_hidden_state"][:, 1:], R)
+    pc = torch.from_numpy(hf_reference_image(proc(28), im))[None]
+    fc = align(ec(pc)["last_hidden_state"][:, 1:], R)
+    feats = [fa, fb, fc]
+    ids = B.encode(bvocab, "question 0: " + q.lower() + "\n\n")
+    text = bert.forward(ids)[0][0:1]
+
+    def reference(mask):
+        r = torch.tensor([mask], dtype=torch.float32)
+        fs = [f if m else torch.zeros_like(f) for f, m in zip(feats, mask)]
+        tok = ad(base, fs, text, r)[0]
+        q2 = R // 2
+        rt = F.adaptive_avg_pool2d(tok.T.reshape(C, q2, q2), (q2 // 2, q2 // 2)).reshape(C, -1).T
+        return tok, rt
+
+    def run(label, extra, mask):
+        out, dump = os.path.join(work, "out_" + label), os.path.join(work, "dump_" + label)
+        ok, _ = run_ok(vtok, "vtok run mova (%s)" % label,
+                       ["run", "--recipe", rp, "--model", M, "-p", q, "--image", img_path,
+                        "--out", out, "--dump", dump, "--threads", "2"] + extra)
+        if not ok:
+            return None
+        lay = json.load(open(os.path.join(out, "layout.json")))
+        if mask is None:  # routed by the LLM: the mask the answer gives
+            mask = parse_routing(lay["routing_answer"], 3)
+            check(lay["experts"] == [n for n, m in zip(("dinov2", "clipb", "dinoc"), mask) if m],
+                  "%s: experts %s = the official parser on the answer %r" % (
+                      label, lay["experts"], lay["routing_answer"]))
+        tok, rt = reference(mask)
+        got = np.load(os.path.join(out, "embeddings.npy"))[0]
+        check(got.shape == tuple(tok.shape) and rel(got, tok.numpy()) <= TOL,
+              "%s: tokens %s rel %.2e" % (label, list(got.shape), rel(got, tok.numpy())))
+        gr = np.load(os.path.join(dump, "routing.npy"))[0]
+        check(rel(gr, rt.numpy()) <= TOL, "%s: routing tokens %s rel %.2e" % (
+            label, list(gr.shape), rel(gr, rt.numpy())))
+        gt = np.load(os.path.join(dump, "text.npy"))[0]
+        check(rel(gt, text[0].numpy()) <= TOL, "%s: BERT [CLS] rel %.2e" % (label, rel(gt, text[0].numpy())))
+        ge = np.load(os.path.join(dump, "experts.npy"))[0]
+        off = 0
+        for k, (f, m) in enumerate(zip(feats, mask)):
+            n = R * R * chans[k]
+            e = (f[0] if m else torch.zeros_like(f[0])).reshape(-1).numpy()
+            err = rel(ge[off:off + n], e) if m else float(np.abs(ge[off:off + n]).max())
+            check(err <= TOL, "%s: expert %s %s %.2e" % (label, "ABC"[k], "rel" if m else "zero", err))
+            off += n
+        gp = np.load(os.path.join(dump, "pixels_clip.npy"))
+        check(np.array_equal(gp, px.numpy()), "%s: base pixels bit-exact (pad)" % label)
+        return lay, mask
+
+    for label, spec, mask in (("none", "none", [0, 0, 0]), ("AC", "A,C", [1, 0, 1]),
+                              ("B", "clipb", [0, 1, 0]), ("all", "A,B,C", [1, 1, 1])):
+        run(label, ["--experts", spec], mask)
+    # the experts matter, and top-2 of 3 cuts one of them
+    t_all, _ = reference([1, 1, 1])
+    t_none, _ = reference([0, 0, 0])
+    for blk in ad.blocks:
+        blk.topk = 3
+    t_all3, _ = reference([1, 1, 1])
+    for blk in ad.blocks:
+        blk.topk = 2
+    check(rel(t_all.numpy(), t_none.numpy()) > 1e-2 and rel(t_all.numpy(), t_all3.numpy()) > 1e-3,
+          "sensitivity: experts move the tokens %.2e, top-2 vs top-3 %.2e" % (
+              rel(t_all.numpy(), t_none.numpy()), rel(t_all.numpy(), t_all3.numpy())))
+
+    # routed by the LLM: the coarse pass's greedy ids = PyTorch on the same prompt
+    res = run("llm", ["--llm", llm], None)
+    if res:
+        lay, mask = res
+        pids = lay["routing_prompt_ids"]
+        _, rt0 = reference([0, 0, 0])
+        n_img = sum(1 for x in pids if x < 0)
+        check(n_img == rt0.shape[0], "routing prompt holds %d routing rows" % n_img)
+        k0 = pids.index(-1)
+        x = torch.cat([model.embed(torch.tensor(pids[:k0])), rt0,
+                       model.embed(torch.tensor(pids[k0 + n_img:]))])
+        ref_ids = model.greedy(x, 16)
+        got_ids = lay["routing_ids"]
+        check(got_ids == ref_ids[:len(got_ids)] and len(got_ids) >= 1,
+              "routing answer ids %s = PyTorch greedy" % got_ids)
+
+        # chat: the answer pass after routing, sharing the prompt prefix
+        N = 6
+        ok, outp = run_ok(vtok, "vtok chat mova", ["chat", "--recipe", rp, "--model", M, "--llm",
+                                                   llm, "--image", img_path, "-p", q,
+                                                   "--max-tokens", str(N), "--json"])
+        if ok:
+            got = json.loads(outp.strip().splitlines()[-1])
+            keep = got["reused_positions"]
+            full = pids[:keep] + got["prompt_ids"]
+            check(keep > 0 and all(v >= 0 for v in pids[:keep]),
+                  "chat: %d prompt positions reused from the routing pass" % keep)
+            tok, _ = reference(mask)
+            k1 = keep + got["image_start"]
+            nt = got["image_positions"]
+            x = torch.cat([model.embed(torch.tensor(full[:k1])), tok,
+                           model.embed(torch.tensor(full[k1 + nt:]))])
+            check(nt == tok.shape[0] and got["ids"] == model.greedy(x, N),
+                  "chat mova: %d greedy ids equal the reference %s" % (N, got["ids"]))
+
+    # lazy experts: a missing folder matters only when routing picks it
+    r2 = copy.deepcopy(rec)
+    r2["connector"]["experts"][2]["path"] = "no-such-expert"
+    bad = os.path.join(work, "mova_missing.json")
+    json.dump(r2, open(bad, "w"))
+    run_ok(vtok, "missing expert C not picked: runs", ["run", "--recipe", bad, "--model", M, "-p",
+                                                        q, "--image", img_path, "--experts", "A",
+                                                        "--out", os.path.join(work, "x1")])
+    expect_error(vtok, "missing expert C picked", ["run", "--recipe", bad, "--model", M, "-p", q,
+                                                   "--image", img_path, "--experts", "A,C",
+                                                   "--out", os.path.join(work, "x2")],
+                 ["dinoc", "no-such-expert"])
+    expect_error(vtok, "unknown expert letter", ["run", "--recipe", rp, "--model", M, "-p", q,
+                                                 "--image", img_path, "--experts", "A,Z",
+                                                 "--out", os.path.join(work, "x3")],
+                 ["unknown expert 'Z'", "A dinov2"])
+    expect_error(vtok, "no question", ["run", "--recipe", rp, "--model", M, "--image", img_path,
+                                       "--experts", "A", "--out", os.path.join(work, "x4")], ["-p"])
+    expect_error(vtok, "no llm and no --experts", ["run", "--recipe", rp, "--model", M, "-p", q,
+                                                   "--image", img_path, "--out",
+                                                   os.path.join(work, "x5")], ["--experts"])
+
+    print("%d failure(s)" % len(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
