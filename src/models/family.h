@@ -20,7 +20,7 @@ typedef struct vt_family {
 } vt_family;
 
 extern const vt_family vt_family_clip, vt_family_siglip, vt_family_dinov2, vt_family_vit,
-    vt_family_blip2, vt_family_eva;
+    vt_family_blip2, vt_family_eva, vt_family_timm_vit;
 
 /* Class defaults of the sizes every ViT config has. */
 typedef struct vt_vit_defaults {

@@ -14,10 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const vt_family *const families[] = {
     &vt_family_clip, &vt_family_siglip, &vt_family_dinov2, &vt_family_vit, &vt_family_blip2,
-    &vt_family_eva,
+    &vt_family_eva, &vt_family_timm_vit,
 };
 
 #define MAX_CONFIG_BYTES (16u << 20)
@@ -74,11 +75,17 @@ static int resolve_paths(const char *path, char *cfg, char *weights, size_t n, v
     if (vt_is_dir(path)) {
         if (snprintf(cfg, n, "%s/config.json", path) >= (int)n)
             return vt_fail(st, VTOK_EINVAL, "path too long: %s", path);
+        /* an open_clip hub folder has open_clip_config.json instead (timm_vit.c) */
+        struct stat sb;
+        if (stat(cfg, &sb) != 0 &&
+            snprintf(cfg, n, "%s/open_clip_config.json", path) < (int)n && stat(cfg, &sb) != 0)
+            snprintf(cfg, n, "%s/config.json", path);
         snprintf(weights, n, "%s", path);
         return 0;
     }
     const char *slash = strrchr(path, '/');
-    if (!slash || strcmp(slash + 1, "config.json") != 0)
+    if (!slash || (strcmp(slash + 1, "config.json") != 0 &&
+                   strcmp(slash + 1, "open_clip_config.json") != 0))
         return vt_fail(st, VTOK_EIO, "%s: not a model folder", path);
     snprintf(cfg, n, "%s", path);
     snprintf(weights, n, "%.*s", (int)(slash - path), path);
@@ -219,6 +226,11 @@ static vtok_model *load_model(const char *cfg_name, const char *text, size_t len
     const char *mt = NULL;
     if (vt_opt_str(m->config, "model_type", NULL, &mt, "config.json", st))
         goto fail;
+    /* No model_type: timm's hub config.json ("architecture") or open_clip's
+     * open_clip_config.json ("model_cfg") describe a timm tower (timm_vit.c). */
+    if (!mt && (cJSON_GetObjectItemCaseSensitive(m->config, "architecture") ||
+                cJSON_GetObjectItemCaseSensitive(m->config, "model_cfg")))
+        mt = "timm_vit";
     if (!mt) {
         vt_fail(st, VTOK_EFORMAT, "%s: no model_type", cfg_name);
         goto fail;
