@@ -50,6 +50,8 @@
 #include "../image/image.h"
 #include "../models/bert.h"
 #include "../models/family.h"
+#include "../models/p2s_enc.h"
+#include "../models/pack.h"
 #include "../models/pix2struct.h"
 #include "../text/tokenizer.h"
 
@@ -72,13 +74,17 @@ typedef struct {
     int64_t      resize;       /* bilinear to resize x resize after the input (0: no) */
     int64_t      layer;        /* "vit": hidden state (HF index) or LAYER_LAST      */
     int64_t      max_patches, patch; /* "patches" */
+    const char  *prefix;       /* block experts: their tensors' prefix in the folder's weights */
     /* on demand (prepare, under the state's lock) */
     int          loaded;
-    vtok_model  *model;
+    vtok_model  *model;        /* "vit": an HF vision folder                        */
     const vt_vit *vit;
+    vt_weights  *w;            /* block experts: the folder's weights, and ...     */
+    void        *blk;          /*   the block (vt_p2s_enc, ...)                    */
+    void        *packed;
     vtok_processor *proc;
     int64_t      in_c, in_h, in_w;   /* its pixel input                               */
-    int64_t      T, prefix, d, side; /* raw output: T tokens (prefix dropped), width d */
+    int64_t      T, prefix_rows, d, side; /* raw output: T tokens (prefix rows dropped), width d */
     int64_t      lp_max_in;
 } mova_expert;
 
@@ -106,7 +112,8 @@ static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON
                         const char *where, vtok_status *st)
 {
     static const char *const keys[] = {"name", "type", "path", "input", "processor", "resize",
-                                       "layer", "max_patches", "patch", "_comment", NULL};
+                                       "layer", "max_patches", "patch", "prefix", "config",
+                                       "_comment", NULL};
     const char *name = NULL, *path = NULL;
     int rc;
     if (!cJSON_IsObject(j))
@@ -118,7 +125,8 @@ static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON
         (rc = vt_opt_enum(j, "input", input_names, IN_IMAGE, &x->input, where, st)) ||
         (rc = vt_opt_int(j, "resize", 0, &x->resize, where, st)) ||
         (rc = vt_opt_int(j, "max_patches", 2025, &x->max_patches, where, st)) ||
-        (rc = vt_opt_int(j, "patch", 16, &x->patch, where, st)))
+        (rc = vt_opt_int(j, "patch", 16, &x->patch, where, st)) ||
+        (rc = vt_opt_str(j, "prefix", NULL, &x->prefix, where, st)))
         return rc;
     if (!name || !name[0] || strlen(name) >= sizeof x->name)
         return vt_fail(st, VTOK_EFORMAT, "%s: an expert needs a short 'name'", where);
@@ -138,6 +146,13 @@ static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON
     if ((x->input == IN_PATCHES) != (x->kind == EXP_P2S))
         return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: 'patches' input goes with type "
                        "'pix2struct' and only with it", where, name);
+    if (x->kind == EXP_P2S && vt_square_side(x->max_patches) * vt_square_side(x->max_patches) !=
+                                  x->max_patches)
+        return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: max_patches %lld is not a square (MoVA "
+                       "reshapes the rows as one: 2025 = 45 x 45)", where, name,
+                       (long long)x->max_patches);
+    if (!x->prefix) /* the released checkpoints' own layouts */
+        x->prefix = x->kind == EXP_P2S ? "encoder." : "";
     if (x->input == IN_BASE && !x->resize)
         return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: input 'base' needs 'resize'", where,
                        name);
@@ -299,14 +314,94 @@ static int mova_load_text(vt_recipe *r, void *state, const cJSON *cfg, vtok_stat
 
 /* ---- experts on demand ---- */
 
+static void blk_free(mova_expert *x)
+{
+    if (x->kind == EXP_P2S)
+        vt_p2s_enc_free(x->blk);
+    free(x->blk);
+    x->blk = NULL;
+}
+
 static void expert_free(mova_expert *x)
 {
     vtok_model_free(x->model);
     vtok_processor_free(x->proc);
+    blk_free(x);
+    vt_free(x->packed);
+    vt_weights_close(x->w);
     x->model = NULL;
     x->proc = NULL;
     x->vit = NULL;
+    x->packed = NULL;
+    x->w = NULL;
     x->loaded = 0;
+}
+
+/* A block expert (Pix2Struct, ...): the folder's weights under x->prefix,
+ * options from its config.json (or the recipe's "config"), Linears packed
+ * for the recipe's dtype. */
+static int block_load(mova_state *s, mova_expert *x, const char *where, vtok_status *st)
+{
+    int rc;
+    cJSON *cfg = NULL;
+    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(x->json, "config");
+    if (!cj) {
+        char file[4200];
+        char *text = NULL;
+        size_t len = 0;
+        snprintf(file, sizeof file, "%s/config.json", x->path);
+        FILE *f = fopen(file, "rb");
+        if (f) {
+            fclose(f);
+            if (vt_read_file(file, 4u << 20, &text, &len, st))
+                return st->code;
+            cfg = vt_json_parse_object(text, len, file, st);
+            free(text);
+            if (!cfg)
+                return st->code;
+            cj = cfg;
+        }
+    }
+    if ((rc = vt_weights_open(x->path, s->use_mmap, &x->w, st))) {
+        cJSON_Delete(cfg);
+        return rc;
+    }
+    vt_wsrc src = vt_wsrc_one(x->w, x->path, x->prefix);
+    vt_loader ld;
+    vt_loader_init(&ld, &src, where, NULL, st);
+    int64_t n = 0;
+    if (x->kind == EXP_P2S) {
+        vt_p2s_enc *m = calloc(1, sizeof *m);
+        if (!(x->blk = m)) {
+            cJSON_Delete(cfg);
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        }
+        rc = vt_p2s_enc_load(m, &ld, "", cj);
+    }
+    cJSON_Delete(cfg);
+    if (rc || (rc = vt_loader_finish(&ld)))
+        return rc;
+    if (x->kind == EXP_P2S) {
+        vt_p2s_enc *m = x->blk;
+        if (vt_p2s_enc_in_width(m) != 2 + x->patch * x->patch * 3)
+            return vt_fail(st, VTOK_ESHAPE, "%s: the encoder takes rows of %lld, %lld x %lld "
+                           "patches give %lld", where, (long long)vt_p2s_enc_in_width(m),
+                           (long long)x->patch, (long long)x->patch,
+                           (long long)(2 + x->patch * x->patch * 3));
+        m->attn_lowp = s->dtype != VTOK_DTYPE_F32;
+        x->d = vt_p2s_enc_out_channels(m);
+        x->T = x->max_patches;
+        x->prefix_rows = 0;
+        n = vt_p2s_enc_linears(m, NULL);
+    }
+    vt_linear **ls = malloc((size_t)(n > 0 ? n : 1) * sizeof *ls);
+    if (!ls)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    if (x->kind == EXP_P2S)
+        vt_p2s_enc_linears(x->blk, ls);
+    rc = vt_pack_linears(ls, n, s->dtype, &src, NULL, 0, &x->packed, &x->lp_max_in, st);
+    free(ls);
+    return rc;
 }
 
 static int expert_load(mova_state *s, mova_expert *x, int64_t want_ch, int64_t base_side,
@@ -314,9 +409,23 @@ static int expert_load(mova_state *s, mova_expert *x, int64_t want_ch, int64_t b
 {
     char where[96];
     snprintf(where, sizeof where, "MoVA expert %s", x->name);
-    if (x->kind != EXP_VIT)
+    if (x->kind != EXP_VIT && x->kind != EXP_P2S)
         return vt_fail(st, VTOK_EUNSUPPORTED, "%s: expert type '%s' is not in this build yet",
                        where, kind_names[x->kind]);
+    if (x->kind != EXP_VIT) {
+        int rc = block_load(s, x, where, st);
+        if (!rc && x->d != want_ch)
+            rc = vt_fail(st, VTOK_ESHAPE, "%s gives %lld channels, the adapter takes %lld",
+                         where, (long long)x->d, (long long)want_ch);
+        if (rc) {
+            vt_msg_prefix(st, where);
+            expert_free(x);
+            return rc;
+        }
+        x->side = vt_square_side(x->T);
+        x->loaded = 1;
+        return 0;
+    }
     vtok_model_params mp = vtok_model_default_params();
     mp.use_mmap = s->use_mmap;
     mp.dtype = s->dtype;
@@ -374,8 +483,8 @@ static int expert_load(mova_state *s, mova_expert *x, int64_t want_ch, int64_t b
     int64_t T = vt_vit_tokens(v, x->in_h, x->in_w, st);
     if (T <= 0)
         goto fail;
-    x->prefix = (v->cls ? 1 : 0) + v->n_reg;
-    x->T = T - x->prefix;
+    x->prefix_rows = (v->cls ? 1 : 0) + v->n_reg;
+    x->T = T - x->prefix_rows;
     x->side = vt_square_side(x->T);
     if (x->side * x->side != x->T) {
         vt_fail(st, VTOK_ESHAPE, "%s: %lld patch tokens are not a square map", where,
@@ -453,9 +562,14 @@ static int64_t layout(const mova_state *s, int64_t base_px, float *base, mv_buf 
         }
         if (x->input == IN_BASE)
             p2 = base_px;
+        if (x->kind == EXP_P2S) {
+            p = vt_szmul(x->max_patches, 2 + x->patch * x->patch * 3);
+            w = vt_p2s_enc_work_floats(x->blk, x->max_patches);
+            o = vt_szmul(x->max_patches, x->d);
+        }
         if (x->kind == EXP_VIT) {
             const vt_vit *v = x->vit;
-            int64_t T = x->T + x->prefix;
+            int64_t T = x->T + x->prefix_rows;
             w = vt_szadd(vt_szr16(vt_vit_work_floats(v, 1, x->in_h, x->in_w)),
                          vt_szadd(vt_szr16(vt_szmul(T, v->d)), vt_szr16(v->d * 2 + 16)));
             o = vt_szmul(T, v->d);
@@ -514,8 +628,8 @@ static int mova_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_pl
         const mova_expert *x = &s->ex[k];
         if (!x->loaded)
             continue;
-        maxT = x->T + x->prefix > maxT ? x->T + x->prefix : maxT;
-        rows = x->T + x->prefix > rows ? x->T + x->prefix : rows;
+        maxT = x->T + x->prefix_rows > maxT ? x->T + x->prefix_rows : maxT;
+        rows = x->T + x->prefix_rows > rows ? x->T + x->prefix_rows : rows;
         lpm = x->lp_max_in > lpm ? x->lp_max_in : lpm;
     }
     pthread_mutex_unlock((pthread_mutex_t *)&s->lock);
@@ -570,6 +684,54 @@ static void resize_planes(const float *src, int64_t c, int64_t h, int64_t w, int
         vt_resize_bilinear(src + i * h * w, h, w, 1, oh, ow, dst + i * oh * ow);
 }
 
+/* expand2square with CLIP's mean as the colour (MoVA sets Pix2Struct's
+ * image_mean to CLIP's only for this: tuple(int(x * 255) for x in mean)). */
+static int pad_square_clip(const vtok_image *src, vtok_image *dst, vtok_status *st)
+{
+    static const uint8_t fill[3] = {122, 116, 104};
+    const int64_t n = src->width > src->height ? src->width : src->height;
+    if (!(dst->data = malloc((size_t)(n * n * 3))))
+        return vt_fail(st, VTOK_ENOMEM, "out of memory padding a %lldx%lld image",
+                       (long long)src->width, (long long)src->height);
+    dst->width = dst->height = n;
+    for (int64_t i = 0; i < n * n; i++)
+        memcpy(dst->data + 3 * i, fill, 3);
+    const int64_t x0 = (n - src->width) / 2, y0 = (n - src->height) / 2;
+    for (int64_t y = 0; y < src->height; y++)
+        memcpy(dst->data + 3 * ((y0 + y) * n + x0), src->data + 3 * y * src->width,
+               (size_t)(3 * src->width));
+    return 0;
+}
+
+/* Pix2Struct / DePlot: the flattened patches of the square-padded image,
+ * the encoder over all max_patches rows (padding rows included, as MoVA
+ * reshapes them into the square), the map aligned. */
+static int run_p2s(const mova_state *s, const mova_expert *x, const vt_exec *e, int64_t k,
+                   const mv_buf *b, float *out, vtok_status *st)
+{
+    vtok_image sq = {0};
+    int rc = pad_square_clip(&e->run->images[k], &sq, st);
+    if (rc)
+        return rc;
+    const int64_t L = x->max_patches;
+    int64_t wf = vt_pix2struct_work_floats(sq.height, sq.width, L, x->patch);
+    float *work = wf > 0 ? vt_alloc((size_t)wf * sizeof *work) : NULL;
+    if (!work)
+        rc = vt_fail(st, VTOK_ENOMEM, "out of memory for the patches of a %lldx%lld image",
+                     (long long)sq.width, (long long)sq.height);
+    else
+        rc = vt_pix2struct_patches(&sq, L, x->patch, b->pix, work, st);
+    vt_free(work);
+    free(sq.data);
+    if (rc || (rc = vt_p2s_enc_check(x->blk, b->pix, L, st)))
+        return rc;
+    vt_p2s_enc_forward(x->blk, e, b->pix, L, b->eout, b->ework);
+    if (e->run && e->run->aborted)
+        return VTOK_EABORTED;
+    vt_resize_bilinear(b->eout, x->side, x->side, x->d, s->ad.res, s->ad.res, out);
+    return 0;
+}
+
 /* Expert x on image k: its input, its forward, its map aligned to R x R
  * into out [R^2, d]. */
 static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *e,
@@ -578,6 +740,8 @@ static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *
 {
     const int64_t R = s->ad.res;
     const float *pix = b->pix;
+    if (x->kind == EXP_P2S)
+        return run_p2s(s, x, e, k, b, out, st);
     if (x->input == IN_BASE) {
         const int64_t c = f->vit->channels;
         resize_planes(f->pixels + k * c * f->h * f->w, c, f->h, f->w, x->in_h, x->in_w, b->pix);
@@ -596,7 +760,7 @@ static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *
     /* "vit" */
     const vt_vit *v0 = x->vit;
     vt_vit v = *v0;
-    const int64_t T = x->T + x->prefix, d = v.d;
+    const int64_t T = x->T + x->prefix_rows, d = v.d;
     float *hidden[1];
     float **hs = NULL;
     float *work = b->ework;
@@ -619,7 +783,7 @@ static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *
     vt_vit_forward(&v, e, pix, 1, x->in_h, x->in_w, work, &o);
     if (e->run && e->run->aborted)
         return VTOK_EABORTED;
-    const float *map = res + x->prefix * d;
+    const float *map = res + x->prefix_rows * d;
     if (x->side == R)
         memcpy(out, map, (size_t)(R * R * d) * sizeof *out);
     else

@@ -11,9 +11,12 @@ multimodal_projector/builder.py, eval/model_vqa_loader.py), tiny sizes:
            (BiomedCLIP's path), its last_hidden_state without CLS (4 x 4);
            C "dinoc": its own processor (28 px), last_hidden_state (7 x 7);
            every map F.interpolate'd bilinearly to 8 x 8 (feature_align)
+           D "p2s": Pix2Struct's flattened patches (4 x 4 patches, max_patches 16) of
+           the image padded to a square in CLIP's mean colour, the Pix2Struct
+           encoder's rows (padding rows included) as a 4 x 4 map
   text     BERT [CLS] of "question 0: " + q.lower() + "\\n\\n" (weights inside the
            MoVA checkpoint under model.mm_projector.text_encoder.bert.)
-  adapter  tests/ref/mova_ref.py's MoVAdapter (2 blocks, top-2 of 3 experts)
+  adapter  tests/ref/mova_ref.py's MoVAdapter (2 blocks, top-2 of 4 experts)
   routing  the 576-analogue tokens 2 x 2 averaged; the LLM (tiny LLaMA) answers the
            routing prompt + q greedily (<= 16 ids) on them; the official parser
            (vtok's is tested in parity_mova) gives the mask
@@ -43,7 +46,10 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 sys.path.insert(0, os.path.join(REPO, "tests", "image"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "blocks"))
 import bert_ref as B  # noqa: E402
+import p2s_enc_ref as P2S  # noqa: E402
+from mova_parity import pix2struct_ref  # noqa: E402
 import hf_vision as hv  # noqa: E402
 import llama_ref as L  # noqa: E402
 import mova_ref as MR  # noqa: E402
@@ -109,7 +115,23 @@ def main():
     eb = make_encoder(clip_b, 53, os.path.join(M, "expert-b"))
     dino_c = dict(dino_a, hidden_size=16, num_hidden_layers=2)
     ec = make_encoder(dino_c, 54, os.path.join(M, "expert-c"), proc(28))
-    chans = [24, 32, 16]
+    # D: a Pix2Struct encoder (HF folder: config.json + encoder.* weights), 4 x 4 patches,
+    # max_patches 16 (a 4 x 4 square as MoVA's 2025 = 45 x 45)
+    p2s_cfg = dict(hidden_size=20, patch_embed_hidden_size=48, d_ff=32, d_kv=8,
+                   num_attention_heads=2, num_hidden_layers=2, seq_len=16)
+    ed = P2S.VisionModel(**p2s_cfg).eval()
+    gd = torch.Generator().manual_seed(58)
+    for n, p in ed.named_parameters():
+        p.copy_((1.0 if n.endswith("norm.weight") else 0.0) +
+                torch.randn(p.shape, generator=gd) * (0.2 if p.dim() == 1 else 0.5 /
+                                                       p.shape[1] ** 0.5))
+    dd = os.path.join(M, "expert-d")
+    os.makedirs(dd)
+    sio.write_file(os.path.join(dd, "model.safetensors"),
+                   {"encoder." + k: v.contiguous() for k, v in ed.state_dict().items()})
+    with open(os.path.join(dd, "config.json"), "w") as f:
+        json.dump({"model_type": "pix2struct", "vision_config": dict(p2s_cfg, model_type="pix2struct_vision_model")}, f)
+    chans = [24, 32, 16, 20]
 
     # the LLM
     llm = os.path.join(work, "llm")
@@ -161,7 +183,9 @@ def main():
          "layer": -2},
         {"name": "clipb", "type": "vit", "path": "expert-b", "input": "base", "resize": 16,
          "layer": "last"},
-        {"name": "dinoc", "type": "vit", "path": "expert-c", "input": "image", "layer": "last"}]
+        {"name": "dinoc", "type": "vit", "path": "expert-c", "input": "image", "layer": "last"},
+        {"name": "p2s", "type": "pix2struct", "path": "expert-d", "input": "patches",
+         "max_patches": 16, "patch": 4}]
     rp = os.path.join(work, "mova_tiny.json")
     json.dump(rec, open(rp, "w"))
 
@@ -181,7 +205,12 @@ def main():
     fb = align(eb(pb)["last_hidden_state"][:, 1:], R)
     pc = torch.from_numpy(hf_reference_image(proc(28), im))[None]
     fc = align(ec(pc)["last_hidden_state"][:, 1:], R)
-    feats = [fa, fb, fc]
+    side = max(im.size)
+    sq = Image.new("RGB", (side, side), (122, 116, 104))
+    sq.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
+    fp = torch.from_numpy(pix2struct_ref(np.array(sq), 16, 4))[None]
+    fd = align(ed(fp), R)
+    feats = [fa, fb, fc, fd]
     ids = B.encode(bvocab, "question 0: " + q.lower() + "\n\n")
     text = bert.forward(ids)[0][0:1]
 
@@ -202,8 +231,8 @@ def main():
             return None
         lay = json.load(open(os.path.join(out, "layout.json")))
         if mask is None:  # routed by the LLM: the mask the answer gives
-            mask = parse_routing(lay["routing_answer"], 3)
-            check(lay["experts"] == [n for n, m in zip(("dinov2", "clipb", "dinoc"), mask) if m],
+            mask = parse_routing(lay["routing_answer"], 4)
+            check(lay["experts"] == [n for n, m in zip(("dinov2", "clipb", "dinoc", "p2s"), mask) if m],
                   "%s: experts %s = the official parser on the answer %r" % (
                       label, lay["experts"], lay["routing_answer"]))
         tok, rt = reference(mask)
@@ -221,21 +250,22 @@ def main():
             n = R * R * chans[k]
             e = (f[0] if m else torch.zeros_like(f[0])).reshape(-1).numpy()
             err = rel(ge[off:off + n], e) if m else float(np.abs(ge[off:off + n]).max())
-            check(err <= TOL, "%s: expert %s %s %.2e" % (label, "ABC"[k], "rel" if m else "zero", err))
+            check(err <= TOL, "%s: expert %s %s %.2e" % (label, "ABCD"[k], "rel" if m else "zero", err))
             off += n
         gp = np.load(os.path.join(dump, "pixels_clip.npy"))
         check(np.array_equal(gp, px.numpy()), "%s: base pixels bit-exact (pad)" % label)
         return lay, mask
 
-    for label, spec, mask in (("none", "none", [0, 0, 0]), ("AC", "A,C", [1, 0, 1]),
-                              ("B", "clipb", [0, 1, 0]), ("all", "A,B,C", [1, 1, 1])):
+    for label, spec, mask in (("none", "none", [0, 0, 0, 0]), ("AC", "A,C", [1, 0, 1, 0]),
+                              ("B", "clipb", [0, 1, 0, 0]), ("D", "D", [0, 0, 0, 1]),
+                              ("all", "A,B,C,D", [1, 1, 1, 1])):
         run(label, ["--experts", spec], mask)
     # the experts matter, and top-2 of 3 cuts one of them
-    t_all, _ = reference([1, 1, 1])
-    t_none, _ = reference([0, 0, 0])
+    t_all, _ = reference([1, 1, 1, 1])
+    t_none, _ = reference([0, 0, 0, 0])
     for blk in ad.blocks:
         blk.topk = 3
-    t_all3, _ = reference([1, 1, 1])
+    t_all3, _ = reference([1, 1, 1, 1])
     for blk in ad.blocks:
         blk.topk = 2
     check(rel(t_all.numpy(), t_none.numpy()) > 1e-2 and rel(t_all.numpy(), t_all3.numpy()) > 1e-3,
@@ -247,7 +277,7 @@ def main():
     if res:
         lay, mask = res
         pids = lay["routing_prompt_ids"]
-        _, rt0 = reference([0, 0, 0])
+        _, rt0 = reference([0, 0, 0, 0])
         n_img = sum(1 for x in pids if x < 0)
         check(n_img == rt0.shape[0], "routing prompt holds %d routing rows" % n_img)
         k0 = pids.index(-1)
