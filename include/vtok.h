@@ -532,6 +532,13 @@ typedef struct vtok_run_params {
     const vtok_llm *llm;      /* text conditioning: the LLM (borrowed), or NULL    */
     const int32_t  *text_ids; /*   the prompt's ids without image positions      */
     int64_t         n_text_ids;
+    /* 1: the images are those of this context's last successful run (the
+     * caller vouches for that): the encoders are not run again, their hidden
+     * states are kept; only the connector runs, e.g. with other routing
+     * weights (MoVA's answer pass after its routing pass). Refused when the
+     * last run failed or its images had other sizes. Default 0. */
+    int             same_images;
+    int             reserved0;
 } vtok_run_params;
 
 void vtok_run_params_init(vtok_run_params *p, size_t size);

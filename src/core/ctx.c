@@ -28,7 +28,7 @@ VT_NO_TAIL(vtok_ctx_params, user);
 VT_NO_TAIL(vtok_encode_params, layers);
 VT_NO_TAIL(vtok_image_params, jpeg_target);
 VT_NO_TAIL(vtok_recipe_params, threadpool);
-VT_NO_TAIL(vtok_run_params, n_text_ids);
+VT_NO_TAIL(vtok_run_params, reserved0);
 
 #define MAX_THREADS 256
 #define DEFAULT_MEM_LIMIT ((int64_t)64 << 30)

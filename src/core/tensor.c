@@ -196,9 +196,13 @@ int vt_planner_commit(vt_planner *p, vt_arena *a, size_t limit, const char *what
         return vt_fail(st, VTOK_ELIMIT, "%s needs %zu MiB, the memory limit is %zu MiB", what,
                        (need + (1u << 20) - 1) >> 20, limit >> 20);
     if (need > a->cap) {
-        vt_arena_free(a);
-        if (!(a->mem = vt_alloc(need)))
+        void *mem = vt_alloc(need);
+        if (!mem)
             return vt_fail(st, VTOK_ENOMEM, "out of memory: %s needs %zu MiB", what, need >> 20);
+        if (a->keep && a->mem)
+            memcpy(mem, a->mem, a->keep < a->cap ? a->keep : a->cap);
+        vt_free(a->mem);
+        a->mem = mem;
         a->cap = need;
     }
     for (int i = 0; i < p->n; i++) {

@@ -59,6 +59,7 @@ vt_tensor vt_ragged_item(const vt_ragged *r, int64_t i);
 typedef struct vt_arena {
     void  *mem;
     size_t cap;
+    size_t keep;   /* bytes at the start a commit that grows the block copies over */
 } vt_arena;
 
 void vt_arena_free(vt_arena *a);

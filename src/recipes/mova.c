@@ -39,8 +39,9 @@
  * for last_hidden_state), more as their blocks land.
  *
  * Stages: text [n, d_text], experts [n, sum_e R^2 C_e] (each expert's
- * aligned map, expert after expert; zero when off), routing [n, 144, C],
- * tokens [n, 576, C].
+ * aligned map, expert after expert; zero when off), times_ms [n, 2 + E]
+ * (wall ms of BERT, the adapter and each expert, 0 when not run: for
+ * benchmarks), routing [n, 144, C], tokens [n, 576, C].
  */
 #include "recipe.h"
 
@@ -50,7 +51,9 @@
 #include "../image/image.h"
 #include "../models/bert.h"
 #include "../models/family.h"
+#include "../models/codetr.h"
 #include "../models/p2s_enc.h"
+#include "../models/sam.h"
 #include "../models/pack.h"
 #include "../models/pix2struct.h"
 #include "../text/tokenizer.h"
@@ -61,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { EXP_VIT, EXP_SAM, EXP_CODETR, EXP_P2S, EXP_N_KINDS };
 enum { IN_BASE, IN_IMAGE, IN_PATCHES };
@@ -82,6 +86,7 @@ typedef struct {
     vt_weights  *w;            /* block experts: the folder's weights, and ...     */
     void        *blk;          /*   the block (vt_p2s_enc, ...)                    */
     void        *packed;
+    vt_owned     own;          /*   buffers its loader derived                     */
     vtok_processor *proc;
     int64_t      in_c, in_h, in_w;   /* its pixel input                               */
     int64_t      T, prefix_rows, d, side; /* raw output: T tokens (prefix rows dropped), width d */
@@ -151,6 +156,9 @@ static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON
         return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: max_patches %lld is not a square (MoVA "
                        "reshapes the rows as one: 2025 = 45 x 45)", where, name,
                        (long long)x->max_patches);
+    if ((x->kind == EXP_CODETR || x->kind == EXP_SAM) && x->input != IN_IMAGE)
+        return vt_fail(st, VTOK_EFORMAT, "%s: expert %s takes 'image' input (the high-resolution "
+                       "processor)", where, name);
     if (!x->prefix) /* the released checkpoints' own layouts */
         x->prefix = x->kind == EXP_P2S ? "encoder." : "";
     if (x->input == IN_BASE && !x->resize)
@@ -314,10 +322,72 @@ static int mova_load_text(vt_recipe *r, void *state, const cJSON *cfg, vtok_stat
 
 /* ---- experts on demand ---- */
 
+/* The experts that take [3, S, S] pixels (block.h style, one image). */
+typedef struct {
+    size_t  size;
+    int     (*load)(void *m, vt_loader *ld, const char *base, const cJSON *cfg);
+    int64_t (*in_size)(const void *m);
+    int64_t (*tokens)(const void *m);
+    int64_t (*channels)(const void *m);
+    int64_t (*work)(const void *m);
+    int64_t (*max_tokens)(const void *m);
+    void    (*forward)(const void *m, const vt_exec *e, const float *in, float *out, float *work);
+    int64_t (*linears)(void *m, vt_linear **out);
+    void    (*free)(void *m);
+    void    (*set_lowp)(void *m, int on);
+} pix_block;
+
+#define WRAP(T, name) /* name: the struct (unused) */                                                                              \
+    static int T##_load_(void *m, vt_loader *ld, const char *b, const cJSON *c)                    \
+    { return vt_##T##_load(m, ld, b, c); }                                                         \
+    static int64_t T##_in_(const void *m) { return vt_##T##_in_size(m); }                          \
+    static int64_t T##_tok_(const void *m) { return vt_##T##_out_tokens(m); }                      \
+    static int64_t T##_ch_(const void *m) { return vt_##T##_out_channels(m); }                     \
+    static int64_t T##_work_(const void *m) { return vt_##T##_work_floats(m); }                    \
+    static void T##_fwd_(const void *m, const vt_exec *e, const float *in, float *out, float *w)   \
+    { vt_##T##_forward(m, e, in, out, w); }                                                        \
+    static int64_t T##_lin_(void *m, vt_linear **o) { return vt_##T##_linears(m, o); }             \
+    static void T##_free_(void *m) { vt_##T##_free(m); }
+WRAP(codetr, vt_codetr)
+WRAP(sam, vt_sam)
+#undef WRAP
+
+static void codetr_lowp_(void *m, int on)
+{
+    ((vt_codetr *)m)->attn_lowp = on;
+}
+
+static void sam_lowp_(void *m, int on)
+{
+    (void)m; /* SAM's attention (with its relative-position bias) runs in float32 */
+    (void)on;
+}
+
+static int64_t codetr_maxt_(const void *m)
+{
+    return vt_codetr_max_tokens(m);
+}
+
+static int64_t sam_maxt_(const void *m)
+{
+    const int64_t g = vt_sam_in_size(m) / 16;
+    return g * g;
+}
+
+static const pix_block pix_blocks[EXP_N_KINDS] = {
+    [EXP_CODETR] = {sizeof(vt_codetr), codetr_load_, codetr_in_, codetr_tok_, codetr_ch_,
+                    codetr_work_, codetr_maxt_, codetr_fwd_, codetr_lin_, codetr_free_,
+                    codetr_lowp_},
+    [EXP_SAM] = {sizeof(vt_sam), sam_load_, sam_in_, sam_tok_, sam_ch_, sam_work_, sam_maxt_,
+                 sam_fwd_, sam_lin_, sam_free_, sam_lowp_},
+};
+
 static void blk_free(mova_expert *x)
 {
-    if (x->kind == EXP_P2S)
+    if (x->blk && x->kind == EXP_P2S)
         vt_p2s_enc_free(x->blk);
+    else if (x->blk && pix_blocks[x->kind].free)
+        pix_blocks[x->kind].free(x->blk);
     free(x->blk);
     x->blk = NULL;
 }
@@ -328,6 +398,7 @@ static void expert_free(mova_expert *x)
     vtok_processor_free(x->proc);
     blk_free(x);
     vt_free(x->packed);
+    vt_owned_free(&x->own);
     vt_weights_close(x->w);
     x->model = NULL;
     x->proc = NULL;
@@ -368,7 +439,7 @@ static int block_load(mova_state *s, mova_expert *x, const char *where, vtok_sta
     }
     vt_wsrc src = vt_wsrc_one(x->w, x->path, x->prefix);
     vt_loader ld;
-    vt_loader_init(&ld, &src, where, NULL, st);
+    vt_loader_init(&ld, &src, where, &x->own, st);
     int64_t n = 0;
     if (x->kind == EXP_P2S) {
         vt_p2s_enc *m = calloc(1, sizeof *m);
@@ -377,6 +448,13 @@ static int block_load(mova_state *s, mova_expert *x, const char *where, vtok_sta
             return vt_fail(st, VTOK_ENOMEM, "out of memory");
         }
         rc = vt_p2s_enc_load(m, &ld, "", cj);
+    } else {
+        const pix_block *pb = &pix_blocks[x->kind];
+        if (!(x->blk = calloc(1, pb->size))) {
+            cJSON_Delete(cfg);
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+        }
+        rc = pb->load(x->blk, &ld, "", cj);
     }
     cJSON_Delete(cfg);
     if (rc || (rc = vt_loader_finish(&ld)))
@@ -394,14 +472,62 @@ static int block_load(mova_state *s, mova_expert *x, const char *where, vtok_sta
         x->prefix_rows = 0;
         n = vt_p2s_enc_linears(m, NULL);
     }
+    if (x->kind != EXP_P2S) {
+        const pix_block *pb = &pix_blocks[x->kind];
+        pb->set_lowp(x->blk, s->dtype != VTOK_DTYPE_F32);
+        x->d = pb->channels(x->blk);
+        x->T = pb->tokens(x->blk);
+        x->prefix_rows = 0;
+        x->in_c = 3;
+        x->in_h = x->in_w = pb->in_size(x->blk);
+        n = pb->linears(x->blk, NULL);
+    }
     vt_linear **ls = malloc((size_t)(n > 0 ? n : 1) * sizeof *ls);
     if (!ls)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
     if (x->kind == EXP_P2S)
         vt_p2s_enc_linears(x->blk, ls);
+    else
+        pix_blocks[x->kind].linears(x->blk, ls);
     rc = vt_pack_linears(ls, n, s->dtype, &src, NULL, 0, &x->packed, &x->lp_max_in, st);
     free(ls);
     return rc;
+}
+
+/* The pixels an expert sees: the base encoder's resized, or its own
+ * processor's (a fixed size whatever the image: pad, crop or exact resize)
+ * then resized. A block that takes a fixed side must get it. */
+static int pixel_input(mova_expert *x, const char *where, vtok_status *st)
+{
+    const int64_t want = x->kind == EXP_VIT ? 0 : x->in_h;
+    if (x->input == IN_BASE) {
+        x->in_h = x->in_w = x->resize;
+    } else {
+        const cJSON *pj = cJSON_GetObjectItemCaseSensitive(x->json, "processor");
+        int none = 0;
+        if (!(x->proc = vt_recipe_processor(x->path, pj, &none, where, st))) {
+            if (none)
+                vt_fail(st, VTOK_EMISSING, "%s: no preprocessor_config.json in %s", where,
+                        x->path);
+            return st->code ? st->code : VTOK_EFORMAT;
+        }
+        int64_t h1, w1, h2, w2;
+        if (vtok_processor_output_size(x->proc, 1000, 300, &h1, &w1, st) ||
+            vtok_processor_output_size(x->proc, 300, 1000, &h2, &w2, st))
+            return st->code;
+        if (h1 != h2 || w1 != w2)
+            return vt_fail(st, VTOK_EUNSUPPORTED, "%s: its processor's output size depends on "
+                           "the image (%lldx%lld vs %lldx%lld): crop, pad or resize exactly",
+                           where, (long long)w1, (long long)h1, (long long)w2, (long long)h2);
+        x->in_h = x->resize ? x->resize : h1;
+        x->in_w = x->resize ? x->resize : w1;
+    }
+    x->in_c = 3;
+    if (want && (x->in_h != want || x->in_w != want))
+        return vt_fail(st, VTOK_ESHAPE, "%s takes %lldx%lld pixels, its input gives %lldx%lld",
+                       where, (long long)want, (long long)want, (long long)x->in_w,
+                       (long long)x->in_h);
+    return 0;
 }
 
 static int expert_load(mova_state *s, mova_expert *x, int64_t want_ch, int64_t base_side,
@@ -409,16 +535,16 @@ static int expert_load(mova_state *s, mova_expert *x, int64_t want_ch, int64_t b
 {
     char where[96];
     snprintf(where, sizeof where, "MoVA expert %s", x->name);
-    if (x->kind != EXP_VIT && x->kind != EXP_P2S)
-        return vt_fail(st, VTOK_EUNSUPPORTED, "%s: expert type '%s' is not in this build yet",
-                       where, kind_names[x->kind]);
     if (x->kind != EXP_VIT) {
         int rc = block_load(s, x, where, st);
         if (!rc && x->d != want_ch)
             rc = vt_fail(st, VTOK_ESHAPE, "%s gives %lld channels, the adapter takes %lld",
                          where, (long long)x->d, (long long)want_ch);
+        if (!rc && x->kind != EXP_P2S)
+            rc = pixel_input(x, where, st);
         if (rc) {
-            vt_msg_prefix(st, where);
+            if (strncmp(st->msg, where, strlen(where)))
+                vt_msg_prefix(st, where);
             expert_free(x);
             return rc;
         }
@@ -452,34 +578,8 @@ static int expert_load(mova_state *s, mova_expert *x, int64_t want_ch, int64_t b
                 (long long)x->d, (long long)want_ch);
         goto fail;
     }
-    /* the pixel input */
-    if (x->input == IN_BASE) {
-        x->in_c = 3;
-        x->in_h = x->in_w = x->resize;
-    } else {
-        const cJSON *pj = cJSON_GetObjectItemCaseSensitive(x->json, "processor");
-        int none = 0;
-        if (!(x->proc = vt_recipe_processor(x->path, pj, &none, where, st))) {
-            if (none)
-                vt_fail(st, VTOK_EMISSING, "%s: no preprocessor_config.json in %s", where,
-                        x->path);
-            goto fail;
-        }
-        /* a fixed size whatever the image (pad, crop or exact resize) */
-        int64_t h1, w1, h2, w2;
-        if (vtok_processor_output_size(x->proc, 1000, 300, &h1, &w1, st) ||
-            vtok_processor_output_size(x->proc, 300, 1000, &h2, &w2, st))
-            goto fail;
-        if (h1 != h2 || w1 != w2) {
-            vt_fail(st, VTOK_EUNSUPPORTED, "%s: its processor's output size depends on the "
-                    "image (%lldx%lld vs %lldx%lld): crop, pad or resize exactly", where,
-                    (long long)w1, (long long)h1, (long long)w2, (long long)h2);
-            goto fail;
-        }
-        x->in_c = 3;
-        x->in_h = x->resize ? x->resize : h1;
-        x->in_w = x->resize ? x->resize : w1;
-    }
+    if (pixel_input(x, where, st))
+        goto fail;
     int64_t T = vt_vit_tokens(v, x->in_h, x->in_w, st);
     if (T <= 0)
         goto fail;
@@ -562,6 +662,10 @@ static int64_t layout(const mova_state *s, int64_t base_px, float *base, mv_buf 
         }
         if (x->input == IN_BASE)
             p2 = base_px;
+        if (x->kind == EXP_CODETR || x->kind == EXP_SAM) {
+            w = pix_blocks[x->kind].work(x->blk);
+            o = vt_szmul(x->T, x->d);
+        }
         if (x->kind == EXP_P2S) {
             p = vt_szmul(x->max_patches, 2 + x->patch * x->patch * 3);
             w = vt_p2s_enc_work_floats(x->blk, x->max_patches);
@@ -613,6 +717,7 @@ static int mova_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_pl
     const int64_t q = R / 2, rq = q / 2;
     vt_stage_set(&p->stages[p->n_stages++], "text", 2, n, s->bert.c.hidden, 0, 0);
     vt_stage_set(&p->stages[p->n_stages++], "experts", 2, n, vt_szmul(R * R, sumc), 0, 0);
+    vt_stage_set(&p->stages[p->n_stages++], "times_ms", 2, n, 2 + s->n_exp, 0, 0);
     vt_stage_set(&p->stages[p->n_stages++], "routing", 3, n, rq * rq, C, 0);
     vt_stage_set(&p->stages[p->n_stages++], "tokens", 3, n, q * q, C, 0);
     mv_buf b;
@@ -628,7 +733,10 @@ static int mova_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_pl
         const mova_expert *x = &s->ex[k];
         if (!x->loaded)
             continue;
-        maxT = x->T + x->prefix_rows > maxT ? x->T + x->prefix_rows : maxT;
+        int64_t tk = x->T + x->prefix_rows;
+        if (x->kind == EXP_CODETR || x->kind == EXP_SAM)
+            tk = pix_blocks[x->kind].max_tokens(x->blk);
+        maxT = tk > maxT ? tk : maxT;
         rows = x->T + x->prefix_rows > rows ? x->T + x->prefix_rows : rows;
         lpm = x->lp_max_in > lpm ? x->lp_max_in : lpm;
     }
@@ -757,6 +865,16 @@ static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *
         if (x->resize)
             resize_planes(b->pix2, 3, h, w, x->in_h, x->in_w, b->pix);
     }
+    if (x->kind != EXP_VIT) { /* a pixel block: its map [T, d], aligned */
+        pix_blocks[x->kind].forward(x->blk, e, pix, b->eout, b->ework);
+        if (e->run && e->run->aborted)
+            return VTOK_EABORTED;
+        if (x->side == R)
+            memcpy(out, b->eout, (size_t)(R * R * x->d) * sizeof *out);
+        else
+            vt_resize_bilinear(b->eout, x->side, x->side, x->d, R, R, out);
+        return 0;
+    }
     /* "vit" */
     const vt_vit *v0 = x->vit;
     vt_vit v = *v0;
@@ -791,6 +909,13 @@ static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *
     return 0;
 }
 
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
 static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_feats *in,
                             int64_t n, vt_stage *stages, float *work, vtok_status *st)
 {
@@ -811,6 +936,9 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
         any |= routing[k] != 0;
     }
     for (int64_t i = 0; i < n; i++) {
+        float *ms = stages[2].data + i * (2 + s->n_exp);
+        memset(ms, 0, (size_t)(2 + s->n_exp) * sizeof *ms);
+        double t0 = now_ms();
         /* the question's BERT [CLS] */
         int64_t T = text_ids(s, e->run->prompt, b.ids, st);
         if (T < 0)
@@ -820,6 +948,7 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
             return rc;
         float *text = stages[0].data + i * Hb;
         memcpy(text, b.bert_h, (size_t)Hb * sizeof *text);
+        ms[0] = (float)(now_ms() - t0);
         /* the experts routing turned on */
         float *ex = stages[1].data + i * R * R * sumc;
         const float *eptr[VT_MOV_MAX_EXPERTS] = {0};
@@ -827,26 +956,30 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
         for (int k = 0, off = 0; k < s->n_exp; off += (int)(R * R * s->ad.ch[k]), k++) {
             if (routing[k] == 0)
                 continue;
+            double t1 = now_ms();
             if ((rc = run_expert(s, &s->ex[k], e, f, i, &b, ex + off, st))) {
                 if (rc != VTOK_EABORTED)
                     vt_msg_prefix(st, s->ex[k].name);
                 return rc;
             }
+            ms[2 + k] = (float)(now_ms() - t1);
             eptr[k] = ex + off;
         }
         /* the adapter on the base map (patch rows of the requested state) */
         const float *x0 = f->hidden + (i * f->T + f->prefix) * d;
-        float *tok = stages[3].data + i * q * q * C;
+        double t2 = now_ms();
+        float *tok = stages[4].data + i * q * q * C;
         vt_mov_adapter_forward(&s->ad, e, x0, eptr, any ? routing : NULL, text, tok, b.ad);
         /* the routing tokens: 2 x 2 means of the q x q token map */
-        float *rt = stages[2].data + i * rq * rq * C;
+        float *rt = stages[3].data + i * rq * rq * C;
         for (int64_t y = 0; y < rq; y++)
             for (int64_t x = 0; x < rq; x++)
                 for (int64_t c = 0; c < C; c++) {
-                    const float *t0 = tok + ((2 * y) * q + 2 * x) * C + c;
+                    const float *c0 = tok + ((2 * y) * q + 2 * x) * C + c;
                     rt[(y * rq + x) * C + c] =
-                        ((t0[0] + t0[C]) + (t0[q * C] + t0[q * C + C])) / 4.0f;
+                        ((c0[0] + c0[C]) + (c0[q * C] + c0[q * C + C])) / 4.0f;
                 }
+        ms[1] = (float)(now_ms() - t2);
     }
     return 0;
 }

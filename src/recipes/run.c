@@ -54,6 +54,11 @@ struct vtok_recipe_ctx {
     int64_t      *rows;       /* ragged runs: each image's token count (malloc'ed) */
     int64_t       grid_cap, rows_cap;
     int64_t       pix_ne[VT_RECIPE_MAX_ENC][4]; /* the last run's own pixels ([0] = 0: none) */
+    /* what the encoders last ran on, for vtok_run_params.same_images: valid
+     * only after a successful run (any other call clears it) */
+    int          enc_valid, same;
+    int64_t      enc_n, enc_tiles, enc_h[VT_RECIPE_MAX_ENC], enc_w[VT_RECIPE_MAX_ENC];
+    int64_t      enc_req[VT_RECIPE_MAX_ENC];
     int          ok;
     vtok_status  st;
 };
@@ -148,17 +153,24 @@ static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int6
     vt_planner_init(&p);
     if (!vt_mul_ok(n, c->plan.ids_per_image, &nid))
         p.err = VTOK_ELIMIT;
-    vt_plan_floats(&p, &c->encw, enc_work);
-    vt_ctx_plan_exec(&c->b, &p, max_t, lp_rows,
-                     c->plan.lp_max_in > c->r->lp_max_in ? c->plan.lp_max_in : c->r->lp_max_in);
-    vt_plan_floats(&p, &c->connw, c->plan.work_floats);
+    /* the stages first, the encoders' in front: a later run on the same
+     * images (same_images) finds them where they were, copied over if the
+     * block grows */
     for (int s = 0; s < c->plan.n_stages; s++) {
         vt_stage *g = &c->plan.stages[s];
         vt_tensor t;
         if (vt_tensor_init(&t, VT_F32, g->n_dims, g->ne))
             p.err = VTOK_ELIMIT;
         vt_plan_bytes(&p, (void **)&g->data, p.err ? 0 : vt_tensor_nbytes(&t));
+        if (s + 1 == c->plan.first)
+            c->arena.keep = vt_planner_bytes(&p);
     }
+    if (!c->plan.first)
+        c->arena.keep = 0;
+    vt_plan_floats(&p, &c->encw, enc_work);
+    vt_ctx_plan_exec(&c->b, &p, max_t, lp_rows,
+                     c->plan.lp_max_in > c->r->lp_max_in ? c->plan.lp_max_in : c->r->lp_max_in);
+    vt_plan_floats(&p, &c->connw, c->plan.work_floats);
     vt_plan_bytes(&p, (void **)&c->ids, (size_t)nid * sizeof(int64_t));
     vt_plan_bytes(&p, (void **)&c->tok_off, (size_t)(n + 1) * sizeof(int64_t));
     int rc = vt_ctx_commit(&c->b, &p, &c->arena, what, &c->st);
@@ -227,6 +239,7 @@ static int run_begin(vtok_recipe_ctx *c, const vtok_run_params *user_rp)
         return vt_fail(&c->st, VTOK_EINVAL, "vtok_run_params: text_ids must hold n_text_ids "
                        "(%lld) ids", (long long)rp.n_text_ids);
     vt_ctx_run_begin(&c->b, 0, rp.prompt, rp.n_cond ? rp.cond : NULL, rp.n_cond);
+    c->same = rp.same_images != 0;
     c->b.run.llm = rp.llm;
     c->b.run.text_ids = rp.n_text_ids ? rp.text_ids : NULL;
     c->b.run.n_text = rp.n_text_ids;
@@ -287,6 +300,21 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
     if ((rc = vt_recipe_plan(r, c->req, n, h, w, grid, tiles, feats, &c->plan, es, eo, st)))
         return rc;
 
+    /* same_images: the encoders' stages of the last run stand */
+    const int reuse = c->same;
+    c->same = 0;
+    if (reuse) {
+        int same = c->enc_valid && c->enc_n == n && c->enc_tiles == tiles;
+        for (int i = 0; same && i < r->n_enc; i++)
+            same = c->enc_h[i] == h[i] && c->enc_w[i] == w[i] &&
+                   c->enc_req[i] == (c->req[i].n_req ? c->req[i].run_layers : -1);
+        if (!same)
+            return vt_fail(st, VTOK_EINVAL, "same_images: this context's last run %s",
+                           c->enc_valid ? "had other images, sizes or layers"
+                                        : "did not succeed (or was not a run of the encoders)");
+    }
+    c->enc_valid = 0;
+
     /* Memory: encoder work, scratch, stages, connector work. */
     char what[128];
     snprintf(what, sizeof what, "a run of %lld images", (long long)n);
@@ -297,7 +325,7 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
             continue;
         vt_vit v = run_copy(&r->enc[i], &c->req[i]);
         int64_t m = feats[i].items, T = feats[i].T, x = vt_szmul3(m, T, v.d);
-        steps += v.n_layers + 1; /* embedding + blocks run */
+        steps += reuse ? 0 : v.n_layers + 1; /* embedding + blocks run */
         /* last_hidden_state and pooler go to work memory unless they are stages;
          * saturating sums, refused by the planner past int64_t */
         x = vt_szadd(vt_szr16(vt_vit_work_floats(&v, m, h[i], w[i])),
@@ -321,6 +349,13 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         vt_vit v = run_copy(e, q);
         int64_t m = feats[i].items, T = feats[i].T, rows = m * T * v.d;
         float *stage = es[i] >= 0 ? c->plan.stages[es[i]].data : NULL;
+        feats[i].pixels = pixels[i];
+        feats[i].h = h[i];
+        feats[i].w = w[i];
+        if (reuse) {
+            feats[i].hidden = stage;
+            continue;
+        }
         for (int64_t l = 0; l <= v.n_layers; l++)
             c->hidden[l] = NULL;
         for (int64_t k = 0; k < q->n_req; k++)
@@ -338,9 +373,6 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
         if (c->b.run.aborted)
             return aborted(c);
         feats[i].hidden = stage;
-        feats[i].pixels = pixels[i];
-        feats[i].h = h[i];
-        feats[i].w = w[i];
     }
     if (!r->wrapper) {
         if (vt_run_poll(&c->b.exec))
@@ -359,6 +391,14 @@ static int run_all(vtok_recipe_ctx *c, const float *const *pixels, int64_t n, co
     set_token_offsets(c, n);
     c->n_run = n;
     c->ok = 1;
+    c->enc_valid = 1;
+    c->enc_n = n;
+    c->enc_tiles = tiles;
+    for (int i = 0; i < r->n_enc; i++) {
+        c->enc_h[i] = h[i];
+        c->enc_w[i] = w[i];
+        c->enc_req[i] = c->req[i].n_req ? c->req[i].run_layers : -1;
+    }
     return 0;
 }
 
@@ -370,9 +410,11 @@ int vtok_recipe_run(vtok_recipe_ctx *c, const float *pixels, int64_t n, int64_t 
     c->ok = 0;
     c->st.code = 0;
     c->st.msg[0] = '\0';
-    int rc = run_begin(c, rp);
-    if (rc)
+    int valid = c->enc_valid, rc;
+    c->enc_valid = 0;
+    if ((rc = run_begin(c, rp)))
         return run_end(c, rc);
+    c->enc_valid = c->same ? valid : 0;
     if (!pixels)
         return run_end(c, vt_fail(&c->st, VTOK_EINVAL, "no pixels"));
     memset(c->pix_ne, 0, sizeof c->pix_ne);
@@ -567,7 +609,10 @@ int vtok_recipe_run_images(vtok_recipe_ctx *c, const vtok_image *images, int64_t
     c->st.msg[0] = '\0';
     c->b.run.images = images; /* before run_begin: prepare may look at them */
     c->b.run.n_images = images ? n : 0;
+    int valid = c->enc_valid;
+    c->enc_valid = 0;
     int rc = run_begin(c, rp);
+    c->enc_valid = !rc && c->same ? valid : 0;
     return run_end(c, rc ? rc : run_images(c, images, n));
 }
 
@@ -631,6 +676,7 @@ int vtok_recipe_detokenize(vtok_recipe_ctx *c, const int64_t *ids, int64_t n, in
     if (!c)
         return VTOK_EINVAL;
     c->ok = 0;
+    c->enc_valid = 0;
     c->st.code = 0;
     c->st.msg[0] = '\0';
     return vt_ctx_end(&c->b, &c->st, detokenize(c, ids, n, per_image));
@@ -696,6 +742,7 @@ int vt_recipe_ctx_set_request(vtok_recipe_ctx *c, int enc, const int64_t *layers
         deepest = layers[k] > deepest ? layers[k] : deepest;
     }
     c->req[enc] = (vt_enc_req){.layers = c->req_buf, .n_req = n_layers, .run_layers = deepest};
+    c->enc_valid = 0;
     return 0;
 }
 

@@ -522,6 +522,23 @@ static void test_recipe(vtok_threadpool *tp)
     run.cond = NULL;
     CHECK(vtok_recipe_run_images(c, &img, 1, &run) == VTOK_EINVAL, "cond NULL with n_cond 4");
 
+    /* same_images: refused after a failed run; after a good one the
+     * encoders are skipped (one progress step: the connector) and the
+     * tokens are the same */
+    run = vtok_run_default_params();
+    run.same_images = 1;
+    CHECK(vtok_recipe_run_images(c, &img, 1, &run) == VTOK_EINVAL &&
+          strstr(vtok_recipe_ctx_errmsg(c), "same_images"), "same_images after a failed run: %s",
+          vtok_recipe_ctx_errmsg(c));
+    CHECK(vtok_recipe_run_images(c, &img, 1, NULL) == 0, "run again");
+    reset_run(&s);
+    CHECK(vtok_recipe_run_images(c, &img, 1, &run) == 0, "same_images: %s",
+          vtok_recipe_ctx_errmsg(c));
+    CHECK(s.total == 1 && s.last_done == 1, "same_images runs the connector only (%lld steps)",
+          (long long)s.total);
+    CHECK(vtok_recipe_get_output(c, &v) == 0 && numel(&v) == n0 && base &&
+          !memcmp(v.data, base, (size_t)n0 * 4), "same_images: same tokens");
+
     /* abort just before the connector: every encoder step done */
     reset_run(&s);
     s.abort_at = (int)total;

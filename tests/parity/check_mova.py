@@ -14,9 +14,13 @@ multimodal_projector/builder.py, eval/model_vqa_loader.py), tiny sizes:
            D "p2s": Pix2Struct's flattened patches (4 x 4 patches, max_patches 16) of
            the image padded to a square in CLIP's mean colour, the Pix2Struct
            encoder's rows (padding rows included) as a 4 x 4 map
+           E "codetr": a Co-DETR ViT on its processor's 64 px, nearest to 80, windows
+           with padding + a global block, neck, 4 x 4 inside its forward
+           F "vary": a SAM encoder (windows with padding, a global block, decomposed
+           relative positions) with Vary's net_2; G "sam": one without (SAM-H's shape)
   text     BERT [CLS] of "question 0: " + q.lower() + "\\n\\n" (weights inside the
            MoVA checkpoint under model.mm_projector.text_encoder.bert.)
-  adapter  tests/ref/mova_ref.py's MoVAdapter (2 blocks, top-2 of 4 experts)
+  adapter  tests/ref/mova_ref.py's MoVAdapter (2 blocks, top-2 of 7 experts)
   routing  the 576-analogue tokens 2 x 2 averaged; the LLM (tiny LLaMA) answers the
            routing prompt + q greedily (<= 16 ids) on them; the official parser
            (vtok's is tested in parity_mova) gives the mask
@@ -48,7 +52,11 @@ sys.path.insert(0, os.path.join(REPO, "tests", "image"))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "blocks"))
 import bert_ref as B  # noqa: E402
+import codetr_ref as CR  # noqa: E402
+import sam_ref as SR  # noqa: E402
+from sam_parity import randomise as sam_randomise  # noqa: E402
 import p2s_enc_ref as P2S  # noqa: E402
+from codetr_parity import randomize as codetr_randomize  # noqa: E402
 from mova_parity import pix2struct_ref  # noqa: E402
 import hf_vision as hv  # noqa: E402
 import llama_ref as L  # noqa: E402
@@ -59,6 +67,7 @@ from check_recipes import CLIP_PROC, make_encoder, rel  # noqa: E402
 from clicheck import check, expect_error, failures, run_ok  # noqa: E402
 
 TOL = 1e-5
+NAMES = ("dinov2", "clipb", "dinoc", "p2s", "codetr", "vary", "sam")
 TOKDIR = os.path.join(REPO, "models", "shapes", "llava", "llm")
 ROUTING_PROMPT = None  # read from the C library's copy through vtok's layout (tested in parity_mova)
 
@@ -131,7 +140,39 @@ def main():
                    {"encoder." + k: v.contiguous() for k, v in ed.state_dict().items()})
     with open(os.path.join(dd, "config.json"), "w") as f:
         json.dump({"model_type": "pix2struct", "vision_config": dict(p2s_cfg, model_type="pix2struct_vision_model")}, f)
-    chans = [24, 32, 16, 20]
+    # E: a Co-DETR ViT (its processor at 64 px, nearest to 80, 5 x 5 patches of 16, a window
+    # of 3 with padding and a global block, neck, bilinear to 4 x 4 inside its forward)
+    ee = CR.CoDETRViT(img_size=80, pretrain_img_size=80, d=32, depth=2, heads=2, window=3,
+                      window_blocks=[0], out_chans=12, out_size=4).eval()
+    codetr_randomize(ee, 59)
+    de = os.path.join(M, "expert-e")
+    os.makedirs(de)
+    sio.write_file(os.path.join(de, "model.safetensors"),
+                   {k: v.contiguous() for k, v in ee.state_dict().items()})
+    with open(os.path.join(de, "config.json"), "w") as f:
+        json.dump({"num_heads": 2, "window_size": 3, "window_block_indexes": [0], "img_size": 80,
+                   "in_size": 64, "out_size": 4}, f)
+    with open(os.path.join(de, "preprocessor_config.json"), "w") as f:
+        json.dump(proc(64), f)
+    # F: a SAM encoder with Vary's net_2 (64 px: a 4 x 4 grid in windows of 3, padded, and a
+    # global block; neck; net_2 stride 2 -> 2 x 2); G: one without net_2 (SAM-H's shape, 48 px)
+    sams = []
+    for name, seed, kw in (("expert-f", 60, dict(img_size=64, embed_dim=32, depth=2, num_heads=2,
+                                                  out_chans=16, window_size=3,
+                                                  global_attn_indexes=(1,), use_output_conv=True,
+                                                  out2_chans=24)),
+                           ("expert-g", 61, dict(img_size=48, embed_dim=24, depth=2, num_heads=2,
+                                                 out_chans=16, window_size=2,
+                                                 global_attn_indexes=(1,), use_output_conv=False))):
+        m_ = sam_randomise(SR.ImageEncoderViT(**kw).eval(), seed)
+        dsam = os.path.join(M, name)
+        os.makedirs(dsam)
+        sio.write_file(os.path.join(dsam, "model.safetensors"),
+                       {k: v.contiguous() for k, v in m_.state_dict().items()})
+        with open(os.path.join(dsam, "preprocessor_config.json"), "w") as f:
+            json.dump(proc(kw["img_size"]), f)
+        sams.append(m_)
+    chans = [24, 32, 16, 20, 12, 24, 16]
 
     # the LLM
     llm = os.path.join(work, "llm")
@@ -185,7 +226,10 @@ def main():
          "layer": "last"},
         {"name": "dinoc", "type": "vit", "path": "expert-c", "input": "image", "layer": "last"},
         {"name": "p2s", "type": "pix2struct", "path": "expert-d", "input": "patches",
-         "max_patches": 16, "patch": 4}]
+         "max_patches": 16, "patch": 4},
+        {"name": "codetr", "type": "codetr", "path": "expert-e", "input": "image"},
+        {"name": "vary", "type": "sam", "path": "expert-f", "input": "image"},
+        {"name": "sam", "type": "sam", "path": "expert-g", "input": "image"}]
     rp = os.path.join(work, "mova_tiny.json")
     json.dump(rec, open(rp, "w"))
 
@@ -210,7 +254,11 @@ def main():
     sq.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
     fp = torch.from_numpy(pix2struct_ref(np.array(sq), 16, 4))[None]
     fd = align(ed(fp), R)
-    feats = [fa, fb, fc, fd]
+    pe = torch.from_numpy(hf_reference_image(proc(64), im))[None]
+    fe = align(ee(pe), R)
+    ff = align(sams[0](torch.from_numpy(hf_reference_image(proc(64), im))[None]), R)
+    fg = align(sams[1](torch.from_numpy(hf_reference_image(proc(48), im))[None]), R)
+    feats = [fa, fb, fc, fd, fe, ff, fg]
     ids = B.encode(bvocab, "question 0: " + q.lower() + "\n\n")
     text = bert.forward(ids)[0][0:1]
 
@@ -231,8 +279,8 @@ def main():
             return None
         lay = json.load(open(os.path.join(out, "layout.json")))
         if mask is None:  # routed by the LLM: the mask the answer gives
-            mask = parse_routing(lay["routing_answer"], 4)
-            check(lay["experts"] == [n for n, m in zip(("dinov2", "clipb", "dinoc", "p2s"), mask) if m],
+            mask = parse_routing(lay["routing_answer"], 7)
+            check(lay["experts"] == [n for n, m in zip(NAMES, mask) if m],
                   "%s: experts %s = the official parser on the answer %r" % (
                       label, lay["experts"], lay["routing_answer"]))
         tok, rt = reference(mask)
@@ -250,34 +298,71 @@ def main():
             n = R * R * chans[k]
             e = (f[0] if m else torch.zeros_like(f[0])).reshape(-1).numpy()
             err = rel(ge[off:off + n], e) if m else float(np.abs(ge[off:off + n]).max())
-            check(err <= TOL, "%s: expert %s %s %.2e" % (label, "ABCD"[k], "rel" if m else "zero", err))
+            check(err <= TOL, "%s: expert %s %s %.2e" % (label, "ABCDEFG"[k], "rel" if m else "zero", err))
             off += n
         gp = np.load(os.path.join(dump, "pixels_clip.npy"))
         check(np.array_equal(gp, px.numpy()), "%s: base pixels bit-exact (pad)" % label)
         return lay, mask
 
-    for label, spec, mask in (("none", "none", [0, 0, 0, 0]), ("AC", "A,C", [1, 0, 1, 0]),
-                              ("B", "clipb", [0, 1, 0, 0]), ("D", "D", [0, 0, 0, 1]),
-                              ("all", "A,B,C,D", [1, 1, 1, 1])):
+    for label, spec, mask in (("none", "none", [0] * 7), ("AC", "A,C", [1, 0, 1, 0, 0, 0, 0]),
+                              ("B", "clipb", [0, 1, 0, 0, 0, 0, 0]),
+                              ("DE", "D,codetr", [0, 0, 0, 1, 1, 0, 0]),
+                              ("FG", "vary,G", [0, 0, 0, 0, 0, 1, 1]),
+                              ("all", "A,B,C,D,E,F,G", [1] * 7)):
         run(label, ["--experts", spec], mask)
     # the experts matter, and top-2 of 3 cuts one of them
-    t_all, _ = reference([1, 1, 1, 1])
-    t_none, _ = reference([0, 0, 0, 0])
+    t_all, _ = reference([1] * 7)
+    t_none, _ = reference([0] * 7)
     for blk in ad.blocks:
         blk.topk = 3
-    t_all3, _ = reference([1, 1, 1, 1])
+    t_all3, _ = reference([1] * 7)
     for blk in ad.blocks:
         blk.topk = 2
     check(rel(t_all.numpy(), t_none.numpy()) > 1e-2 and rel(t_all.numpy(), t_all3.numpy()) > 1e-3,
           "sensitivity: experts move the tokens %.2e, top-2 vs top-3 %.2e" % (
               rel(t_all.numpy(), t_none.numpy()), rel(t_all.numpy(), t_all3.numpy())))
 
-    # routed by the LLM: the coarse pass's greedy ids = PyTorch on the same prompt
+    # routed by the LLM: the coarse pass's greedy ids = PyTorch on the same prompt. A random
+    # LLM rarely writes a capital A..G, so the LLM's seed is chosen (on PyTorch's greedy answer
+    # to the routing prompt vtok built) to make it pick experts: the run then goes through the
+    # LLM-chosen experts, checked against the official parser on vtok's own answer.
+    res = run("llm0", ["--llm", llm], None)
+    if res:
+        pids = res[0]["routing_prompt_ids"]
+        _, rt0 = reference([0] * 7)
+        k0, n0 = pids.index(-1), sum(1 for v in pids if v < 0)
+        inv = {i: t for t, i in json.load(open(os.path.join(llm, "tokenizer.json")))["model"]["vocab"].items()}
+
+        def text_of(ids):
+            out = ""
+            for i in ids:
+                t = inv.get(i, "")
+                if t.startswith("<0x") and t.endswith(">"):
+                    c = int(t[3:-1], 16)
+                    out += chr(c) if c < 128 else "?"
+                elif t not in ("<s>", "</s>", "<unk>"):
+                    out += t.replace("\u2581", " ")
+            return out.strip()
+        for seed in range(100, 400):
+            sd2 = L.make_weights(lcfg, seed)
+            m2 = L.Model(lcfg, sd2)
+            x = torch.cat([m2.embed(torch.tensor(pids[:k0])), rt0,
+                           m2.embed(torch.tensor(pids[k0 + n0:]))])
+            ids2 = m2.greedy(x, 16)
+            if 2 in ids2:  # EOS ends vtok's answer
+                ids2 = ids2[:ids2.index(2)]
+            on = sum(parse_routing(text_of(ids2), 7))
+            if 1 <= on <= 3:
+                lsd, model = sd2, m2
+                L.write_model(llm, lcfg, lsd)
+                print("     LLM seed %d answers %r: %d experts" % (seed, text_of(ids2), on))
+                break
     res = run("llm", ["--llm", llm], None)
     if res:
         lay, mask = res
+        check(sum(mask) >= 1, "the LLM's routing turned %d experts on" % sum(mask))
         pids = lay["routing_prompt_ids"]
-        _, rt0 = reference([0, 0, 0, 0])
+        _, rt0 = reference([0] * 7)
         n_img = sum(1 for x in pids if x < 0)
         check(n_img == rt0.shape[0], "routing prompt holds %d routing rows" % n_img)
         k0 = pids.index(-1)

@@ -1180,6 +1180,7 @@ int cli_chat(int argc, char **argv)
         runp.prompt = q;
         runp.cond = route_w;
         runp.n_cond = n_exp;
+        runp.same_images = route_ans != NULL; /* the routing pass ran the base encoder */
     }
     if (ri.needs_text && n_images) {
         if (cli_text_ids(m, &ri, n_images, prompt ? prompt : question, format, &text_ids,

@@ -823,6 +823,7 @@ static int cmd_run(const args *a, run_mode mode)
         text.prompt = a->prompt;
         text.cond = route_w;
         text.n_cond = vtok_recipe_n_experts(r);
+        text.same_images = route_ans != NULL; /* the routing pass ran the base encoder */
     } else if (a->llm || a->prompt || a->experts) {
         die("recipe %s does not read the text: --llm / -p / --experts are for recipes that "
             "select or route by it (slime, mova)", ri.name);
