@@ -180,8 +180,8 @@ int vt_sam_load(vt_sam *m, vt_loader *ld, const char *base, const cJSON *cfg)
     vtok_status *st = ld->st;
     int64_t heads, win;
     int pi = -1, use_conv = -1, rc;
-    const int has_conv_opt = cfg && cJSON_GetObjectItemCaseSensitive(cfg, "use_output_conv") &&
-                             !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cfg, "use_output_conv"));
+    const cJSON *conv_opt = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "use_output_conv") : NULL;
+    const int has_conv_opt = conv_opt && !cJSON_IsNull(conv_opt);
     if ((rc = vt_opt_check_keys(cfg, keys, where, st)) ||
         (rc = vt_opt_enum(cfg, "preset", names, -1, &pi, where, st)))
         return rc;

@@ -733,11 +733,13 @@ static int mova_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_pl
         const mova_expert *x = &s->ex[k];
         if (!x->loaded)
             continue;
+        /* the longest sequence its attention and Linears see (a pixel block's
+         * grid before its neck: SAM's 64 x 64, Co-DETR's 80 x 80) */
         int64_t tk = x->T + x->prefix_rows;
         if (x->kind == EXP_CODETR || x->kind == EXP_SAM)
             tk = pix_blocks[x->kind].max_tokens(x->blk);
         maxT = tk > maxT ? tk : maxT;
-        rows = x->T + x->prefix_rows > rows ? x->T + x->prefix_rows : rows;
+        rows = tk > rows ? tk : rows;
         lpm = x->lp_max_in > lpm ? x->lp_max_in : lpm;
     }
     pthread_mutex_unlock((pthread_mutex_t *)&s->lock);

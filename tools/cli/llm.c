@@ -808,6 +808,7 @@ int cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
     if (n_images > MAX_CHAT_IMAGES)
         return fail("at most %d images", MAX_CHAT_IMAGES);
     /* pass 1: the tokens without experts, and their routing view */
+    double t0 = now_s();
     vtok_run_params rp = vtok_run_default_params();
     rp.prompt = q;
     rp.image_names = names;
@@ -823,6 +824,7 @@ int cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
     int64_t T[MAX_CHAT_IMAGES];
     for (int k = 0; k < n_images; k++)
         T[k] = v.ne[1];
+    double t1 = now_s();
     /* pass 1's prompt: the routing prompt + the question, greedy, <= 16 tokens */
     const char *pre = vtok_recipe_routing_prompt(r);
     size_t len = strlen(pre) + strlen(q) + 1;
@@ -853,6 +855,9 @@ int cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
         fail("%s", vtok_llm_errmsg(c));
         goto done;
     }
+    fprintf(stderr, "vtok: routing pass: recipe %.0f ms, LLM %.0f ms (%lld prompt positions, "
+            "%lld ids)\n", (t1 - t0) * 1e3, (now_s() - t1) * 1e3, (long long)b.n,
+            (long long)n_out);
     int64_t tl = vtok_detokenize(m, out, n_out, 1, NULL, 0, &st);
     char *ans = tl >= 0 ? malloc((size_t)tl + 1) : NULL;
     if (!ans || vtok_detokenize(m, out, n_out, 1, ans, (size_t)tl + 1, &st) != tl) {
