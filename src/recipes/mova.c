@@ -78,6 +78,7 @@ typedef struct {
     int64_t      resize;       /* bilinear to resize x resize after the input (0: no) */
     int64_t      layer;        /* "vit": hidden state (HF index) or LAYER_LAST      */
     int64_t      max_patches, patch; /* "patches" */
+    int          pad;          /* "patches": square-pad in CLIP's mean first (MoVA)  */
     const char  *prefix;       /* block experts: their tensors' prefix in the folder's weights */
     /* on demand (prepare, under the state's lock) */
     int          loaded;
@@ -114,7 +115,7 @@ static const char *const input_names[] = {"base", "image", "patches", NULL};
 /* ---- setup ---- */
 
 static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON *j,
-                        const char *where, vtok_status *st)
+                        int in_mova, const char *where, vtok_status *st)
 {
     static const char *const keys[] = {"name", "type", "path", "input", "processor", "resize",
                                        "layer", "max_patches", "patch", "prefix", "config",
@@ -151,8 +152,8 @@ static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON
     if ((x->input == IN_PATCHES) != (x->kind == EXP_P2S))
         return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: 'patches' input goes with type "
                        "'pix2struct' and only with it", where, name);
-    if (x->kind == EXP_P2S && vt_square_side(x->max_patches) * vt_square_side(x->max_patches) !=
-                                  x->max_patches)
+    if (in_mova && x->kind == EXP_P2S &&
+        vt_square_side(x->max_patches) * vt_square_side(x->max_patches) != x->max_patches)
         return vt_fail(st, VTOK_EFORMAT, "%s: expert %s: max_patches %lld is not a square (MoVA "
                        "reshapes the rows as one: 2025 = 45 x 45)", where, name,
                        (long long)x->max_patches);
@@ -172,6 +173,7 @@ static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON
     else
         snprintf(x->path, n, "%s/%s", s->model_dir, path);
     x->json = j;
+    x->pad = 1;
     (void)r;
     return 0;
 }
@@ -203,7 +205,7 @@ static int mova_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON *
     if (s->n_exp > VT_MOV_MAX_EXPERTS)
         return vt_fail(st, VTOK_EFORMAT, "%s: at most %d experts", where, VT_MOV_MAX_EXPERTS);
     for (int k = 0; k < s->n_exp; k++)
-        if ((rc = expert_setup(r, s, &s->ex[k], cJSON_GetArrayItem(ej, k), where, st)))
+        if ((rc = expert_setup(r, s, &s->ex[k], cJSON_GetArrayItem(ej, k), 1, where, st)))
             return rc;
     /* the BERT's sizes and tokenizer come from a folder (bert-large-uncased) */
     const cJSON *tj = cJSON_GetObjectItemCaseSensitive(cfg, "text_encoder");
@@ -408,87 +410,98 @@ static void expert_free(mova_expert *x)
     x->loaded = 0;
 }
 
-/* A block expert (Pix2Struct, ...): the folder's weights under x->prefix,
- * options from its config.json (or the recipe's "config"), Linears packed
- * for the recipe's dtype. */
-static int block_load(mova_state *s, mova_expert *x, const char *where, vtok_status *st)
+/* The options of a block expert: the recipe's "config", else its folder's
+ * config.json (NULL when neither: the weights' shapes decide). *own is
+ * what the caller deletes. */
+static int block_config(const mova_expert *x, cJSON **own, const cJSON **cfg, vtok_status *st)
 {
-    int rc;
-    cJSON *cfg = NULL;
-    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(x->json, "config");
-    if (!cj) {
-        char file[4200];
-        char *text = NULL;
-        size_t len = 0;
-        snprintf(file, sizeof file, "%s/config.json", x->path);
-        FILE *f = fopen(file, "rb");
-        if (f) {
-            fclose(f);
-            if (vt_read_file(file, 4u << 20, &text, &len, st))
-                return st->code;
-            cfg = vt_json_parse_object(text, len, file, st);
-            free(text);
-            if (!cfg)
-                return st->code;
-            cj = cfg;
-        }
-    }
-    if ((rc = vt_weights_open(x->path, s->use_mmap, &x->w, st))) {
-        cJSON_Delete(cfg);
+    char file[4200];
+    *own = NULL;
+    *cfg = cJSON_GetObjectItemCaseSensitive(x->json, "config");
+    if (*cfg)
+        return 0;
+    snprintf(file, sizeof file, "%s/config.json", x->path);
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return 0;
+    fclose(f);
+    char *text = NULL;
+    size_t len = 0;
+    if (vt_read_file(file, 4u << 20, &text, &len, st))
+        return st->code;
+    *own = vt_json_parse_object(text, len, file, st);
+    free(text);
+    *cfg = *own;
+    return *own ? 0 : st->code;
+}
+
+/* A block expert's tensors through ld and its sizes (x->blk allocated here;
+ * expert_free releases it). */
+static int block_load_ld(mova_expert *x, vt_loader *ld, int dtype, vtok_status *st)
+{
+    cJSON *own;
+    const cJSON *cj;
+    int rc = block_config(x, &own, &cj, st);
+    if (rc)
         return rc;
+    const size_t size = x->kind == EXP_P2S ? sizeof(vt_p2s_enc) : pix_blocks[x->kind].size;
+    if (!(x->blk = calloc(1, size))) {
+        cJSON_Delete(own);
+        return vt_loader_fail(ld, VTOK_ENOMEM, "out of memory");
     }
-    vt_wsrc src = vt_wsrc_one(x->w, x->path, x->prefix);
-    vt_loader ld;
-    vt_loader_init(&ld, &src, where, &x->own, st);
-    int64_t n = 0;
-    if (x->kind == EXP_P2S) {
-        vt_p2s_enc *m = calloc(1, sizeof *m);
-        if (!(x->blk = m)) {
-            cJSON_Delete(cfg);
-            return vt_fail(st, VTOK_ENOMEM, "out of memory");
-        }
-        rc = vt_p2s_enc_load(m, &ld, "", cj);
-    } else {
-        const pix_block *pb = &pix_blocks[x->kind];
-        if (!(x->blk = calloc(1, pb->size))) {
-            cJSON_Delete(cfg);
-            return vt_fail(st, VTOK_ENOMEM, "out of memory");
-        }
-        rc = pb->load(x->blk, &ld, "", cj);
-    }
-    cJSON_Delete(cfg);
-    if (rc || (rc = vt_loader_finish(&ld)))
-        return rc;
+    rc = x->kind == EXP_P2S ? vt_p2s_enc_load(x->blk, ld, "", cj)
+                            : pix_blocks[x->kind].load(x->blk, ld, "", cj);
+    cJSON_Delete(own);
+    if (rc || ld->err)
+        return rc ? rc : ld->err;
     if (x->kind == EXP_P2S) {
         vt_p2s_enc *m = x->blk;
         if (vt_p2s_enc_in_width(m) != 2 + x->patch * x->patch * 3)
-            return vt_fail(st, VTOK_ESHAPE, "%s: the encoder takes rows of %lld, %lld x %lld "
-                           "patches give %lld", where, (long long)vt_p2s_enc_in_width(m),
-                           (long long)x->patch, (long long)x->patch,
-                           (long long)(2 + x->patch * x->patch * 3));
-        m->attn_lowp = s->dtype != VTOK_DTYPE_F32;
+            return vt_loader_fail(ld, VTOK_ESHAPE, "expert %s: the encoder takes rows of %lld, "
+                                  "%lld x %lld patches give %lld", x->name,
+                                  (long long)vt_p2s_enc_in_width(m), (long long)x->patch,
+                                  (long long)x->patch, (long long)(2 + x->patch * x->patch * 3));
+        m->attn_lowp = dtype != VTOK_DTYPE_F32;
         x->d = vt_p2s_enc_out_channels(m);
         x->T = x->max_patches;
-        x->prefix_rows = 0;
-        n = vt_p2s_enc_linears(m, NULL);
-    }
-    if (x->kind != EXP_P2S) {
+    } else {
         const pix_block *pb = &pix_blocks[x->kind];
-        pb->set_lowp(x->blk, s->dtype != VTOK_DTYPE_F32);
+        pb->set_lowp(x->blk, dtype != VTOK_DTYPE_F32);
         x->d = pb->channels(x->blk);
         x->T = pb->tokens(x->blk);
-        x->prefix_rows = 0;
         x->in_c = 3;
         x->in_h = x->in_w = pb->in_size(x->blk);
-        n = pb->linears(x->blk, NULL);
     }
+    x->prefix_rows = 0;
+    return 0;
+}
+
+/* Its Linears (out NULL: count). */
+static int64_t block_linears(mova_expert *x, vt_linear **out)
+{
+    if (!x->blk)
+        return 0;
+    return x->kind == EXP_P2S ? vt_p2s_enc_linears(x->blk, out)
+                              : pix_blocks[x->kind].linears(x->blk, out);
+}
+
+/* A block expert on demand (MoVA): the folder's weights under x->prefix,
+ * Linears packed for the recipe's dtype. */
+static int block_load(mova_state *s, mova_expert *x, const char *where, vtok_status *st)
+{
+    int rc = vt_weights_open(x->path, s->use_mmap, &x->w, st);
+    if (rc)
+        return rc;
+    vt_wsrc src = vt_wsrc_one(x->w, x->path, x->prefix);
+    vt_loader ld;
+    vt_loader_init(&ld, &src, where, &x->own, st);
+    if ((rc = block_load_ld(x, &ld, s->dtype, st)) || (rc = vt_loader_finish(&ld)))
+        return rc;
+    int64_t n = block_linears(x, NULL);
     vt_linear **ls = malloc((size_t)(n > 0 ? n : 1) * sizeof *ls);
     if (!ls)
         return vt_fail(st, VTOK_ENOMEM, "out of memory");
-    if (x->kind == EXP_P2S)
-        vt_p2s_enc_linears(x->blk, ls);
-    else
-        pix_blocks[x->kind].linears(x->blk, ls);
+    block_linears(x, ls);
     rc = vt_pack_linears(ls, n, s->dtype, &src, NULL, 0, &x->packed, &x->lp_max_in, st);
     free(ls);
     return rc;
@@ -684,7 +697,7 @@ static int64_t layout(const mova_state *s, int64_t base_px, float *base, mv_buf 
         eout = o > eout ? o : eout;
     }
     int64_t sizes[7] = {vt_szmul(Tm, H), vt_bert_work_floats(&s->bert, Tm), pix, pix2, ework,
-                        eout, vt_mov_adapter_work_floats(&s->ad)};
+                        eout, s->ad.d ? vt_mov_adapter_work_floats(&s->ad) : 0};
     float **dst[7] = {&b->bert_h, &b->bert_w, &b->pix, &b->pix2, &b->ework, &b->eout, &b->ad};
     int64_t off = 0;
     for (int i = 0; i < 7; i++) {
@@ -816,13 +829,16 @@ static int pad_square_clip(const vtok_image *src, vtok_image *dst, vtok_status *
 /* Pix2Struct / DePlot: the flattened patches of the square-padded image,
  * the encoder over all max_patches rows (padding rows included, as MoVA
  * reshapes them into the square), the map aligned. */
-static int run_p2s(const mova_state *s, const mova_expert *x, const vt_exec *e, int64_t k,
-                   const mv_buf *b, float *out, vtok_status *st)
+static int run_p2s(const mova_expert *x, const vt_exec *e, int64_t k, const mv_buf *b,
+                   vtok_status *st)
 {
     vtok_image sq = {0};
-    int rc = pad_square_clip(&e->run->images[k], &sq, st);
+    const vtok_image *img = &e->run->images[k];
+    int rc = x->pad ? pad_square_clip(img, &sq, st) : 0;
     if (rc)
         return rc;
+    if (!x->pad)
+        sq = *img;
     const int64_t L = x->max_patches;
     int64_t wf = vt_pix2struct_work_floats(sq.height, sq.width, L, x->patch);
     float *work = wf > 0 ? vt_alloc((size_t)wf * sizeof *work) : NULL;
@@ -832,26 +848,23 @@ static int run_p2s(const mova_state *s, const mova_expert *x, const vt_exec *e, 
     else
         rc = vt_pix2struct_patches(&sq, L, x->patch, b->pix, work, st);
     vt_free(work);
-    free(sq.data);
+    if (x->pad)
+        free(sq.data);
     if (rc || (rc = vt_p2s_enc_check(x->blk, b->pix, L, st)))
         return rc;
     vt_p2s_enc_forward(x->blk, e, b->pix, L, b->eout, b->ework);
-    if (e->run && e->run->aborted)
-        return VTOK_EABORTED;
-    vt_resize_bilinear(b->eout, x->side, x->side, x->d, s->ad.res, s->ad.res, out);
-    return 0;
+    return e->run && e->run->aborted ? VTOK_EABORTED : 0;
 }
 
-/* Expert x on image k: its input, its forward, its map aligned to R x R
- * into out [R^2, d]. */
-static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *e,
-                      const vt_enc_feats *f, int64_t k, const mv_buf *b, float *out,
-                      vtok_status *st)
+/* Expert x on image k: its input, its forward; *map = its raw map [T, d]
+ * (prefix rows dropped) in the work memory. */
+static int run_expert(const mova_expert *x, const vt_exec *e, const vt_enc_feats *f, int64_t k,
+                      const mv_buf *b, const float **map, vtok_status *st)
 {
-    const int64_t R = s->ad.res;
     const float *pix = b->pix;
+    *map = b->eout;
     if (x->kind == EXP_P2S)
-        return run_p2s(s, x, e, k, b, out, st);
+        return run_p2s(x, e, k, b, st);
     if (x->input == IN_BASE) {
         const int64_t c = f->vit->channels;
         resize_planes(f->pixels + k * c * f->h * f->w, c, f->h, f->w, x->in_h, x->in_w, b->pix);
@@ -867,15 +880,9 @@ static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *
         if (x->resize)
             resize_planes(b->pix2, 3, h, w, x->in_h, x->in_w, b->pix);
     }
-    if (x->kind != EXP_VIT) { /* a pixel block: its map [T, d], aligned */
+    if (x->kind != EXP_VIT) { /* a pixel block */
         pix_blocks[x->kind].forward(x->blk, e, pix, b->eout, b->ework);
-        if (e->run && e->run->aborted)
-            return VTOK_EABORTED;
-        if (x->side == R)
-            memcpy(out, b->eout, (size_t)(R * R * x->d) * sizeof *out);
-        else
-            vt_resize_bilinear(b->eout, x->side, x->side, x->d, R, R, out);
-        return 0;
+        return e->run && e->run->aborted ? VTOK_EABORTED : 0;
     }
     /* "vit" */
     const vt_vit *v0 = x->vit;
@@ -901,14 +908,18 @@ static int run_expert(const mova_state *s, const mova_expert *x, const vt_exec *
     (void)hidden;
     vt_vit_out o = {.last = last, .pooler = pool, .embeds = NULL, .hidden = hs};
     vt_vit_forward(&v, e, pix, 1, x->in_h, x->in_w, work, &o);
-    if (e->run && e->run->aborted)
-        return VTOK_EABORTED;
-    const float *map = res + x->prefix_rows * d;
+    *map = res + x->prefix_rows * d;
+    return e->run && e->run->aborted ? VTOK_EABORTED : 0;
+}
+
+/* feature_align: the side x side map resized bilinearly to R x R (copied
+ * when it already is). */
+static void align_map(const mova_expert *x, const float *map, int64_t R, float *out)
+{
     if (x->side == R)
-        memcpy(out, map, (size_t)(R * R * d) * sizeof *out);
+        memcpy(out, map, (size_t)(R * R * x->d) * sizeof *out);
     else
-        vt_resize_bilinear(map, x->side, x->side, d, R, R, out);
-    return 0;
+        vt_resize_bilinear(map, x->side, x->side, x->d, R, R, out);
 }
 
 static double now_ms(void)
@@ -931,6 +942,13 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
     int64_t sumc = 0;
     for (int k = 0; k < s->n_exp; k++)
         sumc += s->ad.ch[k];
+    /* BERT and the experts step through layers of their own: they poll the
+     * run's abort callback, but their steps are not the run's (the
+     * connector is one step of it) */
+    vt_run quiet = *e->run;
+    quiet.progress_cb = NULL;
+    vt_exec eq = *e;
+    eq.run = &quiet;
     float routing[VT_MOV_MAX_EXPERTS] = {0};
     int any = 0;
     for (int k = 0; k < s->n_exp && k < e->run->n_cond; k++) {
@@ -945,9 +963,11 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
         int64_t T = text_ids(s, e->run->prompt, b.ids, st);
         if (T < 0)
             return (int)T;
-        int rc = vt_bert_forward(&s->bert, e, b.ids, T, b.bert_h, NULL, b.bert_w);
-        if (rc)
-            return rc;
+        int rc = vt_bert_forward(&s->bert, &eq, b.ids, T, b.bert_h, NULL, b.bert_w);
+        if (rc || quiet.aborted) {
+            e->run->aborted |= quiet.aborted;
+            return rc ? rc : VTOK_EABORTED;
+        }
         float *text = stages[0].data + i * Hb;
         memcpy(text, b.bert_h, (size_t)Hb * sizeof *text);
         ms[0] = (float)(now_ms() - t0);
@@ -959,11 +979,14 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
             if (routing[k] == 0)
                 continue;
             double t1 = now_ms();
-            if ((rc = run_expert(s, &s->ex[k], e, f, i, &b, ex + off, st))) {
+            const float *map;
+            if ((rc = run_expert(&s->ex[k], &eq, f, i, &b, &map, st))) {
+                e->run->aborted |= quiet.aborted;
                 if (rc != VTOK_EABORTED)
                     vt_msg_prefix(st, s->ex[k].name);
                 return rc;
             }
+            align_map(&s->ex[k], map, R, ex + off);
             ms[2 + k] = (float)(now_ms() - t1);
             eptr[k] = ex + off;
         }
@@ -1055,4 +1078,164 @@ const vt_connector_kind vt_connector_mova = {
     .forward_run = mova_forward_run,
     .free_state = mova_free_state,
     .load_more = mova_load_text,
+};
+
+/* ---- one expert on its own (recipes sam, codetr, pix2struct: vtok run, and
+ * vtok encode on such a folder) ----
+ *
+ * Connector "expert": {"expert": {"name", "type": sam|codetr|pix2struct,
+ * "path": "." ...}, "file", "prefix"}: the block from the first weight
+ * candidate / prefix that has it (its released layouts: the bare module
+ * names, SAM's image_encoder., Pix2Struct's encoder., MoVA's vision_tower_K.),
+ * its input from the folder's preprocessor_config.json (sam, codetr) or
+ * Pix2Struct's flattened patches of the image as it is (max_patches from
+ * the folder's preprocessor_config.json, else 2048 as the HF processor);
+ * output last_hidden_state [n, T, C]: the raw map (no feature_align). */
+
+static int expert_only_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON **weights,
+                             vtok_status *st)
+{
+    static const char *const keys[] = {"type", "expert", "file", "prefix", "_comment", NULL};
+    mova_state *s = state;
+    char where[128];
+    snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
+    int rc = vt_opt_check_keys(cfg, keys, where, st);
+    if (rc)
+        return rc;
+    snprintf(s->model_dir, sizeof s->model_dir, "%s", vt_recipe_model_dir(r));
+    vt_recipe_load_opts(r, &s->use_mmap, &s->dtype);
+    const cJSON *ej = cJSON_GetObjectItemCaseSensitive(cfg, "expert");
+    if (!cJSON_IsObject(ej))
+        return vt_fail(st, VTOK_EFORMAT, "%s: needs an 'expert' object", where);
+    mova_expert *x = &s->ex[0];
+    s->n_exp = 1;
+    if ((rc = expert_setup(r, s, x, ej, 0, where, st)))
+        return rc;
+    if (x->kind == EXP_VIT)
+        return vt_fail(st, VTOK_EINVAL, "%s: a 'vit' expert is an HF vision folder: use it "
+                       "with vtok encode", where);
+    x->pad = 0;
+    if (x->kind == EXP_P2S && !cJSON_GetObjectItemCaseSensitive(ej, "max_patches")) {
+        char file[4200];
+        snprintf(file, sizeof file, "%s/preprocessor_config.json", x->path);
+        x->max_patches = 2048; /* Pix2StructImageProcessor's default */
+        FILE *f = fopen(file, "rb");
+        if (f) {
+            fclose(f);
+            char *text = NULL;
+            size_t len = 0;
+            cJSON *pc = NULL;
+            if (vt_read_file(file, 1u << 20, &text, &len, st) ||
+                !(pc = vt_json_parse_object(text, len, file, st))) {
+                free(text);
+                return st->code ? st->code : VTOK_EFORMAT;
+            }
+            free(text);
+            rc = vt_opt_int(pc, "max_patches", 2048, &x->max_patches, file, st);
+            const cJSON *ps = cJSON_GetObjectItemCaseSensitive(pc, "patch_size");
+            if (!rc && ps && !cJSON_GetObjectItemCaseSensitive(ej, "patch")) {
+                int64_t ph = 0, pw = 0;
+                if (!(rc = vt_opt_int(ps, "height", 16, &ph, file, st)) &&
+                    !(rc = vt_opt_int(ps, "width", 16, &pw, file, st)) && ph != pw)
+                    rc = vt_fail(st, VTOK_EUNSUPPORTED, "%s: patch_size %lldx%lld is not "
+                                 "square", file, (long long)pw, (long long)ph);
+                x->patch = ph;
+                if (!rc && (ph < 1 || ph > 64))
+                    rc = vt_fail(st, VTOK_EFORMAT, "%s: bad patch_size", file);
+            }
+            cJSON_Delete(pc);
+            if (rc)
+                return rc;
+            if (x->max_patches < 1 || x->max_patches > 1 << 16)
+                return vt_fail(st, VTOK_EFORMAT, "%s: bad max_patches", file);
+        }
+    }
+    *weights = cfg;
+    return 0;
+}
+
+static int expert_only_load(vt_recipe *r, const cJSON *cfg, void *state, vt_loader *ld)
+{
+    mova_state *s = state;
+    mova_expert *x = &s->ex[0];
+    char where[96];
+    (void)r;
+    (void)cfg;
+    snprintf(where, sizeof where, "expert %s", x->name);
+    int rc = block_load_ld(x, ld, s->dtype, ld->st);
+    if (!rc && !ld->err && x->kind != EXP_P2S)
+        rc = pixel_input(x, where, ld->st);
+    if (!rc && !ld->err)
+        x->loaded = 1;
+    return rc ? rc : ld->err;
+}
+
+static void expert_only_unload(void *state)
+{
+    mova_state *s = state;
+    expert_free(&s->ex[0]);
+}
+
+static int64_t expert_only_linears(void *state, vt_linear **l)
+{
+    return block_linears(&((mova_state *)state)->ex[0], l);
+}
+
+static int expert_only_plan(const void *state, const vt_enc_feats *in, int64_t n, vt_plan *p,
+                            vtok_status *st)
+{
+    const mova_state *s = state;
+    const mova_expert *x = &s->ex[0];
+    mv_buf b;
+    (void)in;
+    (void)st;
+    vt_stage_set(&p->stages[p->n_stages++], "last_hidden_state", 3, n, x->T, x->d, 0);
+    p->work_floats = layout(s, 0, NULL, &b);
+    int64_t tk = x->kind == EXP_P2S ? x->max_patches : pix_blocks[x->kind].max_tokens(x->blk);
+    p->max_tokens = tk;
+    p->lp_rows = tk;
+    return 0;
+}
+
+static int expert_only_check(const void *state, const vt_run *run, vtok_status *st)
+{
+    (void)state;
+    if (!run->images)
+        return vt_fail(st, VTOK_EINVAL, "this expert takes decoded images, not pixels");
+    return 0;
+}
+
+static int expert_only_forward(const void *state, const vt_exec *e, const vt_enc_feats *in,
+                               int64_t n, vt_stage *stages, float *work, vtok_status *st)
+{
+    const mova_state *s = state;
+    const mova_expert *x = &s->ex[0];
+    mv_buf b;
+    layout(s, 0, work, &b);
+    vt_run quiet = *e->run; /* its layers are not steps of the run (see mova_forward_run) */
+    quiet.progress_cb = NULL;
+    vt_exec eq = *e;
+    eq.run = &quiet;
+    for (int64_t i = 0; i < n; i++) {
+        const float *map;
+        int rc = run_expert(x, &eq, in, i, &b, &map, st);
+        e->run->aborted |= quiet.aborted;
+        if (rc)
+            return rc;
+        memcpy(stages[0].data + i * x->T * x->d, map, (size_t)(x->T * x->d) * sizeof *map);
+    }
+    return 0;
+}
+
+const vt_connector_kind vt_connector_expert = {
+    .name = "expert",
+    .state_size = sizeof(mova_state),
+    .setup = expert_only_setup,
+    .load = expert_only_load,
+    .unload = expert_only_unload,
+    .linears = expert_only_linears,
+    .plan = expert_only_plan,
+    .check_run = expert_only_check,
+    .forward_run = expert_only_forward,
+    .free_state = mova_free_state,
 };

@@ -23,7 +23,8 @@
 
 static const vt_connector_kind *const kinds[] = {&vt_connector_llava, &vt_connector_comm,
                                                   &vt_connector_gvt, &vt_connector_seed,
-                                                  &vt_connector_slime, &vt_connector_mova};
+                                                  &vt_connector_slime, &vt_connector_mova,
+                                                  &vt_connector_expert};
 
 void vtok_recipe_params_init(vtok_recipe_params *p, size_t size)
 {
@@ -1165,9 +1166,15 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
     }
     const cJSON *encs = cJSON_GetObjectItemCaseSensitive(j, "encoders");
     int ne = cJSON_IsArray(encs) ? cJSON_GetArraySize(encs) : 0;
-    if (ne < 1 || ne > VT_RECIPE_MAX_ENC) {
-        rc = vt_fail(st, VTOK_EFORMAT, "%s: 'encoders' must list 1..%d encoders", where,
-                     VT_RECIPE_MAX_ENC);
+    /* a connector that reads the images itself (one expert on its own) has none */
+    const cJSON *ctype = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "connector"), "type");
+    const int own_images = cJSON_IsString(ctype) && !strcmp(ctype->valuestring, "expert");
+    if (ne < !own_images || ne > (own_images ? 0 : VT_RECIPE_MAX_ENC)) {
+        rc = own_images ? vt_fail(st, VTOK_EFORMAT, "%s: connector 'expert' takes no encoders",
+                                  where)
+                        : vt_fail(st, VTOK_EFORMAT, "%s: 'encoders' must list 1..%d encoders",
+                                  where, VT_RECIPE_MAX_ENC);
         goto fail;
     }
     for (int i = 0; i < ne; i++) {
@@ -1187,7 +1194,8 @@ vtok_recipe *vtok_recipe_load(const char *recipe, const char *model_dir,
             r->kind = kinds[i];
     if (!r->kind) {
         rc = vt_fail(st, VTOK_EUNSUPPORTED,
-                     "%s: unknown connector type '%s' (llava, comm, gvt, seed, slime)",
+                     "%s: unknown connector type '%s' (llava, comm, gvt, seed, slime, mova, "
+                     "expert)",
                      where, type);
         goto fail;
     }

@@ -129,7 +129,7 @@ typedef struct vt_connector_kind {
 } vt_connector_kind;
 
 extern const vt_connector_kind vt_connector_llava, vt_connector_comm, vt_connector_gvt,
-    vt_connector_seed, vt_connector_slime, vt_connector_mova;
+    vt_connector_seed, vt_connector_slime, vt_connector_mova, vt_connector_expert;
 
 /* The model folder's config.json parsed (cJSON_Delete it), or NULL with
  * *st untouched when the folder has none; NULL with st set if unreadable. */

@@ -392,6 +392,29 @@ def main():
             check(nt == tok.shape[0] and got["ids"] == model.greedy(x, N),
                   "chat mova: %d greedy ids equal the reference %s" % (N, got["ids"]))
 
+    # the block experts on their own: `vtok encode` on their folders finds the built-in
+    # recipes sam / codetr / pix2struct and writes the raw map (no feature_align; Pix2Struct
+    # from the image as it is, not square-padded: its HF processor)
+    with open(os.path.join(M, "expert-d", "preprocessor_config.json"), "w") as f:
+        json.dump({"image_processor_type": "Pix2StructImageProcessor", "max_patches": 16,
+                   "patch_size": {"height": 4, "width": 4}}, f)
+    own = {"expert-d": ed(torch.from_numpy(pix2struct_ref(np.array(im), 16, 4))[None])[0],
+           "expert-e": ee(pe)[0],
+           "expert-f": sams[0](torch.from_numpy(hf_reference_image(proc(64), im))[None])[0],
+           "expert-g": sams[1](torch.from_numpy(hf_reference_image(proc(48), im))[None])[0]}
+    for name, exp in own.items():
+        o = os.path.join(work, "enc_" + name)
+        ok, _ = run_ok(vtok, "vtok encode %s" % name, ["encode", "--model", os.path.join(M, name),
+                                                       "--image", img_path, "--out", o])
+        if ok:
+            got = np.load(os.path.join(o, "last_hidden_state.npy"))[0]
+            check(got.shape == tuple(exp.shape) and rel(got, exp.numpy()) <= TOL,
+                  "vtok encode %s: %s rel %.2e" % (name, list(got.shape), rel(got, exp.numpy())))
+    expect_error(vtok, "expert with --pixels", ["encode", "--model", os.path.join(M, "expert-f"),
+                                                "--pixels", os.path.join(work, "dump_none",
+                                                                         "pixels_clip.npy"),
+                                                "--out", os.path.join(work, "x6")], ["images"])
+
     # lazy experts: a missing folder matters only when routing picks it
     r2 = copy.deepcopy(rec)
     r2["connector"]["experts"][2]["path"] = "no-such-expert"

@@ -320,6 +320,97 @@ static int cmd_preprocess(const args *a)
     return 0;
 }
 
+static void free_images(vtok_image *imgs, int n);
+static double now_ms(void);
+
+/* A folder that is a MoVA expert block rather than an HF vision model
+ * (SAM / Vary, Co-DETR: no config.json, or one of block options without a
+ * model_type; Pix2Struct / DePlot: model_type pix2struct): its built-in recipe (recipes/sam.json, codetr.json,
+ * pix2struct.json) that loads, or NULL. */
+static vtok_recipe *expert_recipe(const char *model, const char *dtype)
+{
+    char path[4200], buf[4096];
+    snprintf(path, sizeof path, "%s/config.json", model);
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    snprintf(path, sizeof path, "%s/open_clip_config.json", model);
+    FILE *oc = fopen(path, "rb");
+    if (oc) { /* an open_clip tower: the timm family */
+        fclose(oc);
+        return NULL;
+    }
+    static const char *const blocks[] = {"sam", "codetr"};
+    const int p2s = f && strstr(buf, "\"pix2struct\"");
+    if (f && !p2s && strstr(buf, "\"model_type\""))
+        return NULL; /* an HF model: its family */
+    vtok_recipe_params rp = vtok_recipe_default_params();
+    if (dtype && (rp.dtype = vtok_dtype_from_name(dtype)) < 0)
+        return NULL;
+    for (int i = 0; i < (p2s ? 1 : 2); i++) {
+        vtok_status st = {0};
+        vtok_recipe *r = vtok_recipe_load(p2s ? "pix2struct" : blocks[i], model, &rp, &st);
+        if (r)
+            return r;
+    }
+    return NULL;
+}
+
+/* vtok encode on an expert block: its map as last_hidden_state [N, T, C]. */
+static int encode_expert(const args *a, vtok_recipe *r)
+{
+    vtok_recipe_info ri;
+    vtok_recipe_get_info(r, &ri);
+    if (!a->n_images) {
+        die("%s is a %s expert: it takes images (--image FILE ...), not --pixels", a->model,
+            ri.name);
+        vtok_recipe_free(r);
+        return 1;
+    }
+    vtok_status st = {0};
+    int rc = 1;
+    vtok_image *imgs = calloc((size_t)a->n_images, sizeof *imgs);
+    vtok_recipe_ctx *c = NULL;
+    if (!imgs) {
+        vtok_recipe_free(r);
+        return die("%s", "out of memory");
+    }
+    vtok_image_params ip = vtok_image_default_params();
+    ip.exif_orientation = a->exif;
+    for (int i = 0; i < a->n_images; i++)
+        if (vtok_image_load(a->images[i], &ip, &imgs[i], &st)) {
+            die("%s", st.msg);
+            goto out;
+        }
+    vtok_ctx_params cp = vtok_ctx_default_params();
+    cp.n_threads = a->threads;
+    if (!(c = vtok_recipe_ctx_new(r, &cp, &st))) {
+        die("%s", st.msg);
+        goto out;
+    }
+    vtok_run_params rp = vtok_run_default_params();
+    rp.image_names = a->images;
+    double t0 = now_ms();
+    if (vtok_recipe_run_images(c, imgs, a->n_images, &rp)) {
+        die("%s", vtok_recipe_ctx_errmsg(c));
+        goto out;
+    }
+    double ms = now_ms() - t0;
+    vtok_view v;
+    if (vtok_recipe_get_output(c, &v) || save(a->out, "last_hidden_state.npy", &v))
+        goto out;
+    fprintf(stderr, "vtok: %s expert, %d image(s) in %.1f ms (%s kernels)\n", ri.name,
+            a->n_images, ms, vtok_kernel_name());
+    rc = 0;
+out:
+    vtok_recipe_ctx_free(c);
+    vtok_recipe_free(r);
+    free_images(imgs, a->n_images);
+    return rc;
+}
+
 static int cmd_encode(const args *a)
 {
     if (!a->model || !a->out)
@@ -332,6 +423,9 @@ static int cmd_encode(const args *a)
     int n_layers = 0, all = 0;
     if (parse_layers(a->layers, layer_list, &n_layers, &all))
         return 1;
+    vtok_recipe *er = expert_recipe(a->model, a->dtype);
+    if (er)
+        return encode_expert(a, er);
 
     vtok_status st = {0};
     float *px = NULL;
