@@ -64,27 +64,29 @@ typedef struct vt_llm {
     float         attn_scaling;
     vt_weights   *w;
     vt_owned      own;
-    void         *packed;    /* vt_llm_pack's block */
+    void        **packs;     /* the converted Linears' blocks (one per layer, lm_head) */
+    int64_t       n_packs;
     int64_t       lp_max_in; /* widest low-precision Linear input (vt_exec_lp_bytes) */
 } vt_llm;
 
 /* Load the folder (or a .safetensors / index file with config.json beside
- * it). Unknown model_type / architecture, options outside the supported set
- * and missing or misshaped tensors (all named in one message) fail with
- * st set. vt_llm_free undoes it (also after a failed load). */
-int  vt_llm_load(vt_llm *m, const char *path, vtok_status *st);
+ * it) and convert its Linears for dtype (src/models/pack.h, vtok_dtype)
+ * layer by layer as they load: F32 packs the active table's GEMM panels
+ * (results unchanged up to the table's own rounding); BF16 / INT8 / Q4
+ * replace the weights, and the exec then needs an lp_buf of
+ * vt_exec_lp_bytes(max_chunk, m->lp_max_in). A tied lm_head (the embedding
+ * matrix) stays float32. Unknown model_type / architecture, options outside
+ * the supported set and missing or misshaped tensors (all named in one
+ * message) fail with st set. vt_llm_free undoes it (also after a failed
+ * load). */
+int  vt_llm_load(vt_llm *m, const char *path, int dtype, vt_pool *pool, vtok_status *st);
 void vt_llm_free(vt_llm *m);
 
 /* Linears of the model (for packing/low precision later): fills out (NULL:
  * count only), returns the count. */
 int64_t vt_llm_linears(vt_llm *m, vt_linear **out);
 
-/* Convert the Linears once (src/models/pack.h, vtok_dtype): F32 packs the
- * active table's GEMM panels (results unchanged up to the table's own
- * rounding); BF16 / INT8 replace the weights, and the exec then needs an
- * lp_buf of vt_exec_lp_bytes(max_chunk, m->lp_max_in). A tied lm_head
- * (the embedding matrix) stays float32. */
-int vt_llm_pack(vt_llm *m, int dtype, vt_pool *pool, vtok_status *st);
+
 
 /*
  * Sequences: one (vt_llm_seq_init) or a batch of n_seq (vt_llm_seq_init_batch)

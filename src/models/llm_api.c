@@ -109,7 +109,8 @@ vtok_llm *vtok_llm_load(const char *path, const vtok_model_params *user_p, vtok_
     L->dtype = p.dtype;
     char dir[4096];
     vt_folder_of(path, dir, sizeof dir);
-    int rc = vt_llm_load(&L->m, path, st);
+    /* f32: the table's GEMM panels; bf16 / int8 / q4 replace the weights */
+    int rc = vt_llm_load(&L->m, path, p.dtype, p.threadpool, st);
     if (!rc && (rc = vt_tok_load(&L->tok, dir, st)) == 0 &&
         vt_tok_vocab_size(L->tok) > L->m.c.vocab) {
         rc = vt_fail(st, VTOK_EFORMAT, "%s: the tokenizer has %lld ids but the model only %lld "
@@ -118,8 +119,6 @@ vtok_llm *vtok_llm_load(const char *path, const vtok_model_params *user_p, vtok_
     }
     if (!rc)
         rc = read_tokenizer_config(L, dir, st);
-    if (!rc) /* f32: the table's GEMM panels; bf16 / int8 / q4 replace the weights */
-        rc = vt_llm_pack(&L->m, p.dtype, p.threadpool, st);
     if (rc) {
         vtok_llm_free(L);
         return NULL;

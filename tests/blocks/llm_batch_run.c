@@ -79,7 +79,7 @@ static int run_internal(const opts *o, seqs *q, vtok_status *st)
     vt_pool *pool = NULL;
     float *scratch = NULL, *logits = NULL, *hidden = NULL, *pl = NULL, *ph = NULL, *last = NULL;
     int64_t *gen = NULL;
-    int rc = vt_llm_load(&m, o->model, st);
+    int rc = vt_llm_load(&m, o->model, VTOK_DTYPE_F32, NULL, st);
     if (rc)
         return rc;
     const vt_llm_config *c = &m.c;

@@ -145,7 +145,13 @@ int main(int argc, char **argv)
     job j = {0};
     int rc = 0, nd = 0;
     int64_t sh[VT_MAX_DIMS], T = 0, n_embed = 0;
-    if ((rc = vt_llm_load(&j.m, model, &st)))
+    int dt = VTOK_DTYPE_F32;
+    if (dtype && (dt = !strcmp(dtype, "f32") ? VTOK_DTYPE_F32 : !strcmp(dtype, "bf16")
+                       ? VTOK_DTYPE_BF16 : !strcmp(dtype, "int8") ? VTOK_DTYPE_INT8 : -1) < 0) {
+        rc = vt_fail(&st, VTOK_EINVAL, "unknown dtype '%s'", dtype);
+        goto done;
+    }
+    if ((rc = vt_llm_load(&j.m, model, dt, NULL, &st)))
         goto done;
     const vt_llm_config *c = &j.m.c;
     if (ids_p) {
@@ -193,13 +199,7 @@ int main(int argc, char **argv)
         goto done;
     j.pool = vt_pool_new(threads);
     if (dtype) {
-        int dt = !strcmp(dtype, "f32") ? VTOK_DTYPE_F32 : !strcmp(dtype, "bf16") ? VTOK_DTYPE_BF16
-                 : !strcmp(dtype, "int8") ? VTOK_DTYPE_INT8 : -1;
-        if (dt < 0) {
-            rc = vt_fail(&st, VTOK_EINVAL, "unknown dtype '%s'", dtype);
-            goto done;
-        }
-        if (!j.pool || (rc = vt_llm_pack(&j.m, dt, j.pool, &st)))
+        if (!j.pool)
             goto done;
         if (j.m.lp_max_in) {
             j.e.lp_bytes = vt_exec_lp_bytes(T, j.m.lp_max_in);
