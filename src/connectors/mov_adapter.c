@@ -285,6 +285,121 @@ static void attention(const vt_mov_adapter *a, const vt_exec *e, const vt_mov_at
 }
 
 /* The gate's weights over the experts: softmax(logits + mask), its top-k kept, renormalised. */
+/*
+ * torch.topk(largest=True) on the CPU, ties included. torch 1.13's kernel
+ * (aten/src/ATen/native/TopKImpl.h, topk_impl_loop) fills (value, index)
+ * pairs and, unless k * 64 <= n, calls std::nth_element(begin, begin + k -
+ * 1, end, comp) and then std::sort(begin, begin + k - 1, comp) with comp(x,
+ * y) = (isnan(x) && !isnan(y)) || x > y; equal values end up wherever
+ * libstdc++'s introselect leaves them (a 4-way tie at k = 1 keeps index 2).
+ * The steps below are those algorithms' (bits/stl_algo.h: __introselect
+ * with median-of-three pivots and __unguarded_partition, insertion sort
+ * below 4 elements; __introsort_loop / __final_insertion_sort), for the
+ * small n here (<= 8: each pass drops at least one element, so the depth
+ * limit 2 log2(n) and its heap fallback are never reached). Checked against
+ * torch.topk on 20000 tie-heavy vectors (tests/blocks/mova_parity.py).
+ */
+typedef struct {
+    float v;
+    int   i;
+} tk_pair;
+
+static int tk_before(tk_pair x, tk_pair y)
+{
+    return (isnan(x.v) && !isnan(y.v)) || x.v > y.v;
+}
+
+static void tk_swap(tk_pair *a, tk_pair *b)
+{
+    tk_pair t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void tk_median_to_first(tk_pair *q, int r, int a, int b, int c)
+{
+    if (tk_before(q[a], q[b])) {
+        if (tk_before(q[b], q[c]))
+            tk_swap(&q[r], &q[b]);
+        else if (tk_before(q[a], q[c]))
+            tk_swap(&q[r], &q[c]);
+        else
+            tk_swap(&q[r], &q[a]);
+    } else if (tk_before(q[a], q[c])) {
+        tk_swap(&q[r], &q[a]);
+    } else if (tk_before(q[b], q[c])) {
+        tk_swap(&q[r], &q[c]);
+    } else {
+        tk_swap(&q[r], &q[b]);
+    }
+}
+
+static int tk_partition(tk_pair *q, int first, int last, int pivot)
+{
+    for (;;) {
+        while (tk_before(q[first], q[pivot]))
+            first++;
+        last--;
+        while (tk_before(q[pivot], q[last]))
+            last--;
+        if (!(first < last))
+            return first;
+        tk_swap(&q[first], &q[last]);
+        first++;
+    }
+}
+
+static void tk_insertion_sort(tk_pair *q, int first, int last)
+{
+    for (int i = first + 1; i < last; i++) {
+        tk_pair val = q[i];
+        if (tk_before(val, q[first])) {
+            for (int j = i; j > first; j--)
+                q[j] = q[j - 1];
+            q[first] = val;
+        } else {
+            int j = i;
+            while (tk_before(val, q[j - 1])) {
+                q[j] = q[j - 1];
+                j--;
+            }
+            q[j] = val;
+        }
+    }
+}
+
+static int tk_pivot_cut(tk_pair *q, int first, int last)
+{
+    const int mid = first + (last - first) / 2;
+    tk_median_to_first(q, first, first + 1, mid, last - 1);
+    return tk_partition(q, first + 1, last, first);
+}
+
+int64_t vt_mov_topk(const float *p, int64_t n, int64_t k, int *sel)
+{
+    tk_pair q[VT_MOV_MAX_EXPERTS];
+    if (n < 1 || n > VT_MOV_MAX_EXPERTS || k < 1 || k > n)
+        return 0;
+    for (int i = 0; i < (int)n; i++)
+        q[i] = (tk_pair){p[i], i};
+    /* std::nth_element(q, q + k - 1, q + n) */
+    int first = 0, last = (int)n;
+    const int nth = (int)k - 1;
+    while (last - first > 3) {
+        const int cut = tk_pivot_cut(q, first, last);
+        if (cut <= nth)
+            first = cut;
+        else
+            last = cut;
+    }
+    tk_insertion_sort(q, first, last);
+    /* std::sort(q, q + k - 1): at most 7 elements, one insertion sort */
+    tk_insertion_sort(q, 0, nth);
+    for (int i = 0; i < (int)k; i++)
+        sel[i] = q[i].i;
+    return k;
+}
+
 static void gate(const vt_mov_adapter *a, const vt_exec *e, const vt_mov_block *B,
                  const float *x, const float *text, const float *routing, float *p, float *tmp)
 {
@@ -311,15 +426,11 @@ static void gate(const vt_mov_adapter *a, const vt_exec *e, const vt_mov_block *
         sum += (p[k] = expf(logit[k] - mx));
     for (int64_t k = 0; k < E; k++)
         p[k] /= sum;
-    /* torch.topk(p, k): keep the k largest (first index among equal values) */
-    int keep[VT_MOV_MAX_EXPERTS] = {0};
-    for (int64_t n = 0; n < a->topk; n++) {
-        int64_t best = -1;
-        for (int64_t k = 0; k < E; k++)
-            if (!keep[k] && (best < 0 || p[k] > p[best]))
-                best = k;
-        keep[best] = 1;
-    }
+    /* torch.topk(p, k), ties resolved as its CPU kernel resolves them */
+    int keep[VT_MOV_MAX_EXPERTS] = {0}, sel[VT_MOV_MAX_EXPERTS];
+    const int64_t kk = vt_mov_topk(p, E, a->topk < E ? a->topk : E, sel);
+    for (int64_t n = 0; n < kk; n++)
+        keep[sel[n]] = 1;
     float z = 0;
     for (int64_t k = 0; k < E; k++)
         z += (p[k] = keep[k] ? p[k] : 0.0f);

@@ -78,6 +78,9 @@ void    vt_mov_adapter_forward(const vt_mov_adapter *a, const vt_exec *e, const 
                                const float *const *experts, const float *routing,
                                const float *text, float *out, float *work);
 int64_t vt_mov_adapter_linears(vt_mov_adapter *a, vt_linear **out);
+/* torch.topk(p[:n], k).indices as torch 1.13's CPU kernel orders them, ties
+ * included (n <= VT_MOV_MAX_EXPERTS); returns k, or 0 for bad sizes. */
+int64_t vt_mov_topk(const float *p, int64_t n, int64_t k, int *sel);
 void    vt_mov_adapter_free(vt_mov_adapter *a);
 
 #endif /* VT_MOV_ADAPTER_H */

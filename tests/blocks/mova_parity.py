@@ -25,6 +25,7 @@ torch (F.interpolate antialias=True, unfold) on random images (<= 1e-5).
 
     mova_parity.py --tool build/mova_run
 """
+import copy
 import math
 import argparse
 import os
@@ -165,7 +166,75 @@ def check_adapter(tool):
         fails += not ok
         print(("ok   " if ok else "FAIL ") + "sensitivity: experts on vs off %.2e, top-3 vs top-4 "
               "%.2e" % (d_exp, d_top))
+        # the top-3 cut of the all-on run above has a clear margin in every block: the
+        # 3rd and 4th gate probabilities differ by far more than float32 rounding
+        m(x, feats, text, r_all)
+        margins = []
+        for blk in m.blocks:
+            pr = sorted(blk.last_probs[0].tolist(), reverse=True)
+            margins.append(pr[2] - pr[3])
+        ok = min(margins) > 1e-3
+        fails += not ok
+        print(("ok   " if ok else "FAIL ") + "gate top-3 margins %s (> 1e-3)" % (
+            ", ".join("%.3g" % v for v in margins)))
+
+        # a tie at the cut: experts 1 and 2 get the same logit (gate.2 rows and biases
+        # equal), below experts 0 and 3 (tied too): torch.topk keeps one of the pair as
+        # its CPU kernel's nth_element leaves it (here the later index); vtok must keep
+        # the same one (the kept one decides the output)
+        tied = copy.deepcopy(m)
+        for blk in tied.blocks:
+            g2 = blk.gate[2]
+            g2.weight[1] = g2.weight[2]
+            g2.weight[0] = g2.weight[2]
+            g2.weight[3] = g2.weight[2]
+            g2.bias.copy_(torch.tensor([2.0, 0.5, 0.5, 2.0]))
+        exp = tied(x, feats, text, r_all)[0].numpy()
+        sels = [sorted(blk.last_sel[0].tolist()) for blk in tied.blocks]
+        pr = tied.blocks[0].last_probs[0].tolist()
+        wpath2 = os.path.join(wd, "tied.safetensors")
+        sio.write_file(wpath2, {k: v.contiguous() for k, v in tied.state_dict().items()})
+        out = os.path.join(wd, "out_tied.npy")
+        p = subprocess.run([tool, "--adapter", wpath2, os.path.join(wd, "x.npy"),
+                            os.path.join(wd, "t.npy"), "1,1,1,1", out] + fpaths,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        got = np.load(out) if p.returncode == 0 else None
+        err = float(np.max(np.abs(got - exp)) / np.max(np.abs(exp))) if got is not None else 1.0
+        # the other choice of the pair gives a visibly different output
+        for blk in tied.blocks:
+            blk.topk = 4
+        alt = tied(x, feats, text, r_all)[0].numpy()
+        for blk in tied.blocks:
+            blk.topk = 3
+        sep = float(np.max(np.abs(alt - exp)) / np.max(np.abs(exp)))
+        ok = pr[1] == pr[2] and err <= 1e-5 and sep > 1e-4
+        fails += not ok
+        print(("ok   " if ok else "FAIL ") + "gate tie at the top-3 cut (p1 == p2 = %.4f): torch "
+              "keeps %s, vtok matches rel %.2e (the other choice differs by %.2e)" % (
+                  pr[1], sels, err, sep))
     return fails
+
+
+def check_topk(tool):
+    """The gate's top-k (vt_mov_topk) vs torch.topk itself on tie-heavy vectors:
+    small integers and exact zeros (masked experts), n 1..8, every k."""
+    rng = np.random.default_rng(3)
+    lines, exp = [], []
+    for _ in range(6000):
+        n = int(rng.integers(1, 9))
+        k = int(rng.integers(1, n + 1))
+        v = rng.integers(0, 4, n).astype(np.float32) * np.float32(0.25)
+        lines.append(" ".join([str(k)] + ["%.9g" % x for x in v]))
+        exp.append(torch.topk(torch.from_numpy(v), k).indices.tolist())
+    p = subprocess.run([tool, "--topk"], input="\n".join(lines) + "\n", capture_output=True,
+                       text=True)
+    got = [[int(t) for t in ln.split()] for ln in p.stdout.splitlines()]
+    bad = sum(1 for g, e in zip(got, exp) if g != e) + abs(len(got) - len(exp))
+    ties = sum(1 for ln in lines if len(set(ln.split()[1:])) < len(ln.split()) - 1)
+    ok = p.returncode == 0 and bad == 0
+    print(("ok   " if ok else "FAIL ") + "gate top-k = torch.topk's indices and order on %d "
+          "vectors (%d with ties), %d differ" % (len(exp), ties, bad))
+    return 0 if ok else 1
 
 
 @torch.no_grad()
@@ -263,6 +332,7 @@ def main():
         fails += 1
     fails += check_grids(a.tool)
     fails += check_adapter(a.tool)
+    fails += check_topk(a.tool)
     fails += check_align(a.tool)
     fails += check_pix2struct(a.tool)
     print("%d failure(s)" % fails)

@@ -17,6 +17,8 @@
  *   mova_run --pix2struct MAX P IMAGE OUT.npy
  *                               Pix2Struct's flattened patches of an image file
  *                               (vt_pix2struct_patches): OUT [MAX, 2 + P P 3]
+ *   mova_run --topk < lines      per "k v0 v1 ..." line, the indices of
+ *                               vt_mov_topk (torch.topk's order, ties included)
  *   mova_run --align OH OW IN.npy OUT.npy
  *                               feature_align: IN [h, w, C] resized bilinear
  *                               (vt_resize_bilinear) to OUT [OH, OW, C]
@@ -145,6 +147,27 @@ int main(int argc, char **argv)
         return adapter(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "--prompt")) {
         fputs(vt_mova_routing_prompt(), stdout);
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--topk")) { /* "k v0 v1 ..." lines -> indices */
+        char buf[1024];
+        while (fgets(buf, sizeof buf, stdin)) {
+            float v[VT_MOV_MAX_EXPERTS];
+            int sel[VT_MOV_MAX_EXPERTS], n = 0, used = 0;
+            long long k = 0;
+            const char *c = buf;
+            if (sscanf(c, "%lld%n", &k, &used) != 1)
+                continue;
+            c += used;
+            while (n < VT_MOV_MAX_EXPERTS && sscanf(c, "%f%n", &v[n], &used) == 1) {
+                c += used;
+                n++;
+            }
+            const int64_t got = vt_mov_topk(v, n, k, sel);
+            for (int64_t i = 0; i < got; i++)
+                printf("%s%d", i ? " " : "", sel[i]);
+            printf("\n");
+        }
         return 0;
     }
     if (argc > 3 && !strcmp(argv[1], "--grid")) {
