@@ -54,11 +54,13 @@ int vt_model_set_pos_interp(vtok_model *m, int kind);
 /* vtok_model_load with the tower's tensors from elsewhere: config.json (and
  * the family) from `folder`, weights from `weights` (a folder or a file;
  * NULL: the folder's own; p already read),
- * where the tower is found by its anchor tensor whatever its prefix (a
+ * where the tower is found by its anchor tensor whatever its prefix, or
+ * under `prefix` when given (a checkpoint holding several towers: MoVA's
+ * model.vision_tower.vision_tower_K.) (a
  * LLaVA-1.6 / SliME checkpoint holds its fine-tuned CLIP under
  * model.vision_tower.vision_tower.). VTOK_EMISSING with "no vision tower
  * found" when `weights` holds none. */
-vtok_model *vt_model_load_weights(const char *folder, const char *weights,
+vtok_model *vt_model_load_weights(const char *folder, const char *weights, const char *prefix,
                                   const vtok_model_params *p, vtok_status *st);
 
 /* Widest input of the model's low-precision Linears (0: none), for vt_exec_lp_bytes. */

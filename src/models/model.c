@@ -209,7 +209,7 @@ const char *vtok_dtype_name(int dtype)
  * family, convert the Linears. */
 static vtok_model *load_model(const char *cfg_name, const char *text, size_t len,
                               const char *w_path, const void *wbuf, size_t wsize,
-                              const vtok_model_params *p, vtok_status *st)
+                              const char *prefix, const vtok_model_params *p, vtok_status *st)
 {
     vtok_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -256,8 +256,18 @@ static vtok_model *load_model(const char *cfg_name, const char *text, size_t len
     if (w_path ? vt_weights_open(w_path, p->use_mmap, &m->w, st)
                : vt_weights_open_mem(wbuf, wsize, "weights in memory", &m->w, st))
         goto fail;
-    if (vt_find_prefix(m->w, m->fam->anchor, m->prefix, sizeof m->prefix, st))
+    if (prefix) { /* the caller names the tower's prefix (a checkpoint of several) */
+        char anchor[600];
+        snprintf(anchor, sizeof anchor, "%s%s", prefix, m->fam->anchor);
+        if (!vt_weights_find(m->w, anchor)) {
+            vt_fail(st, VTOK_EMISSING, "no vision tower found under '%s' (no %s)", prefix,
+                    anchor);
+            goto fail;
+        }
+        snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
+    } else if (vt_find_prefix(m->w, m->fam->anchor, m->prefix, sizeof m->prefix, st)) {
         goto fail;
+    }
     vt_wsrc src = vt_wsrc_one(m->w, w_path ? w_path : "weights in memory", m->prefix);
     vt_loader ld;
     vt_loader_init(&ld, &src, NULL, &m->vit.own, st);
@@ -286,7 +296,7 @@ fail:
     return NULL;
 }
 
-vtok_model *vt_model_load_weights(const char *folder, const char *weights,
+vtok_model *vt_model_load_weights(const char *folder, const char *weights, const char *prefix,
                                   const vtok_model_params *p, vtok_status *st)
 {
     char cfg_path[4096], w_path[4096];
@@ -296,7 +306,8 @@ vtok_model *vt_model_load_weights(const char *folder, const char *weights,
     size_t len = 0;
     if (vt_read_file(cfg_path, MAX_CONFIG_BYTES, &text, &len, st))
         return NULL;
-    vtok_model *m = load_model(cfg_path, text, len, weights ? weights : w_path, NULL, 0, p, st);
+    vtok_model *m = load_model(cfg_path, text, len, weights ? weights : w_path, NULL, 0, prefix,
+                               p, st);
     free(text);
     return m;
 }
@@ -315,7 +326,7 @@ vtok_model *vtok_model_load(const char *path, const vtok_model_params *p, vtok_s
         vt_fail(st, VTOK_EINVAL, "no model path given");
         return NULL;
     }
-    return vt_model_load_weights(path, NULL, &mp, st);
+    return vt_model_load_weights(path, NULL, NULL, &mp, st);
 }
 
 vtok_model *vtok_model_load_from_memory(const void *weights, size_t weights_size,
@@ -340,7 +351,7 @@ vtok_model *vtok_model_load_from_memory(const void *weights, size_t weights_size
         return NULL;
     }
     return load_model("config in memory", config_json, config_len, NULL, weights, weights_size,
-                      &mp, st);
+                      NULL, &mp, st);
 }
 
 void vtok_model_free(vtok_model *m)

@@ -80,6 +80,8 @@ typedef struct {
     int64_t      max_patches, patch; /* "patches" */
     int          pad;          /* "patches": square-pad in CLIP's mean first (MoVA)  */
     const char  *prefix;       /* block experts: their tensors' prefix in the folder's weights */
+    const char  *ckpt_prefix;  /* the expert's copy in the model folder's own checkpoint
+                                  (MoVA's model.vision_tower.vision_tower_K.), tried first */
     /* on demand (prepare, under the state's lock) */
     int          loaded;
     vtok_model  *model;        /* "vit": an HF vision folder                        */
@@ -119,7 +121,7 @@ static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON
 {
     static const char *const keys[] = {"name", "type", "path", "input", "processor", "resize",
                                        "layer", "max_patches", "patch", "prefix", "config",
-                                       "_comment", NULL};
+                                       "checkpoint_prefix", "_comment", NULL};
     const char *name = NULL, *path = NULL;
     int rc;
     if (!cJSON_IsObject(j))
@@ -132,7 +134,8 @@ static int expert_setup(vt_recipe *r, mova_state *s, mova_expert *x, const cJSON
         (rc = vt_opt_int(j, "resize", 0, &x->resize, where, st)) ||
         (rc = vt_opt_int(j, "max_patches", 2025, &x->max_patches, where, st)) ||
         (rc = vt_opt_int(j, "patch", 16, &x->patch, where, st)) ||
-        (rc = vt_opt_str(j, "prefix", NULL, &x->prefix, where, st)))
+        (rc = vt_opt_str(j, "prefix", NULL, &x->prefix, where, st)) ||
+        (rc = vt_opt_str(j, "checkpoint_prefix", NULL, &x->ckpt_prefix, where, st)))
         return rc;
     if (!name || !name[0] || strlen(name) >= sizeof x->name)
         return vt_fail(st, VTOK_EFORMAT, "%s: an expert needs a short 'name'", where);
@@ -182,7 +185,8 @@ static int mova_setup(vt_recipe *r, const cJSON *cfg, void *state, const cJSON *
                       vtok_status *st)
 {
     static const char *const keys[] = {"type", "encoder", "select_layer", "file", "prefix",
-                                       "text_encoder", "experts", "adapter", "_comment", NULL};
+                                       "text_encoder", "experts", "adapter", "_comment",
+                                       "_comment_experts", NULL};
     mova_state *s = state;
     char where[128];
     snprintf(where, sizeof where, "recipe %s: connector", vt_recipe_name(r));
@@ -489,10 +493,23 @@ static int64_t block_linears(mova_expert *x, vt_linear **out)
  * Linears packed for the recipe's dtype. */
 static int block_load(mova_state *s, mova_expert *x, const char *where, vtok_status *st)
 {
-    int rc = vt_weights_open(x->path, s->use_mmap, &x->w, st);
-    if (rc)
+    int rc;
+    vt_wsrc src;
+    /* the model's own checkpoint first when it holds the expert under its prefix */
+    if (x->ckpt_prefix) {
+        vtok_status s2 = {0};
+        if (vt_weights_open(s->model_dir, s->use_mmap, &x->w, &s2) == 0) {
+            src = vt_wsrc_one(x->w, s->model_dir, x->ckpt_prefix);
+            if (vt_wsrc_has_prefix(&src))
+                goto have;
+            vt_weights_close(x->w);
+            x->w = NULL;
+        }
+    }
+    if ((rc = vt_weights_open(x->path, s->use_mmap, &x->w, st)))
         return rc;
-    vt_wsrc src = vt_wsrc_one(x->w, x->path, x->prefix);
+    src = vt_wsrc_one(x->w, x->path, x->prefix);
+have:;
     vt_loader ld;
     vt_loader_init(&ld, &src, where, &x->own, st);
     if ((rc = block_load_ld(x, &ld, s->dtype, st)) || (rc = vt_loader_finish(&ld)))
@@ -568,7 +585,16 @@ static int expert_load(mova_state *s, mova_expert *x, int64_t want_ch, int64_t b
     vtok_model_params mp = vtok_model_default_params();
     mp.use_mmap = s->use_mmap;
     mp.dtype = s->dtype;
-    if (!(x->model = vtok_model_load(x->path, &mp, st))) {
+    if (x->ckpt_prefix) { /* the model's own checkpoint first, if it holds the tower */
+        vtok_status s2 = {0};
+        x->model = vt_model_load_weights(x->path, s->model_dir, x->ckpt_prefix, &mp, &s2);
+        if (!x->model && s2.code != VTOK_EMISSING && s2.code != VTOK_EIO) {
+            *st = s2;
+            vt_msg_prefix(st, where);
+            return st->code;
+        }
+    }
+    if (!x->model && !(x->model = vtok_model_load(x->path, &mp, st))) {
         vt_msg_prefix(st, where);
         return st->code;
     }

@@ -644,7 +644,7 @@ static int load_hf(vt_recipe *r, vt_recipe_enc *e, const cJSON *ej, const char *
             return vt_fail(st, VTOK_ENOMEM, "out of memory");
         if (exists(wpath)) {
             vtok_status s2 = {0};
-            e->model = vt_model_load_weights(e->path, wpath, &mp, &s2);
+            e->model = vt_model_load_weights(e->path, wpath, NULL, &mp, &s2);
             if (!e->model && s2.code != VTOK_EMISSING) { /* EMISSING: no tower (or no weights) there */
                 *st = s2;
                 vt_msg_prefix(st, wpath);

@@ -64,6 +64,7 @@ import mova_ref as MR  # noqa: E402
 import safetensors_io as sio  # noqa: E402
 from check_processor import hf_reference_image  # noqa: E402
 from check_recipes import CLIP_PROC, make_encoder, rel  # noqa: E402
+from make_models import init_sensitive as mm_init  # noqa: E402
 from clicheck import check, expect_error, failures, run_ok  # noqa: E402
 
 TOL = 1e-5
@@ -156,7 +157,7 @@ def main():
         json.dump(proc(64), f)
     # F: a SAM encoder with Vary's net_2 (64 px: a 4 x 4 grid in windows of 3, padded, and a
     # global block; neck; net_2 stride 2 -> 2 x 2); G: one without net_2 (SAM-H's shape, 48 px)
-    sams = []
+    sams, sam_kw = [], []
     for name, seed, kw in (("expert-f", 60, dict(img_size=64, embed_dim=32, depth=2, num_heads=2,
                                                   out_chans=16, window_size=3,
                                                   global_attn_indexes=(1,), use_output_conv=True,
@@ -172,6 +173,7 @@ def main():
         with open(os.path.join(dsam, "preprocessor_config.json"), "w") as f:
             json.dump(proc(kw["img_size"]), f)
         sams.append(m_)
+        sam_kw.append(kw)
     chans = [24, 32, 16, 20, 12, 24, 16]
 
     # the LLM
@@ -211,6 +213,16 @@ def main():
     ckpt = {"model.mm_projector." + k: v.contiguous() for k, v in ad.state_dict().items()}
     ckpt.update({"model.mm_projector.text_encoder.bert." + k: v.contiguous()
                  for k, v in bsd.items()})
+    # MoVA's checkpoint may carry its own copies of experts (vision_tower_K): here A and F,
+    # with weights that differ from their folders'; the recipe's checkpoint_prefix reads
+    # those first and falls back to the folder for the others
+    ea_ck = hv.build_model(dino_a)
+    mm_init(ea_ck, 62)
+    ckpt.update({"model.vision_tower.vision_tower_1." + k: v.contiguous()
+                 for k, v in ea_ck.state_dict().items()})
+    sam_ck = sam_randomise(SR.ImageEncoderViT(**sam_kw[0]).eval(), 63)
+    ckpt.update({"model.vision_tower.vision_tower_6." + k: v.contiguous()
+                 for k, v in sam_ck.state_dict().items()})
     sio.write_file(os.path.join(M, "model.safetensors"), ckpt)
 
     rec = json.load(open(os.path.join(REPO, "recipes", "mova.json")))
@@ -230,6 +242,8 @@ def main():
         {"name": "codetr", "type": "codetr", "path": "expert-e", "input": "image"},
         {"name": "vary", "type": "sam", "path": "expert-f", "input": "image"},
         {"name": "sam", "type": "sam", "path": "expert-g", "input": "image"}]
+    for k, e in enumerate(rec["connector"]["experts"]):
+        e["checkpoint_prefix"] = "model.vision_tower.vision_tower_%d." % (k + 1)
     rp = os.path.join(work, "mova_tiny.json")
     json.dump(rec, open(rp, "w"))
 
@@ -244,7 +258,7 @@ def main():
     base = clip(px)["hidden_states"][-2][:, 1:]
     pa = F.interpolate(torch.from_numpy(hf_reference_image(proc(40), im))[None], size=(28, 28),
                        mode="bilinear", align_corners=False)
-    fa = align(ea(pa)["hidden_states"][-2][:, 1:], R)
+    fa = align(ea_ck(pa)["hidden_states"][-2][:, 1:], R)  # the checkpoint's copy
     pb = F.interpolate(px, size=(16, 16), mode="bilinear", align_corners=False)
     fb = align(eb(pb)["last_hidden_state"][:, 1:], R)
     pc = torch.from_numpy(hf_reference_image(proc(28), im))[None]
@@ -256,7 +270,10 @@ def main():
     fd = align(ed(fp), R)
     pe = torch.from_numpy(hf_reference_image(proc(64), im))[None]
     fe = align(ee(pe), R)
-    ff = align(sams[0](torch.from_numpy(hf_reference_image(proc(64), im))[None]), R)
+    ff = align(sam_ck(torch.from_numpy(hf_reference_image(proc(64), im))[None]), R)
+    fa_dir = align(ea(pa)["hidden_states"][-2][:, 1:], R)
+    check(rel(fa_dir.numpy(), fa.numpy()) > 1e-2, "the checkpoint's expert A differs from its "
+          "folder's (rel %.2e)" % rel(fa_dir.numpy(), fa.numpy()))
     fg = align(sams[1](torch.from_numpy(hf_reference_image(proc(48), im))[None]), R)
     feats = [fa, fb, fc, fd, fe, ff, fg]
     ids = B.encode(bvocab, "question 0: " + q.lower() + "\n\n")
