@@ -64,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 enum { EXP_VIT, EXP_SAM, EXP_CODETR, EXP_P2S, EXP_N_KINDS };
@@ -425,10 +426,9 @@ static int block_config(const mova_expert *x, cJSON **own, const cJSON **cfg, vt
     if (*cfg)
         return 0;
     snprintf(file, sizeof file, "%s/config.json", x->path);
-    FILE *f = fopen(file, "rb");
-    if (!f)
+    struct stat sb; /* only a regular file: stat, never open (a FIFO would block) */
+    if (stat(file, &sb) != 0 || !S_ISREG(sb.st_mode))
         return 0;
-    fclose(f);
     char *text = NULL;
     size_t len = 0;
     if (vt_read_file(file, 4u << 20, &text, &len, st))
@@ -1145,9 +1145,8 @@ static int expert_only_setup(vt_recipe *r, const cJSON *cfg, void *state, const 
         char file[4200];
         snprintf(file, sizeof file, "%s/preprocessor_config.json", x->path);
         x->max_patches = 2048; /* Pix2StructImageProcessor's default */
-        FILE *f = fopen(file, "rb");
-        if (f) {
-            fclose(f);
+        struct stat sb;
+        if (stat(file, &sb) == 0 && S_ISREG(sb.st_mode)) {
             char *text = NULL;
             size_t len = 0;
             cJSON *pc = NULL;

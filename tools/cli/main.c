@@ -330,18 +330,19 @@ static double now_ms(void);
 static vtok_recipe *expert_recipe(const char *model, const char *dtype)
 {
     char path[4200], buf[4096];
+    struct stat sb;
+    /* regular files only (stat first: opening a FIFO would block) */
+    snprintf(path, sizeof path, "%s/open_clip_config.json", model);
+    if (stat(path, &sb) == 0) /* an open_clip tower: the timm family */
+        return NULL;
     snprintf(path, sizeof path, "%s/config.json", model);
-    FILE *f = fopen(path, "rb");
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return NULL; /* the model loader reports it */
+    FILE *f = stat(path, &sb) == 0 ? fopen(path, "rb") : NULL;
     size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
     if (f)
         fclose(f);
     buf[n] = '\0';
-    snprintf(path, sizeof path, "%s/open_clip_config.json", model);
-    FILE *oc = fopen(path, "rb");
-    if (oc) { /* an open_clip tower: the timm family */
-        fclose(oc);
-        return NULL;
-    }
     static const char *const blocks[] = {"sam", "codetr"};
     const int p2s = f && strstr(buf, "\"pix2struct\"");
     if (f && !p2s && strstr(buf, "\"model_type\""))
