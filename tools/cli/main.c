@@ -15,6 +15,7 @@
 #include "llm_cli.h"
 #include "embed_text.h"
 #include "outset.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -102,6 +103,11 @@ static void usage(FILE *f)
             "  zeroshot --model CLIPDIR --image FILE --labels \"a cat,a dog\"\n"
             "         [--template \"a photo of {}\"] [--truncate] [--threads N] [--json]\n"
             "         CLIP zero-shot: label probabilities, softmax of exp(logit_scale) * cosine\n"
+            "  serve  (--model DIR | --recipe NAME --model DIR [--llm DIR]) [--host 127.0.0.1]\n"
+            "         [--port 8080] [--api-key KEY] [--max-batch-images N] [--max-wait-ms MS] ...\n"
+            "         an HTTP server: OpenAI-shaped /v1/embeddings (images as data URIs),\n"
+            "         /v1/tokenize, /v1/detokenize, /v1/chat/completions, /health, /metrics\n"
+            "         (vtok serve --help; docs/SERVE.md)\n"
             "  recipes                list the shipped recipes\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
@@ -1071,6 +1077,8 @@ int main(int argc, char **argv)
         return cli_embed_text(argc, argv);
     if (!strcmp(cmd, "zeroshot"))
         return cli_zeroshot(argc, argv);
+    if (!strcmp(cmd, "serve"))
+        return cli_serve(argc, argv);
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;
