@@ -182,6 +182,9 @@ static int plan_memory(vtok_recipe_ctx *c, int64_t enc_work, int64_t max_t, int6
 
 static int aborted(vtok_recipe_ctx *c)
 {
+    if (c->r->wrapper) /* vtok_encode on a model */
+        return vt_fail(&c->st, VTOK_EABORTED, "encode aborted by the abort callback after %lld "
+                       "of %lld steps", (long long)c->b.run.done, (long long)c->b.run.total);
     return vt_fail(&c->st, VTOK_EABORTED, "recipe %s: run aborted by the abort callback after "
                    "%lld of %lld steps", c->r->name, (long long)c->b.run.done,
                    (long long)c->b.run.total);
