@@ -159,15 +159,13 @@ class LLM(Handle):
         finally:
             L.vtok_free(out)
 
-    def _add_bos(self, builtin, text):
-        """Whether the tokenizer's BOS still goes in front of a rendered prompt
-        (llm.c add_bos: a folder's template writes it as text; a built-in
-        format does not, unless its text starts with it already)."""
-        if not builtin:
-            return False
-        bos = self.info["bos"]
-        piece = self.token_piece(bos) if bos >= 0 else None
-        return not (piece and text.startswith(piece))
+    def _add_bos(self, name, text):
+        """Whether the tokenizer's BOS still goes in front of a rendered prompt:
+        the library's rule (vtok_chat_add_special: a folder's template writes
+        it as text; a built-in format gets it unless its text starts with it,
+        mova_llama3 always, as MoVA's prompts begin with two)."""
+        return bool(_lib.lib().vtok_chat_add_special(
+            self._m, None if name is None else str(name).encode(), text.encode("utf-8")))
 
     def prompt_ids(self, prompt, chat=False):
         """The ids generate() evaluates for prompt (as `vtok generate -p TEXT
@@ -179,7 +177,7 @@ class LLM(Handle):
             return self.tokenize(prompt, True)
         name = None if chat is True else str(chat)
         text = self.render_chat([("user", prompt)], name, True)
-        return self.tokenize(text, self._add_bos(name is not None, text))
+        return self.tokenize(text, self._add_bos(name, text))
 
     # ------------------------------------------------------- generation --
 
@@ -352,7 +350,7 @@ class LLM(Handle):
         else:
             name = None if (format or self.info["has_chat_template"]) else "vicuna_v1"
         text = self.render_chat([("user", turn)], name, True)
-        return text, self._add_bos(name is not None, text)
+        return text, self._add_bos(name, text)
 
     def _prompt_batch(self, recipe, text, add_special, T, image_ids):
         """vtok_llm_prompt: an LLMBatch the caller frees (vtok_llm_batch_free)."""

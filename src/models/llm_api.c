@@ -839,6 +839,66 @@ int vtok_llm_embed(const vtok_llm *L, const int32_t *ids, int64_t n, float *out,
     return 0;
 }
 
+int vtok_chat_add_special(const vtok_llm *L, const char *format, const char *text)
+{
+    if (!format)
+        return 0; /* a folder's own template writes its special tokens as text */
+    /* MoVA (model_vqa_loader.py: tokenizer_image_token -> tokenizer(chunk)) tokenizes
+     * its conv_mova_llama3 prompt, which starts with a literal <|begin_of_text|>, with
+     * the special tokens on: Llama-3's tokenizer then begins it with two */
+    if (!strcmp(format, "mova_llama3"))
+        return 1;
+    vtok_llm_info li;
+    vtok_llm_get_info(L, &li);
+    const char *bos = li.bos >= 0 ? vtok_token_piece(L, li.bos) : NULL;
+    return !(bos && bos[0] && text && !strncmp(text, bos, strlen(bos)));
+}
+
+int vtok_chat_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *format,
+                     const char *question, int64_t n_images, const int64_t *image_tokens,
+                     const int64_t *image_ids, vtok_llm_batch *b, char **text_out,
+                     vtok_status *st)
+{
+    if (text_out)
+        *text_out = NULL;
+    if (!L || !lay || !question || n_images < 0 || !b)
+        return vt_fail(st, VTOK_EINVAL, "vtok_chat_prompt: bad argument");
+    if (format && !strcmp(format, "raw")) /* the question is the whole prompt */
+        return vtok_llm_prompt(L, lay, question, n_images, image_tokens, image_ids, 1, b, st);
+    vtok_llm_info li;
+    vtok_llm_get_info(L, &li);
+    const char *name = format && strcmp(format, "template") ? format
+                       : format || li.has_chat_template ? NULL : "vicuna_v1";
+    /* the user turn: one placeholder per image, then "\n" (LLaVA's "<image>\n" + q;
+     * SEED-LLaMA puts its image tokens right before the question), then q */
+    const char *ph = lay->placeholder ? lay->placeholder : "";
+    const char *sep = name && !strncmp(name, "seed_llama", 10) ? "" : "\n";
+    size_t n = strlen(ph) * (size_t)n_images + strlen(question) + 2;
+    if (n_images > 4096)
+        return vt_fail(st, VTOK_ELIMIT, "vtok_chat_prompt: %lld images", (long long)n_images);
+    char *turn = malloc(n);
+    if (!turn)
+        return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    turn[0] = '\0';
+    for (int64_t i = 0; i < n_images; i++)
+        strcat(turn, ph);
+    if (n_images)
+        strcat(turn, sep);
+    strcat(turn, question);
+    vtok_chat_msg msg = {.role = "user", .content = turn};
+    char *text = NULL;
+    int rc = vtok_chat_render(L, name, &msg, 1, 1, &text, st);
+    free(turn);
+    if (!rc)
+        rc = vtok_llm_prompt(L, lay, text, n_images, image_tokens, image_ids,
+                             vtok_chat_add_special(L, name, text), b, st);
+    if (!rc && text_out)
+        *text_out = text;
+    else
+        vt_free(text);
+    return rc;
+}
+
 int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *text,
                     int64_t n_images, const int64_t *image_tokens, const int64_t *image_ids,
                     int add_special, vtok_llm_batch *b, vtok_status *st)

@@ -432,6 +432,47 @@ def main():
                                                                          "pixels_clip.npy"),
                                                 "--out", os.path.join(work, "x6")], ["images"])
 
+    # MoVA's prompt format: conv_mova_llama3 writes a literal <|begin_of_text|> and MoVA
+    # tokenizes it with the special tokens on, so the shipped tokenizer decides: Llama-3's
+    # Instruct tokenizer.json (a TemplateProcessing post-processor adding <|begin_of_text|>)
+    # gives two BOS, a tokenizer without that post-processor one
+    l3 = os.path.join(REPO, "tests", "text", "node_modules", "@lenml", "tokenizer-llama3",
+                      "models")
+    if os.path.isdir(l3):
+        tj = json.load(open(os.path.join(l3, "tokenizer.json")))
+        bos = [t["id"] for t in tj["added_tokens"] if t["content"] == "<|begin_of_text|>"][0]
+        vocab3 = max(t["id"] for t in tj["added_tokens"]) + 1
+        cfg3 = L.make_config("llama", hidden=32, layers=1, heads=4, kv_heads=2, vocab=vocab3,
+                             inter=64, max_pos=512)
+        inst = copy.deepcopy(tj)
+        inst["post_processor"] = {"type": "Sequence", "processors": [
+            tj["post_processor"],
+            {"type": "TemplateProcessing",
+             "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                        {"Sequence": {"id": "A", "type_id": 0}}],
+             "pair": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                      {"Sequence": {"id": "A", "type_id": 0}},
+                      {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 1}},
+                      {"Sequence": {"id": "B", "type_id": 1}}],
+             "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [bos],
+                                                      "tokens": ["<|begin_of_text|>"]}}}]}
+        for label, tok, n_bos in (("Instruct-style tokenizer", inst, 2),
+                                  ("tokenizer without a BOS post-processor", tj, 1)):
+            d3 = os.path.join(work, "llm3_%d" % n_bos)
+            L.write_model(d3, cfg3, L.make_weights(cfg3, 70))
+            json.dump(tok, open(os.path.join(d3, "tokenizer.json"), "w"))
+            shutil.copy(os.path.join(l3, "tokenizer_config.json"), d3)
+            ok, out3 = run_ok(vtok, "generate --chat mova_llama3 (%s)" % label,
+                              ["generate", "--llm", d3, "-p", q, "--chat", "mova_llama3",
+                               "--max-tokens", "1", "--json"])
+            if ok:
+                ids3 = json.loads(out3.strip().splitlines()[-1])["prompt_ids"]
+                lead = 0
+                while lead < len(ids3) and ids3[lead] == bos:
+                    lead += 1
+                check(lead == n_bos, "mova_llama3 with the %s: the prompt begins with %d "
+                      "<|begin_of_text|> (%s...)" % (label, lead, ids3[:4]))
+
     # lazy experts: a missing folder matters only when routing picks it
     r2 = copy.deepcopy(rec)
     r2["connector"]["experts"][2]["path"] = "no-such-expert"

@@ -363,15 +363,6 @@ done:
  * as the seed systems build it, tokenized with BOS, except where the text
  * already starts with the BOS (SEED-LLaMA writes tokenizer.bos_token + ...
  * and tokenizes with add_special_tokens=False): never two BOS. */
-static int add_bos(const vtok_llm *m, int builtin, const char *text)
-{
-    if (!builtin)
-        return 0;
-    vtok_llm_info li;
-    vtok_llm_get_info(m, &li);
-    const char *bos = li.bos >= 0 ? vtok_token_piece(m, li.bos) : NULL;
-    return !(bos && bos[0] && !strncmp(text, bos, strlen(bos)));
-}
 
 static char *read_stdin_all(void)
 {
@@ -462,7 +453,7 @@ static int32_t *prompt_ids(vtok_llm *m, const char *prompt, int use_chat, const 
         }
         ptext = text;
     }
-    const int add_special = !use_chat || add_bos(m, chat != NULL, ptext);
+    const int add_special = !use_chat || vtok_chat_add_special(m, chat, ptext);
     int64_t n = vtok_tokenize(m, ptext, strlen(ptext), add_special, NULL, 0, &st);
     int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
     if (n <= 0 || !ids) {
@@ -679,40 +670,9 @@ static char *user_turn(const char *ph, int n_images, const char *q, const char *
 }
 
 
-/* The one-turn prompt for question q: a user turn (the images'
- * placeholders first) in the format's template, or q itself when raw (the
- * whole prompt, placeholders in it; *text stays NULL). *add_special: whether
- * the tokenizer's BOS still has to be added. */
-static int render_prompt(const vtok_llm *m, const vtok_recipe_info *ri, int n_images,
-                         const char *q, const char *format, int raw, char **text,
-                         int *add_special)
-{
-    *text = NULL;
-    *add_special = 1;
-    if (raw)
-        return 0;
-    vtok_llm_info li;
-    vtok_llm_get_info(m, &li);
-    char *turn = user_turn(ri->placeholder, n_images, q, format);
-    if (!turn)
-        return fail("out of memory");
-    const char *name = format && strcmp(format, "template") ? format
-                       : format || li.has_chat_template ? NULL : "vicuna_v1";
-    vtok_chat_msg msg = {.role = "user", .content = turn};
-    vtok_status st = {0};
-    int rc = vtok_chat_render(m, name, &msg, 1, 1, text, &st);
-    free(turn);
-    if (rc)
-        return fail("%s", st.msg);
-    *add_special = add_bos(m, name != NULL, *text);
-    return 0;
-}
-
 int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, const char *q,
                  const char *format, int32_t **ids, int64_t *n)
 {
-    char *text = NULL;
-    int add_special, raw = format && !strcmp(format, "raw");
     vtok_status st = {0};
     vtok_llm_batch b = {0};
     int64_t ones[MAX_CHAT_IMAGES];
@@ -722,11 +682,7 @@ int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, co
         return fail("at most %d images", MAX_CHAT_IMAGES);
     for (int k = 0; k < n_images; k++)
         ones[k] = 1; /* the LLaVA chunk rule's text ids do not depend on the counts */
-    if (render_prompt(m, ri, n_images, q, format, raw, &text, &add_special))
-        return 1;
-    int rc = vtok_llm_prompt(m, ri, raw ? q : text, n_images, ones, NULL, add_special, &b, &st);
-    vtok_free(text);
-    if (rc)
+    if (vtok_chat_prompt(m, ri, format, q, n_images, ones, NULL, &b, NULL, &st))
         return fail("%s", st.msg);
     int32_t *out = malloc((size_t)(b.n ? b.n : 1) * sizeof *out);
     if (!out) {
@@ -832,15 +788,14 @@ int cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
     if (!rq)
         return fail("out of memory");
     snprintf(rq, len, "%s%s", pre, q);
-    int add_special = 1, rcode = 1;
+    int rcode = 1;
     vtok_status st = {0};
     vtok_llm_batch b = {0};
     vtok_llm_ctx *own = NULL;
     int32_t out[16];
     int64_t n_out = 0;
-    if (render_prompt(m, ri, n_images, rq, format, 0, &text, &add_special))
-        goto done;
-    if (vtok_llm_prompt(m, ri, text, n_images, T, NULL, add_special, &b, &st)) {
+    if (vtok_chat_prompt(m, ri, format && !strcmp(format, "raw") ? NULL : format, rq, n_images,
+                         T, NULL, &b, NULL, &st)) {
         fail("%s", st.msg);
         goto done;
     }
@@ -966,7 +921,7 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
         char *text = NULL;
         vtok_llm_batch b = {0};
         if (vtok_chat_render(m, name, msgs, n, 1, &text, &st) ||
-            vtok_llm_prompt(m, ri, text, n_images, T, ids, add_bos(m, name != NULL, text), &b,
+            vtok_llm_prompt(m, ri, text, n_images, T, ids, vtok_chat_add_special(m, name, text), &b,
                             &st)) {
             vtok_free(text);
             rc = fail("%s", st.msg);
@@ -1139,7 +1094,7 @@ int cli_chat(int argc, char **argv)
              (long long)ri.d_out, (long long)li.hidden_size);
         goto done;
     }
-    int raw = format && !strcmp(format, "raw"), add_special = 1;
+    int raw = format && !strcmp(format, "raw");
     if (o.interactive && (prompt || raw)) {
         fail("-i: the conversation comes from stdin, one turn per line (no -p, no raw format)");
         goto done;
@@ -1228,10 +1183,8 @@ int cli_chat(int argc, char **argv)
         rc = converse(m, &o, &cp, &ri, format, li.has_chat_template, n_images, T, ids, rows);
         goto done;
     }
-    if (render_prompt(m, &ri, n_images, q, format, raw, &text, &add_special))
-        goto done;
     /* raw: the text is the whole prompt, placeholders in it */
-    if (vtok_llm_prompt(m, &ri, raw ? q : text, n_images, T, ids, add_special, &b, &st)) {
+    if (vtok_chat_prompt(m, &ri, format, q, n_images, T, ids, &b, NULL, &st)) {
         fail("%s", st.msg);
         goto done;
     }

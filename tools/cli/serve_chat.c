@@ -238,19 +238,6 @@ char *sv_chat_wait_json(sv_chat_job *j, int *status, size_t *len)
 
 /* ----------------------------------------------------------- worker -- */
 
-/* Whether the tokenizer still adds BOS to a rendered prompt: a folder's chat
- * template writes its special tokens as text; the built-in formats do not,
- * unless the text starts with BOS already (as tools/cli/llm.c add_bos). */
-static int add_bos(const vtok_llm *m, int builtin, const char *text)
-{
-    if (!builtin)
-        return 0;
-    vtok_llm_info li;
-    vtok_llm_get_info(m, &li);
-    const char *bos = li.bos >= 0 ? vtok_token_piece(m, li.bos) : NULL;
-    return !(bos && bos[0] && !strncmp(text, bos, strlen(bos)));
-}
-
 static void job_fail(sv_chat_job *j, int status, const char *code, const char *msg)
 {
     j->failed = 1;
@@ -296,7 +283,7 @@ static void answer(sv_chat *c, sv_chat_job *j)
         job_fail(j, 400, "invalid_messages", st.msg);
         goto out;
     }
-    int add_special = add_bos(m, fmt != NULL, text);
+    int add_special = vtok_chat_add_special(m, fmt, text); /* the library's BOS rule */
     if (c->cfg.recipe) {
         if (vtok_llm_prompt(m, &c->ri, text, j->n_images, T, ids, add_special, &b, &st)) {
             job_fail(j, 400, "invalid_messages", st.msg);
