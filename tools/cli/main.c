@@ -16,6 +16,7 @@
 #include "embed_text.h"
 #include "outset.h"
 #include "serve.h"
+#include "batch.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -108,6 +109,11 @@ static void usage(FILE *f)
             "         an HTTP server: OpenAI-shaped /v1/embeddings (images as data URIs),\n"
             "         /v1/tokenize, /v1/detokenize, /v1/chat/completions, /health, /metrics\n"
             "         (vtok serve --help; docs/SERVE.md)\n"
+            "  batch  (--model DIR | --recipe NAME --model DIR) --input SPEC --out DIR\n"
+            "         [--output K] [--fp16] [--batch N] [--workers N] [--threads N]\n"
+            "         [--shard-index I --num-shards N] ...\n"
+            "         encode / tokenize whole datasets (WebDataset tars, folders, lists), one\n"
+            "         .npy + keys per shard, resumable, by rank (vtok batch --help; docs/BATCH.md)\n"
             "  recipes                list the shipped recipes\n"
             "  info   --model DIR     architecture, sizes, dtype and outputs of a model\n"
             "  bench  --model DIR [--batch N] [--size S] [--threads N] [--iters N]\n"
@@ -1079,6 +1085,8 @@ int main(int argc, char **argv)
         return cli_zeroshot(argc, argv);
     if (!strcmp(cmd, "serve"))
         return cli_serve(argc, argv);
+    if (!strcmp(cmd, "batch"))
+        return cli_batch(argc, argv);
     args a = {0};
     if (parse(argc, argv, &a))
         return 1;
