@@ -435,6 +435,55 @@ def test_seed(vtok, work, seed_dir):
     check(rc == 0, "seed server: exit 0 after SIGTERM")
 
 
+def test_text(vtok, work):
+    """Text inputs on a full CLIPModel folder (models/shapes/clip): get_text_features in the
+    space of image_embeds. Checked against `vtok zeroshot`: the logits exp(logit_scale) x
+    cosine(image_embeds, text_embeds) from the server's vectors equal the CLI's."""
+    clip = os.path.join(ROOT, "models", "shapes", "clip")
+    img = os.path.join(ROOT, "models", "shapes", "demo", "scene-2000000.png")
+    labels = ["a red circle", "a blue square", "an orange star"]
+    srv = sc.Server(vtok, ["--model", clip, "--threads", "2"], os.path.join(work, "serve-text.log"))
+    try:
+        srv.wait_ready()
+        with open(img, "rb") as f:
+            uri = sc.data_uri(f.read(), "image/png")
+        st, bi = srv.post_json("/v1/embeddings", {"input": uri})
+        st2, bt = srv.post_json("/v1/embeddings", {"input": labels})
+        ok = st == 200 and st2 == 200 and len(bt.get("data", [])) == 3
+        check(ok and bt["usage"]["prompt_tokens"] > 3, "text inputs: 3 text embeddings, usage "
+              "counts their tokens (%s)" % (bt.get("usage") if ok else (st, st2)))
+        zs = subprocess.run([vtok, "zeroshot", "--model", clip, "--image", img, "--labels",
+                             ",".join(labels), "--json"], capture_output=True, text=True)
+        ref = {x["label"]: x["logit"] for x in json.loads(zs.stdout.strip().splitlines()[-1])["labels"]}
+        cfg = json.load(open(os.path.join(clip, "config.json")))
+        if ok:
+            scale = None
+            e_i = np.array(bi["data"][0]["embedding"], dtype=np.float64)
+            logits = []
+            for k, lab in enumerate(labels):
+                e_t = np.array(bt["data"][k]["embedding"], dtype=np.float64)
+                cos = e_i @ e_t / (np.linalg.norm(e_i) * np.linalg.norm(e_t))
+                scale = ref[lab] / cos if scale is None else scale
+                logits.append(cos)
+            # the same scale exp(logit_scale) for every label, and the CLI's ordering
+            ratios = [ref[lab] / c for lab, c in zip(labels, logits)]
+            check(max(ratios) - min(ratios) <= 1e-3 * abs(max(ratios)),
+                  "text: cosine(image, text) x one scale == vtok zeroshot's logits (%s)" %
+                  ", ".join("%.4f" % r for r in ratios))
+            mix = srv.post_json("/v1/embeddings", {"input": [labels[0], uri]})
+            check(mix[0] == 400, "text and image in one request: 400")
+    finally:
+        srv.stop()
+    # a vision-only folder refuses text with a clear 400
+    srv = sc.Server(vtok, ["--model", CLIP], os.path.join(work, "serve-text2.log"))
+    try:
+        srv.wait_ready()
+        st, body = srv.post_json("/v1/embeddings", {"input": "a red circle"})
+        check_error(st, body, 400, "text on a vision-only model")
+    finally:
+        srv.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vtok", required=True)
@@ -451,6 +500,7 @@ def main():
         return 77
     test_main(a.vtok, a.work)
     test_queue_and_shutdown(a.vtok, a.work)
+    test_text(a.vtok, a.work)
     if not a.skip_chat:
         test_chat(a.vtok, a.work)
     test_seed(a.vtok, a.work, a.seed_dir)

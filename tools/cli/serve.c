@@ -82,6 +82,7 @@ typedef struct server {
     char             name[256];
     vtok_model      *model;
     vtok_model_info  mi;
+    vtok_text_model *text;     /* a CLIPModel folder's text tower: text inputs, or NULL */
     vtok_processor  *proc;
     vtok_recipe     *recipe;
     vtok_recipe_info ri;
@@ -316,6 +317,59 @@ static void usage_tail(sv_buf *b, const server *s, int64_t tokens)
 
 /* ---------------------------------------------------------- endpoints -- */
 
+/* /v1/embeddings with text: CLIP's get_text_features per string (truncated
+ * at 77 tokens, as HF with truncation=True), on the request's thread. */
+static void post_texts(server *s, const cJSON **items, int64_t n, int b64, reply *r)
+{
+    sv_err e = {0};
+    float *out = NULL;
+    int64_t tokens = 0;
+    const int64_t dim = s->text ? vtok_text_model_dim(s->text) : 0;
+    if (!s->text || dim <= 0) {
+        sv_fail(&e, 400, "invalid_request_error", "invalid_image",
+                "input[0] is not a data URI (data:image/...;base64,...), and %s has no text "
+                "tower (text inputs need a full CLIPModel folder)", s->name);
+        goto fail;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (!strncmp(items[i]->valuestring, "data:", 5)) {
+            sv_fail(&e, 400, "invalid_request_error", "invalid_input",
+                    "input[%lld] is an image but input[0] is text: one kind per request",
+                    (long long)i);
+            goto fail;
+        }
+    if (!(out = malloc((size_t)(n * dim) * sizeof *out))) {
+        sv_fail(&e, 500, "server_error", "out_of_memory", "out of memory");
+        goto fail;
+    }
+    vtok_ctx_params cp = vtok_ctx_default_params();
+    cp.n_threads = s->o.threads;
+    for (int64_t i = 0; i < n; i++) {
+        vtok_status st = {0};
+        int64_t t = vtok_text_tokenize(s->text, items[i]->valuestring, 1, NULL, 0, &st);
+        int rc = t < 0 ? (int)t
+                       : vtok_text_encode(s->text, items[i]->valuestring, out + i * dim, 1, &cp,
+                                          &st);
+        if (rc) {
+            sv_fail(&e, status_of(rc), "invalid_request_error", "invalid_input", "input[%lld]: %s",
+                    (long long)i, st.msg);
+            goto fail;
+        }
+        tokens += t;
+    }
+    sv_buf b = {0};
+    sv_buf_str(&b, "{\"object\":\"list\",\"data\":[");
+    for (int64_t i = 0; i < n; i++)
+        embedding_item(&b, i, out + i * dim, 1, dim, 0, b64);
+    usage_tail(&b, s, tokens);
+    json_reply(r, 200, &b);
+    free(out);
+    return;
+fail:
+    free(out);
+    error_reply(r, &e);
+}
+
 /* /v1/embeddings and /v1/tokenize: both read images. */
 static void post_images(server *s, const cJSON *req, int tokenize, reply *r)
 {
@@ -362,6 +416,11 @@ static void post_images(server *s, const cJSON *req, int tokenize, reply *r)
     }
     if (input_strings(s, req, &items, &n, &e))
         goto fail;
+    /* text inputs (not data URIs): the text tower's text_embeds, one row each */
+    if (!tokenize && strncmp(items[0]->valuestring, "data:", 5)) {
+        post_texts(s, items, n, b64, r);
+        goto done;
+    }
     if (s->recipe && n > s->ri.max_images) {
         sv_fail(&e, 413, "invalid_request_error", "too_many_images",
                 "recipe %s takes at most %lld images per run", s->ri.name,
@@ -836,6 +895,10 @@ static void *load_main(void *arg)
             die("%s", st.msg);
             goto failed;
         }
+        /* a full CLIPModel folder also embeds text (get_text_features), in
+         * the space of its image_embeds; a vision-only folder does not */
+        vtok_status ts = {0};
+        s->text = vtok_text_model_load(o->model, NULL, &ts);
         s->default_output = s->mi.projection_dim ? VTOK_OUT_IMAGE_EMBEDS
                             : s->mi.has_pooler   ? VTOK_OUT_POOLER
                                                  : VTOK_OUT_LAST_HIDDEN;
@@ -1082,6 +1145,7 @@ int cli_serve(int argc, char **argv)
         vtok_llm_free(s->llm);
         vtok_processor_free(s->proc);
         vtok_model_free(s->model);
+        vtok_text_model_free(s->text);
         vtok_recipe_free(s->recipe);
         return 1;
     }
@@ -1108,6 +1172,7 @@ int cli_serve(int argc, char **argv)
     vtok_llm_free(s->llm);
     vtok_processor_free(s->proc);
     vtok_model_free(s->model);
+    vtok_text_model_free(s->text);
     vtok_recipe_free(s->recipe);
     fprintf(stderr, "vtok: serve: stopped%s\n", left > 0 ? " (requests were still open)" : "");
     return 0;
