@@ -90,6 +90,7 @@ deps:
 	$(SUDO) apt-get install -y --no-install-recommends \
 		build-essential cmake pkg-config libcjson-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev \
 		python3-pil python3-numpy python3-torch python3-jinja2 python3-pytest libmicrohttpd-dev \
+		libopenmpi-dev openmpi-bin \
 		clang-14 libclang-rt-14-dev gcc-aarch64-linux-gnu qemu-user libcjson-dev:arm64 libjpeg62-turbo-dev:arm64 libpng-dev:arm64 \
 		libwebp-dev:arm64 zlib1g-dev:arm64
 	command -v npm >/dev/null 2>&1 || $(SUDO) apt-get install -y --no-install-recommends nodejs npm

@@ -20,6 +20,14 @@ Checks (each a function below; --only runs one):
             Kubernetes variables) cover every sample exactly once
   kill      2 ranks at once, one killed with SIGKILL mid-run after its first
             shard is done, rerun: every sample exactly once, no temp files
+  mpi       `mpirun --oversubscribe -np 2 vtok batch` (vtok built with MPI):
+            rank 0 hands out 6 shards as ranks ask; every sample exactly
+            once, rows equal to a one-process run, S_stats.json names the
+            rank that did each shard (both did some), the JSON shard_start
+            lines agree; a rerun after removing two shards' outputs (and
+            with a stale temp file) redoes just those two; --schedule static
+            gives shard i to rank i % 2; rank 1 stopped (SIGSTOP) during its
+            first shard takes at most 2 of the 6 (rank 0 the rest); skipped (77) without mpirun / MPI
   malformed truncated, bad checksum, huge declared sizes (octal and
             base-256), garbage, an empty file, a missing tar: recorded or
             reported, never a crash, the good samples before the damage kept
@@ -583,9 +591,171 @@ def test_throughput(vtok, work):
                              "images_per_s": fin["images_per_s"], "cpus": os.cpu_count()}
 
 
+def test_mpi(vtok, work):
+    mpirun = shutil.which("mpirun")
+    if not mpirun:
+        print("mpi: skipped: no mpirun (apt-get install openmpi-bin)")
+        return 77
+    # built with MPI? (without, --schedule dynamic is refused at once)
+    p = batch(vtok, "--schedule", "dynamic", "--model", TINY_CLIP, "--input",
+              os.path.join(work, "nothing-here.tar"), "--out", os.path.join(work, "o"),
+              check_rc=None)
+    if "built without MPI" in p.stderr:
+        print("mpi: skipped: this vtok was built without MPI (libopenmpi-dev)")
+        return 77
+    n_shards = 6
+    _, expected = make_wds(work, n_shards=n_shards, per_shard=8, seed=7)
+    names = ["%05d" % i for i in range(n_shards)]
+    all_keys = sorted(k for exp in expected.values() for k, _ in exp)
+    pattern = os.path.join(work, "wds", "{00000..%05d}.tar" % (n_shards - 1))
+    common = ["--model", TINY_CLIP, "--input", pattern, "--threads", "1", "--workers", "1",
+              "--batch", "4"]
+    # the reference: one process
+    ref = os.path.join(work, "out_mpi_ref")
+    shutil.rmtree(ref, ignore_errors=True)
+    batch(vtok, *common, "--out", ref)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "OMPI_", "PMI_", "PMIX_", "JOB_COMPLETION",
+                                "VTOK_NUM"))}
+    # Open MPI refuses root unless told (mpirun(1), --allow-run-as-root)
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+
+    def mpi_batch(out, *extra):
+        p = run([mpirun, "--oversubscribe", "-np", "2", vtok, "batch", "--progress", "json",
+                 *common, "--out", out, *extra], env=env, timeout=180)
+        lines = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+        return p, lines
+
+    def stats_of(out):
+        return {n: read_shard(out, n)[3] for n in names}
+
+    out = os.path.join(work, "out_mpi")
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.time()
+    p, lines = mpi_batch(out)
+    secs = time.time() - t0
+    check(p.stderr.count("Open MPI, dynamic") == 2, "not dynamic: %s" % p.stderr[-2000:])
+    fins = [l for l in lines if l["event"] == "finished"]
+    check(sorted(f["rank"] for f in fins) == [0, 1] and
+          all(f["num_shards"] == 2 and f["schedule"] == "dynamic" for f in fins),
+          "finished lines: %s" % fins)
+    check(sum(f["shards_done"] for f in fins) == n_shards, "shards done: %s" % fins)
+    check(sorted(keys_everywhere(out)) == all_keys, "mpi: samples not covered exactly once")
+    no_temps(out)
+    st = stats_of(out)
+    by_rank = {0: [], 1: []}
+    for n in names:
+        check(st[n]["schedule"] == "dynamic" and st[n]["num_shards"] == 2, "stats %s" % st[n])
+        by_rank[st[n]["rank"]].append(n)
+        rows, keys, _, _ = read_shard(out, n)
+        rrows, rkeys, _, _ = read_shard(ref, n)
+        check(keys == rkeys and np.array_equal(rows, rrows), "%s: differs from one process" % n)
+    check(by_rank[0] and by_rank[1], "a rank did no shard: %s" % by_rank)
+    started = {l["shard"]: l["rank"] for l in lines if l["event"] == "shard_start"}
+    check(started == {n: st[n]["rank"] for n in names},
+          "shard_start lines %s vs stats %s" % (started, by_rank))
+    for f in fins:
+        check(f["shards_done"] == len(by_rank[f["rank"]]), "rank %d: %s" % (f["rank"], f))
+    # resume: two shards lose their outputs (as if killed before the marker),
+    # one has a stale temp file; the others must be left alone
+    redo = [names[1], names[4]]
+    for n in redo:
+        for suf in (".npy", ".keys.txt", ".errors.jsonl", "_stats.json", ".done"):
+            os.remove(os.path.join(out, n + suf))
+    stale = os.path.join(out, ".%s~deadhost.1~.npy" % names[4])
+    with open(stale, "wb") as f:
+        f.write(b"partial")
+    mtimes = {n: os.stat(os.path.join(out, n + ".done")).st_mtime_ns
+              for n in names if n not in redo}
+    p, lines = mpi_batch(out)
+    fins = [l for l in lines if l["event"] == "finished"]
+    check(sum(f["shards_done"] for f in fins) == 2, "rerun did %s" % fins)
+    check(sorted(l["shard"] for l in lines if l["event"] == "shard_start") == redo,
+          "rerun started %s" % lines)
+    check(all(os.stat(os.path.join(out, n + ".done")).st_mtime_ns == t
+              for n, t in mtimes.items()), "rerun touched finished shards")
+    check(sorted(keys_everywhere(out)) == all_keys, "rerun: samples not exactly once")
+    no_temps(out)
+    # a third run has nothing to do
+    p, lines = mpi_batch(out)
+    check(sum(f["shards_done"] for f in lines if f["event"] == "finished") == 0,
+          "third run did work")
+    # --schedule static under mpirun: shard i on rank i % 2
+    out_s = os.path.join(work, "out_mpi_static")
+    shutil.rmtree(out_s, ignore_errors=True)
+    p, lines = mpi_batch(out_s, "--schedule", "static")
+    check(p.stderr.count("(Open MPI)") == 2, "static: %s" % p.stderr[-2000:])
+    st = stats_of(out_s)
+    check(all(st[n]["rank"] == i % 2 and st[n]["schedule"] == "static"
+              for i, n in enumerate(names)), "static ranks: %s" % st)
+    check(sorted(keys_everywhere(out_s)) == all_keys, "static: samples not exactly once")
+    # a slow rank takes fewer: rank 1 is stopped (SIGSTOP, from outside)
+    # once it starts its first shard and continued when rank 0 has done all
+    # the others; the static split would give it 3 of the 6 whatever
+    out_d = os.path.join(work, "out_mpi_slow")
+    shutil.rmtree(out_d, ignore_errors=True)
+    mp = subprocess.Popen([mpirun, "--oversubscribe", "-np", "2", vtok, "batch", "--progress",
+                           "json", *common, "--out", out_d], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    starts, dones, stopped = {}, set(), None
+    try:
+        for line in mp.stdout:
+            if not line.startswith("{"):
+                continue
+            ev = json.loads(line)
+            if ev["event"] == "shard_start":
+                starts[ev["shard"]] = ev["rank"]
+                if ev["rank"] == 1 and stopped is None:
+                    stopped = rank_pid(out_d, 1)
+                    os.kill(stopped, signal.SIGSTOP)
+            elif ev["event"] == "shard_done":
+                dones.add(ev["shard"])
+            if stopped and len(starts) == n_shards and all(
+                    n in dones for n, r in starts.items() if r == 0):
+                os.kill(stopped, signal.SIGCONT)
+                stopped = 0
+        mp.wait(timeout=60)
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+        if mp.poll() is None:
+            mp.kill()
+            mp.wait()
+    check(mp.returncode == 0, "slow rank run: exit %s: %s" % (mp.returncode,
+                                                             mp.stderr.read()[-2000:]))
+    check(stopped == 0, "rank 1 never started a shard / never continued: %s" % starts)
+    slow = [n for n, r in starts.items() if r == 1]
+    check(1 <= len(slow) <= 2 and len(starts) == n_shards,
+          "stopped rank 1 did %s of %d shards" % (slow, n_shards))
+    check(sorted(keys_everywhere(out_d)) == all_keys, "slow: samples not exactly once")
+    no_temps(out_d)
+    RESULTS["mpi"] = {"shards_by_rank": {str(r): v for r, v in by_rank.items()},
+                      "seconds": round(secs, 2), "stopped_rank1_shards": len(slow)}
+
+
+def rank_pid(out, rank):
+    """The pid of the `vtok batch --out OUT` process of this MPI rank."""
+    want = ("OMPI_COMM_WORLD_RANK=%d" % rank).encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().split(b"\0")
+            if b"batch" not in cmd or out.encode() not in cmd or b"mpirun" in cmd[0]:
+                continue
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                if want in f.read().split(b"\0"):
+                    return int(pid)
+        except OSError:
+            continue
+    fail("no process for rank %d of %s" % (rank, out))
+
+
 TESTS = {"wds": test_wds, "inputs": test_inputs, "recipe": test_recipe, "ids": test_ids,
          "ranks": test_ranks, "kill": test_kill, "malformed": test_malformed,
-         "throughput": test_throughput}
+         "throughput": test_throughput, "mpi": test_mpi}
 
 
 def main():

@@ -5,9 +5,11 @@
 # sample exactly once; batch_resume kills a rank with SIGKILL mid-shard (and
 # another with SIGTERM), reruns, and checks every sample appears exactly once
 # with no temp files left; malformed and mutated tars (truncated, bad
-# checksum, huge sizes, garbage) are recorded, never a crash.
+# checksum, huge sizes, garbage) are recorded, never a crash. batch_mpi runs
+# `mpirun -np 2 vtok batch` with rank 0 handing out shards (skipped, 77,
+# without mpirun or a vtok built with MPI).
 if(VTOK_PYTHON)
-  foreach(part wds inputs recipe ids ranks resume malformed throughput)
+  foreach(part wds inputs recipe ids ranks resume malformed throughput mpi)
     set(only ${part})
     if(part STREQUAL "resume")
       set(only kill)

@@ -25,9 +25,12 @@
  * and N from --shard-index / --num-shards or the launcher's environment
  * (Slurm, Open MPI, PMI, Kubernetes indexed jobs): no coordination is needed,
  * and a rerun with the same arguments gives every rank the same shards.
+ * Built with MPI and started by mpirun, rank 0 instead hands out the shards
+ * as ranks ask (batch_mpi.c; --schedule static keeps the split above).
  */
 #include "batch.h"
 #include "batch_input.h"
+#include "batch_mpi.h"
 #include "batch_out.h"
 #include "batch_tar.h"
 #include "vtok.h"
@@ -76,6 +79,7 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+static const char *g_schedule = "static"; /* how shards reach ranks (stats) */
 static volatile sig_atomic_t g_stop; /* SIGINT / SIGTERM: the signal number */
 static int g_reader_left;            /* a pipe reader was left running at a stop  */
 
@@ -94,6 +98,7 @@ static int abort_cb(void *user)
 
 typedef struct {
     const char *model, *recipe, *out, *dtype, *output, *image_key, *caption_key, *progress;
+    const char *schedule; /* NULL, "static" or "dynamic" */
     const char *inputs[MAX_INPUTS];
     int         n_inputs;
     int         threads, batch, workers, fp16, exif;
@@ -135,6 +140,9 @@ static void usage(FILE *f)
             "                    default from SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/\n"
             "                    SIZE, PMI_RANK/PMI_SIZE, or JOB_COMPLETION_INDEX with\n"
             "                    --num-shards or VTOK_NUM_SHARDS (Kubernetes indexed jobs)\n"
+            "  --schedule static|dynamic  under mpirun with a vtok built with MPI: rank 0\n"
+            "                    hands out the shards as ranks ask (dynamic, the default\n"
+            "                    there) or the i %% N split above (static)\n"
             "  --progress bar|json|none   default: bar on a terminal, else JSON lines on stdout\n"
             "  --progress-every S         seconds between JSON progress lines (default 10)\n"
             "See docs/BATCH.md.\n",
@@ -186,6 +194,7 @@ static int parse_args(int argc, char **argv, batch_args *a)
         else if (!strcmp(k, "--image-key")) a->image_key = v;
         else if (!strcmp(k, "--caption-key")) a->caption_key = v;
         else if (!strcmp(k, "--progress")) a->progress = v;
+        else if (!strcmp(k, "--schedule")) a->schedule = v;
         else if (!strcmp(k, "--input")) {
             if (a->n_inputs >= MAX_INPUTS)
                 return die("more than %d --input options", MAX_INPUTS);
@@ -223,6 +232,8 @@ static int parse_args(int argc, char **argv, batch_args *a)
     if (!a->model || !a->out || !a->n_inputs)
         return die("%s", "needs --model DIR (and --recipe NAME for a recipe), --input SPEC and "
                          "--out DIR (see vtok batch --help)");
+    if (a->schedule && strcmp(a->schedule, "static") && strcmp(a->schedule, "dynamic"))
+        return die("--schedule %s: expected static or dynamic", a->schedule);
     if (a->progress && strcmp(a->progress, "bar") && strcmp(a->progress, "json") &&
         strcmp(a->progress, "none"))
         return die("--progress %s: expected bar, json or none", a->progress);
@@ -1130,7 +1141,8 @@ static int write_stats(shard_out *o, const batch_args *a, const engine *e, const
         bo_json_str(f, p->input_err, strlen(p->input_err));
     else
         fputs("null", f);
-    fprintf(f, ",\n  \"rank\": %d,\n  \"num_shards\": %d,\n  \"host\": ", rank, size);
+    fprintf(f, ",\n  \"rank\": %d,\n  \"num_shards\": %d,\n  \"schedule\": \"%s\",\n"
+            "  \"host\": ", rank, size, g_schedule);
     bo_json_str(f, o->host, strlen(o->host));
     fprintf(f, ",\n  \"vtok\": \"%s\",\n  \"kernels\": \"%s\"\n}\n", vtok_version(),
             vtok_kernel_name());
@@ -1301,64 +1313,125 @@ static int run_shard(const batch_args *a, engine *e, const bs_shard *sh, int ran
     return 0;
 }
 
-int cli_batch(int argc, char **argv)
+typedef struct {
+    const char   *out;
+    const bs_plan *plan;
+} done_ctx;
+
+/* Whether shard i has its done marker (rank 0's dispatcher asks). */
+static int shard_done(int64_t i, void *user)
 {
-    batch_args a = {0};
-    if (parse_args(argc, argv, &a))
-        return 1;
-    int rank = 0, size = 1;
-    const char *how = "";
-    if (detect_rank(&a, &rank, &size, &how))
-        return 1;
+    const done_ctx *d = user;
+    char done[4600];
+    snprintf(done, sizeof done, "%s/%s.done", d->out, d->plan->shards[i].name);
+    return file_exists(done);
+}
+
+/* Dynamic hand-out (batch_mpi.c) when built with MPI and started by mpirun
+ * with several ranks, unless --schedule static or --shard-index says
+ * otherwise. 1 dynamic, 0 static, -1 refused (message printed). */
+static int want_dynamic(const batch_args *a)
+{
+    int asked = a->schedule && !strcmp(a->schedule, "dynamic");
+    if (a->schedule && !asked)
+        return 0;
+    if (asked && !bm_available())
+        return die("%s", "--schedule dynamic: this vtok was built without MPI (install "
+                         "libopenmpi-dev and rebuild), so ranks split shards statically"), -1;
+    if (asked && a->shard_index >= 0)
+        return die("%s", "--schedule dynamic hands out shards itself: drop --shard-index"), -1;
+    if (!bm_available() || !bm_launched() || a->shard_index >= 0) {
+        if (asked)
+            fprintf(stderr, "vtok batch: --schedule dynamic: not started by mpirun with "
+                    "several ranks; static split\n");
+        return 0;
+    }
+    return 1;
+}
+
+static int batch_main(batch_args *a, int dyn, int rank, int size, const char *how)
+{
     char err[1024];
     bs_plan plan;
-    if (bs_plan_build(a.inputs, a.n_inputs, a.image_key, a.shard_size, &plan, err, sizeof err))
+    if (bs_plan_build(a->inputs, a->n_inputs, a->image_key, a->shard_size, &plan, err, sizeof err))
         return die("%s", err);
-    if (mkdir(a.out, 0777) != 0 && errno != EEXIST)
-        return die("cannot create %s: %s", a.out, strerror(errno));
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    if (mkdir(a->out, 0777) != 0 && errno != EEXIST) {
+        int e = errno;
+        bs_plan_free(&plan);
+        return die("cannot create %s: %s", a->out, strerror(e));
+    }
     progress pg = {0};
-    pg.mode = a.progress ? (!strcmp(a.progress, "bar") ? 1 : !strcmp(a.progress, "json") ? 2 : 0)
-                         : isatty(fileno(stderr)) ? 1 : 2;
-    pg.every = a.progress_every;
+    pg.mode = a->progress ? (!strcmp(a->progress, "bar") ? 1 : !strcmp(a->progress, "json") ? 2 : 0)
+                          : isatty(fileno(stderr)) ? 1 : 2;
+    pg.every = a->progress_every;
     pg.t_start = now_s();
-    /* ours: every shard i with i % size == rank; finished ones are skipped */
+    /* static: every shard i with i % size == rank; dynamic: whichever rank 0
+     * hands out, from all of them. Finished ones are skipped. */
+    int step = dyn ? 1 : size, first = dyn ? 0 : rank;
+    done_ctx dc = {a->out, &plan};
     int64_t mine = 0, skipped = 0;
-    for (int64_t i = rank; i < plan.n; i += size) {
-        char done[4600];
-        snprintf(done, sizeof done, "%s/%s.done", a.out, plan.shards[i].name);
-        if (file_exists(done))
+    for (int64_t i = first; i < plan.n; i += step)
+        if (shard_done(i, &dc))
             skipped++;
         else
             mine++;
+    if (!dyn)
+        remove_stale_temps(a->out, &plan, rank, size);
+    else if (rank == 0) /* before any shard is handed out, so none of this run's */
+        remove_stale_temps(a->out, &plan, 0, 1);
+    if (dyn)
+        fprintf(stderr, "vtok batch: rank %d of %d (%s): %lld shards, %lld already done, "
+                "handed out by rank 0 as ranks ask\n", rank, size, how, (long long)plan.n,
+                (long long)skipped);
+    else
+        fprintf(stderr, "vtok batch: rank %d of %d (%s): %lld of %lld shards, %lld already "
+                "done\n", rank, size, how, (long long)(mine + skipped), (long long)plan.n,
+                (long long)skipped);
+    if (dyn && rank == 0 && bm_serve(plan.n, shard_done, &dc, err, sizeof err)) {
+        bs_plan_free(&plan);
+        return die("%s", err);
     }
-    remove_stale_temps(a.out, &plan, rank, size);
-    fprintf(stderr, "vtok batch: rank %d of %d (%s): %lld of %lld shards, %lld already done\n",
-            rank, size, how, (long long)(mine + skipped), (long long)plan.n, (long long)skipped);
     engine e = {0};
     int rc = 0;
-    if (mine && engine_load(&e, &a)) {
+    if (mine && engine_load(&e, a)) {
         engine_free(&e);
+        if (dyn)
+            bm_next(plan.n, 1, err, sizeof err); /* this rank takes no shard */
         bs_plan_free(&plan);
         return 1;
     }
-    pg.shards_total = mine;
-    int64_t failed = 0;
-    for (int64_t i = rank; i < plan.n && !g_stop; i += size) {
-        char done[4600];
-        snprintf(done, sizeof done, "%s/%s.done", a.out, plan.shards[i].name);
-        if (file_exists(done))
+    /* dynamic: this rank's share is not known in advance; the progress ETA
+     * assumes an even share and grows as it takes more */
+    pg.shards_total = dyn ? (mine + size - 1) / size : mine;
+    int64_t failed = 0, next = first - step;
+    while (!g_stop) {
+        if (dyn) {
+            next = bm_next(plan.n, 0, err, sizeof err);
+            if (next == -2) {
+                failed++;
+                die("%s", err);
+            }
+            if (next < 0)
+                break;
+            if (pg.shards_done >= pg.shards_total)
+                pg.shards_total = pg.shards_done + 1;
+        } else if ((next += step) >= plan.n)
+            break;
+        else if (shard_done(next, &dc))
             continue;
-        int r = run_shard(&a, &e, &plan.shards[i], rank, size, &pg);
+        if (dyn && pg.mode == 2) {
+            printf("{\"event\": \"shard_start\", \"shard\": ");
+            bo_json_str(stdout, plan.shards[next].name, strlen(plan.shards[next].name));
+            printf(", \"rank\": %d}\n", rank);
+            fflush(stdout);
+        }
+        int r = run_shard(a, &e, &plan.shards[next], rank, size, &pg);
         failed += r == 1;
         if (r == 2)
             break;
     }
+    if (dyn && g_stop)
+        bm_next(plan.n, 1, err, sizeof err); /* leave: no more shards for this rank */
     double el = now_s() - pg.t_start;
     if (pg.mode == 1 && mine)
         progress_report(&pg, "finished", NULL, NULL, NULL, pg.t_start, 1);
@@ -1366,12 +1439,15 @@ int cli_batch(int argc, char **argv)
         rc = 128 + (int)g_stop;
         fprintf(stderr, "vtok batch: stopped by signal %d; rerun to resume\n", (int)g_stop);
     } else {
+        if (dyn) /* what the static split reports as its own */
+            skipped = rank == 0 ? skipped : 0;
         if (pg.mode == 2)
-            printf("{\"event\": \"finished\", \"rank\": %d, \"num_shards\": %d, \"shards_done\": "
-                   "%lld, \"shards_failed\": %lld, \"shards_skipped\": %lld, \"images\": %lld, "
-                   "\"seconds\": %.2f, \"images_per_s\": %.2f}\n",
-                   rank, size, (long long)pg.shards_done, (long long)failed, (long long)skipped,
-                   (long long)pg.images_total, el, el > 0 ? (double)pg.images_total / el : 0.0);
+            printf("{\"event\": \"finished\", \"rank\": %d, \"num_shards\": %d, \"schedule\": "
+                   "\"%s\", \"shards_done\": %lld, \"shards_failed\": %lld, \"shards_skipped\": "
+                   "%lld, \"images\": %lld, \"seconds\": %.2f, \"images_per_s\": %.2f}\n",
+                   rank, size, g_schedule, (long long)pg.shards_done, (long long)failed,
+                   (long long)skipped, (long long)pg.images_total, el,
+                   el > 0 ? (double)pg.images_total / el : 0.0);
         fprintf(stderr, "vtok batch: %lld shard(s) done, %lld failed, %lld skipped; %lld images "
                 "in %.1f s (%.1f images/s)\n", (long long)pg.shards_done, (long long)failed,
                 (long long)skipped, (long long)pg.images_total, el,
@@ -1381,5 +1457,37 @@ int cli_batch(int argc, char **argv)
     engine_free(&e);
     if (!g_reader_left) /* else a reader left in a pipe read may still look at its shard */
         bs_plan_free(&plan);
+    return rc;
+}
+
+int cli_batch(int argc, char **argv)
+{
+    batch_args a = {0};
+    if (parse_args(argc, argv, &a))
+        return 1;
+    int dyn = want_dynamic(&a);
+    if (dyn < 0)
+        return 1;
+    int rank = 0, size = 1;
+    const char *how = "";
+    char err[1024];
+    if (dyn) {
+        if (bm_init(&rank, &size, err, sizeof err)) {
+            bm_finish(1);
+            return die("%s", err);
+        }
+        how = "Open MPI, dynamic";
+        g_schedule = "dynamic";
+    } else if (detect_rank(&a, &rank, &size, &how))
+        return 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = batch_main(&a, dyn, rank, size, how);
+    if (dyn)
+        bm_finish(g_stop != 0); /* a stopped rank 0 answers "none" from then on */
     return rc;
 }
