@@ -34,6 +34,7 @@
 #include "batch_out.h"
 #include "batch_tar.h"
 #include "vtok.h"
+#include "outset.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -58,19 +59,7 @@
 enum { OUT_IMAGE_EMBEDS, OUT_POOLER, OUT_EMBEDDINGS, OUT_IDS };
 static const char *const out_names[] = {"image_embeds", "pooler", "embeddings", "ids"};
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vtok batch: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
+#define die(...) cli_err("vtok batch: ", __VA_ARGS__)
 
 static double now_s(void)
 {

@@ -12,6 +12,7 @@
  * positions fails unless --truncate.
  */
 #include "vtok.h"
+#include "outset.h"
 #include "embed_text.h"
 
 #include <errno.h>
@@ -22,19 +23,7 @@
 
 #define MAX_TEXT_FILE ((size_t)16 << 20)
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vtok: embed-text: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 1;
-}
+#define fail(...) cli_err("vtok: embed-text: ", __VA_ARGS__)
 
 static char *read_text(const char *path)
 {

@@ -33,19 +33,7 @@
 
 #define MAX_STOPS 16
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vtok: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 1;
-}
+#define fail(...) cli_err("vtok: ", __VA_ARGS__)
 
 static double now_s(void)
 {

@@ -30,19 +30,7 @@
 #define MAX_LAYER_ARGS 1024
 #define MAX_IMAGES 4096
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vtok: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
+#define die(...) cli_err("vtok: ", __VA_ARGS__)
 
 static void usage(FILE *f)
 {

@@ -26,6 +26,13 @@ int   outset_close(FILE *f, const char *staged);
  * rc in, or a failed rename: returns 1 with a message). Call once, at exit. */
 int outset_finish(int rc);
 
+/* One error line on stderr, prefix (e.g. "vtok: serve: ") then the message;
+ * returns 1 (the commands' failure exit code). Every command's die / fail. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+int cli_err(const char *prefix, const char *fmt, ...);
+
 /* Create path and its parents: 0 only if it is then a directory. */
 int outset_mkdir(const char *path);
 

@@ -45,6 +45,7 @@ int cli_serve(int argc, char **argv)
 #include "serve_chat.h"
 #include "serve_util.h"
 #include "vtok.h"
+#include "outset.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -116,19 +117,7 @@ typedef struct reply {
     const char  *allow;  /* 405: the methods the route takes */
 } reply;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vtok: serve: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
+#define die(...) cli_err("vtok: serve: ", __VA_ARGS__)
 
 /* ------------------------------------------------------------ replies -- */
 
