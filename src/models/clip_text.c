@@ -227,7 +227,8 @@ int64_t vt_clip_text_ids(const vt_clip_text *m, const char *text, int truncate, 
         }
     }
     if (r >= 0) {
-        memcpy(ids, all, (size_t)(n < cap ? n : cap) * sizeof *ids);
+        if (ids && cap > 0) /* cap 0 (ids NULL) only sizes */
+            memcpy(ids, all, (size_t)(n < cap ? n : cap) * sizeof *ids);
         r = n;
     }
     free(all);

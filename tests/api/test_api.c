@@ -562,9 +562,26 @@ out:
     vtok_recipe_free(r);
 }
 
+/* CLIP's text tokenizer sizes with ids NULL and cap 0, then fills. */
+static void test_text_tokenize(void)
+{
+    vtok_status st = {0};
+    vtok_text_model *t = vtok_text_model_load("models/shapes/clip", NULL, &st);
+    CHECK(t != NULL, "CLIP text tower: %s", st.msg);
+    if (!t)
+        return;
+    int64_t n = vtok_text_tokenize(t, "a red circle", 1, NULL, 0, &st);
+    int32_t ids[80] = {0};
+    int64_t n2 = n > 0 && n <= 80 ? vtok_text_tokenize(t, "a red circle", 1, ids, 80, &st) : -1;
+    CHECK(n > 2 && n2 == n && ids[0] != ids[n - 1], "text tokenize: size %lld, then %lld ids",
+          (long long)n, (long long)n2);
+    vtok_text_model_free(t);
+}
+
 int main(void)
 {
     fill_pixels();
+    test_text_tokenize();
     vtok_status st = {0};
     vtok_model_params mp = vtok_model_default_params();
     mp.n_threads = 2;
