@@ -210,6 +210,7 @@ static int load_added(vt_tokenizer *t, const cJSON *arr, vtok_status *st)
         x->content = dup_n(content, x->len);
         if (!x->content) return VTOK_ENOMEM;
         x->id = (int32_t)id->valuedouble;
+        t->n_added++; /* owned from here: vt_tok_free frees it on a later error */
         int r;
         const char *w = "tokenizer.json: added_tokens";
         if ((r = get_bool(a, "special", 0, &x->special, w, st)) ||
@@ -218,7 +219,6 @@ static int load_added(vt_tokenizer *t, const cJSON *arr, vtok_status *st)
             (r = get_bool(a, "rstrip", 0, &x->rstrip, w, st)) ||
             (r = get_bool(a, "single_word", 0, &x->single_word, w, st)))
             return r;
-        t->n_added++;
     }
     return 0;
 }
