@@ -899,6 +899,23 @@ int vtok_chat_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char 
     return rc;
 }
 
+int64_t vtok_llm_batch_text_ids(const vtok_llm_batch *b, int32_t *ids, int64_t cap)
+{
+    if (!b || b->n < 0 || (cap > 0 && !ids))
+        return VTOK_EINVAL;
+    int64_t n = 0;
+    for (int64_t i = 0, k = 0; i < b->n; i++) {
+        if (k < b->n_embeds && b->embed_pos[k] == i) { /* embed_pos ascends */
+            k++;
+            continue;
+        }
+        if (n < cap)
+            ids[n] = b->ids ? b->ids[i] : -1;
+        n++;
+    }
+    return n;
+}
+
 int vtok_llm_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *text,
                     int64_t n_images, const int64_t *image_tokens, const int64_t *image_ids,
                     int add_special, vtok_llm_batch *b, vtok_status *st)

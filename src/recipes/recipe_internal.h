@@ -101,6 +101,7 @@ int vt_recipe_ctx_set_request(vtok_recipe_ctx *c, int enc, const int64_t *layers
 int vt_recipe_ctx_stage(vtok_recipe_ctx *c, int which, vtok_view *out); /* VT_ENC_OUT_* */
 int vt_recipe_ctx_hidden(vtok_recipe_ctx *c, int64_t layer, vtok_view *out);
 vtok_status *vt_recipe_ctx_status(vtok_recipe_ctx *c);
+const vtok_recipe *vt_recipe_ctx_recipe(const vtok_recipe_ctx *c);
 /* Log a failure found before the run (params, shapes) as a run's would be. */
 int vt_recipe_ctx_end(vtok_recipe_ctx *c, const vtok_status *st, int rc);
 

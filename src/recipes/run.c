@@ -784,6 +784,11 @@ vtok_status *vt_recipe_ctx_status(vtok_recipe_ctx *c)
     return &c->st;
 }
 
+const vtok_recipe *vt_recipe_ctx_recipe(const vtok_recipe_ctx *c)
+{
+    return c->r;
+}
+
 int vt_recipe_ctx_end(vtok_recipe_ctx *c, const vtok_status *st, int rc)
 {
     return vt_ctx_end(&c->b, st, rc);

@@ -669,7 +669,7 @@ int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, co
     if (n_images > MAX_CHAT_IMAGES)
         return fail("at most %d images", MAX_CHAT_IMAGES);
     for (int k = 0; k < n_images; k++)
-        ones[k] = 1; /* the LLaVA chunk rule's text ids do not depend on the counts */
+        ones[k] = 1; /* the text ids do not depend on the counts */
     if (vtok_chat_prompt(m, ri, format, q, n_images, ones, NULL, &b, NULL, &st))
         return fail("%s", st.msg);
     int32_t *out = malloc((size_t)(b.n ? b.n : 1) * sizeof *out);
@@ -677,13 +677,7 @@ int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, co
         vtok_llm_batch_free(&b);
         return fail("out of memory");
     }
-    for (int64_t i = 0, k = 0; i < b.n; i++) {
-        if (k < b.n_embeds && b.embed_pos[k] == i) {
-            k++;
-            continue;
-        }
-        out[(*n)++] = b.ids[i];
-    }
+    *n = vtok_llm_batch_text_ids(&b, out, b.n);
     vtok_llm_batch_free(&b);
     *ids = out;
     return 0;
@@ -749,96 +743,33 @@ int cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
     if (!m)
         return fail("recipe %s chooses its experts with an LLM: give --llm DIR (or pick them "
                     "with --experts A,C)", ri->name);
-    if (n_images > MAX_CHAT_IMAGES)
-        return fail("at most %d images", MAX_CHAT_IMAGES);
-    /* pass 1: the tokens without experts, and their routing view */
-    double t0 = now_s();
-    vtok_run_params rp = vtok_run_default_params();
-    rp.prompt = q;
-    rp.image_names = names;
-    if (vtok_recipe_run_images(rc, imgs, n_images, &rp))
-        return fail("%s", vtok_recipe_ctx_errmsg(rc));
-    vtok_view v;
-    const char *sname = NULL;
-    int i = 0;
-    while (!vtok_recipe_get_stage(rc, i, &sname, &v) && strcmp(sname, "routing"))
-        i++;
-    if (!sname || strcmp(sname, "routing") || v.n_dims != 3)
-        return fail("recipe %s has no routing stage", ri->name);
-    int64_t T[MAX_CHAT_IMAGES];
-    for (int k = 0; k < n_images; k++)
-        T[k] = v.ne[1];
-    double t1 = now_s();
-    /* pass 1's prompt: the routing prompt + the question, greedy, <= 16 tokens */
-    const char *pre = vtok_recipe_routing_prompt(r);
-    size_t len = strlen(pre) + strlen(q) + 1;
-    char *rq = malloc(len), *text = NULL;
-    if (!rq)
-        return fail("out of memory");
-    snprintf(rq, len, "%s%s", pre, q);
-    int rcode = 1;
     vtok_status st = {0};
-    vtok_llm_batch b = {0};
     vtok_llm_ctx *own = NULL;
-    int32_t out[16];
-    int64_t n_out = 0;
-    if (vtok_chat_prompt(m, ri, format && !strcmp(format, "raw") ? NULL : format, rq, n_images,
-                         T, NULL, &b, NULL, &st)) {
-        fail("%s", st.msg);
-        goto done;
-    }
-    b.embeds = v.data;
-    if (!c && !(c = own = vtok_llm_ctx_new(m, 0, NULL, &st))) {
-        fail("%s", st.msg);
-        goto done;
-    }
-    vtok_gen_params gp = vtok_gen_default_params();
-    gp.max_tokens = 16; /* model_vqa_loader.py: max_new_tokens=16 for the routing answer */
-    if (vtok_llm_eval(c, &b) || vtok_llm_generate(c, &gp, out, 16, &n_out)) {
-        fail("%s", vtok_llm_errmsg(c));
-        goto done;
-    }
+    if (!c && !(c = own = vtok_llm_ctx_new(m, 0, NULL, &st)))
+        return fail("%s", st.msg);
+    vtok_run_params rp = vtok_run_default_params();
+    rp.image_names = names;
+    vtok_routing rt;
+    int rcode = vtok_recipe_route(rc, c, imgs, n_images, &rp, q, format, w, n, &rt, &st);
+    vtok_llm_ctx_free(own);
+    if (rcode)
+        return fail("%s", st.msg);
     fprintf(stderr, "vtok: routing pass: recipe %.0f ms, LLM %.0f ms (%lld prompt positions, "
-            "%lld ids)\n", (t1 - t0) * 1e3, (now_s() - t1) * 1e3, (long long)b.n,
-            (long long)n_out);
-    int64_t tl = vtok_detokenize(m, out, n_out, 1, NULL, 0, &st);
-    char *ans = tl >= 0 ? malloc((size_t)tl + 1) : NULL;
-    if (!ans || vtok_detokenize(m, out, n_out, 1, ans, (size_t)tl + 1, &st) != tl) {
-        free(ans);
-        fail("%s", st.msg[0] ? st.msg : "out of memory");
-        goto done;
-    }
-    /* outputs.strip() (Python whitespace) before the parser */
-    char *a0 = ans;
-    while (*a0 && strchr(" \t\n\r\f\v", *a0))
-        a0++;
-    memmove(ans, a0, strlen(a0) + 1);
-    for (size_t e = strlen(ans); e && strchr(" \t\n\r\f\v", ans[e - 1]); e--)
-        ans[e - 1] = '\0';
-    *answer = ans;
-    vtok_recipe_parse_routing(r, ans, w, n);
+            "%lld ids)\n", rt.recipe_ms, rt.llm_ms, (long long)rt.n_prompt, (long long)rt.n_ids);
     if (gen) {
-        memcpy(gen, out, (size_t)n_out * sizeof *out);
-        *n_gen = n_out;
+        memcpy(gen, rt.ids, (size_t)rt.n_ids * sizeof *gen);
+        *n_gen = rt.n_ids;
     }
     if (held) { /* the positions the context holds: prompt ids (-1: image rows) */
-        int32_t *h = malloc((size_t)b.n * sizeof *h);
-        if (h) {
-            for (int64_t k = 0; k < b.n; k++)
-                h[k] = b.ids ? b.ids[k] : -1;
-            for (int64_t k = 0; k < b.n_embeds; k++)
-                h[b.embed_pos[k]] = -1;
-            *held = h;
-            *n_held = b.n;
-        }
+        *held = rt.prompt_ids;
+        *n_held = rt.n_prompt;
+        rt.prompt_ids = NULL;
     }
-    rcode = 0;
-done:
-    vtok_llm_batch_free(&b);
-    vtok_llm_ctx_free(own);
-    vtok_free(text);
-    free(rq);
-    return rcode;
+    *answer = rt.answer;
+    rt.answer = NULL;
+    vtok_routing_free(&rt);
+    (void)ri;
+    return 0;
 }
 
 /* "experts: A (dinov2), C (codetr) [routing answer "..."]" on stderr. */
