@@ -9,9 +9,11 @@ if(VTOK_PYTHON)
   add_test(NAME serve_http
            COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/serve/test_serve.py
                    --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/serve
-                   --seed-dir ${CMAKE_BINARY_DIR}/recipes_gvt_seed)
+                   --seed-dir ${CMAKE_BINARY_DIR}/recipes_gvt_seed
+                   --mova-dir ${CMAKE_BINARY_DIR}/mova_recipe
+                   --slime-dir ${CMAKE_BINARY_DIR}/slime)
   # /v1/tokenize and /v1/detokenize use the tiny SEED that parity_recipes_gvt_seed
   # writes (skipped when it has not run)
   set_tests_properties(serve_http PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77
-                       DEPENDS parity_recipes_gvt_seed)
+                       DEPENDS "parity_recipes_gvt_seed;parity_mova_recipe;parity_slime")
 endif()

@@ -9,6 +9,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -484,6 +485,64 @@ def test_text(vtok, work):
         srv.stop()
 
 
+def test_question_recipes(vtok, work, mova_dir, slime_dir):
+    """Recipes whose tokens depend on the question, in /v1/chat/completions:
+    MoVA (the routing pass on the last user message's text, then the answer
+    pass with the chosen experts) and SliME (the selector reads the prompt's
+    ids). The fixtures are those check_mova.py / check_slime.py write; each
+    answer must equal `vtok chat` on the same image and question, and MoVA's
+    "routing" the experts `vtok chat` reports."""
+    cases = [("mova", mova_dir, "mova_tiny.json", "img_45x30.png",
+              "What Shape is in the PICTURE?", 6),
+             ("slime", slime_dir, "slime_tiny.json", "img0_30x20.png",
+              "What shape is in the picture?", 8)]
+    for name, d, recipe, image, q, n in cases:
+        rp, model, llm = (os.path.join(d or "", x) for x in (recipe, name, "llm"))
+        img = os.path.join(d or "", image)
+        if not d or not all(os.path.exists(p) for p in (rp, model, llm, img)):
+            print("skip  chat with %s: no fixture (run parity_%s first)" %
+                  (name, "mova_recipe" if name == "mova" else name))
+            continue
+        r = subprocess.run([vtok, "chat", "--recipe", rp, "--model", model, "--llm", llm,
+                            "--image", img, "-p", q, "--max-tokens", str(n)],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, "vtok chat %s runs (%s)" % (name, r.stderr.strip()[-200:]))
+        ref = r.stdout.strip()
+        ref_experts = None
+        for line in r.stderr.splitlines():
+            if line.startswith("vtok: experts:"):
+                ref_experts = re.findall(r"[A-Z] \(([^)]*)\)", line.split("[")[0])
+        srv = sc.Server(vtok, ["--recipe", rp, "--model", model, "--llm", llm, "--name", name,
+                               "--threads", "2"], os.path.join(work, "serve-%s.log" % name))
+        try:
+            srv.wait_ready()
+            with open(img, "rb") as f:
+                uri = sc.data_uri(f.read())
+            msgs = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}},
+                                                 {"type": "text", "text": q}]}]
+            for rep in range(2):  # the second: a context that has run before
+                st, got = srv.post_json("/v1/chat/completions", {"messages": msgs,
+                                                                 "max_tokens": n})
+                ok = st == 200 and got.get("object") == "chat.completion"
+                ans = got["choices"][0]["message"]["content"].strip() if ok else got
+                check(ok and ans == ref, "chat %s (request %d) == vtok chat (%r vs %r)"
+                      % (name, rep + 1, ans, ref))
+                if name == "mova":
+                    rt = got.get("routing") if ok else None
+                    check(rt is not None and rt["experts"] == ref_experts
+                          and isinstance(rt["answer"], str),
+                          "chat mova: routing %s = vtok chat's experts %s" % (rt, ref_experts))
+            if name == "mova":  # a question is needed: images alone are refused
+                st, got = srv.post_json("/v1/chat/completions", {"messages": [
+                    {"role": "user", "content": [{"type": "image_url",
+                                                  "image_url": {"url": uri}}]}]})
+                check_error(st, got, 400, "mova chat without a question", "invalid_messages")
+            check_alive(srv, "%s chat" % name)
+        finally:
+            rc = srv.stop()
+        check(rc == 0, "%s chat server: exit 0 after SIGTERM" % name)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vtok", required=True)
@@ -491,6 +550,8 @@ def main():
     ap.add_argument("--skip-chat", action="store_true")
     ap.add_argument("--seed-dir", help="the work folder of check_recipes_gvt_seed.py (its tiny "
                     "SEED), for /v1/tokenize and /v1/detokenize")
+    ap.add_argument("--mova-dir", help="check_mova.py's work folder (tiny MoVA) for chat")
+    ap.add_argument("--slime-dir", help="check_slime.py's work folder (tiny SliME) for chat")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     r = subprocess.run([a.vtok, "serve", "--model", CLIP, "--port", "1", "--help"],
@@ -504,6 +565,7 @@ def main():
     if not a.skip_chat:
         test_chat(a.vtok, a.work)
     test_seed(a.vtok, a.work, a.seed_dir)
+    test_question_recipes(a.vtok, a.work, a.mova_dir, a.slime_dir)
     print("%d failure(s)" % len(failures))
     for f in failures:
         print("  " + f)

@@ -40,6 +40,7 @@ struct sv_chat_job {
     int64_t        n_msgs;
     vtok_image    *imgs;
     int64_t        n_images;
+    char          *question; /* the last user message's text: MoVA's routing question */
     char          *stops[MAX_STOPS];
     int            n_stops;
     int64_t        max_tokens;
@@ -51,6 +52,7 @@ struct sv_chat_job {
     char           id[48];
     long long      created;
     /* answer */
+    sv_buf   routing;  /* MoVA: {"experts":[...],"answer":"..."} for the response */
     sv_err   err;
     int      failed;
     sv_buf   text;     /* the answer's text (non-streamed)                  */
@@ -96,6 +98,8 @@ static void job_free(sv_chat_job *j)
         free(j->stops[i]);
     sv_buf_free(&j->text);
     sv_buf_free(&j->sse);
+    sv_buf_free(&j->routing);
+    free(j->question);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -232,6 +236,10 @@ char *sv_chat_wait_json(sv_chat_job *j, int *status, size_t *len)
     sv_buf_json_str(&b, j->text.p ? j->text.p : "", j->text.n);
     sv_buf_printf(&b, "},\"logprobs\":null,\"finish_reason\":\"%s\"}],\"usage\":", j->finish);
     usage_json(&b, j);
+    if (j->routing.n) { /* vtok's extension: which experts answered, and why */
+        sv_buf_str(&b, ",\"routing\":");
+        sv_buf_put(&b, j->routing.p, j->routing.n);
+    }
     sv_buf_str(&b, "}\n");
     return sv_buf_take(&b, len);
 }
@@ -245,6 +253,73 @@ static void job_fail(sv_chat_job *j, int status, const char *code, const char *m
             msg);
 }
 
+/* MoVA: the routing pass on the worker's LLM context, its experts for the
+ * answer's run (rp), and the "routing" object of the response. */
+static int route(sv_chat *c, sv_chat_job *j, const char *fmt, float *w, vtok_run_params *rp)
+{
+    const vtok_recipe *r = c->cfg.recipe;
+    const int64_t n = vtok_recipe_n_experts(r);
+    vtok_status st = {0};
+    vtok_routing rt;
+    if (n > 16) {
+        job_fail(j, 500, "routing_failed", "more than 16 experts");
+        return -1;
+    }
+    if (!j->question || !j->question[0]) {
+        job_fail(j, 400, "invalid_messages", "recipe routes by the question: the last user "
+                 "message needs text");
+        return -1;
+    }
+    if (vtok_recipe_route(c->rctx, c->lctx, j->imgs, j->n_images, NULL, j->question, fmt, w, n,
+                          &rt, &st)) {
+        job_fail(j, st.code == VTOK_ENOMEM ? 500 : 400, "routing_failed", st.msg);
+        return -1;
+    }
+    sv_buf_str(&j->routing, "{\"experts\":[");
+    for (int64_t k = 0, m = 0; k < n; k++)
+        if (w[k] != 0) {
+            const char *name = vtok_recipe_expert_name(r, k);
+            sv_buf_str(&j->routing, m++ ? "," : "");
+            sv_buf_json_str(&j->routing, name, strlen(name));
+        }
+    sv_buf_str(&j->routing, "],\"answer\":");
+    sv_buf_json_str(&j->routing, rt.answer, strlen(rt.answer));
+    sv_buf_str(&j->routing, "}");
+    vtok_routing_free(&rt);
+    rp->prompt = j->question;
+    rp->cond = w;
+    rp->n_cond = n;
+    rp->same_images = 1; /* the routing pass ran the base encoder on these images */
+    return 0;
+}
+
+/* SliME: the ids of the whole rendered prompt without image positions, as
+ * `vtok chat` gives the selector for one question. */
+static int text_ids(sv_chat *c, sv_chat_job *j, const char *text, int add_special,
+                    int32_t **ids, vtok_run_params *rp)
+{
+    vtok_status st = {0};
+    vtok_llm_batch b = {0};
+    int64_t ones[64];
+    for (int64_t k = 0; k < j->n_images; k++)
+        ones[k] = 1; /* the text ids do not depend on the counts */
+    if (vtok_llm_prompt(c->cfg.llm, &c->ri, text, j->n_images, ones, NULL, add_special, &b,
+                        &st)) {
+        job_fail(j, 400, "invalid_messages", st.msg);
+        return -1;
+    }
+    if (!(*ids = malloc((size_t)(b.n ? b.n : 1) * sizeof **ids))) {
+        vtok_llm_batch_free(&b);
+        job_fail(j, 500, "out_of_memory", "out of memory");
+        return -1;
+    }
+    rp->llm = c->cfg.llm;
+    rp->text_ids = *ids;
+    rp->n_text_ids = vtok_llm_batch_text_ids(&b, *ids, b.n);
+    vtok_llm_batch_free(&b);
+    return 0;
+}
+
 static void answer(sv_chat *c, sv_chat_job *j)
 {
     vtok_llm *m = c->cfg.llm;
@@ -254,9 +329,20 @@ static void answer(sv_chat *c, sv_chat_job *j)
     const int64_t *ids = NULL;
     char *text = NULL;
     vtok_llm_batch b = {0};
-    int32_t *out = NULL;
+    int32_t *out = NULL, *tids = NULL;
+    float w[16];
+    const char *fmt = c->cfg.format ? c->cfg.format : c->li.has_chat_template ? NULL : "vicuna_v1";
+    if (vtok_chat_render(m, fmt, j->msgs, j->n_msgs, 1, &text, &st)) {
+        job_fail(j, 400, "invalid_messages", st.msg);
+        goto out;
+    }
+    int add_special = vtok_chat_add_special(m, fmt, text); /* the library's BOS rule */
     if (j->n_images) {
         vtok_run_params rp = vtok_run_default_params();
+        if (vtok_recipe_n_experts(c->cfg.recipe) && route(c, j, fmt, w, &rp))
+            goto out;
+        if (c->ri.needs_text && text_ids(c, j, text, add_special, &tids, &rp))
+            goto out;
         if (vtok_recipe_run_images(c->rctx, j->imgs, j->n_images, &rp)) {
             job_fail(j, 400, "invalid_image", vtok_recipe_ctx_errmsg(c->rctx));
             goto out;
@@ -278,12 +364,6 @@ static void answer(sv_chat *c, sv_chat_job *j)
                     T[k] = e.ne[0];
         }
     }
-    const char *fmt = c->cfg.format ? c->cfg.format : c->li.has_chat_template ? NULL : "vicuna_v1";
-    if (vtok_chat_render(m, fmt, j->msgs, j->n_msgs, 1, &text, &st)) {
-        job_fail(j, 400, "invalid_messages", st.msg);
-        goto out;
-    }
-    int add_special = vtok_chat_add_special(m, fmt, text); /* the library's BOS rule */
     if (c->cfg.recipe) {
         if (vtok_llm_prompt(m, &c->ri, text, j->n_images, T, ids, add_special, &b, &st)) {
             job_fail(j, 400, "invalid_messages", st.msg);
@@ -370,6 +450,7 @@ static void answer(sv_chat *c, sv_chat_job *j)
     }
 out:
     free(out);
+    free(tids);
     if (!c->cfg.recipe)
         free((void *)b.ids);
     else
@@ -478,7 +559,7 @@ int64_t sv_chat_depth(sv_chat *c)
 /* A message's content: a string, or parts (text / image_url). Images are
  * decoded into j->imgs; the text gets one placeholder per image in front. */
 static int message_content(sv_chat *c, sv_chat_job *j, const cJSON *content, int64_t mi,
-                           char **out, sv_err *e)
+                           int user, char **out, sv_err *e)
 {
     sv_buf t = {0};
     int64_t imgs = 0;
@@ -545,6 +626,14 @@ static int message_content(sv_chat *c, sv_chat_job *j, const cJSON *content, int
     } else if (!cJSON_IsNull(content)) {
         return BAD("invalid_messages", "messages[%lld]: content must be a string or a list of "
                    "parts", (long long)mi);
+    }
+    if (user) { /* the text without its images: the question of a routing recipe */
+        free(j->question);
+        j->question = strndup(t.p ? t.p : "", t.n);
+        if (!j->question) {
+            sv_buf_free(&t);
+            return sv_fail(e, 500, "server_error", "out_of_memory", "out of memory");
+        }
     }
     sv_buf s = {0};
     for (int64_t k = 0; k < imgs; k++)
@@ -615,15 +704,11 @@ static int parse(sv_chat *c, const cJSON *req, sv_chat_job *j, sv_err *e)
                        "assistant", (long long)i);
         j->n_msgs++; /* from here its content is freed with the job */
         if (message_content(c, j, cJSON_GetObjectItemCaseSensitive(msg, "content"), i,
-                            &j->contents[i], e))
+                            r == roles[1], &j->contents[i], e))
             return -1;
         j->msgs[i].role = r;
         j->msgs[i].content = j->contents[i];
     }
-    if (c->cfg.recipe && j->n_images &&
-        (c->ri.needs_text || vtok_recipe_n_experts(c->cfg.recipe) > 0))
-        return BAD("unsupported", "recipe %s chooses its tokens by the question: `vtok chat` "
-                   "runs it; the server does not yet", c->ri.name);
     double x = (double)c->cfg.max_tokens;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(req, "max_completion_tokens");
     if (get_number(req, mt && !cJSON_IsNull(mt) ? "max_completion_tokens" : "max_tokens", 1, 1e9,
