@@ -124,6 +124,12 @@ class LLMBatch(Structure):
                 ("embed_pos", POINTER(c_int64)), ("n_embeds", c_int64)]
 
 
+class Routing(Structure):
+    _fields_ = [("answer", c_void_p), ("ids", c_int32 * 16), ("n_ids", c_int64),
+                ("prompt_ids", POINTER(c_int32)), ("n_prompt", c_int64),
+                ("recipe_ms", c_double), ("llm_ms", c_double)]
+
+
 # text is not NUL-terminated: POINTER(c_char) + len, read with ctypes.string_at
 ON_TOKEN_CB = CFUNCTYPE(c_int, c_void_p, c_int32, POINTER(c_char), c_size_t)
 ON_TOKEN_SEQ_CB = CFUNCTYPE(c_int, c_void_p, c_int64, c_int32, POINTER(c_char), c_size_t)
@@ -146,6 +152,7 @@ STRUCTS = {
     "vtok_image": Image, "vtok_image_params": ImageParams, "vtok_recipe_params": RecipeParams,
     "vtok_recipe_info": RecipeInfo, "vtok_run_params": RunParams, "vtok_llm_info": LLMInfo,
     "vtok_chat_msg": ChatMsg, "vtok_llm_batch": LLMBatch, "vtok_gen_params": GenParams,
+    "vtok_routing": Routing,
 }
 
 # -------------------------------------------------------------- functions --
@@ -203,6 +210,10 @@ _SIGS = {
     "vtok_recipe_get_stage": (c_int, [P, c_int, POINTER(c_char_p), POINTER(View)]),
     "vtok_recipe_n_experts": (c_int64, [P]),
     "vtok_recipe_expert_name": (c_char_p, [P, c_int64]),
+    "vtok_recipe_route": (c_int, [P, P, POINTER(Image), c_int64, POINTER(RunParams), c_char_p,
+                                  c_char_p, POINTER(c_float), c_int64, POINTER(Routing),
+                                  POINTER(Status)]),
+    "vtok_routing_free": (None, [POINTER(Routing)]),
     # LLM
     "vtok_llm_load": (P, [c_char_p, POINTER(ModelParams), POINTER(Status)]),
     "vtok_llm_free": (None, [P]),
@@ -226,6 +237,7 @@ _SIGS = {
     "vtok_llm_prompt": (c_int, [P, POINTER(RecipeInfo), c_char_p, c_int64, POINTER(c_int64),
                                 POINTER(c_int64), c_int, POINTER(LLMBatch), POINTER(Status)]),
     "vtok_llm_batch_free": (None, [POINTER(LLMBatch)]),
+    "vtok_llm_batch_text_ids": (c_int64, [POINTER(LLMBatch), POINTER(c_int32), c_int64]),
     "vtok_llm_image_ids": (c_int64, [P, POINTER(RecipeInfo), POINTER(c_int32), c_int64,
                                      POINTER(c_int64), c_int64, POINTER(Status)]),
     "vtok_llm_generate": (c_int, [P, POINTER(GenParams), POINTER(c_int32), c_int64,

@@ -376,8 +376,10 @@ class LLM(Handle):
         text, add = self._render(recipe.info, n_images, question, format)
         b = self._prompt_batch(recipe, text, add, [1] * n_images, None)
         try:
-            img = {b.embed_pos[k] for k in range(b.n_embeds)}
-            return np.array([b.ids[i] for i in range(b.n) if i not in img], np.int32)
+            ids = np.zeros(max(b.n, 1), np.int32)
+            n = _lib.lib().vtok_llm_batch_text_ids(
+                ctypes.byref(b), ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), ids.size)
+            return ids[:n].copy()
         finally:
             _lib.lib().vtok_llm_batch_free(ctypes.byref(b))
 
@@ -399,7 +401,8 @@ class LLM(Handle):
                                          % (ri["name"], ri["d_out"], self.info["hidden_size"]))
                     reads_q = ri["needs_text"] or bool(ri["experts"])
                     n = recipe._run(images, question if reads_q else None, experts,
-                                    self if ri["needs_text"] else None, format, abort)
+                                    self if ri["needs_text"] or (ri["experts"] and experts is None)
+                                    else None, format, abort)
                     if ri["id_format"]:
                         ids = np.ascontiguousarray(recipe._ids().ravel())
                         T = [ids.size // n] * n
@@ -430,7 +433,9 @@ class LLM(Handle):
         question, in the folder's chat template, vicuna_v1 without one;
         format: a built-in format name, "template", or "raw" when question
         is the whole prompt with its placeholders). images: as
-        Recipe.run (None: no image). Routing recipes (MoVA) need experts=.
+        Recipe.run (None: no image). Routing recipes (MoVA): this LLM's
+        routing pass picks the experts first (recipe.routing says which and
+        why), unless experts= gives them.
         Returns the answer's text, (text, ids) with return_ids, or an
         iterator of pieces with stream=True."""
         job = self._chat_job(recipe, images, question, format, experts, dict(

@@ -127,18 +127,22 @@ class Recipe(Handle):
             rp.prompt = keep[-1]
         i = self.info
         n_images = items.shape[0] if kind == "pixels" else len(items)
+        router = None
         if i["experts"]:
-            if experts is None:
-                raise ValueError(
-                    "recipe %s chooses its experts with an LLM's routing answer, which the "
-                    "Python bindings do not run yet: pass experts= (letters, names, 'none' "
-                    "or weights), as `vtok run --experts`" % i["name"])
             if prompt is None:
                 raise ValueError("recipe %s reads the question: pass prompt=" % i["name"])
-            w = self.expert_weights(experts)
-            keep.append(w)
-            rp.cond = w.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-            rp.n_cond = w.size
+            if experts is None:
+                if llm is None:
+                    raise ValueError(
+                        "recipe %s chooses its experts with an LLM's routing answer: pass "
+                        "llm= (a vtok.LLM) or experts= (letters, names, 'none' or weights), "
+                        "as `vtok run --experts`" % i["name"])
+                router = llm  # the routing pass runs below, on the decoded images
+            else:
+                w = self.expert_weights(experts)
+                keep.append(w)
+                rp.cond = w.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+                rp.n_cond = w.size
         elif experts is not None:
             raise ValueError("experts: recipe %s has no experts to route" % i["name"])
         if i["needs_text"]:
@@ -162,10 +166,43 @@ class Recipe(Handle):
             return n
         with ImageBatch(items) as b:
             rp.image_names = b.names
+            if router is not None:
+                w = self._route(b, rp, router, format, abort, progress)
+                keep.append(w)
+                rp.cond = w.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+                rp.n_cond = w.size
+                rp.same_images = 1  # the routing pass ran the encoders on these images
             with self._hooks.active(abort, progress) as hk:
                 rc = L.vtok_recipe_run_images(self._ctx, b.images, b.n, ctypes.byref(rp))
                 hk.check(rc, self._errmsg)
         return len(items)
+
+    def _route(self, b, rp, llm, format, abort, progress):
+        """vtok_recipe_route: the coarse run, the LLM's routing answer
+        (greedy, <= 16 ids), its expert weights; sets self.routing."""
+        L = _lib.lib()
+        w = np.zeros(len(self.info["experts"]), np.float32)
+        rt = _lib.Routing()
+        st = _lib.Status()
+        fmt = None if format is None else str(format).encode()
+        with llm._lock:
+            llm._live()
+            with self._hooks.active(abort, progress) as hk, llm._hooks.active(abort) as hl:
+                rc = L.vtok_recipe_route(self._ctx, llm._ctx, b.images, b.n, ctypes.byref(rp),
+                                         rp.prompt, fmt,
+                                         w.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                         w.size, ctypes.byref(rt), ctypes.byref(st))
+                hl.check(0, None)  # a callback's exception first
+                hk.check(rc, lambda: _lib.text(st.msg))
+        try:
+            self.routing = {
+                "experts": [x for x, on in zip(self.info["experts"], w) if on],
+                "answer": ctypes.string_at(rt.answer).decode("utf-8", "replace"),
+                "ids": list(rt.ids[:rt.n_ids]),
+            }
+        finally:
+            L.vtok_routing_free(ctypes.byref(rt))
+        return w
 
     def _output(self, n_images):
         """The last run's tokens: [N, T, d], or a list of [T_i, d] (ragged)."""
@@ -206,7 +243,9 @@ class Recipe(Handle):
         processor preprocesses them as the recipe says), or float
         pixel_values [N, C, H, W] given to every encoder. prompt: the
         question, for recipes that read it (SliME with llm=, a vtok.LLM,
-        and its chat format=; MoVA with experts=). abort / progress as in
+        and its chat format=; MoVA with experts=, or llm= and format= for
+        the LLM's routing pass first, whose outcome is then in
+        self.routing: experts, answer, ids). abort / progress as in
         Model.encode.
         """
         with self._lock:

@@ -38,6 +38,7 @@ import copy
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -408,6 +409,42 @@ def main():
                            model.embed(torch.tensor(full[k1 + nt:]))])
             check(nt == tok.shape[0] and got["ids"] == model.greedy(x, N),
                   "chat mova: %d greedy ids equal the reference %s" % (N, got["ids"]))
+
+            # the Python bindings run the same routing pass (vtok_recipe_route): Recipe.run
+            # with llm= gives the CLI's routing ids and the reference tokens of that routing,
+            # LLM.chat the CLI's answer ids. In a child process: an ASan-built library does
+            # not load into a plain Python.
+            tok_path = os.path.join(work, "py_tokens.npy")
+            code = ("import json, sys, numpy as np, vtok\n"
+                    "r = vtok.Recipe(%r, %r, threads=2)\n"
+                    "L = vtok.LLM(%r, threads=2)\n"
+                    "t = r.run([%r], prompt=%r, llm=L)\n"
+                    "np.save(%r, t[0])\n"
+                    "rt = dict(r.routing)\n"
+                    "_, ids = L.chat(r, [%r], %r, max_tokens=%d, return_ids=True)\n"
+                    "print(json.dumps({'routing': rt, 'ids': [int(i) for i in ids]}))\n"
+                    % (rp, M, llm, img_path, q, tok_path, img_path, q, N))
+            env = dict(os.environ, VTOK_LIB=os.path.join(os.path.dirname(vtok), "libvtok.so"),
+                       PYTHONPATH=os.path.join(REPO, "python"))
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env=env, timeout=300)
+            if r.returncode and ("AddressSanitizer" in r.stderr or "ASan" in r.stderr
+                                 or not os.path.exists(env["VTOK_LIB"])):
+                print("skip  python routing: the library does not load into this Python "
+                      "(sanitizer build or no libvtok.so)")
+            else:
+                check(r.returncode == 0, "python: Recipe.run(llm=) and LLM.chat on mova run (%s)"
+                      % r.stderr.strip()[-300:])
+                if r.returncode == 0:
+                    py = json.loads(r.stdout.strip().splitlines()[-1])
+                    pt = np.load(tok_path)
+                    check(py["routing"]["ids"] == lay["routing_ids"]
+                          and py["routing"]["experts"] == lay["experts"],
+                          "python: routing ids %s and experts %s = vtok run --llm" % (
+                              py["routing"]["ids"], py["routing"]["experts"]))
+                    check(rel(pt, tok.numpy()) <= TOL, "python: tokens of the routed run rel %.2e"
+                          % rel(pt, tok.numpy()))
+                    check(py["ids"] == got["ids"], "python: LLM.chat ids %s = vtok chat" % py["ids"])
 
     # the block experts on their own: `vtok encode` on their folders finds the built-in
     # recipes sam / codetr / pix2struct and writes the raw map (no feature_align; Pix2Struct
