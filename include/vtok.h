@@ -598,7 +598,8 @@ int vtok_recipe_get_stage(vtok_recipe_ctx *c, int i, const char **name, vtok_vie
  *      without experts, 2 x 2 averaged);
  *   2. the LLM answers vtok_recipe_routing_prompt() + question (the
  *      routing tokens at the image placeholder; greedy, a few tokens);
- *      vtok_recipe_parse_routing turns the answer into routing weights;
+ *      vtok_recipe_parse_routing turns the answer into routing weights
+ *      (vtok_recipe_route, below the LLM API, does steps 1 and 2);
  *   3. run again with cond = those weights, n_cond = vtok_recipe_n_experts:
  *      the chosen experts load (once) and run; the output is the answer
  *      pass's tokens.
