@@ -294,6 +294,43 @@ static void bilinear_taps(int64_t o, int64_t n_in, int64_t n_out, int64_t *i0, i
     *l0 = 1.0f - *l1;
 }
 
+typedef struct {
+    const float *in;
+    float       *col;
+    int64_t      H, W, C, stride, Wo;
+} im2col_job;
+
+static void im2col_task(void *arg, int64_t oy, int tid)
+{
+    const im2col_job *a = arg;
+    const int64_t C = a->C;
+    (void)tid;
+    for (int64_t ox = 0; ox < a->Wo; ox++) {
+        float *row = a->col + (oy * a->Wo + ox) * C * 9;
+        for (int64_t ky = 0; ky < 3; ky++)
+            for (int64_t kx = 0; kx < 3; kx++) {
+                const int64_t iy = oy * a->stride + ky - 1, ix = ox * a->stride + kx - 1;
+                const int64_t k = ky * 3 + kx;
+                if (iy < 0 || iy >= a->H || ix < 0 || ix >= a->W) {
+                    for (int64_t c = 0; c < C; c++)
+                        row[c * 9 + k] = 0;
+                    continue;
+                }
+                const float *src = a->in + (iy * a->W + ix) * C;
+                for (int64_t c = 0; c < C; c++)
+                    row[c * 9 + k] = src[c];
+            }
+    }
+}
+
+void vt_op_im2col3x3(const vt_exec *e, const float *in, int64_t H, int64_t W, int64_t C,
+                     int64_t stride, float *col)
+{
+    im2col_job a = {.in = in, .col = col, .H = H, .W = W, .C = C, .stride = stride,
+                    .Wo = (W - 1) / stride + 1};
+    vt_pool_run(e->pool, im2col_task, &a, (H - 1) / stride + 1);
+}
+
 void vt_resize_bilinear(const float *src, int64_t h, int64_t w, int64_t C, int64_t oh,
                         int64_t ow, float *dst)
 {

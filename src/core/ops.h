@@ -152,6 +152,14 @@ void vt_op_layernorm(const vt_exec *e, int64_t M, int64_t n, const float *x, con
 void vt_resize_bilinear(const float *src, int64_t h, int64_t w, int64_t C, int64_t oh,
                         int64_t ow, float *dst);
 
+/* im2col of a 3x3 convolution with padding 1 and stride s on a channel-last
+ * map in [H * W, C]: col [Ho * Wo, 9 C] (Ho = (H - 1) / s + 1, likewise Wo),
+ * row (oy, ox) holding in[(oy s + ky - 1, ox s + kx - 1), c] at column
+ * c * 9 + ky * 3 + kx (0 outside the map): the order of a PyTorch Conv2d
+ * weight [d, C, 3, 3] seen as a linear of n_in = 9 C. One task per row. */
+void vt_op_im2col3x3(const vt_exec *e, const float *in, int64_t H, int64_t W, int64_t C,
+                     int64_t stride, float *col);
+
 /* SwiGLU rows: out[r, c] = silu(in[r, c]) * in[r, hf + c], in rows of 2*hf,
  * out rows of hf (Dinov2SwiGLUFFN / EVA-02 with a fused fc1). */
 void vt_op_swiglu(const vt_exec *e, int64_t M, int64_t hf, const float *in, float *out);

@@ -458,31 +458,6 @@ static void rope_task(void *arg, int64_t ch, int tid)
     }
 }
 
-/* im2col of the neck's 3x3 conv (padding 1, :617-623), one task per map row. */
-typedef struct {
-    const float *src;
-    float       *col;
-    int64_t      G, C;
-} conv_job;
-
-static void conv_task(void *arg, int64_t y, int tid)
-{
-    const conv_job *j = arg;
-    const int64_t G = j->G, C = j->C;
-    (void)tid;
-    for (int64_t x = 0; x < G; x++) {
-        float *row = j->col + (y * G + x) * 9 * C;
-        for (int64_t ky = 0; ky < 3; ky++)
-            for (int64_t kx = 0; kx < 3; kx++) {
-                const int64_t yy = y + ky - 1, xx = x + kx - 1;
-                const int in = yy >= 0 && yy < G && xx >= 0 && xx < G;
-                const float *s = j->src + (yy * G + xx) * C;
-                for (int64_t c = 0; c < C; c++)
-                    row[c * 9 + ky * 3 + kx] = in ? s[c] : 0.0f;
-            }
-    }
-}
-
 /* Block.forward (:446-464). */
 static void layer_forward(const vt_codetr *m, const vt_codetr_layer *L, const vt_exec *e,
                           const ct_buffers *b)
@@ -565,8 +540,7 @@ void vt_codetr_forward(const vt_codetr *m, const vt_exec *e, const float *in, fl
     vt_op_linear_ex(e, N, b.h, 0, &m->neck0, n1, 0, &on);
     vt_op_layernorm(e, N, C, n1, &m->neck1, n1); /* LayerNorm2d: per pixel over C (:46-51) */
     vt_op_act(e, VT_ACT_GELU_ERF, N * C, n1);    /* nn.GELU(): exact erf */
-    conv_job cj = {.src = n1, .col = col, .G = G, .C = C};
-    vt_pool_run(e->pool, conv_task, &cj, G);
+    vt_op_im2col3x3(e, n1, G, G, C, 1, col); /* the neck's 3x3 conv, padding 1 (:617-623) */
     vt_op_linear(e, N, col, 0, &m->neck3, n2, 0);
     vt_op_layernorm(e, N, C, n2, &m->neck4, n2);
     /* F.interpolate(size=(37, 37), mode='bilinear'), align_corners False (:731) */

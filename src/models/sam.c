@@ -352,7 +352,7 @@ int64_t vt_sam_work_floats(const vt_sam *m)
 typedef struct {
     const float *in;
     float       *col;
-    int64_t      H, W, C, stride, Ho, Wo, p;
+    int64_t      H, W, C, Wo, p;
 } col_args;
 
 /* Patch rows of the image [C, H, W]: row (py, px) = in[c, py p + ky, px p + kx]
@@ -371,39 +371,11 @@ static void patch_row(void *arg, int64_t py, int tid)
     }
 }
 
-/* im2col of a 3x3 conv, padding 1, on a channel-last map [H * W, C]: row
- * (oy, ox) holds in[(oy s + ky - 1, ox s + kx - 1), c] at column c * 9 + ky * 3 + kx
- * (0 outside the map). */
-static void im2col_row(void *arg, int64_t oy, int tid)
-{
-    const col_args *a = arg;
-    const int64_t C = a->C;
-    (void)tid;
-    for (int64_t ox = 0; ox < a->Wo; ox++) {
-        float *row = a->col + (oy * a->Wo + ox) * C * 9;
-        for (int64_t ky = 0; ky < 3; ky++)
-            for (int64_t kx = 0; kx < 3; kx++) {
-                const int64_t iy = oy * a->stride + ky - 1, ix = ox * a->stride + kx - 1;
-                const int k = (int)(ky * 3 + kx);
-                if (iy < 0 || iy >= a->H || ix < 0 || ix >= a->W) {
-                    for (int64_t c = 0; c < C; c++)
-                        row[c * 9 + k] = 0;
-                    continue;
-                }
-                const float *src = a->in + (iy * a->W + ix) * C;
-                for (int64_t c = 0; c < C; c++)
-                    row[c * 9 + k] = src[c];
-            }
-    }
-}
-
 static void conv3x3(const vt_exec *e, const vt_linear *l, const float *in, int64_t H, int64_t W,
                     int64_t stride, float *col, float *out)
 {
     const int64_t Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
-    col_args a = {.in = in, .col = col, .H = H, .W = W, .C = l->n_in / 9, .stride = stride,
-                  .Ho = Ho, .Wo = Wo};
-    vt_pool_run(e->pool, im2col_row, &a, Ho);
+    vt_op_im2col3x3(e, in, H, W, l->n_in / 9, stride, col);
     vt_op_linear(e, Ho * Wo, col, 0, l, out, 0);
 }
 
