@@ -24,12 +24,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { RESIZE_NONE = 0, RESIZE_SHORTEST, RESIZE_EXACT } resize_mode;
+typedef enum { RESIZE_NONE = 0, RESIZE_SHORTEST, RESIZE_EXACT, RESIZE_LONGEST } resize_mode;
 
 struct vtok_processor {
     char        type[64];
     int         pad_square;
     uint8_t     pad_color[3];
+    int64_t     pad_h, pad_w;  /* > 0: SAM's pad to this size, bottom / right, 0.0 after normalize */
     resize_mode resize;
     int64_t     shortest, longest, rh, rw;
     int         resample;
@@ -59,17 +60,20 @@ typedef struct {
     int64_t       crop_size;
     const double *mean, *std;
     int           square_default; /* get_size_dict(default_to_square=...) for an int size */
+    int           pad_to_size;    /* do_pad (default on) pads to pad_size, not to a square */
 } proc_class;
 
 static const proc_class classes[] = {
-    {"CLIPImageProcessor", RESIZE_SHORTEST, 224, 3, 1, 224, clip_mean, clip_std, 0},
-    {"LlavaImageProcessor", RESIZE_SHORTEST, 224, 3, 1, 224, clip_mean, clip_std, 0},
-    {"BitImageProcessor", RESIZE_SHORTEST, 224, 3, 1, 224, clip_mean, clip_std, 0},
-    {"SiglipImageProcessor", RESIZE_EXACT, 224, 3, 0, 0, half, half, 1},
-    {"ViTImageProcessor", RESIZE_EXACT, 224, 2, 0, 0, half, half, 1},
-    {"DeiTImageProcessor", RESIZE_EXACT, 256, 3, 1, 224, inet_mean, inet_std, 1},
-    {"BlipImageProcessor", RESIZE_EXACT, 384, 3, 0, 0, clip_mean, clip_std, 1},
-    {"TorchvisionImageProcessor", RESIZE_EXACT, 224, 3, 0, 0, clip_mean, clip_std, 1},
+    {"CLIPImageProcessor", RESIZE_SHORTEST, 224, 3, 1, 224, clip_mean, clip_std, 0, 0},
+    {"LlavaImageProcessor", RESIZE_SHORTEST, 224, 3, 1, 224, clip_mean, clip_std, 0, 0},
+    {"BitImageProcessor", RESIZE_SHORTEST, 224, 3, 1, 224, clip_mean, clip_std, 0, 0},
+    {"SiglipImageProcessor", RESIZE_EXACT, 224, 3, 0, 0, half, half, 1, 0},
+    {"ViTImageProcessor", RESIZE_EXACT, 224, 2, 0, 0, half, half, 1, 0},
+    {"DeiTImageProcessor", RESIZE_EXACT, 256, 3, 1, 224, inet_mean, inet_std, 1, 0},
+    {"BlipImageProcessor", RESIZE_EXACT, 384, 3, 0, 0, clip_mean, clip_std, 1, 0},
+    {"TorchvisionImageProcessor", RESIZE_EXACT, 224, 3, 0, 0, clip_mean, clip_std, 1, 0},
+    /* image_processing_sam.py: longest_edge 1024, BILINEAR, ImageNet mean/std, pad 1024 */
+    {"SamImageProcessor", RESIZE_LONGEST, 1024, 2, 0, 0, inet_mean, inet_std, 0, 1},
 };
 
 static const proc_class *find_class(const char *type)
@@ -144,6 +148,9 @@ static int read_size(const cJSON *cfg, const char *key, int square_default, resi
         *mode = RESIZE_SHORTEST;
         *shortest = se;
         *longest = has_le ? le : 0;
+    } else if (has_le) { /* SAM: the longest side to le, the aspect kept */
+        *mode = RESIZE_LONGEST;
+        *longest = le;
     } else {
         return vt_fail(st, VTOK_EUNSUPPORTED,
                        "preprocessor_config.json: '%s' needs height+width or shortest_edge", key);
@@ -183,9 +190,11 @@ static int parse(vtok_processor *p, const cJSON *cfg, vtok_status *st)
         return vt_fail(st, VTOK_EUNSUPPORTED, "unsupported image processor '%s'", t->valuestring);
     snprintf(p->type, sizeof p->type, "%s", t->valuestring);
 
-    int do_resize = 1, do_crop = pc->crop, do_rescale = 1, do_norm = 1, do_pad = 0, rc;
+    int do_resize = 1, do_crop = pc->crop, do_rescale = 1, do_norm = 1, do_pad = pc->pad_to_size,
+        rc;
     p->resize = pc->resize;
     p->shortest = p->rh = p->rw = pc->size;
+    p->longest = pc->resize == RESIZE_LONGEST ? pc->size : 0;
     p->resample = pc->resample;
     p->ch = p->cw = pc->crop_size;
     p->rescale_factor = 1.0 / 255.0;
@@ -222,8 +231,20 @@ static int parse(vtok_processor *p, const cJSON *cfg, vtok_status *st)
     }
     if (crop_mode != RESIZE_EXACT)
         return vt_fail(st, VTOK_EUNSUPPORTED, "preprocessor_config.json: crop_size must be height/width");
-    if (p->longest)
-        return vt_fail(st, VTOK_EUNSUPPORTED, "preprocessor_config.json: longest_edge not supported yet");
+    if (p->resize == RESIZE_SHORTEST && p->longest)
+        return vt_fail(st, VTOK_EUNSUPPORTED, "preprocessor_config.json: shortest_edge with "
+                       "longest_edge is not supported yet");
+    if (pc->pad_to_size && do_pad) { /* pad_size: {"height", "width"}, default 1024 x 1024 */
+        resize_mode pm = RESIZE_EXACT;
+        int64_t ps = 0;
+        p->pad_h = p->pad_w = pc->size;
+        if ((rc = read_size(cfg, "pad_size", 1, &pm, &ps, &ps, &p->pad_h, &p->pad_w, st)))
+            return rc;
+        if (pm != RESIZE_EXACT)
+            return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: pad_size must be "
+                           "height/width");
+        do_pad = 0; /* not the square pad */
+    }
     /* A std this small turns every pixel into +-inf or huge values: no
      * released processor uses one, so it is a broken file, not a choice. */
     for (int c = 0; c < 3; c++)
@@ -255,15 +276,18 @@ static int parse(vtok_processor *p, const cJSON *cfg, vtok_status *st)
     if (p->resize == RESIZE_SHORTEST)
         n += snprintf(p->desc + n, sizeof p->desc - (size_t)n, " resize shortest edge %lld (%s),",
                       (long long)p->shortest, rs[p->resample]);
+    else if (p->resize == RESIZE_LONGEST)
+        n += snprintf(p->desc + n, sizeof p->desc - (size_t)n, " resize longest edge %lld (%s),",
+                      (long long)p->longest, rs[p->resample]);
     else if (p->resize == RESIZE_EXACT)
         n += snprintf(p->desc + n, sizeof p->desc - (size_t)n, " resize %lldx%lld (%s),",
                       (long long)p->rw, (long long)p->rh, rs[p->resample]);
     if (p->crop)
         n += snprintf(p->desc + n, sizeof p->desc - (size_t)n, " center crop %lldx%lld,",
                       (long long)p->cw, (long long)p->ch);
-    snprintf(p->desc + n, sizeof p->desc - (size_t)n, " %s%s",
+    snprintf(p->desc + n, sizeof p->desc - (size_t)n, " %s%s%s",
              p->rescale ? (p->torchvision ? "/255 (float32)" : "rescale") : "no rescale",
-             p->normalize ? ", normalize" : "");
+             p->normalize ? ", normalize" : "", p->pad_h ? ", pad bottom/right" : "");
     return 0;
 }
 
@@ -313,7 +337,7 @@ void vtok_processor_free(vtok_processor *p)
 
 int64_t vtok_processor_min_side(const vtok_processor *p)
 {
-    if (!p || p->pad_square || p->resize == RESIZE_NONE)
+    if (!p || p->pad_square || p->resize == RESIZE_NONE || p->resize == RESIZE_LONGEST)
         return 0;
     if (p->resize == RESIZE_SHORTEST)
         return p->shortest;
@@ -342,6 +366,12 @@ static void resized_size(const vtok_processor *p, int64_t w, int64_t h, int64_t 
             *oh = p->shortest;
             *ow = nl;
         }
+    } else if (p->resize == RESIZE_LONGEST) {
+        /* get_preprocess_shape: scale = longest_edge * 1.0 / max(h, w), each side
+         * int(side * scale + 0.5) (image_processing_sam.py) */
+        const double scale = (double)p->longest * 1.0 / (double)(h > w ? h : w);
+        *oh = (int64_t)((double)h * scale + 0.5);
+        *ow = (int64_t)((double)w * scale + 0.5);
     } else {
         *oh = h;
         *ow = w;
@@ -378,6 +408,14 @@ static int out_size(const vtok_processor *p, int64_t width, int64_t height, int6
         *h = p->ch;
         *w = p->cw;
     }
+    if (p->pad_h) {
+        if (*h > p->pad_h || *w > p->pad_w)
+            return vt_fail(st, VTOK_EFORMAT, "preprocessor_config.json: the image resizes to "
+                           "%lldx%lld, larger than pad_size %lldx%lld", (long long)*w,
+                           (long long)*h, (long long)p->pad_w, (long long)p->pad_h);
+        *h = p->pad_h;
+        *w = p->pad_w;
+    }
     return 0;
 }
 
@@ -389,7 +427,8 @@ int vtok_processor_output_size(const vtok_processor *p, int64_t width, int64_t h
 
 void vt_processor_slice_sizes(const vtok_processor *p, int64_t *base, int64_t *crop)
 {
-    *base = p->resize == RESIZE_SHORTEST ? p->shortest : p->resize == RESIZE_EXACT ? p->rh : 0;
+    *base = p->resize == RESIZE_SHORTEST ? p->shortest : p->resize == RESIZE_EXACT ? p->rh
+          : p->resize == RESIZE_LONGEST ? p->longest : 0;
     *crop = p->crop ? p->ch : *base;
 }
 
@@ -468,8 +507,9 @@ static int preprocess(const vtok_processor *p, const vtok_image *img, float *out
             const uint8_t *px = NULL;
             if (sy >= 0 && sy < cur->height && sx >= 0 && sx < cur->width)
                 px = cur->data + (sy * cur->width + sx) * 3;
-            for (int c = 0; c < 3; c++)
-                out[c * plane + y * ow + x] = p->lut[c][px ? px[c] : 0];
+            for (int c = 0; c < 3; c++) /* SAM's pad is 0 after normalize; a crop's is pixel 0 */
+                out[c * plane + y * ow + x] = px ? p->lut[c][px[c]] : p->pad_h ? 0.0f
+                                                                               : p->lut[c][0];
         }
     }
     vtok_image_free(&resized);

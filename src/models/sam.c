@@ -43,6 +43,27 @@
 
 #define NM(b, fmt, i) (snprintf(b, sizeof b, fmt, (long long)(i)), b)
 
+/* The two layouts SAM encoders are released in: the original
+ * (segment_anything's image_encoder.*, Vary's, MoVA's) and Hugging Face's
+ * SamModel (vision_encoder.*, modeling_sam.py SamVisionEncoder); attn.* and
+ * mlp.* are named alike. The one holding "<patch>.weight" is used. */
+typedef struct sam_names {
+    const char *patch, *block, *norm1, *norm2, *neck[4];
+} sam_names;
+
+static const sam_names NAMES[2] = {
+    {"patch_embed.proj", "blocks", "norm1", "norm2", {"neck.0", "neck.1", "neck.2", "neck.3"}},
+    {"patch_embed.projection", "layers", "layer_norm1", "layer_norm2",
+     {"neck.conv1", "neck.layer_norm1", "neck.conv2", "neck.layer_norm2"}},
+};
+
+/* "<block>.<i>.<rest>" of layout N */
+static const char *bname(char *b, size_t n, const sam_names *N, int64_t i, const char *rest)
+{
+    snprintf(b, n, "%s.%lld.%s", N->block, (long long)i, rest);
+    return b;
+}
+
 /* The original builders' arguments (:457-485, _build_sam :496-513). */
 typedef struct sam_preset {
     const char *name;
@@ -83,7 +104,7 @@ static int read_globals(const cJSON *cfg, int64_t depth, char *is_global, int *g
 }
 
 static int load_blocks(vt_sam *m, vt_loader *ld, const cJSON *cfg, const sam_preset *ps,
-                       int64_t heads_opt, int64_t win_opt)
+                       int64_t heads_opt, int64_t win_opt, const sam_names *N)
 {
     const int64_t d = m->d, G = m->grid;
     char is_global[MAX_DEPTH] = {0}, b[160];
@@ -97,7 +118,7 @@ static int load_blocks(vt_sam *m, vt_loader *ld, const cJSON *cfg, const sam_pre
     int64_t len[MAX_DEPTH], hd = 0;
     for (int64_t i = 0; i < m->depth; i++) {
         int64_t s[2] = {-1, -1};
-        m->blocks[i].rel_h = vt_get_shape(ld, NM(b, "blocks.%lld.attn.rel_pos_h", i), 2, s);
+        m->blocks[i].rel_h = vt_get_shape(ld, bname(b, sizeof b, N, i, "attn.rel_pos_h"), 2, s);
         len[i] = m->blocks[i].rel_h ? s[0] : -1;
         if (m->blocks[i].rel_h && !hd)
             hd = s[1];
@@ -125,41 +146,46 @@ static int load_blocks(vt_sam *m, vt_loader *ld, const cJSON *cfg, const sam_pre
         B->win = is_global[i] ? 0 : m->window;
         const int64_t S = B->win ? B->win : G;
         if (B->rel_h && len[i] != 2 * S - 1)
-            return vt_loader_fail(ld, VTOK_ESHAPE, "blocks.%lld.attn.rel_pos_h has %lld rows; "
+            return vt_loader_fail(ld, VTOK_ESHAPE, "%s.%lld.attn.rel_pos_h has %lld rows; "
                                   "a %s block needs 2 * %lld - 1 = %lld (set window_size / "
                                   "global_attn_indexes, or the weights are for another "
-                                  "img_size)", (long long)i, (long long)len[i],
+                                  "img_size)", N->block, (long long)i, (long long)len[i],
                                   B->win ? "windowed" : "global", (long long)S,
                                   (long long)(2 * S - 1));
         /* (rel_h missing: B's kind is unknown, take rel_w as it comes) */
-        B->rel_w = vt_get(ld, NM(b, "blocks.%lld.attn.rel_pos_w", i), 2,
+        B->rel_w = vt_get(ld, bname(b, sizeof b, N, i, "attn.rel_pos_w"), 2,
                           B->rel_h ? 2 * S - 1 : -1, hd, 0, 0);
-        vt_get_norm(ld, &B->norm1, NM(b, "blocks.%lld.norm1", i), d, EPS);
-        vt_get_norm(ld, &B->norm2, NM(b, "blocks.%lld.norm2", i), d, EPS);
-        vt_get_linear(ld, &B->qkv, NM(b, "blocks.%lld.attn.qkv", i), 3 * d, d, 1);
-        vt_get_linear(ld, &B->proj, NM(b, "blocks.%lld.attn.proj", i), d, d, 1);
-        vt_get_linear(ld, &B->lin1, NM(b, "blocks.%lld.mlp.lin1", i), m->d_ff ? m->d_ff : -1, d, 1);
+        vt_get_norm(ld, &B->norm1, bname(b, sizeof b, N, i, N->norm1), d, EPS);
+        vt_get_norm(ld, &B->norm2, bname(b, sizeof b, N, i, N->norm2), d, EPS);
+        vt_get_linear(ld, &B->qkv, bname(b, sizeof b, N, i, "attn.qkv"), 3 * d, d, 1);
+        vt_get_linear(ld, &B->proj, bname(b, sizeof b, N, i, "attn.proj"), d, d, 1);
+        vt_get_linear(ld, &B->lin1, bname(b, sizeof b, N, i, "mlp.lin1"),
+                      m->d_ff ? m->d_ff : -1, d, 1);
         if (B->lin1.w && !m->d_ff)
             m->d_ff = B->lin1.n_out;
-        vt_get_linear(ld, &B->lin2, NM(b, "blocks.%lld.mlp.lin2", i), d, m->d_ff ? m->d_ff : -1, 1);
+        vt_get_linear(ld, &B->lin2, bname(b, sizeof b, N, i, "mlp.lin2"), d,
+                      m->d_ff ? m->d_ff : -1, 1);
     }
     return ld->err;
 }
 
-static int load_neck(vt_sam *m, vt_loader *ld, int use_conv)
+static int load_neck(vt_sam *m, vt_loader *ld, int use_conv, const sam_names *N)
 {
     const float *w;
+    char b[64];
     int64_t s0[4] = {-1, m->d, 1, 1};
-    if ((w = vt_get_shape(ld, "neck.0.weight", 4, s0))) /* Conv2d 1x1, bias=False :133-138 */
+    snprintf(b, sizeof b, "%s.weight", N->neck[0]);
+    if ((w = vt_get_shape(ld, b, 4, s0))) /* Conv2d 1x1, bias=False :133-138 */
         m->neck0 = (vt_linear){.w = w, .n_out = s0[0], .n_in = m->d};
     const int64_t o = m->neck0.w ? s0[0] : -1;
     if (o < 0)
         return ld->err;
     m->out_ch = o;
-    vt_get_norm(ld, &m->neck1, "neck.1", o, EPS); /* LayerNorm2d :139 */
-    if ((w = vt_get(ld, "neck.2.weight", 4, o, o, 3, 3))) /* 3x3, padding 1, no bias :140-146 */
+    vt_get_norm(ld, &m->neck1, N->neck[1], o, EPS); /* LayerNorm2d :139 */
+    snprintf(b, sizeof b, "%s.weight", N->neck[2]);
+    if ((w = vt_get(ld, b, 4, o, o, 3, 3))) /* 3x3, padding 1, no bias :140-146 */
         m->neck2 = (vt_linear){.w = w, .n_out = o, .n_in = o * 9};
-    vt_get_norm(ld, &m->neck3, "neck.3", o, EPS);
+    vt_get_norm(ld, &m->neck3, N->neck[3], o, EPS);
     if (use_conv) { /* net_2 = Conv2d(256, 512, 3, stride 2, padding 1, bias=False) :150-152 */
         int64_t s2[4] = {-1, o, 3, 3};
         if ((w = vt_get_shape(ld, "net_2.weight", 4, s2))) {
@@ -197,8 +223,11 @@ int vt_sam_load(vt_sam *m, vt_loader *ld, const char *base, const cJSON *cfg)
     const char *saved = vt_loader_base(ld, base);
 
     /* PatchEmbed: Conv2d(in_chans, embed_dim, p, stride p) with bias (:445-447) */
+    const sam_names *N = &NAMES[vt_find(ld, "patch_embed.projection.weight") ? 1 : 0];
+    char b[160];
     int64_t sp[4] = {-1, -1, -1, -1}, sq[4] = {1, -1, -1, -1};
-    const float *pw = vt_get_shape(ld, "patch_embed.proj.weight", 4, sp);
+    snprintf(b, sizeof b, "%s.weight", N->patch);
+    const float *pw = vt_get_shape(ld, b, 4, sp);
     m->pos = vt_get_shape(ld, "pos_embed", 4, sq); /* [1, G, G, C] (:112-113) */
     if (!pw || !m->pos) {
         vt_loader_base(ld, saved);
@@ -206,9 +235,9 @@ int vt_sam_load(vt_sam *m, vt_loader *ld, const char *base, const cJSON *cfg)
     }
     if (sp[2] != sp[3] || sq[1] != sq[2] || sq[3] != sp[0] || sp[2] < 1 || sq[1] < 1) {
         vt_loader_base(ld, saved);
-        return vt_loader_fail(ld, VTOK_ESHAPE, "patch_embed.proj.weight [%lld, %lld, %lld, "
+        return vt_loader_fail(ld, VTOK_ESHAPE, "%s.weight [%lld, %lld, %lld, "
                               "%lld] and pos_embed [1, %lld, %lld, %lld] do not fit (square "
-                              "patches, a square grid, one width)", (long long)sp[0],
+                              "patches, a square grid, one width)", N->patch, (long long)sp[0],
                               (long long)sp[1], (long long)sp[2], (long long)sp[3],
                               (long long)sq[1], (long long)sq[2], (long long)sq[3]);
     }
@@ -217,16 +246,18 @@ int vt_sam_load(vt_sam *m, vt_loader *ld, const char *base, const cJSON *cfg)
     m->patch = sp[2];
     m->grid = sq[1];
     m->patch_embed = (vt_linear){.w = pw, .n_out = m->d, .n_in = m->in_ch * m->patch * m->patch,
-                                 .b = vt_get(ld, "patch_embed.proj.bias", 1, m->d, 0, 0, 0)};
-    char b[64];
-    while (m->depth < MAX_DEPTH && vt_find(ld, NM(b, "blocks.%lld.norm1.weight", m->depth)))
+                                 .b = vt_get(ld, (snprintf(b, sizeof b, "%s.bias", N->patch), b),
+                                             1, m->d, 0, 0, 0)};
+    char nw[32];
+    snprintf(nw, sizeof nw, "%s.weight", N->norm1);
+    while (m->depth < MAX_DEPTH && vt_find(ld, bname(b, sizeof b, N, m->depth, nw)))
         m->depth++;
-    if (m->depth == MAX_DEPTH && vt_find(ld, NM(b, "blocks.%lld.norm1.weight", m->depth))) {
+    if (m->depth == MAX_DEPTH && vt_find(ld, bname(b, sizeof b, N, m->depth, nw))) {
         vt_loader_base(ld, saved);
         return vt_loader_fail(ld, VTOK_ESHAPE, "more than %d blocks", MAX_DEPTH);
     }
     if (!m->depth) { /* collected as missing: the caller names it */
-        vt_get(ld, "blocks.0.norm1.weight", 1, m->d, 0, 0, 0);
+        vt_get(ld, bname(b, sizeof b, N, 0, nw), 1, m->d, 0, 0, 0);
         vt_loader_base(ld, saved);
         return ld->err;
     }
@@ -243,8 +274,8 @@ int vt_sam_load(vt_sam *m, vt_loader *ld, const char *base, const cJSON *cfg)
     }
     if (!ps && !has_conv_opt) /* present in the weights => applied */
         use_conv = vt_find(ld, "net_2.weight") != NULL;
-    if (!(rc = load_blocks(m, ld, cfg, ps, heads, win)))
-        rc = load_neck(m, ld, use_conv);
+    if (!(rc = load_blocks(m, ld, cfg, ps, heads, win, N)))
+        rc = load_neck(m, ld, use_conv, N);
     vt_loader_base(ld, saved);
     return rc;
 }

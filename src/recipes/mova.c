@@ -436,7 +436,40 @@ static int block_config(const mova_expert *x, cJSON **own, const cJSON **cfg, vt
     *own = vt_json_parse_object(text, len, file, st);
     free(text);
     *cfg = *own;
-    return *own ? 0 : st->code;
+    if (!*own)
+        return st->code;
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(*own, "model_type");
+    if (x->kind == EXP_SAM && cJSON_IsString(mt) && !strcmp(mt->valuestring, "sam")) {
+        /* a Hugging Face SamModel: its SamVisionConfig's names for the block's
+         * options (configuration_sam.py); the rest the weights' shapes tell */
+        static const char *const map[][2] = {{"num_attention_heads", "num_heads"},
+                                             {"window_size", "window_size"},
+                                             {"global_attn_indexes", "global_attn_indexes"}};
+        const cJSON *vc = cJSON_GetObjectItemCaseSensitive(*own, "vision_config");
+        cJSON *o = cJSON_CreateObject();
+        for (size_t i = 0; o && i < sizeof map / sizeof map[0]; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(vc, map[i][0]);
+            cJSON *dup = v && !cJSON_IsNull(v) ? cJSON_Duplicate(v, 1) : NULL;
+            if (dup && !cJSON_AddItemToObject(o, map[i][1], dup))
+                cJSON_Delete(dup);
+        }
+        static const char *const need[] = {"use_abs_pos", "use_rel_pos"}; /* as released */
+        for (int i = 0; i < 2; i++)
+            if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(vc, need[i]))) {
+                cJSON_Delete(o);
+                cJSON_Delete(*own);
+                *own = NULL;
+                *cfg = NULL;
+                return vt_fail(st, VTOK_EUNSUPPORTED, "%s: vision_config.%s false is not "
+                               "supported", file, need[i]);
+            }
+        cJSON_Delete(*own);
+        *own = o;
+        *cfg = o;
+        if (!o)
+            return vt_fail(st, VTOK_ENOMEM, "out of memory");
+    }
+    return 0;
 }
 
 /* A block expert's tensors through ld and its sizes (x->blk allocated here;
@@ -509,6 +542,12 @@ static int block_load(mova_state *s, mova_expert *x, const char *where, vtok_sta
     if ((rc = vt_weights_open(x->path, s->use_mmap, &x->w, st)))
         return rc;
     src = vt_wsrc_one(x->w, x->path, x->prefix);
+    if (x->kind == EXP_SAM && !x->prefix[0] && !vt_wsrc_find(&src, "pos_embed", NULL)) {
+        /* a Hugging Face SamModel folder keeps its encoder under vision_encoder. */
+        vt_wsrc hf = vt_wsrc_one(x->w, x->path, "vision_encoder.");
+        if (vt_wsrc_find(&hf, "pos_embed", NULL))
+            src = hf;
+    }
 have:;
     vt_loader ld;
     vt_loader_init(&ld, &src, where, &x->own, st);

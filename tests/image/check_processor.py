@@ -63,6 +63,17 @@ CONFIGS = {
                 "do_normalize": True, "image_mean": CLIP_MEAN, "image_std": CLIP_STD},
     "big_crop": {"image_processor_type": "CLIPImageProcessor", "size": {"shortest_edge": 20},
                  "crop_size": {"height": 32, "width": 24}, "resample": 1},
+    # SAM (image_processing_sam.py): longest side to longest_edge (int(x * scale + 0.5)),
+    # PIL BILINEAR on uint8, rescale, normalize, then 0.0 padding at the bottom / right
+    "sam": {"image_processor_type": "SamImageProcessor", "do_resize": True,
+            "size": {"longest_edge": 1024}, "resample": 2, "do_rescale": True,
+            "rescale_factor": 0.00392156862745098, "do_normalize": True,
+            "image_mean": INET_MEAN, "image_std": INET_STD, "do_pad": True,
+            "pad_size": {"height": 1024, "width": 1024}, "do_convert_rgb": True},
+    "sam_small": {"image_processor_type": "SamImageProcessor", "size": {"longest_edge": 48},
+                  "pad_size": {"height": 56, "width": 64}},
+    "sam_nopad": {"image_processor_type": "SamImageProcessor", "size": {"longest_edge": 40},
+                  "do_pad": False},
     "gvt_seed": {"image_processor_type": "TorchvisionImageProcessor",
                  "size": {"height": 224, "width": 224}, "resample": 3,
                  "image_mean": CLIP_MEAN, "image_std": CLIP_STD},
@@ -78,9 +89,10 @@ def hf_reference_image(cfg, img):
     kind = cfg.get("image_processor_type") or cfg.get("feature_extractor_type")
     square_default = kind not in ("CLIPImageProcessor", "CLIPFeatureExtractor",
                                   "LlavaImageProcessor", "BitImageProcessor")
-    mean = cfg.get("image_mean", CLIP_MEAN)
-    std = cfg.get("image_std", CLIP_STD)
-    if cfg.get("do_pad"):
+    sam = kind == "SamImageProcessor"
+    mean = cfg.get("image_mean", INET_MEAN if sam else CLIP_MEAN)
+    std = cfg.get("image_std", INET_STD if sam else CLIP_STD)
+    if cfg.get("do_pad") and not sam:
         w, h = img.size
         if w != h:
             bg = tuple(int(x * 255) for x in mean)
@@ -98,9 +110,12 @@ def hf_reference_image(cfg, img):
             short, long = (w, h) if w <= h else (h, w)
             new_long = int(s * long / short)
             oh, ow = (new_long, s) if w <= h else (s, new_long)
+        elif "longest_edge" in size:  # SamImageProcessor._get_preprocess_shape
+            scale = size["longest_edge"] * 1.0 / max(h, w)
+            oh, ow = int(h * scale + 0.5), int(w * scale + 0.5)
         else:
             oh, ow = size["height"], size["width"]
-        img = img.resize((ow, oh), resample=cfg.get("resample", 3))
+        img = img.resize((ow, oh), resample=cfg.get("resample", 2 if sam else 3))
     a = np.array(img)  # uint8 HWC
     crop = cfg.get("crop_size", 224)
     if isinstance(crop, int):
@@ -134,6 +149,9 @@ def hf_reference_image(cfg, img):
     if cfg.get("do_normalize", True):
         x = x.astype(np.float32)
         x = (x - np.array(mean, dtype=np.float32)) / np.array(std, dtype=np.float32)
+    if sam and cfg.get("do_pad", True):  # np.pad bottom / right with 0.0, after normalize
+        ps = cfg.get("pad_size", {"height": 1024, "width": 1024})
+        x = np.pad(x, ((0, ps["height"] - x.shape[0]), (0, ps["width"] - x.shape[1]), (0, 0)))
     return x.transpose(2, 0, 1).astype(np.float32)
 
 
@@ -175,7 +193,14 @@ def main():
             out = os.path.join(d, "px.npy")
             r = subprocess.run([a.vtok, "preprocess", "--model", d, img, "--out", out],
                                capture_output=True, text=True)
-            exp = hf_reference(cfg, img)[None]
+            try:
+                exp = hf_reference(cfg, img)[None]
+            except ValueError as e:  # e.g. SAM's longest-edge resize of a 1-pixel-high image
+                if r.returncode == 0 or not r.stderr.strip():
+                    print(f"FAIL {name} {os.path.basename(img)}: the reference refuses it ({e}); "
+                          f"vtok must too, with a message")
+                    fails += 1
+                continue
             if r.returncode != 0:
                 print(f"FAIL {name} {os.path.basename(img)}: {r.stderr.strip()}")
                 fails += 1
@@ -190,12 +215,20 @@ def main():
                       f"differ, max {diff.max():.3g}")
                 fails += 1
         # a batch of differently sized images through one processor with a fixed output size
-        if "crop_size" in cfg or "height" in cfg.get("size", {}):
+        if "crop_size" in cfg or "height" in cfg.get("size", {}) or "pad_size" in cfg:
             out = os.path.join(d, "batch.npy")
-            r = subprocess.run([a.vtok, "preprocess", "--model", d, *imgs[:4], "--out", out],
+            ok_imgs = []
+            for p in imgs:  # four images the processor takes
+                try:
+                    hf_reference(cfg, p)
+                    ok_imgs.append(p)
+                except ValueError:
+                    pass
+            ok_imgs = ok_imgs[:4]
+            r = subprocess.run([a.vtok, "preprocess", "--model", d, *ok_imgs, "--out", out],
                                capture_output=True, text=True)
             cases += 1
-            exp = np.stack([hf_reference(cfg, p) for p in imgs[:4]])
+            exp = np.stack([hf_reference(cfg, p) for p in ok_imgs])
             if r.returncode != 0 or not np.array_equal(np.load(out), exp):
                 print(f"FAIL {name} batch: {r.stderr.strip()}")
                 fails += 1

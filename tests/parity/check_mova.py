@@ -464,6 +464,81 @@ def main():
             got = np.load(os.path.join(o, "last_hidden_state.npy"))[0]
             check(got.shape == tuple(exp.shape) and rel(got, exp.numpy()) <= TOL,
                   "vtok encode %s: %s rel %.2e" % (name, list(got.shape), rel(got, exp.numpy())))
+    # G as a Hugging Face SamModel folder: the conversion script's names (convert_sam_to_hf.py
+    # KEYS_TO_MODIFY_MAPPING: image_encoder -> vision_encoder, patch_embed.proj -> .projection,
+    # blocks -> layers, norm -> layer_norm, neck.0/1/2/3 -> neck.conv1/layer_norm1/conv2/
+    # layer_norm2), config.json model_type sam, SamImageProcessor (longest side, then 0.0
+    # padding at the bottom / right), on the 45 x 30 image: a padded, non-square input
+    hf_map = [("patch_embed.proj.", "patch_embed.projection."), ("blocks.", "layers."),
+              ("neck.0.", "neck.conv1."), ("neck.1.", "neck.layer_norm1."),
+              ("neck.2.", "neck.conv2."), ("neck.3.", "neck.layer_norm2."),
+              (".norm1.", ".layer_norm1."), (".norm2.", ".layer_norm2.")]
+    dhf = os.path.join(work, "sam-hf")
+    os.makedirs(dhf, exist_ok=True)
+    sd_hf = {}
+    for k, v in sams[1].state_dict().items():
+        for a_, b_ in hf_map:
+            k = k.replace(a_, b_) if k.startswith(a_) or a_.startswith(".") else k
+        sd_hf["vision_encoder." + k] = v.contiguous()
+    sd_hf["prompt_encoder.shared_embedding.positional_embedding"] = torch.zeros(2, 8)
+    sio.write_file(os.path.join(dhf, "model.safetensors"), sd_hf)
+    kw = sam_kw[1]
+    json.dump({"architectures": ["SamModel"], "model_type": "sam",
+               "vision_config": {"model_type": "sam_vision_model", "hidden_size": kw["embed_dim"],
+                                 "num_hidden_layers": kw["depth"],
+                                 "num_attention_heads": kw["num_heads"],
+                                 "image_size": kw["img_size"], "patch_size": 16,
+                                 "output_channels": kw["out_chans"],
+                                 "window_size": kw["window_size"],
+                                 "global_attn_indexes": list(kw["global_attn_indexes"])}},
+              open(os.path.join(dhf, "config.json"), "w"))
+    sam_proc = {"image_processor_type": "SamImageProcessor", "do_resize": True,
+                "size": {"longest_edge": kw["img_size"]}, "resample": 2, "do_rescale": True,
+                "rescale_factor": 1 / 255, "do_normalize": True,
+                "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+                "do_pad": True, "pad_size": {"height": kw["img_size"], "width": kw["img_size"]}}
+    json.dump(sam_proc, open(os.path.join(dhf, "preprocessor_config.json"), "w"))
+    px_hf = hf_reference_image(sam_proc, im)
+    check(px_hf.shape == (3, 48, 48) and not px_hf[:, 40:, :].any() and px_hf[:, :32, :].any(),
+          "SamImageProcessor reference: 45 x 30 -> 48 x 32 resized, rows 32.. zero padded")
+    exp = sams[1](torch.from_numpy(px_hf)[None])[0]
+    o = os.path.join(work, "enc_sam_hf")
+    ok, _ = run_ok(vtok, "vtok encode on a SamModel folder", ["encode", "--model", dhf, "--image",
+                                                            img_path, "--out", o])
+    if ok:
+        got = np.load(os.path.join(o, "last_hidden_state.npy"))[0]
+        check(got.shape == tuple(exp.shape) and rel(got, exp.numpy()) <= TOL,
+              "vtok encode SamModel folder (HF names, SamImageProcessor): %s rel %.2e"
+              % (list(got.shape), rel(got, exp.numpy())))
+    # the same folder as MoVA's SAM expert (G): its tensors found under vision_encoder., its
+    # SamImageProcessor making the expert's input; the aligned map = the reference's
+    rj = json.load(open(rp))
+    rj["connector"]["experts"][6]["path"] = dhf
+    rp_hf = os.path.join(work, "mova_sam_hf.json")
+    json.dump(rj, open(rp_hf, "w"))
+    dump_hf = os.path.join(work, "dump_sam_hf")
+    ok, _ = run_ok(vtok, "vtok run mova with a SamModel folder as G",
+                   ["run", "--recipe", rp_hf, "--model", M, "-p", q, "--image", img_path,
+                    "--experts", "G", "--out", os.path.join(work, "out_sam_hf"), "--dump",
+                    dump_hf])
+    if ok:
+        ge = np.load(os.path.join(dump_hf, "experts.npy"))[0]
+        off = sum(R * R * c for c in chans[:6])
+        e = align(exp[None], R)[0].reshape(-1).numpy()
+        g = ge[off:off + e.size]
+        check(rel(g, e) <= TOL, "mova expert G from a SamModel folder: aligned map rel %.2e"
+              % rel(g, e))
+    cfg_hf = json.load(open(os.path.join(dhf, "config.json")))
+    for label, change, words in (("global_attn_indexes", {"global_attn_indexes": [0]},
+                                  ["rel_pos_h", "global"]),
+                                 ("use_rel_pos false", {"use_rel_pos": False},
+                                  ["use_rel_pos", "not supported"])):
+        bad = copy.deepcopy(cfg_hf)
+        bad["vision_config"].update(change)
+        json.dump(bad, open(os.path.join(dhf, "config.json"), "w"))
+        expect_error(vtok, "SamModel " + label, ["encode", "--model", dhf, "--image", img_path,
+                                                 "--out", o], words)
+    json.dump(cfg_hf, open(os.path.join(dhf, "config.json"), "w"))
     expect_error(vtok, "expert with --pixels", ["encode", "--model", os.path.join(M, "expert-f"),
                                                 "--pixels", os.path.join(work, "dump_none",
                                                                          "pixels_clip.npy"),

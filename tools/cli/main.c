@@ -18,6 +18,7 @@
 #include "serve.h"
 #include "batch.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -325,38 +326,54 @@ static double now_ms(void);
 
 /* A folder that is a MoVA expert block rather than an HF vision model
  * (SAM / Vary, Co-DETR: no config.json, or one of block options without a
- * model_type; Pix2Struct / DePlot: model_type pix2struct): its built-in recipe (recipes/sam.json, codetr.json,
- * pix2struct.json) that loads, or NULL. */
-static vtok_recipe *expert_recipe(const char *model, const char *dtype)
+ * model_type; Pix2Struct / DePlot: model_type pix2struct; a Hugging Face
+ * SamModel: model_type sam): its built-in recipe (recipes/sam.json,
+ * codetr.json, pix2struct.json) that loads, or NULL; *why says why a folder
+ * whose model_type names a block (sam, pix2struct) did not load. */
+static vtok_recipe *expert_recipe(const char *model, const char *dtype, vtok_status *why)
 {
-    char path[4200], buf[4096];
+    char path[4200];
     struct stat sb;
     /* regular files only (stat first: opening a FIFO would block) */
     snprintf(path, sizeof path, "%s/open_clip_config.json", model);
     if (stat(path, &sb) == 0) /* an open_clip tower: the timm family */
         return NULL;
     snprintf(path, sizeof path, "%s/config.json", model);
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+    const int has_cfg = stat(path, &sb) == 0;
+    if (has_cfg && (!S_ISREG(sb.st_mode) || sb.st_size > (1 << 20)))
         return NULL; /* the model loader reports it */
-    FILE *f = stat(path, &sb) == 0 ? fopen(path, "rb") : NULL;
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    static const char *const blocks[] = {"sam", "codetr"};
-    const int p2s = f && strstr(buf, "\"pix2struct\"");
-    if (f && !p2s && strstr(buf, "\"model_type\""))
-        return NULL; /* an HF model: its family */
-    vtok_recipe_params rp = vtok_recipe_default_params();
-    if (dtype && (rp.dtype = vtok_dtype_from_name(dtype)) < 0)
-        return NULL;
-    for (int i = 0; i < (p2s ? 1 : 2); i++) {
-        vtok_status st = {0};
-        vtok_recipe *r = vtok_recipe_load(p2s ? "pix2struct" : blocks[i], model, &rp, &st);
-        if (r)
-            return r;
+    const char *type = NULL;
+    cJSON *cfg = NULL;
+    if (has_cfg) {
+        FILE *f = fopen(path, "rb");
+        char *buf = malloc((size_t)sb.st_size + 1);
+        size_t n = f && buf ? fread(buf, 1, (size_t)sb.st_size, f) : 0;
+        if (f)
+            fclose(f);
+        if (buf)
+            cfg = cJSON_ParseWithLength(buf, n);
+        free(buf);
+        const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
+        type = cJSON_IsString(mt) ? mt->valuestring : NULL;
     }
-    return NULL;
+    static const char *const blocks[] = {"sam", "codetr"};
+    const char *only = !type ? NULL : !strcmp(type, "pix2struct") ? "pix2struct"
+                                    : !strcmp(type, "sam") ? "sam" : "";
+    vtok_recipe *r = NULL;
+    vtok_recipe_params rp = vtok_recipe_default_params();
+    if (only && !only[0]) /* an HF model: its family */
+        goto out;
+    if (dtype && (rp.dtype = vtok_dtype_from_name(dtype)) < 0)
+        goto out;
+    for (int i = 0; i < (only ? 1 : 2) && !r; i++) {
+        vtok_status st = {0};
+        r = vtok_recipe_load(only ? only : blocks[i], model, &rp, &st);
+        if (!r && only)
+            *why = st;
+    }
+out:
+    cJSON_Delete(cfg);
+    return r;
 }
 
 /* vtok encode on an expert block: its map as last_hidden_state [N, T, C]. */
@@ -424,9 +441,12 @@ static int cmd_encode(const args *a)
     int n_layers = 0, all = 0;
     if (parse_layers(a->layers, layer_list, &n_layers, &all))
         return 1;
-    vtok_recipe *er = expert_recipe(a->model, a->dtype);
+    vtok_status why = {0};
+    vtok_recipe *er = expert_recipe(a->model, a->dtype, &why);
     if (er)
         return encode_expert(a, er);
+    if (why.code)
+        return die("%s", why.msg);
 
     vtok_status st = {0};
     float *px = NULL;
