@@ -754,6 +754,17 @@ typedef struct vtok_llm_batch {
  * position's logits [vocab]. Refuses ids out of range and batches past the
  * context (VTOK_ELIMIT: "N positions held + M new > n_ctx"). */
 int          vtok_llm_eval(vtok_llm_ctx *c, const vtok_llm_batch *b);
+/* vtok_llm_eval of b as the whole sequence from position 0, keeping what c
+ * already holds of it: the longest prefix of b whose ids equal the ids c
+ * holds there (as recorded by vtok_llm_eval and vtok_llm_generate; an
+ * embedding row matches an embedding row only when same_embeds says the
+ * caller knows them to be the same rows) stays in the KV cache, c is
+ * truncated to it and the rest of b evaluated; b's last position is always
+ * evaluated (its logits). *reused (may be NULL) gets the positions kept: a
+ * chat whose next prompt repeats the last one's prompt and answer runs only
+ * what is new. One-sequence contexts. */
+int          vtok_llm_eval_reuse(vtok_llm_ctx *c, const vtok_llm_batch *b, int same_embeds,
+                                 int64_t *reused);
 const float *vtok_llm_logits(const vtok_llm_ctx *c);
 
 /*
@@ -841,15 +852,16 @@ int vtok_chat_prompt(const vtok_llm *m, const vtok_recipe_info *layout, const ch
 
 /* Step 2 of a routing recipe (MoVA), as `vtok chat` runs it: the recipe runs
  * on the images with no routing and prompt = question (rp, may be NULL, for
- * image_names), then the LLM context lc, reset first, reads the chat prompt
+ * image_names), then the LLM context lc reads the chat prompt
  * (vtok_chat_prompt's format; "raw" counts as the folder's template) of
  * vtok_recipe_routing_prompt() + question with each image's "routing" rows
  * at its placeholder, and answers greedily in at most 16 ids (MoVA's
  * max_new_tokens); the answer, whitespace-stripped as Python's strip(),
  * goes through vtok_recipe_parse_routing into weights[n_weights] (n_weights
- * = vtok_recipe_n_experts). Afterwards c holds the images' encoder states
- * (step 3: run with cond = weights and same_images = 1) and lc the routing
- * prompt and answer. out (may be NULL) gets the details. Returns 0 or a
+ * = vtok_recipe_n_experts). lc keeps what it already holds of the routing
+ * prompt (vtok_llm_eval_reuse: a shared system prompt is not run again).
+ * Afterwards c holds the images' encoder states (step 3: run with cond =
+ * weights and same_images = 1) and lc the routing prompt and answer. out (may be NULL) gets the details. Returns 0 or a
  * negative code (st says why). */
 typedef struct vtok_routing {
     char    *answer;     /* the stripped answer text (vtok_routing_free)         */

@@ -322,6 +322,7 @@ void vtok_llm_ctx_free(vtok_llm_ctx *c)
         free(c->hist[i].at);
     }
     free(c->hist);
+    free(c->held);
     free(c);
 }
 
@@ -331,8 +332,32 @@ void vtok_llm_reset(vtok_llm_ctx *c)
         return;
     vt_llm_seq_reset(&c->seq);
     c->have_logits = 0;
+    c->n_held = 0;
     for (int64_t i = 0; i < c->n_seq; i++)
         c->hist[i].n = 0;
+}
+
+void llm_held_push(vtok_llm_ctx *c, int64_t at0, const int32_t *ids, int64_t n,
+                   const int64_t *embed_pos, int64_t n_embeds)
+{
+    if (c->n_seq != 1 || at0 != c->n_held || n < 1)
+        return;
+    if (c->n_held + n > c->held_cap) {
+        int64_t cap = c->held_cap ? c->held_cap : 256;
+        while (cap < c->n_held + n)
+            cap *= 2;
+        int32_t *h = realloc(c->held, (size_t)cap * sizeof *h);
+        if (!h)
+            return; /* not recorded: only less is reused */
+        c->held = h;
+        c->held_cap = cap;
+    }
+    int32_t *h = c->held + c->n_held;
+    for (int64_t i = 0; i < n; i++)
+        h[i] = ids ? ids[i] : -1;
+    for (int64_t k = 0; ids && k < n_embeds; k++)
+        h[embed_pos[k]] = -1;
+    c->n_held += n;
 }
 
 int64_t vtok_llm_n_past(const vtok_llm_ctx *c)
@@ -387,6 +412,7 @@ int vtok_llm_truncate(vtok_llm_ctx *c, int64_t n)
         return 0;
     c->seq.n_past = n; /* later positions are overwritten by the next eval */
     c->have_logits = 0;
+    c->n_held = c->n_held < n ? c->n_held : n;
     llm_hist *h = &c->hist[0];
     int64_t k = 0;
     while (k < h->n && h->at[k] < n)
@@ -491,6 +517,7 @@ static int eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
          * ids counts, one given as inputs_embeds (with image rows) does not */
         if (b->ids && !b->n_embeds)
             rc = llm_hist_push(c, 0, b->ids, b->n, c->seq.n_past - b->n);
+        llm_held_push(c, c->seq.n_past - b->n, b->ids, b->n, b->embed_pos, b->n_embeds);
     }
     return rc;
 }
@@ -503,6 +530,53 @@ int vtok_llm_eval(vtok_llm_ctx *c, const vtok_llm_batch *b)
     c->st.msg[0] = '\0';
     vt_ctx_run_begin(&c->b, 0, NULL, NULL, 0);
     return vt_ctx_end(&c->b, &c->st, eval(c, b));
+}
+
+int vtok_llm_eval_reuse(vtok_llm_ctx *c, const vtok_llm_batch *b, int same_embeds,
+                        int64_t *reused)
+{
+    if (reused)
+        *reused = 0;
+    if (!c)
+        return VTOK_EINVAL;
+    if (c->n_seq != 1 || !b || b->n < 1 || b->n_embeds < 0 || (b->n_embeds && b->ids &&
+                                                              !b->embed_pos)) {
+        c->st.code = 0;
+        return vt_fail(&c->st, VTOK_EINVAL, "vtok_llm_eval_reuse: a one-sequence context and "
+                       "a batch of n >= 1 (embed_pos with ids and embeds)");
+    }
+    /* the common prefix, leaving b's last position to evaluate (its logits) */
+    const int64_t lim = b->n - 1 < c->n_held ? b->n - 1 : c->n_held;
+    int64_t keep = 0, k = 0;
+    while (keep < lim) {
+        const int row = !b->ids || (k < b->n_embeds && b->embed_pos[k] == keep);
+        const int32_t want = row ? -1 : b->ids[keep];
+        if (c->held[keep] != want || (row && !same_embeds))
+            break;
+        k += row && b->ids;
+        keep++;
+    }
+    if (!b->ids) /* rows only: row i is position i */
+        k = keep;
+    int rc = vtok_llm_truncate(c, keep);
+    if (rc)
+        return rc;
+    int64_t *pos = NULL;
+    if (b->ids && b->n_embeds > k && !(pos = malloc((size_t)(b->n_embeds - k) * sizeof *pos))) {
+        c->st.code = 0;
+        return vt_fail(&c->st, VTOK_ENOMEM, "out of memory");
+    }
+    for (int64_t i = k; pos && i < b->n_embeds; i++)
+        pos[i - k] = b->embed_pos[i] - keep;
+    const int64_t hidden = c->m->m.c.hidden;
+    vtok_llm_batch rest = {.n = b->n - keep, .ids = b->ids ? b->ids + keep : NULL,
+                           .embeds = b->n_embeds > k ? b->embeds + k * hidden : NULL,
+                           .embed_pos = pos, .n_embeds = b->n_embeds - k};
+    rc = vtok_llm_eval(c, &rest);
+    free(pos);
+    if (!rc && reused)
+        *reused = keep;
+    return rc;
 }
 
 /* ---- batches (vtok_llm_ctx_new_batch) ---- */

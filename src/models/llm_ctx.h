@@ -41,8 +41,18 @@ struct vtok_llm_ctx {
     float      *logits;     /* [n_seq, vocab], arena */
     int         have_logits;
     llm_hist   *hist;       /* [n_seq] */
+    /* one-sequence contexts: the id at each of the first n_held positions
+     * (-1: an embedding row), for vtok_llm_eval_reuse; n_held <= n_past
+     * (positions evaluated otherwise are not recorded) */
+    int32_t    *held;
+    int64_t     n_held, held_cap;
     vtok_status st;
 };
+
+/* Record ids (NULL: n embedding rows; embed_pos / n_embeds mark rows among
+ * ids) at positions at0.. when they follow the recorded prefix. */
+void llm_held_push(vtok_llm_ctx *c, int64_t at0, const int32_t *ids, int64_t n,
+                   const int64_t *embed_pos, int64_t n_embeds);
 
 /* ids at positions at0, at0 + 1, ... into sequence seq's history. */
 int llm_hist_push(vtok_llm_ctx *c, int64_t seq, const int32_t *ids, int64_t n, int64_t at0);

@@ -217,6 +217,10 @@ static int generate(vtok_llm_ctx *c, const vtok_gen_params *p, int32_t *out, int
         c->have_logits = 0;
         if ((rc = vt_llm_forward_batch(&c->seq, &c->b.exec, in, &o, st)))
             break;
+        if (B == 1 && in[0].n) { /* what the context now holds, for vtok_llm_eval_reuse */
+            const int32_t id = (int32_t)next[0];
+            llm_held_push(c, vt_llm_seq_past(&c->seq, 0) - 1, &id, 1, NULL, 0);
+        }
         for (int64_t i = 0; i < B && !rc; i++)
             if (in[i].n)
                 rc = llm_logits_check(c, i, st);

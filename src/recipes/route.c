@@ -99,10 +99,10 @@ int vtok_recipe_route(vtok_recipe_ctx *c, vtok_llm_ctx *lc, const vtok_image *im
                                n, T, NULL, &b, NULL, st)))
         goto done;
     b.embeds = v.data;
-    vtok_llm_reset(lc);
     vtok_gen_params gp = vtok_gen_default_params();
     gp.max_tokens = 16; /* model_vqa_loader.py: max_new_tokens=16 for the routing answer */
-    if ((rc = vtok_llm_eval(lc, &b)) || (rc = vtok_llm_generate(lc, &gp, gen, 16, &n_gen))) {
+    if ((rc = vtok_llm_eval_reuse(lc, &b, 0, NULL)) ||
+        (rc = vtok_llm_generate(lc, &gp, gen, 16, &n_gen))) {
         vt_fail(st, rc, "%s", vtok_llm_errmsg(lc));
         goto done;
     }

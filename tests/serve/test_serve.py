@@ -372,6 +372,31 @@ def test_chat(vtok, work):
               and events and events[-1] == "[DONE]" and text.strip() == ref
               and finish == "stop", "streamed chat: SSE chunks spell the same answer, then "
               "[DONE] (%r)" % text)
+        # prompt caching: a text-only conversation resent with one more turn reuses the
+        # worker's KV cache (usage.prompt_tokens_details.cached_tokens), and an answer does
+        # not depend on what was cached before it
+        qa, qb = "What colour is the star?", "How many shapes are there?"
+
+        def ask(messages):
+            st, got = srv.post_json("/v1/chat/completions", {"messages": messages,
+                                                             "max_tokens": 8})
+            ok = st == 200 and got.get("object") == "chat.completion"
+            return (got["choices"][0]["message"]["content"] if ok else None,
+                    got["usage"] if ok else {})
+        ans_a0, _ = ask([{"role": "user", "content": qa}])
+        conv = [{"role": "user", "content": qa}, {"role": "assistant", "content": ans_a0 or ""},
+                {"role": "user", "content": qb}]
+        ans_b1, u_b1 = ask(conv)
+        ask([{"role": "user", "content": "Something else entirely."}])
+        ans_a, u_a = ask([{"role": "user", "content": qa}])
+        ans_b2, u_b2 = ask(conv)
+        ca, cb = (u.get("prompt_tokens_details", {}).get("cached_tokens", -1) for u in (u_a, u_b2))
+        check(ans_a == ans_a0 and ans_b2 == ans_b1 and ans_a0 and ans_b1,
+              "cached prompts: the same answers whatever was cached (%r, %r)" % (ans_a, ans_b2))
+        check(0 < ca < u_a.get("prompt_tokens", 0) and cb >= u_a.get("prompt_tokens", 1) - 1
+              and cb < u_b2.get("prompt_tokens", 0),
+              "cached_tokens: %d of %d (a shared prefix), then %d of %d (the last prompt + "
+              "answer)" % (ca, u_a.get("prompt_tokens", 0), cb, u_b2.get("prompt_tokens", 0)))
         # the embeddings of the recipe: [64, 128] tokens per image
         st, got = srv.post_json("/v1/embeddings", {"input": img})
         check(st == 200 and got["data"][0]["shape"] == [64, 128]

@@ -156,6 +156,7 @@ typedef struct gen_opts {
     const char *out;
     int interactive;  /* chat -i: a conversation from stdin lines, tty or not */
     int64_t reused;   /* positions of this prompt already held (KV reuse)     */
+    int same_embeds;  /* the image rows are those the context already holds */
 } gen_opts;
 
 static int gen_option(gen_opts *o, int argc, char **argv, int *i, int *used)
@@ -256,10 +257,11 @@ static int save_codes(const char *dir, const vtok_recipe_info *ri, const int64_t
     return 0;
 }
 
-/* Evaluate b, generate, print. reply: the answer's text; gen / n_gen: its
- * ids (malloc'd), for a caller that keeps the conversation. */
+/* Evaluate b (the whole prompt; what c holds of it is kept:
+ * vtok_llm_eval_reuse), generate, print. reply: the answer's text, for a
+ * caller that keeps the conversation. */
 static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batch *b,
-                  char **reply, int32_t **gen, int64_t *n_gen)
+                  char **reply)
 {
     vtok_status st = {0};
     int32_t *out = malloc((size_t)(o->gp.max_tokens > 0 ? o->gp.max_tokens : 1) * sizeof *out);
@@ -271,7 +273,7 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
     int rc = 1;
     int64_t n_codes = 0, *codes = NULL;
     double t0 = now_s();
-    if (vtok_llm_eval(c, b)) {
+    if (vtok_llm_eval_reuse(c, b, o->same_embeds, &o->reused)) {
         fail("%s", vtok_llm_errmsg(c));
         goto done;
     }
@@ -311,12 +313,18 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
             fail("%s", st.msg[0] ? st.msg : "out of memory");
             goto done;
         }
+        /* the positions evaluated: from o->reused on */
+        const int64_t r0 = o->reused;
+        int64_t e0 = 0;
+        while (e0 < b->n_embeds && b->ids && b->embed_pos[e0] < r0)
+            e0++;
         printf("{\"reused_positions\": %lld, \"prompt_tokens\": %lld, \"prompt_ids\": [",
-               (long long)o->reused, (long long)b->n);
-        for (int64_t i = 0; i < b->n; i++)
-            printf("%s%d", i ? ", " : "", b->ids ? b->ids[i] : -1);
+               (long long)r0, (long long)(b->n - r0));
+        for (int64_t i = r0; i < b->n; i++)
+            printf("%s%d", i > r0 ? ", " : "", b->ids ? b->ids[i] : -1);
         printf("], \"image_positions\": %lld, \"image_start\": %lld, \"ids\": [",
-               (long long)b->n_embeds, (long long)(b->n_embeds ? b->embed_pos[0] : -1));
+               (long long)(b->n_embeds - e0),
+               (long long)(b->n_embeds > e0 ? (b->ids ? b->embed_pos[e0] : e0) - r0 : -1));
         for (int64_t i = 0; i < n_out; i++)
             printf("%s%d", i ? ", " : "", out[i]);
         if (o->ri && o->ri->id_format[0]) {
@@ -330,17 +338,14 @@ static int answer(vtok_llm *m, vtok_llm_ctx *c, gen_opts *o, const vtok_llm_batc
                (t2 - t1) * 1e3);
         free(s);
     }
-    fprintf(stderr, "vtok: %lld prompt positions in %.1f ms (%.1f/s), %lld new tokens in %.1f ms "
-            "(%.1f tok/s)\n", (long long)b->n, (t1 - t0) * 1e3, (double)b->n / (t1 - t0),
+    const int64_t np = b->n - o->reused;
+    fprintf(stderr, "vtok: %lld prompt positions in %.1f ms (%.1f/s)%s, %lld new tokens in "
+            "%.1f ms (%.1f tok/s)\n", (long long)np, (t1 - t0) * 1e3, (double)np / (t1 - t0),
+            o->reused ? " after reused ones" : "",
             (long long)n_out, (t2 - t1) * 1e3, n_out > 0 ? (double)n_out / (t2 - t1) : 0.0);
     rc = 0;
 done:
     free(codes);
-    if (gen && !rc) {
-        *gen = out;
-        *n_gen = n_out;
-        out = NULL;
-    }
     free(out);
     return rc;
 }
@@ -624,7 +629,7 @@ int cli_generate(int argc, char **argv)
         fail("%s", st.msg);
         goto done;
     }
-    rc = answer(m, c, &o, &b, NULL, NULL, NULL);
+    rc = answer(m, c, &o, &b, NULL);
 done:
     vtok_llm_batch_free(&b);
     vtok_llm_ctx_free(c);
@@ -814,10 +819,6 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
     vtok_llm_ctx *c = vtok_llm_ctx_new(m, o->n_ctx, cp, &st);
     if (!c)
         return fail("%s", st.msg);
-    vtok_llm_info li;
-    vtok_llm_get_info(m, &li);
-    int32_t *held = NULL; /* the id at each position held, -1 for an image row */
-    int64_t n_held = 0;
     char *line = NULL;
     size_t cap = 0;
     fprintf(stderr, "vtok: ask about the image%s (empty line to end)\n", n_images == 1 ? "" : "s");
@@ -848,54 +849,9 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
         }
         vtok_free(text);
         b.embeds = rows;
-        int32_t *cur = malloc((size_t)b.n * sizeof *cur), *gen = NULL;
-        int64_t *epos = malloc((size_t)(b.n_embeds ? b.n_embeds : 1) * sizeof *epos), n_gen = 0;
-        if (!cur || !epos) {
-            free(cur);
-            free(epos);
-            vtok_llm_batch_free(&b);
-            rc = fail("out of memory");
-            break;
-        }
-        for (int64_t i = 0; i < b.n; i++)
-            cur[i] = b.ids ? b.ids[i] : -1;
-        for (int64_t k = 0; k < b.n_embeds; k++)
-            cur[b.embed_pos[k]] = -1;
-        /* keep the common prefix; at least one position is evaluated (logits) */
-        int64_t keep = 0;
-        while (keep < n_held && keep < b.n - 1 && held[keep] == cur[keep])
-            keep++;
-        int64_t first = 0; /* image rows of the kept part */
-        while (first < b.n_embeds && b.embed_pos[first] < keep)
-            first++;
-        for (int64_t k = first; k < b.n_embeds; k++)
-            epos[k - first] = b.embed_pos[k] - keep;
-        vtok_llm_batch rest = {.n = b.n - keep, .ids = b.ids ? b.ids + keep : NULL,
-                               .embeds = b.n_embeds > first ? rows + first * li.hidden_size : NULL,
-                               .embed_pos = b.n_embeds > first ? epos : NULL,
-                               .n_embeds = b.n_embeds - first};
         char *reply = NULL;
-        o->reused = keep;
-        rc = vtok_llm_truncate(c, keep) ? fail("%s", vtok_llm_errmsg(c))
-                                        : answer(m, c, o, &rest, &reply, &gen, &n_gen);
-        /* held: this prompt, then the answer's ids that were run (not the last) */
-        int64_t n_run = vtok_llm_n_past(c) - b.n;
-        if (!rc && n_run >= 0 && n_run <= n_gen) {
-            int32_t *h = realloc(held, (size_t)(b.n + n_run) * sizeof *h);
-            if (h) {
-                memcpy(h, cur, (size_t)b.n * sizeof *h);
-                memcpy(h + b.n, gen, (size_t)n_run * sizeof *h);
-                held = h;
-                n_held = b.n + n_run;
-            } else {
-                n_held = 0; /* nothing reused next turn */
-            }
-        } else {
-            n_held = 0;
-        }
-        free(cur);
-        free(epos);
-        free(gen);
+        o->same_embeds = 1; /* every turn splices the same images' rows */
+        rc = answer(m, c, o, &b, &reply); /* keeps what c holds of b */
         vtok_llm_batch_free(&b);
         if (rc)
             break;
@@ -905,7 +861,6 @@ static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
     }
     for (int i = 0; i < n; i++)
         free(own[i]);
-    free(held);
     free(line);
     vtok_llm_ctx_free(c);
     return rc;
@@ -963,8 +918,8 @@ int cli_chat(int argc, char **argv)
     vtok_llm *m = NULL;
     vtok_llm_ctx *c = NULL;
     char *question = NULL, *turn = NULL, *text = NULL;
-    int32_t *text_ids = NULL, *held = NULL;
-    int64_t n_text_ids = 0, n_held = 0;
+    int32_t *text_ids = NULL;
+    int64_t n_text_ids = 0;
     float route_w[16];
     char *route_ans = NULL;
     vtok_llm_batch b = {0};
@@ -1053,7 +1008,7 @@ int cli_chat(int argc, char **argv)
             goto done;
         }
         if (cli_route(m, c, r, rc_ctx, &ri, imgs, n_images, images, q, format, experts,
-                      route_w, &route_ans, &held, &n_held, NULL, NULL))
+                      route_w, &route_ans, NULL, NULL, NULL, NULL))
             goto done;
         cli_route_report(r, route_w, route_ans);
         runp.prompt = q;
@@ -1108,34 +1063,14 @@ int cli_chat(int argc, char **argv)
         goto done;
     }
     b.embeds = rows;
-    if (c) { /* after routing: keep the positions both prompts share */
-        int64_t keep = 0, first = 0;
-        while (keep < n_held && keep < b.n - 1 && b.ids && held[keep] >= 0 &&
-               held[keep] == b.ids[keep] && (first >= b.n_embeds || b.embed_pos[first] > keep))
-            keep++;
-        int64_t *epos = malloc((size_t)(b.n_embeds ? b.n_embeds : 1) * sizeof *epos);
-        if (!epos) {
-            fail("out of memory");
-            goto done;
-        }
-        for (int64_t k = 0; k < b.n_embeds; k++)
-            epos[k] = b.embed_pos[k] - keep;
-        vtok_llm_batch rest = {.n = b.n - keep, .ids = b.ids ? b.ids + keep : NULL,
-                               .embeds = b.embeds, .embed_pos = b.n_embeds ? epos : NULL,
-                               .n_embeds = b.n_embeds};
-        o.reused = keep;
-        rc = vtok_llm_truncate(c, keep) ? fail("%s", vtok_llm_errmsg(c))
-                                        : answer(m, c, &o, &rest, NULL, NULL, NULL);
-        free(epos);
-        goto done;
-    }
-    if (!(c = vtok_llm_ctx_new(m, o.n_ctx, &cp, &st))) {
+    /* after routing, c holds the routing prompt: the positions both prompts
+     * share are kept (vtok_llm_eval_reuse, in answer) */
+    if (!c && !(c = vtok_llm_ctx_new(m, o.n_ctx, &cp, &st))) {
         fail("%s", st.msg);
         goto done;
     }
-    rc = answer(m, c, &o, &b, NULL, NULL, NULL);
+    rc = answer(m, c, &o, &b, NULL);
 done:
-    free(held);
     free(route_ans);
     vtok_llm_batch_free(&b);
     vtok_llm_ctx_free(c);

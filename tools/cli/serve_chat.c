@@ -58,7 +58,7 @@ struct sv_chat_job {
     sv_buf   text;     /* the answer's text (non-streamed)                  */
     sv_buf   sse;      /* streamed events not yet read: [sse_off, sse.n)    */
     size_t   sse_off;
-    int64_t  prompt_tokens, completion_tokens;
+    int64_t  prompt_tokens, completion_tokens, cached_tokens;
     const char *finish;
     int      cancelled, done, refs;
     pthread_mutex_t mu;
@@ -137,9 +137,11 @@ static void chunk(sv_chat_job *j, const char *model, const char *delta, size_t d
 
 static void usage_json(sv_buf *b, const sv_chat_job *j)
 {
-    sv_buf_printf(b, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}",
+    sv_buf_printf(b, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
+                     "\"prompt_tokens_details\":{\"cached_tokens\":%lld}}",
                   (long long)j->prompt_tokens, (long long)j->completion_tokens,
-                  (long long)(j->prompt_tokens + j->completion_tokens));
+                  (long long)(j->prompt_tokens + j->completion_tokens),
+                  (long long)j->cached_tokens);
 }
 
 /* The worker is done with j: the last events, wake the reader. */
@@ -383,8 +385,10 @@ static void answer(sv_chat *c, sv_chat_job *j)
         b.ids = tid;
     }
     j->prompt_tokens = b.n;
-    vtok_llm_reset(c->lctx);
-    if (vtok_llm_eval(c->lctx, &b)) {
+    /* the positions the worker's context already holds of this prompt (the
+     * last request's prompt and answer, a MoVA routing prompt) are kept: a
+     * client resending a growing conversation pays only for what is new */
+    if (vtok_llm_eval_reuse(c->lctx, &b, 0, &j->cached_tokens)) {
         job_fail(j, 400, "context_length_exceeded", vtok_llm_errmsg(c->lctx));
         goto out;
     }
