@@ -578,10 +578,84 @@ static void test_text_tokenize(void)
     vtok_text_model_free(t);
 }
 
+/* vtok_llm_eval_reuse: what a context holds (prompt, generated ids) is
+ * kept for a longer prompt that starts the same, and the logits equal a
+ * fresh context's; truncation, embedding rows (same_embeds) and bad calls. */
+static void test_eval_reuse(void)
+{
+    vtok_status st = {0};
+    vtok_llm *m = vtok_llm_load("models/shapes/llava/llm", NULL, &st);
+    CHECK(m != NULL, "LLM: %s", st.msg);
+    if (!m)
+        return;
+    vtok_llm_info li;
+    vtok_llm_get_info(m, &li);
+    vtok_llm_ctx *c = vtok_llm_ctx_new(m, 256, NULL, &st), *f = vtok_llm_ctx_new(m, 256, NULL, &st);
+    int32_t q[128], g[8];
+    const char *p = "USER: What colour is the star? ASSISTANT:", *more = " USER: and?";
+    int64_t np = vtok_tokenize(m, p, strlen(p), 1, q, 64, &st), ng = 0, reused = -1;
+    float *logits = malloc((size_t)li.vocab * sizeof *logits);
+    CHECK(c && f && logits && np > 4 && np < 64, "contexts and a prompt of %lld ids", (long long)np);
+    if (!c || !f || !logits || np <= 4 || np >= 64)
+        goto out;
+    vtok_llm_batch b = {.n = np, .ids = q};
+    vtok_gen_params gp = vtok_gen_default_params();
+    gp.max_tokens = 5;
+    gp.stop_ids = NULL;
+    CHECK(vtok_llm_eval_reuse(c, &b, 0, &reused) == 0 && reused == 0 &&
+          vtok_llm_generate(c, &gp, g, 8, &ng) == 0 && ng >= 2,
+          "fresh context: nothing reused (%lld), %lld ids generated", (long long)reused,
+          (long long)ng);
+    /* the next prompt: the same prompt, the answer, more text */
+    memcpy(q + np, g, (size_t)ng * sizeof *g);
+    int64_t nm = vtok_tokenize(m, more, strlen(more), 0, q + np + ng, 32, &st);
+    const int64_t nq = np + ng + nm, held = vtok_llm_n_past(c);
+    b.n = nq;
+    /* held: the prompt and every generated id but the last (sampled, never run) */
+    CHECK(nm > 0 && held == np + ng - 1 && vtok_llm_eval_reuse(c, &b, 0, &reused) == 0 &&
+          reused == held, "a longer prompt keeps the %lld positions held (reused %lld)",
+          (long long)held, (long long)reused);
+    memcpy(logits, vtok_llm_logits(c), (size_t)li.vocab * sizeof *logits);
+    CHECK(vtok_llm_eval(f, &b) == 0, "fresh eval: %s", vtok_llm_errmsg(f));
+    const float *e = vtok_llm_logits(f);
+    double dmax = 0, emax = 0;
+    for (int64_t i = 0; e && i < li.vocab; i++) {
+        dmax = fmax(dmax, fabs((double)logits[i] - e[i]));
+        emax = fmax(emax, fabs((double)e[i]));
+    }
+    CHECK(e && dmax <= 1e-5 * emax, "reused logits = a fresh context's (rel %.2e)",
+          emax > 0 ? dmax / emax : 0.0);
+    CHECK(vtok_llm_truncate(c, 3) == 0 && vtok_llm_eval_reuse(c, &b, 0, &reused) == 0 &&
+          reused == 3, "after truncating to 3: reused %lld", (long long)reused);
+    /* the same prompt again: all but its last position */
+    CHECK(vtok_llm_eval_reuse(c, &b, 0, &reused) == 0 && reused == nq - 1,
+          "the same prompt: %lld of %lld reused", (long long)reused, (long long)nq);
+    /* an embedding row at position 2: it matches only with same_embeds */
+    float *row = calloc((size_t)li.hidden_size, sizeof *row);
+    int64_t epos = 2;
+    vtok_llm_batch be = {.n = np, .ids = q, .embeds = row, .embed_pos = &epos, .n_embeds = 1};
+    for (int64_t i = 0; row && i < li.hidden_size; i++)
+        row[i] = (float)((i % 7) - 3) * 0.01f;
+    CHECK(row && vtok_llm_eval_reuse(c, &be, 0, &reused) == 0 && reused == 2 &&
+          vtok_llm_eval_reuse(c, &be, 0, &reused) == 0 && reused == 2 &&
+          vtok_llm_eval_reuse(c, &be, 1, &reused) == 0 && reused == np - 1,
+          "an image row: the prefix stops at it, or passes with same_embeds (%lld)",
+          (long long)reused);
+    free(row);
+    CHECK(vtok_llm_eval_reuse(c, NULL, 0, &reused) == VTOK_EINVAL && reused == 0 &&
+          vtok_llm_errmsg(c)[0], "NULL batch: EINVAL with a message");
+out:
+    free(logits);
+    vtok_llm_ctx_free(c);
+    vtok_llm_ctx_free(f);
+    vtok_llm_free(m);
+}
+
 int main(void)
 {
     fill_pixels();
     test_text_tokenize();
+    test_eval_reuse();
     vtok_status st = {0};
     vtok_model_params mp = vtok_model_default_params();
     mp.n_threads = 2;
