@@ -234,6 +234,7 @@ _SIGS = {
     "vtok_llm_n_past": (c_int64, [P]),
     "vtok_llm_errmsg": (c_char_p, [P]),
     "vtok_llm_eval": (c_int, [P, POINTER(LLMBatch)]),
+    "vtok_llm_eval_reuse": (c_int, [P, POINTER(LLMBatch), c_int, POINTER(c_int64)]),
     "vtok_llm_prompt": (c_int, [P, POINTER(RecipeInfo), c_char_p, c_int64, POINTER(c_int64),
                                 POINTER(c_int64), c_int, POINTER(LLMBatch), POINTER(Status)]),
     "vtok_llm_batch_free": (None, [POINTER(LLMBatch)]),

@@ -55,6 +55,7 @@ class LLM(Handle):
         check_status(self._m, st)
         self._closed = False
         self._ctx = None
+        self.reused = 0  # prompt positions the last call kept from the call before
         cp = self._hooks.ctx_params(threads, mem_limit)
         st = _lib.Status()
         self._ctx = L.vtok_llm_ctx_new(self._m, int(n_ctx), ctypes.byref(cp), ctypes.byref(st))
@@ -215,8 +216,11 @@ class LLM(Handle):
         return _lib.text(_lib.lib().vtok_llm_errmsg(self._ctx))
 
     def _run(self, batch, gp, on_piece, abort):
-        """Evaluate batch from an empty context and generate: the ids (int32).
-        on_piece(text) -> true stops. Caller holds the lock."""
+        """Evaluate batch as the whole prompt and generate: the ids (int32).
+        What the context still holds of it from the last call (its prompt
+        and answer) is kept (vtok_llm_eval_reuse; image rows never match):
+        self.reused says how many positions. on_piece(text) -> true stops.
+        Caller holds the lock."""
         L = _lib.lib()
         hk = self._hooks
         cb = None
@@ -235,10 +239,11 @@ class LLM(Handle):
         cap = max(int(gp.max_tokens), 1)
         out = np.zeros(cap, np.int32)
         n_out = ctypes.c_int64(0)
-        L.vtok_llm_reset(self._ctx)
+        reused = ctypes.c_int64(0)
         with hk.active(abort, None):
-            rc = L.vtok_llm_eval(self._ctx, ctypes.byref(batch))
+            rc = L.vtok_llm_eval_reuse(self._ctx, ctypes.byref(batch), 0, ctypes.byref(reused))
             hk.check(rc, self._errmsg)
+            self.reused = reused.value
             rc = L.vtok_llm_generate(self._ctx, ctypes.byref(gp), _i32p(out), gp.max_tokens,
                                      ctypes.byref(n_out))
             try:

@@ -87,6 +87,23 @@ def test_generate_from_ids_and_limits(vtok, llm):
     assert "16" in str(e.value) and 0 < len(e.value.ids) < 16  # the ids that fit
 
 
+def test_kv_reuse_across_calls(vtok, llm):
+    """A prompt that repeats the last one's prompt and answer keeps them in the
+    KV cache (LLM.reused) and answers as a fresh LLM does."""
+    p = llm.prompt_ids("What colour is the star?", "vicuna_v1")
+    _, a = llm.generate(p, max_tokens=6, stop_ids=[0], return_ids=True)
+    more = llm.tokenize(" USER: and the shape? ASSISTANT:", add_special=False)
+    p2 = np.concatenate([p, a, more]).astype(np.int32)
+    _, b = llm.generate(p2, max_tokens=6, return_ids=True)
+    assert llm.reused == p.size + a.size - 1  # the last answer id was never run
+    with vtok.LLM(SHAPES_LLM, threads=2) as fresh:
+        _, c = fresh.generate(p2, max_tokens=6, return_ids=True)
+        assert fresh.reused == 0
+    assert b.tolist() == c.tolist()
+    llm.generate("a", max_tokens=1)  # an unrelated prompt: only what matches is kept
+    assert llm.reused <= 1
+
+
 def test_stream_equals_generate(llm):
     kw = dict(max_tokens=40, temperature=1.2, seed=5, stop_ids=[0])
     text, ids = llm.generate("a red", return_ids=True, **kw)
