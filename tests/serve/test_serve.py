@@ -372,6 +372,21 @@ def test_chat(vtok, work):
               and events and events[-1] == "[DONE]" and text.strip() == ref
               and finish == "stop", "streamed chat: SSE chunks spell the same answer, then "
               "[DONE] (%r)" % text)
+        # the same image again with another question: the recipe does not run again and its
+        # rows stay in the KV cache (cached_tokens past the 64 image rows); the answer is
+        # still `vtok chat`'s
+        q2 = "How many shapes are there?"
+        ref2 = subprocess.run([vtok, "chat", "--recipe", "llava-1.5", "--model", llava, "--llm",
+                               os.path.join(llava, "llm"), "--image", demo, "-p", q2],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        msgs2 = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": img}},
+                                              {"type": "text", "text": q2}]}]
+        st, got = srv.post_json("/v1/chat/completions", {"messages": msgs2})
+        ok = st == 200 and got.get("object") == "chat.completion"
+        cached = got["usage"]["prompt_tokens_details"]["cached_tokens"] if ok else -1
+        check(ok and got["choices"][0]["message"]["content"].strip() == ref2 and cached > 64,
+              "same image, new question: %d cached positions (image rows kept), answer == vtok "
+              "chat (%r)" % (cached, ref2))
         # prompt caching: a text-only conversation resent with one more turn reuses the
         # worker's KV cache (usage.prompt_tokens_details.cached_tokens), and an answer does
         # not depend on what was cached before it

@@ -73,6 +73,12 @@ struct sv_chat {
     vtok_llm_info    li;
     vtok_recipe_ctx *rctx;
     vtok_llm_ctx    *lctx;
+    /* the images of the last successful recipe run (rctx still holds its
+     * rows): a request with the very same images (a client resending its
+     * conversation) skips the run, and its image rows count as the same in
+     * the KV cache. Not for recipes whose rows depend on the question. */
+    vtok_image      *last;
+    int64_t          n_last;
     pthread_t        th;
     int              started;
     pthread_mutex_t  mu;
@@ -91,7 +97,7 @@ static void job_free(sv_chat_job *j)
         free(j->contents ? j->contents[i] : NULL);
     free(j->contents);
     free(j->msgs);
-    for (int64_t i = 0; i < j->n_images; i++)
+    for (int64_t i = 0; j->imgs && i < j->n_images; i++)
         vtok_image_free(&j->imgs[i]);
     free(j->imgs);
     for (int i = 0; i < j->n_stops; i++)
@@ -322,6 +328,42 @@ static int text_ids(sv_chat *c, sv_chat_job *j, const char *text, int add_specia
     return 0;
 }
 
+/* Whether j's images are, pixel for pixel, those of the last recipe run. */
+static int same_images(const sv_chat *c, const sv_chat_job *j)
+{
+    if (!c->n_last || j->n_images != c->n_last || c->ri.needs_text ||
+        vtok_recipe_n_experts(c->cfg.recipe))
+        return 0;
+    for (int64_t i = 0; i < j->n_images; i++) {
+        const vtok_image *a = &j->imgs[i], *b = &c->last[i];
+        if (a->width != b->width || a->height != b->height ||
+            memcmp(a->data, b->data, (size_t)(a->width * a->height * 3)))
+            return 0;
+    }
+    return 1;
+}
+
+static void forget_images(sv_chat *c)
+{
+    for (int64_t i = 0; i < c->n_last; i++)
+        vtok_image_free(&c->last[i]);
+    free(c->last);
+    c->last = NULL;
+    c->n_last = 0;
+}
+
+/* After a successful recipe run: j's images become the last ones (the job
+ * no longer owns them). */
+static void keep_images(sv_chat *c, sv_chat_job *j)
+{
+    forget_images(c);
+    if (c->ri.needs_text || vtok_recipe_n_experts(c->cfg.recipe))
+        return;
+    c->last = j->imgs;
+    c->n_last = j->n_images;
+    j->imgs = NULL;
+}
+
 static void answer(sv_chat *c, sv_chat_job *j)
 {
     vtok_llm *m = c->cfg.llm;
@@ -339,7 +381,9 @@ static void answer(sv_chat *c, sv_chat_job *j)
         goto out;
     }
     int add_special = vtok_chat_add_special(m, fmt, text); /* the library's BOS rule */
-    if (j->n_images) {
+    const int same = j->n_images && same_images(c, j);
+    if (j->n_images && !same) {
+        forget_images(c); /* rctx's rows change now */
         vtok_run_params rp = vtok_run_default_params();
         if (vtok_recipe_n_experts(c->cfg.recipe) && route(c, j, fmt, w, &rp))
             goto out;
@@ -349,6 +393,9 @@ static void answer(sv_chat *c, sv_chat_job *j)
             job_fail(j, 400, "invalid_image", vtok_recipe_ctx_errmsg(c->rctx));
             goto out;
         }
+        keep_images(c, j);
+    }
+    if (j->n_images) { /* rctx holds this request's rows */
         if (c->ri.id_format[0]) {
             int64_t n_id = 0, per = 0;
             if (vtok_recipe_get_ids(c->rctx, &ids, &n_id, &per)) {
@@ -387,8 +434,9 @@ static void answer(sv_chat *c, sv_chat_job *j)
     j->prompt_tokens = b.n;
     /* the positions the worker's context already holds of this prompt (the
      * last request's prompt and answer, a MoVA routing prompt) are kept: a
-     * client resending a growing conversation pays only for what is new */
-    if (vtok_llm_eval_reuse(c->lctx, &b, 0, &j->cached_tokens)) {
+     * client resending a growing conversation pays only for what is new;
+     * image rows count only when they are the last request's very images */
+    if (vtok_llm_eval_reuse(c->lctx, &b, same, &j->cached_tokens)) {
         job_fail(j, 400, "context_length_exceeded", vtok_llm_errmsg(c->lctx));
         goto out;
     }
@@ -543,6 +591,9 @@ void sv_chat_free(sv_chat *c)
         pthread_join(c->th, NULL);
     vtok_recipe_ctx_free(c->rctx);
     vtok_llm_ctx_free(c->lctx);
+    for (int64_t i = 0; i < c->n_last; i++)
+        vtok_image_free(&c->last[i]);
+    free(c->last);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
