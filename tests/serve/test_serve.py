@@ -572,6 +572,15 @@ def test_question_recipes(vtok, work, mova_dir, slime_dir):
                     check(rt is not None and rt["experts"] == ref_experts
                           and isinstance(rt["answer"], str),
                           "chat mova: routing %s = vtok chat's experts %s" % (rt, ref_experts))
+                if name == "mova":  # streamed: the first chunk carries the routing
+                    st, h, data = srv.request("POST", "/v1/chat/completions",
+                                              {"messages": msgs, "max_tokens": n, "stream": True})
+                    evs = [json.loads(l[6:]) for l in data.decode().split("\n\n")
+                           if l.startswith("data: {")]
+                    text = "".join(e["choices"][0]["delta"].get("content", "") for e in evs)
+                    check(st == 200 and evs and evs[0].get("routing") == rt
+                          and text.strip() == ref, "chat mova streamed: routing in the first "
+                          "chunk, the same text (%r)" % text)
             if name == "mova":  # a question is needed: images alone are refused
                 st, got = srv.post_json("/v1/chat/completions", {"messages": [
                     {"role": "user", "content": [{"type": "image_url",

@@ -123,9 +123,10 @@ void sv_chat_release(sv_chat_job *j)
         job_free(j);
 }
 
-/* The streamed chunk with this delta (a JSON object's text) and finish reason. */
+/* The streamed chunk with this delta (a JSON object's text) and finish
+ * reason; the first one also carries MoVA's routing (j->routing). */
 static void chunk(sv_chat_job *j, const char *model, const char *delta, size_t dn,
-                  const char *finish)
+                  const char *finish, int first)
 {
     sv_buf *b = &j->sse;
     sv_buf_printf(b, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%lld,"
@@ -138,7 +139,12 @@ static void chunk(sv_chat_job *j, const char *model, const char *delta, size_t d
         sv_buf_printf(b, "\"%s\"", finish);
     else
         sv_buf_str(b, "null");
-    sv_buf_str(b, "}]}\n\n");
+    sv_buf_str(b, "}]");
+    if (first && j->routing.n) {
+        sv_buf_str(b, ",\"routing\":");
+        sv_buf_put(b, j->routing.p, j->routing.n);
+    }
+    sv_buf_str(b, "}\n\n");
 }
 
 static void usage_json(sv_buf *b, const sv_chat_job *j)
@@ -160,7 +166,7 @@ static void job_done(sv_chat *c, sv_chat_job *j)
             sv_error_body(&j->sse, &j->err);
             sv_buf_str(&j->sse, "\n");
         } else {
-            chunk(j, c->cfg.model_name, "{}", 2, j->finish);
+            chunk(j, c->cfg.model_name, "{}", 2, j->finish, 0);
             if (j->include_usage) {
                 sv_buf_printf(&j->sse, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\","
                                        "\"created\":%lld,\"model\":", j->id, j->created);
@@ -198,7 +204,7 @@ static int on_token(void *user, int32_t id, const char *text, size_t len)
         sv_buf_json_str(&d, text, len);
         sv_buf_str(&d, "}");
         if (!d.oom)
-            chunk(j, s->c->cfg.model_name, d.p, d.n, NULL);
+            chunk(j, s->c->cfg.model_name, d.p, d.n, NULL, 0);
         sv_buf_free(&d);
         pthread_cond_broadcast(&j->cv);
     }
@@ -460,7 +466,7 @@ static void answer(sv_chat *c, sv_chat_job *j)
     if (j->stream) {
         pthread_mutex_lock(&j->mu);
         static const char first[] = "{\"role\":\"assistant\",\"content\":\"\"}";
-        chunk(j, c->cfg.model_name, first, sizeof first - 1, NULL);
+        chunk(j, c->cfg.model_name, first, sizeof first - 1, NULL, 1);
         pthread_cond_broadcast(&j->cv);
         pthread_mutex_unlock(&j->mu);
     } else
