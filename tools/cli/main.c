@@ -775,9 +775,9 @@ static void profile_step(void *user, int64_t done, int64_t total)
 {
     run_profile *p = user;
     double t = now_ms();
-    if (done == 1)
+    if (done == 1 && total > 1) /* (one step: a connector alone, its input made inside) */
         p->first = t;
-    if (done == total - 1)
+    if (done == total - 1 && total > 1)
         p->enc_end = t;
     if (done == total)
         p->end = t;
