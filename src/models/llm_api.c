@@ -539,11 +539,12 @@ int vtok_llm_eval_reuse(vtok_llm_ctx *c, const vtok_llm_batch *b, int same_embed
         *reused = 0;
     if (!c)
         return VTOK_EINVAL;
-    if (c->n_seq != 1 || !b || b->n < 1 || b->n_embeds < 0 || (b->n_embeds && b->ids &&
-                                                              !b->embed_pos)) {
+    if (c->n_seq != 1 || !b || b->n < 1 || b->n_embeds < 0 || b->n_embeds > b->n ||
+        (b->n_embeds && (!b->embeds || (b->ids && !b->embed_pos))) ||
+        (!b->ids && b->n_embeds != b->n)) {
         c->st.code = 0;
         return vt_fail(&c->st, VTOK_EINVAL, "vtok_llm_eval_reuse: a one-sequence context and "
-                       "a batch of n >= 1 (embed_pos with ids and embeds)");
+                       "a batch of n >= 1 (ids and/or embeds; embed_pos with both)");
     }
     /* the common prefix, leaving b's last position to evaluate (its logits) */
     const int64_t lim = b->n - 1 < c->n_held ? b->n - 1 : c->n_held;
@@ -975,8 +976,11 @@ int vtok_chat_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char 
 
 int64_t vtok_llm_batch_text_ids(const vtok_llm_batch *b, int32_t *ids, int64_t cap)
 {
-    if (!b || b->n < 0 || (cap > 0 && !ids))
+    if (!b || b->n < 0 || (cap > 0 && !ids) || b->n_embeds < 0 ||
+        (b->ids && b->n_embeds && !b->embed_pos))
         return VTOK_EINVAL;
+    if (!b->ids) /* rows only */
+        return 0;
     int64_t n = 0;
     for (int64_t i = 0, k = 0; i < b->n; i++) {
         if (k < b->n_embeds && b->embed_pos[k] == i) { /* embed_pos ascends */
@@ -984,7 +988,7 @@ int64_t vtok_llm_batch_text_ids(const vtok_llm_batch *b, int32_t *ids, int64_t c
             continue;
         }
         if (n < cap)
-            ids[n] = b->ids ? b->ids[i] : -1;
+            ids[n] = b->ids[i];
         n++;
     }
     return n;
