@@ -644,6 +644,14 @@ static void test_eval_reuse(void)
     free(row);
     CHECK(vtok_llm_eval_reuse(c, NULL, 0, &reused) == VTOK_EINVAL && reused == 0 &&
           vtok_llm_errmsg(c)[0], "NULL batch: EINVAL with a message");
+    vtok_llm_batch bad = {.n = np, .ids = q, .embed_pos = &epos, .n_embeds = 1}; /* no rows */
+    vtok_llm_batch bad2 = {.n = np, .ids = q, .n_embeds = 1};                     /* no positions */
+    int32_t tid[64];
+    CHECK(vtok_llm_eval_reuse(c, &bad, 0, &reused) == VTOK_EINVAL &&
+          vtok_llm_eval_reuse(c, &bad2, 0, &reused) == VTOK_EINVAL &&
+          vtok_llm_batch_text_ids(&bad2, tid, 64) == VTOK_EINVAL &&
+          vtok_llm_batch_text_ids(&be, tid, 64) == np - 1 && tid[2] == q[3],
+          "malformed batches refused; text ids skip the image position");
 out:
     free(logits);
     vtok_llm_ctx_free(c);
