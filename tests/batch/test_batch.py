@@ -35,6 +35,7 @@ Prints the measured images/s (tiny-clip) as a JSON line at the end.
 """
 import argparse
 import io
+import glob
 import json
 import os
 import shutil
@@ -753,9 +754,78 @@ def rank_pid(out, rank):
     fail("no process for rank %d of %s" % (rank, out))
 
 
+
+def test_question(vtok, work, build_dir):
+    """Recipes that read a question, one --prompt for every image: SliME (ragged: S.npy holds
+    every image's rows one after another, S.lengths.npy the counts; --llm for its selector)
+    and MoVA (--experts). Each image's rows = `vtok run` on that image alone. Fixtures:
+    parity_slime's and parity_mova_recipe's work folders (skipped, 77, when absent)."""
+    slime, mova = os.path.join(build_dir, "slime"), os.path.join(build_dir, "mova_recipe")
+    cases = []
+    if os.path.exists(os.path.join(slime, "slime_tiny.json")):
+        cases.append(("slime", os.path.join(slime, "slime_tiny.json"),
+                      os.path.join(slime, "slime"), sorted(glob.glob(os.path.join(slime,
+                                                                                "img*.png"))),
+                      ["--llm", os.path.join(slime, "llm")], "What shape is in the picture?"))
+    if os.path.exists(os.path.join(mova, "mova_tiny.json")):
+        cases.append(("mova", os.path.join(mova, "mova_tiny.json"), os.path.join(mova, "mova"),
+                      [os.path.join(mova, "img_45x30.png")] + sorted(glob.glob(os.path.join(
+                          slime, "img*.png")))[:3], ["--experts", "A,C"],
+                      "What Shape is in the PICTURE?"))
+    if not cases:
+        print("skip question: no SliME / MoVA fixture in %s (run parity_slime, "
+              "parity_mova_recipe)" % build_dir)
+        return 77
+    for name, rp, model, imgs, extra, q in cases:
+        src = os.path.join(work, "in_" + name)
+        shutil.rmtree(src, ignore_errors=True)
+        os.makedirs(src)
+        for k, f in enumerate(imgs):  # the folder's sorted order is the sample order
+            shutil.copy(f, os.path.join(src, "%02d.png" % k))
+        out = os.path.join(work, "out_" + name)
+        shutil.rmtree(out, ignore_errors=True)
+        batch(vtok, "--recipe", rp, "--model", model, "--prompt", q, *extra, "--input", src,
+              "--out", out, "--batch", "2")
+        shard = [f[:-5] for f in os.listdir(out) if f.endswith(".done")][0]
+        rows, keys, errors, stats = read_shard(out, shard) if name == "mova" else (
+            None, None, None, None)
+        if name == "slime":  # ragged: rows != keys
+            rows = np.load(os.path.join(out, shard + ".npy"))
+            lens = np.load(os.path.join(out, shard + ".lengths.npy"))
+            keys = open(os.path.join(out, shard + ".keys.txt")).read().splitlines()
+            check(lens.dtype == np.int64 and lens.shape == (len(keys),) and
+                  int(lens.sum()) == rows.shape[0], "slime: lengths %s for %d keys, %d rows"
+                  % (lens.tolist(), len(keys), rows.shape[0]))
+            offs = np.concatenate([[0], np.cumsum(lens)])
+            per = [rows[offs[k]:offs[k + 1]] for k in range(len(keys))]
+        else:
+            per = list(rows)
+        check(len(per) == len(imgs), "%s: %d samples, %d images" % (name, len(per), len(imgs)))
+        for k, f in enumerate(imgs):
+            ref_dir = os.path.join(work, "ref_%s_%d" % (name, k))
+            shutil.rmtree(ref_dir, ignore_errors=True)
+            run([vtok, "run", "--recipe", rp, "--model", model, "-p", q, *extra, "--image", f,
+                 "--out", ref_dir])
+            ref = np.load(os.path.join(ref_dir, "embeddings.npy"))
+            ref = ref[0] if ref.ndim == 3 else ref
+            got = per[k] if k < len(per) else np.zeros(0)
+            check(got.shape == ref.shape and float(np.abs(got - ref).max()) <= 1e-5,
+                  "%s image %d: rows %s vs vtok run %s" % (name, k, got.shape, ref.shape))
+    # a question recipe without --prompt, and --prompt on one that reads none: one line each
+    p = batch(vtok, "--recipe", cases[0][1], "--model", cases[0][2], *cases[0][4], "--input",
+              os.path.join(work, "in_" + cases[0][0]), "--out", os.path.join(work, "x"),
+              check_rc=1)
+    check("--prompt" in p.stderr, "no --prompt: %s" % p.stderr.strip())
+    p = batch(vtok, "--recipe", "llava-1.5", "--model", TINY_LLAVA, "--prompt", "q", "--input",
+              os.path.join(work, "in_" + cases[0][0]), "--out", os.path.join(work, "x"),
+              check_rc=1)
+    check("does not read a question" in p.stderr, "--prompt on llava-1.5: %s" % p.stderr.strip())
+    return 0
+
+
 TESTS = {"wds": test_wds, "inputs": test_inputs, "recipe": test_recipe, "ids": test_ids,
          "ranks": test_ranks, "kill": test_kill, "malformed": test_malformed,
-         "throughput": test_throughput, "mpi": test_mpi}
+         "throughput": test_throughput, "mpi": test_mpi, "question": test_question}
 
 
 def main():
@@ -765,6 +835,8 @@ def main():
     ap.add_argument("--only", action="append", choices=sorted(TESTS))
     ap.add_argument("--seed-dir", default=os.path.join(ROOT, "build", "recipes_gvt_seed"),
                     help="where parity_recipes_gvt_seed wrote its tiny SEED (for ids)")
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"),
+                    help="where parity_slime / parity_mova_recipe wrote their fixtures")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     vtok = os.path.abspath(a.vtok)
@@ -773,7 +845,8 @@ def main():
         t0 = time.time()
         w = os.path.join(a.work, name)
         os.makedirs(w, exist_ok=True)
-        r = TESTS[name](vtok, w, a.seed_dir) if name == "ids" else TESTS[name](vtok, w)
+        r = (TESTS[name](vtok, w, a.seed_dir) if name == "ids" else
+             TESTS[name](vtok, w, a.build_dir) if name == "question" else TESTS[name](vtok, w))
         skipped += r == 77
         print("%s %-10s %.1f s" % ("skip" if r == 77 else "ok", name, time.time() - t0),
               flush=True)

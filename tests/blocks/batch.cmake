@@ -9,7 +9,7 @@
 # `mpirun -np 2 vtok batch` with rank 0 handing out shards (skipped, 77,
 # without mpirun or a vtok built with MPI).
 if(VTOK_PYTHON)
-  foreach(part wds inputs recipe ids ranks resume malformed throughput mpi)
+  foreach(part wds inputs recipe ids ranks resume malformed throughput mpi question)
     set(only ${part})
     if(part STREQUAL "resume")
       set(only kill)
@@ -17,9 +17,12 @@ if(VTOK_PYTHON)
     add_test(NAME batch_${part}
              COMMAND ${VTOK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/batch/test_batch.py
                      --vtok $<TARGET_FILE:vtok> --work ${CMAKE_BINARY_DIR}/batch --only ${only}
-                     --seed-dir ${CMAKE_BINARY_DIR}/recipes_gvt_seed)
+                     --seed-dir ${CMAKE_BINARY_DIR}/recipes_gvt_seed
+                     --build-dir ${CMAKE_BINARY_DIR})
     set_tests_properties(batch_${part} PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77)
   endforeach()
   # --output ids uses the tiny SEED that parity_recipes_gvt_seed writes
   set_tests_properties(batch_ids PROPERTIES DEPENDS parity_recipes_gvt_seed)
+  # --prompt with SliME (ragged, --llm) and MoVA (--experts) on their parity fixtures
+  set_tests_properties(batch_question PROPERTIES DEPENDS "parity_slime;parity_mova_recipe")
 endif()

@@ -33,6 +33,7 @@
 #include "batch_mpi.h"
 #include "batch_out.h"
 #include "batch_tar.h"
+#include "llm_cli.h"
 #include "vtok.h"
 #include "outset.h"
 
@@ -88,6 +89,7 @@ static int abort_cb(void *user)
 typedef struct {
     const char *model, *recipe, *out, *dtype, *output, *image_key, *caption_key, *progress;
     const char *schedule; /* NULL, "static" or "dynamic" */
+    const char *prompt, *llm, *experts, *format; /* recipes that read a question */
     const char *inputs[MAX_INPUTS];
     int         n_inputs;
     int         threads, batch, workers, fp16, exif;
@@ -103,7 +105,9 @@ static void usage(FILE *f)
             "                  --out DIR [options]\n"
             "\n"
             "Encode (or tokenize) every image of a dataset; one output set per input shard:\n"
-            "  S.npy (rows in sample order), S.keys.txt, S.errors.jsonl, S_stats.json, S.done\n"
+            "  S.npy (rows in sample order), S.keys.txt, S.errors.jsonl, S_stats.json, S.done;\n"
+            "  recipes with a token count per image (llava-next, slime): S.npy holds all\n"
+            "  images' rows one after another and S.lengths.npy each image's count\n"
             "Finished shards (S.done) are skipped, so a rerun resumes a killed job.\n"
             "\n"
             "input (--input may repeat; SPEC may hold several, comma-separated):\n"
@@ -132,6 +136,10 @@ static void usage(FILE *f)
             "  --schedule static|dynamic  under mpirun with a vtok built with MPI: rank 0\n"
             "                    hands out the shards as ranks ask (dynamic, the default\n"
             "                    there) or the i %% N split above (static)\n"
+            "  --prompt Q        the question for recipes that read one, the same for every\n"
+            "                    image: slime (with --llm DIR [--format F]: its selector\n"
+            "                    scores the prompt's ids), mova (with --experts A,C|names|none:\n"
+            "                    no per-image LLM routing here)\n"
             "  --progress bar|json|none   default: bar on a terminal, else JSON lines on stdout\n"
             "  --progress-every S         seconds between JSON progress lines (default 10)\n"
             "See docs/BATCH.md.\n",
@@ -184,6 +192,10 @@ static int parse_args(int argc, char **argv, batch_args *a)
         else if (!strcmp(k, "--caption-key")) a->caption_key = v;
         else if (!strcmp(k, "--progress")) a->progress = v;
         else if (!strcmp(k, "--schedule")) a->schedule = v;
+        else if (!strcmp(k, "--prompt")) a->prompt = v;
+        else if (!strcmp(k, "--llm")) a->llm = v;
+        else if (!strcmp(k, "--experts")) a->experts = v;
+        else if (!strcmp(k, "--format")) a->format = v;
         else if (!strcmp(k, "--input")) {
             if (a->n_inputs >= MAX_INPUTS)
                 return die("more than %d --input options", MAX_INPUTS);
@@ -303,6 +315,10 @@ typedef struct {
     vtok_recipe_ctx *rc;
     vtok_recipe_info ri;
     vtok_model_info  mi;
+    vtok_run_params  run;      /* the question and what it conditions (slime, mova) */
+    vtok_llm        *llm;
+    int32_t         *text_ids;
+    float            w[16];
     int              out;
     int              empty_dims; /* a row's shape when a shard has no rows */
     int64_t          empty_shape[3];
@@ -315,6 +331,61 @@ static void engine_free(engine *e)
     vtok_processor_free(e->proc);
     vtok_model_free(e->m);
     vtok_recipe_free(e->r);
+    vtok_llm_free(e->llm);
+    free(e->text_ids);
+}
+
+/* A recipe that reads a question: one --prompt for every image (the run's
+ * params), with the LLM's text ids (slime) or --experts (mova). */
+static int engine_question(engine *e, const batch_args *a, int dtype)
+{
+    const int64_t n_exp = vtok_recipe_n_experts(e->r);
+    e->run = vtok_run_default_params();
+    if (!e->ri.needs_text && !n_exp) {
+        if (a->prompt || a->llm || a->experts)
+            return die("recipe %s does not read a question: --prompt / --llm / --experts are "
+                       "for slime and mova", e->ri.name);
+        return 0;
+    }
+    if (!a->prompt)
+        return die("recipe %s reads a question: give --prompt Q (the same for every image)",
+                   e->ri.name);
+    e->run.prompt = a->prompt;
+    if (n_exp) {
+        if (!a->experts)
+            return die("recipe %s routes experts by an LLM's answer to each question; vtok "
+                       "batch runs a fixed set: give --experts A,C (letters, names or none)",
+                       e->ri.name);
+        if (n_exp > 16)
+            return die("recipe %s: more than 16 experts", e->ri.name);
+        if (cli_parse_experts(e->r, a->experts, e->w, n_exp))
+            return 1;
+        e->run.cond = e->w;
+        e->run.n_cond = n_exp;
+    } else if (a->experts) {
+        return die("--experts: recipe %s has no experts to route", e->ri.name);
+    }
+    if (e->ri.needs_text) {
+        if (!a->llm)
+            return die("recipe %s selects tokens by the prompt's ids: give --llm DIR", e->ri.name);
+        vtok_status st = {0};
+        vtok_model_params mp = vtok_model_default_params();
+        mp.dtype = dtype;
+        mp.n_threads = a->threads;
+        int64_t n = 0;
+        if (!(e->llm = vtok_llm_load(a->llm, &mp, &st)))
+            return die("%s", st.msg);
+        /* one image's prompt: under LLaVA's chunk rule the text ids of a batch's
+         * prompt (one placeholder per image) are the same */
+        if (cli_text_ids(e->llm, &e->ri, 1, a->prompt, a->format, &e->text_ids, &n))
+            return 1;
+        e->run.llm = e->llm;
+        e->run.text_ids = e->text_ids;
+        e->run.n_text_ids = n;
+    } else if (a->llm) {
+        return die("--llm: recipe %s routes by --experts here, not by an LLM", e->ri.name);
+    }
+    return 0;
 }
 
 static int engine_load(engine *e, const batch_args *a)
@@ -333,9 +404,8 @@ static int engine_load(engine *e, const batch_args *a)
         if (!(e->r = vtok_recipe_load(a->recipe, a->model, &rp, &st)))
             return die("%s", st.msg[0] ? st.msg : vtok_strerror(st.code));
         vtok_recipe_get_info(e->r, &e->ri);
-        if (e->ri.needs_text || vtok_recipe_n_experts(e->r))
-            return die("recipe %s reads a question for each image (needs_text / routing): "
-                       "not supported by vtok batch", e->ri.name);
+        if (engine_question(e, a, dtype))
+            return 1;
         e->out = a->output ? -1 : e->ri.ids_per_image ? OUT_IDS : OUT_EMBEDDINGS;
         if (a->output && !strcmp(a->output, "embeddings"))
             e->out = OUT_EMBEDDINGS;
@@ -345,12 +415,12 @@ static int engine_load(engine *e, const batch_args *a)
             return die("--output %s: a recipe writes embeddings or ids", a->output);
         if (e->out == OUT_IDS && !e->ri.ids_per_image)
             return die("--output ids: recipe %s gives embeddings, not discrete ids", e->ri.name);
-        if (e->out == OUT_EMBEDDINGS && e->ri.ragged)
-            return die("recipe %s gives a different number of tokens per image (ragged): "
-                       "not supported by vtok batch", e->ri.name);
         if (e->out == OUT_IDS) {
             e->empty_dims = 1;
             e->empty_shape[0] = e->ri.ids_per_image;
+        } else if (e->ri.ragged) { /* rows of all images, one after another */
+            e->empty_dims = 1;
+            e->empty_shape[0] = e->ri.d_out;
         } else {
             e->empty_dims = 2;
             e->empty_shape[0] = e->ri.tokens_per_image;
@@ -360,6 +430,9 @@ static int engine_load(engine *e, const batch_args *a)
             return die("%s", st.msg);
         return 0;
     }
+    if (a->prompt || a->llm || a->experts || a->format)
+        return die("%s", "--prompt / --llm / --experts / --format are for recipes that read a "
+                         "question (--recipe slime, mova)");
     vtok_model_params mp = vtok_model_default_params();
     mp.dtype = dtype;
     mp.n_threads = a->threads;
@@ -756,13 +829,15 @@ typedef struct {
     char    path[7][4600];  /* temp paths: npy keys errors captions stats done */
     char    final[7][4600];
     bo_npy  npy;
+    bo_npy  lens;   /* ragged recipes: each sample's row count */
+    int     ragged;
     FILE   *keys, *errors, *captions;
     int64_t count, failed;
 } shard_out;
 
-enum { F_NPY, F_KEYS, F_ERRORS, F_CAPTIONS, F_STATS, F_DONE };
+enum { F_NPY, F_KEYS, F_ERRORS, F_CAPTIONS, F_LENGTHS, F_STATS, F_DONE };
 static const char *const suffix[] = {".npy", ".keys.txt", ".errors.jsonl", ".captions.jsonl",
-                                     "_stats.json", ".done"};
+                                     ".lengths.npy", "_stats.json", ".done"};
 
 static int cmp_name(const void *a, const void *b)
 {
@@ -817,6 +892,8 @@ static FILE *open_excl(const char *path)
 static void out_abandon(shard_out *o)
 {
     bo_npy_abandon(&o->npy);
+    if (o->ragged)
+        bo_npy_abandon(&o->lens);
     FILE *fs[3] = {o->keys, o->errors, o->captions};
     for (int i = 0; i < 3; i++)
         if (fs[i])
@@ -830,13 +907,14 @@ static void out_abandon(shard_out *o)
 static int out_open(shard_out *o, const batch_args *a, const engine *e, const char *name)
 {
     memset(o, 0, sizeof *o);
+    o->ragged = e->rc && e->out == OUT_EMBEDDINGS && e->ri.ragged;
     if (gethostname(o->host, sizeof o->host - 1) != 0)
         snprintf(o->host, sizeof o->host, "host");
     for (char *c = o->host; *c; c++)
         if (*c == '/' || *c == '~' || *c == '.')
             *c = '_';
     for (int i = 0; i <= F_DONE; i++) {
-        if (i == F_CAPTIONS && !a->caption_key)
+        if ((i == F_CAPTIONS && !a->caption_key) || (i == F_LENGTHS && !o->ragged))
             continue;
         if (snprintf(o->path[i], sizeof o->path[i], "%s/.%s~%s.%ld~%s", a->out, name, o->host,
                      (long)getpid(), suffix[i]) >= (int)sizeof o->path[i] ||
@@ -847,11 +925,14 @@ static int out_open(shard_out *o, const batch_args *a, const engine *e, const ch
     bo_dtype dt = e->out == OUT_IDS ? BO_I64 : a->fp16 ? BO_F16 : BO_F32;
     if (bo_npy_open(&o->npy, o->path[F_NPY], dt) ||
         !(o->keys = open_excl(o->path[F_KEYS])) || !(o->errors = open_excl(o->path[F_ERRORS])) ||
-        (a->caption_key && !(o->captions = open_excl(o->path[F_CAPTIONS])))) {
+        (a->caption_key && !(o->captions = open_excl(o->path[F_CAPTIONS]))) ||
+        (o->ragged && bo_npy_open(&o->lens, o->path[F_LENGTHS], BO_I64))) {
         int err = errno;
         out_abandon(o);
         return die("cannot write in %s: %s", a->out, strerror(err));
     }
+    if (o->ragged)
+        bo_npy_set_row(&o->lens, 0, NULL); /* a count per sample: shape [samples] */
     return 0;
 }
 
@@ -914,8 +995,7 @@ static int run_engine(engine *e, pending *pd, int64_t from, int64_t n, const cha
 {
     int rc;
     if (e->rc) {
-        vtok_run_params rp = vtok_run_default_params();
-        rc = vtok_recipe_run_images(e->rc, pd->imgs + from, n, &rp);
+        rc = vtok_recipe_run_images(e->rc, pd->imgs + from, n, &e->run);
         *msg = vtok_recipe_ctx_errmsg(e->rc);
     } else {
         const slot *s = &pd->items[from];
@@ -933,14 +1013,33 @@ static int emit_rows(engine *e, pending *pd, int64_t from, int64_t n, shard_out 
     const void *data;
     int dims;
     int64_t shape[4];
-    if (get_rows(e, n, &data, &dims, shape)) {
+    if (o->ragged) { /* each image's [T_i, d] rows, then T_i in S.lengths.npy */
+        vtok_view v;
+        for (int64_t i = 0; i < n; i++)
+            if (vtok_recipe_get_image_output(e->rc, i, &v) || v.n_dims != 2 ||
+                v.ne[1] != e->ri.d_out) {
+                for (int64_t k = 0; k < n; k++)
+                    write_error(o, pd->items[from + k].key, "no output from the run");
+                return 0;
+            }
+        if (o->npy.row_dims == 0)
+            bo_npy_set_row(&o->npy, 1, &e->ri.d_out);
+        for (int64_t i = 0; i < n; i++) {
+            vtok_recipe_get_image_output(e->rc, i, &v);
+            const int64_t t = v.ne[0];
+            if (bo_npy_append(&o->npy, v.data, t) || bo_npy_append(&o->lens, &t, 1))
+                return die("cannot write %s: %s", o->path[F_NPY], strerror(errno));
+        }
+        data = NULL;
+        dims = -1;
+    } else if (get_rows(e, n, &data, &dims, shape)) {
         for (int64_t i = 0; i < n; i++)
             write_error(o, pd->items[from + i].key, "no output from the run");
         return 0;
     }
-    if (o->npy.row_dims == 0)
+    if (dims >= 0 && o->npy.row_dims == 0)
         bo_npy_set_row(&o->npy, dims, shape);
-    int same = dims == o->npy.row_dims;
+    int same = dims < 0 || dims == o->npy.row_dims;
     for (int i = 0; same && i < dims; i++)
         same = shape[i] == o->npy.row_shape[i];
     if (!same) {
@@ -951,7 +1050,7 @@ static int emit_rows(engine *e, pending *pd, int64_t from, int64_t n, shard_out 
             write_error(o, pd->items[from + i].key, why);
         return 0;
     }
-    if (bo_npy_append(&o->npy, data, n))
+    if (dims >= 0 && bo_npy_append(&o->npy, data, n))
         return die("cannot write %s: %s", o->path[F_NPY], strerror(errno));
     for (int64_t i = 0; i < n; i++) {
         const slot *s = &pd->items[from + i];
@@ -1145,6 +1244,10 @@ static int commit(shard_out *o, const batch_args *a, const engine *e, const bs_s
     if (o->npy.row_dims == 0)
         bo_npy_set_row(&o->npy, e->empty_dims, e->empty_shape);
     int bad = bo_npy_close(&o->npy) != 0;
+    if (o->ragged) { /* [samples]: one count per key */
+        bad |= bo_npy_close(&o->lens) != 0;
+        o->ragged = 0; /* closed: out_abandon must not touch it */
+    }
     bad |= bo_close_sync(o->keys) != 0;
     bad |= bo_close_sync(o->errors) != 0;
     if (o->captions)

@@ -689,7 +689,7 @@ int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, co
 }
 
 /* --experts: letters ("A,C"), the recipe's expert names, or "none". */
-static int parse_experts(const vtok_recipe *r, const char *spec, float *w, int64_t n)
+int cli_parse_experts(const vtok_recipe *r, const char *spec, float *w, int64_t n)
 {
     for (int64_t k = 0; k < n; k++)
         w[k] = 0;
@@ -744,7 +744,7 @@ int cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
         *n_held = 0;
     }
     if (experts)
-        return parse_experts(r, experts, w, n);
+        return cli_parse_experts(r, experts, w, n);
     if (!m)
         return fail("recipe %s chooses its experts with an LLM: give --llm DIR (or pick them "
                     "with --experts A,C)", ri->name);

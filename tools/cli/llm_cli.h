@@ -34,6 +34,9 @@ int  cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc
                const char *experts, float *w, char **answer, int32_t **held, int64_t *n_held,
                int32_t *gen, int64_t *n_gen);
 void cli_route_report(const vtok_recipe *r, const float *w, const char *answer);
+/* --experts SPEC (letters "A,C", the recipe's expert names, or "none") into
+ * w[n]. 0, or 1 after printing. */
+int  cli_parse_experts(const vtok_recipe *r, const char *spec, float *w, int64_t n);
 
 /* A JSON string literal of s[0..n) on f (quotes, backslashes and control
  * characters escaped; other bytes as they are). */
