@@ -408,6 +408,14 @@ def test_chat(vtok, work):
         ca, cb = (u.get("prompt_tokens_details", {}).get("cached_tokens", -1) for u in (u_a, u_b2))
         check(ans_a == ans_a0 and ans_b2 == ans_b1 and ans_a0 and ans_b1,
               "cached prompts: the same answers whatever was cached (%r, %r)" % (ans_a, ans_b2))
+        st, got = srv.post_json("/v1/chat/completions", {"messages": conv, "max_tokens": 8,
+                                                         "cache_prompt": False})
+        ok = st == 200 and got.get("object") == "chat.completion"
+        check(ok and got["choices"][0]["message"]["content"] == ans_b1
+              and got["usage"]["prompt_tokens_details"]["cached_tokens"] == 0,
+              "cache_prompt false: nothing reused, the same answer")
+        st, got = srv.post_json("/v1/chat/completions", {"messages": conv, "cache_prompt": 1})
+        check_error(st, got, 400, "cache_prompt not a boolean", "invalid_parameter")
         check(0 < ca < u_a.get("prompt_tokens", 0) and cb >= u_a.get("prompt_tokens", 1) - 1
               and cb < u_b2.get("prompt_tokens", 0),
               "cached_tokens: %d of %d (a shared prefix), then %d of %d (the last prompt + "
@@ -592,6 +600,43 @@ def test_question_recipes(vtok, work, mova_dir, slime_dir):
         check(rc == 0, "%s chat server: exit 0 after SIGTERM" % name)
 
 
+def test_llm_only(vtok, work):
+    """`vtok serve --llm DIR` alone: text chat (the answer = the same messages on the shapes
+    LLaVA server, text only), /v1/models says kind llm, images and embeddings refused."""
+    llm = os.path.join(SHAPES, "llava", "llm")
+    msgs = [{"role": "user", "content": "What colour is the star?"}]
+    answers = []
+    for args, label in ((["--llm", llm], "llm"),
+                        (["--recipe", "llava-1.5", "--model", os.path.join(SHAPES, "llava"),
+                          "--llm", llm], "recipe")):
+        srv = sc.Server(vtok, args + ["--threads", "2"], os.path.join(work, "serve-%s.log"
+                                                                        % label))
+        try:
+            srv.wait_ready()
+            st, got = srv.post_json("/v1/chat/completions", {"messages": msgs, "max_tokens": 8})
+            answers.append(got["choices"][0]["message"]["content"] if st == 200 else None)
+            if label == "llm":
+                st, h, data = srv.request("GET", "/v1/models")
+                mj = json.loads(data) if st == 200 else {}
+                check(st == 200 and mj["data"][0]["vtok"]["kind"] == "llm"
+                      and mj["data"][0]["id"] == "llm" and mj["data"][0]["vtok"]["chat"],
+                      "--llm alone: /v1/models kind llm, id from the folder")
+                st, body = srv.post_json("/v1/embeddings", {"input": "a red circle"})
+                check_error(st, body, 400, "embeddings on an LLM-only server", "unsupported")
+                with open(os.path.join(SHAPES, "demo", "scene-2000000.png"), "rb") as f:
+                    raw = f.read()
+                st, body = srv.post_json("/v1/chat/completions", {"messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {
+                        "url": sc.data_uri(raw)}}, {"type": "text", "text": "hi"}]}]})
+                check_error(st, body, 400, "an image on an LLM-only server", "images_unsupported")
+                check_alive(srv, "LLM-only server")
+        finally:
+            rc = srv.stop()
+        check(rc == 0, "%s server: exit 0 after SIGTERM" % label)
+    check(answers[0] is not None and answers[0] == answers[1],
+          "--llm alone answers text as the recipe server does (%r vs %r)" % tuple(answers))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vtok", required=True)
@@ -613,6 +658,7 @@ def main():
     test_text(a.vtok, a.work)
     if not a.skip_chat:
         test_chat(a.vtok, a.work)
+        test_llm_only(a.vtok, a.work)
     test_seed(a.vtok, a.work, a.seed_dir)
     test_question_recipes(a.vtok, a.work, a.mova_dir, a.slime_dir)
     print("%d failure(s)" % len(failures))

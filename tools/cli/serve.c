@@ -372,6 +372,12 @@ static void post_images(server *s, const cJSON *req, int tokenize, reply *r)
     sv_job_init(&j);
     if (check_model(s, req, &e) || (!tokenize && check_format(req, &b64, &e)))
         goto fail;
+    if (!s->batch) {
+        sv_fail(&e, 400, "invalid_request_error", "unsupported",
+                "this server runs only an LLM (%s): start it with --model DIR (or --recipe "
+                "NAME --model DIR) for %s", s->name, tokenize ? "/v1/tokenize" : "embeddings");
+        goto fail;
+    }
     if (tokenize && (!s->recipe || s->ri.ids_per_image <= 0)) {
         sv_fail(&e, 400, "invalid_request_error", "unsupported",
                 "/v1/tokenize needs a recipe that gives discrete ids (e.g. seed); this server "
@@ -560,6 +566,8 @@ static void get_models(server *s, reply *r)
                       s->mi.arch, output_name(s->default_output),
                       (long long)(s->default_output == VTOK_OUT_IMAGE_EMBEDS ? s->mi.projection_dim
                                                                              : s->mi.hidden_size));
+    } else if (!s->recipe) {
+        sv_buf_str(&b, "\"kind\":\"llm\"");
     } else {
         sv_buf_str(&b, "\"kind\":\"recipe\",\"recipe\":");
         sv_buf_json_str(&b, s->ri.name, strlen(s->ri.name));
@@ -578,7 +586,8 @@ static void post_chat(server *s, const http_req *q, reply *r)
     sv_err e = {0};
     if (!s->chat) {
         fail_reply(r, 400, "invalid_request_error", "unsupported",
-                   "this server has no LLM: start it with --recipe NAME --model DIR --llm DIR");
+                   "this server has no LLM: start it with --llm DIR (and --recipe NAME --model "
+                   "DIR for images)");
         return;
     }
     sv_chat_job *j = NULL;
@@ -872,7 +881,7 @@ static void *load_main(void *arg)
             goto failed;
         }
         vtok_recipe_get_info(s->recipe, &s->ri);
-    } else {
+    } else if (o->model) {
         vtok_model_params mp = vtok_model_default_params();
         mp.dtype = dtype == VTOK_DTYPE_Q4 ? VTOK_DTYPE_INT8 : dtype;
         if (!(s->model = vtok_model_load(o->model, &mp, &st))) {
@@ -898,7 +907,7 @@ static void *load_main(void *arg)
                        .metrics = &s->metrics};
     if (s->recipe && bc.max_batch > s->ri.max_images)
         bc.max_batch = s->ri.max_images;
-    if (!(s->batch = sv_batcher_new(&bc, err, sizeof err))) {
+    if ((s->model || s->recipe) && !(s->batch = sv_batcher_new(&bc, err, sizeof err))) {
         die("%s", err);
         goto failed;
     }
@@ -933,7 +942,8 @@ failed:
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vtok serve (--model DIR | --recipe NAME|FILE --model DIR [--llm DIR])\n"
+            "usage: vtok serve (--model DIR | --recipe NAME|FILE --model DIR) [--llm DIR]\n"
+            "       vtok serve --llm DIR               (text chat only)\n"
             "       [--host 127.0.0.1] [--port 8080] [--threads N] [--workers N] [--dtype D]\n"
             "       [--api-key KEY] [--name ID] [--max-batch-images 16] [--max-wait-ms 5]\n"
             "       [--queue 64] [--max-body-bytes 33554432] [--max-pixels 16777216]\n"
@@ -1015,14 +1025,13 @@ static int parse_options(int argc, char **argv, options *o)
             }
         }
     }
-    if (!o->model) {
+    if (!o->model && !o->llm) {
         usage(stderr);
         return die("%s", "serve needs --model DIR (an encoder folder, or with --recipe the "
-                         "recipe's model folder)");
+                         "recipe's model folder), --llm DIR (text chat), or both");
     }
-    if (o->llm && !o->recipe)
-        return die("%s", "--llm needs --recipe NAME (the recipe that turns images into the "
-                         "LLM's tokens)");
+    if (o->recipe && !o->model)
+        return die("--recipe %s needs --model DIR (the recipe's model folder)", o->recipe);
     if (o->dtype && vtok_dtype_from_name(o->dtype) < 0)
         return die("--dtype %s: expected f32, bf16, int8 or q4", o->dtype);
     if (!o->api_key) {
@@ -1047,16 +1056,17 @@ static void served_name(server *s)
     if (src)
         n = strlen(src);
     else {
-        n = strlen(o->model);
-        while (n > 1 && o->model[n - 1] == '/')
+        const char *dir = o->model ? o->model : o->llm; /* an LLM alone: its folder */
+        n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
             n--;
-        src = o->model;
+        src = dir;
         for (size_t i = n; i > 0; i--)
-            if (o->model[i - 1] == '/') {
-                src = o->model + i;
+            if (dir[i - 1] == '/') {
+                src = dir + i;
                 break;
             }
-        n -= (size_t)(src - o->model);
+        n -= (size_t)(src - dir);
     }
     if (n >= sizeof s->name)
         n = sizeof s->name - 1;

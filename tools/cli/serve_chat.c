@@ -49,6 +49,7 @@ struct sv_chat_job {
     int64_t        top_k;
     uint64_t       seed;
     int            stream, include_usage;
+    int            no_cache;  /* "cache_prompt": false (llama.cpp's server's name) */
     char           id[48];
     long long      created;
     /* answer */
@@ -387,7 +388,7 @@ static void answer(sv_chat *c, sv_chat_job *j)
         goto out;
     }
     int add_special = vtok_chat_add_special(m, fmt, text); /* the library's BOS rule */
-    const int same = j->n_images && same_images(c, j);
+    const int same = j->n_images && !j->no_cache && same_images(c, j);
     if (j->n_images && !same) {
         forget_images(c); /* rctx's rows change now */
         vtok_run_params rp = vtok_run_default_params();
@@ -438,6 +439,8 @@ static void answer(sv_chat *c, sv_chat_job *j)
         b.ids = tid;
     }
     j->prompt_tokens = b.n;
+    if (j->no_cache)
+        vtok_llm_reset(c->lctx);
     /* the positions the worker's context already holds of this prompt (the
      * last request's prompt and answer, a MoVA routing prompt) are kept: a
      * client resending a growing conversation pays only for what is new;
@@ -808,6 +811,10 @@ static int parse(sv_chat *c, const cJSON *req, sv_chat_job *j, sv_err *e)
     if (st && !cJSON_IsNull(st) && !cJSON_IsBool(st))
         return BAD("invalid_parameter", "stream must be true or false");
     j->stream = cJSON_IsTrue(st);
+    const cJSON *cpj = cJSON_GetObjectItemCaseSensitive(req, "cache_prompt");
+    if (cpj && !cJSON_IsNull(cpj) && !cJSON_IsBool(cpj))
+        return BAD("invalid_parameter", "cache_prompt must be true or false");
+    j->no_cache = cJSON_IsFalse(cpj);
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(req, "stream_options");
     j->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     return 0;
