@@ -342,9 +342,9 @@ static int engine_question(engine *e, const batch_args *a, int dtype)
     const int64_t n_exp = vtok_recipe_n_experts(e->r);
     e->run = vtok_run_default_params();
     if (!e->ri.needs_text && !n_exp) {
-        if (a->prompt || a->llm || a->experts)
-            return die("recipe %s does not read a question: --prompt / --llm / --experts are "
-                       "for slime and mova", e->ri.name);
+        if (a->prompt || a->llm || a->experts || a->format)
+            return die("recipe %s does not read a question: --prompt / --llm / --experts / "
+                       "--format are for slime and mova", e->ri.name);
         return 0;
     }
     if (!a->prompt)
@@ -382,8 +382,9 @@ static int engine_question(engine *e, const batch_args *a, int dtype)
         e->run.llm = e->llm;
         e->run.text_ids = e->text_ids;
         e->run.n_text_ids = n;
-    } else if (a->llm) {
-        return die("--llm: recipe %s routes by --experts here, not by an LLM", e->ri.name);
+    } else if (a->llm || a->format) {
+        return die("--llm / --format: recipe %s routes by --experts here, not by an LLM",
+                   e->ri.name);
     }
     return 0;
 }
