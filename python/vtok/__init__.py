@@ -22,13 +22,13 @@ libvtok.so next to this package, then the system's library path.
 """
 from . import _lib
 from ._errors import AbortedError, VtokError
-from .llm import LLM, chat_formats
+from .llm import LLM, Conversation, chat_formats
 from .model import Model
 from .recipe import Recipe, recipe_names
 
 __version__ = "0.2.0"
 
-__all__ = ["Model", "Recipe", "LLM", "VtokError", "AbortedError", "recipe_names",
+__all__ = ["Model", "Recipe", "LLM", "Conversation", "VtokError", "AbortedError", "recipe_names",
            "chat_formats", "library_version", "kernel_name", "library_path"]
 
 

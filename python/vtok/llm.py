@@ -56,6 +56,7 @@ class LLM(Handle):
         self._closed = False
         self._ctx = None
         self.reused = 0  # prompt positions the last call kept from the call before
+        self._owner = None  # the Conversation whose rows the context holds, if any
         cp = self._hooks.ctx_params(threads, mem_limit)
         st = _lib.Status()
         self._ctx = L.vtok_llm_ctx_new(self._m, int(n_ctx), ctypes.byref(cp), ctypes.byref(st))
@@ -215,7 +216,7 @@ class LLM(Handle):
     def _errmsg(self):
         return _lib.text(_lib.lib().vtok_llm_errmsg(self._ctx))
 
-    def _run(self, batch, gp, on_piece, abort):
+    def _run(self, batch, gp, on_piece, abort, owner=None):
         """Evaluate batch as the whole prompt and generate: the ids (int32).
         What the context still holds of it from the last call (its prompt
         and answer) is kept (vtok_llm_eval_reuse; image rows never match):
@@ -240,8 +241,13 @@ class LLM(Handle):
         out = np.zeros(cap, np.int32)
         n_out = ctypes.c_int64(0)
         reused = ctypes.c_int64(0)
+        # image rows held count as this prompt's only for the conversation that put
+        # them there (its images never change); any other call's rows never match
+        same = owner is not None and self._owner is owner
+        self._owner = owner
         with hk.active(abort, None):
-            rc = L.vtok_llm_eval_reuse(self._ctx, ctypes.byref(batch), 0, ctypes.byref(reused))
+            rc = L.vtok_llm_eval_reuse(self._ctx, ctypes.byref(batch), int(same),
+                                       ctypes.byref(reused))
             hk.check(rc, self._errmsg)
             self.reused = reused.value
             rc = L.vtok_llm_generate(self._ctx, ctypes.byref(gp), _i32p(out), gp.max_tokens,
@@ -452,6 +458,16 @@ class LLM(Handle):
         text, ids = job(None, abort)
         return (text, ids) if return_ids else text
 
+    def conversation(self, recipe=None, images=None, format=None, **gen):
+        """A multi-turn chat about images, as `vtok chat -i`: conv.ask(q)
+        answers each question in turn; the images' placeholders go before
+        the first question, the recipe runs once, and every turn keeps the
+        conversation so far in the KV cache (only the new turn is run).
+        gen: defaults for ask() (max_tokens, temperature, ...). Recipes
+        whose tokens depend on the question (SliME, MoVA) are refused, as
+        in `vtok chat -i`."""
+        return Conversation(self, recipe, images, format, gen)
+
     def image_ids(self, recipe, ids):
         """The image codes written in generated ids (a SEED-style recipe's
         id_format tokens, in order; other ids skipped): int64."""
@@ -480,3 +496,101 @@ def chat_formats():
             return out
         out.append(_lib.text(n))
         i += 1
+
+
+class Conversation:
+    """LLM.conversation(): the messages so far (conv.messages, (role, text)
+    pairs) and the images' rows, computed at the first ask()."""
+
+    def __init__(self, llm, recipe, images, format, gen):
+        if images is not None and recipe is None:
+            raise ValueError("images need a recipe (a vtok.Recipe) to turn them into tokens")
+        if recipe is not None and images is not None and (recipe.info["needs_text"] or
+                                                           recipe.info["experts"]):
+            raise ValueError("recipe %s chooses its tokens by each question: use LLM.chat, "
+                             "one question at a time" % recipe.info["name"])
+        self.llm, self.recipe, self.images, self.format = llm, recipe, images, format
+        self.gen = dict(gen)
+        self.messages = []
+        self._T, self._ids, self._rows = [], None, None
+        self._ready = images is None
+
+    def _name(self):
+        f = self.format
+        if f and f != "template":
+            return str(f)
+        return None if (f or self.llm.info["has_chat_template"]) else "vicuna_v1"
+
+    def _image_rows(self, abort):
+        r = self.recipe
+        with r._lock:
+            r._live()
+            n = r._run(self.images, None, None, None, self.format, abort)
+            if r.info["id_format"]:
+                self._ids = np.ascontiguousarray(r._ids().ravel())
+                self._T = [self._ids.size // n] * n
+            else:
+                out = r._output(n)
+                parts = list(out) if isinstance(out, list) else [x for x in out]
+                if parts and parts[0].shape[-1] != self.llm.info["hidden_size"]:
+                    raise ValueError("recipe %s gives tokens of width %d, the LLM takes %d" % (
+                        r.info["name"], parts[0].shape[-1], self.llm.info["hidden_size"]))
+                self._T = [p.shape[0] for p in parts]
+                self._rows = np.ascontiguousarray(np.concatenate(parts, 0), np.float32)
+        self._ready = True
+
+    def _job(self, question, kw):
+        llm = self.llm
+        keep = []
+        gp = llm._gen_params(keep=keep, **kw)
+
+        def job(on_piece, abort):
+            if not self._ready:
+                self._image_rows(abort)
+            name = self._name()
+            msgs = []
+            for k, (role, text) in enumerate(self.messages + [("user", str(question))]):
+                if k == 0 and self._T:  # the images' placeholders before the first question
+                    sep = "" if name and name.startswith("seed_llama") else "\n"
+                    text = self.recipe.info["placeholder"] * len(self._T) + sep + text
+                msgs.append((role, text))
+            text = llm.render_chat(msgs, name, True)
+            add = llm._add_bos(name, text)
+            L = _lib.lib()
+            if self.recipe is not None:
+                b = llm._prompt_batch(self.recipe, text, add, self._T, self._ids)
+                own = True
+            else:
+                ids = llm.tokenize(text, add)
+                keep.append(ids)
+                b = _lib.LLMBatch()
+                b.n, b.ids = ids.size, _i32p(ids)
+                own = False
+            try:
+                if self._rows is not None:
+                    b.embeds = self._rows.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+                with llm._lock:
+                    llm._live()
+                    out_ids = llm._run(b, gp, on_piece, abort, owner=self)
+            finally:
+                if own:
+                    L.vtok_llm_batch_free(ctypes.byref(b))
+            answer = llm.detokenize(out_ids)
+            self.messages += [("user", str(question)), ("assistant", answer)]
+            return answer, out_ids
+        return job
+
+    def ask(self, question, stream=False, return_ids=False, abort=None, **gen):
+        """The answer to the next question (text; (text, ids) with
+        return_ids; an iterator of pieces with stream=True, the turn kept
+        once it is read to the end). gen overrides the conversation's
+        generation defaults."""
+        kw = dict(max_tokens=256, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0,
+                  repetition_penalty=1.0, seed=0, stop=None, stop_ids=None)
+        kw.update(self.gen)
+        kw.update(gen)
+        job = self._job(question, kw)
+        if stream:
+            return self.llm._stream(job, abort)
+        text, ids = job(None, abort)
+        return (text, ids) if return_ids else text

@@ -187,6 +187,7 @@ class Recipe(Handle):
         fmt = None if format is None else str(format).encode()
         with llm._lock:
             llm._live()
+            llm._owner = None  # its context now holds routing rows: no conversation's
             with self._hooks.active(abort, progress) as hk, llm._hooks.active(abort) as hl:
                 rc = L.vtok_recipe_route(self._ctx, llm._ctx, b.images, b.n, ctypes.byref(rp),
                                          rp.prompt, fmt,

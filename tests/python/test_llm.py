@@ -226,3 +226,34 @@ def test_render_chat(llm):
     assert llm.render_chat([{"role": "user", "content": "hi"}], "vicuna_v1") == t
     with pytest.raises(Exception):
         llm.render_chat([("user", "hi")])  # the folder has no chat_template
+
+
+def test_conversation_vs_cli(vtok, llm, shapes, cli):
+    """LLM.conversation = `vtok chat -i` (questions on stdin, an answer per line): the same
+    answers turn after turn, the later turns reusing the KV cache (image rows included)."""
+    png = os.path.join(DEMO, "scene-2000000.png")
+    qs = ["What colour is the star?", "How many shapes are there?", "Is there a circle?"]
+    import subprocess
+    from conftest import _cli_path
+    r = subprocess.run([_cli_path(), "chat", "--recipe", "llava-1.5", "--model", SHAPES_LLAVA,
+                        "--llm", SHAPES_LLM, "--image", png, "-i", "--max-tokens", "12"],
+                       input="\n".join(qs) + "\n", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    want = r.stdout.splitlines()
+    conv = llm.conversation(shapes, [png], max_tokens=12)
+    got, reused = [], []
+    for q in qs:
+        got.append(conv.ask(q))
+        reused.append(llm.reused)
+    assert got == want and len(want) == 3
+    # turn 1 may reuse another call's system prompt, never its image rows; later turns keep
+    # the 64 image rows and everything before the new question
+    assert reused[0] < 40 and reused[1] > reused[0] + 64 and reused[2] > reused[1]
+    other = llm.conversation(shapes, [os.path.join(DEMO, "scene-2000001.png")], max_tokens=12)
+    other.ask(qs[0])  # another image's rows at the same positions: not taken for these
+    assert llm.reused < 40
+    assert [m[0] for m in conv.messages] == ["user", "assistant"] * 3
+    pieces = list(conv.ask("What colour is the star?", stream=True))
+    assert "".join(pieces) == conv.messages[-1][1]
+    with pytest.raises(ValueError):
+        llm.conversation(None, [png])
