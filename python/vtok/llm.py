@@ -414,14 +414,7 @@ class LLM(Handle):
                     n = recipe._run(images, question if reads_q else None, experts,
                                     self if ri["needs_text"] or (ri["experts"] and experts is None)
                                     else None, format, abort)
-                    if ri["id_format"]:
-                        ids = np.ascontiguousarray(recipe._ids().ravel())
-                        T = [ids.size // n] * n
-                    else:
-                        out = recipe._output(n)
-                        parts = list(out) if isinstance(out, list) else [x for x in out]
-                        T = [p.shape[0] for p in parts]
-                        rows = np.ascontiguousarray(np.concatenate(parts, 0), np.float32)
+                    T, ids, rows = _spliced(recipe, n)
             text, add = self._render(ri, len(T), question, format)
             b = self._prompt_batch(recipe, text, add, T, ids)
             try:
@@ -498,6 +491,18 @@ def chat_formats():
         i += 1
 
 
+def _spliced(recipe, n):
+    """After a run of n images: each image's token count, and the ids
+    (id_format recipes) or the rows [sum, d] the prompt splices in."""
+    if recipe.info["id_format"]:
+        ids = np.ascontiguousarray(recipe._ids().ravel())
+        return [ids.size // n] * n, ids, None
+    out = recipe._output(n)
+    parts = list(out) if isinstance(out, list) else [x for x in out]
+    return ([p.shape[0] for p in parts], None,
+            np.ascontiguousarray(np.concatenate(parts, 0), np.float32))
+
+
 class Conversation:
     """LLM.conversation(): the messages so far (conv.messages, (role, text)
     pairs) and the images' rows, computed at the first ask()."""
@@ -525,18 +530,12 @@ class Conversation:
         r = self.recipe
         with r._lock:
             r._live()
+            ri = r.info
+            if not ri["id_format"] and ri["d_out"] != self.llm.info["hidden_size"]:
+                raise ValueError("recipe %s gives tokens of width %d, the LLM takes %d"
+                                 % (ri["name"], ri["d_out"], self.llm.info["hidden_size"]))
             n = r._run(self.images, None, None, None, self.format, abort)
-            if r.info["id_format"]:
-                self._ids = np.ascontiguousarray(r._ids().ravel())
-                self._T = [self._ids.size // n] * n
-            else:
-                out = r._output(n)
-                parts = list(out) if isinstance(out, list) else [x for x in out]
-                if parts and parts[0].shape[-1] != self.llm.info["hidden_size"]:
-                    raise ValueError("recipe %s gives tokens of width %d, the LLM takes %d" % (
-                        r.info["name"], parts[0].shape[-1], self.llm.info["hidden_size"]))
-                self._T = [p.shape[0] for p in parts]
-                self._rows = np.ascontiguousarray(np.concatenate(parts, 0), np.float32)
+            self._T, self._ids, self._rows = _spliced(r, n)
         self._ready = True
 
     def _job(self, question, kw):
