@@ -772,6 +772,11 @@ def test_question(vtok, work, build_dir):
                       [os.path.join(mova, "img_45x30.png")] + sorted(glob.glob(os.path.join(
                           slime, "img*.png")))[:3], ["--experts", "A,C"],
                       "What Shape is in the PICTURE?"))
+        # each image's own routing pass with the LLM (one image per run)
+        cases.append(("mova-llm", os.path.join(mova, "mova_tiny.json"),
+                      os.path.join(mova, "mova"), [os.path.join(mova, "img_45x30.png")] +
+                      sorted(glob.glob(os.path.join(slime, "img*.png")))[:2],
+                      ["--llm", os.path.join(mova, "llm")], "What Shape is in the PICTURE?"))
     if not cases:
         print("skip question: no SliME / MoVA fixture in %s (run parity_slime, "
               "parity_mova_recipe)" % build_dir)
@@ -787,7 +792,7 @@ def test_question(vtok, work, build_dir):
         batch(vtok, "--recipe", rp, "--model", model, "--prompt", q, *extra, "--input", src,
               "--out", out, "--batch", "2")
         shard = [f[:-5] for f in os.listdir(out) if f.endswith(".done")][0]
-        rows, keys, errors, stats = read_shard(out, shard) if name == "mova" else (
+        rows, keys, errors, stats = read_shard(out, shard) if name != "slime" else (
             None, None, None, None)
         if name == "slime":  # ragged: rows != keys
             rows = np.load(os.path.join(out, shard + ".npy"))
@@ -811,6 +816,14 @@ def test_question(vtok, work, build_dir):
             got = per[k] if k < len(per) else np.zeros(0)
             check(got.shape == ref.shape and float(np.abs(got - ref).max()) <= 1e-5,
                   "%s image %d: rows %s vs vtok run %s" % (name, k, got.shape, ref.shape))
+            if name == "mova-llm":  # S.routing.jsonl = vtok run --llm's layout.json
+                lay = json.load(open(os.path.join(ref_dir, "layout.json")))
+                recs = [json.loads(l) for l in open(os.path.join(out, shard + ".routing.jsonl"))]
+                check(len(recs) == len(imgs) and recs[k]["key"] == keys[k] and
+                      recs[k]["experts"] == lay["experts"] and
+                      recs[k]["answer"] == lay["routing_answer"],
+                      "mova-llm image %d: routing %s vs vtok run --llm %s" % (
+                          k, recs[k] if k < len(recs) else None, lay["experts"]))
     # a question recipe without --prompt, and --prompt on one that reads none: one line each
     p = batch(vtok, "--recipe", cases[0][1], "--model", cases[0][2], *cases[0][4], "--input",
               os.path.join(work, "in_" + cases[0][0]), "--out", os.path.join(work, "x"),

@@ -138,8 +138,9 @@ static void usage(FILE *f)
             "                    there) or the i %% N split above (static)\n"
             "  --prompt Q        the question for recipes that read one, the same for every\n"
             "                    image: slime (with --llm DIR [--format F]: its selector\n"
-            "                    scores the prompt's ids), mova (with --experts A,C|names|none:\n"
-            "                    no per-image LLM routing here)\n"
+            "                    scores the prompt's ids), mova (with --experts A,C|names|none\n"
+            "                    for a fixed set, or --llm DIR: each image's routing pass,\n"
+            "                    one image per run, S.routing.jsonl: key, experts, answer)\n"
             "  --progress bar|json|none   default: bar on a terminal, else JSON lines on stdout\n"
             "  --progress-every S         seconds between JSON progress lines (default 10)\n"
             "See docs/BATCH.md.\n",
@@ -317,6 +318,11 @@ typedef struct {
     vtok_model_info  mi;
     vtok_run_params  run;      /* the question and what it conditions (slime, mova) */
     vtok_llm        *llm;
+    vtok_llm_ctx    *lctx;     /* mova with --llm: each image's routing pass */
+    int              route_each;
+    char             route_ans[512]; /* the last image's routing answer (e->w its experts) */
+    const char      *run_format;      /* --format, for the routing prompt */
+    char             route_err[600];
     int32_t         *text_ids;
     float            w[16];
     int              out;
@@ -331,6 +337,7 @@ static void engine_free(engine *e)
     vtok_processor_free(e->proc);
     vtok_model_free(e->m);
     vtok_recipe_free(e->r);
+    vtok_llm_ctx_free(e->lctx);
     vtok_llm_free(e->llm);
     free(e->text_ids);
 }
@@ -352,16 +359,32 @@ static int engine_question(engine *e, const batch_args *a, int dtype)
                    e->ri.name);
     e->run.prompt = a->prompt;
     if (n_exp) {
-        if (!a->experts)
-            return die("recipe %s routes experts by an LLM's answer to each question; vtok "
-                       "batch runs a fixed set: give --experts A,C (letters, names or none)",
-                       e->ri.name);
+        if (!a->experts && !a->llm)
+            return die("recipe %s routes experts by an LLM's answer: give --llm DIR (each "
+                       "image's routing pass) or --experts A,C (a fixed set)", e->ri.name);
+        if (a->experts && a->llm)
+            return die("%s", "--experts and --llm: one or the other (a fixed set, or the "
+                             "LLM's routing of each image)");
         if (n_exp > 16)
             return die("recipe %s: more than 16 experts", e->ri.name);
-        if (cli_parse_experts(e->r, a->experts, e->w, n_exp))
+        if (a->experts && cli_parse_experts(e->r, a->experts, e->w, n_exp))
             return 1;
         e->run.cond = e->w;
         e->run.n_cond = n_exp;
+        if (a->llm) { /* one image per run: its routing, then its answer tokens */
+            vtok_status st = {0};
+            vtok_model_params mp = vtok_model_default_params();
+            mp.dtype = dtype;
+            mp.n_threads = a->threads;
+            vtok_ctx_params cp = vtok_ctx_default_params();
+            cp.n_threads = a->threads;
+            if (!(e->llm = vtok_llm_load(a->llm, &mp, &st)) ||
+                !(e->lctx = vtok_llm_ctx_new(e->llm, 0, &cp, &st)))
+                return die("%s", st.msg);
+            e->route_each = 1;
+            e->run_format = a->format;
+        }
+        return 0;
     } else if (a->experts) {
         return die("--experts: recipe %s has no experts to route", e->ri.name);
     }
@@ -382,9 +405,6 @@ static int engine_question(engine *e, const batch_args *a, int dtype)
         e->run.llm = e->llm;
         e->run.text_ids = e->text_ids;
         e->run.n_text_ids = n;
-    } else if (a->llm || a->format) {
-        return die("--llm / --format: recipe %s routes by --experts here, not by an LLM",
-                   e->ri.name);
     }
     return 0;
 }
@@ -827,18 +847,18 @@ static void *worker_main(void *arg)
 
 typedef struct {
     char    host[64];
-    char    path[7][4600];  /* temp paths: npy keys errors captions stats done */
-    char    final[7][4600];
+    char    path[8][4600];  /* temp paths: npy keys errors captions lengths routing stats done */
+    char    final[8][4600];
     bo_npy  npy;
     bo_npy  lens;   /* ragged recipes: each sample's row count */
     int     ragged;
-    FILE   *keys, *errors, *captions;
+    FILE   *keys, *errors, *captions, *routing;
     int64_t count, failed;
 } shard_out;
 
-enum { F_NPY, F_KEYS, F_ERRORS, F_CAPTIONS, F_LENGTHS, F_STATS, F_DONE };
+enum { F_NPY, F_KEYS, F_ERRORS, F_CAPTIONS, F_LENGTHS, F_ROUTING, F_STATS, F_DONE };
 static const char *const suffix[] = {".npy", ".keys.txt", ".errors.jsonl", ".captions.jsonl",
-                                     ".lengths.npy", "_stats.json", ".done"};
+                                     ".lengths.npy", ".routing.jsonl", "_stats.json", ".done"};
 
 static int cmp_name(const void *a, const void *b)
 {
@@ -895,11 +915,11 @@ static void out_abandon(shard_out *o)
     bo_npy_abandon(&o->npy);
     if (o->ragged)
         bo_npy_abandon(&o->lens);
-    FILE *fs[3] = {o->keys, o->errors, o->captions};
-    for (int i = 0; i < 3; i++)
+    FILE *fs[4] = {o->keys, o->errors, o->captions, o->routing};
+    for (int i = 0; i < 4; i++)
         if (fs[i])
             fclose(fs[i]);
-    o->keys = o->errors = o->captions = NULL;
+    o->keys = o->errors = o->captions = o->routing = NULL;
     for (int i = 0; i <= F_DONE; i++)
         if (o->path[i][0])
             unlink(o->path[i]);
@@ -915,7 +935,8 @@ static int out_open(shard_out *o, const batch_args *a, const engine *e, const ch
         if (*c == '/' || *c == '~' || *c == '.')
             *c = '_';
     for (int i = 0; i <= F_DONE; i++) {
-        if ((i == F_CAPTIONS && !a->caption_key) || (i == F_LENGTHS && !o->ragged))
+        if ((i == F_CAPTIONS && !a->caption_key) || (i == F_LENGTHS && !o->ragged) ||
+            (i == F_ROUTING && !e->route_each))
             continue;
         if (snprintf(o->path[i], sizeof o->path[i], "%s/.%s~%s.%ld~%s", a->out, name, o->host,
                      (long)getpid(), suffix[i]) >= (int)sizeof o->path[i] ||
@@ -927,7 +948,8 @@ static int out_open(shard_out *o, const batch_args *a, const engine *e, const ch
     if (bo_npy_open(&o->npy, o->path[F_NPY], dt) ||
         !(o->keys = open_excl(o->path[F_KEYS])) || !(o->errors = open_excl(o->path[F_ERRORS])) ||
         (a->caption_key && !(o->captions = open_excl(o->path[F_CAPTIONS]))) ||
-        (o->ragged && bo_npy_open(&o->lens, o->path[F_LENGTHS], BO_I64))) {
+        (o->ragged && bo_npy_open(&o->lens, o->path[F_LENGTHS], BO_I64)) ||
+        (e->route_each && !(o->routing = open_excl(o->path[F_ROUTING])))) {
         int err = errno;
         out_abandon(o);
         return die("cannot write in %s: %s", a->out, strerror(err));
@@ -995,7 +1017,24 @@ static int get_rows(engine *e, int64_t n, const void **data, int *dims, int64_t 
 static int run_engine(engine *e, pending *pd, int64_t from, int64_t n, const char **msg)
 {
     int rc;
-    if (e->rc) {
+    if (e->rc && e->route_each) { /* n == 1: the image's routing pass, then its tokens */
+        vtok_status st = {0};
+        vtok_routing rt;
+        const int64_t n_exp = vtok_recipe_n_experts(e->r);
+        rc = vtok_recipe_route(e->rc, e->lctx, pd->imgs + from, n, NULL, e->run.prompt,
+                               e->run_format, e->w, n_exp, &rt, &st);
+        if (rc) {
+            snprintf(e->route_err, sizeof e->route_err, "routing: %s", st.msg);
+            *msg = e->route_err;
+            return rc;
+        }
+        snprintf(e->route_ans, sizeof e->route_ans, "%s", rt.answer); /* e->w: its experts */
+        vtok_routing_free(&rt);
+        vtok_run_params rp = e->run;
+        rp.same_images = 1; /* the routing pass ran the base encoder on this image */
+        rc = vtok_recipe_run_images(e->rc, pd->imgs + from, n, &rp);
+        *msg = vtok_recipe_ctx_errmsg(e->rc);
+    } else if (e->rc) {
         rc = vtok_recipe_run_images(e->rc, pd->imgs + from, n, &e->run);
         *msg = vtok_recipe_ctx_errmsg(e->rc);
     } else {
@@ -1066,6 +1105,20 @@ static int emit_rows(engine *e, pending *pd, int64_t from, int64_t n, shard_out 
             else
                 fputs("null", o->captions);
             fputs("}\n", o->captions);
+        }
+        if (o->routing) { /* route_each runs one image at a time: this one's */
+            fputs("{\"key\": ", o->routing);
+            bo_json_str(o->routing, s->key, strlen(s->key));
+            fputs(", \"experts\": [", o->routing);
+            for (int64_t k = 0, m = 0; k < vtok_recipe_n_experts(e->r); k++)
+                if (e->w[k] != 0) {
+                    const char *name = vtok_recipe_expert_name(e->r, k);
+                    fputs(m++ ? ", " : "", o->routing);
+                    bo_json_str(o->routing, name, strlen(name));
+                }
+            fputs("], \"answer\": ", o->routing);
+            bo_json_str(o->routing, e->route_ans, strlen(e->route_ans));
+            fputs("}\n", o->routing);
         }
     }
     o->count += n;
@@ -1253,7 +1306,9 @@ static int commit(shard_out *o, const batch_args *a, const engine *e, const bs_s
     bad |= bo_close_sync(o->errors) != 0;
     if (o->captions)
         bad |= bo_close_sync(o->captions) != 0;
-    o->keys = o->errors = o->captions = NULL;
+    if (o->routing)
+        bad |= bo_close_sync(o->routing) != 0;
+    o->keys = o->errors = o->captions = o->routing = NULL;
     if (bad || write_stats(o, a, e, sh, p, secs, rank, size)) {
         int err = errno;
         out_abandon(o);
@@ -1493,6 +1548,8 @@ static int batch_main(batch_args *a, int dyn, int rank, int size, const char *ho
         bs_plan_free(&plan);
         return 1;
     }
+    if (e.route_each) /* each image its own routing pass: one image per run */
+        a->batch = 1;
     /* dynamic: this rank's share is not known in advance; the progress ETA
      * assumes an even share and grows as it takes more */
     pg.shards_total = dyn ? (mine + size - 1) / size : mine;
