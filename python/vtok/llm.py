@@ -347,21 +347,25 @@ class LLM(Handle):
 
     # ------------------------------------------------------------- chat --
 
-    def _render(self, ri, n_images, question, format):
-        """The one-turn prompt text and whether BOS is added (llm.c
-        render_prompt / user_turn): LLaVA puts "<image>\\n" before the
-        question, SEED-LLaMA nothing; format None: the folder's template,
-        else vicuna_v1; "raw": the question is the whole prompt."""
-        if format == "raw":
-            return question, True
-        sep = "" if format and str(format).startswith("seed_llama") else "\n"
-        turn = ri["placeholder"] * n_images + (sep if n_images else "") + question
-        if format and format != "template":
-            name = str(format)
-        else:
-            name = None if (format or self.info["has_chat_template"]) else "vicuna_v1"
-        text = self.render_chat([("user", turn)], name, True)
-        return text, self._add_bos(name, text)
+    def _chat_prompt(self, recipe, format, question, T, image_ids):
+        """vtok_chat_prompt, the library's one-question prompt (the CLI's and
+        the server's: placeholders, "\\n" but for seed_llama formats, the
+        template or vicuna_v1, "raw", the BOS rule): an LLMBatch the caller
+        frees (vtok_llm_batch_free)."""
+        L = _lib.lib()
+        n = len(T)
+        Ta = np.ascontiguousarray(T, dtype=np.int64)
+        b = _lib.LLMBatch()
+        st = _lib.Status()
+        rc = L.vtok_chat_prompt(
+            self._m, ctypes.byref(recipe._ri), None if format is None else str(format).encode(),
+            str(question).encode("utf-8"), n,
+            Ta.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)) if n else None,
+            image_ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
+            if image_ids is not None else None, ctypes.byref(b), None, ctypes.byref(st))
+        if rc:
+            raise error(rc, _lib.text(st.msg))
+        return b
 
     def _prompt_batch(self, recipe, text, add_special, T, image_ids):
         """vtok_llm_prompt: an LLMBatch the caller frees (vtok_llm_batch_free)."""
@@ -384,8 +388,7 @@ class LLM(Handle):
         """The prompt's ids without the image positions (llm.c cli_text_ids):
         what a recipe that selects by the question (SliME) reads."""
         self._live()
-        text, add = self._render(recipe.info, n_images, question, format)
-        b = self._prompt_batch(recipe, text, add, [1] * n_images, None)
+        b = self._chat_prompt(recipe, format, question, [1] * n_images, None)
         try:
             ids = np.zeros(max(b.n, 1), np.int32)
             n = _lib.lib().vtok_llm_batch_text_ids(
@@ -415,8 +418,7 @@ class LLM(Handle):
                                     self if ri["needs_text"] or (ri["experts"] and experts is None)
                                     else None, format, abort)
                     T, ids, rows = _spliced(recipe, n)
-            text, add = self._render(ri, len(T), question, format)
-            b = self._prompt_batch(recipe, text, add, T, ids)
+            b = self._chat_prompt(recipe, format, question, T, ids)
             try:
                 if rows is not None:
                     b.embeds = rows.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
