@@ -583,9 +583,9 @@ class Conversation:
 
     def ask(self, question, stream=False, return_ids=False, abort=None, **gen):
         """The answer to the next question (text; (text, ids) with
-        return_ids; an iterator of pieces with stream=True, the turn kept
-        once it is read to the end). gen overrides the conversation's
-        generation defaults."""
+        return_ids; an iterator of pieces with stream=True: a stream left
+        early keeps the answer made so far as the turn). gen overrides the
+        conversation's generation defaults."""
         kw = dict(max_tokens=256, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0,
                   repetition_penalty=1.0, seed=0, stop=None, stop_ids=None)
         kw.update(self.gen)
