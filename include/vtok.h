@@ -720,6 +720,12 @@ int vtok_chat_render(const vtok_llm *m, const char *template_name, const vtok_ch
  * the special tokens on: Llama-3's tokenizer gives two BOS, as MoVA does). */
 int vtok_chat_add_special(const vtok_llm *m, const char *format, const char *text);
 
+/* The format a chat is rendered in, as vtok_chat_render takes it: format
+ * NULL or "template" -> NULL (the folder's chat_template) when the folder
+ * has one, else "vicuna_v1"; any other name as given. One rule for the CLI,
+ * the server, the bindings and vtok_chat_prompt. */
+const char *vtok_chat_format_name(const vtok_llm *m, const char *format);
+
 /* Built-in chat formats: the i-th name, NULL past the last. */
 const char *vtok_chat_template_name(int i);
 

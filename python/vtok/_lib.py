@@ -228,6 +228,7 @@ _SIGS = {
                                  POINTER(c_void_p), POINTER(Status)]),
     "vtok_chat_template_name": (c_char_p, [c_int]),
     "vtok_chat_add_special": (c_int, [P, c_char_p, c_char_p]),
+    "vtok_chat_format_name": (c_char_p, [P, c_char_p]),
     "vtok_llm_ctx_new": (P, [P, c_int64, POINTER(CtxParams), POINTER(Status)]),
     "vtok_llm_ctx_free": (None, [P]),
     "vtok_llm_reset": (None, [P]),

@@ -523,10 +523,9 @@ class Conversation:
         self._ready = images is None
 
     def _name(self):
-        f = self.format
-        if f and f != "template":
-            return str(f)
-        return None if (f or self.llm.info["has_chat_template"]) else "vicuna_v1"
+        n = _lib.lib().vtok_chat_format_name(
+            self.llm._m, None if self.format is None else str(self.format).encode())
+        return None if n is None else n.decode()
 
     def _image_rows(self, abort):
         r = self.recipe

@@ -929,6 +929,16 @@ int vtok_chat_add_special(const vtok_llm *L, const char *format, const char *tex
     return !(bos && bos[0] && text && !strncmp(text, bos, strlen(bos)));
 }
 
+const char *vtok_chat_format_name(const vtok_llm *L, const char *format)
+{
+    if (format && strcmp(format, "template"))
+        return format;
+    vtok_llm_info li = {0};
+    if (L)
+        vtok_llm_get_info(L, &li);
+    return li.has_chat_template ? NULL : "vicuna_v1";
+}
+
 int vtok_chat_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char *format,
                      const char *question, int64_t n_images, const int64_t *image_tokens,
                      const int64_t *image_ids, vtok_llm_batch *b, char **text_out,
@@ -940,10 +950,7 @@ int vtok_chat_prompt(const vtok_llm *L, const vtok_recipe_info *lay, const char 
         return vt_fail(st, VTOK_EINVAL, "vtok_chat_prompt: bad argument");
     if (format && !strcmp(format, "raw")) /* the question is the whole prompt */
         return vtok_llm_prompt(L, lay, question, n_images, image_tokens, image_ids, 1, b, st);
-    vtok_llm_info li;
-    vtok_llm_get_info(L, &li);
-    const char *name = format && strcmp(format, "template") ? format
-                       : format || li.has_chat_template ? NULL : "vicuna_v1";
+    const char *name = vtok_chat_format_name(L, format);
     /* the user turn: one placeholder per image, then "\n" (LLaVA's "<image>\n" + q;
      * SEED-LLaMA puts its image tokens right before the question), then q */
     const char *ph = lay->placeholder ? lay->placeholder : "";

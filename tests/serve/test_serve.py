@@ -607,6 +607,9 @@ def test_llm_only(vtok, work):
     msgs = [{"role": "user", "content": "What colour is the star?"}]
     answers = []
     for args, label in ((["--llm", llm], "llm"),
+                        # "template" without a chat_template in the folder: vicuna_v1, as
+                        # `vtok chat --format template` (vtok_chat_format_name)
+                        (["--llm", llm, "--format", "template"], "template"),
                         (["--recipe", "llava-1.5", "--model", os.path.join(SHAPES, "llava"),
                           "--llm", llm], "recipe")):
         srv = sc.Server(vtok, args + ["--threads", "2"], os.path.join(work, "serve-%s.log"
@@ -633,8 +636,9 @@ def test_llm_only(vtok, work):
         finally:
             rc = srv.stop()
         check(rc == 0, "%s server: exit 0 after SIGTERM" % label)
-    check(answers[0] is not None and answers[0] == answers[1],
-          "--llm alone answers text as the recipe server does (%r vs %r)" % tuple(answers))
+    check(answers[0] is not None and answers[0] == answers[1] == answers[2],
+          "--llm alone (and with --format template) answers text as the recipe server does "
+          "(%r, %r, %r)" % tuple(answers))
 
 
 def main():

@@ -773,7 +773,6 @@ int cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
     *answer = rt.answer;
     rt.answer = NULL;
     vtok_routing_free(&rt);
-    (void)ri;
     return 0;
 }
 
@@ -807,15 +806,13 @@ void cli_route_report(const vtok_recipe *r, const float *w, const char *answer)
  * KV cache is kept up to the first position that changed. An empty line or
  * end of input ends it. */
 static int converse(vtok_llm *m, gen_opts *o, const vtok_ctx_params *cp,
-                    const vtok_recipe_info *ri, const char *format, int has_template,
-                    int n_images, const int64_t *T, const int64_t *ids, const float *rows)
+                    const vtok_recipe_info *ri, const char *format, int n_images, const int64_t *T, const int64_t *ids, const float *rows)
 {
     vtok_status st = {0};
     vtok_chat_msg msgs[2 * MAX_TURNS];
     char *own[2 * MAX_TURNS];
     int n = 0, rc = 0;
-    const char *name = format && strcmp(format, "template") ? format
-                       : format || has_template ? NULL : "vicuna_v1";
+    const char *name = vtok_chat_format_name(m, format);
     vtok_llm_ctx *c = vtok_llm_ctx_new(m, o->n_ctx, cp, &st);
     if (!c)
         return fail("%s", st.msg);
@@ -1054,7 +1051,7 @@ int cli_chat(int argc, char **argv)
             fail("--out keeps one answer's image ids: give the question with -p");
             goto done;
         }
-        rc = converse(m, &o, &cp, &ri, format, li.has_chat_template, n_images, T, ids, rows);
+        rc = converse(m, &o, &cp, &ri, format, n_images, T, ids, rows);
         goto done;
     }
     /* raw: the text is the whole prompt, placeholders in it */

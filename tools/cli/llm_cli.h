@@ -21,12 +21,10 @@ int cli_text_ids(const vtok_llm *m, const vtok_recipe_info *ri, int n_images, co
 
 /* Routing recipes (vtok_recipe_n_experts > 0, MoVA): the routing weights w
  * [n_experts] for question q: from --experts (letters, names or "none") when
- * given, else MoVA's coarse pass: the recipe run without experts (rc), its
- * "routing" tokens in the routing prompt + q (the chat format's template),
- * greedy <= 16 tokens on c (NULL: a context of its own), the answer parsed.
- * *answer (malloc'ed) is the stripped routing answer (NULL with --experts);
- * held (may be NULL) gets the positions c then holds (ids, -1 for image
- * rows; malloc'ed) for reusing the shared prefix; gen (may be NULL) [16]
+ * given, else MoVA's coarse pass (vtok_recipe_route on c, NULL: a context
+ * of its own). *answer (malloc'ed) is the stripped routing answer (NULL with
+ * --experts); held (may be NULL) gets the routing prompt's positions (ids,
+ * -1 for image rows; malloc'ed), for layout.json; gen (may be NULL) [16]
  * the generated ids. 0, or 1 after printing. */
 int  cli_route(vtok_llm *m, vtok_llm_ctx *c, vtok_recipe *r, vtok_recipe_ctx *rc,
                const vtok_recipe_info *ri, const vtok_image *imgs, int n_images,

@@ -335,11 +335,12 @@ static int text_ids(sv_chat *c, sv_chat_job *j, const char *text, int add_specia
     return 0;
 }
 
-/* Whether j's images are, pixel for pixel, those of the last recipe run. */
+/* Whether j's images are, pixel for pixel, those of the last recipe run
+ * (never for recipes whose rows depend on the question: keep_images keeps
+ * none for them). */
 static int same_images(const sv_chat *c, const sv_chat_job *j)
 {
-    if (!c->n_last || j->n_images != c->n_last || c->ri.needs_text ||
-        vtok_recipe_n_experts(c->cfg.recipe))
+    if (!c->n_last || j->n_images != c->n_last)
         return 0;
     for (int64_t i = 0; i < j->n_images; i++) {
         const vtok_image *a = &j->imgs[i], *b = &c->last[i];
@@ -382,7 +383,7 @@ static void answer(sv_chat *c, sv_chat_job *j)
     vtok_llm_batch b = {0};
     int32_t *out = NULL, *tids = NULL;
     float w[16];
-    const char *fmt = c->cfg.format ? c->cfg.format : c->li.has_chat_template ? NULL : "vicuna_v1";
+    const char *fmt = vtok_chat_format_name(m, c->cfg.format); /* --format "template" too */
     if (vtok_chat_render(m, fmt, j->msgs, j->n_msgs, 1, &text, &st)) {
         job_fail(j, 400, "invalid_messages", st.msg);
         goto out;
