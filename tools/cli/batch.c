@@ -371,41 +371,36 @@ static int engine_question(engine *e, const batch_args *a, int dtype)
             return 1;
         e->run.cond = e->w;
         e->run.n_cond = n_exp;
-        if (a->llm) { /* one image per run: its routing, then its answer tokens */
-            vtok_status st = {0};
-            vtok_model_params mp = vtok_model_default_params();
-            mp.dtype = dtype;
-            mp.n_threads = a->threads;
-            vtok_ctx_params cp = vtok_ctx_default_params();
-            cp.n_threads = a->threads;
-            if (!(e->llm = vtok_llm_load(a->llm, &mp, &st)) ||
-                !(e->lctx = vtok_llm_ctx_new(e->llm, 0, &cp, &st)))
-                return die("%s", st.msg);
-            e->route_each = 1;
-            e->run_format = a->format;
-        }
-        return 0;
+        e->route_each = a->llm != NULL; /* one image per run: its routing, then its tokens */
     } else if (a->experts) {
         return die("--experts: recipe %s has no experts to route", e->ri.name);
+    } else if (!a->llm) {
+        return die("recipe %s selects tokens by the prompt's ids: give --llm DIR", e->ri.name);
     }
-    if (e->ri.needs_text) {
-        if (!a->llm)
-            return die("recipe %s selects tokens by the prompt's ids: give --llm DIR", e->ri.name);
-        vtok_status st = {0};
-        vtok_model_params mp = vtok_model_default_params();
-        mp.dtype = dtype;
-        mp.n_threads = a->threads;
-        int64_t n = 0;
-        if (!(e->llm = vtok_llm_load(a->llm, &mp, &st)))
+    if (!a->llm)
+        return 0;
+    vtok_status st = {0};
+    vtok_model_params mp = vtok_model_default_params();
+    mp.dtype = dtype;
+    mp.n_threads = a->threads;
+    if (!(e->llm = vtok_llm_load(a->llm, &mp, &st)))
+        return die("%s", st.msg);
+    if (e->route_each) {
+        vtok_ctx_params cp = vtok_ctx_default_params();
+        cp.n_threads = a->threads;
+        if (!(e->lctx = vtok_llm_ctx_new(e->llm, 0, &cp, &st)))
             return die("%s", st.msg);
-        /* one image's prompt: under LLaVA's chunk rule the text ids of a batch's
-         * prompt (one placeholder per image) are the same */
-        if (cli_text_ids(e->llm, &e->ri, 1, a->prompt, a->format, &e->text_ids, &n))
-            return 1;
-        e->run.llm = e->llm;
-        e->run.text_ids = e->text_ids;
-        e->run.n_text_ids = n;
+        e->run_format = a->format;
+        return 0;
     }
+    /* slime: one image's prompt; under LLaVA's chunk rule the text ids of a
+     * batch's prompt (one placeholder per image) are the same */
+    int64_t n = 0;
+    if (cli_text_ids(e->llm, &e->ri, 1, a->prompt, a->format, &e->text_ids, &n))
+        return 1;
+    e->run.llm = e->llm;
+    e->run.text_ids = e->text_ids;
+    e->run.n_text_ids = n;
     return 0;
 }
 
