@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 void vt_msg_oneline(char *msg)
 {
@@ -129,6 +130,13 @@ void *vt_calloc(size_t n, size_t size)
 void vt_free(void *p)
 {
     free(p);
+}
+
+double vt_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
 /* float -> IEEE half (binary16), round to nearest even; overflow to +-inf, NaN quiet. */

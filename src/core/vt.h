@@ -56,6 +56,8 @@ size_t      vt_dtype_size(vt_dtype t);   /* bytes per element */
 void *vt_alloc(size_t size);
 void *vt_calloc(size_t n, size_t size);
 void  vt_free(void *p);
+/* Milliseconds of the monotonic clock (stage timings). */
+double vt_now_ms(void);
 
 /* Half-precision conversions (exact; NaN payloads preserved as quiet NaN). */
 float vt_f16_to_f32(uint16_t h);

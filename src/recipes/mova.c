@@ -65,7 +65,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 enum { EXP_VIT, EXP_SAM, EXP_CODETR, EXP_P2S, EXP_N_KINDS };
 enum { IN_BASE, IN_IMAGE, IN_PATCHES };
@@ -987,12 +986,6 @@ static void align_map(const mova_expert *x, const float *map, int64_t R, float *
         vt_resize_bilinear(map, x->side, x->side, x->d, R, R, out);
 }
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
 
 static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_feats *in,
                             int64_t n, vt_stage *stages, float *work, vtok_status *st)
@@ -1023,7 +1016,7 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
     for (int64_t i = 0; i < n; i++) {
         float *ms = stages[2].data + i * (2 + s->n_exp);
         memset(ms, 0, (size_t)(2 + s->n_exp) * sizeof *ms);
-        double t0 = now_ms();
+        double t0 = vt_now_ms();
         /* the question's BERT [CLS] */
         int64_t T = text_ids(s, e->run->prompt, b.ids, st);
         if (T < 0)
@@ -1035,7 +1028,7 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
         }
         float *text = stages[0].data + i * Hb;
         memcpy(text, b.bert_h, (size_t)Hb * sizeof *text);
-        ms[0] = (float)(now_ms() - t0);
+        ms[0] = (float)(vt_now_ms() - t0);
         /* the experts routing turned on */
         float *ex = stages[1].data + i * R * R * sumc;
         const float *eptr[VT_MOV_MAX_EXPERTS] = {0};
@@ -1043,7 +1036,7 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
         for (int k = 0, off = 0; k < s->n_exp; off += (int)(R * R * s->ad.ch[k]), k++) {
             if (routing[k] == 0)
                 continue;
-            double t1 = now_ms();
+            double t1 = vt_now_ms();
             const float *map;
             if ((rc = run_expert(&s->ex[k], &eq, f, i, &b, &map, st))) {
                 e->run->aborted |= quiet.aborted;
@@ -1052,12 +1045,12 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
                 return rc;
             }
             align_map(&s->ex[k], map, R, ex + off);
-            ms[2 + k] = (float)(now_ms() - t1);
+            ms[2 + k] = (float)(vt_now_ms() - t1);
             eptr[k] = ex + off;
         }
         /* the adapter on the base map (patch rows of the requested state) */
         const float *x0 = f->hidden + (i * f->T + f->prefix) * d;
-        double t2 = now_ms();
+        double t2 = vt_now_ms();
         float *tok = stages[4].data + i * q * q * C;
         vt_mov_adapter_forward(&s->ad, e, x0, eptr, any ? routing : NULL, text, tok, b.ad);
         /* the routing tokens: 2 x 2 means of the q x q token map */
@@ -1069,7 +1062,7 @@ static int mova_forward_run(const void *state, const vt_exec *e, const vt_enc_fe
                     rt[(y * rq + x) * C + c] =
                         ((c0[0] + c0[C]) + (c0[q * C] + c0[q * C + C])) / 4.0f;
                 }
-        ms[1] = (float)(now_ms() - t2);
+        ms[1] = (float)(vt_now_ms() - t2);
     }
     return 0;
 }

@@ -17,14 +17,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static int is_space(char ch)
 {
@@ -60,7 +52,7 @@ int vtok_recipe_route(vtok_recipe_ctx *c, vtok_llm_ctx *lc, const vtok_image *im
     if (n > 4096)
         return vt_fail(st, VTOK_ELIMIT, "vtok_recipe_route: %lld images", (long long)n);
     /* the coarse pass: no routing; the adapter's gate reads the question */
-    const double t0 = now_ms();
+    const double t0 = vt_now_ms();
     vtok_run_params p = rp ? *rp : vtok_run_default_params();
     p.prompt = question;
     p.cond = NULL;
@@ -76,7 +68,7 @@ int vtok_recipe_route(vtok_recipe_ctx *c, vtok_llm_ctx *lc, const vtok_image *im
     if (!name || strcmp(name, "routing") || v.n_dims != 3 || v.ne[0] != n)
         return vt_fail(st, VTOK_EINVAL, "vtok_recipe_route: recipe %s has no routing stage",
                        ri.name);
-    const double t1 = now_ms();
+    const double t1 = vt_now_ms();
     int64_t *T = malloc((size_t)n * sizeof *T);
     const char *pre = vtok_recipe_routing_prompt(r);
     char *q = malloc(strlen(pre) + strlen(question) + 1);
@@ -139,7 +131,7 @@ int vtok_recipe_route(vtok_recipe_ctx *c, vtok_llm_ctx *lc, const vtok_image *im
         out->answer = ans;
         ans = NULL;
         out->recipe_ms = t1 - t0;
-        out->llm_ms = now_ms() - t1;
+        out->llm_ms = vt_now_ms() - t1;
     }
     rc = 0;
 done:
